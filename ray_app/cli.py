@@ -1,0 +1,176 @@
+"""The `ray-app` command line (also `python -m ray_app`): settings, the local stack, the smoke round trip, the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ray_app.config import ConfigError, Settings, load_settings
+from ray_app.stack.processes import StackError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective settings.")
+stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real engines: Kafka, Elasticsearch, Ray.")
+app.add_typer(config_app, name="config")
+app.add_typer(stack_app, name="stack")
+
+# Reports are read in terminals and in CI logs; a log gets a width that fits the tables on one line each.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML file merged over configs/default.yaml (or set RAY_APP_CONFIG)."),
+    ] = None,
+) -> None:
+    ctx.obj = config
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    try:
+        return load_settings(ctx.find_root().obj)
+    except ConfigError as exc:
+        _fail(str(exc), code=2)
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Print the effective settings (defaults, file and environment merged; secrets masked)."""
+    data = _settings(ctx).masked()
+    if as_json:
+        console.print_json(json.dumps(data))
+    else:
+        console.print(yaml.safe_dump(data, sort_keys=False), end="", highlight=False, soft_wrap=True)
+
+
+def _short(path: Path, settings: Settings) -> str:
+    return str(path.relative_to(settings.state_dir)) if path.is_relative_to(settings.state_dir) else str(path)
+
+
+def _status_table(states, title: str, settings: Settings) -> Table:  # noqa: ANN001 - list[ServiceState]
+    table = Table(title=f"{title}   (paths under {settings.state_dir})", title_justify="left")
+    for column in ("service", "pid", "address", "healthy", "data", "log"):
+        table.add_column(column, overflow="fold")
+    for state in states:
+        health = "[green]yes[/]" if state.healthy else "[red]no[/]"
+        pid = str(state.pid) if state.pid else "-"
+        note = f" ({state.action})" if getattr(state, "action", "") else ""
+        table.add_row(state.name + note, pid, state.address, health, _short(state.data_dir, settings),
+                      _short(state.log_file, settings))  # fmt: skip
+    return table
+
+
+def _stack_up(settings: Settings) -> None:
+    from ray_app.stack import manager
+
+    with console.status("starting the local stack") as spinner:
+        report = manager.up(settings, progress=lambda step: spinner.update(step))
+    console.print(_status_table(report.services, f"local stack up in {report.seconds:.1f} s", settings))
+    if report.downloaded:
+        console.print(f"downloaded once into {settings.cache_dir}: {', '.join(report.downloaded)}")
+    for note in report.notes:
+        console.print(f"  {note}")
+
+
+@stack_app.command("up")
+def stack_up(ctx: typer.Context) -> None:
+    """Start Kafka (KRaft), Elasticsearch and a Ray head; create topics and index templates. Safe to repeat."""
+    settings = _settings(ctx)
+    try:
+        _stack_up(settings)
+    except StackError as exc:
+        _fail(exc.one_line())
+
+
+@stack_app.command("down")
+def stack_down(ctx: typer.Context) -> None:
+    """Stop what `stack up` started (by pid file): gracefully, then by force. Data is kept."""
+    from ray_app.stack import manager
+
+    settings = _settings(ctx)
+    with console.status("stopping the local stack") as spinner:
+        stopped = manager.down(settings, progress=lambda step: spinner.update(step))
+    for name, was_running in stopped:
+        console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
+
+
+@stack_app.command("status")
+def stack_status(ctx: typer.Context) -> None:
+    """Each service: pid, address, healthy or not, data folder, log. Exit 1 unless all are healthy."""
+    from ray_app.stack import manager
+
+    settings = _settings(ctx)
+    states = manager.status(settings)
+    console.print(_status_table(states, "local stack", settings))
+    if not all(state.healthy for state in states):
+        raise typer.Exit(1)
+
+
+def _smoke(settings: Settings) -> bool:
+    from ray_app.smoke import run_smoke
+
+    with console.status("round trip through Kafka, Elasticsearch and Ray"):
+        results = run_smoke(settings)
+    table = Table(title="smoke round trip", title_justify="left")
+    for column in ("engine", "result", "detail", "seconds"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        table.add_row(result.engine, "[green]ok[/]" if result.ok else "[red]FAILED[/]", escape(result.detail),
+                      f"{result.seconds:.2f}")  # fmt: skip
+    console.print(table)
+    return all(result.ok for result in results)
+
+
+@app.command()
+def smoke(ctx: typer.Context) -> None:
+    """Produce and consume keyed Kafka messages, index and search a document, run a Ray job; print a report."""
+    if not _smoke(_settings(ctx)):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Run the pipeline on the embedded local default: stack up, then the round trip through every engine."""
+    settings = _settings(ctx)
+    try:
+        _stack_up(settings)
+    except StackError as exc:
+        _fail(exc.one_line())
+    ok = _smoke(settings)
+    console.print(
+        f"\nRay dashboard: {settings.ray.dashboard_url}   Elasticsearch: {settings.elasticsearch.url}   "
+        f"Kafka: {settings.kafka.bootstrap_servers}\n"
+        f"try: ray job submit --address {settings.ray.dashboard_url} -- python -c 'print(1)'\n"
+        "stop with: ray-app stack down (data is kept in " + str(settings.state_dir) + ")",
+        highlight=False,
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="ray-app")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

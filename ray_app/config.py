@@ -1,0 +1,362 @@
+"""The one settings object of the platform.
+
+Every stage reads its configuration from :class:`Settings`. Values come from, highest priority first:
+
+1. environment variables prefixed ``RAY_APP_`` with ``__`` between nested keys
+   (``RAY_APP_KAFKA__BOOTSTRAP_SERVERS=broker:9092``, ``RAY_APP_SYMBOLS='["AAPL","BTC/USD"]'``);
+2. a YAML file given with ``--config FILE`` (or ``RAY_APP_CONFIG=FILE``), deep-merged over
+3. ``configs/default.yaml``, which holds every default.
+
+A bad value fails at start-up with :class:`ConfigError`, whose message names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "RAY_APP_"
+ENV_NESTED_DELIMITER = "__"
+CONFIG_FILE_ENV = "RAY_APP_CONFIG"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "configs" / "default.yaml"
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+# Elasticsearch index names: lowercase, no spaces or \/*?"<>|,#: and not starting with -_+
+_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,254}$")
+_HEAP = re.compile(r"^\d+[mMgG]$")
+
+
+class ConfigError(ValueError):
+    """Raised when the settings cannot be loaded; its message is meant for the person at the terminal."""
+
+
+def _check_heap(value: str) -> str:
+    if not _HEAP.match(value):
+        raise ValueError("must be a JVM heap size such as 512m or 1g")
+    return value
+
+
+JvmHeap = Annotated[str, AfterValidator(_check_heap)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos: fail instead of ignoring them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicSettings(_Section):
+    name: str
+    partitions: int = Field(ge=1, le=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC_NAME.match(value) or value in {".", ".."}:
+            raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
+        return value
+
+
+class KafkaTopics(_Section):
+    trades: TopicSettings
+    bars: TopicSettings
+    dead_letters: TopicSettings
+
+    def all(self) -> list[TopicSettings]:
+        return [self.trades, self.bars, self.dead_letters]
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str
+    topics: KafkaTopics
+    replication_factor: int = Field(ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _valid_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",")]
+        if not servers or not all(_HOST_PORT.match(s) for s in servers):
+            raise ValueError("must be a comma-separated list of host:port, e.g. 127.0.0.1:9092")
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        return self
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by every producer, consumer and admin client."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
+        return conf
+
+
+class ElasticsearchIndices(_Section):
+    trades: str
+    bars_1m: str
+    bars_1h: str
+    forecasts: str
+    forecast_runs: str
+    recommendations: str
+    dead_letters: str
+
+    @field_validator("*")
+    @classmethod
+    def _valid_index(cls, value: str) -> str:
+        if not _INDEX_NAME.match(value):
+            raise ValueError("must be a lowercase index name of letters, digits, '.', '_' or '-'")
+        return value
+
+    def by_key(self) -> dict[str, str]:
+        return self.model_dump()
+
+
+class ElasticsearchSettings(_Section):
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    request_timeout_s: float = Field(gt=0)
+    number_of_shards: int = Field(ge=1)
+    number_of_replicas: int = Field(ge=0)
+    indices: ElasticsearchIndices
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not parts.port:
+            raise ValueError("must be an http(s) URL with a host and port, e.g. http://127.0.0.1:9200")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ElasticsearchSettings:
+        if self.api_key and (self.username or self.password):
+            raise ValueError("set either api_key or username/password, not both")
+        if bool(self.username) != bool(self.password):
+            raise ValueError("username and password go together")
+        return self
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``elasticsearch.Elasticsearch``."""
+        kwargs: dict[str, Any] = {
+            "hosts": [self.url],
+            "request_timeout": self.request_timeout_s,
+            "verify_certs": self.verify_certs,
+        }
+        if self.api_key:
+            kwargs["api_key"] = self.api_key.get_secret_value()
+        if self.username and self.password:
+            kwargs["basic_auth"] = (self.username, self.password.get_secret_value())
+        if self.ca_certs:
+            kwargs["ca_certs"] = str(self.ca_certs)
+        return kwargs
+
+
+class RaySettings(_Section):
+    address: str
+    dashboard_url: str
+    gcs_port: Port
+    dashboard_port: Port
+    num_cpus: int | None = Field(default=None, ge=1)
+    object_store_memory_mb: int | None = Field(default=None, ge=80)
+    temp_dir: Path | None = None
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _valid_dashboard(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL, e.g. http://127.0.0.1:8265")
+        return value.rstrip("/")
+
+
+class StackSettings(_Section):
+    """How `ray-app stack` runs the embedded local engines (ignored when you point at your own cluster)."""
+
+    kafka_controller_port: Port
+    kafka_heap: JvmHeap
+    elasticsearch_heap: JvmHeap
+    elasticsearch_transport_port: Port
+    java_home: Path | None = None
+    maven_offline: bool = False
+    maven_extra_args: list[str] = []
+    start_timeout_s: float = Field(gt=0)
+    stop_timeout_s: float = Field(gt=0)
+
+
+class SmokeSettings(_Section):
+    """The round trip `ray-app smoke` makes through every engine; its own topic and index, never the project's."""
+
+    topic: TopicSettings
+    index: str
+    messages: int = Field(ge=1, le=100_000)
+
+    @field_validator("index")
+    @classmethod
+    def _valid_index(cls, value: str) -> str:
+        return ElasticsearchIndices._valid_index(value)
+
+
+class Settings(BaseSettings):
+    """Effective settings; build one with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    state_dir: Path
+    cache_dir: Path
+    symbols: list[str] = Field(min_length=1)
+    kafka: KafkaSettings
+    elasticsearch: ElasticsearchSettings
+    ray: RaySettings
+    stack: StackSettings
+    smoke: SmokeSettings
+
+    @field_validator("state_dir", "cache_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return Path(os.path.expandvars(str(value))).expanduser().resolve()
+
+    @field_validator("symbols")
+    @classmethod
+    def _valid_symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not re.fullmatch(r"[A-Z][A-Z0-9.]{0,9}(/[A-Z]{2,6})?", s)]
+        if bad:
+            raise ValueError(f"{bad} are not ticker symbols: use e.g. AAPL, BRK.B or crypto pairs like BTC/USD")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a symbol more than once")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings passes the merged YAML files as keyword arguments; environment variables win over
+        # them, and pydantic-settings deep-merges the two, so one nested env var overrides one nested key.
+        return env_settings, init_settings
+
+    # Paths under the state directory, so every stage agrees on where things live.
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by ``**********``."""
+        return json.loads(self.model_dump_json())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"configuration error: cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration error: {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration error: {path} must hold a mapping of settings at the top level")
+    return data
+
+
+def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _format_error(error: ValidationError) -> str:
+    lines = ["configuration error:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in item["loc"]).upper()
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "is not a known setting (check the spelling against configs/default.yaml)"
+        got = item.get("input")
+        shown = "" if item["type"] in {"missing", "extra_forbidden"} or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {message}{shown}   [file key {key} or env {env_name}]")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: Path | str | None = None) -> Settings:
+    """Load the effective settings, or raise :class:`ConfigError` naming every bad key."""
+    chosen = config_file or os.environ.get(CONFIG_FILE_ENV)
+    files = [DEFAULT_CONFIG_FILE]
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"configuration error: config file {path} does not exist")
+        files.append(path)
+    merged: dict[str, Any] = {}
+    for path in files:
+        _deep_merge(merged, _read_yaml(path))
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+    except ValueError as exc:  # e.g. an env var that is not valid JSON for a list or section
+        raise ConfigError(f"configuration error: {exc}") from None

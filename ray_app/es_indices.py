@@ -1,0 +1,154 @@
+"""Elasticsearch index templates and indices of the project, applied idempotently. Nothing here deletes an index.
+
+Prices and sizes are ``double`` (the original project's 32-bit floats lost BTC's cents), trade times are
+``date_nanos`` (Alpaca sends nanoseconds), symbols are ``keyword``. Strings that a stage adds later are mapped
+as ``keyword`` and numbers as ``double`` by the dynamic templates, so no field silently becomes ``text`` or
+``long``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch
+
+from ray_app.config import Settings
+
+TEMPLATE_PREFIX = "ray-app-"
+TEMPLATE_PRIORITY = 500
+
+_DOUBLE = {"type": "double"}
+_KEYWORD = {"type": "keyword"}
+_DATE = {"type": "date"}
+_DATE_NANOS = {"type": "date_nanos"}
+_LONG = {"type": "long"}
+
+_DYNAMIC_TEMPLATES = [
+    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword", "ignore_above": 1024}}},
+    {"numbers_as_doubles": {"match_mapping_type": "long", "mapping": _DOUBLE}},
+    {"floats_as_doubles": {"match_mapping_type": "double", "mapping": _DOUBLE}},
+]
+
+_BAR_FIELDS: dict[str, Any] = {
+    "symbol": _KEYWORD,
+    "timeframe": _KEYWORD,
+    "timestamp": _DATE,  # bar start, UTC
+    "open": _DOUBLE,
+    "high": _DOUBLE,
+    "low": _DOUBLE,
+    "close": _DOUBLE,
+    "volume": _DOUBLE,
+    "trade_count": _LONG,
+    "vwap": _DOUBLE,
+    "range": _DOUBLE,
+    "notional": _DOUBLE,
+    "log_return": _DOUBLE,
+    "source": _KEYWORD,
+    "updated_at": _DATE,
+}
+
+# Mappings by settings key (ElasticsearchIndices field name).
+MAPPINGS: dict[str, dict[str, Any]] = {
+    "trades": {
+        "symbol": _KEYWORD,
+        "timestamp": _DATE_NANOS,
+        "price": _DOUBLE,
+        "size": _DOUBLE,
+        "trade_id": _KEYWORD,
+        "exchange": _KEYWORD,
+        "conditions": _KEYWORD,
+        "tape": _KEYWORD,
+        "source": _KEYWORD,
+        "schema_version": {"type": "integer"},
+        "ingested_at": _DATE_NANOS,
+    },
+    "bars_1m": _BAR_FIELDS,
+    "bars_1h": _BAR_FIELDS,
+    "forecasts": {
+        "run_id": _KEYWORD,
+        "symbol": _KEYWORD,
+        "target": _KEYWORD,
+        "timestamp": _DATE,
+        "value": _DOUBLE,
+        "lo_80": _DOUBLE,
+        "hi_80": _DOUBLE,
+        "lo_95": _DOUBLE,
+        "hi_95": _DOUBLE,
+        "model": _KEYWORD,
+        "created_at": _DATE,
+    },
+    "forecast_runs": {
+        "run_id": _KEYWORD,
+        "symbol": _KEYWORD,
+        "target": _KEYWORD,
+        "chosen_model": _KEYWORD,
+        "status": _KEYWORD,
+        "reason": {"type": "text"},
+        "created_at": _DATE,
+    },
+    "recommendations": {
+        "symbol": _KEYWORD,
+        "timestamp": _DATE,
+        "signal": _KEYWORD,
+        "sentiment": _KEYWORD,
+        "text": {"type": "text"},
+        "model": _KEYWORD,
+        "model_is_trained": {"type": "boolean"},
+    },
+    "dead_letters": {
+        "stage": _KEYWORD,
+        "reason": _KEYWORD,
+        "detail": {"type": "text"},
+        "raw": {"type": "text"},
+        "topic": _KEYWORD,
+        "partition": {"type": "integer"},
+        "offset": _LONG,
+        "timestamp": _DATE,
+    },
+}
+
+
+def client(settings: Settings) -> Elasticsearch:
+    return Elasticsearch(**settings.elasticsearch.client_kwargs())
+
+
+def template_body(settings: Settings, index: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "index_patterns": [index],
+        "priority": TEMPLATE_PRIORITY,
+        "template": {
+            "settings": {
+                "number_of_shards": settings.elasticsearch.number_of_shards,
+                "number_of_replicas": settings.elasticsearch.number_of_replicas,
+            },
+            "mappings": {"dynamic_templates": _DYNAMIC_TEMPLATES, "properties": properties},
+        },
+        "_meta": {"managed_by": "ray-app"},
+    }
+
+
+def ensure_index(settings: Settings, es: Elasticsearch, index: str, properties: dict[str, Any]) -> bool:
+    """Put the index's template (the same body again is a no-op) and create the index if missing.
+
+    Returns True when the index was created now.
+    """
+    es.indices.put_index_template(name=f"{TEMPLATE_PREFIX}{index}", **template_body(settings, index, properties))
+    if es.indices.exists(index=index):
+        return False
+    try:
+        es.indices.create(index=index)
+    except ApiError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+        return False
+    return True
+
+
+def ensure_indices(settings: Settings, es: Elasticsearch | None = None) -> list[str]:
+    """Every project index with its template; returns what was created, for the report."""
+    es = es or client(settings)
+    return [
+        f"created index {index}"
+        for key, index in settings.elasticsearch.indices.by_key().items()
+        if ensure_index(settings, es, index, MAPPINGS[key])
+    ]

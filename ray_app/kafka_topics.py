@@ -1,0 +1,40 @@
+"""The project's Kafka topics: created idempotently with their configured partitions, never altered."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ray_app.config import Settings, TopicSettings
+from ray_app.kafka_io import admin_config
+
+
+def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None, timeout_s: float = 30) -> list[str]:
+    """Create missing topics; report (and leave alone) existing ones whose partition count differs.
+
+    Changing a topic's partitions would re-map keys to partitions and break per-symbol order, so that is a
+    decision for a person, not for start-up.
+    """
+    wanted = topics if topics is not None else settings.kafka.topics.all()
+    admin = AdminClient(admin_config(settings))
+    existing = admin.list_topics(timeout=timeout_s).topics
+    notes: list[str] = []
+    to_create = []
+    for topic in wanted:
+        if topic.name in existing:
+            have = len(existing[topic.name].partitions)
+            if have != topic.partitions:
+                notes.append(f"topic {topic.name} has {have} partitions, settings say {topic.partitions}: left as is")
+            continue
+        to_create.append(
+            NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=settings.kafka.replication_factor)
+        )
+    if to_create:
+        for name, future in admin.create_topics(to_create, operation_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                notes.append(f"created topic {name}")
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    return notes

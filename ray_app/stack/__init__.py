@@ -1,0 +1,1 @@
+"""The embedded local stack of real engines (Kafka, Elasticsearch, a Ray head) behind `ray-app stack`."""

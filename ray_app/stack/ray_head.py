@@ -1,0 +1,71 @@
+"""A local Ray head node with its dashboard, so `ray job submit --address <dashboard>` works.
+
+It runs as `ray start --head --block`: that process owns the Ray daemons and shuts them down when it gets
+SIGTERM, so stopping it (and, by force, its descendants) stops exactly this cluster and never another one
+on the machine, unlike `ray stop`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from ray_app.stack.artifacts import Java
+from ray_app.stack.service import Launch, Listener, Service
+
+
+class RayHeadService(Service):
+    name = "ray"
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.ray.address} (dashboard {self.settings.ray.dashboard_url})"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.ray.temp_dir or Path("/tmp/ray")
+
+    def _dashboard_host(self) -> str:
+        return urlsplit(self.settings.ray.dashboard_url).hostname or "127.0.0.1"
+
+    def listeners(self) -> list[Listener]:
+        gcs_host = self.settings.ray.address.rsplit(":", 1)[0]
+        return [
+            Listener(gcs_host, self.settings.ray.gcs_port, "Ray GCS"),
+            Listener(self._dashboard_host(), self.settings.ray.dashboard_port, "Ray dashboard"),
+        ]
+
+    def launch(self, java: Java) -> Launch:
+        ray = self.settings.ray
+        ray_cli = Path(sys.executable).with_name("ray")
+        argv = [
+            str(ray_cli) if ray_cli.exists() else sys.executable, *([] if ray_cli.exists() else ["-m", "ray.scripts.scripts"]),
+            "start", "--head", "--block", "--disable-usage-stats",
+            f"--node-ip-address={ray.address.rsplit(':', 1)[0]}",
+            f"--port={ray.gcs_port}",
+            "--include-dashboard=true",
+            f"--dashboard-host={self._dashboard_host()}",
+            f"--dashboard-port={ray.dashboard_port}",
+        ]  # fmt: skip
+        if ray.num_cpus:
+            argv.append(f"--num-cpus={ray.num_cpus}")
+        if ray.object_store_memory_mb:
+            argv.append(f"--object-store-memory={ray.object_store_memory_mb * 1024 * 1024}")
+        if ray.temp_dir:
+            argv.append(f"--temp-dir={ray.temp_dir}")
+        # Java for RayDP's Spark executors later; the jobs inherit the head's environment.
+        # `python` in a job's entrypoint must be this environment's interpreter, which has the project installed.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        env = dict(os.environ, PATH=path, RAY_USAGE_STATS_ENABLED="0", JAVA_HOME=str(java.home))
+        return Launch(argv=argv, env=env)
+
+    def healthy(self) -> bool:
+        try:
+            response = httpx.get(f"{self.settings.ray.dashboard_url}/api/version", timeout=2)
+            return response.status_code == 200 and "ray_version" in response.json()
+        except (httpx.HTTPError, ValueError):
+            return False
