@@ -28,7 +28,7 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -67,7 +67,7 @@ def _short(path: Path, settings: Settings) -> str:
     return str(path.relative_to(settings.state_dir)) if path.is_relative_to(settings.state_dir) else str(path)
 
 
-def _status_table(states, title: str, settings: Settings) -> Table:  # noqa: ANN001 - list[ServiceState]
+def _status_table(states, title: str, settings: Settings) -> Table:
     table = Table(title=f"{title}   (paths under {settings.state_dir})", title_justify="left")
     for column in ("service", "pid", "address", "healthy", "data", "log"):
         table.add_column(column, overflow="fold")

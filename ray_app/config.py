@@ -199,6 +199,8 @@ class RaySettings(_Section):
     dashboard_url: str
     gcs_port: Port
     dashboard_port: Port
+    client_server_port: Port
+    dashboard_agent_port: Port
     num_cpus: int | None = Field(default=None, ge=1)
     object_store_memory_mb: int | None = Field(default=None, ge=80)
     temp_dir: Path | None = None
@@ -338,7 +340,7 @@ def _format_error(error: ValidationError) -> str:
             message = "is not a known setting (check the spelling against configs/default.yaml)"
         got = item.get("input")
         shown = "" if item["type"] in {"missing", "extra_forbidden"} or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {key}: {message}{shown}   [file key {key} or env {env_name}]")
+        lines.append(f"  {key}: {message}{shown}   (config file key {key}, or env {env_name})")
     return "\n".join(lines)
 
 

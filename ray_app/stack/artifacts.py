@@ -121,7 +121,9 @@ def ensure_bundle(settings: Settings, bundle: Bundle) -> tuple[Path, bool]:
         log.flush()
         code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     if code != 0:
-        raise StackError(f"downloading the {bundle} artifacts with Maven failed: {_first_maven_error(log_file)}", log_file)
+        raise StackError(
+            f"downloading the {bundle} artifacts with Maven failed: {_first_maven_error(log_file)}", log_file
+        )
     if bundle == "elasticsearch":
         _unpack_elasticsearch(staging)
     (staging / _COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))

@@ -71,11 +71,11 @@ class ElasticsearchService(Service):
         (self.config_dir / "elasticsearch.yml").write_text(self._elasticsearch_yml())
         for folder in (self.data_dir, self.settings.logs_dir / "elasticsearch", self.settings.state_dir / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith(("ES_", "JAVA_TOOL_OPTIONS"))
-        }
-        env.update(ES_JAVA_HOME=str(java.home), ES_PATH_CONF=str(self.config_dir),
-                   ES_TMPDIR=str(self.settings.state_dir / "tmp"))  # fmt: skip
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("ES_", "JAVA_TOOL_OPTIONS"))}
+        tmp = self.settings.state_dir / "tmp"
+        # CLI_JAVA_OPTS: the launcher JVM's scratch files go to the state dir too, not /tmp
+        env.update(ES_JAVA_HOME=str(java.home), ES_PATH_CONF=str(self.config_dir), ES_TMPDIR=str(tmp),
+                   CLI_JAVA_OPTS=f"-Djava.io.tmpdir={tmp}")  # fmt: skip
         argv = [str(home / "bin" / "elasticsearch")]
         if os.geteuid() == 0:
             unshare = shutil.which("unshare")

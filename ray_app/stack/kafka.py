@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 import os
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from ray_app.kafka_io import admin_config
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack.artifacts import Java, ensure_bundle, jars
-from ray_app.stack.processes import StackError
+from ray_app.stack.processes import StackError, last_log_line
 from ray_app.stack.service import Launch, Listener, Service
 
 _LOG4J2 = """\
@@ -30,6 +30,7 @@ logger.state.level = WARN
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
+
 
 class KafkaService(Service):
     name = "kafka"
@@ -110,7 +111,9 @@ class KafkaService(Service):
             log.flush()
             code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
         if code != 0:
-            raise StackError(f"formatting Kafka storage in {self.data_dir} failed", self.log_file)
+            raise StackError(
+                f"formatting Kafka storage in {self.data_dir} failed: {last_log_line(self.log_file)}", self.log_file
+            )
 
     def healthy(self) -> bool:
         host, port = self._listener
@@ -122,7 +125,7 @@ class KafkaService(Service):
             admin = AdminClient(admin_config(self.settings, **{"socket.timeout.ms": 2000}))
             metadata = admin.list_topics(timeout=2)
             return bool(metadata.brokers)
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:
             return False
 
     def after_start(self) -> list[str]:

@@ -109,7 +109,7 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
         progress(f"setting up {service.name}")
         try:
             notes.extend(service.after_start())
-        except Exception as exc:  # noqa: BLE001 - reported as one line naming the service
+        except Exception as exc:
             raise StackError(f"{service.name}: set-up after start failed: {exc}", service.log_file) from exc
 
     states = status(settings)

@@ -7,6 +7,7 @@ descendants).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,9 +98,11 @@ def start_process(
 
 
 def stop_process(pid_file: Path, timeout_s: float) -> bool:
-    """Stop the process named by ``pid_file`` and its descendants: SIGTERM, then SIGKILL after the timeout.
+    """Stop the process named by ``pid_file`` and its descendants. Returns True when something was running.
 
-    Returns True when something was running.
+    The top process is asked first (SIGTERM), since it knows how to shut its children down (Ray's
+    `ray start --block`, Elasticsearch's launcher); descendants still alive after ``timeout_s`` are
+    terminated, then killed.
     """
     record = read_pid_file(pid_file)
     proc = record.process() if record else None
@@ -107,32 +110,34 @@ def stop_process(pid_file: Path, timeout_s: float) -> bool:
         pid_file.unlink(missing_ok=True)
         return False
     try:
-        family = [proc, *proc.children(recursive=True)]
+        descendants = proc.children(recursive=True)
     except psutil.Error:
-        family = [proc]
-    for member in family:
-        try:
-            member.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=timeout_s)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+        descendants = []
+    with contextlib.suppress(psutil.Error):
+        proc.send_signal(signal.SIGTERM)
+    psutil.wait_procs([proc, *descendants], timeout=timeout_s)
+    leftovers = [p for p in (proc, *descendants) if _running(p)]
+    for signal_name in ("terminate", "kill"):
+        for member in leftovers:
+            with contextlib.suppress(psutil.Error):
+                getattr(member, signal_name)()
+        _, leftovers = psutil.wait_procs(leftovers, timeout=5)
     _reap(proc.pid)
     pid_file.unlink(missing_ok=True)
     return True
 
 
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status if the process was our child, so no zombie is left behind."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def port_owner(host: str, port: int) -> str:
@@ -174,9 +179,7 @@ def wait_until_healthy(
     while time.monotonic() < deadline:
         if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
             code = _exit_code(proc.pid)
-            raise StackError(
-                f"{name} exited during start-up (exit code {code}): {last_log_line(log_file)}", log_file
-            )
+            raise StackError(f"{name} exited during start-up (exit code {code}): {last_log_line(log_file)}", log_file)
         if probe():
             return
         time.sleep(interval_s)

@@ -37,19 +37,24 @@ class RayHeadService(Service):
         return [
             Listener(gcs_host, self.settings.ray.gcs_port, "Ray GCS"),
             Listener(self._dashboard_host(), self.settings.ray.dashboard_port, "Ray dashboard"),
+            Listener("0.0.0.0", self.settings.ray.client_server_port, "Ray Client server"),
+            Listener("0.0.0.0", self.settings.ray.dashboard_agent_port, "Ray dashboard agent"),
         ]
 
     def launch(self, java: Java) -> Launch:
         ray = self.settings.ray
         ray_cli = Path(sys.executable).with_name("ray")
+        command = [str(ray_cli)] if ray_cli.exists() else [sys.executable, "-m", "ray.scripts.scripts"]
         argv = [
-            str(ray_cli) if ray_cli.exists() else sys.executable, *([] if ray_cli.exists() else ["-m", "ray.scripts.scripts"]),
+            *command,
             "start", "--head", "--block", "--disable-usage-stats",
             f"--node-ip-address={ray.address.rsplit(':', 1)[0]}",
             f"--port={ray.gcs_port}",
             "--include-dashboard=true",
             f"--dashboard-host={self._dashboard_host()}",
             f"--dashboard-port={ray.dashboard_port}",
+            f"--ray-client-server-port={ray.client_server_port}",
+            f"--dashboard-agent-listen-port={ray.dashboard_agent_port}",
         ]  # fmt: skip
         if ray.num_cpus:
             argv.append(f"--num-cpus={ray.num_cpus}")

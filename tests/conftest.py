@@ -1,0 +1,119 @@
+"""Shared fixtures: one real local stack (Kafka, Elasticsearch, Ray head) per test session.
+
+The stack runs on free ports in a scratch state directory, configured the way users configure it (RAY_APP_*
+environment variables), so it never touches a stack the user has running. It is stopped at the end by pid
+file, and the session fails if any of its processes is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ray_app.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def stack_env(state_dir: Path, cache_dir: Path | None = None) -> dict[str, str]:
+    """RAY_APP_* variables for a stack of its own: scratch state dir, free ports."""
+    kafka, controller, es_http, es_transport, gcs, dashboard, client, agent = free_ports(8)
+    env = {
+        "RAY_APP_STATE_DIR": str(state_dir),
+        "RAY_APP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}",
+        "RAY_APP_STACK__KAFKA_CONTROLLER_PORT": str(controller),
+        "RAY_APP_ELASTICSEARCH__URL": f"http://127.0.0.1:{es_http}",
+        "RAY_APP_STACK__ELASTICSEARCH_TRANSPORT_PORT": str(es_transport),
+        "RAY_APP_RAY__ADDRESS": f"127.0.0.1:{gcs}",
+        "RAY_APP_RAY__GCS_PORT": str(gcs),
+        "RAY_APP_RAY__DASHBOARD_URL": f"http://127.0.0.1:{dashboard}",
+        "RAY_APP_RAY__DASHBOARD_PORT": str(dashboard),
+        "RAY_APP_RAY__CLIENT_SERVER_PORT": str(client),
+        "RAY_APP_RAY__DASHBOARD_AGENT_PORT": str(agent),
+        "RAY_APP_RAY__TEMP_DIR": str(state_dir / "ray"),
+        "RAY_APP_RAY__OBJECT_STORE_MEMORY_MB": "512",
+    }
+    if cache_dir is not None:
+        env["RAY_APP_CACHE_DIR"] = str(cache_dir)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`ray-app ARGS` in a subprocess, as a user would type it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ray_app", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_dir() -> Iterator[Path]:
+    # short path: Ray's unix sockets live under its temp dir and must stay under 107 characters
+    path = Path(tempfile.mkdtemp(prefix="rayapp-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir: Path) -> Iterator[Settings]:
+    """The running local stack's settings; the environment carries them to every `ray-app` subprocess."""
+    from ray_app.stack import manager
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in stack_env(stack_dir).items():
+            patch.setenv(key, value)
+        settings = load_settings()
+        manager.up(settings)
+        pids = _stack_pids(settings)
+        try:
+            yield settings
+        finally:
+            manager.down(settings)
+            pids += _stack_pids(settings)
+            left = [pid for pid in set(pids) if alive(pid)]
+            assert not left, f"stack processes left running after `stack down`: {left}"
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _stack_pids(settings: Settings) -> list[int]:
+    from ray_app.stack import manager
+    from ray_app.stack.processes import running_process
+
+    pids = []
+    for service in manager.services(settings):
+        proc = running_process(service.pid_file)
+        if proc:
+            pids += [proc.pid, *(child.pid for child in proc.children(recursive=True))]
+    return pids

@@ -1,0 +1,133 @@
+"""Settings: defaults, file and env precedence, masking, and fail-fast errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ray_app.config import ConfigError, load_settings
+from tests.conftest import run_cli
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RAY_APP_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_hold_the_documented_topics_and_indices() -> None:
+    settings = load_settings()
+    assert [t.name for t in settings.kafka.topics.all()] == ["trades", "bars", "dead-letters"]
+    assert settings.elasticsearch.indices.by_key() == {
+        "trades": "trades",
+        "bars_1m": "bars-1m",
+        "bars_1h": "bars-1h",
+        "forecasts": "forecasts",
+        "forecast_runs": "forecast-runs",
+        "recommendations": "recommendations",
+        "dead_letters": "dead-letters",
+    }
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.elasticsearch.url == "http://127.0.0.1:9200"
+    assert settings.ray.dashboard_url == "http://127.0.0.1:8265"
+
+
+def test_file_is_deep_merged_and_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text("kafka:\n  topics:\n    trades: {name: ticks, partitions: 12}\nsymbols: [AAPL]\n")
+    settings = load_settings(config)
+    assert settings.kafka.topics.trades.name == "ticks"
+    assert settings.kafka.topics.trades.partitions == 12
+    assert settings.kafka.topics.bars.name == "bars"  # untouched siblings keep their defaults
+    assert settings.symbols == ["AAPL"]
+
+    monkeypatch.setenv("RAY_APP_KAFKA__TOPICS__TRADES__PARTITIONS", "3")
+    monkeypatch.setenv("RAY_APP_SYMBOLS", '["BTC/USD", "MSFT"]')
+    settings = load_settings(config)
+    assert settings.kafka.topics.trades.partitions == 3
+    assert settings.kafka.topics.trades.name == "ticks"
+    assert settings.symbols == ["BTC/USD", "MSFT"]
+
+
+def test_config_file_from_env_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("elasticsearch:\n  url: http://es.internal:9201\n")
+    monkeypatch.setenv("RAY_APP_CONFIG", str(config))
+    assert load_settings().elasticsearch.url == "http://es.internal:9201"
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "allowed"),
+    [
+        (
+            {"RAY_APP_KAFKA__TOPICS__TRADES__PARTITIONS": "0"},
+            "kafka.topics.trades.partitions",
+            "greater than or equal to 1",
+        ),
+        ({"RAY_APP_ELASTICSEARCH__URL": "localhost"}, "elasticsearch.url", "http(s) URL"),
+        ({"RAY_APP_KAFKA__BOOTSTRAP_SERVERS": "broker"}, "kafka.bootstrap_servers", "host:port"),
+        ({"RAY_APP_STACK__KAFKA_HEAP": "lots"}, "stack.kafka_heap", "512m or 1g"),
+        ({"RAY_APP_SYMBOLS": '["aapl"]'}, "symbols", "not ticker symbols"),
+        ({"RAY_APP_KAFKA__SECURITY_PROTOCOL": "TLS"}, "kafka.security_protocol", "'PLAINTEXT', 'SSL'"),
+        ({"RAY_APP_ELASTICSEARCH__INDICES__TRADES": "Trades"}, "elasticsearch.indices.trades", "lowercase"),
+        ({"RAY_APP_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"}, "kafka", "needs sasl_mechanism"),
+    ],
+)
+def test_bad_value_fails_naming_key_and_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], key: str, allowed: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"  {key}:" in message
+    assert allowed in message
+
+
+def test_unknown_key_in_file_is_a_typo_not_ignored(tmp_path: Path) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text("kafka:\n  bootstrap_server: 10.0.0.1:9092\n")
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap_server: is not a known setting"):
+        load_settings(config)
+
+
+def test_missing_or_malformed_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kafka: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(broken)
+
+
+def test_config_show_masks_secrets() -> None:
+    result = run_cli(
+        "config",
+        "show",
+        env={
+            "RAY_APP_ELASTICSEARCH__USERNAME": "elastic",
+            "RAY_APP_ELASTICSEARCH__PASSWORD": "hunter2-secret",
+            "RAY_APP_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+            "RAY_APP_KAFKA__SASL_MECHANISM": "PLAIN",
+            "RAY_APP_KAFKA__SASL_USERNAME": "svc",
+            "RAY_APP_KAFKA__SASL_PASSWORD": "kafka-secret-value",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hunter2-secret" not in result.stdout
+    assert "kafka-secret-value" not in result.stdout
+    assert result.stdout.count("'**********'") == 2
+    assert "username: elastic" in result.stdout
+
+
+def test_cli_bad_config_exits_2_with_the_key() -> None:
+    result = run_cli("config", "show", env={"RAY_APP_KAFKA__TOPICS__BARS__PARTITIONS": "-4"})
+    assert result.returncode == 2
+    assert "kafka.topics.bars.partitions" in result.stderr
+    assert "RAY_APP_KAFKA__TOPICS__BARS__PARTITIONS" in result.stderr
+    assert "Traceback" not in result.stderr
