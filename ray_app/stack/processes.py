@@ -115,16 +115,26 @@ def stop_process(pid_file: Path, timeout_s: float) -> bool:
         descendants = []
     with contextlib.suppress(psutil.Error):
         proc.send_signal(signal.SIGTERM)
-    psutil.wait_procs([proc, *descendants], timeout=timeout_s)
-    leftovers = [p for p in (proc, *descendants) if _running(p)]
+    leftovers = _wait_gone([proc, *descendants], timeout_s)
     for signal_name in ("terminate", "kill"):
         for member in leftovers:
             with contextlib.suppress(psutil.Error):
                 getattr(member, signal_name)()
-        _, leftovers = psutil.wait_procs(leftovers, timeout=5)
+        leftovers = _wait_gone(leftovers, 5)
     _reap(proc.pid)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def _wait_gone(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait until every process has exited; returns those still running. A zombie counts as exited: only its
+    parent can reap it, and that parent may be the very process waiting on `stack down` (a test session)."""
+    deadline = time.monotonic() + timeout_s
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 def _running(proc: psutil.Process) -> bool:
