@@ -142,6 +142,64 @@ def _smoke(settings: Settings) -> bool:
 
 
 @app.command()
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option("--source", "-s", help="simulate | alpaca | backfill | replay")] = "simulate",
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default: settings' symbols).")] = None,
+    history_days: Annotated[float | None, typer.Option(help="simulate: days of history to make first.")] = None,
+    live: Annotated[bool, typer.Option("--live", help="simulate: then go on in real time (paced by --speed).")] = False,
+    trades_per_minute: Annotated[float | None, typer.Option(help="simulate: average trades/min per symbol.")] = None,
+    seed: Annotated[int | None, typer.Option(help="simulate: random seed (same seed, same trades).")] = None,
+    duration: Annotated[float | None, typer.Option(help="alpaca, simulate --live: stop after N seconds.")] = None,
+    speed: Annotated[float, typer.Option(help="replay, simulate --live: x real time; 0 = as fast as possible.")] = 1.0,
+    record: Annotated[Path | None, typer.Option(help="alpaca: also write the raw websocket frames here.")] = None,
+    days: Annotated[float | None, typer.Option(help="backfill: days of bars (default alpaca.backfill_days).")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="backfill: 1Min | 1Hour | 1Day.")] = None,
+    file: Annotated[Path | None, typer.Option(help="replay: the recording to play.")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Live progress line.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="As `ray-app --config`.")] = None,
+) -> None:
+    """Market data into Kafka (topics trades, bars; bad records to dead-letters). Ctrl-C flushes and exits."""
+    from ray_app.ingest import IngestOptions, SourceName, run_ingest
+
+    if config:
+        ctx.find_root().obj = config
+    settings = _settings(ctx)
+    try:
+        chosen = SourceName(source)
+    except ValueError:
+        _fail(f"--source must be one of {', '.join(s.value for s in SourceName)} (got {source!r})", code=2)
+    if timeframe is not None and timeframe not in {"1Min", "1Hour", "1Day"}:
+        _fail(f"--timeframe must be 1Min, 1Hour or 1Day (got {timeframe!r})", code=2)
+    options = IngestOptions(
+        source=chosen,
+        symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
+        history_days=history_days, live=live, trades_per_minute=trades_per_minute, seed=seed, duration_s=duration,
+        speed=speed, record=record, days=days, timeframe=timeframe, file=file, progress=progress,
+    )  # fmt: skip
+    try:
+        report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)))
+    except Exception as exc:
+        from ray_app.ingest.alpaca_stream import AlpacaStreamError
+        from ray_app.ingest.backfill import BackfillError
+
+        if isinstance(exc, AlpacaStreamError | BackfillError | ValueError | OSError):
+            _fail(str(exc))
+        raise
+    counters = report.counters
+    console.print(
+        f"ingest {report.source}: {counters.delivered:,} delivered in {report.seconds:.1f} s "
+        f"({counters.delivered / max(report.seconds, 1e-9):,.0f} msg/s): {counters.trades:,} trades, "
+        f"{counters.bars:,} bars, {counters.dead_letters:,} dead letters; failed {counters.failed}, "
+        f"undelivered {report.undelivered}"
+        + (f"; recorded {report.recorded_frames} frames to {record}" if record else ""),
+        highlight=False,
+    )
+    if not report.ok:
+        _fail(f"{counters.failed + report.undelivered} messages were not delivered: {counters.errors[:3]}")
+
+
+@app.command()
 def smoke(ctx: typer.Context) -> None:
     """Produce and consume keyed Kafka messages, index and search a document, run a Ray job; print a report."""
     if not _smoke(_settings(ctx)):

@@ -228,6 +228,52 @@ class StackSettings(_Section):
     stop_timeout_s: float = Field(gt=0)
 
 
+class AlpacaSettings(_Section):
+    """Alpaca market data. Keys come from ALPACA_API_KEY / ALPACA_SECRET_KEY (or RAY_APP_ALPACA__API_KEY ...)."""
+
+    api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    feed: Literal["iex", "sip"]
+    max_symbols_per_stream: int = Field(ge=1)
+    stock_stream_url: str | None = None
+    crypto_stream_url: str | None = None
+    data_url: str | None = None
+    reconnect_min_s: float = Field(gt=0)
+    reconnect_max_s: float = Field(gt=0)
+    rest_retry_attempts: int = Field(ge=0)
+    rest_retry_wait_s: float = Field(gt=0)
+    backfill_attempts: int = Field(ge=1)
+    backfill_days: float = Field(gt=0)
+    backfill_chunk_days: float = Field(gt=0)
+    backfill_timeframe: Literal["1Min", "1Hour", "1Day"]
+
+    @field_validator("stock_stream_url", "crypto_stream_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"ws", "wss"}:
+            raise ValueError("must be a ws:// or wss:// URL")
+        return value
+
+    @field_validator("data_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+
+class SimulatorSettings(_Section):
+    seed: int
+    trades_per_minute: float = Field(gt=0, le=100_000)
+    history_days: float = Field(ge=0)
+    anchor_on_real_data: bool
+
+
+class IngestSettings(_Section):
+    queue_max_messages: int = Field(ge=1000)
+    progress: bool
+
+
 class SmokeSettings(_Section):
     """The round trip `ray-app smoke` makes through every engine; its own topic and index, never the project's."""
 
@@ -258,6 +304,9 @@ class Settings(BaseSettings):
     elasticsearch: ElasticsearchSettings
     ray: RaySettings
     stack: StackSettings
+    alpaca: AlpacaSettings
+    simulator: SimulatorSettings
+    ingest: IngestSettings
     smoke: SmokeSettings
 
     @field_validator("state_dir", "cache_dir")
@@ -356,6 +405,10 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
     merged: dict[str, Any] = {}
     for path in files:
         _deep_merge(merged, _read_yaml(path))
+    # Alpaca's own variable names, as alpaca-py's docs and every Alpaca user have them
+    for name, key in (("ALPACA_API_KEY", "api_key"), ("ALPACA_SECRET_KEY", "secret_key")):
+        if os.environ.get(name):
+            merged.setdefault("alpaca", {})[key] = os.environ[name]
     try:
         return Settings(**merged)
     except ValidationError as exc:

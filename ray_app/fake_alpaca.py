@@ -1,0 +1,353 @@
+"""A local Alpaca market-data server that speaks Alpaca's real protocols, for tests and offline demos.
+
+Point the real alpaca-py clients at it with ``url_override`` (the settings ``alpaca.stock_stream_url``,
+``alpaca.crypto_stream_url``, ``alpaca.data_url``). It implements:
+
+- the msgpack websocket: ``[{"T":"success","msg":"connected"}]`` on connect, then ``auth`` ->
+  ``authenticated`` or error 402 ``auth failed``; one connection per endpoint (a second gets 406 ``connection
+  limit exceeded``); ``subscribe`` -> a ``subscription`` echo of all channels, or 405 ``symbol limit
+  exceeded``; trades ``T:"t"`` and bars ``T:"b"`` with msgpack timestamps (nanoseconds), several messages per
+  frame, only for subscribed symbols;
+- the REST bars endpoints ``/v2/stocks/bars`` (API key headers required) and ``/v1beta3/crypto/us/bars`` (no
+  keys), answering ``{"bars": {SYMBOL: [...]}, "next_page_token": ...}`` with pages of ``page_size`` bars.
+
+And, like bytewax's testing sources, it misbehaves on cue: ``drop_connections()`` cuts every websocket,
+``fail_next(n, 429)`` answers the next n REST calls with HTTP 429, ``publish_raw`` sends any bytes as a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgpack
+from aiohttp import WSMsgType, web
+
+from ray_app.schemas import format_ns
+
+STOCK_PATHS = ("/v2/iex", "/v2/sip")
+CRYPTO_PATH = "/v1beta3/crypto/us"
+CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds", "corrections",
+            "cancelErrors", "orderbooks")  # fmt: skip
+_TIMEFRAME_SECONDS = {"1Min": 60, "1Hour": 3600, "1Day": 86400, "1T": 60, "1H": 3600, "1D": 86400}
+
+
+def msgpack_timestamp(epoch_ns: int) -> msgpack.Timestamp:
+    return msgpack.Timestamp.from_unix_nano(epoch_ns)
+
+
+def trade_message(symbol: str, epoch_ns: int, price: float, size: float, trade_id: int, **extra: Any) -> dict:
+    """A trade as Alpaca's stream sends it (stocks also carry x, c, z; crypto tks)."""
+    message = {"T": "t", "S": symbol, "i": trade_id, "p": price, "s": size, "t": msgpack_timestamp(epoch_ns)}
+    if "/" in symbol:
+        message["tks"] = extra.pop("tks", "B")
+    else:
+        message.update(x=extra.pop("x", "V"), c=extra.pop("c", ["@"]), z=extra.pop("z", "C"))
+    message.update(extra)
+    return message
+
+
+@dataclass
+class _Connection:
+    ws: web.WebSocketResponse
+    feed: str
+    authenticated: bool = False
+    subscriptions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+class FakeAlpaca:
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        secret_key: str = "test-secret",
+        max_symbols: int = 30,
+        page_size: int = 100,
+        seed: int = 1,
+    ) -> None:
+        self.api_key, self.secret_key = api_key, secret_key
+        self.max_symbols = max_symbols
+        self.page_size = page_size
+        self.seed = seed
+        self.rest_requests: list[tuple[str, dict[str, str]]] = []
+        self.auth_failures = 0
+        self.connections_accepted = 0
+        self._connections: list[_Connection] = []
+        self._fail_next: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> FakeAlpaca:
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start_app())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="fake-alpaca", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake Alpaca server did not start")
+        return self
+
+    async def _start_app(self) -> None:
+        app = web.Application()
+        for path in (*STOCK_PATHS, CRYPTO_PATH):
+            app.router.add_get(path, self._websocket)
+        app.router.add_get("/v2/stocks/bars", self._stock_bars)
+        app.router.add_get("/v1beta3/crypto/us/bars", self._crypto_bars)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeAlpaca:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stock_stream_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v2/iex"
+
+    @property
+    def crypto_stream_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{CRYPTO_PATH}"
+
+    def settings_env(self) -> dict[str, str]:
+        """RAY_APP_* / ALPACA_* variables that point the platform at this server."""
+        return {
+            "ALPACA_API_KEY": self.api_key,
+            "ALPACA_SECRET_KEY": self.secret_key,
+            "RAY_APP_ALPACA__STOCK_STREAM_URL": self.stock_stream_url,
+            "RAY_APP_ALPACA__CRYPTO_STREAM_URL": self.crypto_stream_url,
+            "RAY_APP_ALPACA__DATA_URL": self.http_url,
+        }
+
+    def _call(self, coroutine: Any, timeout: float = 10) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    # --- cues for tests ---------------------------------------------------------------------------------
+    def subscribed(self, feed: str) -> set[str]:
+        return {s for c in self._connections if c.feed == feed for s in c.subscriptions.get("trades", set())}
+
+    def wait_subscribed(self, feed: str, symbols: Iterable[str], timeout: float = 30) -> None:
+        wanted = set(symbols)
+        deadline = datetime.now() + timedelta(seconds=timeout)
+        while datetime.now() < deadline:
+            if wanted <= self.subscribed(feed):
+                return
+            threading.Event().wait(0.05)
+        raise TimeoutError(f"no {feed} client subscribed to {sorted(wanted)} within {timeout} s")
+
+    def publish(self, feed: str, messages: list[dict], per_frame: int = 10) -> int:
+        """Send messages to the feed's subscribers, ``per_frame`` to a frame; returns frames sent."""
+        return self._call(self._publish(feed, messages, per_frame))
+
+    async def _publish(self, feed: str, messages: list[dict], per_frame: int) -> int:
+        frames = 0
+        for conn in list(self._connections):
+            if conn.feed != feed or not conn.authenticated:
+                continue
+            wanted = [m for m in messages if self._wants(conn, m)]
+            for i in range(0, len(wanted), per_frame):
+                await conn.ws.send_bytes(msgpack.packb(wanted[i : i + per_frame]))
+                frames += 1
+        return frames
+
+    @staticmethod
+    def _wants(conn: _Connection, message: dict) -> bool:
+        channel = {"t": "trades", "b": "bars", "q": "quotes"}.get(message.get("T", ""), "")
+        symbols = conn.subscriptions.get(channel, set())
+        return "*" in symbols or message.get("S") in symbols or channel == ""
+
+    def publish_raw(self, feed: str, frame: bytes) -> None:
+        async def send() -> None:
+            for conn in list(self._connections):
+                if conn.feed == feed and conn.authenticated:
+                    await conn.ws.send_bytes(frame)
+
+        self._call(send())
+
+    def drop_connections(self) -> int:
+        """Cut every websocket abruptly, as a network failure would; returns how many were cut."""
+
+        async def drop() -> int:
+            dropped = 0
+            for conn in list(self._connections):
+                transport = conn.ws._req.transport if conn.ws._req else None  # type: ignore[union-attr]
+                if transport:
+                    transport.abort()
+                    dropped += 1
+            return dropped
+
+        return self._call(drop())
+
+    def fail_next(self, count: int, status: int = 429) -> None:
+        self._fail_next.extend([status] * count)
+
+    # --- websocket --------------------------------------------------------------------------------------
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        feed = "crypto" if request.path == CRYPTO_PATH else "stocks"
+        await ws.send_bytes(msgpack.packb([{"T": "success", "msg": "connected"}]))
+        conn = _Connection(ws=ws, feed=feed)
+        try:
+            async for message in ws:
+                if message.type != WSMsgType.BINARY and message.type != WSMsgType.TEXT:
+                    break
+                data = message.data if message.type == WSMsgType.BINARY else message.data.encode()
+                try:
+                    action = msgpack.unpackb(data) if message.type == WSMsgType.BINARY else json.loads(data)
+                except Exception:
+                    await ws.send_bytes(msgpack.packb([{"T": "error", "code": 400, "msg": "invalid syntax"}]))
+                    continue
+                if not await self._handle(conn, action):
+                    break
+        finally:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        return ws
+
+    async def _handle(self, conn: _Connection, action: dict) -> bool:
+        ws = conn.ws
+        kind = action.get("action")
+        if kind == "auth":
+            if action.get("key") != self.api_key or action.get("secret") != self.secret_key:
+                self.auth_failures += 1
+                await ws.send_bytes(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
+                await ws.close()
+                return False
+            if any(c.feed == conn.feed and c.authenticated for c in self._connections):
+                await ws.send_bytes(msgpack.packb([{"T": "error", "code": 406, "msg": "connection limit exceeded"}]))
+                await ws.close()
+                return False
+            conn.authenticated = True
+            self._connections.append(conn)
+            self.connections_accepted += 1
+            await ws.send_bytes(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
+            return True
+        if not conn.authenticated:
+            await ws.send_bytes(msgpack.packb([{"T": "error", "code": 401, "msg": "not authenticated"}]))
+            return True
+        if kind in ("subscribe", "unsubscribe"):
+            change = {ch: set(action.get(ch) or []) for ch in CHANNELS if action.get(ch)}
+            if kind == "subscribe":
+                merged = {ch: conn.subscriptions[ch] | change.get(ch, set()) for ch in CHANNELS}
+                if conn.feed == "stocks" and len(set().union(*merged.values())) > self.max_symbols:
+                    await ws.send_bytes(msgpack.packb([{"T": "error", "code": 405, "msg": "symbol limit exceeded"}]))
+                    return True
+                for ch, symbols in merged.items():
+                    conn.subscriptions[ch] = symbols
+            else:
+                for ch, symbols in change.items():
+                    conn.subscriptions[ch] -= symbols
+            echo = {"T": "subscription", **{ch: sorted(conn.subscriptions.get(ch, set())) for ch in CHANNELS}}
+            await ws.send_bytes(msgpack.packb([echo]))
+            return True
+        await ws.send_bytes(msgpack.packb([{"T": "error", "code": 400, "msg": "invalid syntax"}]))
+        return True
+
+    # --- REST bars --------------------------------------------------------------------------------------
+    async def _stock_bars(self, request: web.Request) -> web.Response:
+        if (request.headers.get("APCA-API-KEY-ID"), request.headers.get("APCA-API-SECRET-KEY")) != (
+            self.api_key,
+            self.secret_key,
+        ):
+            return web.json_response({"message": "forbidden."}, status=403)
+        return self._bars(request, crypto=False)
+
+    async def _crypto_bars(self, request: web.Request) -> web.Response:
+        return self._bars(request, crypto=True)
+
+    def _bars(self, request: web.Request, crypto: bool) -> web.Response:
+        params = dict(request.query)
+        self.rest_requests.append((request.path, params))
+        if self._fail_next:
+            status = self._fail_next.pop(0)
+            return web.json_response({"message": "too many requests."}, status=status)
+        try:
+            symbols = [s for s in params["symbols"].split(",") if s]
+            step = _TIMEFRAME_SECONDS[params.get("timeframe", "1Hour")]
+            start = _parse_time(params["start"])
+            end = _parse_time(params["end"]) if params.get("end") else datetime.now(UTC)
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"message": f"invalid request: {exc}"}, status=422)
+        limit = min(int(params.get("limit") or 1000), self.page_size)
+        offset = int(base64.urlsafe_b64decode(params["page_token"]).decode()) if params.get("page_token") else 0
+        every = [(s, b) for s in symbols for b in self.bars_between(s, start, end, step, crypto)]
+        page = every[offset : offset + limit]
+        body: dict[str, Any] = {"bars": defaultdict(list)}
+        for symbol, bar in page:
+            body["bars"][symbol].append(bar)
+        body["next_page_token"] = (
+            base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if offset + limit < len(every) else None
+        )
+        return web.json_response(body)
+
+    def bars_between(self, symbol: str, start: datetime, end: datetime, step: int, crypto: bool) -> list[dict]:
+        """Deterministic bars (same symbol and time, same bar) on the timeframe grid in [start, end)."""
+        first = math.ceil(start.timestamp() / step) * step
+        bars = []
+        t = first
+        while t < end.timestamp():
+            moment = datetime.fromtimestamp(t, tz=UTC)
+            if crypto or (moment.weekday() < 5 and 13 <= moment.hour < 21):
+                bars.append(self._bar(symbol, t, step))
+            t += step
+        return bars
+
+    def _bar(self, symbol: str, t: int, step: int) -> dict:
+        def unit(salt: str) -> float:
+            digest = hashlib.sha256(f"{self.seed}:{symbol}:{t}:{salt}".encode()).digest()
+            return int.from_bytes(digest[:8], "big") / 2**64
+
+        base = (20 + (int(hashlib.md5(symbol.encode()).hexdigest(), 16) % 400)) * (1 + 0.05 * math.sin(t / 86400))
+        o = base * (1 + 0.004 * (unit("o") - 0.5))
+        c = base * (1 + 0.004 * (unit("c") - 0.5))
+        h = max(o, c) * (1 + 0.002 * unit("h"))
+        low = min(o, c) * (1 - 0.002 * unit("l"))
+        v = round(1000 + 9000 * unit("v"), 4)
+        return {
+            "t": format_ns(t * 1_000_000_000)[:19] + "Z",
+            "o": round(o, 4),
+            "h": round(h, 4),
+            "l": round(low, 4),
+            "c": round(c, 4),
+            "v": v,
+            "n": int(10 + 90 * unit("n")),
+            "vw": round((o + c + h + low) / 4, 4),
+        }
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

@@ -1,0 +1,137 @@
+"""Stage 1: market data into Kafka, from Alpaca (live websockets, REST backfill), a recording, or the simulator.
+
+``run_ingest`` is the one entry point: `ray-app ingest` and `python -m ray_app.ingest` (for `ray job submit`) both
+call it. Records go to the ``trades`` and ``bars`` topics keyed by symbol; anything malformed goes to
+``dead-letters`` with the reason and the raw payload, and the ingest keeps running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from ray_app.config import Settings
+from ray_app.ingest.producer import Counters, IngestItem, IngestProducer, StopFlag, progress_line, pump
+from ray_app.kafka_topics import ensure_topics
+
+
+class SourceName(StrEnum):
+    SIMULATE = "simulate"
+    ALPACA = "alpaca"
+    BACKFILL = "backfill"
+    REPLAY = "replay"
+
+
+@dataclass
+class IngestOptions:
+    source: SourceName = SourceName.SIMULATE
+    symbols: list[str] | None = None
+    # simulate
+    history_days: float | None = None
+    live: bool = False
+    trades_per_minute: float | None = None
+    seed: int | None = None
+    # alpaca and simulate --live: stop after this many seconds (None: until Ctrl-C / SIGTERM)
+    duration_s: float | None = None
+    # replay and simulate --live: x real time; 0 = as fast as possible
+    speed: float = 1.0
+    # alpaca
+    record: Path | None = None
+    # backfill
+    days: float | None = None
+    timeframe: str | None = None
+    # replay
+    file: Path | None = None
+    progress: bool | None = None
+
+
+@dataclass
+class IngestReport:
+    source: str
+    counters: Counters
+    seconds: float
+    undelivered: int
+    recorded_frames: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.counters.failed == 0 and self.undelivered == 0
+
+
+def _simulated(settings: Settings, options: IngestOptions, stop: StopFlag, idle: Callable[[float], None]):
+    from ray_app.ingest.pacing import paced
+    from ray_app.ingest.simulator import TradeSimulator, history_window
+    from ray_app.schemas import now_ns
+
+    sim_settings = settings.simulator
+    simulator = TradeSimulator(
+        options.symbols or settings.symbols,
+        seed=sim_settings.seed if options.seed is None else options.seed,
+        trades_per_minute=options.trades_per_minute or sim_settings.trades_per_minute,
+        anchor_on_real_data=sim_settings.anchor_on_real_data,
+    )
+    days = sim_settings.history_days if options.history_days is None else options.history_days
+    start, live_start = history_window(days, now_ns())
+    if days > 0:
+        yield from simulator.trades(start, live_start)
+    if options.live and not stop.is_set():
+        live_end = live_start + int((options.duration_s or 10 * 365 * 86400) * 1e9 * max(options.speed, 1e-9))
+        yield from paced(simulator.trades(live_start, live_end), lambda t: t.timestamp_ns, options.speed, stop, idle)
+
+
+def _stop_after(stop: StopFlag, seconds: float | None) -> None:
+    if seconds:
+        import threading
+
+        timer = threading.Timer(seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+
+
+def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None = None,
+               on_message: Callable[[str], None] | None = None) -> IngestReport:  # fmt: skip
+    """Run one source into Kafka until it ends or is stopped; flush; report what was delivered."""
+    stop = stop or StopFlag()
+    ensure_topics(settings)
+    producer = IngestProducer(settings, **{"queue.buffering.max.messages": settings.ingest.queue_max_messages})
+    began = time.monotonic()
+    show_progress = settings.ingest.progress if options.progress is None else options.progress
+    recorded = 0
+    items: Iterator[IngestItem] | None = None
+    with stop.on_signals(), progress_line(producer.counters, options.source.value) if show_progress else nullcontext():
+        if options.source is SourceName.SIMULATE:
+            items = _simulated(settings, options, stop, producer.poll)
+        elif options.source is SourceName.REPLAY:
+            from ray_app.ingest.recording import replay
+
+            if not options.file:
+                raise ValueError("--source replay needs --file RECORDING")
+            items = replay(options.file, options.symbols or settings.symbols, options.speed, stop, producer.poll)
+        elif options.source is SourceName.BACKFILL:
+            from ray_app.ingest.backfill import backfill
+
+            items = backfill(settings, options.days or settings.alpaca.backfill_days,
+                             options.timeframe or settings.alpaca.backfill_timeframe, stop,
+                             symbols=options.symbols, on_retry=on_message)  # fmt: skip
+        if items is not None:
+            _stop_after(stop, options.duration_s if options.source is not SourceName.SIMULATE else None)
+            pump(items, producer, stop)
+        else:
+            from ray_app.ingest.alpaca_stream import AlpacaLiveSource
+            from ray_app.ingest.recording import FrameRecorder
+
+            recorder = FrameRecorder(options.record) if options.record else None
+            try:
+                source = AlpacaLiveSource(settings, producer.send, stop, recorder, options.symbols)
+                _stop_after(stop, options.duration_s)
+                source.run()
+            finally:
+                if recorder:
+                    recorder.close()
+                    recorded = recorder.frames
+        undelivered = producer.flush(60)
+    return IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded)

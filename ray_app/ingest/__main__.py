@@ -1,0 +1,7 @@
+"""`python -m ray_app.ingest ...` is `ray-app ingest ...`, for `ray job submit --working-dir . -- python -m ...`."""
+
+import sys
+
+from ray_app.cli import app
+
+app(args=["ingest", *sys.argv[1:]], prog_name="python -m ray_app.ingest")

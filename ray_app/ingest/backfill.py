@@ -1,0 +1,110 @@
+"""History for forecasting: Alpaca's bars for the last N days through alpaca-py's historical clients.
+
+Requests go one symbol and one time chunk at a time (``alpaca.backfill_chunk_days``), so memory stays small
+and a failure loses one chunk's work, not the run's. alpaca-py follows ``next_page_token`` within a chunk and
+retries HTTP 429 itself; when it gives up, this module backs off exponentially and retries the chunk. Crypto
+needs no keys; stocks do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from alpaca.common.exceptions import APIError
+from alpaca.data.enums import DataFeed
+from alpaca.data.historical.crypto import CryptoHistoricalDataClient
+from alpaca.data.historical.stock import StockHistoricalDataClient
+from alpaca.data.requests import CryptoBarsRequest, StockBarsRequest
+from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+from ray_app.config import Settings
+from ray_app.ingest import parse
+from ray_app.ingest.producer import IngestItem, StopFlag
+from ray_app.ingest.simulator import is_crypto
+from ray_app.schemas import Source
+
+TIMEFRAMES = {
+    "1Min": TimeFrame(1, TimeFrameUnit.Minute),
+    "1Hour": TimeFrame(1, TimeFrameUnit.Hour),
+    "1Day": TimeFrame(1, TimeFrameUnit.Day),
+}
+
+
+class BackfillError(RuntimeError):
+    pass
+
+
+def _clients(settings: Settings) -> tuple[StockHistoricalDataClient | None, CryptoHistoricalDataClient]:
+    alpaca = settings.alpaca
+    key = alpaca.api_key.get_secret_value() if alpaca.api_key else None
+    secret = alpaca.secret_key.get_secret_value() if alpaca.secret_key else None
+    stocks = (
+        StockHistoricalDataClient(key, secret, raw_data=True, url_override=alpaca.data_url) if key and secret else None
+    )
+    crypto = CryptoHistoricalDataClient(key, secret, raw_data=True, url_override=alpaca.data_url)
+    for client in (stocks, crypto):
+        if client is not None:
+            # alpaca-py's own retry of 429/504 within a request; our backoff below wraps the whole chunk
+            client._retry = alpaca.rest_retry_attempts
+            client._retry_wait = alpaca.rest_retry_wait_s
+    return stocks, crypto
+
+
+def _chunks(start: datetime, end: datetime, days: float) -> Iterator[tuple[datetime, datetime]]:
+    step = timedelta(days=days)
+    while start < end:
+        yield start, min(start + step, end)
+        start += step
+
+
+def backfill(
+    settings: Settings,
+    days: float,
+    timeframe: str,
+    stop: StopFlag,
+    symbols: list[str] | None = None,
+    end: datetime | None = None,
+    on_retry: Callable[[str], None] | None = None,
+) -> Iterator[IngestItem]:
+    """Bars (and dead letters for malformed ones) for every symbol, oldest first per symbol."""
+    symbols = symbols or settings.symbols
+    stocks, crypto = _clients(settings)
+    if stocks is None and any(not is_crypto(s) for s in symbols):
+        raise BackfillError("stock bars need Alpaca API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY "
+                            "(crypto works without them)")  # fmt: skip
+    end = end or datetime.now(UTC)
+    start = end - timedelta(days=days)
+    alpaca = settings.alpaca
+    for symbol in symbols:
+        for chunk_start, chunk_end in _chunks(start, end, alpaca.backfill_chunk_days):
+            if stop.is_set():
+                return
+            if is_crypto(symbol):
+                request = CryptoBarsRequest(symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe],
+                                            start=chunk_start, end=chunk_end)  # fmt: skip
+                fetch = crypto.get_crypto_bars
+            else:
+                request = StockBarsRequest(symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe],
+                                           start=chunk_start, end=chunk_end, feed=DataFeed(alpaca.feed))  # fmt: skip
+                fetch = stocks.get_stock_bars  # type: ignore[union-attr]
+            raw = _with_backoff(fetch, request, settings, stop, f"{symbol} {chunk_start:%Y-%m-%d}", on_retry)
+            for bar in (raw or {}).get(symbol, []):
+                yield parse.rest_bar(bar, symbol, timeframe, Source.ALPACA_REST, settings.symbols)
+
+
+def _with_backoff(fetch, request, settings: Settings, stop: StopFlag, what: str, on_retry) -> dict:
+    attempts = settings.alpaca.backfill_attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return fetch(request)
+        except APIError as exc:
+            status = exc.status_code
+            if status not in (429, 500, 502, 503, 504) or attempt == attempts:
+                raise BackfillError(f"Alpaca answered HTTP {status} for {what}: {exc}") from exc
+            delay = min(settings.alpaca.rest_retry_wait_s * 2**attempt, 60.0)
+            if on_retry:
+                on_retry(f"HTTP {status} for {what}; retrying in {delay:.1f} s (attempt {attempt}/{attempts})")
+            if stop.wait(delay):
+                return {}
+    return {}

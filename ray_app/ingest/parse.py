@@ -1,0 +1,161 @@
+"""Alpaca's wire messages -> typed records, or a dead letter that says why not.
+
+Handles the websocket messages (msgpack-decoded dicts: trades ``T:"t"``, bars ``T:"b"``/``"u"``/``"d"``, with
+msgpack timestamps) and the REST bars (dicts with RFC 3339 ``t``). Control messages (success, subscription,
+error) are not records and parse to ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+import msgpack
+from pydantic import ValidationError
+
+from ray_app.schemas import Bar, DeadLetter, Source, Trade, parse_rfc3339_ns
+
+STAGE = "ingest"
+CONTROL_TYPES = {"success", "subscription", "error"}
+BAR_TYPES = {"b", "u", "d"}
+_TIMEFRAME_OF_STREAM_BAR = {"b": "1Min", "u": "1Min", "d": "1Day"}
+
+
+class Rejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def to_ns(value: Any) -> int:
+    """A msgpack Timestamp, an RFC 3339 string, or integer nanoseconds -> nanoseconds since the epoch."""
+    if isinstance(value, msgpack.Timestamp):
+        return value.to_unix_nano()
+    if isinstance(value, str):
+        return parse_rfc3339_ns(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{value!r} is not a timestamp")
+
+
+def raw_json(message: Any) -> str:
+    """The message as JSON for a dead letter (msgpack timestamps as RFC 3339 with nanoseconds)."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, msgpack.Timestamp):
+            from ray_app.schemas import format_ns
+
+            return format_ns(obj.to_unix_nano())
+        if isinstance(obj, bytes):
+            return obj.decode("utf-8", "replace")
+        return repr(obj)
+
+    return json.dumps(message, default=default, ensure_ascii=False)
+
+
+def _field(message: dict[str, Any], key: str, name: str) -> Any:
+    if key not in message or message[key] is None:
+        raise Rejected("missing_field", f"field '{key}' ({name}) is missing")
+    return message[key]
+
+
+def _validated(model: type[Trade] | type[Bar], fields: dict[str, Any]) -> Trade | Bar:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+        )
+        raise Rejected("invalid_value", problems) from None
+
+
+def _timestamp(message: dict[str, Any]) -> int:
+    try:
+        return to_ns(_field(message, "t", "timestamp"))
+    except Rejected:
+        raise
+    except (ValueError, OverflowError) as exc:
+        raise Rejected("invalid_value", f"field 't' (timestamp): {exc}") from None
+
+
+def _check_symbol(symbol: Any, allowed: Collection[str] | None) -> str:
+    if not isinstance(symbol, str) or not symbol:
+        raise Rejected("invalid_value", f"field 'S' (symbol) must be a non-empty string, got {symbol!r}")
+    if allowed is not None and symbol not in allowed:
+        raise Rejected("unknown_symbol", f"symbol {symbol!r} is not one of the configured symbols")
+    return symbol
+
+
+def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> Trade:
+    symbol = _check_symbol(_field(message, "S", "symbol"), allowed)
+    conditions = message.get("c") or []
+    if not isinstance(conditions, list):
+        conditions = [conditions]
+    return _validated(
+        Trade,
+        {
+            "symbol": symbol,
+            "timestamp_ns": _timestamp(message),
+            "price": _field(message, "p", "price"),
+            "size": _field(message, "s", "size"),
+            "trade_id": str(_field(message, "i", "trade id")),
+            "exchange": message.get("x"),
+            "conditions": [str(c) for c in conditions],
+            "tape": message.get("z"),
+            "taker_side": message.get("tks"),
+            "source": source,
+        },
+    )  # type: ignore[return-value]
+
+
+def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, allowed: Collection[str] | None) -> Bar:
+    return _validated(
+        Bar,
+        {
+            "symbol": _check_symbol(symbol, allowed),
+            "timeframe": timeframe,
+            "timestamp_ns": _timestamp(message),
+            "open": _field(message, "o", "open"),
+            "high": _field(message, "h", "high"),
+            "low": _field(message, "l", "low"),
+            "close": _field(message, "c", "close"),
+            "volume": _field(message, "v", "volume"),
+            "trade_count": message.get("n"),
+            "vwap": message.get("vw") or None,
+            "source": source,
+        },
+    )  # type: ignore[return-value]
+
+
+def stream_message(message: Any, source: Source, allowed: Collection[str] | None) -> Trade | Bar | DeadLetter | None:
+    """One websocket message -> a record, a dead letter, or None for control messages."""
+    if not isinstance(message, dict):
+        return dead_letter(raw_json(message), "unparseable", "a message must be a map", source)
+    kind = message.get("T")
+    try:
+        if kind == "t":
+            return stream_trade(message, source, allowed)
+        if kind in BAR_TYPES:
+            return bar(message, message.get("S"), _TIMEFRAME_OF_STREAM_BAR[kind], source, allowed)
+        if kind in CONTROL_TYPES:
+            return None
+        raise Rejected("unknown_type", f"message type T={kind!r} is not a trade or a bar")
+    except Rejected as exc:
+        return dead_letter(raw_json(message), exc.reason, exc.detail, source)
+
+
+def rest_bar(
+    message: Any, symbol: str, timeframe: str, source: Source, allowed: Collection[str] | None
+) -> Bar | DeadLetter:
+    if not isinstance(message, dict):
+        return dead_letter(raw_json(message), "unparseable", "a bar must be a map", source)
+    try:
+        return bar(message, symbol, timeframe, source, allowed)
+    except Rejected as exc:
+        return dead_letter(raw_json({"S": symbol, **message}), exc.reason, exc.detail, source)
+
+
+def dead_letter(raw: bytes | str, reason: str, detail: str, source: Source | str) -> DeadLetter:
+    return DeadLetter.of(raw, stage=STAGE, reason=reason, detail=detail, source=str(source))

@@ -1,0 +1,151 @@
+"""The typed records that cross stage boundaries: trades and bars on Kafka, and dead letters.
+
+One JSON encoding on Kafka (``Record.to_json``), key = symbol, so per-symbol order holds. Field names mirror
+Alpaca's (trade: price ``p``, size ``s``, id ``i``, exchange ``x``, conditions ``c``, tape ``z``; bar: ``o h l c
+v n vw``) spelled out. Times are UTC: ``timestamp`` is RFC 3339 with all nine fractional digits (Alpaca sends
+nanoseconds; Python's datetime would cut them to microseconds) and ``timestamp_ns`` is the same instant as an
+integer, for Spark's event-time arithmetic.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class Source(StrEnum):
+    ALPACA_STREAM = "alpaca-stream"
+    ALPACA_REST = "alpaca-rest"
+    REPLAY = "replay"
+    SIMULATOR = "simulator"
+
+
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def format_ns(epoch_ns: int) -> str:
+    """Nanoseconds since the epoch -> ``2026-11-28T14:30:00.123456789Z``."""
+    seconds, nanos = divmod(epoch_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """``2026-11-28T14:30:00.123456789Z`` (or an offset, or fewer digits) -> nanoseconds since the epoch."""
+    text = text.strip()
+    main, fraction, zone = text, "", ""
+    if text.endswith(("Z", "z")):
+        main, zone = text[:-1], "+00:00"
+    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        main, zone = text[:-6], text[-6:]
+    else:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    if "." in main:
+        main, fraction = main.split(".", 1)
+        if not fraction.isdigit() or len(fraction) > 9:
+            raise ValueError(f"timestamp {text!r} has a bad fraction of a second")
+    whole = datetime.fromisoformat(main + zone)
+    return int(whole.timestamp()) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    symbol: Annotated[str, Field(min_length=1, max_length=16)]
+    timestamp_ns: Annotated[int, Field(gt=0)]
+    source: Source
+
+    @property
+    def timestamp(self) -> str:
+        return format_ns(self.timestamp_ns)
+
+    def to_json(self) -> bytes:
+        """The one encoding on Kafka: the model's fields plus ``timestamp`` (RFC 3339, nanoseconds)."""
+        data = self.model_dump(mode="json")
+        data["timestamp"] = self.timestamp
+        return _dumps(data)
+
+
+class Trade(Record):
+    kind: Literal["trade"] = "trade"
+    price: PositiveFinite
+    size: PositiveFinite
+    trade_id: Annotated[str, Field(min_length=1)]
+    exchange: str | None = None
+    conditions: list[str] = []
+    tape: str | None = None
+    taker_side: Literal["B", "S"] | None = None  # crypto only
+
+
+class Bar(Record):
+    kind: Literal["bar"] = "bar"
+    timeframe: Literal["1Min", "1Hour", "1Day"]
+    open: PositiveFinite
+    high: PositiveFinite
+    low: PositiveFinite
+    close: PositiveFinite
+    volume: NonNegativeFinite
+    trade_count: Annotated[int, Field(ge=0)] | None = None
+    vwap: PositiveFinite | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Bar:
+        if not self.low <= min(self.open, self.close) <= max(self.open, self.close) <= self.high:
+            raise ValueError(f"low <= open, close <= high does not hold (o={self.open} h={self.high} "
+                             f"l={self.low} c={self.close})")  # fmt: skip
+        return self
+
+
+class DeadLetter(BaseModel):
+    """A record that could not be used, with why, and the payload exactly as it came."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    stage: str
+    reason: Literal["unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type"]
+    detail: str
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    source: str
+    intended_topic: str | None = None
+    received_at: str = Field(default_factory=lambda: format_ns(now_ns()))
+
+    @field_validator("detail")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        return value[:2000]
+
+    @classmethod
+    def of(cls, raw: bytes | str, **fields: object) -> DeadLetter:
+        if isinstance(raw, str):
+            return cls(raw=raw, **fields)  # type: ignore[arg-type]
+        try:
+            return cls(raw=raw.decode("utf-8"), **fields)  # type: ignore[arg-type]
+        except UnicodeDecodeError:
+            return cls(raw=base64.b64encode(raw).decode(), raw_encoding="base64", **fields)  # type: ignore[arg-type]
+
+    def to_json(self) -> bytes:
+        return _dumps(self.model_dump(mode="json"))
+
+
+def _dumps(data: dict) -> bytes:
+    import json
+
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def utc_datetime(epoch_ns: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ns / 1e9, tz=UTC)

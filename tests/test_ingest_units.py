@@ -1,0 +1,161 @@
+"""Ingest without engines: parsing Alpaca's messages, dead-letter reasons, timestamps, the simulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import msgpack
+import numpy as np
+import pytest
+
+from ray_app.ingest import parse
+from ray_app.ingest.recording import frame_items
+from ray_app.ingest.simulator import MINUTE_NS, TradeSimulator, real_daily_anchors
+from ray_app.schemas import Bar, DeadLetter, Source, Trade, format_ns, parse_rfc3339_ns
+
+ALLOWED = {"AAPL", "BTC/USD"}
+T0 = 1_795_793_400_123_456_789  # 2026-11-27T15:30:00.123456789Z
+
+
+def stock_trade(**changes: object) -> dict:
+    message = {"T": "t", "S": "AAPL", "i": 52983525029461, "x": "V", "p": 231.45, "s": 100, "c": ["@"], "z": "C",
+               "t": msgpack.Timestamp.from_unix_nano(T0)}  # fmt: skip
+    message.update(changes)
+    return {k: v for k, v in message.items() if v is not None}
+
+
+def test_stream_trade_keeps_nanoseconds_and_every_field() -> None:
+    trade = parse.stream_message(stock_trade(), Source.ALPACA_STREAM, ALLOWED)
+    assert isinstance(trade, Trade)
+    assert trade.timestamp_ns == T0
+    assert trade.timestamp == "2026-11-27T15:30:00.123456789Z"
+    assert (trade.price, trade.size, trade.trade_id, trade.exchange, trade.conditions, trade.tape) == (
+        231.45, 100, "52983525029461", "V", ["@"], "C")  # fmt: skip
+    encoded = json.loads(trade.to_json())
+    assert encoded["timestamp"] == "2026-11-27T15:30:00.123456789Z"
+    assert encoded["source"] == "alpaca-stream" and encoded["schema_version"] == 1 and encoded["kind"] == "trade"
+
+
+def test_crypto_trade_and_bar() -> None:
+    crypto = {"T": "t", "S": "BTC/USD", "i": 7, "p": 101234.56, "s": 0.0012, "tks": "S", "t": "2026-11-27T15:30:01Z"}
+    trade = parse.stream_message(crypto, Source.ALPACA_STREAM, ALLOWED)
+    assert isinstance(trade, Trade) and trade.taker_side == "S" and trade.price == 101234.56
+    bar = parse.stream_message(
+        {"T": "b", "S": "AAPL", "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 300, "n": 4, "vw": 1.2, "t": T0},
+        Source.ALPACA_STREAM,
+        ALLOWED,
+    )
+    assert isinstance(bar, Bar) and bar.timeframe == "1Min" and bar.trade_count == 4
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "detail"),
+    [
+        (stock_trade(p=-1.5), "invalid_value", "price"),
+        (stock_trade(s=0), "invalid_value", "size"),
+        (stock_trade(p=None), "missing_field", "'p' (price)"),
+        (stock_trade(t=None), "missing_field", "'t'"),
+        (stock_trade(t="yesterday"), "invalid_value", "timestamp"),
+        (stock_trade(S="ZZZZ"), "unknown_symbol", "ZZZZ"),
+        (stock_trade(p="abc"), "invalid_value", "price"),
+        ({"T": "q", "S": "AAPL"}, "unknown_type", "T='q'"),
+        ({"T": "b", "S": "AAPL", "o": 5, "h": 4, "l": 3, "c": 4, "v": 1, "t": T0}, "invalid_value", "low <= open"),
+        ("not a map", "unparseable", "must be a map"),
+    ],
+)
+def test_bad_messages_become_dead_letters_with_the_reason_and_raw_payload(message, reason, detail) -> None:
+    letter = parse.stream_message(message, Source.ALPACA_STREAM, ALLOWED)
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == reason
+    assert detail in letter.detail
+    assert letter.stage == "ingest" and letter.source == "alpaca-stream"
+    if isinstance(message, dict) and message.get("S"):
+        assert json.loads(letter.raw)["S"] == message["S"]  # the payload as it came, readable
+
+
+def test_control_messages_are_not_records() -> None:
+    for message in ({"T": "success", "msg": "authenticated"}, {"T": "subscription", "trades": ["AAPL"]}):
+        assert parse.stream_message(message, Source.ALPACA_STREAM, ALLOWED) is None
+
+
+def test_a_frame_that_is_not_msgpack_is_one_dead_letter_with_the_bytes() -> None:
+    garbage = b"\xc1\xff\x00garbage"
+    (letter,) = frame_items(garbage, Source.ALPACA_STREAM, ALLOWED)
+    assert isinstance(letter, DeadLetter) and letter.reason == "unparseable"
+    assert letter.raw_encoding == "base64" and base64.b64decode(letter.raw) == garbage
+
+
+def test_a_frame_with_good_and_bad_messages_keeps_the_good_ones() -> None:
+    frame = msgpack.packb([stock_trade(), stock_trade(p=-1), stock_trade(i=2), {"T": "success", "msg": "x"}])
+    items = list(frame_items(frame, Source.REPLAY, ALLOWED))
+    assert [type(i).__name__ for i in items] == ["Trade", "DeadLetter", "Trade"]
+
+
+def test_rfc3339_nanoseconds_round_trip() -> None:
+    assert parse_rfc3339_ns(format_ns(T0)) == T0
+    assert parse_rfc3339_ns("2026-11-27T10:30:00.5-05:00") == parse_rfc3339_ns("2026-11-27T15:30:00.500000000Z")
+    with pytest.raises(ValueError, match="time zone"):
+        parse_rfc3339_ns("2026-11-27T15:30:00")
+
+
+# --- the simulator -----------------------------------------------------------------------------------------
+WEEK_START = 1_795_392_000_000_000_000  # Monday 2026-11-23 00:00 UTC
+
+
+def test_simulator_is_seeded_and_reproducible() -> None:
+    def run(seed: int) -> list[bytes]:
+        sim = TradeSimulator(["AAPL", "BTC/USD"], seed=seed, trades_per_minute=20)
+        return [t.to_json() for t in sim.trades(WEEK_START, WEEK_START + 86400 * 10**9)]
+
+    first = run(7)
+    assert first == run(7)
+    assert first != run(8)
+    assert all(json.loads(t)["source"] == "simulator" for t in first[:100])
+
+
+def test_simulator_trades_stocks_only_in_market_hours_and_crypto_all_day() -> None:
+    sim = TradeSimulator(["AAPL", "BTC/USD"], seed=1, trades_per_minute=10)
+    saturday = WEEK_START + 5 * 86400 * 10**9
+    trades = list(sim.trades(WEEK_START, saturday + 86400 * 10**9))
+    stock_minutes = {TradeSimulator.stock_minute_of_session(t.timestamp_ns - t.timestamp_ns % MINUTE_NS)
+                     for t in trades if t.symbol == "AAPL"}  # fmt: skip
+    assert None not in stock_minutes  # every AAPL trade falls in 09:30-16:00 New York on a weekday
+    assert not [t for t in trades if t.symbol == "AAPL" and t.timestamp_ns >= saturday]
+    crypto_hours = {(t.timestamp_ns // 3_600_000_000_000) % 24 for t in trades if t.symbol == "BTC/USD"}
+    assert crypto_hours == set(range(24))
+    stamps = [t.timestamp_ns for t in trades]
+    assert stamps == sorted(stamps)
+
+
+def test_simulator_volume_profile_and_volatility_clustering() -> None:
+    sim = TradeSimulator(["MSFT"], seed=3, trades_per_minute=40)
+    trades = list(sim.trades(WEEK_START, WEEK_START + 5 * 86400 * 10**9))
+    per_minute: dict[int, list[float]] = {}
+    for t in trades:
+        per_minute.setdefault(
+            TradeSimulator.stock_minute_of_session(t.timestamp_ns - t.timestamp_ns % MINUTE_NS), []
+        ).append(t.price)
+    counts = np.array([len(per_minute.get(m, [])) for m in range(390)], dtype=float)
+    assert counts[:30].mean() > 1.5 * counts[150:240].mean()  # a busy open, a quiet lunch
+    assert counts[-30:].mean() > 1.3 * counts[150:240].mean()  # and a busy close
+    closes = [trades_in[-1] for _, trades_in in sorted(per_minute.items())]
+    returns = np.diff(np.log(closes))
+    magnitude = np.abs(returns - returns.mean())
+    autocorr = np.corrcoef(magnitude[:-1], magnitude[1:])[0, 1]
+    assert autocorr > 0.05  # volatility clusters (i.i.d. returns would give ~0)
+
+
+def test_simulator_prices_and_sizes_are_plausible_and_anchored_on_real_bars() -> None:
+    anchors = real_daily_anchors()
+    assert {"AAPL", "IBM", "MSFT", "GOOG"} <= set(anchors)
+    sim = TradeSimulator(["IBM", "ETH/USD", "ZZZ"], seed=5, trades_per_minute=20)
+    trades = list(sim.trades(WEEK_START, WEEK_START + 86400 * 10**9))
+    ibm = [t for t in trades if t.symbol == "IBM"]
+    assert abs(ibm[0].price / anchors["IBM"].closes[-1] - 1) < 0.05
+    assert all(t.size >= 1 and t.size == int(t.size) and t.tape == "A" for t in ibm)
+    assert any(t.conditions == ["@", "I"] and t.size < 100 for t in ibm)  # odd lots are marked
+    eth = [t for t in trades if t.symbol == "ETH/USD"]
+    assert all(0 < t.size < 1000 and t.taker_side in {"B", "S"} for t in eth)
+    assert all(1000 < t.price < 10000 for t in eth)
+    assert all(t.price > 0 for t in trades)
