@@ -206,15 +206,51 @@ def smoke(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
+def _demo_ingest(settings: Settings) -> bool:
+    """Feed Kafka with the simulator's history once (a second demo finds it there and says so)."""
+    from ray_app.ingest import IngestOptions, SourceName, run_ingest
+    from ray_app.kafka_topics import topic_sizes
+
+    topics = settings.kafka.topics
+    sim = settings.simulator
+    marker = settings.state_dir / "ingest" / "simulated-history.json"
+    wanted = {"symbols": settings.symbols, "seed": sim.seed, "days": sim.history_days,
+              "trades_per_minute": sim.trades_per_minute, "topic": topics.trades.name}  # fmt: skip
+    if marker.is_file() and json.loads(marker.read_text()).get("settings") == wanted:
+        console.print(f"\ningest: the simulated history is already in '{topics.trades.name}' ({marker}); not again")
+    else:
+        days = settings.simulator.history_days
+        console.print(f"\ningest: simulating {days:g} days of trades for {', '.join(settings.symbols)} "
+                      f"(seed {settings.simulator.seed}, source=simulator)", highlight=False)  # fmt: skip
+        report = run_ingest(settings, IngestOptions(source=SourceName.SIMULATE))
+        c = report.counters
+        console.print(f"ingest simulate: {c.delivered:,} delivered in {report.seconds:.1f} s "
+                      f"({c.delivered / max(report.seconds, 1e-9):,.0f} msg/s), failed {c.failed}, "
+                      f"undelivered {report.undelivered}", highlight=False)  # fmt: skip
+        if not report.ok:
+            return False
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"settings": wanted, "delivered": c.delivered}))
+    table = Table(title="Kafka topics", title_justify="left")
+    for column in ("topic", "partitions", "messages"):
+        table.add_column(column, justify="left" if column == "topic" else "right")
+    for name, (partitions, messages) in topic_sizes(settings, [t.name for t in topics.all()]).items():
+        table.add_row(name, str(partitions), f"{messages:,}")
+    console.print(table)
+    return True
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
-    """Run the pipeline on the embedded local default: stack up, then the round trip through every engine."""
+    """The pipeline on the embedded local default: stack up, a round trip through every engine, simulated trades
+    into Kafka; then a report."""
     settings = _settings(ctx)
     try:
         _stack_up(settings)
     except StackError as exc:
         _fail(exc.one_line())
     ok = _smoke(settings)
+    ok = _demo_ingest(settings) and ok
     console.print(
         f"\nRay dashboard: {settings.ray.dashboard_url}   Elasticsearch: {settings.elasticsearch.url}   "
         f"Kafka: {settings.kafka.bootstrap_servers}\n"

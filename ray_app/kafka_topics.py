@@ -38,3 +38,27 @@ def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None,
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
     return notes
+
+
+def topic_sizes(settings: Settings, names: list[str], timeout_s: float = 10) -> dict[str, tuple[int, int]]:
+    """(partitions, messages currently held) per topic; a missing topic is (0, 0)."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from ray_app.kafka_io import consumer_config
+
+    consumer = Consumer(consumer_config(settings, f"ray-app-sizes-{uuid.uuid4().hex}"))
+    try:
+        metadata = consumer.list_topics(timeout=timeout_s).topics
+        sizes = {}
+        for name in names:
+            partitions = metadata[name].partitions if name in metadata else {}
+            total = 0
+            for partition in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)
+                total += high - low
+            sizes[name] = (len(partitions), total)
+        return sizes
+    finally:
+        consumer.close()

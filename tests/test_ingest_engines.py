@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -268,3 +269,16 @@ def test_trade_schema_round_trips_through_json() -> None:
     data = json.loads(trade.to_json())
     data.pop("timestamp")
     assert Trade(**data) == trade
+
+
+def test_ingest_runs_as_a_ray_job(stack: Settings) -> None:
+    ray_cli = Path(sys.executable).with_name("ray")
+    result = subprocess.run(
+        [str(ray_cli), "job", "submit", "--address", stack.ray.dashboard_url, "--working-dir", ".", "--",
+         "python", "-m", "ray_app.ingest", "--source", "simulate", "--history-days", "0.02", "--symbols", "ETH/USD",
+         "--seed", "4", "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "succeeded" in result.stdout.lower()
+    assert re.search(r"ingest simulate: [\d,]+ delivered .* failed 0, undelivered 0", result.stdout), result.stdout

@@ -133,6 +133,8 @@ def progress_line(counters: Counters, label: str, console: Console | None = None
     console = console or Console(stderr=True)
     with Live(get_renderable=render, console=console, refresh_per_second=2, transient=False):
         yield
+    if not console.is_terminal:
+        console.line()  # a log gets the last state as a line of its own
 
 
 def pump(items: Iterable[IngestItem], producer: IngestProducer, stop: StopFlag) -> None:
