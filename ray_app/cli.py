@@ -160,7 +160,7 @@ def ingest(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="As `ray-app --config`.")] = None,
 ) -> None:
     """Market data into Kafka (topics trades, bars; bad records to dead-letters). Ctrl-C flushes and exits."""
-    from ray_app.ingest import IngestOptions, SourceName, run_ingest
+    from ray_app.ingest import IngestOptions, KafkaUnreachable, SourceName, run_ingest
 
     if config:
         ctx.find_root().obj = config
@@ -183,7 +183,7 @@ def ingest(
         from ray_app.ingest.alpaca_stream import AlpacaStreamError
         from ray_app.ingest.backfill import BackfillError
 
-        if isinstance(exc, AlpacaStreamError | BackfillError | ValueError | OSError):
+        if isinstance(exc, AlpacaStreamError | BackfillError | KafkaUnreachable | ValueError | OSError):
             _fail(str(exc))
         raise
     counters = report.counters

@@ -159,3 +159,19 @@ def test_simulator_prices_and_sizes_are_plausible_and_anchored_on_real_bars() ->
     assert all(0 < t.size < 1000 and t.taker_side in {"B", "S"} for t in eth)
     assert all(1000 < t.price < 10000 for t in eth)
     assert all(t.price > 0 for t in trades)
+
+
+def test_cli_ingest_errors_are_one_clear_line(tmp_path) -> None:  # noqa: ANN001
+    from tests.conftest import free_ports, run_cli
+
+    nowhere = {"RAY_APP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_ports(1)[0]}", "ALPACA_API_KEY": "",
+               "ALPACA_SECRET_KEY": "", "RAY_APP_STATE_DIR": str(tmp_path)}  # fmt: skip
+    no_keys = run_cli("ingest", "--source", "alpaca", env=nowhere, timeout=120)
+    assert no_keys.returncode == 1
+    assert "need API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY" in no_keys.stderr
+    no_kafka = run_cli("ingest", "--source", "simulate", "--history-days", "0.01", env=nowhere, timeout=120)
+    assert no_kafka.returncode == 1
+    assert "is not reachable" in no_kafka.stderr and "ray-app stack up" in no_kafka.stderr
+    assert "Traceback" not in no_keys.stderr + no_kafka.stderr
+    bad = run_cli("ingest", "--source", "carrier-pigeon", env=nowhere)
+    assert bad.returncode == 2 and "--source must be one of" in bad.stderr

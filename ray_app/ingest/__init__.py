@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from ray_app.config import Settings
 from ray_app.ingest.producer import Counters, IngestItem, IngestProducer, StopFlag, progress_line, pump
 from ray_app.kafka_topics import ensure_topics
+
+
+class KafkaUnreachable(RuntimeError):
+    pass
 
 
 class SourceName(StrEnum):
@@ -96,7 +102,17 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
                on_message: Callable[[str], None] | None = None) -> IngestReport:  # fmt: skip
     """Run one source into Kafka until it ends or is stopped; flush; report what was delivered."""
     stop = stop or StopFlag()
-    ensure_topics(settings)
+    if options.source is SourceName.ALPACA:
+        from ray_app.ingest.alpaca_stream import check_ready
+
+        check_ready(settings, options.symbols or settings.symbols)
+    try:
+        ensure_topics(settings)
+    except KafkaException as exc:
+        raise KafkaUnreachable(
+            f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({exc.args[0].str()}); "
+            "start the local stack with `ray-app stack up` or point kafka.bootstrap_servers at your brokers"
+        ) from None
     producer = IngestProducer(settings, **{"queue.buffering.max.messages": settings.ingest.queue_max_messages})
     began = time.monotonic()
     show_progress = settings.ingest.progress if options.progress is None else options.progress

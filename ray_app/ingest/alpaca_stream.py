@@ -85,6 +85,16 @@ class _CryptoStream(_Hooks, CryptoDataStream):
     feed_name = "crypto"
 
 
+def check_ready(settings: Settings, symbols: list[str]) -> None:
+    """Keys present and symbols within the plan's limit, before anything connects."""
+    if not (settings.alpaca.api_key and settings.alpaca.secret_key):
+        raise AlpacaStreamError(
+            "Alpaca's live streams need API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY "
+            "(or use --source simulate to run offline)"
+        )
+    check_symbol_limits(settings, symbols)
+
+
 def check_symbol_limits(settings: Settings, symbols: list[str]) -> None:
     stocks = [s for s in symbols if not is_crypto(s)]
     limit = settings.alpaca.max_symbols_per_stream
@@ -113,12 +123,7 @@ class AlpacaLiveSource:
         self.symbols = symbols or settings.symbols
         self.frames = 0
         alpaca = settings.alpaca
-        if not (alpaca.api_key and alpaca.secret_key):
-            raise AlpacaStreamError(
-                "Alpaca's live streams need API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY "
-                "(or use --source simulate to run offline)"
-            )
-        check_symbol_limits(settings, self.symbols)
+        check_ready(settings, self.symbols)
         key, secret = alpaca.api_key.get_secret_value(), alpaca.secret_key.get_secret_value()
         params = {"ping_interval": 10, "ping_timeout": 30, "max_queue": 1024}
         self.streams: list[_Hooks] = []
