@@ -161,7 +161,7 @@ def test_simulator_prices_and_sizes_are_plausible_and_anchored_on_real_bars() ->
     assert all(t.price > 0 for t in trades)
 
 
-def test_cli_ingest_errors_are_one_clear_line(tmp_path) -> None:  # noqa: ANN001
+def test_cli_ingest_errors_are_one_clear_line(tmp_path) -> None:
     from tests.conftest import free_ports, run_cli
 
     nowhere = {"RAY_APP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_ports(1)[0]}", "ALPACA_API_KEY": "",

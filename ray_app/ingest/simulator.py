@@ -17,7 +17,7 @@ import heapq
 import importlib.resources
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -92,8 +92,6 @@ class _SymbolState:
     next_trade_id: int = 1
     day_index: int = -1
     day_drift: float = 0.0
-    day_minutes: int = 1
-    pending: list[Trade] = field(default_factory=list)
 
 
 class TradeSimulator:
@@ -182,7 +180,6 @@ class TradeSimulator:
         if state.anchor_returns is not None and len(state.anchor_returns):
             # the day's close-to-close return is a real one; consecutive days replay consecutive real days
             real = state.anchor_returns[(day + self.seed) % len(state.anchor_returns)]
-            state.day_minutes = MARKET_MINUTES
             state.day_drift = float(real) / MARKET_MINUTES
 
     def _minute(self, state: _SymbolState, minute_ns: int) -> list[Trade]:
