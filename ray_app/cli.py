@@ -161,6 +161,8 @@ def ingest(
 ) -> None:
     """Market data into Kafka (topics trades, bars; bad records to dead-letters). Ctrl-C flushes and exits."""
     from ray_app.ingest import IngestOptions, KafkaUnreachable, SourceName, run_ingest
+    from ray_app.ingest.alpaca_stream import AlpacaStreamError
+    from ray_app.ingest.backfill import BackfillError
 
     if config:
         ctx.find_root().obj = config
@@ -179,13 +181,8 @@ def ingest(
     )  # fmt: skip
     try:
         report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)))
-    except Exception as exc:
-        from ray_app.ingest.alpaca_stream import AlpacaStreamError
-        from ray_app.ingest.backfill import BackfillError
-
-        if isinstance(exc, AlpacaStreamError | BackfillError | KafkaUnreachable | ValueError | OSError):
-            _fail(str(exc))
-        raise
+    except (AlpacaStreamError, BackfillError, KafkaUnreachable, ValueError, OSError) as exc:
+        _fail(str(exc))
     counters = report.counters
     console.print(
         f"ingest {report.source}: {counters.delivered:,} delivered in {report.seconds:.1f} s "

@@ -20,8 +20,9 @@ from ray_app.es_indices import client as es_client
 from ray_app.kafka_io import consumer_config, producer_config
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack import manager
+from ray_app.stack.artifacts import find_java
 from ray_app.stack.processes import read_pid_file
-from tests.conftest import REPO, alive, run_cli, stack_env
+from tests.conftest import REPO, alive, read_topic, run_cli, stack_env
 from tests.kafka_partitioner import java_partition, murmur2
 
 pytestmark = pytest.mark.engines
@@ -107,10 +108,7 @@ def test_keyed_messages_land_in_java_partitions_and_keep_per_key_order(stack: Se
     for key, partition, _ in delivered:
         # the same partition Kafka's Java clients (and Spark) pick for the key
         assert partition == java_partition(key.encode(), topic.partitions), key
-    consumer = Consumer(consumer_config(stack, f"g-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic.name])
-    messages = _consume(consumer, 700)
-    consumer.close()
+    messages = read_topic(stack, topic.name)
     assert len(messages) == 700
     per_key: dict[str, list[int]] = {}
     for msg in messages:
@@ -209,10 +207,7 @@ def test_down_then_up_keeps_kafka_messages_and_es_documents(stack: Settings) -> 
     up = run_cli("stack", "up")
     assert up.returncode == 0, up.stdout + up.stderr
     assert up.stdout.count("(started)") == 3
-    consumer = Consumer(consumer_config(stack, f"g-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic.name])
-    messages = _consume(consumer, 50)
-    consumer.close()
+    messages = read_topic(stack, topic.name)
     assert sorted(json.loads(m.value())["seq"] for m in messages) == list(range(50))
     assert es_client(stack).get(index=index, id=f"durable-{marker}")["_source"]["close"] == 412.37
 
@@ -244,7 +239,7 @@ def test_missing_maven_with_an_empty_cache_is_a_clear_error(tmp_path: Path) -> N
     python_only.mkdir()
     (python_only / "python").symlink_to(sys.executable)
     env = {**stack_env(tmp_path / "state", cache_dir=tmp_path / "cache"), "PATH": str(python_only)}
-    env["JAVA_HOME"] = str(load_settings().stack.java_home or _java_home())
+    env["JAVA_HOME"] = str(find_java(load_settings()).home)
     result = run_cli("stack", "up", env=env)
     assert result.returncode == 1
     assert "Maven (mvn) not found" in result.stderr
@@ -258,13 +253,6 @@ def test_failed_download_names_the_maven_log(tmp_path: Path) -> None:
     assert "downloading the kafka artifacts with Maven failed" in error
     assert f"log: {tmp_path / 'state' / 'logs' / 'maven.log'}" in error.replace("\n", "")
     assert not list((tmp_path / "state").glob("run/*.pid"))
-
-
-def _java_home() -> Path:
-    import os
-    import shutil
-
-    return Path(os.path.realpath(shutil.which("java"))).parent.parent
 
 
 def test_readme_opens_with_exactly_two_commands() -> None:

@@ -85,8 +85,9 @@ def _simulated(settings: Settings, options: IngestOptions, stop: StopFlag, idle:
     if days > 0:
         yield from simulator.trades(start, live_start)
     if options.live and not stop.is_set():
-        live_end = live_start + int((options.duration_s or 10 * 365 * 86400) * 1e9 * max(options.speed, 1e-9))
-        yield from paced(simulator.trades(live_start, live_end), lambda t: t.timestamp_ns, options.speed, stop, idle)
+        # unbounded: --duration, Ctrl-C or SIGTERM end it through the stop flag
+        forever = live_start + 100 * 365 * 86_400 * 1_000_000_000
+        yield from paced(simulator.trades(live_start, forever), lambda t: t.timestamp_ns, options.speed, stop, idle)
 
 
 def _stop_after(stop: StopFlag, seconds: float | None) -> None:
@@ -96,6 +97,24 @@ def _stop_after(stop: StopFlag, seconds: float | None) -> None:
         timer = threading.Timer(seconds, stop.set)
         timer.daemon = True
         timer.start()
+
+
+def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer: IngestProducer,
+           on_message: Callable[[str], None] | None) -> Iterator[IngestItem]:  # fmt: skip
+    """The records of a source that yields them (all but the live Alpaca streams, which push)."""
+    if options.source is SourceName.SIMULATE:
+        return _simulated(settings, options, stop, producer.poll)
+    if options.source is SourceName.REPLAY:
+        from ray_app.ingest.recording import replay
+
+        if not options.file:
+            raise ValueError("--source replay needs --file RECORDING")
+        return replay(options.file, options.symbols or settings.symbols, options.speed, stop, producer.poll)
+    from ray_app.ingest.backfill import backfill
+
+    return backfill(settings, options.days or settings.alpaca.backfill_days,
+                    options.timeframe or settings.alpaca.backfill_timeframe, stop,
+                    symbols=options.symbols, on_retry=on_message)  # fmt: skip
 
 
 def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None = None,
@@ -116,38 +135,21 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
     producer = IngestProducer(settings, **{"queue.buffering.max.messages": settings.ingest.queue_max_messages})
     began = time.monotonic()
     show_progress = settings.ingest.progress if options.progress is None else options.progress
-    recorded = 0
-    items: Iterator[IngestItem] | None = None
+    recorder = None
     with stop.on_signals(), progress_line(producer.counters, options.source.value) if show_progress else nullcontext():
-        if options.source is SourceName.SIMULATE:
-            items = _simulated(settings, options, stop, producer.poll)
-        elif options.source is SourceName.REPLAY:
-            from ray_app.ingest.recording import replay
-
-            if not options.file:
-                raise ValueError("--source replay needs --file RECORDING")
-            items = replay(options.file, options.symbols or settings.symbols, options.speed, stop, producer.poll)
-        elif options.source is SourceName.BACKFILL:
-            from ray_app.ingest.backfill import backfill
-
-            items = backfill(settings, options.days or settings.alpaca.backfill_days,
-                             options.timeframe or settings.alpaca.backfill_timeframe, stop,
-                             symbols=options.symbols, on_retry=on_message)  # fmt: skip
-        if items is not None:
-            _stop_after(stop, options.duration_s if options.source is not SourceName.SIMULATE else None)
-            pump(items, producer, stop)
-        else:
+        _stop_after(stop, options.duration_s)
+        if options.source is SourceName.ALPACA:
             from ray_app.ingest.alpaca_stream import AlpacaLiveSource
             from ray_app.ingest.recording import FrameRecorder
 
             recorder = FrameRecorder(options.record) if options.record else None
             try:
-                source = AlpacaLiveSource(settings, producer.send, stop, recorder, options.symbols)
-                _stop_after(stop, options.duration_s)
-                source.run()
+                AlpacaLiveSource(settings, producer.send, stop, recorder, options.symbols).run()
             finally:
                 if recorder:
                     recorder.close()
-                    recorded = recorder.frames
+        else:
+            pump(_items(settings, options, stop, producer, on_message), producer, stop)
         undelivered = producer.flush(60)
+    recorded = recorder.frames if recorder else 0
     return IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded)
