@@ -118,7 +118,8 @@ class FakeAlpaca:
 
     def stop(self) -> None:
         if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self.drop_connections()  # a client still connected must not hold the shutdown up
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread:
             self._thread.join(10)

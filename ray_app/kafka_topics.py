@@ -37,7 +37,28 @@ def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None,
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
+        _wait_for_leaders(admin, [t.topic for t in to_create], timeout_s)
     return notes
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """A new topic's partitions get their leader a moment after creation; until then clients see
+    NOT_LEADER_FOR_PARTITION. Return once every partition has one."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 and p.error is None for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topics {names} have no leader after {timeout_s:.0f} s")
 
 
 def topic_sizes(settings: Settings, names: list[str], timeout_s: float = 10) -> dict[str, tuple[int, int]]:

@@ -104,11 +104,11 @@ def test_live_streams_into_kafka_with_dead_letters_and_a_recording(stack: Settin
 
     fake_alpaca.publish_raw("crypto", msgpack.packb([trade_message("DOGE/USD", T0, 0.1, 10, 1)]))
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(read_topic(settings, settings.kafka.topics.dead_letters.name, 5)) < 4:
-        time.sleep(0.3)
-    stop.set()
-    thread.join(30)
+    try:
+        _wait_for(settings, settings.kafka.topics.dead_letters.name, 4)
+    finally:
+        stop.set()
+        thread.join(30)
     assert "error" not in outcome, outcome
     report = outcome["report"]
     assert report.ok and report.counters.failed == 0
@@ -147,23 +147,34 @@ def test_live_streams_into_kafka_with_dead_letters_and_a_recording(stack: Settin
     )
 
 
+def _wait_for(settings: Settings, topic: str, count: int, timeout_s: float = 30) -> int:
+    deadline = time.monotonic() + timeout_s
+    held = 0
+    while time.monotonic() < deadline and (held := len(read_topic(settings, topic, 5))) < count:
+        time.sleep(0.3)
+    return held
+
+
 def test_dropped_connection_reconnects_and_resumes(stack: Settings, fake_alpaca) -> None:
     settings = _settings(stack, fake_alpaca)
+    trades_topic = settings.kafka.topics.trades.name
     stop = StopFlag()
     thread, outcome = _live(settings, stop)
-    fake_alpaca.wait_subscribed("stocks", ["AAPL"])
-    fake_alpaca.publish("stocks", _trades("AAPL", 0, 20))
-    time.sleep(1)
-    assert fake_alpaca.drop_connections() >= 1
-    time.sleep(0.3)
-    fake_alpaca.wait_subscribed("stocks", ["AAPL"], timeout=30)  # alpaca-py reconnected and re-subscribed
-    fake_alpaca.publish("stocks", _trades("AAPL", 20, 20, first_id=21))
-    time.sleep(1.5)
-    stop.set()
-    thread.join(30)
+    try:
+        fake_alpaca.wait_subscribed("stocks", ["AAPL"])
+        fake_alpaca.publish("stocks", _trades("AAPL", 0, 20))
+        assert _wait_for(settings, trades_topic, 20) == 20
+        assert fake_alpaca.drop_connections() >= 1
+        time.sleep(0.3)
+        fake_alpaca.wait_subscribed("stocks", ["AAPL"], timeout=30)  # alpaca-py reconnected and re-subscribed
+        fake_alpaca.publish("stocks", _trades("AAPL", 20, 20, first_id=21))
+        assert _wait_for(settings, trades_topic, 40) == 40
+    finally:
+        stop.set()
+        thread.join(30)
     assert "error" not in outcome, outcome
     assert fake_alpaca.connections_accepted >= 3  # stocks twice, crypto at least once
-    ids = [int(v["trade_id"]) for v in _values(read_topic(settings, settings.kafka.topics.trades.name))]
+    ids = [int(v["trade_id"]) for v in _values(read_topic(settings, trades_topic))]
     assert ids == list(range(1, 41))
 
 
