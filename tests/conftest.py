@@ -89,13 +89,15 @@ def stack(stack_dir: Path) -> Iterator[Settings]:
         for key, value in stack_env(stack_dir).items():
             patch.setenv(key, value)
         settings = load_settings()
-        manager.up(settings)
-        pids = _stack_pids(settings)
+        pids: list[int] = []
         try:
+            # inside the try: a stack that fails half-way up is stopped too
+            manager.up(settings)
+            pids = _stack_pids(settings)
             yield settings
         finally:
-            manager.down(settings)
             pids += _stack_pids(settings)
+            manager.down(settings)
             left = [pid for pid in set(pids) if alive(pid)]
             assert not left, f"stack processes left running after `stack down`: {left}"
 
