@@ -19,8 +19,13 @@ from ray_app.stack.processes import StackError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective settings.")
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real engines: Kafka, Elasticsearch, Ray.")
+stream_app = typer.Typer(
+    invoke_without_command=True,
+    help="The Spark streaming job on Ray: Kafka -> Elasticsearch (trades, bars-1m, bars-1h, dead-letters).",
+)
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
+app.add_typer(stream_app, name="stream")
 
 # Reports are read in terminals and in CI logs; a log gets a width that fits the tables on one line each.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -194,6 +199,132 @@ def ingest(
     )
     if not report.ok:
         _fail(f"{counters.failed + report.undelivered} messages were not delivered: {counters.errors[:3]}")
+
+
+def _lag_text(lags) -> str:
+    return ", ".join(f"{lag.query} {'-' if lag.messages is None else f'{lag.messages:,}'}" for lag in lags)
+
+
+def _start_stream(settings: Settings, config_file: Path | None, wait: bool, timeout_s: float) -> None:
+    from ray_app.stream_control import StreamControlError, submit, wait_caught_up
+
+    try:
+        submission_id, submitted = submit(settings, str(config_file) if config_file else None)
+        console.print(
+            f"streaming job {submission_id} " + ("submitted" if submitted else "is already running (not started again)")
+            + f"; logs: ray job logs --address {settings.ray.dashboard_url} -f {submission_id}",
+            highlight=False,
+        )
+        if not wait:
+            return
+        with console.status("waiting for the streaming job") as spinner:
+            def tick(state, lags) -> None:
+                spinner.update(f"streaming job {state.value.lower()}; messages behind Kafka: {_lag_text(lags) or '-'}")
+
+            lags = wait_caught_up(settings, submission_id, timeout_s, on_tick=tick)
+        console.print(f"caught up with Kafka ({_lag_text(lags)} messages behind)", highlight=False)
+    except StreamControlError as exc:
+        _fail(str(exc))
+
+
+def _index_table(settings: Settings, title: str) -> Table:
+    from ray_app.es_indices import client
+
+    es = client(settings)
+    table = Table(title=title, title_justify="left")
+    table.add_column("index")
+    table.add_column("documents", justify="right")
+    for index in settings.elasticsearch.indices.by_key().values():
+        count = es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+        table.add_row(index, f"{count:,}")
+    return table
+
+
+@stream_app.callback()
+def stream(
+    ctx: typer.Context,
+    reset: Annotated[bool, typer.Option("--reset", help="Discard the checkpoints first: re-read Kafka from the "
+                                                        "start (documents are overwritten, not doubled).")] = False,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Run the driver in this process, not as a "
+                                                                  "Ray job; Ctrl-C stops it.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the job has caught up with Kafka.")] = True,
+    timeout: Annotated[float, typer.Option(help="--wait: give up waiting after this many seconds.")] = 900,
+) -> None:
+    """Start the streaming job as a Ray job (one at a time) and wait until it has caught up with Kafka.
+
+    Subcommands: `stream status`, `stream stop`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(ctx)
+    config_file = ctx.find_root().obj
+    if reset:
+        from ray_app.stream_control import StreamControlError, client, running_job
+        from spark_jobs.stream_trades import CheckpointInUse, reset_checkpoints
+
+        try:
+            current = None if foreground else running_job(client(settings))
+        except StreamControlError as exc:
+            _fail(str(exc))
+        if current is not None:
+            _fail(f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then --reset")
+        try:
+            if reset_checkpoints(settings):
+                console.print(f"discarded the checkpoints in {settings.stream_checkpoint_dir}")
+        except CheckpointInUse as exc:
+            _fail(str(exc))
+    if foreground:
+        import logging
+
+        from spark_jobs.stream_trades import CheckpointInUse, run
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            raise typer.Exit(run(settings))
+        except CheckpointInUse as exc:
+            _fail(str(exc))
+    _start_stream(settings, config_file, wait, timeout)
+    console.print(_index_table(settings, "Elasticsearch"))
+
+
+@stream_app.command("stop")
+def stream_stop(ctx: typer.Context) -> None:
+    """Stop the streaming job (its queries stop; the checkpoints stay, so the next start goes on from there)."""
+    from ray_app.stream_control import StreamControlError, stop
+
+    try:
+        stopped = stop(_settings(ctx))
+    except StreamControlError as exc:
+        _fail(str(exc))
+    console.print(f"stopped {', '.join(stopped)}" if stopped else "no streaming job was running")
+
+
+@stream_app.command("status")
+def stream_status(ctx: typer.Context) -> None:
+    """The streaming job, its queries (batches, documents, restarts, lag behind Kafka) and the indices."""
+    from ray_app.stream_control import StreamControlError, client, lags, running_job
+    from spark_jobs.status import read_status
+
+    settings = _settings(ctx)
+    try:
+        job = running_job(client(settings))
+    except StreamControlError as exc:
+        _fail(str(exc))
+    status = read_status(settings)
+    console.print(f"streaming job: {job.submission_id + ' ' + job.status.value if job else 'not running'}; "
+                  f"checkpoints: {settings.stream_checkpoint_dir}", highlight=False)  # fmt: skip
+    behind = {lag.query: lag.messages for lag in lags(settings)}
+    table = Table(title="streaming queries (this driver)", title_justify="left")
+    for column in ("query", "state", "batches", "rows", "documents", "late", "restarts", "behind", "last error"):
+        table.add_column(column, justify="left" if column in {"query", "state", "last error"} else "right",
+                         overflow="fold")  # fmt: skip
+    for name, query in (status.queries.items() if status else []):
+        documents = sum(query.indexed.values())
+        lag = behind.get(name)
+        table.add_row(name, query.state, f"{query.batches:,}", f"{query.rows:,}", f"{documents:,}",
+                      f"{query.dropped_late:,}", str(query.restarts), "-" if lag is None else f"{lag:,}",
+                      escape(query.last_error or ""))  # fmt: skip
+    console.print(table)
+    console.print(_index_table(settings, "Elasticsearch"))
 
 
 @app.command()

@@ -274,6 +274,36 @@ class IngestSettings(_Section):
     progress: bool
 
 
+class StreamSettings(_Section):
+    """The Spark Structured Streaming job on Ray (RayDP): Kafka -> Elasticsearch."""
+
+    app_name: str = Field(min_length=1)
+    num_executors: int = Field(ge=1)
+    executor_cores: int = Field(ge=1)
+    executor_ray_cpus: float = Field(gt=0)
+    executor_memory: JvmHeap
+    driver_memory: JvmHeap
+    shuffle_partitions: int = Field(ge=1, le=10_000)
+    trigger_interval_s: float = Field(ge=0)
+    bar_lateness_s: int = Field(ge=0)
+    max_future_s: int = Field(ge=0)
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    checkpoint_dir: Path | None = None
+    restart_backoff_min_s: float = Field(gt=0)
+    restart_backoff_max_s: float = Field(gt=0)
+    max_consecutive_failures: int = Field(ge=1)
+    es_batch_entries: int = Field(ge=1)
+    es_batch_bytes: Annotated[str, Field(pattern=r"^\d+(b|kb|mb)$")]
+    es_retry_count: int = Field(ge=0)
+    es_retry_wait_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> StreamSettings:
+        if self.restart_backoff_max_s < self.restart_backoff_min_s:
+            raise ValueError("restart_backoff_max_s must be >= restart_backoff_min_s")
+        return self
+
+
 class SmokeSettings(_Section):
     """The round trip `ray-app smoke` makes through every engine; its own topic and index, never the project's."""
 
@@ -307,6 +337,7 @@ class Settings(BaseSettings):
     alpaca: AlpacaSettings
     simulator: SimulatorSettings
     ingest: IngestSettings
+    stream: StreamSettings
     smoke: SmokeSettings
 
     @field_validator("state_dir", "cache_dir")
@@ -353,6 +384,14 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.state_dir / "checkpoints"
+
+    @property
+    def stream_checkpoint_dir(self) -> Path:
+        """Where the streaming job keeps its offsets, commits and bar state (``stream.checkpoint_dir`` wins)."""
+        chosen = self.stream.checkpoint_dir
+        if chosen is None:
+            return self.checkpoints_dir / "stream"
+        return Path(os.path.expandvars(str(chosen))).expanduser().resolve()
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets replaced by ``**********``."""

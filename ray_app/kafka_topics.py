@@ -61,8 +61,8 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
     raise TimeoutError(f"topics {names} have no leader after {timeout_s:.0f} s")
 
 
-def topic_sizes(settings: Settings, names: list[str], timeout_s: float = 10) -> dict[str, tuple[int, int]]:
-    """(partitions, messages currently held) per topic; a missing topic is (0, 0)."""
+def _watermarks(settings: Settings, names: list[str], timeout_s: float) -> dict[str, dict[int, tuple[int, int]]]:
+    """(low, high) offsets per partition per topic; a missing topic has no partitions."""
     import uuid
 
     from confluent_kafka import Consumer, TopicPartition
@@ -72,14 +72,28 @@ def topic_sizes(settings: Settings, names: list[str], timeout_s: float = 10) -> 
     consumer = Consumer(consumer_config(settings, f"ray-app-sizes-{uuid.uuid4().hex}"))
     try:
         metadata = consumer.list_topics(timeout=timeout_s).topics
-        sizes = {}
-        for name in names:
-            partitions = metadata[name].partitions if name in metadata else {}
-            total = 0
-            for partition in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)
-                total += high - low
-            sizes[name] = (len(partitions), total)
-        return sizes
+        return {
+            name: {
+                partition: consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)
+                for partition in (metadata[name].partitions if name in metadata else {})
+            }
+            for name in names
+        }
     finally:
         consumer.close()
+
+
+def topic_sizes(settings: Settings, names: list[str], timeout_s: float = 10) -> dict[str, tuple[int, int]]:
+    """(partitions, messages currently held) per topic; a missing topic is (0, 0)."""
+    return {
+        name: (len(partitions), sum(high - low for low, high in partitions.values()))
+        for name, partitions in _watermarks(settings, names, timeout_s).items()
+    }
+
+
+def end_offsets(settings: Settings, names: list[str], timeout_s: float = 10) -> dict[str, dict[int, int]]:
+    """The next offset to be written, per partition per topic."""
+    return {
+        name: {partition: high for partition, (_, high) in partitions.items()}
+        for name, partitions in _watermarks(settings, names, timeout_s).items()
+    }

@@ -21,9 +21,10 @@ from ray_app.config import Settings
 from ray_app.fake_alpaca import FakeAlpaca, trade_message
 from ray_app.ingest import IngestOptions, SourceName, run_ingest
 from ray_app.ingest.alpaca_stream import AlpacaStreamError
-from ray_app.ingest.producer import IngestProducer, StopFlag
+from ray_app.ingest.producer import IngestProducer
 from ray_app.ingest.simulator import TradeSimulator
 from ray_app.kafka_topics import ensure_topics
+from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Trade
 from tests.conftest import REPO, read_topic, with_own_topics
 

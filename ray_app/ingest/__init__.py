@@ -17,8 +17,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from ray_app.config import Settings
-from ray_app.ingest.producer import Counters, IngestItem, IngestProducer, StopFlag, progress_line, pump
+from ray_app.ingest.producer import Counters, IngestItem, IngestProducer, progress_line, pump
 from ray_app.kafka_topics import ensure_topics
+from ray_app.lifecycle import StopFlag
 
 
 class KafkaUnreachable(RuntimeError):

@@ -23,9 +23,10 @@ from alpaca.data.live.crypto import CryptoDataStream
 from alpaca.data.live.stock import StockDataStream
 
 from ray_app.config import Settings
-from ray_app.ingest.producer import IngestItem, StopFlag
+from ray_app.ingest.producer import IngestItem
 from ray_app.ingest.recording import FrameRecorder, frame_items
 from ray_app.ingest.simulator import is_crypto
+from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Source
 
 # Alpaca's error codes that no reconnect can fix

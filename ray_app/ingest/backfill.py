@@ -20,8 +20,9 @@ from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
 from ray_app.config import Settings
 from ray_app.ingest import parse
-from ray_app.ingest.producer import IngestItem, StopFlag
+from ray_app.ingest.producer import IngestItem
 from ray_app.ingest.simulator import is_crypto
+from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Source
 
 TIMEFRAMES = {

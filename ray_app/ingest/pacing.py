@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from ray_app.ingest.producer import StopFlag
+from ray_app.lifecycle import StopFlag
 
 T = TypeVar("T")
 

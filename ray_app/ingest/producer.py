@@ -7,8 +7,6 @@ report is counted, so the end of a run can say exactly what reached the broker.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from rich.text import Text
 
 from ray_app.config import Settings
 from ray_app.kafka_io import producer_config
+from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Bar, DeadLetter, Trade
 
 IngestItem = Trade | Bar | DeadLetter
@@ -86,37 +85,6 @@ class IngestProducer:
     def flush(self, timeout_s: float = 60) -> int:
         """Wait for every outstanding delivery; returns how many are still undelivered."""
         return self._producer.flush(timeout_s)
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM (and by tests); sources check it between records."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, timeout_s: float) -> bool:
-        return self._event.wait(timeout_s)
-
-    @contextmanager
-    def on_signals(self) -> Iterator[StopFlag]:
-        """Ctrl-C and SIGTERM stop the run cleanly (the caller flushes) instead of killing it mid-batch."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, lambda *_: self.set())
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 @contextmanager

@@ -17,7 +17,8 @@ import msgpack
 
 from ray_app.ingest import parse
 from ray_app.ingest.pacing import paced
-from ray_app.ingest.producer import IngestItem, StopFlag
+from ray_app.ingest.producer import IngestItem
+from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Source
 
 

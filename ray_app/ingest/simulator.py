@@ -89,7 +89,6 @@ class _SymbolState:
     rng: np.random.Generator
     variance: float = 0.0
     last_return: float = 0.0
-    next_trade_id: int = 1
     day_index: int = -1
     day_drift: float = 0.0
 
@@ -218,14 +217,15 @@ class TradeSimulator:
         bounce = rng.choice([-1.0, 1.0], size=count) * 0.0001
         prices = np.exp(log_path) * (1 + bounce)
         trades = []
-        for offset, price in zip(offsets, prices, strict=True):
-            trades.append(self._trade(state, minute_ns + int(offset), float(price)))
+        for position, (offset, price) in enumerate(zip(offsets, prices, strict=True)):
+            trades.append(self._trade(state, minute_ns + int(offset), float(price), position))
         return trades
 
-    def _trade(self, state: _SymbolState, timestamp_ns: int, price: float) -> Trade:
+    def _trade(self, state: _SymbolState, timestamp_ns: int, price: float, position: int) -> Trade:
         rng = state.rng
-        trade_id = state.next_trade_id
-        state.next_trade_id += 1
+        # unique across runs (a sequence restarting at 1 would make a later run overwrite an earlier one's trades
+        # in Elasticsearch, where the id is symbol + exchange + trade id), and the same for the same seed and time
+        trade_id = f"{timestamp_ns}-{position}"
         if state.crypto:
             size = round(float(rng.lognormal(math.log(state.lot / 10), 1.2)), 6) or 1e-6
             return Trade(symbol=state.symbol, timestamp_ns=timestamp_ns, price=round(price, 2), size=size,

@@ -1,0 +1,143 @@
+"""Start, stop and watch the streaming job (``spark_jobs.stream_trades``) as a Ray job, for `ray-app stream`.
+
+The job is submitted through Ray's job API, so it shows in the Ray dashboard with its logs and its RayDP
+actors. At most one runs per checkpoint directory (the driver also holds a lock on it). Its environment is
+the head's plus the caller's non-secret ``RAY_APP_*`` settings; secrets (passwords, API keys) are not copied
+into the job's metadata, where the dashboard would show them: give them to the Ray head's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
+
+from ray_app.config import CONFIG_FILE_ENV, ENV_PREFIX, Settings
+
+ENTRYPOINT = "python -m spark_jobs.stream_trades"
+JOB_METADATA = {"ray_app": "stream"}
+_SECRET_MARKERS = ("PASSWORD", "API_KEY", "SECRET")
+ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
+
+
+class StreamControlError(RuntimeError):
+    """Something a person has to act on (the job failed, another one runs, Ray is unreachable)."""
+
+
+def client(settings: Settings) -> JobSubmissionClient:
+    try:
+        return JobSubmissionClient(settings.ray.dashboard_url)
+    except (ConnectionError, RuntimeError) as exc:
+        raise StreamControlError(
+            f"cannot reach the Ray dashboard at {settings.ray.dashboard_url} ({exc}); is the stack up "
+            "(`ray-app stack up`)?"
+        ) from exc
+
+
+def stream_jobs(jobs: JobSubmissionClient) -> list[JobDetails]:
+    return [job for job in jobs.list_jobs() if (job.metadata or {}).get("ray_app") == JOB_METADATA["ray_app"]]
+
+
+def running_job(jobs: JobSubmissionClient) -> JobDetails | None:
+    return next((job for job in stream_jobs(jobs) if job.status in ACTIVE), None)
+
+
+def job_environment(config_file: str | None) -> dict[str, str]:
+    """The caller's settings for the job: RAY_APP_* variables except secrets, and the config file."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith(ENV_PREFIX) and not any(marker in key for marker in _SECRET_MARKERS)
+    }
+    if config_file:
+        env[CONFIG_FILE_ENV] = os.path.abspath(config_file)
+    return env
+
+
+def submit(settings: Settings, config_file: str | None = None) -> tuple[str, bool]:
+    """Submit the streaming job unless one is running; (submission id, whether submitted now)."""
+    jobs = client(settings)
+    current = running_job(jobs)
+    if current is not None:
+        return current.submission_id or current.job_id or "?", False
+    submission_id = jobs.submit_job(
+        entrypoint=ENTRYPOINT,
+        submission_id=f"ray-app-stream-{time.strftime('%Y%m%d-%H%M%S')}",
+        runtime_env={"env_vars": job_environment(config_file)},
+        metadata=dict(JOB_METADATA),
+    )
+    return submission_id, True
+
+
+def stop(settings: Settings, timeout_s: float = 90) -> list[str]:
+    """Stop every running streaming job (SIGTERM: the driver stops its queries); the ids stopped."""
+    jobs = client(settings)
+    stopped = []
+    for job in stream_jobs(jobs):
+        if job.status in ACTIVE and job.submission_id:
+            jobs.stop_job(job.submission_id)
+            stopped.append(job.submission_id)
+    deadline = time.monotonic() + timeout_s
+    while stopped and time.monotonic() < deadline:
+        if all(jobs.get_job_status(sid) not in ACTIVE for sid in stopped):
+            break
+        time.sleep(1)
+    return stopped
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a query is behind the Kafka topics it reads: messages not yet in a committed batch."""
+
+    query: str
+    messages: int | None  # None: the query has not committed a batch yet
+
+
+def lags(settings: Settings) -> list[Lag]:
+    """Per query: end offsets of the topics now minus the offsets its last committed batch reached."""
+    from ray_app.kafka_topics import end_offsets
+    from spark_jobs.status import read_status
+
+    status = read_status(settings)
+    topics = settings.kafka.topics
+    reads = {"records": [topics.trades.name, topics.bars.name, topics.dead_letters.name],
+             "bars-1m": [topics.trades.name], "bars-1h": [topics.trades.name]}  # fmt: skip
+    ends = end_offsets(settings, sorted({name for names in reads.values() for name in names}))
+    result = []
+    for query, names in reads.items():
+        committed = status.queries[query].committed_offsets if status and query in status.queries else {}
+        total_end = sum(offset for name in names for offset in ends.get(name, {}).values())
+        if not committed:
+            result.append(Lag(query, None if total_end else 0))
+            continue
+        behind = sum(
+            max(offset - committed.get(name, {}).get(str(partition), 0), 0)
+            for name in names
+            for partition, offset in ends.get(name, {}).items()
+        )
+        result.append(Lag(query, behind))
+    return result
+
+
+def wait_caught_up(settings: Settings, submission_id: str, timeout_s: float, on_tick=None) -> list[Lag]:
+    """Block until every query has committed everything Kafka holds now; raise if the job ends or time runs out."""
+    jobs = client(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = jobs.get_job_status(submission_id)
+        if state not in ACTIVE:
+            tail = "\n".join(jobs.get_job_logs(submission_id).splitlines()[-15:])
+            raise StreamControlError(f"streaming job {submission_id} ended ({state.value}); last log lines:\n{tail}")
+        current = lags(settings) if state == JobStatus.RUNNING else []
+        if on_tick:
+            on_tick(state, current)
+        if current and all(lag.messages == 0 for lag in current):
+            return current
+        if time.monotonic() > deadline:
+            raise StreamControlError(
+                f"the streaming job had not caught up after {timeout_s:.0f} s (lags: "
+                + ", ".join(f"{lag.query} {lag.messages}" for lag in current) + "); it keeps running"
+            )
+        time.sleep(2)

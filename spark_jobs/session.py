@@ -1,0 +1,89 @@
+"""Start (and stop) the one Spark session of a job on the Ray cluster through RayDP.
+
+Executors are Ray actors, sized from ``settings.stream``. The Kafka source and the Elasticsearch connector come
+from the stack's JVM cache (resolved by Maven once, see ``ray_app.stack.artifacts``). Java 17 needs the module
+options below in the driver, the executors and RayDP's app master, or handing data between the JVM and Ray
+fails with ``InaccessibleObjectException``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ray_app.config import Settings
+from ray_app.stack.artifacts import ensure_bundle, find_java, jars
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# The module options Spark itself passes on Java 17 (launcher JavaModuleOptions), which RayDP's tests use too.
+JAVA17_OPTIONS = (
+    "-XX:+IgnoreUnrecognizedVMOptions",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.net=ALL-UNNAMED",
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.cs=ALL-UNNAMED",
+    "--add-opens=java.base/sun.security.action=ALL-UNNAMED",
+    "--add-opens=java.base/sun.util.calendar=ALL-UNNAMED",
+    "-Djdk.reflect.useDirectMethodHandle=false",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    # event times are UTC everywhere; a JVM in another zone must not shift bar boundaries
+    "-Duser.timezone=UTC",
+)
+
+
+def spark_configs(settings: Settings) -> dict[str, str]:
+    """The Spark configuration of a job: connector jars, Java 17 options, executor sizing, UTC."""
+    bundle, _ = ensure_bundle(settings, "spark")
+    java_options = " ".join(JAVA17_OPTIONS)
+    stream = settings.stream
+    return {
+        "spark.jars": ",".join(str(jar) for jar in jars(bundle)),
+        "spark.driver.extraJavaOptions": java_options,
+        "spark.executor.extraJavaOptions": java_options,
+        "spark.ray.raydp_app_master.extraJavaOptions": java_options,
+        "spark.driver.memory": stream.driver_memory,
+        "spark.ray.raydp_spark_executor.actor.resource.cpu": str(stream.executor_ray_cpus),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(stream.shuffle_partitions),
+        # small state, many micro-batches: RocksDB would add a native library and little else here
+        "spark.sql.streaming.minBatchesToRetain": "20",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.adaptive.enabled": "false",
+    }
+
+
+def start_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
+    """Connect to the Ray cluster (``settings.ray.address``) and start Spark on it with RayDP."""
+    import ray
+    import raydp
+
+    if not os.environ.get("JAVA_HOME"):
+        os.environ["JAVA_HOME"] = str(find_java(settings).home)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray.address, log_to_driver=False)
+    stream = settings.stream
+    spark = raydp.init_spark(
+        app_name=app_name or stream.app_name,
+        num_executors=stream.num_executors,
+        executor_cores=stream.executor_cores,
+        executor_memory=stream.executor_memory,
+        configs=spark_configs(settings),
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def stop_spark() -> None:
+    import raydp
+
+    raydp.stop_spark()
