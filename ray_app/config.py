@@ -296,6 +296,7 @@ class StreamSettings(_Section):
     es_batch_bytes: Annotated[str, Field(pattern=r"^\d+(b|kb|mb)$")]
     es_retry_count: int = Field(ge=0)
     es_retry_wait_s: float = Field(ge=0)
+    spark_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"]
 
     @model_validator(mode="after")
     def _backoff_order(self) -> StreamSettings:

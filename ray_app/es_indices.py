@@ -8,12 +8,14 @@ as ``keyword`` and numbers as ``double`` by the dynamic templates, so no field s
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
 from ray_app.config import Settings
 
+LOG = logging.getLogger(__name__)
 TEMPLATE_PREFIX = "ray-app-"
 TEMPLATE_PRIORITY = 500
 
@@ -54,13 +56,17 @@ MAPPINGS: dict[str, dict[str, Any]] = {
         "timestamp": _DATE_NANOS,
         "price": _DOUBLE,
         "size": _DOUBLE,
+        "timestamp_ns": _LONG,
         "trade_id": _KEYWORD,
         "exchange": _KEYWORD,
         "conditions": _KEYWORD,
         "tape": _KEYWORD,
+        "taker_side": _KEYWORD,
         "source": _KEYWORD,
         "schema_version": {"type": "integer"},
-        "ingested_at": _DATE_NANOS,
+        "ingested_at": _DATE_NANOS,  # when the record reached Kafka
+        "kafka_partition": {"type": "integer"},
+        "kafka_offset": _LONG,
     },
     "bars_1m": _BAR_FIELDS,
     "bars_1h": _BAR_FIELDS,
@@ -100,10 +106,15 @@ MAPPINGS: dict[str, dict[str, Any]] = {
         "reason": _KEYWORD,
         "detail": {"type": "text"},
         "raw": {"type": "text"},
+        "raw_encoding": _KEYWORD,
+        "source": _KEYWORD,
+        "intended_topic": _KEYWORD,
+        "intended_index": _KEYWORD,
         "topic": _KEYWORD,
         "partition": {"type": "integer"},
         "offset": _LONG,
-        "timestamp": _DATE,
+        "timestamp": _DATE,  # when the record reached Kafka
+        "received_at": _DATE_NANOS,
     },
 }
 
@@ -134,6 +145,12 @@ def ensure_index(settings: Settings, es: Elasticsearch, index: str, properties: 
     """
     es.indices.put_index_template(name=f"{TEMPLATE_PREFIX}{index}", **template_body(settings, index, properties))
     if es.indices.exists(index=index):
+        # fields added in a later version reach an existing index too; a field whose type changed cannot, and
+        # is reported (documents keep being written; reindex to adopt the new type)
+        try:
+            es.indices.put_mapping(index=index, properties=properties)
+        except ApiError as exc:
+            LOG.warning("index %s keeps its older mapping: %s", index, exc.message)
         return False
     try:
         es.indices.create(index=index)

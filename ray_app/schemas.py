@@ -121,7 +121,8 @@ class DeadLetter(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     stage: str
-    reason: Literal["unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type"]
+    # rejected: Elasticsearch refused the document the record became (e.g. a mapping conflict)
+    reason: Literal["unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type", "rejected"]
     detail: str
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"

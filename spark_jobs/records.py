@@ -121,8 +121,8 @@ def format_seconds(ts: Column) -> Column:
 
 def _raw(value: Column) -> tuple[Column, Column]:
     """(raw text, encoding): UTF-8 when the bytes are valid UTF-8, else base64, so nothing is mangled."""
-    text = value.cast("string")
-    valid = F.octet_length(text) == F.length(value)  # invalid bytes become U+FFFD, which changes the length
+    text = F.decode(value, "UTF-8")  # invalid sequences become U+FFFD, so the round trip differs
+    valid = F.encode(text, "UTF-8") == value
     return F.when(valid, text).otherwise(F.base64(value)), F.when(valid, "utf-8").otherwise("base64")
 
 
@@ -311,7 +311,7 @@ def upstream_dead_letter_documents(kafka: DataFrame, topic: str, index: str) -> 
         F.when(readable, rec["reason"]).otherwise(F.lit("unparseable")).alias("reason"),
         F.when(readable, rec["detail"]).otherwise(F.lit("dead letter that is not a JSON object")).alias("detail"),
         F.when(readable, rec["raw"]).otherwise(raw).alias("raw"),
-        F.when(readable, rec["raw_encoding"]).otherwise(encoding).alias("raw_encoding"),
+        F.when(readable, F.coalesce(rec["raw_encoding"], F.lit("utf-8"))).otherwise(encoding).alias("raw_encoding"),
         F.when(readable, rec["source"]).alias("source"),
         F.when(readable, rec["intended_topic"]).alias("intended_topic"),
         F.col("topic"), F.col("partition"), F.col("offset"),

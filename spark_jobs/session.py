@@ -79,7 +79,7 @@ def start_spark(settings: Settings, app_name: str | None = None) -> SparkSession
         executor_memory=stream.executor_memory,
         configs=spark_configs(settings),
     )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setLogLevel(stream.spark_log_level)
     return spark
 
 

@@ -137,7 +137,7 @@ class Supervised:
     status: QueryStatus
     query: StreamingQuery | None = None
     restart_at: float = 0.0
-    progress_seen: str | None = None  # the progress report already counted in the status
+    progress_seen: str | None = None  # run id / batch id of the progress report already in the status
 
 
 class StreamJob:
@@ -270,15 +270,29 @@ class StreamJob:
 
     # --- supervision ---------------------------------------------------------------------------------------
 
-    def _save_status(self) -> None:
+    def _refresh_progress(self) -> bool:
+        """Take each query's newest progress report into the status (its offsets, rows dropped as late);
+        True when one was new. A batch's report appears after its foreachBatch returns, so this runs in the loop."""
+        changed = False
         for supervised in self.supervised.values():
             query = supervised.query
-            progress = query.lastProgress if query is not None else None
-            if progress and progress.get("id", "") + str(progress.get("batchId")) != supervised.progress_seen:
-                supervised.progress_seen = progress.get("id", "") + str(progress.get("batchId"))
-                supervised.status.committed_offsets = _end_offsets(progress)
-                dropped = sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", []))
-                supervised.status.dropped_late += dropped
+            try:
+                progress = query.lastProgress if query is not None else None
+            except Exception:  # the JVM side of a failed query; the supervisor deals with it
+                progress = None
+            if not progress:
+                continue
+            key = f"{progress.get('runId')}/{progress.get('batchId')}"
+            if key == supervised.progress_seen:
+                continue
+            supervised.progress_seen = key
+            supervised.status.committed_offsets = _end_offsets(progress)
+            for operator in progress.get("stateOperators", []):
+                supervised.status.dropped_late += operator.get("numRowsDroppedByWatermark", 0)
+            changed = True
+        return changed
+
+    def _save_status(self) -> None:
         self.status.updated_at = format_ns(now_ns())
         write_status(self.settings, self.status)
 
@@ -292,6 +306,8 @@ class StreamJob:
                 if not self._tend(supervised):
                     self._stop_all("failed")
                     return 1
+            if self._refresh_progress():
+                self._save_status()
             stop.wait(0.5)
         LOG.info("stopping the streaming queries (%s)", stream.app_name)
         self._stop_all("stopped")
@@ -337,6 +353,7 @@ class StreamJob:
         return True
 
     def _stop_all(self, state: str) -> None:
+        self._refresh_progress()
         for supervised in self.supervised.values():
             if supervised.query is not None:
                 try:

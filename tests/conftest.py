@@ -77,7 +77,8 @@ def stack_dir() -> Iterator[Path]:
     # short path: Ray's unix sockets live under its temp dir and must stay under 107 characters
     path = Path(tempfile.mkdtemp(prefix="rayapp-", dir="/tmp"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("RAY_APP_KEEP_TEST_STATE"):  # set it to read the engines' logs after a failure
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,409 @@
+"""The streaming job on the real engines: Kafka -> Spark on Ray (RayDP) -> Elasticsearch, with failures.
+
+Modelled on Spark's StreamTest (stop, start, check): one story in order, each step asserting the whole
+state of Elasticsearch against what was produced:
+
+1. N trades (with ties in time) and one of every kind of bad record; the driver is killed with SIGKILL
+   mid-way; a new driver (now as a Ray job, via `ray-app stream`) finishes: exactly the N trades, every bar
+   equal to a direct computation from the produced trades, every bad record a dead letter with its reason.
+2. The Kafka broker is restarted mid-stream: nothing lost, nothing doubled.
+3. A trade far behind the watermark is indexed but does not change the bars (the late-data policy).
+4. Elasticsearch is away for ~20 s: the query fails, restarts from its checkpoint, nothing lost.
+5. `ray-app stream status` and `stream stop`; the job's RayDP actors are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from confluent_kafka import Producer
+
+from ray_app.config import Settings, load_settings
+from ray_app.es_indices import client as es_client
+from ray_app.kafka_io import producer_config
+from ray_app.schemas import Source, Trade
+from ray_app.stack import manager
+from ray_app.stack.processes import stop_process
+from tests.conftest import REPO, alive, run_cli
+
+pytestmark = pytest.mark.engines
+
+SYMBOLS = ["AAPL", "MSFT", "BTC/USD"]
+MINUTE_NS = 60 * 1_000_000_000
+STREAM_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def stream_env(stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
+    """Topics, indices, checkpoints and a Spark app of this module's own, as RAY_APP_* variables."""
+    env = {
+        **{f"RAY_APP_KAFKA__TOPICS__{key.upper()}__NAME": f"{name}-st" for key, name in
+           (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"))},
+        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"st-{index}" for key, index in
+           stack.elasticsearch.indices.by_key().items()},
+        "RAY_APP_STREAM__APP_NAME": "test-stream",
+        "RAY_APP_STREAM__CHECKPOINT_DIR": str(stack_dir / "stream-checkpoints"),
+        "RAY_APP_STREAM__TRIGGER_INTERVAL_S": "0.5",
+        "RAY_APP_STREAM__MAX_OFFSETS_PER_TRIGGER": "3000",  # several batches, so a kill lands mid-stream
+        "RAY_APP_STREAM__RESTART_BACKOFF_MIN_S": "1",
+        "RAY_APP_STREAM__RESTART_BACKOFF_MAX_S": "4",
+        "RAY_APP_STREAM__ES_RETRY_COUNT": "1",  # so an Elasticsearch outage fails the query (and it restarts)
+        "RAY_APP_STREAM__ES_RETRY_WAIT_S": "1",
+        "RAY_APP_STREAM__SPARK_LOG_LEVEL": "WARN",
+    }  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield env
+    run_cli("stream", "stop", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def settings(stream_env: dict[str, str]) -> Settings:
+    from ray_app.kafka_topics import ensure_topics
+
+    settings = load_settings()
+    ensure_topics(settings)
+    return settings
+
+
+class Produced:
+    """Everything this module produced, to compute the expected documents from."""
+
+    def __init__(self) -> None:
+        self.trades: list[Trade] = []
+        self.late: list[Trade] = []
+        self.bad: list[tuple[str, bytes, str]] = []  # (topic, raw, expected reason)
+
+
+@pytest.fixture(scope="module")
+def produced() -> Produced:
+    return Produced()
+
+
+def _trades(start_ns: int, minutes: int, per_minute: int, tag: str) -> list[Trade]:
+    """Trades for every symbol, in time order overall; every 7th trade shares the time of the one before it."""
+    trades = []
+    for minute in range(minutes):
+        for k in range(per_minute):
+            for s_index, symbol in enumerate(SYMBOLS):
+                n = (minute * per_minute + k) * len(SYMBOLS) + s_index
+                offset = (k * 60_000_000_000 // per_minute) + 1_234 * s_index
+                if k % 7 == 6:
+                    offset = ((k - 1) * 60_000_000_000 // per_minute) + 1_234 * s_index  # a tie in time
+                price = 100 + 10 * s_index + math.sin(n / 17) * 3 + (n % 5) * 0.01
+                trades.append(Trade(
+                    symbol=symbol, timestamp_ns=start_ns + minute * MINUTE_NS + offset, price=round(price, 4),
+                    size=float(1 + n % 9) if symbol != "BTC/USD" else round(0.001 * (1 + n % 13), 6),
+                    trade_id=f"{tag}-{n}", exchange=None if symbol == "BTC/USD" else "V",
+                    source=Source.SIMULATOR,
+                ))  # fmt: skip
+    trades.sort(key=lambda t: t.timestamp_ns)
+    return trades
+
+
+def _produce(settings: Settings, records: list[tuple[str, bytes, bytes | None]]) -> None:
+    failed: list[str] = []
+
+    def delivered(error, message) -> None:
+        if error is not None:
+            failed.append(str(error))
+
+    producer = Producer(producer_config(settings))
+    for topic, value, key in records:
+        producer.produce(topic, value=value, key=key, on_delivery=delivered)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    assert not failed, failed[:3]
+
+
+def _produce_trades(settings: Settings, trades: list[Trade]) -> None:
+    topic = settings.kafka.topics.trades.name
+    _produce(settings, [(topic, trade.to_json(), trade.symbol.encode()) for trade in trades])
+
+
+def _bad_records(settings: Settings, now_ns: int) -> list[tuple[str, bytes, str]]:
+    trades = settings.kafka.topics.trades.name
+    bars = settings.kafka.topics.bars.name
+
+    def trade(**fields: object) -> bytes:
+        base: dict[str, object] = {"schema_version": 1, "kind": "trade", "symbol": "AAPL",
+                                   "timestamp_ns": now_ns - 3600 * 10**9, "source": "simulator", "price": 10.0,
+                                   "size": 1.0, "trade_id": "bad"}  # fmt: skip
+        base.update(fields)
+        return json.dumps({k: v for k, v in base.items() if v is not None}).encode()
+
+    return [
+        (trades, b"this is not json", "unparseable"),
+        (trades, b"\xff\xfe\x00binary", "unparseable"),
+        (trades, b"[1, 2, 3]", "unparseable"),
+        (trades, trade(price=None), "missing_field"),
+        (trades, trade(trade_id=None), "missing_field"),
+        (trades, trade(timestamp_ns=None), "missing_field"),
+        (trades, trade(price="abc"), "invalid_value"),
+        (trades, trade(size=-5), "invalid_value"),
+        (trades, trade(price=0), "invalid_value"),
+        (trades, trade(timestamp_ns=now_ns + 86_400 * 10**9), "invalid_value"),
+        (trades, trade(conditions="@"), "invalid_value"),
+        (trades, trade(kind="quote"), "unknown_type"),
+        (bars, json.dumps({"kind": "bar", "symbol": "AAPL", "timeframe": "1Hour", "timestamp_ns": now_ns,
+                           "open": 5, "high": 6, "low": 5.5, "close": 5.8, "volume": 10}).encode(),
+         "invalid_value"),  # low > open
+        (bars, json.dumps({"kind": "bar", "symbol": "AAPL", "timeframe": "1Day", "timestamp_ns": now_ns,
+                           "open": 5, "high": 6, "low": 4, "close": 5.8, "volume": 10}).encode(), "invalid_value"),
+    ]  # fmt: skip
+
+
+def _es_docs(settings: Settings, index: str) -> dict[str, dict]:
+    es = es_client(settings)
+    es.indices.refresh(index=index)
+    docs = {}
+    for hit in _scan(es, index):
+        docs[hit["_id"]] = hit["_source"]
+    return docs
+
+
+def _scan(es, index: str) -> Iterator[dict]:
+    from elasticsearch.helpers import scan
+
+    yield from scan(es, index=index, query={"query": {"match_all": {}}}, size=5000)
+
+
+def _expected_bars(trades: list[Trade], seconds: int) -> dict[str, dict]:
+    groups: dict[tuple[str, int], list[tuple[int, int, Trade]]] = defaultdict(list)
+    for order, trade in enumerate(trades):
+        start = trade.timestamp_ns // 10**9 // seconds * seconds
+        groups[(trade.symbol, start)].append((trade.timestamp_ns, order, trade))
+    bars = {}
+    for (symbol, start), items in groups.items():
+        items.sort(key=lambda item: (item[0], item[1]))
+        prices = [t.price for _, _, t in items]
+        volume = sum(t.size for _, _, t in items)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+        bars[f"{symbol}|{stamp}"] = {
+            "open": items[0][2].price, "high": max(prices), "low": min(prices), "close": items[-1][2].price,
+            "volume": volume, "trade_count": len(items), "vwap": sum(t.price * t.size for _, _, t in items) / volume,
+        }  # fmt: skip
+    return bars
+
+
+def _assert_bars_equal(actual: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert set(actual) == set(expected), (sorted(set(actual) ^ set(expected)))[:10]
+    for doc_id, want in expected.items():
+        got = actual[doc_id]
+        for field in ("open", "high", "low", "close", "trade_count"):
+            assert got[field] == want[field], (doc_id, field, got[field], want[field])
+        for field in ("volume", "vwap"):
+            assert math.isclose(got[field], want[field], rel_tol=1e-9), (doc_id, field, got[field], want[field])
+        assert math.isclose(got["range"], want["high"] - want["low"], rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(got["notional"], want["close"] * want["volume"], rel_tol=1e-9)
+        assert math.isclose(got["log_return"], math.log(want["close"] / want["open"]), rel_tol=1e-9, abs_tol=1e-15)
+
+
+def _assert_state(settings: Settings, produced: Produced) -> None:
+    """Elasticsearch holds exactly what was produced: trades once each, bars as computed, every dead letter."""
+    indices = settings.elasticsearch.indices
+    trades = _es_docs(settings, indices.trades)
+    everything = produced.trades + produced.late
+    want_ids = {f"{t.symbol}|{t.exchange or ''}|{t.trade_id}" for t in everything}
+    assert len(everything) == len(want_ids)
+    assert len(trades) == len(want_ids), f"{len(trades)} trade documents for {len(want_ids)} produced trades"
+    assert set(trades) == want_ids
+    sample = next(t for t in produced.trades if t.exchange)
+    doc = trades[f"{sample.symbol}|V|{sample.trade_id}"]
+    assert (doc["price"], doc["size"], doc["timestamp"], doc["timestamp_ns"]) == (
+        sample.price, sample.size, sample.timestamp, sample.timestamp_ns)
+    _assert_bars_equal(_es_docs(settings, indices.bars_1m), _expected_bars(produced.trades, 60))
+    _assert_bars_equal(_es_docs(settings, indices.bars_1h), _expected_bars(produced.trades, 3600))
+    dead = _es_docs(settings, indices.dead_letters)
+    assert sorted(d["reason"] for d in dead.values()) == sorted(reason for _, _, reason in produced.bad)
+    for letter in dead.values():
+        assert letter["stage"] in {"stream", "ingest"} and letter["detail"] and letter["raw"] is not None
+    binary = next(d for d in dead.values() if d["raw_encoding"] == "base64")
+    assert binary["reason"] == "unparseable"
+
+
+def _wait_caught_up(settings: Settings, timeout_s: float = STREAM_TIMEOUT_S) -> None:
+    from ray_app.stream_control import lags
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        current = lags(settings)
+        if all(lag.messages == 0 for lag in current):
+            return
+        time.sleep(1)
+    pytest.fail(f"the stream did not catch up in {timeout_s} s: {lags(settings)}\n{_job_log_tail(settings)}")
+
+
+def _job_log_tail(settings: Settings) -> str:
+    from ray_app.stream_control import client, stream_jobs
+
+    jobs = client(settings)
+    found = stream_jobs(jobs)
+    if not found:
+        return "(no streaming job)"
+    return "\n".join(jobs.get_job_logs(found[-1].submission_id).splitlines()[-40:])
+
+
+def _es_count(settings: Settings, index: str) -> int:
+    es = es_client(settings)
+    return es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+
+
+def test_kill9_mid_stream_then_restart_as_ray_job_loses_and_doubles_nothing(
+    settings: Settings, produced: Produced, stream_env: dict[str, str], stack_dir: Path
+) -> None:
+    now_ns = time.time_ns()
+    start_ns = (now_ns - 3 * 3600 * 10**9) // MINUTE_NS * MINUTE_NS
+    produced.trades += _trades(start_ns, minutes=90, per_minute=60, tag="a")  # 16,200 trades, 90 minutes
+    produced.bad += _bad_records(settings, now_ns)
+    upstream = {"schema_version": 1, "stage": "ingest", "reason": "unknown_symbol", "detail": "symbol 'ZZZZ'",
+                "raw": "{}", "source": "alpaca-stream", "received_at": "2026-11-28T06:00:00.000000001Z"}  # fmt: skip
+    produced.bad.append((settings.kafka.topics.dead_letters.name, json.dumps(upstream).encode(), "unknown_symbol"))
+    _produce_trades(settings, produced.trades)
+    _produce(settings, [(topic, raw, b"AAPL") for topic, raw, _ in produced.bad])
+
+    log = (stack_dir / "stream-driver-1.log").open("w")
+    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.stream_trades"], stdout=log,
+                              stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **stream_env})  # fmt: skip
+    try:
+        deadline = time.monotonic() + STREAM_TIMEOUT_S
+        indexed = 0
+        while time.monotonic() < deadline and driver.poll() is None:
+            indexed = _es_count(settings, settings.elasticsearch.indices.trades)
+            if indexed >= 3000:
+                break
+            time.sleep(0.5)
+        driver_log = (stack_dir / "stream-driver-1.log").read_text()[-5000:]
+        assert driver.poll() is None, driver_log
+        assert 0 < indexed < len(produced.trades), f"the kill must land mid-stream:\n{driver_log}"
+        family = [driver.pid, *(child.pid for child in psutil.Process(driver.pid).children(recursive=True))]
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        log.close()
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in family if alive(pid)], "the Spark driver JVM outlived its killed Python driver"
+    killed_at = _es_count(settings, settings.elasticsearch.indices.trades)
+    assert killed_at < len(produced.trades)
+
+    result = run_cli("stream", "--timeout", str(STREAM_TIMEOUT_S), timeout=STREAM_TIMEOUT_S + 60)
+    assert result.returncode == 0, result.stdout + result.stderr + _job_log_tail(settings)
+    assert "submitted" in result.stdout and "caught up with Kafka" in result.stdout
+    _assert_state(settings, produced)
+
+
+def test_job_shows_in_ray_with_its_raydp_actors(settings: Settings) -> None:
+    from ray.util.state import list_actors
+
+    from ray_app.stream_control import client, running_job
+
+    job = running_job(client(settings))
+    assert job is not None and job.status.value == "RUNNING"
+    actors = list_actors(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000)
+    # the app master belongs to the job; the executors are created by the app master's Java worker
+    assert any(a.class_name == "RayDPSparkMaster" and a.job_id == job.job_id for a in actors), actors
+    assert any("RayDPExecutor" in a.class_name for a in actors), {a.class_name for a in actors}
+
+
+def test_kafka_broker_restart_mid_stream(settings: Settings, produced: Produced, stack: Settings) -> None:
+    last = produced.trades[-1].timestamp_ns
+    batch_b = _trades(last // MINUTE_NS * MINUTE_NS + MINUTE_NS, minutes=10, per_minute=60, tag="b")
+    batch_c = _trades(batch_b[-1].timestamp_ns // MINUTE_NS * MINUTE_NS + MINUTE_NS, minutes=5, per_minute=60,
+                      tag="c")  # fmt: skip
+    _produce_trades(settings, batch_b)
+    produced.trades += batch_b
+    kafka = manager.services(stack)[0]
+    assert kafka.name.lower().startswith("kafka")
+    assert stop_process(kafka.pid_file, stack.stack.stop_timeout_s)
+    time.sleep(3)
+    manager.up(stack)
+    _produce_trades(settings, batch_c)
+    produced.trades += batch_c
+    _wait_caught_up(settings)
+    _assert_state(settings, produced)
+
+
+def test_trade_behind_the_watermark_is_indexed_but_not_counted_in_bars(
+    settings: Settings, produced: Produced
+) -> None:
+    from spark_jobs.status import read_status
+
+    before = read_status(settings)
+    assert before is not None
+    dropped_before = before.queries["bars-1m"].dropped_late
+    late = Trade(symbol="AAPL", timestamp_ns=produced.trades[0].timestamp_ns + 5, price=999.0, size=1.0,
+                 trade_id="late-1", exchange="V", source=Source.SIMULATOR)  # fmt: skip
+    _produce_trades(settings, [late])
+    produced.late.append(late)
+    _wait_caught_up(settings)
+    _assert_state(settings, produced)  # bars computed from produced.trades only: the late one changed none
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = read_status(settings)
+        if status and status.queries["bars-1m"].dropped_late > dropped_before:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the late trade was not reported as dropped by the watermark")
+
+
+def test_elasticsearch_away_for_20_s_loses_nothing(settings: Settings, produced: Produced, stack: Settings) -> None:
+    from spark_jobs.status import read_status
+
+    restarts_before = read_status(settings).queries["records"].restarts
+    last = produced.trades[-1].timestamp_ns
+    batch_d = _trades(last // MINUTE_NS * MINUTE_NS + MINUTE_NS, minutes=5, per_minute=60, tag="d")
+    elasticsearch = manager.services(stack)[1]
+    assert stop_process(elasticsearch.pid_file, stack.stack.stop_timeout_s)
+    try:
+        _produce_trades(settings, batch_d)
+        produced.trades += batch_d
+        time.sleep(20)
+    finally:
+        manager.up(stack)
+    _wait_caught_up(settings)
+    _assert_state(settings, produced)
+    status = read_status(settings)
+    assert status.queries["records"].restarts > restarts_before, "the outage should have failed a batch"
+    assert all(query.state == "running" for query in status.queries.values())
+
+
+def test_status_then_stop_leaves_no_actors(settings: Settings) -> None:
+    from ray.util.state import list_actors
+
+    from ray_app.stream_control import client, running_job
+
+    shown = run_cli("stream", "status")
+    assert shown.returncode == 0, shown.stderr
+    for name in ("records", "bars-1m", "bars-1h", settings.elasticsearch.indices.trades):
+        assert name in shown.stdout
+    job = running_job(client(settings))
+    assert job is not None
+    stopped = run_cli("stream", "stop", timeout=180)
+    assert stopped.returncode == 0 and job.submission_id in stopped.stdout, stopped.stdout + stopped.stderr
+    assert client(settings).get_job_status(job.submission_id).value == "STOPPED"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        actors = list_actors(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000)
+        left = [a for a in actors if a.job_id == job.job_id or a.class_name.startswith(("RayDP", "org.apache.spark"))]
+        if not left:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"actors of the stopped job still alive: {left}")
