@@ -371,7 +371,7 @@ def _demo_ingest(settings: Settings) -> bool:
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The pipeline on the embedded local default: stack up, a round trip through every engine, simulated trades
-    into Kafka; then a report."""
+    into Kafka, the streaming job into Elasticsearch; then a report."""
     settings = _settings(ctx)
     try:
         _stack_up(settings)
@@ -379,11 +379,15 @@ def demo(ctx: typer.Context) -> None:
         _fail(exc.one_line())
     ok = _smoke(settings)
     ok = _demo_ingest(settings) and ok
+    console.print("\nstream: Spark on Ray (RayDP) -> Elasticsearch; the job keeps running (`ray-app stream stop`)")
+    _start_stream(settings, ctx.find_root().obj, wait=True, timeout_s=1800)
+    console.print(_index_table(settings, "Elasticsearch documents per index"))
     console.print(
-        f"\nRay dashboard: {settings.ray.dashboard_url}   Elasticsearch: {settings.elasticsearch.url}   "
-        f"Kafka: {settings.kafka.bootstrap_servers}\n"
-        f"try: ray job submit --address {settings.ray.dashboard_url} -- python -c 'print(1)'\n"
-        "stop with: ray-app stack down (data is kept in " + str(settings.state_dir) + ")",
+        f"\nRay dashboard: {settings.ray.dashboard_url} (Jobs: the streaming job and its RayDP actors)   "
+        f"Elasticsearch: {settings.elasticsearch.url}   Kafka: {settings.kafka.bootstrap_servers}\n"
+        "try: ray-app stream status   |   ray-app ingest --source simulate --live (new trades stream through)\n"
+        "stop with: ray-app stream stop; ray-app stack down (data and checkpoints are kept in "
+        + str(settings.state_dir) + ")",
         highlight=False,
     )
     if not ok:

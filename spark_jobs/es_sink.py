@@ -21,11 +21,12 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import DataFrame
+if TYPE_CHECKING:  # executors import this module: keep its imports light
+    from pyspark.sql import DataFrame
 
-from ray_app.config import Settings
+    from ray_app.config import Settings
 
 RETRYABLE_STATUS = {429, 502, 503, 504}
 REJECTION_DETAIL_LIMIT = 500

@@ -9,6 +9,7 @@ fails with ``InaccessibleObjectException``.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from ray_app.config import Settings
@@ -58,7 +59,15 @@ def spark_configs(settings: Settings) -> dict[str, str]:
         # small state, many micro-batches: RocksDB would add a native library and little else here
         "spark.sql.streaming.minBatchesToRetain": "20",
         "spark.ui.showConsoleProgress": "false",
+        # executors run this interpreter (the one with the project installed), from a daemon that has already
+        # imported the bulk writer's dependencies
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.python.daemon.module": "spark_jobs.worker_daemon",
         "spark.sql.adaptive.enabled": "false",
+        # update mode writes a bar whenever a trade changes it; batches with no data (only to move the watermark
+        # and drop old state) would double the batches of the bar queries for nothing
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
     }
 
 

@@ -216,19 +216,17 @@ class StreamJob:
         self._write(name, batch, batch_id, lambda frame: bar_documents(frame, indices))
 
     def _write(self, name: str, batch: DataFrame, batch_id: int, documents: Callable[[DataFrame], DataFrame]) -> None:
-        from pyspark import StorageLevel
-
         from spark_jobs.es_sink import write_documents
 
         began = time.monotonic()
-        batch.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            rows = batch.count()
-            report = write_documents(documents(batch), self.bulk_options) if rows else None
-        finally:
-            batch.unpersist()
-        if report and report.rejected:
+        stream = self.settings.stream
+        # one task per executor core: a micro-batch is often small, and every task pays for a Python worker
+        # round trip and a bulk request; a big batch still keeps every core busy
+        report = write_documents(documents(batch).coalesce(stream.num_executors * stream.executor_cores),
+                                 self.bulk_options)  # fmt: skip
+        if report.rejected:
             self._dead_letter_rejections(report)
+        rows = sum(report.indexed.values()) + len(report.rejected)  # one document per record (or bar)
         seconds = time.monotonic() - began
         status = self.supervised[name].status
         status.batches += 1
@@ -239,14 +237,12 @@ class StreamJob:
         status.consecutive_failures = 0
         status.state = "running"
         status.last_error = None
-        if report:
-            for index, count in report.indexed.items():
-                status.indexed[index] = status.indexed.get(index, 0) + count
-            status.rejected += len(report.rejected)
+        for index, count in report.indexed.items():
+            status.indexed[index] = status.indexed.get(index, 0) + count
+        status.rejected += len(report.rejected)
         if rows:
-            indexed = report.indexed if report else {}
-            written = ", ".join(f"{index} {count:,}" for index, count in sorted(indexed.items()))
-            LOG.info("%s batch %d: %d rows -> %s in %.2f s", name, batch_id, rows, written or "nothing", seconds)
+            written = ", ".join(f"{index} {count:,}" for index, count in sorted(report.indexed.items()))
+            LOG.info("%s batch %d: %d documents (%s) in %.2f s", name, batch_id, rows, written, seconds)
         self._save_status()
 
     def _dead_letter_rejections(self, report: WriteReport) -> None:
