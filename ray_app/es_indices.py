@@ -158,6 +158,9 @@ def ensure_index(settings: Settings, es: Elasticsearch, index: str, properties: 
         if exc.error != "resource_already_exists_exception":
             raise
         return False
+    # a new index answers searches with 503 until its primary shard has started: be usable before returning
+    wait_s = int(settings.elasticsearch.request_timeout_s)
+    es.cluster.health(index=index, wait_for_status="yellow", timeout=f"{wait_s}s")
     return True
 
 

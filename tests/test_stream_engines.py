@@ -257,8 +257,16 @@ def _job_log_tail(settings: Settings) -> str:
 
 
 def _es_count(settings: Settings, index: str) -> int:
+    """Documents in the index; 0 while it does not exist yet or its shard is still starting (HTTP 503)."""
+    from elasticsearch import ApiError
+
     es = es_client(settings)
-    return es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+    try:
+        return es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+    except ApiError as exc:
+        if exc.status_code == 503:
+            return 0
+        raise
 
 
 def test_kill9_mid_stream_then_restart_as_ray_job_loses_and_doubles_nothing(
