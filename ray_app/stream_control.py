@@ -99,11 +99,10 @@ def lags(settings: Settings) -> list[Lag]:
     """Per query: end offsets of the topics now minus the offsets its last committed batch reached."""
     from ray_app.kafka_topics import end_offsets
     from spark_jobs.status import read_status
+    from spark_jobs.stream_trades import query_topics
 
     status = read_status(settings)
-    topics = settings.kafka.topics
-    reads = {"records": [topics.trades.name, topics.bars.name, topics.dead_letters.name],
-             "bars-1m": [topics.trades.name], "bars-1h": [topics.trades.name]}  # fmt: skip
+    reads = query_topics(settings)
     ends = end_offsets(settings, sorted({name for names in reads.values() for name in names}))
     result = []
     for query, names in reads.items():

@@ -12,8 +12,6 @@ replayed micro-batch overwrites what it wrote before:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
@@ -35,18 +33,6 @@ BAR_INDEX_KEYS = {"1Min": "bars_1m", "1Hour": "bars_1h"}
 
 def _string_schema(fields: list[str]) -> StructType:
     return StructType([*(StructField(name, StringType()) for name in fields), StructField(CORRUPT, StringType())])
-
-
-@dataclass(frozen=True)
-class Topics:
-    trades: str
-    bars: str
-    dead_letters: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> Topics:
-        topics = settings.kafka.topics
-        return cls(topics.trades.name, topics.bars.name, topics.dead_letters.name)
 
 
 def _parse(value: Column, fields: list[str]) -> Column:
@@ -152,12 +138,11 @@ def parsed_trades(kafka: DataFrame, topic: str, max_future_s: int) -> DataFrame:
     )
 
 
-def trade_columns(parsed: DataFrame) -> DataFrame:
-    """Valid parsed trades -> the typed columns the trades index and the bars need."""
+def _trade_fields() -> list[Column]:
+    """The typed fields of a valid parsed trade, as both the trades documents and the bars use them."""
     rec = F.col("rec")
-    return parsed.where(F.col("problem").isNull()).select(
+    return [
         rec["symbol"].alias("symbol"),
-        F.col("ts_ns"),
         rec["price"].cast("double").alias("price"),
         rec["size"].cast("double").alias("size"),
         rec["trade_id"].alias("trade_id"),
@@ -166,8 +151,14 @@ def trade_columns(parsed: DataFrame) -> DataFrame:
         rec["tape"].alias("tape"),
         rec["taker_side"].alias("taker_side"),
         rec["source"].alias("source"),
-        F.col("topic"), F.col("partition"), F.col("offset"), F.col("kafka_ts"),
-    )  # fmt: skip
+    ]
+
+
+def trade_columns(parsed: DataFrame) -> DataFrame:
+    """Valid parsed trades -> the typed columns the bars need, with the Kafka position for ordering."""
+    return parsed.where(F.col("problem").isNull()).select(
+        *_trade_fields(), F.col("ts_ns"), F.col("topic"), F.col("partition"), F.col("offset"), F.col("kafka_ts")
+    )
 
 
 def trade_doc_id(symbol: Column, exchange: Column, trade_id: Column) -> Column:
@@ -181,17 +172,9 @@ def trade_document_columns(index: str) -> DocumentColumns:
     """A valid parsed trade -> its ``trades`` document."""
     rec = F.col("rec")
     doc = F.struct(
-        rec["symbol"].alias("symbol"),
+        *_trade_fields(),
         format_ns(F.col("ts_ns")).alias("timestamp"),
         F.col("ts_ns").alias("timestamp_ns"),
-        rec["price"].cast("double").alias("price"),
-        rec["size"].cast("double").alias("size"),
-        rec["trade_id"].alias("trade_id"),
-        rec["exchange"].alias("exchange"),
-        F.col("conditions_array").alias("conditions"),
-        rec["tape"].alias("tape"),
-        rec["taker_side"].alias("taker_side"),
-        rec["source"].alias("source"),
         F.lit(1).alias("schema_version"),
         format_ns(F.unix_micros(F.col("kafka_ts")) * 1000).alias("ingested_at"),
         F.col("partition").alias("kafka_partition"),
@@ -335,19 +318,19 @@ def _routed(parsed: DataFrame, valid: DataFrame, dead: DataFrame) -> DataFrame:
 
 def record_documents(kafka: DataFrame, settings: Settings) -> DataFrame:
     """One micro-batch of the three topics -> (index, doc_id, source JSON) for every document it yields."""
-    topics = Topics.of(settings)
+    topics = settings.kafka.topics
     indices = settings.elasticsearch.indices
     future = settings.stream.max_future_s
     trades = _routed(
-        parsed_trades(kafka, topics.trades, future),
+        parsed_trades(kafka, topics.trades.name, future),
         trade_document_columns(indices.trades),
         dead_letter_columns(indices.dead_letters, indices.trades),
     )
     bars = _routed(
-        parsed_bars(kafka, topics.bars, future),
+        parsed_bars(kafka, topics.bars.name, future),
         bar_record_document_columns(indices.by_key()),
         dead_letter_columns(indices.dead_letters, "bars"),
     )
     return trades.unionByName(bars).unionByName(
-        upstream_dead_letter_documents(kafka, topics.dead_letters, indices.dead_letters)
+        upstream_dead_letter_documents(kafka, topics.dead_letters.name, indices.dead_letters)
     )

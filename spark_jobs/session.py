@@ -62,7 +62,6 @@ def spark_configs(settings: Settings) -> dict[str, str]:
         # executors run this interpreter (the one with the project installed), from a daemon that has already
         # imported the bulk writer's dependencies
         "spark.pyspark.python": sys.executable,
-        "spark.pyspark.driver.python": sys.executable,
         "spark.python.daemon.module": "spark_jobs.worker_daemon",
         "spark.sql.adaptive.enabled": "false",
         # update mode writes a bar whenever a trade changes it; batches with no data (only to move the watermark

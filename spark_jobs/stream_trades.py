@@ -48,7 +48,16 @@ if TYPE_CHECKING:
     from spark_jobs.es_sink import BulkOptions, WriteReport
 
 LOG = logging.getLogger("ray_app.stream")
-QUERIES = ("records", "bars-1m", "bars-1h")
+BAR_QUERIES = {"bars-1m": "1Min", "bars-1h": "1Hour"}
+
+
+def query_topics(settings: Settings) -> dict[str, list[str]]:
+    """The Kafka topics each streaming query reads, by query name."""
+    topics = settings.kafka.topics
+    return {
+        "records": [topics.trades.name, topics.bars.name, topics.dead_letters.name],
+        **{name: [topics.trades.name] for name in BAR_QUERIES},
+    }
 
 
 class CheckpointInUse(RuntimeError):
@@ -155,11 +164,8 @@ class StreamJob:
                                    checkpoint_dir=str(self.checkpoints))  # fmt: skip
         self.supervised = {
             "records": Supervised("records", self._start_records, self._query_status("records")),
-            **{
-                f"bars-{suffix}": Supervised(f"bars-{suffix}", partial(self._start_bars, timeframe),
-                                             self._query_status(f"bars-{suffix}"))
-                for timeframe, suffix in (("1Min", "1m"), ("1Hour", "1h"))
-            },
+            **{name: Supervised(name, partial(self._start_bars, name), self._query_status(name))
+               for name in BAR_QUERIES},
         }  # fmt: skip
 
     def _query_status(self, name: str) -> QueryStatus:
@@ -172,9 +178,7 @@ class StreamJob:
         return {"processingTime": f"{self.settings.stream.trigger_interval_s} seconds"}
 
     def _start_records(self) -> StreamingQuery:
-        topics = self.settings.kafka.topics
-        source = kafka_stream(self.spark, self.settings, [topics.trades.name, topics.bars.name,
-                                                          topics.dead_letters.name])  # fmt: skip
+        source = kafka_stream(self.spark, self.settings, query_topics(self.settings)["records"])
         return (
             source.writeStream.queryName("records")
             .foreachBatch(self._write_records)
@@ -183,17 +187,16 @@ class StreamJob:
             .start()
         )
 
-    def _start_bars(self, timeframe: str) -> StreamingQuery:
+    def _start_bars(self, name: str) -> StreamingQuery:
         from spark_jobs.bars import bars_from_trades
         from spark_jobs.records import parsed_trades, trade_columns
 
         stream = self.settings.stream
         topic = self.settings.kafka.topics.trades.name
-        name = "bars-1m" if timeframe == "1Min" else "bars-1h"
         trades = trade_columns(parsed_trades(kafka_stream(self.spark, self.settings, [topic]), topic,
                                              stream.max_future_s))  # fmt: skip
         return (
-            bars_from_trades(trades, timeframe, stream.bar_lateness_s)
+            bars_from_trades(trades, BAR_QUERIES[name], stream.bar_lateness_s)
             .writeStream.queryName(name)
             .outputMode("update")
             .foreachBatch(partial(self._write_bars, name))
@@ -310,42 +313,39 @@ class StreamJob:
         return 0
 
     def _tend(self, supervised: Supervised) -> bool:
-        stream = self.settings.stream
-        status = supervised.status
+        """Restart a query that ended, after its backoff; False once it has failed too often in a row."""
         query = supervised.query
         if query is not None and query.isActive:
             return True
         if query is not None:
             error = query.exception()
-            message = _one_line(str(error)) if error else "stopped without an error"
-            status.consecutive_failures += 1
-            status.restarts += 1
-            status.last_error = message
-            status.state = "restarting"
-            delay = min(stream.restart_backoff_min_s * 2 ** (status.consecutive_failures - 1),
-                        stream.restart_backoff_max_s)  # fmt: skip
-            LOG.error("query %s failed (%d in a row): %s; restarting from its checkpoint in %.0f s",
-                      supervised.name, status.consecutive_failures, message, delay)  # fmt: skip
             supervised.query = None
-            supervised.restart_at = time.monotonic() + delay
-            self._save_status()
-            if status.consecutive_failures >= stream.max_consecutive_failures:
-                status.state = "failed"
-                LOG.error("query %s failed %d times in a row; giving up", supervised.name,
-                          status.consecutive_failures)  # fmt: skip
-                return False
-            return True
+            return self._failed(supervised, _one_line(str(error)) if error else "stopped without an error")
         if time.monotonic() >= supervised.restart_at:
             try:
                 supervised.query = supervised.start()
-                status.state = "running"
+                supervised.status.state = "running"
             except Exception as exc:  # a start that fails (e.g. Kafka unreachable) is retried like a failure
-                status.consecutive_failures += 1
-                status.last_error = _one_line(str(exc))
-                supervised.restart_at = time.monotonic() + stream.restart_backoff_max_s
-                LOG.error("query %s did not start: %s", supervised.name, status.last_error)
-                if status.consecutive_failures >= stream.max_consecutive_failures:
-                    return False
+                return self._failed(supervised, f"did not start: {_one_line(str(exc))}")
+        return True
+
+    def _failed(self, supervised: Supervised, message: str) -> bool:
+        stream = self.settings.stream
+        status = supervised.status
+        status.consecutive_failures += 1
+        status.restarts += 1
+        status.last_error = message
+        status.state = "restarting"
+        delay = min(stream.restart_backoff_min_s * 2 ** (status.consecutive_failures - 1),
+                    stream.restart_backoff_max_s)  # fmt: skip
+        supervised.restart_at = time.monotonic() + delay
+        LOG.error("query %s failed (%d in a row): %s; restarting from its checkpoint in %.0f s",
+                  supervised.name, status.consecutive_failures, message, delay)  # fmt: skip
+        if status.consecutive_failures >= stream.max_consecutive_failures:
+            status.state = "failed"
+            LOG.error("query %s failed %d times in a row; giving up", supervised.name, status.consecutive_failures)
+            return False
+        self._save_status()
         return True
 
     def _stop_all(self, state: str) -> None:
