@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ray_app.config import ConfigError, Settings, load_settings
+from ray_app.cli_common import console, err_console, fail, settings_of
+from ray_app.config import Settings
+from ray_app.forecast.command import forecast_app
 from ray_app.stack.processes import StackError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -26,15 +27,7 @@ stream_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
-
-# Reports are read in terminals and in CI logs; a log gets a width that fits the tables on one line each.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+app.add_typer(forecast_app, name="forecast")
 
 
 @app.callback()
@@ -48,20 +41,13 @@ def _main(
     ctx.obj = config
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    try:
-        return load_settings(ctx.find_root().obj)
-    except ConfigError as exc:
-        _fail(str(exc), code=2)
-
-
 @config_app.command("show")
 def config_show(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Print the effective settings (defaults, file and environment merged; secrets masked)."""
-    data = _settings(ctx).masked()
+    data = settings_of(ctx).masked()
     if as_json:
         console.print_json(json.dumps(data))
     else:
@@ -100,11 +86,11 @@ def _stack_up(settings: Settings) -> None:
 @stack_app.command("up")
 def stack_up(ctx: typer.Context) -> None:
     """Start Kafka (KRaft), Elasticsearch and a Ray head; create topics and index templates. Safe to repeat."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     try:
         _stack_up(settings)
     except StackError as exc:
-        _fail(exc.one_line())
+        fail(exc.one_line())
 
 
 @stack_app.command("down")
@@ -112,7 +98,7 @@ def stack_down(ctx: typer.Context) -> None:
     """Stop what `stack up` started (by pid file): gracefully, then by force. Data is kept."""
     from ray_app.stack import manager
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with console.status("stopping the local stack") as spinner:
         stopped = manager.down(settings, progress=lambda step: spinner.update(step))
     for name, was_running in stopped:
@@ -124,7 +110,7 @@ def stack_status(ctx: typer.Context) -> None:
     """Each service: pid, address, healthy or not, data folder, log. Exit 1 unless all are healthy."""
     from ray_app.stack import manager
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     states = manager.status(settings)
     console.print(_status_table(states, "local stack", settings))
     if not all(state.healthy for state in states):
@@ -171,13 +157,13 @@ def ingest(
 
     if config:
         ctx.find_root().obj = config
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     try:
         chosen = SourceName(source)
     except ValueError:
-        _fail(f"--source must be one of {', '.join(s.value for s in SourceName)} (got {source!r})", code=2)
+        fail(f"--source must be one of {', '.join(s.value for s in SourceName)} (got {source!r})", code=2)
     if timeframe is not None and timeframe not in {"1Min", "1Hour", "1Day"}:
-        _fail(f"--timeframe must be 1Min, 1Hour or 1Day (got {timeframe!r})", code=2)
+        fail(f"--timeframe must be 1Min, 1Hour or 1Day (got {timeframe!r})", code=2)
     options = IngestOptions(
         source=chosen,
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
@@ -187,7 +173,7 @@ def ingest(
     try:
         report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)))
     except (AlpacaStreamError, BackfillError, KafkaUnreachable, ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     counters = report.counters
     console.print(
         f"ingest {report.source}: {counters.delivered:,} delivered in {report.seconds:.1f} s "
@@ -198,7 +184,7 @@ def ingest(
         highlight=False,
     )
     if not report.ok:
-        _fail(f"{counters.failed + report.undelivered} messages were not delivered: {counters.errors[:3]}")
+        fail(f"{counters.failed + report.undelivered} messages were not delivered: {counters.errors[:3]}")
 
 
 def _lag_text(lags) -> str:
@@ -211,20 +197,22 @@ def _start_stream(settings: Settings, config_file: Path | None, wait: bool, time
     try:
         submission_id, submitted = submit(settings, str(config_file) if config_file else None)
         console.print(
-            f"streaming job {submission_id} " + ("submitted" if submitted else "is already running (not started again)")
+            f"streaming job {submission_id} "
+            + ("submitted" if submitted else "is already running (not started again)")
             + f"; logs: ray job logs --address {settings.ray.dashboard_url} -f {submission_id}",
             highlight=False,
         )
         if not wait:
             return
         with console.status("waiting for the streaming job") as spinner:
+
             def tick(state, lags) -> None:
                 spinner.update(f"streaming job {state.value.lower()}; messages behind Kafka: {_lag_text(lags) or '-'}")
 
             lags = wait_caught_up(settings, submission_id, timeout_s, on_tick=tick)
         console.print(f"caught up with Kafka ({_lag_text(lags)} messages behind)", highlight=False)
     except StreamControlError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _index_table(settings: Settings, title: str) -> Table:
@@ -243,10 +231,17 @@ def _index_table(settings: Settings, title: str) -> Table:
 @stream_app.callback()
 def stream(
     ctx: typer.Context,
-    reset: Annotated[bool, typer.Option("--reset", help="Discard the checkpoints first: re-read Kafka from the "
-                                                        "start (documents are overwritten, not doubled).")] = False,
-    foreground: Annotated[bool, typer.Option("--foreground", help="Run the driver in this process, not as a "
-                                                                  "Ray job; Ctrl-C stops it.")] = False,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Discard the checkpoints first: re-read Kafka from the "
+            "start (documents are overwritten, not doubled).",
+        ),
+    ] = False,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Run the driver in this process, not as a Ray job; Ctrl-C stops it.")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the job has caught up with Kafka.")] = True,
     timeout: Annotated[float, typer.Option(help="--wait: give up waiting after this many seconds.")] = 900,
 ) -> None:
@@ -255,7 +250,7 @@ def stream(
     Subcommands: `stream status`, `stream stop`."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     config_file = ctx.find_root().obj
     if reset:
         from ray_app.stream_control import StreamControlError, client, running_job
@@ -264,14 +259,14 @@ def stream(
         try:
             current = None if foreground else running_job(client(settings))
         except StreamControlError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if current is not None:
-            _fail(f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then --reset")
+            fail(f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then --reset")
         try:
             if reset_checkpoints(settings):
                 console.print(f"discarded the checkpoints in {settings.stream_checkpoint_dir}")
         except CheckpointInUse as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if foreground:
         import logging
 
@@ -281,7 +276,7 @@ def stream(
         try:
             raise typer.Exit(run(settings))
         except CheckpointInUse as exc:
-            _fail(str(exc))
+            fail(str(exc))
     _start_stream(settings, config_file, wait, timeout)
     console.print(_index_table(settings, "Elasticsearch"))
 
@@ -292,9 +287,9 @@ def stream_stop(ctx: typer.Context) -> None:
     from ray_app.stream_control import StreamControlError, stop
 
     try:
-        stopped = stop(_settings(ctx))
+        stopped = stop(settings_of(ctx))
     except StreamControlError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"stopped {', '.join(stopped)}" if stopped else "no streaming job was running")
 
 
@@ -304,11 +299,11 @@ def stream_status(ctx: typer.Context) -> None:
     from ray_app.stream_control import StreamControlError, client, lags, running_job
     from spark_jobs.status import read_status
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     try:
         job = running_job(client(settings))
     except StreamControlError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     status = read_status(settings)
     console.print(f"streaming job: {job.submission_id + ' ' + job.status.value if job else 'not running'}; "
                   f"checkpoints: {settings.stream_checkpoint_dir}", highlight=False)  # fmt: skip
@@ -317,7 +312,7 @@ def stream_status(ctx: typer.Context) -> None:
     for column in ("query", "state", "batches", "rows", "documents", "late", "restarts", "behind", "last error"):
         table.add_column(column, justify="left" if column in {"query", "state", "last error"} else "right",
                          overflow="fold")  # fmt: skip
-    for name, query in (status.queries.items() if status else []):
+    for name, query in status.queries.items() if status else []:
         documents = sum(query.indexed.values())
         lag = behind.get(name)
         table.add_row(name, query.state, f"{query.batches:,}", f"{query.rows:,}", f"{documents:,}",
@@ -330,7 +325,7 @@ def stream_status(ctx: typer.Context) -> None:
 @app.command()
 def smoke(ctx: typer.Context) -> None:
     """Produce and consume keyed Kafka messages, index and search a document, run a Ray job; print a report."""
-    if not _smoke(_settings(ctx)):
+    if not _smoke(settings_of(ctx)):
         raise typer.Exit(1)
 
 
@@ -372,11 +367,11 @@ def _demo_ingest(settings: Settings) -> bool:
 def demo(ctx: typer.Context) -> None:
     """The pipeline on the embedded local default: stack up, a round trip through every engine, simulated trades
     into Kafka, the streaming job into Elasticsearch; then a report."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     try:
         _stack_up(settings)
     except StackError as exc:
-        _fail(exc.one_line())
+        fail(exc.one_line())
     ok = _smoke(settings)
     ok = _demo_ingest(settings) and ok
     console.print("\nstream: Spark on Ray (RayDP) -> Elasticsearch; the job keeps running (`ray-app stream stop`)")
@@ -387,7 +382,8 @@ def demo(ctx: typer.Context) -> None:
         f"Elasticsearch: {settings.elasticsearch.url}   Kafka: {settings.kafka.bootstrap_servers}\n"
         "try: ray-app stream status   |   ray-app ingest --source simulate --live (new trades stream through)\n"
         "stop with: ray-app stream stop; ray-app stack down (data and checkpoints are kept in "
-        + str(settings.state_dir) + ")",
+        + str(settings.state_dir)
+        + ")",
         highlight=False,
     )
     if not ok:

@@ -72,9 +72,12 @@ MAPPINGS: dict[str, dict[str, Any]] = {
     "bars_1h": _BAR_FIELDS,
     "forecasts": {
         "run_id": _KEYWORD,
+        "as_of": _DATE,  # the run's cut-off: bars before it were the training data
         "symbol": _KEYWORD,
+        "market": _KEYWORD,
         "target": _KEYWORD,
-        "timestamp": _DATE,
+        "timestamp": _DATE,  # the forecast hour (bar start)
+        "step": {"type": "integer"},
         "value": _DOUBLE,
         "lo_80": _DOUBLE,
         "hi_80": _DOUBLE,
@@ -84,13 +87,35 @@ MAPPINGS: dict[str, dict[str, Any]] = {
         "created_at": _DATE,
     },
     "forecast_runs": {
+        "record": _KEYWORD,  # run | symbol | target
         "run_id": _KEYWORD,
+        "as_of": _DATE,
         "symbol": _KEYWORD,
+        "market": _KEYWORD,
         "target": _KEYWORD,
+        "status": _KEYWORD,  # run: running, complete, partial, failed; symbol: ok, skipped, failed
+        "reason": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
         "chosen_model": _KEYWORD,
-        "status": _KEYWORD,
-        "reason": {"type": "text"},
+        "mase": _DOUBLE,
+        "smape": _DOUBLE,
+        "naive_mase": _DOUBLE,
+        "naive_smape": _DOUBLE,
+        "beats_naive": {"type": "boolean"},
+        "cv": {"type": "object"},  # model -> mase, smape, coverage_<level>, error
+        "highest_volume": _DOUBLE,
+        "highest_volume_at": _DATE,
+        "highest_price": _DOUBLE,
+        "highest_price_at": _DATE,
+        "lowest_price": _DOUBLE,
+        "lowest_price_at": _DATE,
+        "first_bar": _DATE,
+        "last_bar": _DATE,
+        "forecast_start": _DATE,
+        "forecast_end": _DATE,
+        "started_at": _DATE,
+        "finished_at": _DATE,
         "created_at": _DATE,
+        "updated_at": _DATE,
     },
     "recommendations": {
         "symbol": _KEYWORD,

@@ -28,6 +28,11 @@ class Source(StrEnum):
     SIMULATOR = "simulator"
 
 
+def is_crypto(symbol: str) -> bool:
+    """Crypto pairs are written BASE/QUOTE (BTC/USD); stock tickers have no slash."""
+    return "/" in symbol
+
+
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 

@@ -137,6 +137,7 @@ def wait_caught_up(settings: Settings, submission_id: str, timeout_s: float, on_
         if time.monotonic() > deadline:
             raise StreamControlError(
                 f"the streaming job had not caught up after {timeout_s:.0f} s (lags: "
-                + ", ".join(f"{lag.query} {lag.messages}" for lag in current) + "); it keeps running"
+                + ", ".join(f"{lag.query} {lag.messages}" for lag in current)
+                + "); it keeps running"
             )
         time.sleep(2)

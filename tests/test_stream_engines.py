@@ -223,7 +223,11 @@ def _assert_state(settings: Settings, produced: Produced) -> None:
     sample = next(t for t in produced.trades if t.exchange)
     doc = trades[f"{sample.symbol}|V|{sample.trade_id}"]
     assert (doc["price"], doc["size"], doc["timestamp"], doc["timestamp_ns"]) == (
-        sample.price, sample.size, sample.timestamp, sample.timestamp_ns)
+        sample.price,
+        sample.size,
+        sample.timestamp,
+        sample.timestamp_ns,
+    )
     _assert_bars_equal(_es_docs(settings, indices.bars_1m), _expected_bars(produced.trades, 60))
     _assert_bars_equal(_es_docs(settings, indices.bars_1h), _expected_bars(produced.trades, 3600))
     dead = _es_docs(settings, indices.dead_letters)
@@ -347,9 +351,7 @@ def test_kafka_broker_restart_mid_stream(settings: Settings, produced: Produced,
     _assert_state(settings, produced)
 
 
-def test_trade_behind_the_watermark_is_indexed_but_not_counted_in_bars(
-    settings: Settings, produced: Produced
-) -> None:
+def test_trade_behind_the_watermark_is_indexed_but_not_counted_in_bars(settings: Settings, produced: Produced) -> None:
     from spark_jobs.status import read_status
 
     before = read_status(settings)

@@ -25,9 +25,8 @@ from alpaca.data.live.stock import StockDataStream
 from ray_app.config import Settings
 from ray_app.ingest.producer import IngestItem
 from ray_app.ingest.recording import FrameRecorder, frame_items
-from ray_app.ingest.simulator import is_crypto
 from ray_app.lifecycle import StopFlag
-from ray_app.schemas import Source
+from ray_app.schemas import Source, is_crypto
 
 # Alpaca's error codes that no reconnect can fix
 FATAL_CODES = {401: "not authenticated", 402: "auth failed", 404: "auth timeout", 405: "symbol limit exceeded",

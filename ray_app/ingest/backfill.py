@@ -21,9 +21,8 @@ from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from ray_app.config import Settings
 from ray_app.ingest import parse
 from ray_app.ingest.producer import IngestItem
-from ray_app.ingest.simulator import is_crypto
 from ray_app.lifecycle import StopFlag
-from ray_app.schemas import Source
+from ray_app.schemas import Source, is_crypto
 
 TIMEFRAMES = {
     "1Min": TimeFrame(1, TimeFrameUnit.Minute),

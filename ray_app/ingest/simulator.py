@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ray_app.schemas import Source, Trade
+from ray_app.schemas import Source, Trade, is_crypto
 
 NEW_YORK = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000
@@ -66,10 +66,6 @@ def real_daily_anchors() -> dict[str, Anchor]:
         # the unadjusted closes jump at splits; the adjusted ones are consistent day to day
         closes.setdefault(row["Ticker"], []).append(float(row["Adj Close"]))
     return {ticker: Anchor(tuple(values)) for ticker, values in closes.items() if len(values) > 300}
-
-
-def is_crypto(symbol: str) -> bool:
-    return "/" in symbol
 
 
 def _stable_unit(symbol: str, salt: str) -> float:

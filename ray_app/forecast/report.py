@@ -1,0 +1,87 @@
+"""Terminal tables of a forecast run, rendered from its ``forecast-runs`` documents (what Grafana reads too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+_STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
+
+
+def _when(value: str | None) -> str:
+    return pd.Timestamp(value).strftime("%a %m-%d %H:%M") if value else "-"
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.{digits}f}"
+
+
+def run_line(run: dict[str, Any]) -> str:
+    targets, beating = run.get("targets", 0), run.get("targets_beating_naive", 0)
+    return (
+        f"forecast run {run['run_id']} ({run['status']}): cut-off {run['as_of']}, "
+        f"{run.get('forecasted', 0)} forecast, {run.get('skipped', 0)} skipped, {run.get('failed', 0)} failed "
+        f"of {len(run.get('symbols', []))} symbols in {run.get('duration_s', 0):.1f} s; "
+        f"{beating} of {targets} target series beat naive in cross-validation"
+    )
+
+
+def summary_table(symbols: list[dict[str, Any]], horizon_days: int) -> Table:
+    """Per symbol: the next days' highest volume, highest price and lowest price, each with its hour."""
+    table = Table(title=f"Next {horizon_days} days per symbol (from the forecasts)", title_justify="left")
+    for column in ("symbol", "status", "highest volume", "at (UTC)", "highest price", "at (UTC)", "lowest price",
+                   "at (UTC)"):  # fmt: skip
+        table.add_column(column, justify="right" if column.startswith(("highest", "lowest")) else "left")
+    table.add_column("note", overflow="fold")
+    for doc in symbols:
+        status = doc.get("status", "?")
+        chosen = doc.get("chosen_models") or {}
+        beating = doc.get("targets_beating_naive", 0)
+        detail = f"{beating} of {len(chosen)} beat naive" if status == "ok" else doc.get("reason", "")
+        table.add_row(
+            doc["symbol"],
+            f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
+            _number(doc.get("highest_volume")),
+            _when(doc.get("highest_volume_at")),
+            _number(doc.get("highest_price")),
+            _when(doc.get("highest_price_at")),
+            _number(doc.get("lowest_price")),
+            _when(doc.get("lowest_price_at")),
+            detail,
+        )
+    return table
+
+
+def cv_table(targets: list[dict[str, Any]]) -> Table:
+    """Per symbol and target: the chosen model beside naive in rolling-origin cross-validation."""
+    table = Table(title="Cross-validation: chosen model vs naive (MASE < naive's is better)", title_justify="left")
+    for column in ("symbol", "target", "chosen", "MASE", "naive MASE", "sMAPE %", "naive sMAPE %", "cover 80%",
+                   "cover 95%", "best other model"):  # fmt: skip
+        table.add_column(
+            column, justify="left" if column in {"symbol", "target", "chosen", "best other model"} else "right"
+        )
+    for doc in targets:
+        others = {
+            name: score["mase"]
+            for name, score in (doc.get("cv") or {}).items()
+            if name not in {doc.get("chosen_model"), "Naive"} and score.get("mase") is not None
+        }
+        best_other = min(others, key=others.get) if others else None
+        mark = "[green]" if doc.get("beats_naive") else ""
+        table.add_row(
+            doc["symbol"],
+            doc["target"],
+            f"{mark}{doc.get('chosen_model')}",
+            _number(doc.get("mase"), 3),
+            _number(doc.get("naive_mase"), 3),
+            _number(doc.get("smape"), 2),
+            _number(doc.get("naive_smape"), 2),
+            _number(doc.get("coverage_80"), 2),
+            _number(doc.get("coverage_95"), 2),
+            f"{best_other} {others[best_other]:.3f}" if best_other else "-",
+        )
+    return table

@@ -1,0 +1,245 @@
+"""Elasticsearch side of forecasting: read hourly bars, write forecasts and the run report, find the latest run.
+
+Document ids are deterministic, so running the same run again (same cut-off, settings and symbols, hence the
+same run id) overwrites its documents instead of adding copies:
+
+- ``forecasts``: ``<run_id>|<symbol>|<target>|<hour>``, one per forecast hour, value and interval bounds;
+- ``forecast-runs``: ``<run_id>`` (record ``run``: status, counts, timings), ``<run_id>|<symbol>`` (record
+  ``symbol``: status, reason when skipped or failed, the 7-day summary) and ``<run_id>|<symbol>|<target>``
+  (record ``target``: chosen model, CV MASE/sMAPE/coverage of every model and of naive).
+
+The run document is written ``running`` first and ``complete`` (or ``partial``, ``failed``) last, after every
+symbol's documents: the latest finished run is the newest run document that is not ``running``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from elasticsearch import Elasticsearch
+from elasticsearch.helpers import streaming_bulk
+
+from ray_app.config import Settings
+from ray_app.forecast.engine import Extreme, SymbolForecast, finite_or_none
+from ray_app.forecast.series import BAR_COLUMNS, SymbolHistory
+
+PAGE_SIZE = 5000
+WITH_FORECASTS = ("complete", "partial")  # finished runs that forecast at least one symbol
+
+
+def iso(moment: pd.Timestamp | datetime) -> str:
+    return pd.Timestamp(moment).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_iso() -> str:
+    return iso(datetime.now(UTC))
+
+
+def run_id_for(settings: Settings, as_of: pd.Timestamp, symbols: list[str]) -> str:
+    """Same cut-off, forecast settings and symbols -> same run id (re-running overwrites, never duplicates)."""
+    digest = hashlib.sha256(
+        json.dumps({"forecast": settings.forecast.model_dump(), "symbols": sorted(symbols)}, sort_keys=True).encode()
+    ).hexdigest()[:8]
+    return f"{as_of:%Y%m%dT%H%MZ}-{digest}"
+
+
+def load_bars(
+    es: Elasticsearch, settings: Settings, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp
+) -> dict[str, list[dict[str, Any]]]:
+    """Hourly bars with start in [start, end), per symbol, oldest first (paged with search_after)."""
+    query = {
+        "bool": {
+            "filter": [
+                {"terms": {"symbol": symbols}},
+                {"range": {"timestamp": {"gte": iso(start), "lt": iso(end)}}},
+            ]
+        }
+    }
+    rows: dict[str, list[dict[str, Any]]] = {symbol: [] for symbol in symbols}
+    after = None
+    while True:
+        page = es.search(
+            index=settings.elasticsearch.indices.bars_1h,
+            query=query,
+            source=["symbol", *BAR_COLUMNS],
+            sort=[{"symbol": "asc"}, {"timestamp": "asc"}],
+            size=PAGE_SIZE,
+            search_after=after,
+            track_total_hits=False,
+        )
+        hits = page["hits"]["hits"]
+        for hit in hits:
+            rows[hit["_source"]["symbol"]].append(hit["_source"])
+        if len(hits) < PAGE_SIZE:
+            return rows
+        after = hits[-1]["sort"]
+
+
+def _extreme(prefix: str, extreme: Extreme | None) -> dict[str, Any]:
+    if extreme is None:
+        return {}
+    return {prefix: extreme.value, f"{prefix}_at": iso(extreme.at)}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every document of one run carries."""
+
+    run_id: str
+    as_of: pd.Timestamp
+
+    def base(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "as_of": iso(self.as_of)}
+
+
+def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast) -> Iterator[dict[str, Any]]:
+    """Bulk actions for one symbol's forecasts and its per-target report."""
+    forecasts_index = settings.elasticsearch.indices.forecasts
+    runs_index = settings.elasticsearch.indices.forecast_runs
+    created = now_iso()
+    symbol, market = result.symbol, result.history.market.name
+    for target, forecast in result.targets.items():
+        for step, hour in enumerate(forecast.hours):
+            doc = {
+                **run.base(),
+                "symbol": symbol,
+                "market": market,
+                "target": target,
+                "timestamp": iso(hour),
+                "step": step + 1,
+                "value": float(forecast.value[step]),
+                "model": forecast.model,
+                "created_at": created,
+            }
+            for level, (lo, hi) in forecast.bounds.items():
+                doc[f"lo_{level}"] = float(lo[step])
+                doc[f"hi_{level}"] = float(hi[step])
+            yield {"_index": forecasts_index, "_id": f"{run.run_id}|{symbol}|{target}|{iso(hour)}", "_source": doc}
+        chosen, naive = forecast.chosen, forecast.naive
+        yield {
+            "_index": runs_index,
+            "_id": f"{run.run_id}|{symbol}|{target}",
+            "_source": {
+                **run.base(),
+                "record": "target",
+                "symbol": symbol,
+                "market": market,
+                "target": target,
+                "status": "ok",
+                "chosen_model": forecast.model,
+                "mase": finite_or_none(chosen.mase),
+                "smape": finite_or_none(chosen.smape),
+                "naive_mase": finite_or_none(naive.mase),
+                "naive_smape": finite_or_none(naive.smape),
+                "beats_naive": forecast.beats_naive,
+                **{f"coverage_{level}": value for level, value in chosen.coverage.items()},
+                "cv": {
+                    name: {
+                        "mase": finite_or_none(score.mase),
+                        "smape": finite_or_none(score.smape),
+                        **{f"coverage_{level}": value for level, value in score.coverage.items()},
+                        **({"error": score.error} if score.error else {}),
+                    }
+                    for name, score in forecast.scores.items()
+                },
+                "note": forecast.note,
+                "train_points": result.history.points,
+                "horizon": len(forecast.hours),
+                "created_at": created,
+            },
+        }
+
+
+def history_fields(history: SymbolHistory) -> dict[str, Any]:
+    return {
+        "market": history.market.name,
+        "train_points": history.points,
+        "gap_fraction": history.gap_fraction,
+        "outside_session_bars": history.outside_session,
+        "holidays": history.holidays,
+        "first_bar": iso(history.hours[0]),
+        "last_bar": iso(history.last_hour),
+    }
+
+
+def symbol_action(settings: Settings, run: RunContext, symbol: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The per-symbol report: status (ok, skipped, failed), reason, 7-day summary, timings."""
+    return {
+        "_index": settings.elasticsearch.indices.forecast_runs,
+        "_id": f"{run.run_id}|{symbol}",
+        "_source": {**run.base(), "record": "symbol", "symbol": symbol, "created_at": now_iso(), **fields},
+    }
+
+
+def summary_fields(result: SymbolForecast) -> dict[str, Any]:
+    summary = result.summary()
+    hours = next(iter(result.targets.values())).hours
+    return {
+        **_extreme("highest_volume", summary.highest_volume),
+        **_extreme("highest_price", summary.highest_price),
+        **_extreme("lowest_price", summary.lowest_price),
+        "forecast_start": iso(hours[0]),
+        "forecast_end": iso(hours[-1]),
+        "chosen_models": {target: forecast.model for target, forecast in result.targets.items()},
+        "targets_beating_naive": sum(forecast.beats_naive for forecast in result.targets.values()),
+    }
+
+
+def write(es: Elasticsearch, actions: Iterable[dict[str, Any]]) -> int:
+    """Bulk-write; raises on any rejected document (forecasts are all-or-nothing per symbol)."""
+    return sum(ok for ok, _ in streaming_bulk(es, actions, chunk_size=2000, max_retries=5, raise_on_error=True))
+
+
+def write_run(es: Elasticsearch, settings: Settings, run: RunContext, fields: dict[str, Any]) -> None:
+    es.index(
+        index=settings.elasticsearch.indices.forecast_runs,
+        id=run.run_id,
+        document={**run.base(), "record": "run", "updated_at": now_iso(), **fields},
+        refresh="wait_for",
+    )
+
+
+def latest_run(es: Elasticsearch, settings: Settings) -> dict[str, Any] | None:
+    """The newest finished run with forecasts (by cut-off, then finish time), or None before the first one."""
+    index = settings.elasticsearch.indices.forecast_runs
+    if not es.indices.exists(index=index):
+        return None
+    page = es.search(
+        index=index,
+        query={"bool": {"filter": [{"term": {"record": "run"}}, {"terms": {"status": list(WITH_FORECASTS)}}]}},
+        sort=[{"as_of": "desc"}, {"finished_at": "desc"}],
+        size=1,
+    )
+    hits = page["hits"]["hits"]
+    return hits[0]["_source"] if hits else None
+
+
+def run_records(es: Elasticsearch, settings: Settings, run_id: str, record: str) -> list[dict[str, Any]]:
+    """A run's per-symbol or per-target documents, by symbol (and target)."""
+    page = es.search(
+        index=settings.elasticsearch.indices.forecast_runs,
+        query={"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"record": record}}]}},
+        sort=[{"symbol": "asc"}, {"target": {"order": "asc", "unmapped_type": "keyword"}}],
+        size=10_000,
+    )
+    return [hit["_source"] for hit in page["hits"]["hits"]]
+
+
+def run_forecasts(es: Elasticsearch, settings: Settings, run_id: str, symbol: str) -> pd.DataFrame:
+    """One symbol's forecasts of a run: one row per target and hour."""
+    page = es.search(
+        index=settings.elasticsearch.indices.forecasts,
+        query={"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"symbol": symbol}}]}},
+        sort=[{"target": "asc"}, {"timestamp": "asc"}],
+        size=10_000,
+    )
+    frame = pd.DataFrame([hit["_source"] for hit in page["hits"]["hits"]])
+    if not frame.empty:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame

@@ -1,0 +1,217 @@
+"""Forecasting on the real engines: hourly bars in Elasticsearch -> Ray tasks -> forecasts and run reports.
+
+The bars are written the way the streaming job writes bars-1h, with shapes whose right answer is known: a
+strong daily cycle (a seasonal model must win), random walks (naive should), a symbol with two days of history
+(skipped), and failures on cue (an exception; a Ray worker that dies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from elasticsearch.helpers import bulk
+
+from ray_app.config import Settings, load_settings
+from ray_app.es_indices import MAPPINGS, client, ensure_index
+from ray_app.forecast import store
+from ray_app.forecast.calendar import CRYPTO, STOCK, market_of
+from ray_app.forecast.runner import RunReport, run_forecast
+from ray_app.forecast.testing import FailOn, bar_actions, synthetic_bars
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.engines
+
+AS_OF = pd.Timestamp("2026-11-11T00:00Z")  # a Wednesday
+SHAPES = {  # symbol -> (shape, days of history)
+    "BTC/USD": ("daily_cycle", 12),
+    "ETH/USD": ("random_walk", 12),
+    "AAPL": ("daily_cycle", 12),
+    "MSFT": ("random_walk", 12),
+    "IBM": ("random_walk", 2),
+}
+SYMBOLS = list(SHAPES)
+TARGETS = ["high", "low", "close", "volume"]
+
+
+@pytest.fixture(scope="module")
+def forecast_env(stack: Settings) -> Iterator[dict[str, str]]:
+    """Indices of this module's own and a small forecast (1 day ahead, 2 CV windows, 2 models)."""
+    env = {
+        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"fc-{index}"
+           for key, index in stack.elasticsearch.indices.by_key().items()},
+        "RAY_APP_SYMBOLS": json.dumps(SYMBOLS),
+        "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
+        "RAY_APP_FORECAST__HORIZON_DAYS": "1",
+        "RAY_APP_FORECAST__CV_WINDOWS": "2",
+        "RAY_APP_FORECAST__MODELS": '["AutoETS", "AutoTheta"]',
+        "RAY_APP_FORECAST__SYMBOLS_PER_TASK": "2",
+        "RAY_APP_FORECAST__TASK_NUM_CPUS": "0.5",
+    }  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield env
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def settings(forecast_env: dict[str, str]) -> Settings:
+    settings = load_settings()
+    es = client(settings)
+    index = settings.elasticsearch.indices.bars_1h
+    ensure_index(settings, es, index, MAPPINGS["bars_1h"])
+    for seed, (symbol, (shape, days)) in enumerate(SHAPES.items()):
+        bars = synthetic_bars(market_of(symbol), AS_OF - pd.Timedelta(days=days), AS_OF, shape, seed=seed)
+        bulk(es, bar_actions(index, symbol, bars))
+    # a bar after the cut-off must not be used for training
+    late = synthetic_bars(CRYPTO, AS_OF, AS_OF + pd.Timedelta(hours=3), "random_walk", seed=99, price=1e6)
+    bulk(es, bar_actions(index, "BTC/USD", late), refresh="wait_for")
+    return settings
+
+
+def _forecast_docs(settings: Settings, run_id: str) -> list[dict]:
+    es = client(settings)
+    es.indices.refresh(index=settings.elasticsearch.indices.forecasts)
+    page = es.search(index=settings.elasticsearch.indices.forecasts, query={"term": {"run_id": run_id}}, size=10_000)
+    return [hit["_source"] for hit in page["hits"]["hits"]]
+
+
+@pytest.fixture(scope="module")
+def first_run(settings: Settings) -> RunReport:
+    seen = []
+    report = run_forecast(settings, as_of=AS_OF, compute=FailOn(frozenset({"MSFT"})), on_symbol=seen.append)
+    assert sorted(r.symbol for r in seen) == sorted(SYMBOLS)  # the progress callback saw every symbol
+    return report
+
+
+def test_each_symbol_is_forecast_skipped_or_failed_with_its_reason(first_run: RunReport) -> None:
+    by_symbol = {report.symbol: report for report in first_run.symbols}
+    assert {s: r.status for s, r in by_symbol.items()} == {
+        "BTC/USD": "ok", "ETH/USD": "ok", "AAPL": "ok", "MSFT": "failed", "IBM": "skipped"}  # fmt: skip
+    assert "injected failure for MSFT" in by_symbol["MSFT"].reason
+    assert "trading hours of history" in by_symbol["IBM"].reason and "at least 28" in by_symbol["IBM"].reason
+    assert first_run.status == "partial"
+    # the work ran in Ray workers, not in this process
+    pids = {report.fields["worker_pid"] for report in first_run.symbols}
+    assert os.getpid() not in pids
+
+
+def test_forecasts_cover_the_horizon_on_trading_hours_with_ordered_intervals(
+    settings: Settings, first_run: RunReport
+) -> None:
+    docs = pd.DataFrame(_forecast_docs(settings, first_run.run_id))
+    counts = docs.groupby(["symbol", "target"]).size().to_dict()
+    expected = {(s, t): 24 if s.endswith("/USD") else 7 for s in ("BTC/USD", "ETH/USD", "AAPL") for t in TARGETS}
+    assert counts == expected
+    hours = pd.DatetimeIndex(pd.to_datetime(docs["timestamp"], utc=True))
+    stock = (docs["symbol"] == "AAPL").to_numpy()
+    assert bool(STOCK.in_session(hours[stock]).all())
+    assert hours[~stock].min() == AS_OF  # crypto: the first forecast hour is the cut-off hour itself
+    assert ((docs["lo_95"] <= docs["lo_80"]) & (docs["lo_80"] <= docs["value"]) & (docs["value"] <= docs["hi_80"])
+            & (docs["hi_80"] <= docs["hi_95"])).all()  # fmt: skip
+    # the bars after the cut-off (priced around 1e6) were not training data
+    assert docs[docs["symbol"] == "BTC/USD"]["value"].max() < 1e3 * 10
+
+
+def test_the_known_answers_come_out_and_the_report_compares_every_model_with_naive(
+    settings: Settings, first_run: RunReport
+) -> None:
+    targets = {(doc["symbol"], doc["target"]): doc
+               for doc in store.run_records(client(settings), settings, first_run.run_id, "target")}  # fmt: skip
+    for symbol in ("BTC/USD", "AAPL"):  # strong daily cycle
+        for target in ("close", "volume"):
+            doc = targets[(symbol, target)]
+            assert doc["chosen_model"] != "Naive" and doc["beats_naive"], doc
+            assert doc["mase"] < 0.5 * doc["naive_mase"]
+    for doc in targets.values():
+        # never a model that did not beat naive's CV MASE by forecast.min_improvement (10%)
+        assert doc["chosen_model"] == "Naive" or doc["mase"] < 0.9 * doc["naive_mase"], doc
+        assert set(doc["cv"]) == {"AutoETS", "AutoTheta", "Naive", "SeasonalNaive"}
+        assert doc["cv"]["Naive"]["mase"] == doc["naive_mase"]
+        assert 0 <= doc["coverage_80"] <= doc["coverage_95"] <= 1
+
+
+def test_summary_is_computed_from_the_stored_forecasts(settings: Settings, first_run: RunReport) -> None:
+    docs = pd.DataFrame(_forecast_docs(settings, first_run.run_id))
+    symbols = {doc["symbol"]: doc for doc in store.run_records(client(settings), settings, first_run.run_id, "symbol")}
+    for symbol in ("BTC/USD", "ETH/USD", "AAPL"):
+        rows = docs[docs["symbol"] == symbol]
+        low, high, volume = (
+            rows[rows["target"] == t].set_index("timestamp")["value"] for t in ("low", "high", "volume")
+        )
+        assert symbols[symbol]["lowest_price"] == low.min()  # the minimum of low (the original took the maximum)
+        assert symbols[symbol]["lowest_price_at"] == low.idxmin()
+        assert symbols[symbol]["highest_price"] == high.max()
+        assert symbols[symbol]["highest_volume"] == volume.max()
+    assert symbols["IBM"]["status"] == "skipped" and symbols["MSFT"]["status"] == "failed"
+
+
+def test_running_the_same_run_again_overwrites_and_the_latest_run_is_found(
+    settings: Settings, first_run: RunReport
+) -> None:
+    again = run_forecast(settings, as_of=AS_OF)  # no injected failure this time: MSFT is forecast too
+    assert again.run_id == first_run.run_id
+    docs = _forecast_docs(settings, again.run_id)
+    assert len(docs) == 4 * (24 + 24 + 7 + 7)  # BTC, ETH, AAPL, MSFT; nothing doubled
+    assert len({(d["symbol"], d["target"], d["timestamp"]) for d in docs}) == len(docs)
+    latest = store.latest_run(client(settings), settings)
+    assert latest["run_id"] == again.run_id and latest["forecasted"] == 4 and latest["skipped"] == 1
+
+
+def test_a_dying_worker_fails_its_symbols_only(settings: Settings) -> None:
+    report = run_forecast(settings, symbols=["ETH/USD", "BTC/USD", "AAPL"], as_of=AS_OF,
+                          compute=FailOn(frozenset({"AAPL"}), how="exit"))  # fmt: skip
+    statuses = {r.symbol: r.status for r in report.symbols}
+    assert statuses == {"ETH/USD": "ok", "BTC/USD": "ok", "AAPL": "failed"}, report.symbols
+    failed = next(r for r in report.symbols if r.symbol == "AAPL")
+    assert "Ray task failed" in failed.reason
+    stored = store.run_records(client(settings), settings, report.run_id, "symbol")
+    assert {d["symbol"]: d["status"] for d in stored} == statuses
+
+
+def test_cli_prints_the_summary_and_plots_every_symbol(settings: Settings, tmp_path: Path) -> None:
+    result = run_cli("forecast", "--symbol", "BTC/USD", "--symbol", "AAPL", "--as-of", "2026-11-11T00:00Z",
+                     "--plot", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Next 1 days per symbol" in result.stdout and "Cross-validation" in result.stdout
+    assert "complete" in result.stdout
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert [p.name for p in pngs] == ["AAPL.png", "BTC-USD.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000 for p in pngs)
+    shown = run_cli("forecast", "show")
+    assert shown.returncode == 0 and "forecast run " in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_cli_rejects_bad_input_with_a_clear_message(settings: Settings) -> None:
+    bad_time = run_cli("forecast", "--as-of", "yesterday-ish")
+    assert bad_time.returncode == 1 and "is not a time" in bad_time.stderr
+    off_hour = run_cli("forecast", "--as-of", "2026-11-11T00:30Z")
+    assert off_hour.returncode == 1 and "must be on the hour" in off_hour.stderr
+    bad_symbol = run_cli("forecast", "--symbol", "not a symbol")
+    assert bad_symbol.returncode == 1 and "not ticker symbols" in bad_symbol.stderr
+    unknown = run_cli("forecast", "show", "--run-id", "nope")
+    assert unknown.returncode == 1 and "no forecast run 'nope'" in unknown.stderr
+
+
+def test_as_a_ray_job(settings: Settings, forecast_env: dict[str, str]) -> None:
+    ray_cli = Path(sys.executable).with_name("ray")
+    result = subprocess.run(
+        [str(ray_cli), "job", "submit", "--address", settings.ray.dashboard_url,
+         "--runtime-env-json", json.dumps({"env_vars": forecast_env}), "--",
+         "python", "-m", "ray_app.forecast", "--symbol", "ETH/USD", "--as-of", "2026-11-11T00:00Z"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded" in result.stdout.lower() and "ETH/USD" in result.stdout
+    run_id = store.run_id_for(settings, AS_OF, ["ETH/USD"])
+    run = client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)["_source"]
+    assert run["status"] == "complete" and run["forecasted"] == 1
