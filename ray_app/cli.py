@@ -363,6 +363,24 @@ def _demo_ingest(settings: Settings) -> bool:
     return True
 
 
+def _demo_forecast(settings: Settings) -> bool:
+    """Forecast every symbol from the bars the stream wrote; the summary and CV tables, one plot per symbol."""
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from ray_app.forecast.command import run_and_print
+
+    plots = settings.state_dir / "forecast-plots"
+    console.print(f"\nforecast: the last {settings.forecast.lookback_days:g} days of hourly bars -> the next "
+                  f"{settings.forecast.horizon_days} days, {', '.join(settings.forecast.models)} cross-validated "
+                  "against naive, one Ray task per symbol", highlight=False)  # fmt: skip
+    try:
+        return run_and_print(settings, list(settings.symbols), None, plots) in {"complete", "partial"}
+    except (ApiError, ESConnectionError, ConnectionError) as exc:
+        err_console.print(f"[red]forecast failed:[/] {escape(str(exc))}")
+        return False
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The pipeline on the embedded local default: stack up, a round trip through every engine, simulated trades
@@ -377,10 +395,13 @@ def demo(ctx: typer.Context) -> None:
     console.print("\nstream: Spark on Ray (RayDP) -> Elasticsearch; the job keeps running (`ray-app stream stop`)")
     _start_stream(settings, ctx.find_root().obj, wait=True, timeout_s=1800)
     console.print(_index_table(settings, "Elasticsearch documents per index"))
+    ok = _demo_forecast(settings) and ok
     console.print(
-        f"\nRay dashboard: {settings.ray.dashboard_url} (Jobs: the streaming job and its RayDP actors)   "
+        f"\nRay dashboard: {settings.ray.dashboard_url} (Jobs: the streaming job and its RayDP actors; the forecast "
+        "tasks)   "
         f"Elasticsearch: {settings.elasticsearch.url}   Kafka: {settings.kafka.bootstrap_servers}\n"
-        "try: ray-app stream status   |   ray-app ingest --source simulate --live (new trades stream through)\n"
+        "try: ray-app stream status   |   ray-app ingest --source simulate --live (new trades stream through)   |   "
+        "ray-app forecast show\n"
         "stop with: ray-app stream stop; ray-app stack down (data and checkpoints are kept in "
         + str(settings.state_dir)
         + ")",

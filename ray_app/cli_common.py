@@ -24,6 +24,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings for this invocation (the root command's --config file, then the environment)."""
     try:
-        return load_settings(ctx.find_root().obj)
+        settings = load_settings(ctx.find_root().obj)
     except ConfigError as exc:
         fail(str(exc), code=2)
+    settings.ray.use_auth_mode()
+    return settings

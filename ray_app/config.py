@@ -13,6 +13,7 @@ A bad value fails at start-up with :class:`ConfigError`, whose message names the
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -204,6 +205,15 @@ class RaySettings(_Section):
     num_cpus: int | None = Field(default=None, ge=1)
     object_store_memory_mb: int | None = Field(default=None, ge=80)
     temp_dir: Path | None = None
+    auth_mode: Literal["disabled", "token"]
+
+    def use_auth_mode(self) -> None:
+        """Make this process's Ray clients (ray.init, the job client, `ray` subprocesses) use ``auth_mode``.
+
+        Ray 2.60 turns token authentication on by itself whenever ``~/.ray/auth_token`` exists (any local
+        ``ray.init()`` writes one), so the mode is always set explicitly, for the head and for every client.
+        """
+        os.environ["RAY_AUTH_MODE"] = self.auth_mode
 
     @field_validator("dashboard_url")
     @classmethod
@@ -394,6 +404,27 @@ class Settings(BaseSettings):
             raise ValueError("lists a symbol more than once")
         return value
 
+    @model_validator(mode="after")
+    def _forecast_fits_the_window(self) -> Settings:
+        """Cross-validation and the horizon must fit in the training window, or every symbol would be skipped."""
+        forecast = self.forecast
+        markets = {"crypto" if "/" in symbol else "stock" for symbol in self.symbols}
+        for market in sorted(markets):
+            per_day, days_in_window = (
+                (24, forecast.lookback_days) if market == "crypto" else (7, forecast.lookback_days * 5 / 7)
+            )
+            horizon = forecast.horizon_days * 24 if market == "crypto" else math.ceil(forecast.horizon_days * 5 / 7) * 7
+            step = forecast.cv_step_hours or horizon
+            needed = horizon + (forecast.cv_windows - 1) * step + 2 * per_day
+            available = int(days_in_window) * per_day
+            if needed > available:
+                raise ValueError(
+                    f"forecast: {forecast.cv_windows} CV windows of a {forecast.horizon_days}-day horizon need "
+                    f"{needed} {market} hours but forecast.lookback_days {forecast.lookback_days:g} holds about "
+                    f"{available}; raise lookback_days or lower cv_windows / horizon_days / cv_step_hours"
+                )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -467,6 +498,9 @@ def _format_error(error: ValidationError) -> str:
             message = "is not a known setting (check the spelling against configs/default.yaml)"
         got = item.get("input")
         shown = "" if item["type"] in {"missing", "extra_forbidden"} or isinstance(got, dict) else f" (got {got!r})"
+        if not item["loc"]:  # a rule across sections names its keys itself
+            lines.append(f"  {message}")
+            continue
         lines.append(f"  {key}: {message}{shown}   (config file key {key}, or env {env_name})")
     return "\n".join(lines)
 

@@ -117,6 +117,7 @@ RAY_SMOKE_ENTRYPOINT = (
 
 
 def ray_job_round_trip(settings: Settings) -> str:
+    settings.ray.use_auth_mode()
     jobs = JobSubmissionClient(settings.ray.dashboard_url)
     job_id = jobs.submit_job(entrypoint=RAY_SMOKE_ENTRYPOINT)
     deadline = time.monotonic() + 120

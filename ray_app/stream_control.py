@@ -27,6 +27,7 @@ class StreamControlError(RuntimeError):
 
 
 def client(settings: Settings) -> JobSubmissionClient:
+    settings.ray.use_auth_mode()
     try:
         return JobSubmissionClient(settings.ray.dashboard_url)
     except (ConnectionError, RuntimeError) as exc:

@@ -78,6 +78,7 @@ def start_spark(settings: Settings, app_name: str | None = None) -> SparkSession
     if not os.environ.get("JAVA_HOME"):
         os.environ["JAVA_HOME"] = str(find_java(settings).home)
     if not ray.is_initialized():
+        settings.ray.use_auth_mode()
         ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray.address, log_to_driver=False)
     stream = settings.stream
     spark = raydp.init_spark(

@@ -217,3 +217,11 @@ def test_forecast_settings_fail_fast_with_the_key(monkeypatch) -> None:
     monkeypatch.setenv("RAY_APP_FORECAST__MODELS", '["AutoETS", "Prophet"]')
     with pytest.raises(ConfigError, match=r"forecast.models.1"):
         load_settings()
+    monkeypatch.delenv("RAY_APP_FORECAST__MODELS")
+    # 3 CV windows of 7 days need 552 crypto hours: 10 days cannot hold them, every symbol would be skipped
+    monkeypatch.setenv("RAY_APP_FORECAST__LOOKBACK_DAYS", "10")
+    with pytest.raises(ConfigError, match=r"need 552 crypto hours but forecast.lookback_days 10 holds about 240"):
+        load_settings()
+    monkeypatch.setenv("RAY_APP_SYMBOLS", '["AAPL"]')  # stocks: 119 session hours needed, 10 days hold ~49
+    with pytest.raises(ConfigError, match=r"need 119 stock hours"):
+        load_settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -260,3 +261,18 @@ def test_readme_opens_with_exactly_two_commands() -> None:
     first_block = readme.split("```", 2)[1].strip().splitlines()
     commands = [line for line in first_block[1:] if line.strip() and not line.startswith("#")]
     assert commands == ["make run", "make test"]
+
+
+def test_ray_head_and_clients_set_the_auth_mode_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray 2.60 turns token authentication on by itself when ~/.ray/auth_token exists (any local ray.init()
+    # writes one); the dashboard then answered 401 to the stack's health probe and the head "never came up".
+    from ray_app.stack.ray_head import RayHeadService
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # recorded, so the change below is undone after the test
+    settings = load_settings()
+    assert RayHeadService(settings).launch(find_java(settings)).env["RAY_AUTH_MODE"] == "disabled"
+    monkeypatch.setenv("RAY_APP_RAY__AUTH_MODE", "token")
+    token = load_settings()
+    assert RayHeadService(token).launch(find_java(token)).env["RAY_AUTH_MODE"] == "token"
+    token.ray.use_auth_mode()
+    assert os.environ["RAY_AUTH_MODE"] == "token"

@@ -71,7 +71,8 @@ def _print_run(settings: Settings, es, run: dict[str, Any], plot_dir: Path | Non
         console.print(f"plots: {len(paths)} PNG files in {plot_dir}" + (f" (e.g. {paths[0]})" if paths else ""))
 
 
-def _run_once(settings: Settings, symbols: list[str], as_of: pd.Timestamp | None, plot_dir: Path | None) -> str:
+def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | None, plot_dir: Path | None) -> str:
+    """One forecast run with a progress bar, then its summary and CV tables (and plots); returns the run status."""
     from ray_app.es_indices import client
     from ray_app.forecast.runner import run_forecast
 
@@ -122,13 +123,15 @@ def forecast(
         fail("--as-of and --every do not go together (each scheduled run uses the hour it starts in)")
     try:
         if every is None:
-            status = _run_once(settings, chosen, cut_off, plot)
+            status = run_and_print(settings, chosen, cut_off, plot)
             raise typer.Exit(0 if status in {"complete", "partial"} else 1)
+        from ray_app.forecast.runner import connect
         from ray_app.lifecycle import StopFlag
 
+        connect(settings)  # before taking SIGTERM: ray.init installs a handler of its own
         with StopFlag().on_signals() as stop:
             while not stop.is_set():
-                _run_once(settings, chosen, None, plot)
+                run_and_print(settings, chosen, None, plot)
                 console.print(f"next run in {every:g} min (Ctrl-C stops)", highlight=False)
                 stop.wait(every * 60)
     except (ESConnectionError, ConnectionError) as exc:

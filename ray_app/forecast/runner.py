@@ -120,6 +120,7 @@ def _forecast_task(
 def connect(settings: Settings) -> None:
     """Join the Ray cluster (inside a Ray job: the job's cluster; else ``ray.address``)."""
     if not ray.is_initialized():
+        settings.ray.use_auth_mode()
         ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray.address, log_to_driver=False)
 
 

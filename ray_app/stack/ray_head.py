@@ -65,12 +65,24 @@ class RayHeadService(Service):
         # Java for RayDP's Spark executors later; the jobs inherit the head's environment.
         # `python` in a job's entrypoint must be this environment's interpreter, which has the project installed.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        env = dict(os.environ, PATH=path, RAY_USAGE_STATS_ENABLED="0", JAVA_HOME=str(java.home))
+        env = dict(os.environ, PATH=path, RAY_USAGE_STATS_ENABLED="0", JAVA_HOME=str(java.home),
+                   RAY_AUTH_MODE=ray.auth_mode)  # fmt: skip
         return Launch(argv=argv, env=env)
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self.settings.ray.auth_mode != "token":
+            return {}
+        self.settings.ray.use_auth_mode()
+        from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray caches the mode: let it see RAY_AUTH_MODE=token
+        return get_auth_headers_if_auth_enabled({})
 
     def healthy(self) -> bool:
         try:
-            response = httpx.get(f"{self.settings.ray.dashboard_url}/api/version", timeout=2)
+            response = httpx.get(f"{self.settings.ray.dashboard_url}/api/version", timeout=2,
+                                 headers=self._auth_headers())  # fmt: skip
             return response.status_code == 200 and "ray_version" in response.json()
         except (httpx.HTTPError, ValueError):
             return False
