@@ -156,11 +156,7 @@ def _bulk_arrow(batches: Iterable[Any], options: BulkOptions) -> Iterator[Any]:
     """mapInArrow body: Arrow record batches of (index, doc_id, source) in, one JSON report out."""
     import pyarrow as pa
 
-    rows = (
-        row
-        for batch in batches
-        for row in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)
-    )
+    rows = (row for batch in batches for row in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True))
     for report in bulk_partition(rows, options):
         yield pa.RecordBatch.from_pydict({"report": [json.dumps(asdict(report))]})
 

@@ -118,7 +118,7 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         secret = kafka.sasl_password.get_secret_value()
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
         options["kafka.sasl.jaas.config"] = (
-            f'{module} required username={json.dumps(kafka.sasl_username)} password={json.dumps(secret)};'
+            f"{module} required username={json.dumps(kafka.sasl_username)} password={json.dumps(secret)};"
         )
     if kafka.ssl_ca_location:
         options["kafka.ssl.truststore.type"] = "PEM"
