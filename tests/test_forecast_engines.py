@@ -139,6 +139,7 @@ def test_the_known_answers_come_out_and_the_report_compares_every_model_with_nai
         assert doc["chosen_model"] == "Naive" or doc["mase"] < 0.9 * doc["naive_mase"], doc
         assert set(doc["cv"]) == {"AutoETS", "AutoTheta", "Naive", "SeasonalNaive"}
         assert doc["cv"]["Naive"]["mase"] == doc["naive_mase"]
+        assert all(score["seconds"] > 0 for score in doc["cv"].values())  # what each model costs
         assert 0 <= doc["coverage_80"] <= doc["coverage_95"] <= 1
 
 

@@ -15,9 +15,10 @@ A model that fails or yields no finite score is reported with its error and neve
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,7 @@ class ModelScore:
     smape: float = math.nan
     coverage: dict[int, float] = field(default_factory=dict)  # interval level -> share of actuals inside
     error: str | None = None
+    seconds: float = 0.0  # this model's cross-validation time per series
 
     @property
     def usable(self) -> bool:
@@ -175,11 +177,15 @@ def cross_validate(series: dict[str, np.ndarray], spec: ForecastSpec) -> dict[st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsforecast warns about differencing and convergence per fit
         for name in spec.candidates:
-            for key, result in _cross_validate_model(name, series, spec).items():
+            began = time.perf_counter()
+            results = _cross_validate_model(name, series, spec)
+            seconds = (time.perf_counter() - began) / len(series)
+            for key, result in results.items():
                 if isinstance(result, Exception):
-                    scores[key][name] = ModelScore(error=f"{type(result).__name__}: {result}"[:300])
+                    score = ModelScore(error=f"{type(result).__name__}: {result}"[:300])
                 else:
-                    scores[key][name] = _score(result, name, series[key], spec.levels)
+                    score = _score(result, name, series[key], spec.levels)
+                scores[key][name] = replace(score, seconds=seconds)
     return scores
 
 

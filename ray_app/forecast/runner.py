@@ -137,7 +137,7 @@ def run_forecast(
     as_of = cut_off() if as_of is None else pd.Timestamp(as_of).tz_convert("UTC")
     run = store.RunContext(store.run_id_for(settings, as_of, symbols), as_of)
     es = client(settings)
-    for key in ("forecasts", "forecast_runs"):
+    for key in ("bars_1h", "forecasts", "forecast_runs"):  # bars-1h too: before the first bar, symbols are skipped
         ensure_index(settings, es, getattr(settings.elasticsearch.indices, key), MAPPINGS[key])
     started_at, began = store.now_iso(), time.perf_counter()
     forecast = settings.forecast

@@ -144,6 +144,7 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
                         "mase": finite_or_none(score.mase),
                         "smape": finite_or_none(score.smape),
                         **{f"coverage_{level}": value for level, value in score.coverage.items()},
+                        "seconds": score.seconds,
                         **({"error": score.error} if score.error else {}),
                     }
                     for name, score in forecast.scores.items()
