@@ -41,7 +41,7 @@ def summary_table(symbols: list[dict[str, Any]], horizon_days: int) -> Table:
         status = doc.get("status", "?")
         chosen = doc.get("chosen_models") or {}
         beating = doc.get("targets_beating_naive", 0)
-        detail = f"{beating} of {len(chosen)} beat naive" if status == "ok" else doc.get("reason", "")
+        detail = f"{beating}/{len(chosen)} beat naive" if status == "ok" else doc.get("reason", "")
         table.add_row(
             doc["symbol"],
             f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",

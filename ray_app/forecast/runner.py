@@ -7,6 +7,7 @@ on; a task whose worker dies is retried ``forecast.task_max_retries`` times, the
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -121,7 +122,8 @@ def connect(settings: Settings) -> None:
     """Join the Ray cluster (inside a Ray job: the job's cluster; else ``ray.address``)."""
     if not ray.is_initialized():
         settings.ray.use_auth_mode()
-        ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray.address, log_to_driver=False)
+        address = os.environ.get("RAY_ADDRESS") or settings.ray.address
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
 
 
 def run_forecast(
