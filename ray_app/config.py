@@ -352,6 +352,48 @@ class ForecastSettings(_Section):
         return sorted(value)
 
 
+class ReplicaSettings(_Section):
+    """Autoscaling and resources of one Serve deployment."""
+
+    min_replicas: int = Field(ge=1)
+    max_replicas: int = Field(ge=1)
+    target_ongoing_requests: float = Field(gt=0)
+    num_cpus: float = Field(ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> ReplicaSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+    def deployment_options(self) -> dict[str, Any]:
+        return {
+            "autoscaling_config": {
+                "min_replicas": self.min_replicas,
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+            },
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+        }
+
+
+class ServeSettings(_Section):
+    """The Ray Serve application: a FastAPI ingress in front of the Forecast deployment."""
+
+    app_name: str = Field(min_length=1)
+    route_prefix: str = Field(pattern=r"^/")
+    http_host: str
+    http_port: Port
+    cache_ttl_s: float = Field(ge=0)
+    forecast: ReplicaSettings
+    ingress: ReplicaSettings
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}{self.route_prefix.rstrip('/')}"
+
+
 class SmokeSettings(_Section):
     """The round trip `ray-app smoke` makes through every engine; its own topic and index, never the project's."""
 
@@ -387,6 +429,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings
     stream: StreamSettings
     forecast: ForecastSettings
+    serve: ServeSettings
     smoke: SmokeSettings
 
     @field_validator("state_dir", "cache_dir")

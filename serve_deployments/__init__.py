@@ -1,0 +1,1 @@
+"""Ray Serve deployments: the HTTP API over forecasts (and, next, recommendations)."""

@@ -1,0 +1,136 @@
+"""Answers about the latest forecast run, read from Elasticsearch and kept for ``serve.cache_ttl_s`` seconds.
+
+Used by the Forecast deployment, and in-process by the benchmark (the same function, without Serve). Every
+answer is flat JSON with ISO-8601 UTC times, the shape Grafana's Infinity datasource reads directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ConnectionError as ESConnectionError
+
+from ray_app.config import Settings
+from ray_app.es_indices import client
+from ray_app.forecast import store
+
+SUMMARY_FIELDS = (
+    "highest_volume", "highest_volume_at", "highest_price", "highest_price_at", "lowest_price", "lowest_price_at",
+    "forecast_start", "forecast_end", "chosen_models", "targets_beating_naive",
+)  # fmt: skip
+
+
+class UnknownSymbol(LookupError):
+    """The symbol is not in the latest forecast run (HTTP 404)."""
+
+
+class NoForecastYet(LookupError):
+    """No finished forecast run exists yet (HTTP 404)."""
+
+
+class BackendUnavailable(RuntimeError):
+    """Elasticsearch cannot be reached or refused the query (HTTP 503)."""
+
+
+def slug(symbol: str) -> str:
+    """How a symbol is written in a URL: BTC/USD -> BTC-USD."""
+    return symbol.replace("/", "-")
+
+
+class ForecastReader:
+    def __init__(
+        self, settings: Settings, es: Elasticsearch | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self.settings = settings
+        self.es = es or client(settings)
+        self.clock = clock
+        self._cache: dict[tuple, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and now - hit[0] < self.settings.serve.cache_ttl_s:
+                return hit[1]
+        try:
+            value = load()
+        except ESConnectionError as exc:
+            raise BackendUnavailable(
+                f"Elasticsearch at {self.settings.elasticsearch.url} is unreachable: {exc}"
+            ) from exc
+        except ApiError as exc:
+            raise BackendUnavailable(f"Elasticsearch refused the query: {exc}") from exc
+        with self._lock:
+            self._cache[key] = (now, value)
+        return value
+
+    def latest_run(self) -> dict[str, Any]:
+        run = self._cached(("run",), lambda: store.latest_run(self.es, self.settings))
+        if run is None:
+            raise NoForecastYet("no finished forecast run yet: run `ray-app forecast`")
+        return run
+
+    def _symbol_docs(self) -> dict[str, dict[str, Any]]:
+        run_id = self.latest_run()["run_id"]
+        docs = self._cached(("symbols", run_id), lambda: store.run_records(self.es, self.settings, run_id, "symbol"))
+        return {doc["symbol"]: doc for doc in docs}
+
+    def resolve(self, symbol_or_slug: str) -> str:
+        """BTC-USD, BTC/USD or btc-usd -> BTC/USD, if the latest run has it."""
+        docs = self._symbol_docs()
+        wanted = symbol_or_slug.upper().replace("-", "/")
+        for symbol in docs:
+            if symbol == wanted or slug(symbol) == symbol_or_slug.upper():
+                return symbol
+        known = ", ".join(slug(s) for s in sorted(docs))
+        raise UnknownSymbol(f"unknown symbol {symbol_or_slug!r}: the latest forecast run has {known}")
+
+    def symbols(self) -> list[dict[str, Any]]:
+        run = self.latest_run()
+        return [
+            {"symbol": symbol, "slug": slug(symbol), "market": doc.get("market"), "status": doc.get("status"),
+             "reason": doc.get("reason"), "run_id": run["run_id"], "as_of": run["as_of"]}
+            for symbol, doc in sorted(self._symbol_docs().items())
+        ]  # fmt: skip
+
+    def forecast(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        """One row per forecast hour: each target's value and interval bounds as columns (close, close_lo_80 ...)."""
+        symbol = self.resolve(symbol_or_slug)
+        run_id = self.latest_run()["run_id"]
+
+        def load() -> list[dict[str, Any]]:
+            frame = store.run_forecasts(self.es, self.settings, run_id, symbol)
+            rows: dict[str, dict[str, Any]] = {}
+            for doc in frame.to_dict("records") if not frame.empty else []:
+                hour = store.iso(doc["timestamp"])
+                row = rows.setdefault(hour, {"timestamp": hour, "symbol": symbol, "run_id": run_id})
+                target = doc["target"]
+                row[target] = doc["value"]
+                row[f"{target}_model"] = doc["model"]
+                for key, value in doc.items():
+                    if key.startswith(("lo_", "hi_")):
+                        row[f"{target}_{key}"] = value
+            return [rows[hour] for hour in sorted(rows)]
+
+        return self._cached(("forecast", run_id, symbol), load)
+
+    def summary(self, symbol_or_slug: str) -> dict[str, Any]:
+        symbol = self.resolve(symbol_or_slug)
+        run = self.latest_run()
+        doc = self._symbol_docs()[symbol]
+        if doc.get("status") != "ok":
+            raise UnknownSymbol(f"{symbol} was not forecast in run {run['run_id']}: {doc.get('reason')}")
+        return {"symbol": symbol, "run_id": run["run_id"], "as_of": run["as_of"],
+                **{field: doc.get(field) for field in SUMMARY_FIELDS}}  # fmt: skip
+
+    def health(self) -> dict[str, Any]:
+        try:
+            info = self.es.cluster.health(timeout="2s")
+        except (ESConnectionError, ApiError) as exc:
+            raise BackendUnavailable(f"Elasticsearch at {self.settings.elasticsearch.url}: {exc}") from exc
+        return {"status": "ok", "elasticsearch": info["status"]}

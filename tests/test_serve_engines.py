@@ -1,0 +1,117 @@
+"""The Serve application on real Ray Serve and real Elasticsearch: the forecast endpoints and their errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pandas as pd
+import pytest
+from elasticsearch.helpers import bulk
+
+from ray_app.config import Settings, load_settings
+from ray_app.es_indices import MAPPINGS, client, ensure_index
+from ray_app.forecast import store
+from ray_app.forecast.calendar import market_of
+from ray_app.forecast.runner import run_forecast
+from ray_app.forecast.testing import bar_actions, synthetic_bars
+from tests.conftest import free_ports
+
+pytestmark = pytest.mark.engines
+
+AS_OF = pd.Timestamp("2026-11-11T00:00Z")
+SHAPES = {"BTC/USD": ("daily_cycle", 12), "AAPL": ("random_walk", 12), "IBM": ("random_walk", 2)}
+
+
+@pytest.fixture(scope="module")
+def settings(stack: Settings) -> Iterator[Settings]:
+    """A forecast run of this module's own (own indices), then the app deployed on the stack's Ray."""
+    from ray import serve
+
+    from serve_deployments.app import application
+
+    http_port, dead_port = free_ports(2)
+    env = {
+        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"sv-{index}"
+           for key, index in stack.elasticsearch.indices.by_key().items()},
+        "RAY_APP_SYMBOLS": json.dumps(list(SHAPES)),
+        "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
+        "RAY_APP_FORECAST__HORIZON_DAYS": "1",
+        "RAY_APP_FORECAST__CV_WINDOWS": "2",
+        "RAY_APP_FORECAST__MODELS": '["AutoETS"]',
+        "RAY_APP_SERVE__HTTP_PORT": str(http_port),
+    }  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        settings = load_settings()
+        es = client(settings)
+        ensure_index(settings, es, settings.elasticsearch.indices.bars_1h, MAPPINGS["bars_1h"])
+        for seed, (symbol, (shape, days)) in enumerate(SHAPES.items()):
+            bars = synthetic_bars(market_of(symbol), AS_OF - pd.Timedelta(days=days), AS_OF, shape, seed=seed)
+            bulk(es, bar_actions(settings.elasticsearch.indices.bars_1h, symbol, bars), refresh="wait_for")
+        assert run_forecast(settings, as_of=AS_OF).status == "partial"  # IBM is skipped
+
+        serve.start(http_options={"host": settings.serve.http_host, "port": http_port})
+        serve.run(application(settings), name="test-api", route_prefix="/")
+        patch.setenv("RAY_APP_ELASTICSEARCH__URL", f"http://127.0.0.1:{dead_port}")
+        serve.run(application(load_settings()), name="test-api-dead-es", route_prefix="/dead")
+        try:
+            yield settings
+        finally:
+            serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def http(settings: Settings) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=settings.serve.url, timeout=30) as http_client:
+        yield http_client
+
+
+def test_health_and_symbols(http: httpx.Client) -> None:
+    assert http.get("/healthz").json()["status"] == "ok"
+    symbols = {row["slug"]: row for row in http.get("/symbols").json()}
+    assert set(symbols) == {"BTC-USD", "AAPL", "IBM"}
+    assert symbols["BTC-USD"]["symbol"] == "BTC/USD" and symbols["BTC-USD"]["status"] == "ok"
+    assert symbols["IBM"]["status"] == "skipped" and "trading hours of history" in symbols["IBM"]["reason"]
+
+
+def test_forecast_rows_are_flat_hourly_and_match_the_stored_forecasts(settings: Settings, http: httpx.Client) -> None:
+    response = http.get("/forecast/BTC-USD")
+    assert response.status_code == 200
+    rows = response.json()
+    assert len(rows) == 24 and rows[0]["timestamp"] == "2026-11-11T00:00:00Z"
+    for target in ("high", "low", "close", "volume"):
+        assert {target, f"{target}_lo_80", f"{target}_hi_95", f"{target}_model"} <= set(rows[0])
+    run_id = store.run_id_for(settings, AS_OF, list(SHAPES))
+    stored = store.run_forecasts(client(settings), settings, run_id, "BTC/USD")
+    close = stored[stored["target"] == "close"].sort_values("timestamp")["value"].tolist()
+    assert [row["close"] for row in rows] == close
+    assert http.get("/forecast/btc-usd").json() == rows  # case does not matter
+
+
+def test_summary_is_the_stored_one(settings: Settings, http: httpx.Client) -> None:
+    summary = http.get("/forecast/AAPL/summary").json()
+    run_id = store.run_id_for(settings, AS_OF, list(SHAPES))
+    doc = client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=f"{run_id}|AAPL")["_source"]
+    assert summary["lowest_price"] == doc["lowest_price"] and summary["lowest_price_at"] == doc["lowest_price_at"]
+    assert summary["highest_volume_at"].endswith("Z") and summary["run_id"] == run_id
+
+
+def test_errors_have_their_status_and_say_why(http: httpx.Client) -> None:
+    unknown = http.get("/forecast/NOPE")
+    assert unknown.status_code == 404 and "unknown symbol 'NOPE'" in unknown.json()["detail"]
+    skipped = http.get("/forecast/IBM/summary")
+    assert skipped.status_code == 404 and "was not forecast" in skipped.json()["detail"]
+    bad = http.get("/forecast/not!a;symbol")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["path", "symbol"]
+    down = http.get("/dead/symbols")
+    assert down.status_code == 503 and "unreachable" in down.json()["detail"]
+    assert http.get("/dead/healthz").status_code == 503
+
+
+def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
+    paths = set(http.get("/openapi.json").json()["paths"])
+    assert {"/healthz", "/symbols", "/forecast/{symbol}", "/forecast/{symbol}/summary"} <= paths
+    assert http.get("/docs").status_code == 200
