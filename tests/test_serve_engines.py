@@ -60,7 +60,10 @@ def settings(stack: Settings) -> Iterator[Settings]:
         try:
             yield settings
         finally:
+            import ray
+
             serve.shutdown()
+            ray.shutdown()  # later modules restart the stack's Ray head: this process must not hang on to it
 
 
 @pytest.fixture(scope="module")
