@@ -16,6 +16,7 @@ from ray_app.cli_common import console, err_console, fail, settings_of
 from ray_app.config import Settings
 from ray_app.forecast.command import forecast_app
 from ray_app.stack.processes import StackError
+from serve_deployments.command import serve_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective settings.")
@@ -28,6 +29,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 app.add_typer(forecast_app, name="forecast")
+app.add_typer(serve_app, name="serve")
 
 
 @app.callback()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+import yaml
 from elasticsearch.helpers import bulk
 
 from ray_app.config import Settings, load_settings
@@ -57,6 +62,7 @@ def settings(stack: Settings) -> Iterator[Settings]:
         serve.run(application(settings), name="test-api", route_prefix="/")
         patch.setenv("RAY_APP_ELASTICSEARCH__URL", f"http://127.0.0.1:{dead_port}")
         serve.run(application(load_settings()), name="test-api-dead-es", route_prefix="/dead")
+        patch.setenv("RAY_APP_ELASTICSEARCH__URL", settings.elasticsearch.url)
         try:
             yield settings
         finally:
@@ -118,3 +124,43 @@ def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
     paths = set(http.get("/openapi.json").json()["paths"])
     assert {"/healthz", "/symbols", "/forecast/{symbol}", "/forecast/{symbol}/summary"} <= paths
     assert http.get("/docs").status_code == 200
+
+
+def test_ray_app_serve_deploys_shows_and_stops_the_app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import run_cli
+
+    monkeypatch.setenv("RAY_APP_SERVE__APP_NAME", "cli-app")
+    monkeypatch.setenv("RAY_APP_SERVE__ROUTE_PREFIX", "/cli")
+    deployed = run_cli("serve", timeout=300)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert f"{settings.serve.url}/cli" in deployed.stdout and "'status': 'ok'" in deployed.stdout
+    assert httpx.get(f"{settings.serve.url}/cli/forecast/AAPL/summary", timeout=30).status_code == 200
+    status = run_cli("serve", "status")
+    assert "cli-app: RUNNING" in status.stdout and "Forecast: HEALTHY" in status.stdout, status.stdout + status.stderr
+    stopped = run_cli("serve", "stop")
+    assert stopped.returncode == 0 and "deleted app 'cli-app'" in stopped.stdout
+    assert httpx.get(f"{settings.serve.url}/cli/healthz", timeout=30).status_code == 404
+
+
+def test_the_generated_config_file_deploys_with_rays_serve_cli(settings: Settings, tmp_path: Path) -> None:
+    from serve_deployments.config_file import serve_config
+
+    config = serve_config(settings)
+    config["applications"][0].update(name="yaml-app", route_prefix="/yaml")
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    serve_cli = Path(sys.executable).with_name("serve")
+    result = subprocess.run([str(serve_cli), "deploy", str(path), "--address", settings.ray.dashboard_url],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 180
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = httpx.get(f"{settings.serve.url}/yaml/healthz", timeout=10).status_code
+        except httpx.HTTPError:
+            status = None
+        if status == 200:
+            break
+        time.sleep(2)
+    assert status == 200
