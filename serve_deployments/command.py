@@ -31,7 +31,7 @@ def serve(
         return
     from ray import serve as ray_serve
 
-    from ray_app.forecast.runner import connect
+    from ray_app.ray_cluster import connect
     from serve_deployments.app import application
 
     settings = settings_of(ctx)
@@ -69,7 +69,7 @@ def status(ctx: typer.Context) -> None:
     """Applications and deployments with their replica states (also in the Ray dashboard's Serve view)."""
     from ray import serve as ray_serve
 
-    from ray_app.forecast.runner import connect
+    from ray_app.ray_cluster import connect
 
     connect(settings_of(ctx))
     for name, app in ray_serve.status().applications.items():
@@ -84,7 +84,7 @@ def stop(ctx: typer.Context) -> None:
     """Delete the app (Serve itself keeps running for other apps)."""
     from ray import serve as ray_serve
 
-    from ray_app.forecast.runner import connect
+    from ray_app.ray_cluster import connect
 
     settings = settings_of(ctx)
     connect(settings)

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ray_app.config import Settings
+from ray_app.ray_cluster import connect
 from ray_app.stack.artifacts import ensure_bundle, find_java, jars
 
 if TYPE_CHECKING:
@@ -72,14 +73,11 @@ def spark_configs(settings: Settings) -> dict[str, str]:
 
 def start_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
     """Connect to the Ray cluster (``settings.ray.address``) and start Spark on it with RayDP."""
-    import ray
     import raydp
 
     if not os.environ.get("JAVA_HOME"):
         os.environ["JAVA_HOME"] = str(find_java(settings).home)
-    if not ray.is_initialized():
-        settings.ray.use_auth_mode()
-        ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray.address, log_to_driver=False)
+    connect(settings)
     stream = settings.stream
     spark = raydp.init_spark(
         app_name=app_name or stream.app_name,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -60,6 +61,21 @@ def stack_env(state_dir: Path, cache_dir: Path | None = None) -> dict[str, str]:
     return env
 
 
+def own_indices_env(settings: Settings, prefix: str) -> dict[str, str]:
+    """RAY_APP_* variables giving a test module indices of its own (<prefix>-trades, <prefix>-bars-1h, ...)."""
+    return {f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"{prefix}-{index}"
+            for key, index in settings.elasticsearch.indices.by_key().items()}  # fmt: skip
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[pytest.MonkeyPatch]:
+    """`env` set for the block (and for the subprocesses it starts), restored afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield patch
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """`ray-app ARGS` in a subprocess, as a user would type it."""
     return subprocess.run(
@@ -86,9 +102,7 @@ def stack(stack_dir: Path) -> Iterator[Settings]:
     """The running local stack's settings; the environment carries them to every `ray-app` subprocess."""
     from ray_app.stack import manager
 
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in stack_env(stack_dir).items():
-            patch.setenv(key, value)
+    with environment(stack_env(stack_dir)):
         settings = load_settings()
         pids: list[int] = []
         try:

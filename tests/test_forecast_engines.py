@@ -26,7 +26,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import CRYPTO, STOCK, market_of
 from ray_app.forecast.runner import RunReport, run_forecast
 from ray_app.forecast.testing import FailOn, bar_actions, synthetic_bars
-from tests.conftest import run_cli
+from tests.conftest import environment, own_indices_env, run_cli
 
 pytestmark = pytest.mark.engines
 
@@ -46,8 +46,7 @@ TARGETS = ["high", "low", "close", "volume"]
 def forecast_env(stack: Settings) -> Iterator[dict[str, str]]:
     """Indices of this module's own and a small forecast (1 day ahead, 2 CV windows, 2 models)."""
     env = {
-        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"fc-{index}"
-           for key, index in stack.elasticsearch.indices.by_key().items()},
+        **own_indices_env(stack, "fc"),
         "RAY_APP_SYMBOLS": json.dumps(SYMBOLS),
         "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
         "RAY_APP_FORECAST__HORIZON_DAYS": "1",
@@ -56,9 +55,7 @@ def forecast_env(stack: Settings) -> Iterator[dict[str, str]]:
         "RAY_APP_FORECAST__SYMBOLS_PER_TASK": "2",
         "RAY_APP_FORECAST__TASK_NUM_CPUS": "0.5",
     }  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
+    with environment(env):
         yield env
     import ray
 

@@ -21,7 +21,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.runner import run_forecast
 from ray_app.forecast.testing import bar_actions, synthetic_bars
-from tests.conftest import free_ports
+from tests.conftest import environment, free_ports, own_indices_env
 
 pytestmark = pytest.mark.engines
 
@@ -38,8 +38,7 @@ def settings(stack: Settings) -> Iterator[Settings]:
 
     http_port, dead_port = free_ports(2)
     env = {
-        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"sv-{index}"
-           for key, index in stack.elasticsearch.indices.by_key().items()},
+        **own_indices_env(stack, "sv"),
         "RAY_APP_SYMBOLS": json.dumps(list(SHAPES)),
         "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
         "RAY_APP_FORECAST__HORIZON_DAYS": "1",
@@ -47,9 +46,7 @@ def settings(stack: Settings) -> Iterator[Settings]:
         "RAY_APP_FORECAST__MODELS": '["AutoETS"]',
         "RAY_APP_SERVE__HTTP_PORT": str(http_port),
     }  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
+    with environment(env) as patch:
         settings = load_settings()
         es = client(settings)
         ensure_index(settings, es, settings.elasticsearch.indices.bars_1h, MAPPINGS["bars_1h"])

@@ -35,7 +35,7 @@ from ray_app.kafka_io import producer_config
 from ray_app.schemas import Source, Trade
 from ray_app.stack import manager
 from ray_app.stack.processes import stop_process
-from tests.conftest import REPO, alive, run_cli
+from tests.conftest import REPO, alive, environment, own_indices_env, run_cli
 
 pytestmark = pytest.mark.engines
 
@@ -50,8 +50,7 @@ def stream_env(stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
     env = {
         **{f"RAY_APP_KAFKA__TOPICS__{key.upper()}__NAME": f"{name}-st" for key, name in
            (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"))},
-        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"st-{index}" for key, index in
-           stack.elasticsearch.indices.by_key().items()},
+        **own_indices_env(stack, "st"),
         "RAY_APP_STREAM__APP_NAME": "test-stream",
         "RAY_APP_STREAM__CHECKPOINT_DIR": str(stack_dir / "stream-checkpoints"),
         "RAY_APP_STREAM__TRIGGER_INTERVAL_S": "0.5",
@@ -62,9 +61,7 @@ def stream_env(stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
         "RAY_APP_STREAM__ES_RETRY_WAIT_S": "1",
         "RAY_APP_STREAM__SPARK_LOG_LEVEL": "WARN",
     }  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
+    with environment(env):
         yield env
     run_cli("stream", "stop", timeout=120)
 

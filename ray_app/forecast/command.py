@@ -125,8 +125,8 @@ def forecast(
         if every is None:
             status = run_and_print(settings, chosen, cut_off, plot)
             raise typer.Exit(0 if status in {"complete", "partial"} else 1)
-        from ray_app.forecast.runner import connect
         from ray_app.lifecycle import StopFlag
+        from ray_app.ray_cluster import connect
 
         connect(settings)  # before taking SIGTERM: ray.init installs a handler of its own
         with StopFlag().on_signals() as stop:

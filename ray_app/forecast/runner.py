@@ -7,7 +7,6 @@ on; a task whose worker dies is retried ``forecast.task_max_retries`` times, the
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -27,6 +26,7 @@ from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import SymbolForecast, forecast_history
 from ray_app.forecast.models import ForecastSpec
 from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
+from ray_app.ray_cluster import connect
 
 Compute = Callable[[SymbolHistory, ForecastSpec], SymbolForecast]
 
@@ -116,14 +116,6 @@ def _forecast_task(
     settings: Settings, symbols: list[str], run: store.RunContext, compute: Compute
 ) -> list[SymbolReport]:
     return forecast_symbols(settings, symbols, run, compute)
-
-
-def connect(settings: Settings) -> None:
-    """Join the Ray cluster (inside a Ray job: the job's cluster; else ``ray.address``)."""
-    if not ray.is_initialized():
-        settings.ray.use_auth_mode()
-        address = os.environ.get("RAY_ADDRESS") or settings.ray.address
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
 
 
 def run_forecast(
