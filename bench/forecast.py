@@ -48,7 +48,7 @@ TARGETS = ["high", "low", "close", "volume"]
 console = Console(width=140)
 
 
-def spec(market: Market, models: tuple[str, ...], horizon: int, season: int, windows: int = 3) -> ForecastSpec:
+def spec(models: tuple[str, ...], horizon: int, season: int, windows: int = 3) -> ForecastSpec:
     return ForecastSpec(horizon=horizon, season_length=season, models=models, levels=(80, 95), cv_windows=windows,
                         cv_step=horizon, refit=True, min_improvement=0.1, arima_approximation=True)  # fmt: skip
 
@@ -91,7 +91,7 @@ def statsforecast_own(histories: list[SymbolHistory], spec: ForecastSpec) -> flo
 
 def speed_inputs(sizes: list[int], models: tuple[str, ...]) -> tuple[ForecastSpec, dict[int, list[SymbolHistory]]]:
     market = STOCK  # 30 days of a stock: ~21 sessions x 7 hourly bars; 7 days ahead = 35 steps, season 7
-    run_spec = spec(market, models, horizon=market.horizon_steps(7), season=market.bars_per_day)
+    run_spec = spec(models, horizon=market.horizon_steps(7), season=market.bars_per_day)
     end = pd.Timestamp("2026-11-27T00:00Z")
     histories = {
         n: [history_of(f"S{i}", synthetic_bars(market, end - pd.Timedelta(days=30), end,
@@ -159,13 +159,13 @@ def accuracy(models: tuple[str, ...]) -> list[Table]:
     datasets = []
     eurusd = _eurusd()
     fx = [(f"EURUSD#{i}", tr, ho) for i, (tr, ho) in enumerate(_windows(eurusd, 22 * 24, 120, 9))]
-    datasets.append(("EURUSD hourly 2017 (30 days -> 5 days)", spec(CRYPTO, models, horizon=120, season=24), fx))
+    datasets.append(("EURUSD hourly 2017 (30 days -> 5 days)", spec(models, horizon=120, season=24), fx))
     stocks = _daily_stocks()
     tickers = [ticker for ticker, frame in stocks.items() if len(frame) >= 4 * 255]  # AAPL, GOOG, IBM, MSFT
     daily = [(f"{ticker}#{i}", tr, ho) for ticker in tickers
              for i, (tr, ho) in enumerate(_windows(stocks[ticker], 250, 5, 4))]  # fmt: skip
     title = f"daily {', '.join(tickers)} up to {max(f.index[-1] for f in stocks.values()):%Y-%m} (250 days -> 5 days)"
-    datasets.append((title, spec(STOCK, models, horizon=5, season=5), daily))
+    datasets.append((title, spec(models, horizon=5, season=5), daily))
 
     tables = []
     for title, run_spec, windows in datasets:

@@ -20,8 +20,6 @@ forecast_app = typer.Typer(
     help="Per-symbol forecasting on Ray: bars-1h -> statsforecast (cross-validated against naive) -> forecasts.",
 )
 
-_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
-
 
 def _as_of(text: str | None) -> pd.Timestamp | None:
     if text is None:
@@ -47,7 +45,9 @@ def _symbols(settings: Settings, chosen: list[str] | None) -> list[str]:
 
 def _symbol_line(report) -> str:
     fields = report.fields
-    style = _STYLE.get(report.status, "white")
+    from ray_app.forecast.report import STATUS_STYLE
+
+    style = STATUS_STYLE.get(report.status, "white")
     line = f"[{style}]{report.status:>7}[/] {report.symbol:<9} {fields.get('duration_s', 0):6.1f} s  "
     if report.status == "ok":
         models = fields.get("chosen_models", {})

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
-_STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
+STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red"}
 
 
 def _when(value: str | None) -> str:
@@ -44,7 +44,7 @@ def summary_table(symbols: list[dict[str, Any]], horizon_days: int) -> Table:
         detail = f"{beating}/{len(chosen)} beat naive" if status == "ok" else doc.get("reason", "")
         table.add_row(
             doc["symbol"],
-            f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]",
+            f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
             _number(doc.get("highest_volume")),
             _when(doc.get("highest_volume_at")),
             _number(doc.get("highest_price")),
