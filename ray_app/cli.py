@@ -16,7 +16,7 @@ from ray_app.cli_common import console, err_console, fail, settings_of
 from ray_app.config import Settings
 from ray_app.forecast.command import forecast_app
 from ray_app.stack.processes import StackError
-from serve_deployments.command import serve_app
+from serve_deployments.command import recommend, serve_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective settings.")
@@ -30,6 +30,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(serve_app, name="serve")
+app.command()(recommend)
 
 
 @app.callback()

@@ -358,6 +358,7 @@ class ReplicaSettings(_Section):
     min_replicas: int = Field(ge=1)
     max_replicas: int = Field(ge=1)
     target_ongoing_requests: float = Field(gt=0)
+    max_ongoing_requests: int = Field(ge=1)
     num_cpus: float = Field(ge=0)
     num_gpus: float = Field(default=0, ge=0)
 
@@ -365,10 +366,13 @@ class ReplicaSettings(_Section):
     def _order(self) -> ReplicaSettings:
         if self.max_replicas < self.min_replicas:
             raise ValueError("max_replicas must be >= min_replicas")
+        if self.max_ongoing_requests < self.target_ongoing_requests:
+            raise ValueError("max_ongoing_requests must be >= target_ongoing_requests")
         return self
 
     def deployment_options(self) -> dict[str, Any]:
         return {
+            "max_ongoing_requests": self.max_ongoing_requests,
             "autoscaling_config": {
                 "min_replicas": self.min_replicas,
                 "max_replicas": self.max_replicas,
@@ -378,8 +382,29 @@ class ReplicaSettings(_Section):
         }
 
 
+class SignalRules(_Section):
+    """How the recommendation's signal and sentiment follow from the facts (README "Recommendations")."""
+
+    move_threshold_pct: float = Field(gt=0)
+    trend_threshold_pct: float = Field(gt=0)
+    require_beats_naive: bool
+
+
+class RecommendSettings(_Section):
+    """The Recommender's language model (``from_pretrained(model)``), its decoding and its signal rules."""
+
+    model: str = Field(min_length=1)
+    gguf_file: str | None = None
+    max_new_tokens: int = Field(ge=1, le=512)
+    no_repeat_ngram_size: int = Field(ge=0)
+    seed: int
+    max_batch_size: int = Field(ge=1, le=256)
+    batch_wait_timeout_s: float = Field(ge=0, le=10)
+    rules: SignalRules
+
+
 class ServeSettings(_Section):
-    """The Ray Serve application: a FastAPI ingress in front of the Forecast deployment."""
+    """The Ray Serve application: a FastAPI ingress in front of the Forecast and Recommender deployments."""
 
     app_name: str = Field(min_length=1)
     route_prefix: str = Field(pattern=r"^/")
@@ -387,6 +412,7 @@ class ServeSettings(_Section):
     http_port: Port
     cache_ttl_s: float = Field(ge=0)
     forecast: ReplicaSettings
+    recommender: ReplicaSettings
     ingress: ReplicaSettings
 
     @property
@@ -430,6 +456,7 @@ class Settings(BaseSettings):
     stream: StreamSettings
     forecast: ForecastSettings
     serve: ServeSettings
+    recommend: RecommendSettings
     smoke: SmokeSettings
 
     @field_validator("state_dir", "cache_dir")

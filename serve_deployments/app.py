@@ -1,10 +1,16 @@
-"""The Ray Serve application: a FastAPI ingress in front of the Forecast deployment.
+"""The Ray Serve application: a FastAPI ingress in front of the Forecast and Recommender deployments.
 
-    GET /symbols                    the latest forecast run's symbols (slug: the URL form, BTC-USD)
-    GET /forecast/{symbol}          hourly rows: each target's value and 80/95% bounds
-    GET /forecast/{symbol}/summary  highest volume, highest price, lowest price, each with its hour
-    GET /healthz                    Elasticsearch reachable
-    GET /docs                       OpenAPI
+    GET  /symbols                    the latest forecast run's symbols (slug: the URL form, BTC-USD)
+    GET  /forecast/{symbol}          hourly rows: each target's value and 80/95% bounds
+    GET  /forecast/{symbol}/summary  highest volume, highest price, lowest price, each with its hour
+    GET  /recommendation/{symbol}    facts, rule-based signal and sentiment, the language model's comment
+    POST /recommendations            the same for every forecast symbol (or ?symbol=...), written to Elasticsearch
+    GET  /recommendations/latest     the newest stored recommendation per symbol
+    GET  /healthz                    Elasticsearch reachable
+    GET  /docs                       OpenAPI
+
+Forecast reads Elasticsearch (cached); Recommender holds the language model and batches requests with
+`@serve.batch`; each scales on its own (settings `serve.forecast`, `serve.recommender`, `serve.ingress`).
 
 Errors are JSON with an HTTP status that says what happened, never 200: unknown symbol or no run yet -> 404,
 a bad parameter -> 422 naming it, Elasticsearch unreachable -> 503 with the reason.
@@ -15,22 +21,32 @@ Run it with `ray-app serve`, or `serve run serve_deployments.app:build_app` / `s
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
-from fastapi import FastAPI, Path
+from fastapi import FastAPI, Path, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from ray_app.config import Settings, load_settings
-from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader, NoForecastYet, UnknownSymbol
+from ray_app.es_indices import client
+from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader
+from serve_deployments.language_model import Generation, TextGenerator
+from serve_deployments.market_facts import MarketFacts, judge, prompt_for
+from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
 
 api = FastAPI(
     title="ray-app",
-    description="Forecasts (statsforecast on Ray, each next to naive) for Grafana's Infinity datasource and people.",
+    description="Forecasts (statsforecast on Ray, each next to naive) and rule-based recommendations with a language "
+    "model's comment, for Grafana's Infinity datasource and people.",
 )
 
-SymbolPath = Path(description="A symbol, '/' written as '-' (AAPL, BTC-USD)", pattern=r"^[A-Za-z0-9.\-]{1,20}$")
+SYMBOL_PATTERN = r"^[A-Za-z0-9.\-]{1,20}$"
+SymbolsQuery = Query(None, description="Symbols, '/' written as '-'; default: every symbol the latest run forecast")
+SymbolPath = Path(description="A symbol, '/' written as '-' (AAPL, BTC-USD)", pattern=SYMBOL_PATTERN)
 
 
 @api.exception_handler(LookupError)
@@ -54,42 +70,105 @@ class Forecast:
         return getattr(self.reader, question)(*args)
 
 
-async def _ask(handle: DeploymentHandle, question: str, *args: str) -> Any:
+async def _answer(response: Any) -> Any:
+    """Await a deployment's answer; its 404/503 errors become this process's own types (clean one-line details)."""
     try:
-        return await handle.call.remote(question, *args)
-    except (UnknownSymbol, NoForecastYet) as exc:  # Ray re-raises the replica's error as a subclass of its type
+        return await response
+    except LookupError as exc:  # Ray re-raises a replica's error as a subclass of its type, with a traceback
         raise LookupError(str(exc).splitlines()[-1]) from None
     except BackendUnavailable as exc:
         raise BackendUnavailable(str(exc).splitlines()[-1]) from None
 
 
 @serve.deployment
+class Recommender:
+    """The language model: a comment on each symbol's facts; concurrent requests are decoded in one batch."""
+
+    def __init__(self, settings: Settings, forecast: DeploymentHandle) -> None:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        self.settings = settings
+        self.forecast = forecast
+        self.lm = TextGenerator(settings.recommend)
+        self.es = client(settings)
+        self.generate.set_max_batch_size(settings.recommend.max_batch_size)
+        self.generate.set_batch_wait_timeout_s(settings.recommend.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    async def generate(self, prompts: list[str]) -> list[Generation]:
+        return await asyncio.to_thread(self.lm.generate, prompts)  # the event loop keeps queueing the next batch
+
+    async def recommend(self, symbol: str) -> dict[str, Any]:
+        facts = MarketFacts.model_validate(await _answer(self.forecast.call.remote("facts", symbol)))
+        judgement = judge(facts, self.settings.recommend.rules)
+        prompt = prompt_for(facts, judgement)
+        generation = await self.generate(prompt)
+        return Recommendation.of(facts, judgement, prompt, generation, self.lm.name,
+                                 not self.lm.is_untrained_test_model, self.lm.note).model_dump()  # fmt: skip
+
+    async def record(self, symbols: list[str]) -> dict[str, Any]:
+        """Recommend for `symbols` (default: every symbol the latest run forecast) and index the answers."""
+        skipped: list[dict[str, Any]] = []
+        if not symbols:
+            listed = await _answer(self.forecast.call.remote("symbols"))
+            symbols = [row["symbol"] for row in listed if row["status"] == "ok"]
+            skipped = [{"symbol": row["symbol"], "reason": row["reason"]} for row in listed if row["status"] != "ok"]
+        answers = list(await asyncio.gather(*(self.recommend(symbol) for symbol in symbols)))
+        written = await asyncio.to_thread(write_recommendations, self.es, self.settings, answers)
+        return {"index": self.settings.elasticsearch.indices.recommendations, "written": written,
+                "skipped": skipped, "recommendations": answers}  # fmt: skip
+
+    def latest(self) -> list[dict[str, Any]]:
+        return latest_recommendations(self.es, self.settings)
+
+
+@serve.deployment
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, forecast: DeploymentHandle) -> None:
+    def __init__(self, forecast: DeploymentHandle, recommender: DeploymentHandle) -> None:
         self.forecast = forecast
+        self.recommender = recommender
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        return await _ask(self.forecast, "health")
+        return await _answer(self.forecast.call.remote("health"))
 
     @api.get("/symbols")
     async def symbols(self) -> list[dict[str, Any]]:
-        return await _ask(self.forecast, "symbols")
+        return await _answer(self.forecast.call.remote("symbols"))
 
     @api.get("/forecast/{symbol}")
     async def forecast(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _ask(self.forecast, "forecast", symbol)
+        return await _answer(self.forecast.call.remote("forecast", symbol))
 
     @api.get("/forecast/{symbol}/summary")
     async def summary(self, symbol: str = SymbolPath) -> dict[str, Any]:
-        return await _ask(self.forecast, "summary", symbol)
+        return await _answer(self.forecast.call.remote("summary", symbol))
+
+    @api.get("/recommendation/{symbol}")
+    async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:
+        return await _answer(self.recommender.recommend.remote(symbol))
+
+    @api.post("/recommendations")
+    async def record(self, symbol: list[str] | None = SymbolsQuery) -> dict[str, Any]:
+        bad = [(i, value) for i, value in enumerate(symbol or []) if not re.fullmatch(SYMBOL_PATTERN, value)]
+        if bad:  # a pattern on list items breaks Serve's OpenAPI page, so the 422 is raised here, in FastAPI's shape
+            raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("query", "symbol", i),
+                                           "msg": f"String should match pattern '{SYMBOL_PATTERN}'", "input": value}
+                                          for i, value in bad])  # fmt: skip
+        return await _answer(self.recommender.record.remote(symbol or []))
+
+    @api.get("/recommendations/latest")
+    async def latest(self) -> list[dict[str, Any]]:
+        return await _answer(self.recommender.latest.remote())
 
 
 def application(settings: Settings) -> serve.Application:
     serve_settings = settings.serve
     forecast = Forecast.options(**serve_settings.forecast.deployment_options()).bind(settings)
-    return Ingress.options(**serve_settings.ingress.deployment_options()).bind(forecast)
+    recommender = Recommender.options(**serve_settings.recommender.deployment_options()).bind(settings, forecast)
+    return Ingress.options(**serve_settings.ingress.deployment_options()).bind(forecast, recommender)
 
 
 def build_app(args: dict[str, str] | None = None) -> serve.Application:

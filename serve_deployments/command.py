@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
 import yaml
+from rich.markup import escape
 
-from ray_app.cli_common import console, fail, settings_of
+from ray_app.cli_common import console, err_console, fail, settings_of
+from ray_app.config import Settings
 
 serve_app = typer.Typer(
     invoke_without_command=True,
-    help="The Ray Serve application: forecast endpoints over HTTP (see `serve_deployments/app.py`).",
+    help="The Ray Serve application: forecast and recommendation endpoints over HTTP (see `serve_deployments/app.py`).",
 )
 
 
@@ -29,35 +31,53 @@ def serve(
     Subcommands: `serve status`, `serve stop`, `serve config`."""
     if ctx.invoked_subcommand is not None:
         return
+    deploy(settings_of(ctx), timeout)
+
+
+def deploy(settings: Settings, timeout: float) -> float:
+    """Check the model, deploy (or update) the app and wait until /healthz answers; returns the seconds it took."""
     from ray import serve as ray_serve
+    from ray.serve.api import _run  # serve.run without waiting forever: a replica short of CPUs never starts
 
     from ray_app.ray_cluster import connect
     from serve_deployments.app import application
+    from serve_deployments.language_model import ModelUnavailable, check_model
 
-    settings = settings_of(ctx)
     began = time.perf_counter()
+    try:
+        check_model(settings.recommend)
+    except ModelUnavailable as exc:
+        fail(f"the Recommender cannot load its model: {exc}")
     try:
         connect(settings)
     except ConnectionError as exc:
         fail(f"cannot reach Ray at {settings.ray.address} ({exc}); is the stack up (`ray-app stack up`)?")
     ray_serve.start(http_options={"host": settings.serve.http_host, "port": settings.serve.http_port})
-    ray_serve.run(application(settings), name=settings.serve.app_name, route_prefix=settings.serve.route_prefix)
+    name = settings.serve.app_name
+    _run(application(settings), _blocking=False, name=name, route_prefix=settings.serve.route_prefix)
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            health = httpx.get(f"{settings.serve.url}/healthz", timeout=5)
-            if health.status_code in {200, 503}:
-                break
-        except httpx.HTTPError:
-            pass
+    while (app := ray_serve.status().applications.get(name)) is None or _text(app.status) != "RUNNING":
+        if app is not None and _text(app.status) == "DEPLOY_FAILED":
+            fail(f"the app failed to deploy: {app.message}")
         if time.monotonic() > deadline:
-            fail(f"the app did not answer at {settings.serve.url}/healthz within {timeout:.0f} s")
+            why = (
+                "; ".join(f"{d}: {_text(info.status)} {info.message}" for d, info in app.deployments.items())
+                if app
+                else ""
+            )
+            fail(f"the app is not running after {timeout:.0f} s ({why}); see `ray-app serve status`")
         time.sleep(1)
+    try:
+        health = httpx.get(f"{settings.serve.url}/healthz", timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"the app runs but {settings.serve.url}/healthz does not answer: {exc}")
+    seconds = time.perf_counter() - began
     console.print(
         f"serve: app '{settings.serve.app_name}' running at {settings.serve.url} (OpenAPI: {settings.serve.url}/docs) "
-        f"after {time.perf_counter() - began:.1f} s; health: {health.json()}",
+        f"after {seconds:.1f} s; recommendation model: {settings.recommend.model}; health: {health.json()}",
         highlight=False,
     )
+    return seconds
 
 
 def _text(status) -> str:
@@ -99,3 +119,57 @@ def config(ctx: typer.Context) -> None:
 
     console.print(HEADER + yaml.safe_dump(serve_config(settings_of(ctx)), sort_keys=False), end="", highlight=False,
                   soft_wrap=True)  # fmt: skip
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}"
+
+
+def print_recommendation(answer: dict[str, Any]) -> None:
+    """One recommendation for people: the verdict with its rules, the facts, the model's text and what it is."""
+    trained = "" if answer["model_is_trained"] else " [bold red](UNTRAINED TEST MODEL: the text is noise)[/]"
+    change = answer["change_24h_pct"]
+    console.print(
+        f"\n[bold]{escape(answer['symbol'])}[/] at {answer['last_bar_at']}: [bold]{answer['signal'].upper()}[/], "
+        f"sentiment {answer['sentiment']}\n"
+        f"  signal:    {escape(answer['signal_rule'])}\n  sentiment: {escape(answer['sentiment_rule'])}\n"
+        f"  last price {answer['last_price']:,.2f}; 24 h {'n/a' if change is None else f'{change:+.2f}%'}; "
+        f"7-day range {_money(answer['range_7d_low'])} - {_money(answer['range_7d_high'])} (run {answer['run_id']})\n"
+        f"  {escape(answer['model'])}{trained}: {escape(answer['text'])!r}",
+        highlight=False,
+    )
+
+
+def recommend(
+    ctx: typer.Context,
+    symbols: Annotated[
+        list[str] | None, typer.Option("--symbol", "-s", help="Symbols (default: every forecast one).")
+    ] = None,
+    every: Annotated[float | None, typer.Option(help="Repeat every this many minutes (a periodic job).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the app's answer.")] = 300,
+) -> None:
+    """Ask the running Serve app for recommendations and write them to the `recommendations` index.
+
+    Also a periodic Ray job: `ray job submit --working-dir . -- ray-app recommend --every 15`."""
+    settings = settings_of(ctx)
+    params = [("symbol", symbol) for symbol in symbols or []]
+    while True:
+        try:
+            response = httpx.post(f"{settings.serve.url}/recommendations", params=params, timeout=timeout)
+            problem = None if response.status_code == 200 else f"{response.status_code}: {response.text}"
+        except httpx.HTTPError as exc:
+            problem = f"no answer ({exc}); deploy the app with `ray-app serve`"
+        if problem is None:
+            result = response.json()
+            for answer in result["recommendations"]:
+                print_recommendation(answer)
+            for skipped in result["skipped"]:
+                console.print(f"{skipped['symbol']}: no recommendation (not forecast: {skipped['reason']})")
+            console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
+        elif every is None:
+            fail(f"{settings.serve.url}/recommendations: {problem}")
+        else:  # a periodic job outlives a restart of the app
+            err_console.print(f"[red]recommend:[/] {settings.serve.url}/recommendations: {escape(problem)}")
+        if every is None:
+            return
+        time.sleep(every * 60)

@@ -13,7 +13,8 @@ from ray_app.config import Settings
 HEADER = """\
 # Ray Serve config for `serve deploy configs/serve.yaml` (to a running cluster) or `serve run configs/serve.yaml`.
 # Generated from the `serve` settings by `ray-app serve config`; edit configs/default.yaml, then regenerate.
-# The application reads its other settings (Elasticsearch, indices) from RAY_APP_* / RAY_APP_CONFIG on the cluster.
+# The application reads its other settings (Elasticsearch, indices, recommend.model) from RAY_APP_* / RAY_APP_CONFIG
+# on the cluster (or set them under the application's runtime_env: env_vars).
 """
 
 
@@ -32,7 +33,11 @@ def serve_config(settings: Settings) -> dict[str, Any]:
                 "route_prefix": serve.route_prefix,
                 "import_path": "serve_deployments.app:build_app",
                 "args": {},
-                "deployments": [deployment("Forecast", serve.forecast), deployment("Ingress", serve.ingress)],
+                "deployments": [
+                    deployment("Forecast", serve.forecast),
+                    deployment("Recommender", serve.recommender),
+                    deployment("Ingress", serve.ingress),
+                ],
             }
         ],
     }

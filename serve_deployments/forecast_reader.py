@@ -1,6 +1,7 @@
 """Answers about the latest forecast run, read from Elasticsearch and kept for ``serve.cache_ttl_s`` seconds.
 
-Used by the Forecast deployment, and in-process by the benchmark (the same function, without Serve). Every
+Also the facts a recommendation is built from (newest hourly bars + the latest run). Used by the Forecast
+deployment, and in-process by the benchmark (the same function, without Serve). Every
 answer is flat JSON with ISO-8601 UTC times, the shape Grafana's Infinity datasource reads directly.
 """
 
@@ -17,11 +18,15 @@ from elasticsearch import ConnectionError as ESConnectionError
 from ray_app.config import Settings
 from ray_app.es_indices import client
 from ray_app.forecast import store
+from serve_deployments.market_facts import build_facts
 
 SUMMARY_FIELDS = (
     "highest_volume", "highest_volume_at", "highest_price", "highest_price_at", "lowest_price", "lowest_price_at",
     "forecast_start", "forecast_end", "chosen_models", "targets_beating_naive",
 )  # fmt: skip
+
+
+RECENT_BARS = 64  # 24 h back takes 25 crypto bars, or stock bars over a weekend or holiday
 
 
 class UnknownSymbol(LookupError):
@@ -127,6 +132,35 @@ class ForecastReader:
             raise UnknownSymbol(f"{symbol} was not forecast in run {run['run_id']}: {doc.get('reason')}")
         return {"symbol": symbol, "run_id": run["run_id"], "as_of": run["as_of"],
                 **{field: doc.get(field) for field in SUMMARY_FIELDS}}  # fmt: skip
+
+    def recent_bars(self, symbol: str) -> list[dict[str, Any]]:
+        """The symbol's newest hourly bars, newest first: enough for 24 h back from the last bar (and some)."""
+
+        def load() -> list[dict[str, Any]]:
+            page = self.es.search(
+                index=self.settings.elasticsearch.indices.bars_1h,
+                query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                sort=[{"timestamp": "desc"}],
+                size=RECENT_BARS,
+                source=["timestamp", "close"],
+            )
+            return [hit["_source"] for hit in page["hits"]["hits"]]
+
+        return self._cached(("bars", symbol), load)
+
+    def facts(self, symbol_or_slug: str) -> dict[str, Any]:
+        """The recommendation's facts (serve_deployments/market_facts.py) as flat JSON."""
+        summary = self.summary(symbol_or_slug)  # 404 for a symbol the run did not forecast
+        symbol = summary["symbol"]
+        rows = [row for row in self.forecast(symbol) if row.get("close") is not None]
+        if not rows:
+            raise NoForecastYet(f"run {summary['run_id']} has no close forecast for {symbol} (forecast.targets)")
+        run_id = summary["run_id"]
+        targets = self._cached(("targets", run_id), lambda: store.run_records(self.es, self.settings, run_id, "target"))
+        beats = any(doc["symbol"] == symbol and doc["target"] == "close" and doc.get("beats_naive") for doc in targets)
+        facts = build_facts(symbol, self.recent_bars(symbol), rows, self._symbol_docs()[symbol], beats,
+                            self.latest_run(), self.settings.recommend.rules)  # fmt: skip
+        return facts.model_dump()
 
     def health(self) -> dict[str, Any]:
         try:

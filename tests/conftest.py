@@ -98,6 +98,14 @@ def stack_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny GPT-2 and its tokenizer in a folder: what from_pretrained(folder) loads in the tests."""
+    from serve_deployments.test_model import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny-gpt2"), "tiny")
+
+
+@pytest.fixture(scope="session")
 def stack(stack_dir: Path) -> Iterator[Settings]:
     """The running local stack's settings; the environment carries them to every `ray-app` subprocess."""
     from ray_app.stack import manager

@@ -1,4 +1,4 @@
-"""The Serve application on real Ray Serve and real Elasticsearch: the forecast endpoints and their errors."""
+"""The Serve application on real Ray Serve and real Elasticsearch: forecast and recommendation endpoints, errors."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.runner import run_forecast
 from ray_app.forecast.testing import bar_actions, synthetic_bars
+from serve_deployments.market_facts import MarketFacts, judge
 from tests.conftest import environment, free_ports, own_indices_env
 
 pytestmark = pytest.mark.engines
@@ -30,7 +31,7 @@ SHAPES = {"BTC/USD": ("daily_cycle", 12), "AAPL": ("random_walk", 12), "IBM": ("
 
 
 @pytest.fixture(scope="module")
-def settings(stack: Settings) -> Iterator[Settings]:
+def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
     """A forecast run of this module's own (own indices), then the app deployed on the stack's Ray."""
     from ray import serve
 
@@ -45,6 +46,11 @@ def settings(stack: Settings) -> Iterator[Settings]:
         "RAY_APP_FORECAST__CV_WINDOWS": "2",
         "RAY_APP_FORECAST__MODELS": '["AutoETS"]',
         "RAY_APP_SERVE__HTTP_PORT": str(http_port),
+        "RAY_APP_RECOMMEND__MODEL": str(tiny_model),
+        # four apps (this one, its dead-Elasticsearch twin, the CLI's, the YAML's) share 2 CPUs with the stack
+        **{f"RAY_APP_SERVE__{name}__NUM_CPUS": "0.1" for name in ("FORECAST", "RECOMMENDER", "INGRESS")},
+        "RAY_APP_RECOMMEND__MAX_NEW_TOKENS": "16",
+        "RAY_APP_RECOMMEND__BATCH_WAIT_TIMEOUT_S": "0.5",  # the concurrency test's requests land in one batch
     }  # fmt: skip
     with environment(env) as patch:
         settings = load_settings()
@@ -143,7 +149,8 @@ def test_the_generated_config_file_deploys_with_rays_serve_cli(settings: Setting
     from serve_deployments.config_file import serve_config
 
     config = serve_config(settings)
-    config["applications"][0].update(name="yaml-app", route_prefix="/yaml")
+    model = {"RAY_APP_RECOMMEND__MODEL": settings.recommend.model}  # the cluster's processes do not have it
+    config["applications"][0].update(name="yaml-app", route_prefix="/yaml", runtime_env={"env_vars": model})
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
     serve_cli = Path(sys.executable).with_name("serve")
@@ -161,3 +168,79 @@ def test_the_generated_config_file_deploys_with_rays_serve_cli(settings: Setting
             break
         time.sleep(2)
     assert status == 200
+
+
+# --- recommendations ------------------------------------------------------------------------------------------
+
+
+def test_a_recommendation_carries_facts_verdict_text_and_an_honest_model_label(
+    settings: Settings, http: httpx.Client
+) -> None:
+    response = http.get("/recommendation/BTC-USD")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    bars = synthetic_bars(market_of("BTC/USD"), AS_OF - pd.Timedelta(days=12), AS_OF, "daily_cycle", seed=0)
+    assert answer["last_bar_at"] == "2026-11-10T23:00:00Z" and answer["last_price"] == bars["close"].iloc[-1]
+    assert answer["change_24h_pct"] == pytest.approx((bars["close"].iloc[-1] / bars["close"].iloc[-25] - 1) * 100)
+    run_id = store.run_id_for(settings, AS_OF, list(SHAPES))
+    forecast = http.get("/forecast/BTC-USD").json()
+    assert answer["run_id"] == run_id and answer["forecast_close"] == forecast[-1]["close"]
+    judgement = judge(MarketFacts.model_validate(answer), settings.recommend.rules)
+    assert (answer["signal"], answer["sentiment"]) == (judgement.signal, judgement.sentiment)
+    assert answer["model"] == settings.recommend.model and answer["model_is_trained"] is False
+    assert "UNTRAINED TEST MODEL" in answer["model_note"] and answer["prompt"].startswith("Market report for BTC/USD")
+    assert 1 <= answer["new_tokens"] <= 16
+    assert http.get("/recommendation/btc-usd").json()["text"] == answer["text"]  # greedy: same facts, same text
+
+
+def test_concurrent_requests_are_decoded_in_one_batch(http: httpx.Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: http.get("/recommendation/AAPL").json(), range(6)))
+    assert max(answer["batch_size"] for answer in answers) > 1
+    assert len({answer["text"] for answer in answers}) == 1
+
+
+def test_recommendation_errors_have_their_status(http: httpx.Client) -> None:
+    unknown = http.get("/recommendation/NOPE")
+    assert unknown.status_code == 404 and "unknown symbol 'NOPE'" in unknown.json()["detail"]
+    skipped = http.get("/recommendation/IBM")
+    assert skipped.status_code == 404 and "was not forecast" in skipped.json()["detail"]
+    bad = http.post("/recommendations", params={"symbol": "no;pe"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "symbol", 0]
+    assert http.get("/dead/recommendation/AAPL").status_code == 503
+
+
+def test_recording_writes_one_document_per_symbol_and_again_overwrites(settings: Settings, http: httpx.Client) -> None:
+    es = client(settings)
+    index = settings.elasticsearch.indices.recommendations
+    first = http.post("/recommendations")
+    assert first.status_code == 200, first.text
+    result = first.json()
+    assert result["written"] == 2 and result["skipped"][0]["symbol"] == "IBM"
+    assert http.post("/recommendations").json()["written"] == 2
+    assert es.count(index=index)["count"] == 2  # same facts and model -> same ids
+    stored = es.get(index=index, id=f"AAPL|2026-11-10T20:00:00Z|{result['recommendations'][0]['run_id']}|"
+                    f"{settings.recommend.model}")["_source"]  # fmt: skip
+    assert stored["timestamp"] == stored["last_bar_at"] and stored["model_is_trained"] is False
+    latest = http.get("/recommendations/latest").json()
+    assert [row["symbol"] for row in latest] == ["AAPL", "BTC/USD"]
+
+
+def test_ray_app_recommend_prints_and_records(settings: Settings) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("recommend", "-s", "AAPL")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "AAPL at 2026-11-10T20:00:00Z" in result.stdout and "UNTRAINED TEST MODEL" in result.stdout
+    assert "1 written to 'sv-recommendations'" in result.stdout
+
+
+def test_ray_app_serve_fails_fast_when_the_model_is_missing(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    began = time.monotonic()
+    result = run_cli("serve", env={"RAY_APP_RECOMMEND__MODEL": str(tmp_path / "nothing")})
+    assert result.returncode != 0 and "cannot load its model" in result.stderr and "no such folder" in result.stderr
+    assert time.monotonic() - began < 60

@@ -1,0 +1,83 @@
+"""A recommendation (facts + rule-based signal and sentiment + generated text) and its `recommendations` documents.
+
+Document id ``<symbol>|<last_bar_at>|<run_id>|<model>``: the same facts (same last bar, same forecast run) and
+the same model give the same text (greedy decoding), so recording again overwrites instead of adding copies.
+The trading dashboard shows the newest document per symbol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import Elasticsearch
+from elasticsearch.helpers import bulk
+
+from ray_app.config import Settings
+from ray_app.es_indices import MAPPINGS, ensure_index
+from ray_app.forecast.store import now_iso
+from serve_deployments.language_model import Generation
+from serve_deployments.market_facts import Judgement, MarketFacts
+
+
+class Recommendation(MarketFacts, Judgement):
+    """The answer of GET /recommendation/{symbol}: flat, every fact next to the verdict and the text."""
+
+    text: str
+    prompt: str
+    model: str
+    model_is_trained: bool
+    model_note: str
+    new_tokens: int
+    batch_size: int
+    generation_s: float
+    generated_at: str
+
+    @classmethod
+    def of(
+        cls, facts: MarketFacts, judgement: Judgement, prompt: str, generation: Generation, model: str,
+        trained: bool, note: str,
+    ) -> Recommendation:  # fmt: skip
+        return cls(
+            **facts.model_dump(),
+            **judgement.model_dump(),
+            text=generation.text,
+            prompt=prompt,
+            model=model,
+            model_is_trained=trained,
+            model_note=note,
+            new_tokens=generation.new_tokens,
+            batch_size=generation.batch_size,
+            generation_s=round(generation.seconds, 4),
+            generated_at=now_iso(),
+        )
+
+    def document_id(self) -> str:
+        return f"{self.symbol}|{self.last_bar_at}|{self.run_id}|{self.model}"
+
+
+def write_recommendations(es: Elasticsearch, settings: Settings, answers: list[dict[str, Any]]) -> int:
+    """Index the answers (idempotent ids); returns how many were written."""
+    index = settings.elasticsearch.indices.recommendations
+    ensure_index(settings, es, index, MAPPINGS["recommendations"])
+    actions = []
+    for answer in answers:
+        recommendation = Recommendation.model_validate(answer)
+        document = {**recommendation.model_dump(), "timestamp": recommendation.last_bar_at}
+        actions.append({"_index": index, "_id": recommendation.document_id(), "_source": document})
+    written, _ = bulk(es, actions, refresh="wait_for")
+    return written
+
+
+def latest_recommendations(es: Elasticsearch, settings: Settings) -> list[dict[str, Any]]:
+    """The newest recommendation per symbol (by last bar, then generation time)."""
+    index = settings.elasticsearch.indices.recommendations
+    if not es.indices.exists(index=index):
+        return []
+    page = es.search(
+        index=index,
+        size=0,
+        aggs={"per_symbol": {"terms": {"field": "symbol", "size": 1000}, "aggs": {
+            "newest": {"top_hits": {"size": 1, "sort": [{"timestamp": "desc"}, {"generated_at": "desc"}]}}}}},
+    )  # fmt: skip
+    buckets = page["aggregations"]["per_symbol"]["buckets"]
+    return sorted((b["newest"]["hits"]["hits"][0]["_source"] for b in buckets), key=lambda doc: doc["symbol"])
