@@ -384,6 +384,56 @@ def _demo_forecast(settings: Settings) -> bool:
         return False
 
 
+def _demo_serve(settings: Settings) -> bool:
+    """Deploy the Serve app; print a forecast summary and every symbol's recommendation (also indexed)."""
+    import httpx
+
+    from serve_deployments.command import deploy, print_recommendation
+    from serve_deployments.language_model import ModelUnavailable, check_model
+    from serve_deployments.test_model import build_test_model
+
+    console.print("\nserve: Ray Serve app (FastAPI ingress, Forecast and Recommender deployments, autoscaled)")
+    try:
+        check_model(settings.recommend)
+    except ModelUnavailable as exc:
+        if Path(settings.recommend.model).expanduser().exists() or settings.recommend.model.startswith((".", "/")):
+            err_console.print(f"[red]serve:[/] {escape(str(exc))}")
+            return False
+        folder = settings.state_dir / "models" / "untrained-gpt2"
+        err_console.print(
+            f"[bold yellow]serve: {escape(str(exc))}\n  -> this demo serves an UNTRAINED GPT-2 instead (random "
+            f"weights, built in {folder}): its text is noise, and every answer says so. Online, it loads "
+            f"{escape(settings.recommend.model)}.[/]",
+            highlight=False,
+        )
+        if not (folder / "config.json").is_file():
+            build_test_model(folder, "tiny")
+        offline = settings.recommend.model_copy(update={"model": str(folder)})
+        settings = settings.model_copy(update={"recommend": offline})
+    try:
+        deploy(settings, timeout=600)
+    except typer.Exit:
+        return False
+    url = settings.serve.url
+    try:
+        symbols = [row for row in httpx.get(f"{url}/symbols", timeout=60).json() if row["status"] == "ok"]
+        if symbols:
+            summary = httpx.get(f"{url}/forecast/{symbols[0]['slug']}/summary", timeout=60).json()
+            console.print(f"\nGET {url}/forecast/{symbols[0]['slug']}/summary", highlight=False)
+            console.print_json(data=summary)
+        recorded = httpx.post(f"{url}/recommendations", timeout=600)
+        recorded.raise_for_status()
+    except httpx.HTTPError as exc:
+        err_console.print(f"[red]serve: the app did not answer as expected:[/] {escape(str(exc))}")
+        return False
+    console.print(f"\nPOST {url}/recommendations (GET {url}/recommendation/<symbol> for one)", highlight=False)
+    result = recorded.json()
+    for answer in result["recommendations"]:
+        print_recommendation(answer)
+    console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
+    return True
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The pipeline on the embedded local default: stack up, a round trip through every engine, simulated trades
@@ -399,13 +449,15 @@ def demo(ctx: typer.Context) -> None:
     _start_stream(settings, ctx.find_root().obj, wait=True, timeout_s=1800)
     console.print(_index_table(settings, "Elasticsearch documents per index"))
     ok = _demo_forecast(settings) and ok
+    ok = _demo_serve(settings) and ok
     console.print(
         f"\nRay dashboard: {settings.ray.dashboard_url} (Jobs: the streaming job and its RayDP actors; the forecast "
         "tasks)   "
         f"Elasticsearch: {settings.elasticsearch.url}   Kafka: {settings.kafka.bootstrap_servers}\n"
+        f"Serve: {settings.serve.url}/docs (the Ray dashboard's Serve view shows its replicas)\n"
         "try: ray-app stream status   |   ray-app ingest --source simulate --live (new trades stream through)   |   "
-        "ray-app forecast show\n"
-        "stop with: ray-app stream stop; ray-app stack down (data and checkpoints are kept in "
+        "ray-app forecast show   |   ray-app recommend   |   ray-app serve status\n"
+        "stop with: ray-app serve stop; ray-app stream stop; ray-app stack down (data and checkpoints are kept in "
         + str(settings.state_dir)
         + ")",
         highlight=False,

@@ -6,6 +6,7 @@
     GET  /recommendation/{symbol}    facts, rule-based signal and sentiment, the language model's comment
     POST /recommendations            the same for every forecast symbol (or ?symbol=...), written to Elasticsearch
     GET  /recommendations/latest     the newest stored recommendation per symbol
+    GET  /model                      the Recommender's model: name, trained or not, size, device, threads, batching
     GET  /healthz                    Elasticsearch reachable
     GET  /docs                       OpenAPI
 
@@ -122,6 +123,10 @@ class Recommender:
     def latest(self) -> list[dict[str, Any]]:
         return latest_recommendations(self.es, self.settings)
 
+    def describe(self) -> dict[str, Any]:
+        return {**self.lm.describe(), "max_batch_size": self.generate._get_max_batch_size(),
+                "batch_wait_timeout_s": self.generate._get_batch_wait_timeout_s()}  # fmt: skip
+
 
 @serve.deployment
 @serve.ingress(api)
@@ -158,6 +163,10 @@ class Ingress:
                                            "msg": f"String should match pattern '{SYMBOL_PATTERN}'", "input": value}
                                           for i, value in bad])  # fmt: skip
         return await _answer(self.recommender.record.remote(symbol or []))
+
+    @api.get("/model")
+    async def model(self) -> dict[str, Any]:
+        return await _answer(self.recommender.describe.remote())
 
     @api.get("/recommendations/latest")
     async def latest(self) -> list[dict[str, Any]]:

@@ -125,7 +125,16 @@ def test_errors_have_their_status_and_say_why(http: httpx.Client) -> None:
 
 def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
     paths = set(http.get("/openapi.json").json()["paths"])
-    assert {"/healthz", "/symbols", "/forecast/{symbol}", "/forecast/{symbol}/summary"} <= paths
+    assert {
+        "/healthz",
+        "/symbols",
+        "/forecast/{symbol}",
+        "/forecast/{symbol}/summary",
+        "/recommendation/{symbol}",
+        "/recommendations",
+        "/recommendations/latest",
+        "/model",
+    } <= paths
     assert http.get("/docs").status_code == 200
 
 
@@ -191,6 +200,8 @@ def test_a_recommendation_carries_facts_verdict_text_and_an_honest_model_label(
     assert "UNTRAINED TEST MODEL" in answer["model_note"] and answer["prompt"].startswith("Market report for BTC/USD")
     assert 1 <= answer["new_tokens"] <= 16
     assert http.get("/recommendation/btc-usd").json()["text"] == answer["text"]  # greedy: same facts, same text
+    model = http.get("/model").json()
+    assert model["model_is_trained"] is False and model["parameters"] > 0 and model["max_batch_size"] == 8
 
 
 def test_concurrent_requests_are_decoded_in_one_batch(http: httpx.Client) -> None:
