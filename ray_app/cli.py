@@ -96,6 +96,29 @@ def stack_up(ctx: typer.Context) -> None:
         fail(exc.one_line())
 
 
+@stack_app.command("fetch")
+def stack_fetch(
+    ctx: typer.Context,
+    bundles: Annotated[
+        list[str] | None, typer.Argument(help="kafka, elasticsearch, spark (default: all)", show_default=False)
+    ] = None,
+) -> None:
+    """Resolve the engines' artifacts with Maven into the cache, starting nothing (cluster nodes run this once)."""
+    from ray_app.stack.artifacts import BUNDLES, ensure_bundle
+
+    settings = settings_of(ctx)
+    unknown = sorted(set(bundles or []) - set(BUNDLES))
+    if unknown:
+        fail(f"unknown bundle(s) {', '.join(unknown)}: choose from {', '.join(BUNDLES)}", code=2)
+    for bundle in bundles or BUNDLES:
+        try:
+            with console.status(f"resolving {bundle} with Maven"):
+                path, fresh = ensure_bundle(settings, bundle)  # type: ignore[arg-type]
+        except StackError as exc:
+            fail(exc.one_line())
+        console.print(f"{bundle}: {'fetched into' if fresh else 'already in'} {path}", highlight=False)
+
+
 @stack_app.command("down")
 def stack_down(ctx: typer.Context) -> None:
     """Stop what `stack up` started (by pid file): gracefully, then by force. Data is kept."""
