@@ -454,13 +454,51 @@ def _demo_serve(settings: Settings) -> bool:
     for answer in result["recommendations"]:
         print_recommendation(answer)
     console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
+    return _demo_charts(settings, symbols[0]["symbol"] if symbols else settings.symbols[0])
+
+
+def _demo_charts(settings: Settings, symbol: str) -> bool:
+    """PNGs of the main Grafana panels from the dashboards' own queries, and how to open the real dashboards."""
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from ray_app.dashboards.render import render_panels
+    from ray_app.es_indices import client
+
+    folder = settings.state_dir / "dashboard-charts"
+    try:
+        charts = render_panels(client(settings), settings, symbol, folder)
+    except (ApiError, ESConnectionError, OSError, ValueError, KeyError) as exc:
+        err_console.print(f"[red]charts:[/] {escape(str(exc))}")
+        return False
+    console.print(
+        f"\ncharts of the Grafana panels (same queries): {', '.join(str(c) for c in charts)}", highlight=False
+    )
+    console.print(
+        "Grafana: docker run -d --network host -e GF_PLUGINS_PREINSTALL=yesoreyeram-infinity-datasource,"
+        "grafana-clock-panel -v $PWD/grafana/provisioning:/etc/grafana/provisioning:ro "
+        "-v $PWD/grafana/dashboards:/var/lib/grafana/dashboards/ray-app:ro grafana/grafana:13.2.3 "
+        '-> http://127.0.0.1:3000, folder ray-app (README "Grafana")',
+        highlight=False,
+        soft_wrap=True,
+    )
     return True
 
 
 @app.command()
 def demo(ctx: typer.Context) -> None:
-    """The pipeline on the embedded local default: stack up, a round trip through every engine, simulated trades
-    into Kafka, the streaming job into Elasticsearch; then a report."""
+    """The whole pipeline on the embedded local default: stack up, a round trip through every engine, simulated
+    trades into Kafka, the streaming job into Elasticsearch, forecasts on Ray, the Serve app; then a report with
+    charts of the Grafana panels. Ctrl-C stops the report; `ray-app stack down` stops the rest."""
+    try:
+        _demo(ctx)
+    except KeyboardInterrupt:
+        err_console.print("\n[yellow]interrupted.[/] What is up keeps running; stop it with: ray-app serve stop; "
+                          "ray-app stream stop; ray-app stack down (data is kept)")  # fmt: skip
+        raise typer.Exit(130) from None
+
+
+def _demo(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     try:
         _stack_up(settings)

@@ -3,6 +3,7 @@
     GET  /symbols                    the latest forecast run's symbols (slug: the URL form, BTC-USD)
     GET  /forecast/{symbol}          hourly rows: each target's value and 80/95% bounds
     GET  /forecast/{symbol}/summary  highest volume, highest price, lowest price, each with its hour
+    GET  /forecast/{symbol}/backtest per target: the chosen model's cross-validation MASE beside naive's
     GET  /recommendation/{symbol}    facts, rule-based signal and sentiment, the language model's comment
     POST /recommendations            the same for every forecast symbol (or ?symbol=...), written to Elasticsearch
     GET  /recommendations/latest     the newest stored recommendation per symbol
@@ -45,9 +46,9 @@ api = FastAPI(
     "model's comment, for Grafana's Infinity datasource and people.",
 )
 
-SYMBOL_PATTERN = r"^[A-Za-z0-9.\-]{1,20}$"
+SYMBOL_PATTERN = r"^[A-Za-z0-9.\-]{1,12}(/[A-Za-z]{2,6})?$"
 SymbolsQuery = Query(None, description="Symbols, '/' written as '-'; default: every symbol the latest run forecast")
-SymbolPath = Path(description="A symbol, '/' written as '-' (AAPL, BTC-USD)", pattern=SYMBOL_PATTERN)
+SymbolPath = Path(description="A symbol: AAPL, BTC/USD or BTC-USD", pattern=SYMBOL_PATTERN)
 
 
 @api.exception_handler(LookupError)
@@ -143,15 +144,20 @@ class Ingress:
     async def symbols(self) -> list[dict[str, Any]]:
         return await _answer(self.forecast.call.remote("symbols"))
 
-    @api.get("/forecast/{symbol}")
-    async def forecast(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("forecast", symbol))
-
-    @api.get("/forecast/{symbol}/summary")
+    @api.get("/forecast/{symbol:path}/summary")
     async def summary(self, symbol: str = SymbolPath) -> dict[str, Any]:
         return await _answer(self.forecast.call.remote("summary", symbol))
 
-    @api.get("/recommendation/{symbol}")
+    @api.get("/forecast/{symbol:path}/backtest")
+    async def backtest(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
+        return await _answer(self.forecast.call.remote("backtest", symbol))
+
+    # {symbol:path}: BTC/USD as it is (what Grafana's symbol variable holds) or BTC-USD; the longer routes come first
+    @api.get("/forecast/{symbol:path}")
+    async def forecast(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
+        return await _answer(self.forecast.call.remote("forecast", symbol))
+
+    @api.get("/recommendation/{symbol:path}")
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:
         return await _answer(self.recommender.recommend.remote(symbol))
 

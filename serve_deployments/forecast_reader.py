@@ -133,6 +133,25 @@ class ForecastReader:
         return {"symbol": symbol, "run_id": run["run_id"], "as_of": run["as_of"],
                 **{field: doc.get(field) for field in SUMMARY_FIELDS}}  # fmt: skip
 
+    def _target_docs(self, run_id: str) -> list[dict[str, Any]]:
+        return self._cached(("targets", run_id), lambda: store.run_records(self.es, self.settings, run_id, "target"))
+
+    def backtest(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        """Per target: the chosen model's cross-validation MASE/sMAPE/coverage beside naive's (the latest run)."""
+        summary = self.summary(symbol_or_slug)
+        symbol, run_id = summary["symbol"], summary["run_id"]
+        rows = []
+        for doc in self._target_docs(run_id):
+            if doc["symbol"] != symbol:
+                continue
+            mase, naive = doc.get("mase"), doc.get("naive_mase")
+            rows.append({"symbol": symbol, "run_id": run_id, "target": doc["target"], "model": doc.get("chosen_model"),
+                         "mase": mase, "naive_mase": naive, "smape": doc.get("smape"),
+                         "naive_smape": doc.get("naive_smape"), "beats_naive": doc.get("beats_naive"),
+                         "mase_vs_naive_pct": None if not mase or not naive else round((mase / naive - 1) * 100, 2),
+                         **{key: value for key, value in doc.items() if key.startswith("coverage_")}})  # fmt: skip
+        return rows
+
     def recent_bars(self, symbol: str) -> list[dict[str, Any]]:
         """The symbol's newest hourly bars, newest first: enough for 24 h back from the last bar (and some)."""
 
@@ -155,8 +174,7 @@ class ForecastReader:
         rows = [row for row in self.forecast(symbol) if row.get("close") is not None]
         if not rows:
             raise NoForecastYet(f"run {summary['run_id']} has no close forecast for {symbol} (forecast.targets)")
-        run_id = summary["run_id"]
-        targets = self._cached(("targets", run_id), lambda: store.run_records(self.es, self.settings, run_id, "target"))
+        targets = self._target_docs(summary["run_id"])
         beats = any(doc["symbol"] == symbol and doc["target"] == "close" and doc.get("beats_naive") for doc in targets)
         facts = build_facts(symbol, self.recent_bars(symbol), rows, self._symbol_docs()[symbol], beats,
                             self.latest_run(), self.settings.recommend.rules)  # fmt: skip

@@ -109,6 +109,19 @@ def test_summary_is_the_stored_one(settings: Settings, http: httpx.Client) -> No
     doc = client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=f"{run_id}|AAPL")["_source"]
     assert summary["lowest_price"] == doc["lowest_price"] and summary["lowest_price_at"] == doc["lowest_price_at"]
     assert summary["highest_volume_at"].endswith("Z") and summary["run_id"] == run_id
+    crypto = http.get("/forecast/BTC-USD/summary").json()
+    assert http.get("/forecast/BTC/USD/summary").json() == crypto  # the symbol as Grafana's variable holds it
+    assert http.get("/forecast/BTC/USD").json() == http.get("/forecast/BTC-USD").json()
+
+
+def test_backtest_rows_are_the_stored_cross_validation(settings: Settings, http: httpx.Client) -> None:
+    rows = {row["target"]: row for row in http.get("/forecast/BTC-USD/backtest").json()}
+    assert set(rows) == {"high", "low", "close", "volume"}
+    run_id = store.run_id_for(settings, AS_OF, list(SHAPES))
+    doc = client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=f"{run_id}|BTC/USD|close")
+    close = rows["close"]
+    assert close["model"] == doc["_source"]["chosen_model"] and close["naive_mase"] == doc["_source"]["naive_mase"]
+    assert close["beats_naive"] is True and close["mase_vs_naive_pct"] < -10  # a strong daily cycle: far below naive
 
 
 def test_errors_have_their_status_and_say_why(http: httpx.Client) -> None:
@@ -130,6 +143,7 @@ def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
         "/symbols",
         "/forecast/{symbol}",
         "/forecast/{symbol}/summary",
+        "/forecast/{symbol}/backtest",
         "/recommendation/{symbol}",
         "/recommendations",
         "/recommendations/latest",
@@ -255,3 +269,30 @@ def test_ray_app_serve_fails_fast_when_the_model_is_missing(tmp_path: Path) -> N
     result = run_cli("serve", env={"RAY_APP_RECOMMEND__MODEL": str(tmp_path / "nothing")})
     assert result.returncode != 0 and "cannot load its model" in result.stderr and "no such folder" in result.stderr
     assert time.monotonic() - began < 60
+
+
+# --- Grafana's Infinity panels --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dashboard", ["trading", "forecasting"])
+def test_every_infinity_panel_url_answers_with_the_columns_the_panel_reads(
+    settings: Settings, http: httpx.Client, dashboard: str
+) -> None:
+    from ray_app.dashboards.build import GRAFANA_DIR
+    from ray_app.dashboards.es_query import infinity_panels, interpolate
+
+    panels = infinity_panels(json.loads((GRAFANA_DIR / "dashboards" / f"{dashboard}.json").read_text()))
+    assert panels
+    for panel in panels:
+        for target in panel["targets"]:
+            url = interpolate(target["url"], {"symbol": "BTC/USD"}, lucene=False)
+            response = http.get(url)
+            assert response.status_code == 200, (panel["title"], url, response.text)
+            body = response.json()
+            rows = body if isinstance(body, list) else [body]
+            assert rows, (panel["title"], url)
+            missing = [c["selector"] for c in target["columns"] if c["selector"] not in rows[0]]
+            assert not missing, (panel["title"], url, missing)
+            for column in target["columns"]:
+                if column["type"] == "timestamp":
+                    assert pd.Timestamp(rows[0][column["selector"]]).tzinfo is not None

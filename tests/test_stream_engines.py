@@ -391,6 +391,64 @@ def test_elasticsearch_away_for_20_s_loses_nothing(settings: Settings, produced:
     assert all(query.state == "running" for query in status.queries.values())
 
 
+def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: Settings, produced: Produced) -> None:
+    """Each Elasticsearch panel's search, as Grafana sends it, over the stream's documents: the panel's fields."""
+    import pandas as pd
+
+    from ray_app.dashboards.build import GRAFANA_DIR, datasources
+    from ray_app.dashboards.es_query import es_panels, search_for, variable_search
+
+    es = es_client(settings)
+    sources = {source["uid"]: source["jsonData"] for source in datasources(settings)["datasources"]
+               if source["type"] == "elasticsearch"}  # fmt: skip
+    symbol = produced.trades[0].symbol
+    times = [t.timestamp_ns for t in produced.trades]
+    start = pd.Timestamp(min(times), unit="ns", tz="UTC") - pd.Timedelta(hours=1)
+    for _, raw, _ in produced.bad:  # an upstream dead letter keeps the time ingest received it
+        if b'"received_at"' in raw:
+            start = min(start, pd.Timestamp(json.loads(raw)["received_at"]) - pd.Timedelta(hours=1))
+    # the stream's own dead letters are timed when it received them: now
+    end = max(pd.Timestamp(max(times), unit="ns", tz="UTC"), pd.Timestamp.now(tz="UTC")) + pd.Timedelta(hours=1)
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "trading.json").read_text())
+    variable = dashboard["templating"]["list"][0]
+    found = es.search(index=sources[variable["datasource"]["uid"]]["index"],
+                      body=variable_search(variable["query"], "timestamp", start, end))  # fmt: skip
+    assert symbol in [bucket["key"] for bucket in found["aggregations"]["1"]["buckets"]]
+    for panel in es_panels(dashboard):
+        source = sources[panel["datasource"]["uid"]]
+        for target in panel["targets"]:
+            search = search_for(target, source["timeField"], start, end, {"symbol": symbol})
+            result = es.search(index=source["index"], body=search.body)
+            if search.raw:
+                hits = [hit["_source"] for hit in result["hits"]["hits"]]
+                assert hits, panel["title"]
+                wanted = set(panel["options"].get("fields", {}).values()) | {"timestamp"}
+                assert wanted <= set(hits[0]), (panel["title"], wanted - set(hits[0]))
+                continue
+            outer = result["aggregations"][target["bucketAggs"][0]["id"]]["buckets"]
+            assert outer, panel["title"]
+            for metric in search.reads:
+                assert any(bucket[metric]["value"] is not None for bucket in outer), (panel["title"], metric)
+            if target["bucketAggs"][0]["type"] == "terms":
+                keys = {bucket["key"] for bucket in outer}
+                expected = ({reason for _, _, reason in produced.bad} if "dead" in source["index"]
+                            else {t.symbol for t in produced.trades})  # fmt: skip
+                assert keys == expected, panel["title"]
+
+
+def test_the_trading_panels_render_as_png_from_the_same_queries(
+    settings: Settings, produced: Produced, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from ray_app.dashboards.render import render_trading
+
+    symbol = produced.trades[0].symbol
+    last = pd.Timestamp(max(t.timestamp_ns for t in produced.trades), unit="ns", tz="UTC")
+    chart = render_trading(es_client(settings), settings, symbol, last + pd.Timedelta(minutes=1), tmp_path / "t.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
+
+
 def test_status_then_stop_leaves_no_actors(settings: Settings) -> None:
     from ray.util.state import list_actors
 

@@ -1,0 +1,366 @@
+"""The Grafana dashboards and provisioning, built as code with grafana-foundation-sdk.
+
+    python -m ray_app.dashboards.build          # writes grafana/dashboards/*.json and grafana/provisioning/
+
+Two dashboards: **Trading** (every panel of the original, fixed: clock, OHLC candles with volume, latest
+recommendation and sentiment, volatility h - l, close in USD with VWAP, market c * v, trades per symbol with a real
+title; plus dead letters) and **Forecasting** (next-week close and volume with 80%/95% bands, highest volume,
+highest price, lowest price (the minimum), the chosen model vs naive per target). Elasticsearch datasources have
+fixed uids, one per index; the Infinity datasource points at the Serve app. A test keeps the committed files equal
+to this module's output and runs every panel's query against the real services.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from grafana_foundation_sdk.builders import barchart, candlestick, stat, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import elasticsearch as es
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfigValue
+
+from ray_app.config import PROJECT_ROOT, Settings, load_settings
+from ray_app.dashboards.infinity import INFINITY_TYPE, Column, InfinityQuery
+
+GRAFANA_DIR = PROJECT_ROOT / "grafana"
+ES_TYPE = "elasticsearch"
+SERVE_UID = "ray-app-serve"
+ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations")
+SYMBOL = 'symbol:"${symbol}"'
+
+
+def es_uid(key: str) -> str:
+    return f"ray-app-es-{key.replace('_', '-')}"
+
+
+def es_ref(key: str) -> DataSourceRef:
+    return DataSourceRef(type_val=ES_TYPE, uid=es_uid(key))
+
+
+SERVE = DataSourceRef(type_val=INFINITY_TYPE, uid=SERVE_UID)
+
+
+def _histogram(query: str, *metrics: es.Average | es.Max | es.Min | es.Sum | es.Count) -> es.Dataquery:
+    return (
+        es.Dataquery()
+        .ref_id("A")
+        .query(query)
+        .time_field("timestamp")
+        .metrics(list(metrics))
+        .bucket_aggs(
+            [
+                es.DateHistogram()
+                .id("2")
+                .field("timestamp")
+                .settings(es.ElasticsearchDateHistogramSettings().interval("auto"))
+            ]
+        )
+    )
+
+
+def _raw(query: str, size: int = 500) -> es.Dataquery:
+    return (
+        es.Dataquery()
+        .ref_id("A")
+        .query(query)
+        .time_field("timestamp")
+        .metrics([es.RawData().id("1").settings(es.ElasticsearchRawDataSettings().size(str(size)))])
+        .bucket_aggs([])
+    )
+
+
+def symbol_variable() -> db.QueryVariable:
+    return (
+        db.QueryVariable("symbol")
+        .label("Symbol")
+        .datasource(es_ref("bars_1h"))
+        .query(json.dumps({"find": "terms", "field": "symbol"}))
+        .refresh(2)  # on time range change: new symbols appear
+        .sort(1)
+    )
+
+
+def trading() -> db.Dashboard:
+    clock = (
+        db.Panel()
+        .type("grafana-clock-panel")
+        .title("Current time")
+        .span(4)
+        .height(4)
+        .options({"mode": "time", "clockType": "24 hour", "timezone": "utc", "timeSettings": {"fontSize": "36px"}})
+    )
+    candles = (
+        candlestick.Panel()
+        .title("OHLC candles with volume (1-minute bars)")
+        .datasource(es_ref("bars_1m"))
+        .with_target(_raw(SYMBOL, 1000))
+        .mode("candles+volume")
+        .candle_style("candles")
+        .fields(candlestick.CandlestickFieldMap().open("open").high("high").low("low").close("close").volume("volume"))
+        .unit("currencyUSD")
+        .span(24)
+        .height(10)
+    )
+    recommendation = (
+        table.Panel()
+        .title("Latest recommendation (rules + language model)")
+        .datasource(SERVE)
+        .with_target(
+            InfinityQuery("A", "/recommendation/${symbol:raw}", SERVE).columns(
+                Column("signal", "string"),
+                Column("sentiment", "string"),
+                Column("signal_rule", "string"),
+                Column("last_price"),
+                Column("change_24h_pct"),
+                Column("forecast_change_pct"),
+                Column("text", "string"),
+                Column("model", "string"),
+                Column("model_is_trained", "boolean"),
+                Column("last_bar_at", "timestamp"),
+            )
+        )
+        .span(14)
+        .height(4)
+    )
+    sentiment = (
+        stat.Panel()
+        .title("Sentiment (24 h change)")
+        .datasource(SERVE)
+        .with_target(InfinityQuery("A", "/recommendation/${symbol:raw}", SERVE).columns(Column("sentiment", "string")))
+        .span(6)
+        .height(4)
+    )
+    close = (
+        timeseries.Panel()
+        .title("Close price and VWAP (USD)")
+        .datasource(es_ref("bars_1m"))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("close"), es.Average().id("3").field("vwap")))
+        .unit("currencyUSD")
+        .span(12)
+        .height(8)
+    )
+    volatility = (
+        timeseries.Panel()
+        .title("Volatility: high - low per bar (USD)")
+        .datasource(es_ref("bars_1m"))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("range")))
+        .unit("currencyUSD")
+        .span(12)
+        .height(8)
+    )
+    market = (
+        timeseries.Panel()
+        .title("Market: close x volume (USD traded)")
+        .datasource(es_ref("bars_1m"))
+        .with_target(_histogram(SYMBOL, es.Sum().id("1").field("notional")))
+        .unit("currencyUSD")
+        .draw_style("bars")
+        .span(12)
+        .height(8)
+    )
+    per_symbol = (
+        barchart.Panel()
+        .title("Trades per symbol")
+        .datasource(es_ref("trades"))
+        .with_target(
+            es.Dataquery()
+            .ref_id("A")
+            .query("*")
+            .time_field("timestamp")
+            .metrics([es.Count().id("1")])
+            .bucket_aggs([es.Terms().id("2").field("symbol").settings(es.ElasticsearchTermsSettings().size("20"))])
+        )
+        .span(6)
+        .height(8)
+    )
+    dead = (
+        stat.Panel()
+        .title("Dead letters (malformed records, by reason)")
+        .datasource(es_ref("dead_letters"))
+        .with_target(
+            es.Dataquery()
+            .ref_id("A")
+            .query("*")
+            .time_field("received_at")
+            .metrics([es.Count().id("1")])
+            .bucket_aggs([es.Terms().id("2").field("reason").settings(es.ElasticsearchTermsSettings().size("10"))])
+        )
+        .span(6)
+        .height(8)
+    )
+    return (
+        db.Dashboard("Trading")
+        .uid("ray-app-trading")
+        .tags(["ray-app", "trading"])
+        .timezone("utc")
+        .time("now-24h", "now")
+        .refresh("30s")
+        .with_variable(symbol_variable())
+        .with_panel(clock)
+        .with_panel(recommendation)
+        .with_panel(sentiment)
+        .with_panel(candles)
+        .with_panel(close)
+        .with_panel(volatility)
+        .with_panel(market)
+        .with_panel(per_symbol)
+        .with_panel(dead)
+    )
+
+
+def _bands(target: str) -> list[Column]:
+    return [Column("timestamp", "timestamp"), Column(target)] + [
+        Column(f"{target}_{side}_{level}") for level in (80, 95) for side in ("lo", "hi")
+    ]
+
+
+def _forecast_panel(target: str, title: str, unit: str) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .datasource(SERVE)
+        .with_target(InfinityQuery("A", "/forecast/${symbol:raw}", SERVE).columns(*_bands(target)).timeseries())
+        .unit(unit)
+        .span(24)
+        .height(9)
+    )
+    for level, opacity in ((80, 25), (95, 12)):
+        panel = panel.override_by_name(
+            f"{target}_lo_{level}",
+            [
+                DynamicConfigValue(id_val="custom.fillBelowTo", value=f"{target}_hi_{level}"),
+                DynamicConfigValue(id_val="custom.fillOpacity", value=opacity),
+                DynamicConfigValue(id_val="custom.lineWidth", value=0),
+            ],
+        ).override_by_name(f"{target}_hi_{level}", [DynamicConfigValue(id_val="custom.lineWidth", value=0)])
+    return panel
+
+
+def _summary_stat(field: str, title: str, unit: str) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .datasource(SERVE)
+        .with_target(
+            InfinityQuery("A", "/forecast/${symbol:raw}/summary", SERVE).columns(
+                Column(field), Column(f"{field}_at", "timestamp")
+            )
+        )
+        .unit(unit)
+        .span(8)
+        .height(5)
+    )
+
+
+def forecasting() -> db.Dashboard:
+    backtest = (
+        table.Panel()
+        .title("Chosen model vs naive in cross-validation (MASE; lower is better)")
+        .datasource(SERVE)
+        .with_target(
+            InfinityQuery("A", "/forecast/${symbol:raw}/backtest", SERVE).columns(
+                Column("target", "string"),
+                Column("model", "string"),
+                Column("mase"),
+                Column("naive_mase"),
+                Column("mase_vs_naive_pct"),
+                Column("beats_naive", "boolean"),
+                Column("coverage_80"),
+                Column("coverage_95"),
+            )
+        )
+        .span(24)
+        .height(7)
+    )
+    return (
+        db.Dashboard("Forecasting")
+        .uid("ray-app-forecasting")
+        .tags(["ray-app", "forecasting"])
+        .timezone("utc")
+        .time("now-2d", "now+7d")
+        .refresh("5m")
+        .with_variable(symbol_variable())
+        .with_panel(_summary_stat("highest_volume", "Highest volume next week", "short"))
+        .with_panel(_summary_stat("highest_price", "Highest price next week (max of high)", "currencyUSD"))
+        .with_panel(_summary_stat("lowest_price", "Lowest price next week (min of low)", "currencyUSD"))
+        .with_panel(_forecast_panel("close", "Next week: close with 80% and 95% intervals", "currencyUSD"))
+        .with_panel(_forecast_panel("volume", "Next week: volume per hour with 80% and 95% intervals", "short"))
+        .with_panel(backtest)
+    )
+
+
+# What the SDK writes that Grafana 13's dashboard schema (grafana/schema/dashboard.schema.json) no longer has:
+# the removed `style`, interval-variable fields on every variable, and a null `options` on panels without any.
+SDK_LEFTOVERS = {"style"}
+VARIABLE_LEFTOVERS = {"auto", "auto_count", "auto_min", "id"}
+
+
+def dashboard_json(dashboard: db.Dashboard) -> dict[str, Any]:
+    model = json.loads(JSONEncoder(sort_keys=True, indent=2).encode(dashboard.build()))
+    for key in SDK_LEFTOVERS:
+        model.pop(key, None)
+    for variable in model.get("templating", {}).get("list", []):
+        for key in VARIABLE_LEFTOVERS:
+            variable.pop(key, None)
+    for panel in model["panels"]:
+        if panel.get("options") is None:
+            panel["options"] = {}
+    return model
+
+
+DASHBOARDS = {"trading": trading, "forecasting": forecasting}
+
+
+def datasources(settings: Settings) -> dict[str, Any]:
+    """Grafana's datasource provisioning: one Elasticsearch datasource per index (fixed uids), Infinity on Serve."""
+    indices = settings.elasticsearch.indices.by_key()
+    time_fields = {"dead_letters": "received_at"}
+    sources: list[dict[str, Any]] = [
+        {"name": f"ray-app {indices[key]}", "uid": es_uid(key), "type": ES_TYPE, "access": "proxy",
+         "url": settings.elasticsearch.url, "editable": False,
+         "jsonData": {"index": indices[key], "timeField": time_fields.get(key, "timestamp")}}
+        for key in ES_INDICES
+    ]  # fmt: skip
+    sources.append({"name": "ray-app Serve", "uid": SERVE_UID, "type": INFINITY_TYPE, "url": settings.serve.url,
+                    "editable": False, "jsonData": {"allowedHosts": [settings.serve.url]}})  # fmt: skip
+    return {"apiVersion": 1, "datasources": sources}
+
+
+def dashboard_provider() -> dict[str, Any]:
+    return {
+        "apiVersion": 1,
+        "providers": [
+            {"name": "ray-app", "folder": "ray-app", "type": "file", "disableDeletion": True,
+             "updateIntervalSeconds": 30, "options": {"path": "/var/lib/grafana/dashboards/ray-app"}}
+        ],
+    }  # fmt: skip
+
+
+def generated_files(settings: Settings) -> dict[Path, str]:
+    """Every generated file under grafana/, by path, with its text."""
+    files = {
+        Path(f"dashboards/{name}.json"): json.dumps(dashboard_json(build()), indent=2, sort_keys=True) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
+    header = "# Generated by `python -m ray_app.dashboards.build` from the default settings; do not edit.\n"
+    files[Path("provisioning/datasources/ray-app.yaml")] = header + yaml.safe_dump(
+        datasources(settings), sort_keys=False
+    )
+    files[Path("provisioning/dashboards/ray-app.yaml")] = header + yaml.safe_dump(dashboard_provider(), sort_keys=False)
+    return files
+
+
+def main() -> None:
+    for path, text in generated_files(load_settings()).items():
+        target = GRAFANA_DIR / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(target)
+
+
+if __name__ == "__main__":
+    main()

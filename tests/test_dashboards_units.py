@@ -1,0 +1,73 @@
+"""The Grafana dashboards and provisioning: generated = committed, valid against Grafana's dashboard schema,
+every panel's datasource provisioned, and the searches the Elasticsearch panels send."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+
+from ray_app.config import load_settings
+from ray_app.dashboards.build import GRAFANA_DIR, generated_files
+from ray_app.dashboards.es_query import es_panels, infinity_panels, interpolate, search_for
+
+SCHEMA = json.loads((GRAFANA_DIR / "schema" / "dashboard.schema.json").read_text())
+DASHBOARDS = {name: json.loads((GRAFANA_DIR / "dashboards" / f"{name}.json").read_text())
+              for name in ("trading", "forecasting")}  # fmt: skip
+
+
+def test_committed_files_are_the_generated_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("RAY_APP_")]:
+        monkeypatch.delenv(key)
+    for path, text in generated_files(load_settings()).items():
+        assert (GRAFANA_DIR / path).read_text() == text, f"regenerate {path}: python -m ray_app.dashboards.build"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboards_validate_against_grafanas_dashboard_schema(name: str) -> None:
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(DASHBOARDS[name])]
+    assert not errors, errors
+    broken = dict(DASHBOARDS[name], refresh=30)  # the schema is strict: a wrong type fails
+    assert list(validator.iter_errors(broken))
+
+
+def test_every_panel_and_variable_uses_a_provisioned_datasource_and_times_are_relative() -> None:
+    provisioned = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "ray-app.yaml").read_text())
+    uids = {source["uid"]: source for source in provisioned["datasources"]}
+    for dashboard in DASHBOARDS.values():
+        assert dashboard["time"]["from"].startswith("now-") and dashboard["refresh"]
+        assert [v["name"] for v in dashboard["templating"]["list"]] == ["symbol"]
+        for panel in dashboard["panels"]:
+            if panel["type"] != "grafana-clock-panel":
+                assert panel["datasource"]["uid"] in uids, panel["title"]
+                assert panel["datasource"]["type"] == uids[panel["datasource"]["uid"]]["type"]
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "ray-app.yaml").read_text())
+    assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/ray-app"
+
+
+def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles() -> None:
+    titles = " | ".join(panel["title"] for panel in DASHBOARDS["trading"]["panels"])
+    for wanted in ("Current time", "OHLC candles with volume", "recommendation", "Sentiment", "Volatility",
+                   "Close price", "Market", "Trades per symbol", "Dead letters", "VWAP"):  # fmt: skip
+        assert wanted in titles, wanted
+    assert "Panel Title" not in titles
+    forecasting = " | ".join(panel["title"] for panel in DASHBOARDS["forecasting"]["panels"])
+    for wanted in ("Highest volume", "Highest price", "Lowest price next week (min of low)", "80% and 95%", "vs naive"):
+        assert wanted in forecasting, wanted
+    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 6 and len(es_panels(DASHBOARDS["trading"])) == 6
+
+
+def test_the_search_a_panel_sends_filters_time_and_symbol_like_grafana() -> None:
+    assert interpolate('symbol:"${symbol}"', {"symbol": "BTC/USD"}, lucene=True) == 'symbol:"BTC\\/USD"'
+    assert interpolate("/forecast/${symbol:raw}", {"symbol": "BTC/USD"}, lucene=False) == "/forecast/BTC/USD"
+    close = next(p for p in DASHBOARDS["trading"]["panels"] if p["title"].startswith("Close price"))
+    start, end = pd.Timestamp("2026-11-27T00:00Z"), pd.Timestamp("2026-11-28T00:00Z")
+    search = search_for(close["targets"][0], "timestamp", start, end, {"symbol": "AAPL"})
+    histogram = search.body["aggs"]["2"]["date_histogram"]
+    assert histogram["fixed_interval"] == "5m" and set(search.body["aggs"]["2"]["aggs"]) == {"1", "3"}
+    assert search.body["query"]["bool"]["filter"][0]["range"]["timestamp"]["gte"] == int(start.timestamp() * 1000)
