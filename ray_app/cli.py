@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -500,6 +501,7 @@ def demo(ctx: typer.Context) -> None:
 
 def _demo(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
+    began = time.monotonic()
     try:
         _stack_up(settings)
     except StackError as exc:
@@ -510,8 +512,10 @@ def _demo(ctx: typer.Context) -> None:
     _start_stream(settings, ctx.find_root().obj, wait=True, timeout_s=1800)
     console.print(_index_table(settings, "Elasticsearch documents per index"))
     ok = _demo_forecast(settings) and ok
+    first_forecast_s = time.monotonic() - began
     ok = _demo_serve(settings) and ok
     console.print(
+        f"\nfirst forecast {first_forecast_s:.0f} s after the start; all of it {time.monotonic() - began:.0f} s"
         f"\nRay dashboard: {settings.ray.dashboard_url} (Jobs: the streaming job and its RayDP actors; the forecast "
         "tasks)   "
         f"Elasticsearch: {settings.elasticsearch.url}   Kafka: {settings.kafka.bootstrap_servers}\n"

@@ -27,9 +27,10 @@ import asyncio
 import re
 from typing import Any
 
-from fastapi import FastAPI, Path, Query
+from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -40,7 +41,8 @@ from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, judge, prompt_for
 from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
 
-api = FastAPI(
+# FastAPIOffline: /docs serves Swagger UI's files from the package, so the page works without a CDN (offline)
+api = FastAPIOffline(
     title="ray-app",
     description="Forecasts (statsforecast on Ray, each next to naive) and rule-based recommendations with a language "
     "model's comment, for Grafana's Infinity datasource and people.",

@@ -296,3 +296,36 @@ def test_every_infinity_panel_url_answers_with_the_columns_the_panel_reads(
             for column in target["columns"]:
                 if column["type"] == "timestamp":
                     assert pd.Timestamp(rows[0][column["selector"]]).tzinfo is not None
+
+
+# --- in a browser -----------------------------------------------------------------------------------------------
+
+
+def test_a_headless_browser_sees_the_app_in_the_ray_dashboard_and_every_endpoint_on_docs(
+    settings: Settings,
+) -> None:
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine (scripts/bootstrap.sh installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{settings.serve.url}/docs")  # Swagger UI from the app's own files: no CDN needed
+            page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+            assert page.title() == "ray-app - Swagger UI"
+            paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+            assert {"/forecast/{symbol}", "/forecast/{symbol}/summary", "/recommendation/{symbol}", "/healthz",
+                    "/symbols", "/recommendations"} <= paths, paths  # fmt: skip
+
+            page.goto(f"{settings.ray.dashboard_url}/#/serve")
+            page.get_by_text("test-api", exact=True).first.wait_for(timeout=90_000)
+            assert "Ray Dashboard" in page.title()
+            text = page.locator("body").inner_text()
+            assert "test-api" in text and "RUNNING" in text
+        finally:
+            browser.close()
