@@ -395,12 +395,11 @@ def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: 
     """Each Elasticsearch panel's search, as Grafana sends it, over the stream's documents: the panel's fields."""
     import pandas as pd
 
-    from ray_app.dashboards.build import GRAFANA_DIR, datasources
+    from ray_app.dashboards.build import GRAFANA_DIR, es_sources
     from ray_app.dashboards.es_query import es_panels, search_for, variable_search
 
     es = es_client(settings)
-    sources = {source["uid"]: source["jsonData"] for source in datasources(settings)["datasources"]
-               if source["type"] == "elasticsearch"}  # fmt: skip
+    sources = es_sources(settings)
     symbol = produced.trades[0].symbol
     times = [t.timestamp_ns for t in produced.trades]
     start = pd.Timestamp(min(times), unit="ns", tz="UTC") - pd.Timedelta(hours=1)

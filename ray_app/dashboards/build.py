@@ -31,6 +31,7 @@ ES_TYPE = "elasticsearch"
 SERVE_UID = "ray-app-serve"
 ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations")
 SYMBOL = 'symbol:"${symbol}"'
+DEAD_LETTER_TIME = "received_at"  # when the record was received; the other indices' time field is `timestamp`
 
 
 def es_uid(key: str) -> str:
@@ -70,6 +71,18 @@ def _raw(query: str, size: int = 500) -> es.Dataquery:
         .time_field("timestamp")
         .metrics([es.RawData().id("1").settings(es.ElasticsearchRawDataSettings().size(str(size)))])
         .bucket_aggs([])
+    )
+
+
+def _count_by(field: str, size: int, time_field: str) -> es.Dataquery:
+    """Documents per value of `field` (a terms aggregation with a count)."""
+    return (
+        es.Dataquery()
+        .ref_id("A")
+        .query("*")
+        .time_field(time_field)
+        .metrics([es.Count().id("1")])
+        .bucket_aggs([es.Terms().id("2").field(field).settings(es.ElasticsearchTermsSettings().size(str(size)))])
     )
 
 
@@ -166,14 +179,7 @@ def trading() -> db.Dashboard:
         barchart.Panel()
         .title("Trades per symbol")
         .datasource(es_ref("trades"))
-        .with_target(
-            es.Dataquery()
-            .ref_id("A")
-            .query("*")
-            .time_field("timestamp")
-            .metrics([es.Count().id("1")])
-            .bucket_aggs([es.Terms().id("2").field("symbol").settings(es.ElasticsearchTermsSettings().size("20"))])
-        )
+        .with_target(_count_by("symbol", 20, "timestamp"))
         .span(6)
         .height(8)
     )
@@ -181,14 +187,7 @@ def trading() -> db.Dashboard:
         stat.Panel()
         .title("Dead letters (malformed records, by reason)")
         .datasource(es_ref("dead_letters"))
-        .with_target(
-            es.Dataquery()
-            .ref_id("A")
-            .query("*")
-            .time_field("received_at")
-            .metrics([es.Count().id("1")])
-            .bucket_aggs([es.Terms().id("2").field("reason").settings(es.ElasticsearchTermsSettings().size("10"))])
-        )
+        .with_target(_count_by("reason", 10, DEAD_LETTER_TIME))
         .span(6)
         .height(8)
     )
@@ -318,7 +317,7 @@ DASHBOARDS = {"trading": trading, "forecasting": forecasting}
 def datasources(settings: Settings) -> dict[str, Any]:
     """Grafana's datasource provisioning: one Elasticsearch datasource per index (fixed uids), Infinity on Serve."""
     indices = settings.elasticsearch.indices.by_key()
-    time_fields = {"dead_letters": "received_at"}
+    time_fields = {"dead_letters": DEAD_LETTER_TIME}
     sources: list[dict[str, Any]] = [
         {"name": f"ray-app {indices[key]}", "uid": es_uid(key), "type": ES_TYPE, "access": "proxy",
          "url": settings.elasticsearch.url, "editable": False,
@@ -328,6 +327,11 @@ def datasources(settings: Settings) -> dict[str, Any]:
     sources.append({"name": "ray-app Serve", "uid": SERVE_UID, "type": INFINITY_TYPE, "url": settings.serve.url,
                     "editable": False, "jsonData": {"allowedHosts": [settings.serve.url]}})  # fmt: skip
     return {"apiVersion": 1, "datasources": sources}
+
+
+def es_sources(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Elasticsearch datasource uid -> its index and time field, as provisioned."""
+    return {s["uid"]: s["jsonData"] for s in datasources(settings)["datasources"] if s["type"] == ES_TYPE}
 
 
 def dashboard_provider() -> dict[str, Any]:

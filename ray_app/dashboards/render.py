@@ -21,7 +21,7 @@ import pandas as pd
 from elasticsearch import Elasticsearch
 
 from ray_app.config import Settings
-from ray_app.dashboards.build import GRAFANA_DIR, datasources
+from ray_app.dashboards.build import GRAFANA_DIR, es_sources
 from ray_app.dashboards.es_query import interpolate, search_for
 
 
@@ -34,8 +34,7 @@ def _panel(dashboard: dict[str, Any], starts_with: str) -> dict[str, Any]:
 
 
 def _run(es: Elasticsearch, settings: Settings, panel: dict[str, Any], symbol: str, start, end) -> tuple[Any, Any]:
-    sources = {s["uid"]: s["jsonData"] for s in datasources(settings)["datasources"] if s["type"] == "elasticsearch"}
-    source = sources[panel["datasource"]["uid"]]
+    source = es_sources(settings)[panel["datasource"]["uid"]]
     search = search_for(panel["targets"][0], source["timeField"], start, end, {"symbol": symbol})
     return search, es.search(index=source["index"], body=search.body)
 
