@@ -1,17 +1,22 @@
 """Benchmark: the streaming job (Kafka -> Spark on Ray -> Elasticsearch) vs a bare Elasticsearch bulk loader.
 
-One run, same machine, same trade documents:
+One run, same machine, same trade documents, the whole job as in production (both queries: records and bars):
 
 1. throughput: --trades simulated trades are put in a fresh topic first; the streaming driver starts on it
    (Spark start-up is not counted: the clock starts when its queries are running) and the clock stops when
-   Elasticsearch holds every trade and all three queries (records, bars-1m, bars-1h) have caught up. The bare
-   loader indexes the same documents (as the job writes them) with ``elasticsearch.helpers.parallel_bulk``
-   (2 threads, 5,000 per request) into a fresh index with the same mapping.
-2. latency at a fixed input rate: --rate trades/s for --seconds, each stamped when produced; a poller searches
-   Elasticsearch every 100 ms and records when each trade became searchable (this includes Elasticsearch's
-   1 s refresh). The bare reference indexes the same stream directly every 100 ms and is measured the same way.
+   Elasticsearch holds every trade and both queries have caught up with Kafka. Batches are capped at
+   --batch-cap offsets, so the number is a sustained rate over several micro-batches. The bare loader indexes the
+   same documents (as the job writes them) with ``elasticsearch.helpers.parallel_bulk`` (2 threads, 5,000 per
+   request) into a fresh index with the same mapping.
+2. latency at fixed input rates (--rates, trades/s, each for --seconds): trades for six symbols, paced in 50 ms
+   slices by one producer. The first trade of every slice is a probe: a poller searches Elasticsearch every
+   100 ms for the probes not seen yet and records when each became searchable in ``trades`` and when its
+   1-minute bar in ``bars-1m`` counted it (both after Elasticsearch's refresh, as Grafana sees them). The bare
+   reference indexes the same stream straight into Elasticsearch every 100 ms and is measured the same way.
+   Per rate: where a micro-batch's time goes, per query (from the job's status), and the CPU each process used.
+3. --executors 1,2: the whole run again with that many RayDP executors.
 
-    .venv/bin/python bench/stream.py [--trades 100000] [--rate 200] [--seconds 30]
+    .venv/bin/python bench/stream.py [--trades 60000] [--rates 200,1000,5000] [--seconds 20] [--executors 1,2] [--json]
 
 It starts the local stack if it is not running (`ray-app stack up`) and removes its own topics and indices.
 """
@@ -20,16 +25,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
 
+import psutil
 import typer
 from confluent_kafka import Producer
 from elasticsearch import Elasticsearch
@@ -42,21 +51,29 @@ from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.ingest.simulator import TradeSimulator, history_window
 from ray_app.kafka_io import producer_config
 from ray_app.kafka_topics import ensure_topics
-from ray_app.schemas import Source, Trade
+from ray_app.schemas import Source, Trade, format_ns
 from ray_app.stack import manager
 
 REPO = Path(__file__).resolve().parent.parent
-console = Console(width=None if sys.stdout.isatty() else 120)
+SYMBOLS = ["AAPL", "MSFT", "GOOG", "IBM", "BTC/USD", "ETH/USD"]
+SLICE_S = 0.05
+POLL_S = 0.1
+console = Console(width=None if sys.stdout.isatty() else 140, stderr=False)
 
 
-def _env(tag: str, settings: Settings) -> dict[str, str]:
+def _env(tag: str, settings: Settings, executors: int, batch_cap: int) -> dict[str, str]:
+    bench_dir = settings.state_dir / "bench" / tag
     env = {
         "RAY_APP_KAFKA__TOPICS__TRADES__NAME": f"bench-trades-{tag}",
         "RAY_APP_KAFKA__TOPICS__BARS__NAME": f"bench-bars-{tag}",
         "RAY_APP_KAFKA__TOPICS__DEAD_LETTERS__NAME": f"bench-dead-letters-{tag}",
-        "RAY_APP_STREAM__CHECKPOINT_DIR": str(settings.state_dir / "bench" / f"checkpoints-{tag}"),
+        # the driver's status file and checkpoints of its own; the stack is found by its addresses
+        "RAY_APP_STATE_DIR": str(bench_dir),
+        "RAY_APP_CACHE_DIR": str(settings.cache_dir),
+        "RAY_APP_STREAM__CHECKPOINT_DIR": str(bench_dir / "checkpoints"),
         "RAY_APP_STREAM__APP_NAME": f"bench-stream-{tag}",
-        "RAY_APP_STREAM__MAX_OFFSETS_PER_TRIGGER": "20000",  # several micro-batches: a sustained rate, not one
+        "RAY_APP_STREAM__NUM_EXECUTORS": str(executors),
+        "RAY_APP_STREAM__MAX_OFFSETS_PER_TRIGGER": str(batch_cap),
     }
     for key, index in settings.elasticsearch.indices.by_key().items():
         env[f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}"] = f"bench-{tag}-{index}"
@@ -65,10 +82,10 @@ def _env(tag: str, settings: Settings) -> dict[str, str]:
 
 def _trade_doc(trade: Trade, partition: int = 0, offset: int = 0) -> dict:
     """The trades document as the job writes it (records.trade_document_columns)."""
-    return {"symbol": trade.symbol, "timestamp": trade.timestamp, "timestamp_ns": trade.timestamp_ns,
-            "price": trade.price, "size": trade.size, "trade_id": trade.trade_id, "exchange": trade.exchange,
-            "conditions": trade.conditions, "tape": trade.tape, "taker_side": trade.taker_side,
-            "source": trade.source.value, "schema_version": 1, "ingested_at": trade.timestamp,
+    return {"symbol": trade.symbol, "price": trade.price, "size": trade.size, "trade_id": trade.trade_id,
+            "exchange": trade.exchange, "conditions": trade.conditions, "tape": trade.tape,
+            "taker_side": trade.taker_side, "source": trade.source.value, "timestamp": trade.timestamp,
+            "timestamp_ns": trade.timestamp_ns, "schema_version": 1, "ingested_at": trade.timestamp,
             "kafka_partition": partition, "kafka_offset": offset}  # fmt: skip
 
 
@@ -76,13 +93,13 @@ def _doc_id(trade: Trade) -> str:
     return f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}"
 
 
-def _produce(settings: Settings, trades: list[Trade]) -> None:
+def _produce_all(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
     producer = Producer(producer_config(settings))
     topic = settings.kafka.topics.trades.name
-    for trade in trades:
+    for value, key in payloads:
         while True:
             try:
-                producer.produce(topic, value=trade.to_json(), key=trade.symbol.encode())
+                producer.produce(topic, value=value, key=key)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -94,107 +111,339 @@ def _count(es: Elasticsearch, index: str) -> int:
     return es.count(index=index)["count"] if es.indices.exists(index=index) else 0
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str, driver: subprocess.Popen | None = None,
+          env: dict[str, str] | None = None) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout_s
     while not condition():
+        if driver is not None and driver.poll() is not None:
+            raise RuntimeError(f"the streaming driver exited ({driver.returncode}) while waiting for {what}")
+        failing = [q for q in (_status(env) if env else {}).values() if q.get("consecutive_failures", 0) >= 3]
+        if failing:
+            raise RuntimeError(f"query {failing[0]['name']} keeps failing: {failing[0].get('last_error')}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not happen in {timeout_s:.0f} s")
         time.sleep(0.2)
 
 
-class Poller(threading.Thread):
-    """Every 100 ms: which of the expected trades are searchable now; first-seen times by trade id."""
+def _pct(values: list[float], q: float) -> float | None:
+    return sorted(values)[min(int(q * len(values)), len(values) - 1)] if values else None
 
-    def __init__(self, es: Elasticsearch, index: str, produced_at: dict[str, float]) -> None:
+
+class FastTrade:
+    """Trade JSON from a template (a few microseconds, so the feeder never competes with what it measures),
+    checked once against the model's own encoding."""
+
+    def __init__(self) -> None:
+        sample = Trade(symbol="AAPL", timestamp_ns=1_700_000_000_123_456_789, price=101.5, size=1.0,
+                       trade_id="t-1", exchange="V", source=Source.REPLAY)  # fmt: skip
+        assert json.loads(self.encode("AAPL", sample.timestamp_ns, 101.5, "t-1")) == json.loads(sample.to_json())
+
+    @staticmethod
+    def encode(symbol: str, ts_ns: int, price: float, trade_id: str) -> bytes:
+        return (
+            f'{{"schema_version":1,"symbol":"{symbol}","timestamp_ns":{ts_ns},"source":"replay","kind":"trade",'
+            f'"price":{price!r},"size":1.0,"trade_id":"{trade_id}","exchange":"V","conditions":[],"tape":null,'
+            f'"taker_side":null,"timestamp":"{format_ns(ts_ns)}"}}'
+        ).encode()
+
+
+@dataclass
+class Probe:
+    trade_id: str
+    doc_id: str
+    bar_id: str
+    produced_at: float
+    needed: int  # trades of its symbol in its minute up to and including it
+    searchable_at: float | None = None
+    bar_at: float | None = None
+
+
+class Poller(threading.Thread):
+    """Every 100 ms: which probes are searchable in trades, and which minute bars count them."""
+
+    def __init__(self, es: Elasticsearch, trades: str, bars: str | None) -> None:
         super().__init__(daemon=True)
-        self.es, self.index, self.produced_at = es, index, produced_at
-        self.seen: dict[str, float] = {}
+        self.es, self.trades, self.bars = es, trades, bars
+        self.probes: list[Probe] = []
+        self.lock = threading.Lock()
         self.done = threading.Event()
+
+    def add(self, probe: Probe) -> None:
+        with self.lock:
+            self.probes.append(probe)
+
+    def pending(self) -> int:
+        with self.lock:
+            return sum(1 for p in self.probes if p.searchable_at is None or (self.bars and p.bar_at is None))
 
     def run(self) -> None:
         while not self.done.is_set():
-            unseen = [tid for tid in list(self.produced_at) if tid not in self.seen]
+            with self.lock:
+                unseen = [p for p in self.probes if p.searchable_at is None][:2000]
+                no_bar = [p for p in self.probes if self.bars and p.bar_at is None][:2000]
             if unseen:
-                result = self.es.search(index=self.index, size=len(unseen[:10000]), source=["trade_id"],
-                                        query={"terms": {"trade_id": unseen[:10000]}})  # fmt: skip
+                found = self.es.search(index=self.trades, size=len(unseen), source=False,
+                                       query={"ids": {"values": [p.doc_id for p in unseen]}})  # fmt: skip
                 now = time.time()
-                for hit in result["hits"]["hits"]:
-                    self.seen.setdefault(hit["_source"]["trade_id"], now)
-            time.sleep(0.1)
+                hits = {hit["_id"] for hit in found["hits"]["hits"]}
+                for probe in unseen:
+                    if probe.doc_id in hits:
+                        probe.searchable_at = now
+            if no_bar and self.bars:
+                ids = sorted({p.bar_id for p in no_bar})
+                found = self.es.search(index=self.bars, size=len(ids), source=["trade_count"],
+                                       query={"ids": {"values": ids}})  # fmt: skip
+                now = time.time()
+                counts = {hit["_id"]: hit["_source"]["trade_count"] for hit in found["hits"]["hits"]}
+                for probe in no_bar:
+                    if counts.get(probe.bar_id, 0) >= probe.needed:
+                        probe.bar_at = now
+            time.sleep(POLL_S)
 
 
-def _latency(es: Elasticsearch, index: str, rate: int, seconds: int, tag: str,
-             send: Callable[[list[Trade]], None]) -> list[float]:  # fmt: skip
-    """Send `rate` trades/s in 100 ms slices for `seconds`; return trade -> searchable latencies (s)."""
-    produced_at: dict[str, float] = {}
-    poller = Poller(es, index, produced_at)
+class CpuMeter:
+    """CPU seconds each kind of process used between start() and stop(), and the machine's total."""
+
+    def __init__(self) -> None:
+        self.before: dict[int, tuple[str, float]] = {}
+        self.began = 0.0
+
+    @staticmethod
+    def _kind(proc: psutil.Process) -> str:
+        try:
+            line = " ".join(proc.cmdline())
+            name = proc.name()
+        except psutil.Error:
+            return "other"
+        if name == "java" and "DefaultWorker" in line:
+            return "spark executors"
+        if name == "java" and ("SparkSubmit" in line or "pyspark-shell" in line):
+            return "spark driver (JVM)"
+        if "es.path.home" in line or "org.elasticsearch" in line:
+            return "elasticsearch"
+        if name == "java" and "kafka" in line:
+            return "kafka"
+        if "spark_jobs.stream_trades" in line:
+            return "spark driver (Python)"
+        if "bench/stream.py" in line:
+            return "bench (feeder, poller)"
+        if "ray" in line.lower():
+            return "ray"
+        return "other"
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        sample = {}
+        for proc in psutil.process_iter():
+            try:
+                times = proc.cpu_times()
+                sample[proc.pid] = (self._kind(proc), times.user + times.system)
+            except psutil.Error:
+                continue
+        return sample
+
+    def start(self) -> None:
+        self.before = self._sample()
+        self.began = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used on average, by kind, over the interval ('machine': all of them)."""
+        after = self._sample()
+        seconds = max(time.monotonic() - self.began, 1e-9)
+        used: Counter[str] = Counter()
+        for pid, (kind, cpu) in after.items():
+            used[kind] += cpu - self.before.get(pid, (kind, 0.0))[1]
+        cores = {kind: round(value / seconds, 2) for kind, value in used.most_common() if value > 0}
+        cores["machine"] = round(sum(used.values()) / seconds, 2)
+        return cores
+
+
+@dataclass
+class LatencyRun:
+    rate: int
+    seconds: int
+    achieved_rate: float
+    probes: int
+    searchable: list[float] = field(default_factory=list)
+    bar: list[float] = field(default_factory=list)
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)  # query -> phase -> mean ms per batch
+    batch: dict[str, dict[str, float]] = field(default_factory=dict)  # query -> mean rows and seconds per batch
+    cores: dict[str, float] = field(default_factory=dict)
+
+
+def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: str, counts: Counter,
+          send: Callable[[list[tuple[str, bytes]]], None], trades_index: str, bars_index: str | None) -> LatencyRun:  # fmt: skip
+    """`rate` trades/s in 50 ms slices for `seconds`; the first trade of each slice is a probe."""
+    poller = Poller(es, trades_index, bars_index)
     poller.start()
-    per_slice = max(rate // 10, 1)
+    per_slice = max(int(rate * SLICE_S), 1)
     n = 0
     began = time.monotonic()
-    for step in range(seconds * 10):
-        target = began + step * 0.1
-        time.sleep(max(target - time.monotonic(), 0))
-        trades = []
-        for _ in range(per_slice):
+    for step in range(int(seconds / SLICE_S)):
+        time.sleep(max(began + step * SLICE_S - time.monotonic(), 0))
+        batch: list[tuple[str, bytes]] = []
+        for k in range(per_slice):
             n += 1
-            trades.append(Trade(symbol="AAPL", timestamp_ns=time.time_ns(), price=100 + n % 7, size=1.0,
-                                trade_id=f"{tag}-{n}", exchange="V", source=Source.REPLAY))  # fmt: skip
-        for trade in trades:
-            produced_at[trade.trade_id] = trade.timestamp_ns / 1e9
-        send(trades)
-    deadline = time.monotonic() + 60
-    while len(poller.seen) < len(produced_at) and time.monotonic() < deadline:
+            symbol = SYMBOLS[n % len(SYMBOLS)]
+            ts_ns = time.time_ns()
+            trade_id = f"{tag}-{n}"
+            minute = ts_ns // 60_000_000_000 * 60
+            counts[(symbol, minute)] += 1
+            batch.append((symbol, FastTrade.encode(symbol, ts_ns, 100 + n % 7, trade_id)))
+            if k == 0:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(minute))
+                poller.add(Probe(trade_id, f"{symbol}|V|{trade_id}", f"{symbol}|{stamp}", ts_ns / 1e9,
+                                 counts[(symbol, minute)]))  # fmt: skip
+        send(batch)
+    feed_seconds = time.monotonic() - began
+    deadline = time.monotonic() + 90
+    while poller.pending() and time.monotonic() < deadline:
         time.sleep(0.2)
     poller.done.set()
     poller.join(5)
-    return sorted(poller.seen[tid] - produced_at[tid] for tid in poller.seen)
+    run = LatencyRun(rate=rate, seconds=seconds, achieved_rate=round(n / feed_seconds, 1), probes=len(poller.probes))
+    run.searchable = sorted(p.searchable_at - p.produced_at for p in poller.probes if p.searchable_at)
+    run.bar = sorted(p.bar_at - p.produced_at for p in poller.probes if p.bar_at)
+    return run
 
 
-def _pct(values: list[float], q: float) -> float:
-    return values[min(int(q * len(values)), len(values) - 1)] if values else float("nan")
+def _status(settings_env: dict[str, str]) -> dict[str, Any]:
+    path = Path(settings_env["RAY_APP_STATE_DIR"]) / "run" / "stream-status.json"
+    try:
+        return json.loads(path.read_text())["queries"]
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
-def main(trades: int = 100_000, rate: int = 200, seconds: int = 30) -> None:
-    base = load_settings()
-    console.print("stack up ...")
-    manager.up(base)
+def _caught_up(settings: Settings, env: dict[str, str]) -> bool:
+    """Every query in the driver's status has committed the end offsets Kafka holds now, on every topic it read
+    (from the status file, so it works for any version of the job)."""
+    from ray_app.kafka_topics import end_offsets
+
+    queries = _status(env)
+    if not queries:
+        return False
+    topics = [t.name for t in settings.kafka.topics.all()]
+    ends = end_offsets(settings, topics)
+    for query in queries.values():
+        committed = query.get("committed_offsets") or {}
+        if not committed:
+            return False
+        for topic, partitions in committed.items():
+            for partition, end in ends.get(topic, {}).items():
+                if partitions.get(str(partition), 0) < end:
+                    return False
+    return True
+
+
+def _phase_means(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, dict[str, float]],
+                                                                        dict[str, dict[str, float]]]:  # fmt: skip
+    phases, batches = {}, {}
+    for name, query in after.items():
+        old = before.get(name, {})
+        timed = query.get("timed_batches", 0) - old.get("timed_batches", 0)
+        done = query.get("batches", 0) - old.get("batches", 0)
+        if timed > 0:
+            phases[name] = {phase: round((seconds - old.get("phase_seconds", {}).get(phase, 0.0)) / timed * 1000, 1)
+                            for phase, seconds in query.get("phase_seconds", {}).items()}  # fmt: skip
+        if done > 0:
+            batches[name] = {"rows": round((query["rows"] - old.get("rows", 0)) / done, 1), "batches": done}
+    return phases, batches
+
+
+@dataclass
+class Throughput:
+    trades_indexed_s: float  # trades/s until every trade was searchable
+    caught_up_s: float  # trades/s until both queries had committed everything (bars included)
+    phases: dict[str, dict[str, float]]
+    cores: dict[str, float]
+
+
+@dataclass
+class ExecutorRun:
+    executors: int
+    trades: int
+    bare_s: float
+    cold: Throughput  # the backlog waiting when the job starts (just-in-time compilers still busy)
+    warm: Throughput  # the same trades as a burst into the running, warmed-up job: the sustained rate
+    latency: list[LatencyRun]
+    bare_latency: LatencyRun | None
+
+
+def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seconds: int, batch_cap: int,
+             bare_latency: bool, warmup_s: int, warmup_rate: int) -> ExecutorRun:  # fmt: skip
     tag = uuid.uuid4().hex[:6]
-    env = _env(tag, base)
+    env = _env(tag, base, executors, batch_cap)
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
     es = client(settings)
-    index = settings.elasticsearch.indices.trades
-
-    simulated = []
-    start_ns, end_ns = history_window(7, time.time_ns())
+    indices = settings.elasticsearch.indices
+    simulated: list[Trade] = []
+    start_ns, end_ns = history_window(7, time.time_ns() - 3600 * 10**9)
     for trade in TradeSimulator(settings.symbols, seed=11, trades_per_minute=60).trades(start_ns, end_ns):
         simulated.append(trade)
         if len(simulated) >= trades:
             break
-    console.print(f"producing {len(simulated):,} simulated trades into {settings.kafka.topics.trades.name} ...")
-    _produce(settings, simulated)
+    console.print(f"[{executors} executor(s)] producing {len(simulated):,} simulated trades into "
+                  f"{settings.kafka.topics.trades.name} ...", highlight=False)  # fmt: skip
+    _produce_all(settings, [(t.to_json(), t.symbol.encode()) for t in simulated])
 
-    log_path = settings.state_dir / "bench" / f"stream-{tag}.log"
+    log_path = Path(env["RAY_APP_STATE_DIR"]) / f"stream-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
     driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.stream_trades"], stdout=log, stderr=subprocess.STDOUT,
                               cwd=REPO, env={**os.environ})  # fmt: skip
-    rows = []
+    latency: list[LatencyRun] = []
+    counts: Counter = Counter()
     try:
-        _wait(lambda: "streaming " in log_path.read_text() or driver.poll() is not None, 300, "Spark start")
-        if driver.poll() is not None:
-            raise RuntimeError(f"the driver exited: {log_path.read_text()[-2000:]}")
+        _wait(lambda: "streaming " in log_path.read_text(), 300, "Spark start", driver)
+        meter = CpuMeter()
+        meter.start()
         began = time.monotonic()
-        _wait(lambda: _count(es, index) >= len(simulated), 1800, "indexing every trade")
+        _wait(lambda: _count(es, indices.trades) >= len(simulated), 1800, "indexing every trade", driver, env)
         trades_done = time.monotonic() - began
 
-        from ray_app.stream_control import lags
-
-        _wait(lambda: all(lag.messages == 0 for lag in lags(settings)), 600, "bars catching up")
+        _wait(lambda: _caught_up(settings, env), 600, "the bars catching up", driver, env)
         all_done = time.monotonic() - began
-        ours = len(simulated) / trades_done
+        cold_cores = meter.stop()
+        cold_phases, _ = _phase_means({}, _status(env))
+
+        producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+        topic = settings.kafka.topics.trades.name
+
+        def to_kafka(batch: list[tuple[str, bytes]]) -> None:
+            for symbol, value in batch:
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=symbol.encode())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.poll(0)
+
+        # warm: the JVMs' just-in-time compilers have seen the job's code; then the same trades again, as a burst
+        console.print(f"[{executors} executor(s)] warming up: {warmup_rate:,} trades/s for {warmup_s} s ...")
+        _feed(settings, es, warmup_rate, warmup_s, f"warm-{tag}", counts, to_kafka, indices.trades, None)
+        producer.flush(30)
+        _wait(lambda: _caught_up(settings, env), 600, "the warm-up catching up", driver, env)
+        before = _status(env)
+        # the same trades, stamped over the last 9 minutes (inside the bars' watermark, so every one is counted)
+        first_ns = time.time_ns() - 540 * 10**9
+        span = max(len(simulated) - 1, 1)
+        burst = [(t.model_copy(update={"trade_id": f"burst-{t.trade_id}", "timestamp_ns": first_ns + i * 540 * 10**9
+                                       // span}).to_json(), t.symbol.encode()) for i, t in enumerate(simulated)]  # fmt: skip
+        console.print(f"[{executors} executor(s)] {len(burst):,} trades as fast as they can be produced ...")
+        meter = CpuMeter()
+        meter.start()
+        began = time.monotonic()
+        _produce_all(settings, burst)
+        _wait(lambda: _count(es, indices.trades) >= 2 * len(simulated) + _warm_count(counts), 1800,
+              "indexing the burst", driver, env)  # fmt: skip
+        warm_trades_done = time.monotonic() - began
+        _wait(lambda: _caught_up(settings, env), 600, "the bars catching up with the burst", driver, env)
+        warm_done = time.monotonic() - began
+        warm_cores = meter.stop()
+        warm_phases, _ = _phase_means(before, _status(env))
 
         bare_index = f"bench-{tag}-bare"
         ensure_index(settings, es, bare_index, MAPPINGS["trades"])
@@ -204,54 +453,173 @@ def main(trades: int = 100_000, rate: int = 200, seconds: int = 30) -> None:
             assert ok, item
         es.indices.refresh(index=bare_index)
         bare_seconds = time.monotonic() - began
-        bare = len(simulated) / bare_seconds
         assert _count(es, bare_index) == len(simulated)
-        rows.append(("bare ES bulk loader (parallel_bulk, 2 threads)", len(simulated), bare_seconds, bare, 1.0))
-        rows.append(("ours: trades indexed (Kafka -> Spark -> ES)", len(simulated), trades_done, ours, ours / bare))
-        rows.append(("ours: trades + bars-1m + bars-1h caught up", len(simulated), all_done,
-                     len(simulated) / all_done, len(simulated) / all_done / bare))  # fmt: skip
 
-        console.print(f"latency: {rate} trades/s for {seconds} s through the stream, then straight into ES ...")
-        ours_latency = _latency(es, index, rate, seconds, f"lat-{tag}", lambda batch: _produce(settings, batch))
+        for rate in rates:
+            console.print(f"[{executors} executor(s)] {rate:,} trades/s for {seconds} s through the stream ...")
+            _feed(settings, es, rate, 5, f"warm-{tag}-{rate}", counts, to_kafka, indices.trades, None)
+            before = _status(env)
+            meter = CpuMeter()
+            meter.start()
+            run = _feed(settings, es, rate, seconds, f"lat-{tag}-{rate}", counts, to_kafka, indices.trades,
+                        indices.bars_1m)  # fmt: skip
+            run.cores = meter.stop()
+            run.phases, run.batch = _phase_means(before, _status(env))
+            latency.append(run)
+        producer.flush(30)
 
-        def direct(batch: list[Trade]) -> None:
-            es.bulk(operations=[line for t in batch for line in (
-                {"index": {"_index": bare_index, "_id": _doc_id(t)}}, _trade_doc(t))])  # fmt: skip
+        bare_run = None
+        if bare_latency:
+            console.print(f"[{executors} executor(s)] {rates[0]:,} trades/s for {seconds} s straight into ES ...")
 
-        bare_latency = _latency(es, bare_index, rate, seconds, f"blat-{tag}", direct)
+            def direct(batch: list[tuple[str, bytes]]) -> None:
+                lines = []
+                for symbol, value in batch:
+                    doc = json.loads(value)
+                    lines += [{"index": {"_index": bare_index, "_id": f"{symbol}|V|{doc['trade_id']}"}}, doc]
+                es.bulk(operations=lines)
+
+            bare_run = _feed(settings, es, rates[0], seconds, f"blat-{tag}", Counter(), direct, bare_index, None)
     finally:
         driver.send_signal(signal.SIGTERM)
         try:
-            driver.wait(60)
+            driver.wait(90)
         except subprocess.TimeoutExpired:
             driver.kill()
         log.close()
+        _clean_up(settings, es, tag, Path(env["RAY_APP_STATE_DIR"]))
+        for key in env:
+            os.environ.pop(key, None)
+    return ExecutorRun(executors, len(simulated), len(simulated) / bare_seconds,
+                       cold=Throughput(len(simulated) / trades_done, len(simulated) / all_done, cold_phases, cold_cores),
+                       warm=Throughput(len(simulated) / warm_trades_done, len(simulated) / warm_done, warm_phases,
+                                       warm_cores),
+                       latency=latency, bare_latency=bare_run)  # fmt: skip
 
-    table = Table(title=f"throughput: {len(simulated):,} trades already in Kafka (2-core machine, one run)",
-                  title_justify="left")  # fmt: skip
-    for column in ("path", "trades", "seconds", "trades/s", "vs bare"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    for path, count, secs, per_s, ratio in rows:
-        table.add_row(path, f"{count:,}", f"{secs:.1f}", f"{per_s:,.0f}", f"{ratio:.2f}")
-    console.print(table)
-    table = Table(title=f"trade -> searchable latency at {rate} trades/s for {seconds} s", title_justify="left")
-    for column in ("path", "trades seen", "p50 ms", "p99 ms", "max ms"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    for path, values in (("ours: Kafka -> Spark (trigger "
-                          f"{settings.stream.trigger_interval_s:g} s) -> ES", ours_latency),
-                         ("bare: bulk straight into ES every 100 ms", bare_latency)):  # fmt: skip
-        table.add_row(path, f"{len(values):,}", f"{_pct(values, 0.5) * 1000:,.0f}",
-                      f"{_pct(values, 0.99) * 1000:,.0f}", f"{(max(values) if values else 0) * 1000:,.0f}")  # fmt: skip
-    console.print(table)
-    console.print(json.dumps({"median_ours_latency_s": statistics.median(ours_latency) if ours_latency else None}))
 
-    for name in es.indices.get(index=f"bench-{tag}-*"):  # wildcard deletes are refused by default, rightly
-        es.indices.delete(index=name)
+def _warm_count(counts: Counter) -> int:
+    return sum(counts.values())
+
+
+def _clean_up(settings: Settings, es: Elasticsearch, tag: str, state: Path) -> None:
     from confluent_kafka.admin import AdminClient
 
     from ray_app.kafka_io import admin_config
 
+    for name in es.indices.get(index=f"bench-{tag}-*"):  # wildcard deletes are refused by default, rightly
+        es.indices.delete(index=name)
     AdminClient(admin_config(settings)).delete_topics([t.name for t in settings.kafka.topics.all()])
+    if not os.environ.get("BENCH_KEEP_STATE"):
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:,.0f}"
+
+
+def _print(runs: list[ExecutorRun]) -> None:
+    table = Table(title="throughput: trades already in Kafka (2-core machine, one run)", title_justify="left")
+    for column in ("executors", "path", "trades", "trades/s", "vs bare", "cores used (machine: 2)"):
+        table.add_column(column, justify="left" if column in {"path", "cores used (machine: 2)"} else "right")
+    for run in runs:
+        table.add_row(str(run.executors), "bare ES bulk loader (parallel_bulk, 2 threads)", f"{run.trades:,}",
+                      f"{run.bare_s:,.0f}", "1.00", "")  # fmt: skip
+        for label, part in (("warm", run.warm), ("cold", run.cold)):
+            what = ("a burst into the running job" if label == "warm" else "the backlog at start")
+            cores = ", ".join(f"{k} {v:.2f}" for k, v in part.cores.items() if v >= 0.05)
+            table.add_row("", f"ours, {what}: trades searchable", f"{run.trades:,}", f"{part.trades_indexed_s:,.0f}",
+                          f"{part.trades_indexed_s / run.bare_s:.2f}", "")  # fmt: skip
+            table.add_row("", f"ours, {what}: trades + bars caught up", f"{run.trades:,}", f"{part.caught_up_s:,.0f}",
+                          f"{part.caught_up_s / run.bare_s:.2f}", cores)  # fmt: skip
+    console.print(table)
+
+    table = Table(title="latency: trade produced -> searchable (p50 / p99 ms) and -> its 1-minute bar updated",
+                  title_justify="left")  # fmt: skip
+    for column in ("executors", "rate/s", "achieved", "probes", "searchable p50", "p99", "max", "bar p50", "bar p99",
+                   "records batch", "bars batch", "cores used (machine: 2)"):  # fmt: skip
+        table.add_column(column, justify="left" if column.startswith("cores") else "right")
+    for run in runs:
+        for lat in run.latency:
+            batches = []
+            for name in ("records", "bars"):
+                b, p = lat.batch.get(name, {}), lat.phases.get(name, {})
+                total = sum(v for k, v in p.items() if k not in {"bulk", "state"})
+                batches.append(f"{b.get('rows', 0):,.0f} rows, {total:,.0f} ms" if b else "-")
+            cores = ", ".join(f"{k} {v:.2f}" for k, v in lat.cores.items() if v >= 0.05)
+            table.add_row(str(run.executors), f"{lat.rate:,}", f"{lat.achieved_rate:,.0f}", str(lat.probes),
+                          _ms(_pct(lat.searchable, 0.5)), _ms(_pct(lat.searchable, 0.99)),
+                          _ms(max(lat.searchable) if lat.searchable else None), _ms(_pct(lat.bar, 0.5)),
+                          _ms(_pct(lat.bar, 0.99)), *batches, cores)  # fmt: skip
+        if run.bare_latency:
+            b = run.bare_latency
+            table.add_row(str(run.executors), f"{b.rate:,}", f"{b.achieved_rate:,.0f}", str(b.probes),
+                          _ms(_pct(b.searchable, 0.5)), _ms(_pct(b.searchable, 0.99)),
+                          _ms(max(b.searchable) if b.searchable else None), "-", "-",
+                          "bare: bulk straight into ES every 100 ms", "", "")  # fmt: skip
+    console.print(table)
+
+    from spark_jobs.status import PHASES
+
+    table = Table(title="where a micro-batch's time goes (mean ms per batch; bulk and state are inside write)",
+                  title_justify="left")  # fmt: skip
+    for column in ("executors", "phase of the run", "query", *PHASES):
+        table.add_column(column, justify="left" if column in {"phase of the run", "query"} else "right")
+    for run in runs:
+        for label, phases in [("burst (warm)", run.warm.phases), ("backlog (cold)", run.cold.phases),
+                              *((f"{lat.rate:,}/s", lat.phases) for lat in run.latency)]:  # fmt: skip
+            for name, values in phases.items():
+                table.add_row(str(run.executors), label, name, *(f"{values.get(p, 0):,.0f}" for p in PHASES))
+    console.print(table)
+
+
+def _summary(runs: list[ExecutorRun]) -> dict[str, Any]:
+    head = runs[0]
+    first = head.latency[0] if head.latency else None
+    return {
+        "throughput_trades_s": round(head.warm.caught_up_s, 1),
+        "trades_indexed_s": round(head.warm.trades_indexed_s, 1),
+        "bare_trades_s": round(head.bare_s, 1),
+        "throughput_ratio": round(head.warm.caught_up_s / head.bare_s, 4),
+        "cold_throughput_trades_s": round(head.cold.caught_up_s, 1),
+        "cold_throughput_ratio": round(head.cold.caught_up_s / head.bare_s, 4),
+        "rate_trades_s": first.rate if first else None,
+        "latency_p50_s": _pct(first.searchable, 0.5) if first else None,
+        "latency_p99_s": _pct(first.searchable, 0.99) if first else None,
+        "bar_latency_p50_s": _pct(first.bar, 0.5) if first else None,
+        "bar_latency_p99_s": _pct(first.bar, 0.99) if first else None,
+        "bare_latency_p50_s": _pct(head.bare_latency.searchable, 0.5) if head.bare_latency else None,
+        "runs": [
+            {**{k: v for k, v in asdict(run).items() if k not in {"latency", "bare_latency"}},
+             "latency": [{**{k: v for k, v in asdict(lat).items() if k not in {"searchable", "bar"}},
+                          "p50_s": _pct(lat.searchable, 0.5), "p99_s": _pct(lat.searchable, 0.99),
+                          "bar_p50_s": _pct(lat.bar, 0.5), "bar_p99_s": _pct(lat.bar, 0.99)}
+                         for lat in run.latency]}
+            for run in runs
+        ],
+    }  # fmt: skip
+
+
+def main(
+    trades: Annotated[int, typer.Option(help="simulated trades for the throughput run")] = 60_000,
+    rates: Annotated[str, typer.Option(help="input rates (trades/s) for the latency runs, comma-separated")] = "200",
+    seconds: Annotated[int, typer.Option(help="seconds per latency run")] = 20,
+    executors: Annotated[str, typer.Option(help="RayDP executor counts to run, comma-separated")] = "1",
+    batch_cap: Annotated[int, typer.Option(help="max offsets per micro-batch in the throughput run")] = 20_000,
+    warmup: Annotated[int, typer.Option(help="seconds of input before the warm throughput run")] = 30,
+    warmup_rate: Annotated[int, typer.Option(help="trades/s during the warm-up")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object last")] = False,
+) -> None:
+    base = load_settings()
+    console.print("stack up ...")
+    manager.up(base)
+    FastTrade()
+    rate_list = [int(r) for r in rates.split(",") if r]
+    runs = []
+    for count in [int(e) for e in executors.split(",") if e]:
+        runs.append(_one_run(base, count, trades, rate_list, seconds, batch_cap, not runs, warmup, warmup_rate))
+    _print(runs)
+    if as_json:
+        print(json.dumps(_summary(runs)))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def stack_fetch(
     ] = None,
 ) -> None:
     """Resolve the engines' artifacts with Maven into the cache, starting nothing (cluster nodes run this once)."""
-    from ray_app.stack.artifacts import BUNDLES, ensure_bundle
+    from ray_app.stack.artifacts import BUNDLES, ensure_bundle, ensure_stream_jar
 
     settings = settings_of(ctx)
     unknown = sorted(set(bundles or []) - set(BUNDLES))
@@ -118,6 +118,13 @@ def stack_fetch(
         except StackError as exc:
             fail(exc.one_line())
         console.print(f"{bundle}: {'fetched into' if fresh else 'already in'} {path}", highlight=False)
+        if bundle == "spark":
+            try:
+                jar, built = ensure_stream_jar(settings)
+            except StackError as exc:
+                fail(exc.one_line())
+            console.print(f"the streaming job's JVM code: {'compiled into' if built else 'already in'} {jar}",
+                          highlight=False)  # fmt: skip
 
 
 @stack_app.command("down")
@@ -336,16 +343,33 @@ def stream_status(ctx: typer.Context) -> None:
                   f"checkpoints: {settings.stream_checkpoint_dir}", highlight=False)  # fmt: skip
     behind = {lag.query: lag.messages for lag in lags(settings)}
     table = Table(title="streaming queries (this driver)", title_justify="left")
-    for column in ("query", "state", "batches", "rows", "documents", "late", "restarts", "behind", "last error"):
-        table.add_column(column, justify="left" if column in {"query", "state", "last error"} else "right",
+    columns = ("query", "writes", "state", "batches", "rows", "rows/s", "last batch", "latency", "documents",
+               "refused", "late", "restarts", "behind", "last error")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column in {"query", "writes", "state", "last error"} else "right",
                          overflow="fold")  # fmt: skip
     for name, query in status.queries.items() if status else []:
         documents = sum(query.indexed.values())
         lag = behind.get(name)
-        table.add_row(name, query.state, f"{query.batches:,}", f"{query.rows:,}", f"{documents:,}",
-                      f"{query.dropped_late:,}", str(query.restarts), "-" if lag is None else f"{lag:,}",
-                      escape(query.last_error or ""))  # fmt: skip
+        latency = "-" if query.last_batch_latency_s is None else f"{query.last_batch_latency_s:,.1f} s"
+        table.add_row(name, ", ".join(query.writes), query.state, f"{query.batches:,}", f"{query.rows:,}",
+                      f"{query.rows_per_s:,.0f}", f"{query.last_batch_seconds:.2f} s", latency, f"{documents:,}",
+                      f"{query.rejected:,}", f"{query.dropped_late:,}", str(query.restarts),
+                      "-" if lag is None else f"{lag:,}", escape(query.last_error or ""))  # fmt: skip
     console.print(table)
+    timed = [query for query in status.queries.values() if query.timed_batches] if status else []
+    if timed:
+        from spark_jobs.status import PHASES
+
+        phases = Table(title="where a batch's time goes (mean per batch, ms; `bulk` and `state` are inside `write`)",
+                       title_justify="left")  # fmt: skip
+        phases.add_column("query")
+        for phase in PHASES:
+            phases.add_column(phase, justify="right")
+        for query in timed:
+            phases.add_row(query.name, *(f"{query.phase_seconds.get(phase, 0) / query.timed_batches * 1000:,.0f}"
+                                         for phase in PHASES))  # fmt: skip
+        console.print(phases)
     console.print(_index_table(settings, "Elasticsearch"))
 
 

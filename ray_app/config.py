@@ -295,6 +295,10 @@ class StreamSettings(_Section):
     driver_memory: JvmHeap
     shuffle_partitions: int = Field(ge=1, le=10_000)
     trigger_interval_s: float = Field(ge=0)
+    bars_trigger_interval_s: float = Field(ge=0)
+    refresh_after_batch: bool
+    state_store: Literal["rocksdb", "hdfs"]
+    jit: Literal["c1", "tiered"]
     bar_lateness_s: int = Field(ge=0)
     max_future_s: int = Field(ge=0)
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
@@ -304,6 +308,7 @@ class StreamSettings(_Section):
     max_consecutive_failures: int = Field(ge=1)
     es_batch_entries: int = Field(ge=1)
     es_batch_bytes: Annotated[str, Field(pattern=r"^\d+(b|kb|mb)$")]
+    es_max_in_flight: int = Field(ge=1, le=64)
     es_retry_count: int = Field(ge=0)
     es_retry_wait_s: float = Field(ge=0)
     spark_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"]

@@ -20,6 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 
 SCHEMA_VERSION = 1
 
+# What a record may hold, checked the same way by the ingest models below and by the streaming job
+# (spark_jobs/records.py), so nothing the ingest writes is refused downstream and nothing Elasticsearch would
+# refuse (an id over 512 bytes, a keyword over Lucene's 32 KB term limit) reaches it as a valid record.
+SYMBOL_MAX_LENGTH = 16
+TRADE_ID_MAX_BYTES = 1024  # far above any venue's ids (Alpaca: 64-bit integers); ids over 512 bytes are hashed
+CODE_MAX_LENGTH = 16  # exchange, tape and each condition code: one or two characters at Alpaca
+MAX_CONDITIONS = 32
+SOURCE_MAX_LENGTH = 32
+ID_SEPARATOR = "|"  # document ids join symbol|exchange|trade_id, so symbol and exchange may not contain it
+
 
 class Source(StrEnum):
     ALPACA_STREAM = "alpaca-stream"
@@ -75,7 +85,7 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    symbol: Annotated[str, Field(min_length=1, max_length=16)]
+    symbol: Annotated[str, Field(min_length=1, max_length=SYMBOL_MAX_LENGTH, pattern=r"^[^|{\[]+$")]
     timestamp_ns: Annotated[int, Field(gt=0)]
     source: Source
 
@@ -94,10 +104,18 @@ class Trade(Record):
     price: PositiveFinite
     size: PositiveFinite
     trade_id: Annotated[str, Field(min_length=1)]
-    exchange: str | None = None
-    conditions: list[str] = []
-    tape: str | None = None
+    exchange: Annotated[str, Field(max_length=CODE_MAX_LENGTH, pattern=r"^[^|]*$")] | None = None
+    conditions: Annotated[list[Annotated[str, Field(max_length=CODE_MAX_LENGTH)]], Field(max_length=MAX_CONDITIONS)] = []
+    tape: Annotated[str, Field(max_length=CODE_MAX_LENGTH)] | None = None
     taker_side: Literal["B", "S"] | None = None  # crypto only
+
+    @field_validator("trade_id")
+    @classmethod
+    def _bounded_id(cls, value: str) -> str:
+        size = len(value.encode())
+        if size > TRADE_ID_MAX_BYTES:
+            raise ValueError(f"is {size} bytes long; at most {TRADE_ID_MAX_BYTES}")
+        return value
 
 
 class Bar(Record):

@@ -25,8 +25,13 @@ java_major() {
   command -v "$java_bin" >/dev/null 2>&1 || { echo 0; return; }
   "$java_bin" -version 2>&1 | sed -n 's/.*version "\([0-9]*\)[."].*/\1/p' | head -n1
 }
+javac_found() {
+  local javac_bin=${JAVA_HOME:+$JAVA_HOME/bin/}javac
+  command -v "$javac_bin" >/dev/null 2>&1
+}
 missing=()
-[ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jre-headless)
+# a JDK, not only a runtime: the streaming job's own JVM code (spark_jobs/jvm) is compiled once with javac
+{ [ "$(java_major)" -ge 17 ] 2>/dev/null && javac_found; } || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # Chromium only for the browser check in the tests: installed when we can, otherwise that one test is skipped
@@ -39,7 +44,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
       || die "apt-get install ${missing[*]} failed"
   else
-    die "missing: ${missing[*]} (Java 17 or newer and Maven are needed to run Kafka and Elasticsearch); install them, or set JAVA_HOME to a Java 17+ installation"
+    die "missing: ${missing[*]} (a Java 17+ JDK and Maven are needed to run Kafka and Elasticsearch and to build the streaming job); install them, or set JAVA_HOME to a Java 17+ JDK"
   fi
 fi
 [ "$(java_major)" -ge 17 ] 2>/dev/null || die "Java 17 or newer is required; found $(java_major) (set JAVA_HOME to a Java 17+ installation)"

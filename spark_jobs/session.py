@@ -1,7 +1,8 @@
 """Start (and stop) the one Spark session of a job on the Ray cluster through RayDP.
 
-Executors are Ray actors, sized from ``settings.stream``. The Kafka source and the Elasticsearch connector come
-from the stack's JVM cache (resolved by Maven once, see ``ray_app.stack.artifacts``). Java 17 needs the module
+Executors are Ray actors, sized from ``settings.stream``. The Kafka source comes from the stack's JVM cache
+(resolved by Maven once) and the job's own JVM code (record rules, Elasticsearch sink) is compiled once from
+``spark_jobs/jvm`` (see ``ray_app.stack.artifacts``). Java 17 needs the module
 options below in the driver, the executors and RayDP's app master, or handing data between the JVM and Ray
 fails with ``InaccessibleObjectException``.
 """
@@ -12,9 +13,18 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ray_app.config import Settings
+from ray_app.config import PROJECT_ROOT, Settings
 from ray_app.ray_cluster import connect
-from ray_app.stack.artifacts import ensure_bundle, find_java, jars
+from ray_app.stack.artifacts import ensure_bundle, ensure_stream_jar, find_java, jars
+
+# every micro-batch brings the JVMs new generated classes; with the JVM's default tiered compilation the
+# optimizing compiler (C2) then used more than half of the driver's and the executors' CPU on two cores
+JIT_OPTIONS = {"c1": ("-XX:TieredStopAtLevel=1",), "tiered": ()}
+FAIR_POOLS = PROJECT_ROOT / "configs" / "spark" / "fairscheduler.xml"
+STATE_STORES = {
+    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+}
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -44,12 +54,14 @@ JAVA17_OPTIONS = (
 
 
 def spark_configs(settings: Settings) -> dict[str, str]:
-    """The Spark configuration of a job: connector jars, Java 17 options, executor sizing, UTC."""
+    """The Spark configuration of a job: connector jars, Java 17 options, executor sizing, UTC, scheduler pools,
+    state store."""
     bundle, _ = ensure_bundle(settings, "spark")
-    java_options = " ".join(JAVA17_OPTIONS)
+    own, _ = ensure_stream_jar(settings)
+    java_options = " ".join([*JAVA17_OPTIONS, *JIT_OPTIONS[settings.stream.jit]]) + " " + os.environ.get("EXP_JVM", "")
     stream = settings.stream
     return {
-        "spark.jars": ",".join(str(jar) for jar in jars(bundle)),
+        "spark.jars": ",".join(str(jar) for jar in [*jars(bundle), own]),
         "spark.driver.extraJavaOptions": java_options,
         "spark.executor.extraJavaOptions": java_options,
         "spark.ray.raydp_app_master.extraJavaOptions": java_options,
@@ -57,17 +69,26 @@ def spark_configs(settings: Settings) -> dict[str, str]:
         "spark.ray.raydp_spark_executor.actor.resource.cpu": str(stream.executor_ray_cpus),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(stream.shuffle_partitions),
-        # small state, many micro-batches: RocksDB would add a native library and little else here
         "spark.sql.streaming.minBatchesToRetain": "20",
+        # the bar state (open minutes and the trades seen within the watermark, for deduplication) in RocksDB:
+        # off the JVM heap, and with changelog checkpointing a batch writes only what changed
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORES[stream.state_store],
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # each query's jobs in its own pool: the trades never wait behind the bar aggregation
+        "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(FAIR_POOLS),
         "spark.ui.showConsoleProgress": "false",
-        # executors run this interpreter (the one with the project installed), from a daemon that has already
-        # imported the bulk writer's dependencies
+        # nothing of the job runs Python in the executors (the sink is JVM code); if a user's code does, it
+        # gets the interpreter that has the project installed
         "spark.pyspark.python": sys.executable,
-        "spark.python.daemon.module": "spark_jobs.worker_daemon",
         "spark.sql.adaptive.enabled": "false",
         # update mode writes a bar whenever a trade changes it; batches with no data (only to move the watermark
         # and drop old state) would double the batches of the bar queries for nothing
         "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+        **({"spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+            "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs"}
+           if os.environ.get("SPARK_RAWFS") else {}),
+        **dict(item.split("=", 1) for item in os.environ.get("EXP_SPARK_CONF", "").split(",") if item),
     }
 
 

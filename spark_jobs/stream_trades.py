@@ -4,16 +4,18 @@ Run it as a Ray job (it then shows in the Ray dashboard with its RayDP actors)::
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m spark_jobs.stream_trades
 
-or with ``ray-app stream``. Three streaming queries share one Spark session:
+or with ``ray-app stream``. Two streaming queries share one Spark session:
 
 ``records``
     every record of the ``trades``, ``bars`` and ``dead-letters`` topics -> ``trades`` (one document per trade),
     ``bars-1m``/``bars-1h`` (Alpaca's own bars), ``dead-letters`` (invalid records with the reason, and the
-    ingest stage's dead letters). Stateless.
-``bars-1m`` and ``bars-1h``
-    the ``trades`` topic -> 1-minute and 1-hour bars (``spark_jobs.bars``), update mode, watermark.
+    ingest stage's dead letters). Stateless; its own scheduler pool, so it never waits behind the bars.
+``bars``
+    the ``trades`` topic -> 1-minute bars (``spark_jobs.bars``, update mode, watermark) -> ``bars-1m``, then
+    every hour those bars touched, recomputed from its minute bars -> ``bars-1h``.
 
-Both start from the earliest offsets the first time and from their checkpoints after that (``--reset`` is the
+Each batch ends with a refresh of the indices it wrote, so what it indexed is searchable when it commits. Both
+start from the earliest offsets the first time and from their checkpoints after that (``--reset`` is the
 only thing that discards the checkpoints). A query that fails (Kafka or Elasticsearch away, a task that ran
 out of retries) restarts from its checkpoint with backoff; the batch that failed is replayed, and the
 deterministic document ids make the replay overwrite what it wrote. SIGTERM/SIGINT stop the queries and exit 0.
@@ -29,10 +31,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -45,19 +47,24 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
-    from spark_jobs.es_sink import BulkOptions, WriteReport
+    from spark_jobs.es_sink import WriteReport
 
 LOG = logging.getLogger("ray_app.stream")
-BAR_QUERIES = {"bars-1m": "1Min", "bars-1h": "1Hour"}
+QUERIES = ("records", "bars")
+RATE_WINDOW_S = 60.0
 
 
 def query_topics(settings: Settings) -> dict[str, list[str]]:
     """The Kafka topics each streaming query reads, by query name."""
     topics = settings.kafka.topics
-    return {
-        "records": [topics.trades.name, topics.bars.name, topics.dead_letters.name],
-        **{name: [topics.trades.name] for name in BAR_QUERIES},
-    }
+    return {"records": [topics.trades.name, topics.bars.name, topics.dead_letters.name], "bars": [topics.trades.name]}
+
+
+def query_indices(settings: Settings) -> dict[str, list[str]]:
+    """The Elasticsearch indices each streaming query writes, by query name."""
+    indices = settings.elasticsearch.indices
+    return {"records": [indices.trades, indices.bars_1m, indices.bars_1h, indices.dead_letters],
+            "bars": [indices.bars_1m, indices.bars_1h, indices.dead_letters]}  # fmt: skip
 
 
 class CheckpointInUse(RuntimeError):
@@ -147,130 +154,202 @@ class Supervised:
     query: StreamingQuery | None = None
     restart_at: float = 0.0
     progress_seen: str | None = None  # run id / batch id of the progress report already in the status
+    batch_error: str | None = None  # the cause of the last failed batch, in plain words
+    recent: deque[tuple[float, int]] = field(default_factory=deque)  # (time, rows) of recent batches
+
+
+@dataclass
+class BatchClock:
+    """The phases of one micro-batch measured inside foreachBatch, in seconds."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - began
 
 
 class StreamJob:
     """Builds the two queries, writes their micro-batches, restarts them when they fail, reports status."""
 
     def __init__(self, spark: SparkSession, settings: Settings) -> None:
-        from spark_jobs.es_sink import BulkOptions
+        from ray_app.es_indices import client
+        from spark_jobs.es_sink import sink_config
+        from spark_jobs.records import register_rules
 
+        register_rules(spark, settings)
         self.spark = spark
         self.settings = settings
-        self.bulk_options: BulkOptions = BulkOptions.of(settings)
+        self.sink = sink_config(settings)
+        self.sink_with_ids = sink_config(settings, return_ids=True)
+        self.es = client(settings)
         self.checkpoints = settings.stream_checkpoint_dir
         started = format_ns(now_ns())
         self.status = StreamStatus(pid=os.getpid(), started_at=started, updated_at=started,
                                    checkpoint_dir=str(self.checkpoints))  # fmt: skip
-        self.supervised = {
-            "records": Supervised("records", self._start_records, self._query_status("records")),
-            **{name: Supervised(name, partial(self._start_bars, name), self._query_status(name))
-               for name in BAR_QUERIES},
-        }  # fmt: skip
+        writes = query_indices(settings)
+        starts = {"records": self._start_records, "bars": self._start_bars}
+        self.supervised = {name: Supervised(name, starts[name], self._query_status(name, writes[name]))
+                           for name in QUERIES}  # fmt: skip
+        self._pending_phases: dict[str, dict[int, dict[str, float]]] = {name: {} for name in QUERIES}
+        self.stopping = False
 
-    def _query_status(self, name: str) -> QueryStatus:
-        self.status.queries[name] = QueryStatus(name=name)
+    def _query_status(self, name: str, writes: list[str]) -> QueryStatus:
+        self.status.queries[name] = QueryStatus(name=name, writes=writes)
         return self.status.queries[name]
 
     # --- the queries ---------------------------------------------------------------------------------------
 
-    def _trigger(self) -> dict[str, str]:
-        return {"processingTime": f"{self.settings.stream.trigger_interval_s} seconds"}
+    def _trigger(self, seconds: float) -> dict[str, str]:
+        return {"processingTime": f"{seconds} seconds"}
+
+    @contextmanager
+    def _pool(self, name: str) -> Iterator[None]:
+        """Jobs of a query started here run in its FAIR scheduler pool (the query's thread inherits it)."""
+        context = self.spark.sparkContext
+        context.setLocalProperty("spark.scheduler.pool", name)
+        try:
+            yield
+        finally:
+            context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
     def _start_records(self) -> StreamingQuery:
-        source = kafka_stream(self.spark, self.settings, query_topics(self.settings)["records"])
-        return (
-            source.writeStream.queryName("records")
-            .foreachBatch(self._write_records)
-            .option("checkpointLocation", str(self.checkpoints / "records"))
-            .trigger(**self._trigger())
-            .start()
-        )
+        from spark_jobs.records import record_documents
 
-    def _start_bars(self, name: str) -> StreamingQuery:
-        from spark_jobs.bars import bars_from_trades
-        from spark_jobs.records import parsed_trades, trade_columns
+        source = kafka_stream(self.spark, self.settings, query_topics(self.settings)["records"])
+        with self._pool("records"):
+            return (
+                record_documents(source)
+                .writeStream.queryName("records")
+                .foreachBatch(self._write_records)
+                .option("checkpointLocation", str(self.checkpoints / "records"))
+                .trigger(**self._trigger(self.settings.stream.trigger_interval_s))
+                .start()
+            )
+
+    def _start_bars(self) -> StreamingQuery:
+        from spark_jobs.bars import minute_bar_documents, minute_bars
+        from spark_jobs.records import valid_trades
 
         stream = self.settings.stream
-        topic = self.settings.kafka.topics.trades.name
-        trades = trade_columns(parsed_trades(kafka_stream(self.spark, self.settings, [topic]), topic,
-                                             stream.max_future_s))  # fmt: skip
-        return (
-            bars_from_trades(trades, BAR_QUERIES[name], stream.bar_lateness_s)
-            .writeStream.queryName(name)
-            .outputMode("update")
-            .foreachBatch(partial(self._write_bars, name))
-            .option("checkpointLocation", str(self.checkpoints / name))
-            .trigger(**self._trigger())
-            .start()
-        )
+        trades = valid_trades(kafka_stream(self.spark, self.settings, query_topics(self.settings)["bars"]))
+        documents = minute_bar_documents(minute_bars(trades, stream.bar_lateness_s),
+                                         self.settings.elasticsearch.indices.bars_1m)  # fmt: skip
+        with self._pool("bars"):
+            return (
+                documents.writeStream.queryName("bars")
+                .outputMode("update")
+                .foreachBatch(self._write_bars)
+                .option("checkpointLocation", str(self.checkpoints / "bars"))
+                .trigger(**self._trigger(stream.bars_trigger_interval_s))
+                .start()
+            )
 
     # --- the micro-batches ---------------------------------------------------------------------------------
 
     def _write_records(self, batch: DataFrame, batch_id: int) -> None:
-        from spark_jobs.records import record_documents
+        self._batch("records", batch_id, lambda clock: self._records_batch(batch, clock))
 
-        self._write("records", batch, batch_id, lambda frame: record_documents(frame, self.settings))
+    def _write_bars(self, batch: DataFrame, batch_id: int) -> None:
+        self._batch("bars", batch_id, lambda clock: self._bars_batch(batch, clock))
 
-    def _write_bars(self, name: str, batch: DataFrame, batch_id: int) -> None:
-        from spark_jobs.bars import bar_documents
-
-        indices = self.settings.elasticsearch.indices.by_key()
-        self._write(name, batch, batch_id, lambda frame: bar_documents(frame, indices))
-
-    def _write(self, name: str, batch: DataFrame, batch_id: int, documents: Callable[[DataFrame], DataFrame]) -> None:
-        from spark_jobs.es_sink import write_documents
-
-        began = time.monotonic()
+    def _parallel(self, batch: DataFrame) -> DataFrame:
+        # one task per executor core: a micro-batch is often small and every task pays a fixed cost and a bulk
+        # request; a big batch still keeps every core busy
         stream = self.settings.stream
-        # one task per executor core: a micro-batch is often small, and every task pays for a Python worker
-        # round trip and a bulk request; a big batch still keeps every core busy
-        report = write_documents(documents(batch).coalesce(stream.num_executors * stream.executor_cores),
-                                 self.bulk_options)  # fmt: skip
-        if report.rejected:
-            self._dead_letter_rejections(report)
-        rows = sum(report.indexed.values()) + len(report.rejected)  # one document per record (or bar)
-        seconds = time.monotonic() - began
-        status = self.supervised[name].status
+        return batch.coalesce(stream.num_executors * stream.executor_cores)
+
+    def _records_batch(self, batch: DataFrame, clock: BatchClock) -> WriteReport:
+        from spark_jobs.es_sink import write_frame
+
+        with clock.phase("write"):
+            report = write_frame(self._parallel(batch), self.sink)
+        self._refresh(clock, report.indexed)
+        return report
+
+    def _bars_batch(self, batch: DataFrame, clock: BatchClock) -> WriteReport:
+        from spark_jobs.bars import hour_bar_documents, touched_hours
+        from spark_jobs.es_sink import write_frame, write_local
+
+        indices = self.settings.elasticsearch.indices
+        with clock.phase("write"):
+            report = write_frame(self._parallel(batch), self.sink_with_ids)
+        self._refresh(clock, report.indexed)
+        minutes = report.ids.pop(indices.bars_1m, [])
+        if minutes:
+            with clock.phase("hours"):
+                hours = write_local(self.spark, list(hour_bar_documents(
+                    self.es, indices.bars_1m, indices.bars_1h, touched_hours(minutes))), self.sink)  # fmt: skip
+            report.add(hours)
+            self._refresh(clock, hours.indexed)
+        return report
+
+    def _refresh(self, clock: BatchClock, indexed: dict[str, int]) -> None:
+        """Make what the batch wrote searchable now instead of at Elasticsearch's next periodic refresh."""
+        written = sorted(index for index, count in indexed.items() if count)
+        if written and self.settings.stream.refresh_after_batch:
+            with clock.phase("refresh"):
+                self.es.indices.refresh(index=",".join(written))
+
+    def _batch(self, name: str, batch_id: int, work: Callable[[BatchClock], WriteReport]) -> None:
+        supervised = self.supervised[name]
+        clock = BatchClock()
+        began = time.monotonic()
+        try:
+            report = work(clock)
+        except Exception as exc:
+            # the query then ends with Py4J's wrapper of this error; the status shows this cause instead
+            supervised.batch_error = failure_text(exc)
+            if not self.stopping:  # a batch cut off by stop() is replayed by the next start; not a failure
+                LOG.error("%s batch %d failed: %s", name, batch_id, supervised.batch_error)
+            raise
+        supervised.batch_error = None
+        rows = report.documents
+        now = time.monotonic()
+        status = supervised.status
         status.batches += 1
         status.last_batch_id = batch_id
         status.last_batch_rows = rows
-        status.last_batch_seconds = round(seconds, 3)
+        status.last_batch_seconds = round(now - began, 3)
+        if report.newest_produced_ms is not None:
+            status.last_batch_latency_s = round(time.time() - report.newest_produced_ms / 1000, 3)
         status.rows += rows
+        supervised.recent.append((now, rows))
+        while supervised.recent and supervised.recent[0][0] < now - RATE_WINDOW_S:
+            supervised.recent.popleft()
+        status.rows_per_s = round(sum(count for _, count in supervised.recent) / RATE_WINDOW_S, 1)
         status.consecutive_failures = 0
         status.state = "running"
         status.last_error = None
         for index, count in report.indexed.items():
             status.indexed[index] = status.indexed.get(index, 0) + count
-        status.rejected += len(report.rejected)
+        status.rejected += report.rejected
+        status.lost_dead_letters += report.lost_dead_letters
+        status.split_requests += report.splits
+        status.retried_documents += report.retried_items
+        if report.rejected:
+            first = report.samples[0] if report.samples else {}
+            LOG.warning("%s batch %d: Elasticsearch refused %d documents, written as dead letters (first: %s, HTTP %s "
+                        "%s: %s)", name, batch_id, report.rejected, first.get("doc_id"), first.get("status"),
+                        first.get("type"), str(first.get("reason"))[:300])  # fmt: skip
+        if report.lost_dead_letters:
+            LOG.error("%s batch %d: %d dead letters were refused too; the executor log has the documents", name,
+                      batch_id, report.lost_dead_letters)  # fmt: skip
         if rows:
+            clock.phases["bulk"] = report.bulk_seconds
+            self._pending_phases[name][batch_id] = clock.phases
             written = ", ".join(f"{index} {count:,}" for index, count in sorted(report.indexed.items()))
-            LOG.info("%s batch %d: %d documents (%s) in %.2f s", name, batch_id, rows, written, seconds)
+            LOG.info("%s batch %d: %d rows -> %s in %.2f s", name, batch_id, rows, written or "nothing", now - began)
         self._save_status()
-
-    def _dead_letter_rejections(self, report: WriteReport) -> None:
-        """Documents Elasticsearch refused (e.g. a mapping conflict) -> dead letters, so the batch can commit."""
-        from spark_jobs.es_sink import write_documents
-
-        index = self.settings.elasticsearch.indices.dead_letters
-        rows = [
-            (index, f"rejected|{item['index']}|{item['doc_id']}", json.dumps({
-                "schema_version": 1, "stage": "stream", "reason": "rejected", "detail": item["detail"],
-                "raw": item["source"], "raw_encoding": "utf-8", "intended_index": item["index"],
-                "timestamp": format_ns(now_ns()), "received_at": format_ns(now_ns()),
-            }))
-            for item in report.rejected
-        ]  # fmt: skip
-        LOG.warning("Elasticsearch rejected %d documents; they go to %s", len(rows), index)
-        frame = self.spark.createDataFrame(rows, "index string, doc_id string, source string")
-        again = write_documents(frame, self.bulk_options)
-        if again.rejected:
-            raise RuntimeError(f"dead-letter index {index} rejected documents too: {again.rejected[0]['detail']}")
 
     # --- supervision ---------------------------------------------------------------------------------------
 
     def _refresh_progress(self) -> bool:
-        """Take each query's newest progress report into the status (its offsets, rows dropped as late);
+        """Take each query's newest progress report into the status (its offsets, phases, rows dropped as late);
         True when one was new. A batch's report appears after its foreachBatch returns, so this runs in the loop."""
         changed = False
         for supervised in self.supervised.values():
@@ -285,9 +364,19 @@ class StreamJob:
             if key == supervised.progress_seen:
                 continue
             supervised.progress_seen = key
-            supervised.status.committed_offsets = _end_offsets(progress)
+            status = supervised.status
+            status.committed_offsets = _end_offsets(progress)
             for operator in progress.get("stateOperators", []):
-                supervised.status.dropped_late += operator.get("numRowsDroppedByWatermark", 0)
+                status.dropped_late += operator.get("numRowsDroppedByWatermark", 0)
+            measured = self._pending_phases[supervised.name].pop(progress.get("batchId"), None)
+            if measured is not None and progress.get("numInputRows"):
+                for phase, seconds in batch_phases(progress, measured).items():
+                    status.phase_seconds[phase] = round(status.phase_seconds.get(phase, 0.0) + seconds, 4)
+                status.timed_batches += 1
+            self._pending_phases[supervised.name] = {
+                batch: phases for batch, phases in self._pending_phases[supervised.name].items()
+                if batch > progress.get("batchId", -1)
+            }  # fmt: skip
             changed = True
         return changed
 
@@ -307,7 +396,7 @@ class StreamJob:
                     return 1
             if self._refresh_progress():
                 self._save_status()
-            stop.wait(0.5)
+            stop.wait(0.2)
         LOG.info("stopping the streaming queries (%s)", stream.app_name)
         self._stop_all("stopped")
         return 0
@@ -318,15 +407,16 @@ class StreamJob:
         if query is not None and query.isActive:
             return True
         if query is not None:
-            error = query.exception()
             supervised.query = None
-            return self._failed(supervised, _one_line(str(error)) if error else "stopped without an error")
+            cause = supervised.batch_error or query_failure(query)
+            supervised.batch_error = None
+            return self._failed(supervised, cause or "stopped without an error")
         if time.monotonic() >= supervised.restart_at:
             try:
                 supervised.query = supervised.start()
                 supervised.status.state = "running"
             except Exception as exc:  # a start that fails (e.g. Kafka unreachable) is retried like a failure
-                return self._failed(supervised, f"did not start: {_one_line(str(exc))}")
+                return self._failed(supervised, f"did not start: {failure_text(exc)}")
         return True
 
     def _failed(self, supervised: Supervised, message: str) -> bool:
@@ -349,16 +439,34 @@ class StreamJob:
         return True
 
     def _stop_all(self, state: str) -> None:
+        self.stopping = True
         self._refresh_progress()
         for supervised in self.supervised.values():
             if supervised.query is not None:
                 try:
                     supervised.query.stop()
                 except Exception as exc:  # stopping is best effort; the checkpoint is consistent either way
-                    LOG.warning("stopping %s: %s", supervised.name, _one_line(str(exc)))
+                    LOG.warning("stopping %s: %s", supervised.name, failure_text(exc))
             supervised.status.state = state
         self.status.state = state
         self._save_status()
+
+
+def batch_phases(progress: dict[str, Any], measured: dict[str, float]) -> dict[str, float]:
+    """One batch's time by phase (see spark_jobs.status), from Spark's progress report and what foreachBatch
+    measured itself."""
+    durations = {key: value / 1000 for key, value in (progress.get("durationMs") or {}).items()}
+    phases = {
+        "offsets": durations.get("latestOffset", 0.0),
+        "planning": durations.get("queryPlanning", 0.0),
+        "checkpoint": durations.get("walCommit", 0.0) + durations.get("commitOffsets", 0.0),
+        "state": sum(op.get("commitTimeMs", 0) for op in progress.get("stateOperators", [])) / 1000,
+        **{name: measured.get(name, 0.0) for name in ("write", "bulk", "hours", "refresh")},
+    }
+    inside = sum(measured.get(name, 0.0) for name in ("write", "hours", "refresh"))
+    accounted = phases["offsets"] + phases["planning"] + phases["checkpoint"] + inside
+    phases["other"] = max(durations.get("triggerExecution", accounted) - accounted, 0.0)
+    return phases
 
 
 def _end_offsets(progress: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -376,10 +484,48 @@ def _end_offsets(progress: dict[str, Any]) -> dict[str, dict[str, int]]:
     return merged
 
 
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("at ", "File ", "...", "Traceback"))]
-    return (useful[0] if useful else text)[:500]
+def _one_line(text: str, limit: int = 500) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def java_failure_text(throwable: Any) -> str:
+    """A Java exception in plain words: our sink's failure if it is in the cause chain, else the deepest cause
+    (the Kafka or I/O error under Spark's wrappers)."""
+    chain = []
+    while throwable is not None and len(chain) < 20:
+        chain.append(throwable)
+        throwable = throwable.getCause()
+    for item in chain:
+        if item.getClass().getName().endswith(".BulkWriteFailed"):
+            return _one_line(f"Elasticsearch: {item.getMessage()}")
+    deepest = chain[-1]
+    message = deepest.getMessage() or ""
+    if "An exception was raised by the Python Proxy" in message:
+        message = message.rsplit("\n", 2)[-2] if message.count("\n") >= 2 else message
+    return _one_line(f"{deepest.getClass().getSimpleName()}: {message}")
+
+
+def failure_text(exc: BaseException) -> str:
+    """An exception from PySpark, Py4J or Python in plain words, without the wrappers' boilerplate."""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            return java_failure_text(java)
+        except Exception:  # the JVM is gone: fall back to the text
+            pass
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def query_failure(query: StreamingQuery) -> str | None:
+    """Why a query that is no longer active ended, or None when it was stopped."""
+    try:
+        failure = query._jsq.exception()
+        if not failure.isDefined():
+            return None
+        return java_failure_text(failure.get())
+    except Exception:
+        error = query.exception()
+        return _one_line(str(error)) if error else None
 
 
 def run(settings: Settings, reset: bool = False) -> int:

@@ -1,5 +1,6 @@
 """Streaming pieces that need no engine: its settings, the job's environment, offsets from progress reports,
-the checkpoint lock, and the Spark configuration handed to RayDP."""
+the checkpoint lock, the Spark configuration handed to RayDP, 1-hour bars from 1-minute bars, where a batch's
+time goes, failures in plain words, and the sink's configuration."""
 
 from __future__ import annotations
 
@@ -101,12 +102,153 @@ def test_spark_configuration_for_raydp_on_java_17(monkeypatch: pytest.MonkeyPatc
     from spark_jobs import session
 
     monkeypatch.setattr(session, "ensure_bundle", lambda settings, bundle: (Path("/jars"), False))
+    monkeypatch.setattr(session, "ensure_stream_jar", lambda settings: (Path("/cache/ray-app-stream.jar"), False))
     monkeypatch.setattr(session, "jars", lambda path: [path / "spark-sql-kafka.jar", path / "es.jar"])
     configs = session.spark_configs(load_settings())
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions",
                 "spark.ray.raydp_app_master.extraJavaOptions"):  # fmt: skip
         assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in configs[key]
         assert "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED" in configs[key]
-    assert configs["spark.jars"] == "/jars/spark-sql-kafka.jar,/jars/es.jar"
+    assert configs["spark.jars"] == "/jars/spark-sql-kafka.jar,/jars/es.jar,/cache/ray-app-stream.jar"
+    assert configs["spark.scheduler.mode"] == "FAIR" and Path(configs["spark.scheduler.allocation.file"]).is_file()
+    assert "RocksDB" in configs["spark.sql.streaming.stateStore.providerClass"]
+    assert "-XX:TieredStopAtLevel=1" in configs["spark.executor.extraJavaOptions"]
     assert configs["spark.sql.session.timeZone"] == "UTC"
     assert configs["spark.ray.raydp_spark_executor.actor.resource.cpu"] == "1.0"
+
+
+def _minute_bars(trades: list[tuple[str, int, float, float]]) -> list[dict]:
+    """Minute bars as the stream writes them, from (symbol, ts_ns, price, size) in arrival order."""
+    from collections import defaultdict
+
+    from spark_jobs.bars import _stamp
+
+    groups: dict[tuple[str, int], list] = defaultdict(list)
+    for symbol, ts_ns, price, size in trades:
+        groups[(symbol, ts_ns // 10**9 // 60 * 60)].append((ts_ns, price, size))
+    bars = []
+    for (symbol, start), items in groups.items():
+        items.sort(key=lambda item: item[0])
+        volume = sum(size for _, _, size in items)
+        bars.append({"symbol": symbol, "timestamp": _stamp(start), "open": items[0][1], "close": items[-1][1],
+                     "high": max(p for _, p, _ in items), "low": min(p for _, p, _ in items), "volume": volume,
+                     "trade_count": len(items), "vwap": sum(p * s for _, p, s in items) / volume})  # fmt: skip
+    return bars
+
+
+def test_an_hour_bar_from_its_minute_bars_equals_one_computed_from_the_trades() -> None:
+    import math
+    import random
+
+    from spark_jobs.bars import hour_bar
+
+    rng = random.Random(3)
+    start = 1_795_000_000 // 3600 * 3600
+    trades = sorted(((("AAPL", (start + rng.randrange(3600)) * 10**9 + rng.randrange(10**9),
+                       round(rng.uniform(90, 110), 2), float(rng.randint(1, 500)))) for _ in range(2000)),
+                    key=lambda t: t[1])  # fmt: skip
+    minutes = _minute_bars(trades)
+    rng.shuffle(minutes)  # the multi-get answers in any order
+    bar = hour_bar("AAPL", start, minutes, "2026-12-01T00:00:00Z")
+    prices = [p for _, _, p, _ in trades]
+    volume = sum(s for _, _, _, s in trades)
+    assert (bar["open"], bar["close"], bar["high"], bar["low"]) == (trades[0][2], trades[-1][2], max(prices),
+                                                                    min(prices))  # fmt: skip
+    assert bar["trade_count"] == len(trades) and math.isclose(bar["volume"], volume, rel_tol=1e-12)
+    assert math.isclose(bar["vwap"], sum(p * s for _, _, p, s in trades) / volume, rel_tol=1e-12)
+    assert bar["range"] == max(prices) - min(prices) and bar["log_return"] == math.log(trades[-1][2] / trades[0][2])
+    assert (bar["timeframe"], bar["timestamp"], bar["source"]) == ("1Hour", "2026-11-18T11:00:00Z", "trades")
+
+
+def test_minute_ids_name_the_hours_they_touch() -> None:
+    from spark_jobs.bars import minute_ids, touched_hours
+
+    ids = ["BTC/USD|2026-11-30T14:05:00Z", "BTC/USD|2026-11-30T14:59:00Z", "AAPL|2026-11-30T15:00:00Z"]
+    hours = touched_hours(ids)
+    assert hours == {("BTC/USD", 1_796_047_200), ("AAPL", 1_796_050_800)}
+    every = minute_ids("BTC/USD", 1_796_047_200)
+    assert len(every) == 60 and every[0] == "BTC/USD|2026-11-30T14:00:00Z" and every[-1].endswith("14:59:00Z")
+
+
+def test_a_batch_s_time_adds_up_to_its_trigger() -> None:
+    from spark_jobs.stream_trades import batch_phases
+
+    progress = {"durationMs": {"latestOffset": 20, "queryPlanning": 30, "walCommit": 40, "commitOffsets": 50,
+                               "addBatch": 700, "triggerExecution": 900},
+                "stateOperators": [{"commitTimeMs": 60}, {"commitTimeMs": 70}]}  # fmt: skip
+    phases = batch_phases(progress, {"write": 0.5, "bulk": 0.2, "hours": 0.1, "refresh": 0.05})
+    assert phases["offsets"] == 0.02 and phases["checkpoint"] == 0.09 and phases["state"] == 0.13
+    inside = phases["write"] + phases["hours"] + phases["refresh"]
+    assert abs(phases["offsets"] + phases["planning"] + phases["checkpoint"] + inside + phases["other"] - 0.9) < 1e-9
+
+
+class _Throwable:
+    """Enough of a Java exception through Py4J: class name, message, cause."""
+
+    def __init__(self, name: str, message: str, cause: _Throwable | None = None) -> None:
+        self.name, self.message, self.cause = name, message, cause
+
+    def getClass(self):  # noqa: N802
+        outer = self
+
+        class Class:
+            def getName(self) -> str:  # noqa: N802
+                return outer.name
+
+            def getSimpleName(self) -> str:  # noqa: N802
+                return outer.name.rsplit(".", 1)[-1]
+
+        return Class()
+
+    def getMessage(self) -> str:  # noqa: N802
+        return self.message
+
+    def getCause(self) -> _Throwable | None:  # noqa: N802
+        return self.cause
+
+
+def test_a_failure_reads_as_its_cause_not_as_the_wrappers() -> None:
+    from spark_jobs.stream_trades import failure_text, java_failure_text
+
+    sink = _Throwable("io.github.raytrading.stream.BulkWriteFailed",
+                      "Elasticsearch at http://127.0.0.1:9200 did not take a bulk request after 7 tries: ConnectException")
+    job = _Throwable("org.apache.spark.SparkException", "Job aborted due to stage failure: ...", sink)
+    query = _Throwable("org.apache.spark.sql.streaming.StreamingQueryException", "An exception was raised by the "
+                       "Python Proxy. Return Message: Traceback ...", job)  # fmt: skip
+    assert java_failure_text(query) == ("Elasticsearch: Elasticsearch at http://127.0.0.1:9200 did not take a bulk "
+                                        "request after 7 tries: ConnectException")  # fmt: skip
+    kafka = _Throwable("org.apache.spark.SparkException", "Job aborted",
+                       _Throwable("org.apache.kafka.common.errors.TimeoutException", "Timeout of 60000ms expired"))
+    assert java_failure_text(kafka) == "TimeoutException: Timeout of 60000ms expired"
+
+    class FromPy4J(Exception):
+        java_exception = job
+
+    assert failure_text(FromPy4J("An error occurred while calling z:...")).startswith("Elasticsearch: ")
+    assert failure_text(ValueError("plain\n  words")) == "ValueError: plain words"
+
+
+def test_the_sink_gets_the_platform_s_elasticsearch_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from spark_jobs.es_sink import sink_config
+
+    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__USERNAME", "elastic")
+    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__PASSWORD", "s3cret")
+    config = json.loads(sink_config(load_settings()))
+    assert config["authorization"] == "Basic " + base64.b64encode(b"elastic:s3cret").decode()
+    assert config["dead_letters_index"] == "dead-letters" and config["limits"]["es_id_max_bytes"] == 512
+    monkeypatch.delenv("RAY_APP_ELASTICSEARCH__USERNAME")
+    monkeypatch.delenv("RAY_APP_ELASTICSEARCH__PASSWORD")
+    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__API_KEY", "abc==")
+    assert json.loads(sink_config(load_settings()))["authorization"] == "ApiKey abc=="
+
+
+def test_write_reports_add_up() -> None:
+    from spark_jobs.es_sink import WriteReport
+
+    total = WriteReport.from_json(json.dumps({"indexed": {"trades": 3}, "rejected": 1, "documents": 4,
+                                              "newest_produced_ms": 10, "samples": [{"doc_id": "a"}]}))  # fmt: skip
+    total.add(WriteReport(indexed={"trades": 2, "dead-letters": 1}, documents=2, newest_produced_ms=7, rejected=2))
+    assert total.indexed == {"trades": 5, "dead-letters": 1} and total.documents == 6 and total.rejected == 3
+    assert total.newest_produced_ms == 10

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray_app.config import Settings
-from ray_app.stack.artifacts import BUNDLES, ensure_bundle, find_java
+from ray_app.stack.artifacts import BUNDLES, ensure_bundle, ensure_stream_jar, find_java
 from ray_app.stack.elasticsearch import ElasticsearchService
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import (
@@ -65,6 +65,8 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
         _, fresh = ensure_bundle(settings, bundle)
         if fresh:
             downloaded.append(bundle)
+    progress("compiling the streaming job's JVM code (once per version)")
+    ensure_stream_jar(settings)
 
     all_services = services(settings)
     actions: dict[str, str] = {}

@@ -1,0 +1,469 @@
+package io.github.raytrading.stream;
+
+import com.fasterxml.jackson.core.io.JsonStringEncoder;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.ByteArrayOutputStream;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.Socket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.TrustManager;
+import javax.net.ssl.TrustManagerFactory;
+import javax.net.ssl.X509ExtendedTrustManager;
+
+/**
+ * Bulk-indexes documents into Elasticsearch so that no document, however bad, can stop the others.
+ *
+ * <ul>
+ *   <li>Documents go out in requests of at most {@code batch_entries} documents and {@code batch_bytes} bytes (a
+ *       document bigger than that goes alone), up to {@code max_in_flight} at a time.
+ *   <li>A whole request Elasticsearch refuses (HTTP 400, e.g. one id over 512 bytes, or 413, too large) is split
+ *       in halves until the refused documents stand alone: each becomes a {@link WriteReport.Rejection} with
+ *       Elasticsearch's reason; the rest is indexed.
+ *   <li>An item refused for good (a mapping conflict, an immense term) is a rejection too.
+ *   <li>Transient trouble is retried with exponential backoff, never turned into a rejection: a connection error
+ *       or a whole request answered 429/502/503/504, and items answered 429 or 5xx. When it outlasts {@code
+ *       retry_count} retries, {@link BulkWriteFailed} fails the batch, which Spark then replays.
+ * </ul>
+ */
+final class BulkClient {
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static final Map<String, HttpClient> CLIENTS = new ConcurrentHashMap<>();
+  private static final String BULK_PATH =
+      "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason,"
+          + "items.*.error.caused_by.type,items.*.error.caused_by.reason";
+  private static final int REASON_LIMIT = 1000;
+
+  private final SinkConfig config;
+  private final HttpClient http;
+  private final URI bulkUri;
+
+  BulkClient(SinkConfig config) {
+    this.config = config;
+    this.http = CLIENTS.computeIfAbsent(config.clientKey(), key -> newClient(config));
+    this.bulkUri = URI.create(config.baseUrl + BULK_PATH);
+  }
+
+  /** A bulk request sent and not answered yet. */
+  private static final class InFlight {
+    final List<Doc> docs;
+    final long began;
+    final CompletableFuture<HttpResponse<byte[]>> answer;
+
+    InFlight(List<Doc> docs, CompletableFuture<HttpResponse<byte[]>> answer) {
+      this.docs = docs;
+      this.began = System.nanoTime();
+      this.answer = answer;
+    }
+  }
+
+  /** Index every document of the iterator; the report says what was indexed and what was refused. Up to
+   * {@code max_in_flight} requests are out at once, so reading and encoding the next documents overlaps
+   * Elasticsearch's work on the last ones. */
+  WriteReport write(Iterator<Doc> docs) {
+    long began = System.nanoTime();
+    WriteReport report = new WriteReport();
+    ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
+    List<Doc> pending = new ArrayList<>();
+    long size = 0;
+    while (docs.hasNext()) {
+      Doc doc = docs.next();
+      report.documents++;
+      if (!pending.isEmpty() && (pending.size() >= config.batchEntries || size + doc.size() > config.batchBytes)) {
+        inFlight.add(send(pending, report));
+        while (inFlight.size() >= config.maxInFlight) {
+          settle(inFlight.poll(), report);
+        }
+        pending = new ArrayList<>();
+        size = 0;
+      }
+      pending.add(doc);
+      size += doc.size();
+    }
+    if (!pending.isEmpty()) {
+      inFlight.add(send(pending, report));
+    }
+    while (!inFlight.isEmpty()) {
+      settle(inFlight.poll(), report);
+    }
+    deadLetter(report);
+    report.tasks = 1;
+    report.taskNanos = System.nanoTime() - began;
+    return report;
+  }
+
+  /** Refused documents -> dead letters, in this task. One refused too is written again without its raw
+   * document; one refused even so is logged and counted: writing a dead letter never fails the batch. */
+  private void deadLetter(WriteReport report) {
+    if (report.rejected.isEmpty()) {
+      return;
+    }
+    List<WriteReport.Rejection> refused = new ArrayList<>(report.rejected);
+    report.rejected.clear();
+    report.rejectedCount += refused.size();
+    Map<String, WriteReport.Rejection> byId = new java.util.HashMap<>();
+    List<Doc> letters = new ArrayList<>();
+    for (WriteReport.Rejection r : refused) {
+      report.sample(r);
+      Doc letter = DeadLetters.of(r, config, false);
+      byId.put(letter.id, r);
+      letters.add(letter);
+    }
+    for (boolean minimal : new boolean[] {false, true}) {
+      WriteReport written = new WriteReport();
+      for (int i = 0; i < letters.size(); i += config.batchEntries) {
+        flush(new ArrayList<>(letters.subList(i, Math.min(i + config.batchEntries, letters.size()))), written);
+      }
+      List<WriteReport.Rejection> again = new ArrayList<>(written.rejected);
+      written.rejected.clear();
+      report.add(written);
+      if (again.isEmpty()) {
+        return;
+      }
+      letters = new ArrayList<>();
+      for (WriteReport.Rejection letter : again) {
+        if (minimal) {
+          report.lostDeadLetters++;
+          System.err.println("ray-app sink: dead letter " + letter.docId + " refused too (" + letter.type + ": "
+              + letter.reason + "); the refused document was: " + Json.cut(byId.get(letter.docId).source, 2000));
+        } else {
+          letters.add(DeadLetters.of(byId.get(letter.docId), config, true));
+        }
+      }
+    }
+  }
+
+  private InFlight send(List<Doc> docs, WriteReport report) {
+    byte[] body = body(docs);
+    HttpRequest request = request(body);
+    report.requests++;
+    report.bytes += body.length;
+    return new InFlight(docs, http.sendAsync(request, HttpResponse.BodyHandlers.ofByteArray()));
+  }
+
+  /** Wait for a request sent ahead; all indexed is the common case, anything else goes the careful way. */
+  private void settle(InFlight sent, WriteReport report) {
+    HttpResponse<byte[]> answer;
+    try {
+      answer = sent.answer.get();
+    } catch (ExecutionException e) {
+      answer = null; // a connection error: the careful way retries it
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new BulkWriteFailed("interrupted while writing to Elasticsearch", e);
+    } finally {
+      report.bulkNanos += System.nanoTime() - sent.began;
+    }
+    int status = answer == null ? 0 : answer.statusCode();
+    if (answer == null || status == 429 || status == 502 || status == 503 || status == 504) {
+      flush(sent.docs, report, null);
+    } else {
+      flush(sent.docs, report, new Response(status, answer.body()));
+    }
+  }
+
+  private void flush(List<Doc> docs, WriteReport report) {
+    flush(docs, report, null);
+  }
+
+  /** One request's worth: send it (unless its first answer is given), isolate refusals, retry what failed
+   * transiently. */
+  private void flush(List<Doc> docs, WriteReport report, Response first) {
+    List<Doc> pending = docs;
+    for (int attempt = 1; ; attempt++) {
+      Map<Integer, Integer> transientStatuses = new TreeMap<>();
+      List<Doc> again = new ArrayList<>();
+      if (first != null) {
+        sort(pending, first, report, again, transientStatuses);
+        first = null;
+      } else {
+        isolate(pending, report, again, transientStatuses);
+      }
+      if (again.isEmpty()) {
+        return;
+      }
+      if (attempt > config.retryCount) {
+        throw new BulkWriteFailed(
+            again.size() + " documents were still answered " + transientStatuses + " (HTTP status: count) by "
+                + config.baseUrl + " after " + attempt + " tries", null);
+      }
+      report.retriedItems += again.size();
+      sleep(backoffMs(attempt));
+      pending = again;
+    }
+  }
+
+  /** Send one request; split it while Elasticsearch refuses it whole; sort the items of what it accepts. */
+  private void isolate(List<Doc> docs, WriteReport report, List<Doc> again, Map<Integer, Integer> statuses) {
+    sort(docs, post(docs, report), report, again, statuses);
+  }
+
+  private void sort(List<Doc> docs, Response response, WriteReport report, List<Doc> again,
+      Map<Integer, Integer> statuses) {
+    if (response.status == 400 || response.status == 413) {
+      if (docs.size() == 1) {
+        String[] why = requestError(response);
+        report.rejected.add(new WriteReport.Rejection(docs.get(0), response.status, why[0], why[1]));
+        return;
+      }
+      report.splits++;
+      int half = docs.size() / 2;
+      isolate(new ArrayList<>(docs.subList(0, half)), report, again, statuses);
+      isolate(new ArrayList<>(docs.subList(half, docs.size())), report, again, statuses);
+      return;
+    }
+    if (response.status >= 300) {
+      String[] why = requestError(response);
+      throw new BulkWriteFailed(
+          "Elasticsearch at " + config.baseUrl + " refused a bulk request: HTTP " + response.status + " "
+              + why[0] + ": " + why[1], null);
+    }
+    JsonNode body = parse(response.body);
+    if (!body.path("errors").asBoolean(true)) {
+      for (Doc doc : docs) {
+        report.indexed(doc, config.returnIds);
+      }
+      return;
+    }
+    JsonNode items = body.path("items");
+    for (int i = 0; i < docs.size(); i++) {
+      Doc doc = docs.get(i);
+      JsonNode result = items.path(i).elements().hasNext() ? items.path(i).elements().next() : null;
+      int status = result == null ? 500 : result.path("status").asInt(500);
+      if (status < 300) {
+        report.indexed(doc, config.returnIds);
+      } else if (status == 429 || status >= 500) {
+        again.add(doc);
+        statuses.merge(status, 1, Integer::sum);
+      } else {
+        String[] why = itemError(result.path("error"));
+        report.rejected.add(new WriteReport.Rejection(doc, status, why[0], why[1]));
+      }
+    }
+  }
+
+  private static final class Response {
+    final int status;
+    final byte[] body;
+
+    Response(int status, byte[] body) {
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  private static byte[] body(List<Doc> docs) {
+    int size = 0;
+    for (Doc doc : docs) {
+      size += doc.line.length;
+    }
+    ByteArrayOutputStream out = new ByteArrayOutputStream(size);
+    for (Doc doc : docs) {
+      out.write(doc.line, 0, doc.line.length);
+    }
+    return out.toByteArray();
+  }
+
+  private HttpRequest request(byte[] body) {
+    HttpRequest.Builder request =
+        HttpRequest.newBuilder(bulkUri)
+            .timeout(Duration.ofMillis(config.requestTimeoutMs))
+            .header("Content-Type", "application/x-ndjson")
+            .POST(HttpRequest.BodyPublishers.ofByteArray(body));
+    if (config.authorization != null) {
+      request.header("Authorization", config.authorization);
+    }
+    return request.build();
+  }
+
+  /** POST the documents as one bulk request; retry connection errors and 429/502/503/504 with backoff. */
+  private Response post(List<Doc> docs, WriteReport report) {
+    byte[] body = body(docs);
+    HttpRequest built = request(body);
+    for (int attempt = 1; ; attempt++) {
+      long began = System.nanoTime();
+      String problem;
+      Throwable cause = null;
+      try {
+        report.requests++;
+        report.bytes += body.length;
+        HttpResponse<byte[]> answer = http.send(built, HttpResponse.BodyHandlers.ofByteArray());
+        int status = answer.statusCode();
+        if (status != 429 && status != 502 && status != 503 && status != 504) {
+          return new Response(status, answer.body());
+        }
+        problem = "HTTP " + status;
+      } catch (IOException e) {
+        problem = e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage());
+        cause = e;
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new BulkWriteFailed("interrupted while writing to Elasticsearch", e);
+      } finally {
+        report.bulkNanos += System.nanoTime() - began;
+      }
+      if (attempt > config.retryCount) {
+        throw new BulkWriteFailed(
+            "Elasticsearch at " + config.baseUrl + " did not take a bulk request after " + attempt + " tries: "
+                + problem, cause);
+      }
+      report.retriedRequests++;
+      sleep(backoffMs(attempt));
+    }
+  }
+
+  private long backoffMs(int attempt) {
+    return Math.min(config.retryWaitMs * (1L << Math.min(attempt - 1, 20)), 60_000L);
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new BulkWriteFailed("interrupted while waiting to retry a bulk request", e);
+    }
+  }
+
+  private static JsonNode parse(byte[] body) {
+    try {
+      return JSON.readTree(body);
+    } catch (IOException e) {
+      throw new BulkWriteFailed("Elasticsearch answered a bulk request with something that is not JSON", e);
+    }
+  }
+
+  /** (type, reason) of a whole-request error body, or of the status when the body says nothing. */
+  private static String[] requestError(Response response) {
+    try {
+      JsonNode error = JSON.readTree(response.body).path("error");
+      if (error.isObject()) {
+        return itemError(error);
+      }
+      if (error.isTextual()) {
+        return new String[] {"http_" + response.status, clip(error.asText())};
+      }
+    } catch (IOException | RuntimeException e) {
+      // not JSON (413 from the HTTP layer has no body): the status speaks
+    }
+    String text = new String(response.body, StandardCharsets.UTF_8).trim();
+    String reason = response.status == 413 ? "request entity too large" : "bad request";
+    return new String[] {"http_" + response.status, clip(text.isEmpty() ? reason : text)};
+  }
+
+  private static String[] itemError(JsonNode error) {
+    String type = error.path("type").asText("error");
+    String reason = error.path("reason").asText("");
+    JsonNode cause = error.path("caused_by");
+    if (cause.isObject()) {
+      reason += " (caused by " + cause.path("type").asText() + ": " + cause.path("reason").asText() + ")";
+    }
+    return new String[] {type, clip(reason)};
+  }
+
+  private static String clip(String text) {
+    return text.length() <= REASON_LIMIT ? text : text.substring(0, REASON_LIMIT) + "...";
+  }
+
+  static byte[] actionLine(String index, String id, String source) {
+    JsonStringEncoder encoder = JsonStringEncoder.getInstance();
+    ByteArrayOutputStream out = new ByteArrayOutputStream(64 + source.length());
+    write(out, "{\"index\":{\"_index\":\"".getBytes(StandardCharsets.UTF_8));
+    write(out, encoder.quoteAsUTF8(index));
+    write(out, "\",\"_id\":\"".getBytes(StandardCharsets.UTF_8));
+    write(out, encoder.quoteAsUTF8(id));
+    write(out, "\"}}\n".getBytes(StandardCharsets.UTF_8));
+    write(out, source.getBytes(StandardCharsets.UTF_8));
+    out.write('\n');
+    return out.toByteArray();
+  }
+
+  private static void write(ByteArrayOutputStream out, byte[] bytes) {
+    out.write(bytes, 0, bytes.length);
+  }
+
+  private static HttpClient newClient(SinkConfig config) {
+    HttpClient.Builder builder =
+        HttpClient.newBuilder()
+            .version(HttpClient.Version.HTTP_1_1)
+            .connectTimeout(Duration.ofMillis(Math.min(config.requestTimeoutMs, 10_000)));
+    if (config.baseUrl.startsWith("https:")) {
+      builder.sslContext(sslContext(config));
+    }
+    return builder.build();
+  }
+
+  private static SSLContext sslContext(SinkConfig config) {
+    try {
+      SSLContext context = SSLContext.getInstance("TLS");
+      if (!config.verifyCerts) {
+        context.init(null, new TrustManager[] {new TrustAll()}, null);
+      } else if (config.caCerts != null) {
+        KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
+        store.load(null, null);
+        try (InputStream in = new FileInputStream(config.caCerts)) {
+          int n = 0;
+          for (Certificate cert : CertificateFactory.getInstance("X.509").generateCertificates(in)) {
+            store.setCertificateEntry("ca-" + n++, cert);
+          }
+        }
+        TrustManagerFactory factory = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        factory.init(store);
+        context.init(null, factory.getTrustManagers(), null);
+      } else {
+        return SSLContext.getDefault();
+      }
+      return context;
+    } catch (Exception e) {
+      throw new IllegalArgumentException("cannot set up TLS for " + config.baseUrl + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** elasticsearch.verify_certs: false, as in the Python client: any certificate, any host name. */
+  private static final class TrustAll extends X509ExtendedTrustManager {
+    @Override
+    public void checkClientTrusted(X509Certificate[] chain, String authType, Socket socket) {}
+
+    @Override
+    public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket) {}
+
+    @Override
+    public void checkClientTrusted(X509Certificate[] chain, String authType, SSLEngine engine) {}
+
+    @Override
+    public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine) {}
+
+    @Override
+    public void checkClientTrusted(X509Certificate[] chain, String authType) {}
+
+    @Override
+    public void checkServerTrusted(X509Certificate[] chain, String authType) {}
+
+    @Override
+    public X509Certificate[] getAcceptedIssuers() {
+      return new X509Certificate[0];
+    }
+  }
+}

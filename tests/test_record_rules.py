@@ -1,0 +1,161 @@
+"""The record rules (spark_jobs/jvm Records.java) on every kind of poison record, in a plain JVM (no engine):
+each bad record becomes a bounded dead letter with the right reason, each valid one its exact document; and the
+rules agree with the ingest models (``ray_app.schemas``) on every limit."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ray_app.config import Settings, load_settings
+from ray_app.schemas import CODE_MAX_LENGTH, MAX_CONDITIONS, SYMBOL_MAX_LENGTH, TRADE_ID_MAX_BYTES, Source, Trade
+from spark_jobs.records import DETAIL_MAX, ES_ID_MAX_BYTES, RAW_MAX_BYTES, rules_config
+from tests.jvm_gateway import document, stream_jvm
+from tests.poison import cases
+
+NOW = time.time_ns()
+CORPUS = cases(NOW, "rules")
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The default settings with a scratch state dir (the jar is built into the usual cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_APP_STATE_DIR", str(tmp_path_factory.mktemp("rules-state")))
+        return load_settings()
+
+
+@pytest.fixture(scope="module")
+def jvm(settings: Settings) -> Iterator[Any]:
+    with stream_jvm(settings) as package:
+        yield package
+
+
+@pytest.fixture(scope="module")
+def rules(settings: Settings) -> str:
+    return rules_config(settings)
+
+
+def topic_of(settings: Settings, key: str) -> str:
+    return getattr(settings.kafka.topics, key).name
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case.what for case in CORPUS])
+def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, rules, settings) -> None:
+    indices = settings.elasticsearch.indices
+    index, doc_id, doc = document(jvm, rules, topic_of(settings, case.topic), case.value, offset=17,
+                                  kafka_ms=case.kafka_ms if case.kafka_ms is not None else 1_795_000_000_000)  # fmt: skip
+    assert len(doc_id.encode()) <= ES_ID_MAX_BYTES
+    if case.reason is None:
+        trade = case.trade
+        assert index == indices.trades, doc
+        natural = f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}"
+        assert doc_id == natural if len(natural.encode()) <= ES_ID_MAX_BYTES else doc_id.startswith(
+            f"{trade.symbol}|{trade.exchange}|sha256:")
+        assert doc["trade_id"] == trade.trade_id  # the natural id is kept whatever the document id
+        assert (doc["price"], doc["size"], doc["timestamp_ns"], doc["timestamp"]) == (
+            trade.price, trade.size, trade.timestamp_ns, trade.timestamp)
+        assert doc.get("conditions") == trade.conditions and doc["kafka_offset"] == 17
+        if case.kafka_ms in (None, 0):
+            assert doc["ingested_at"].endswith("Z")
+        else:  # beyond what date_nanos holds: left out rather than refused by Elasticsearch
+            assert "ingested_at" not in doc
+        return
+    assert index == indices.dead_letters, (case.what, doc)
+    assert doc_id == f"{topic_of(settings, case.topic)}|0|17"
+    assert doc["reason"] == case.reason, (case.what, doc["reason"], doc["detail"])
+    assert doc["detail"] and len(doc["detail"]) <= DETAIL_MAX
+    raw = case.value or b""
+    assert doc["raw_bytes"] == (raw_len(case) if case.topic == "dead_letters" else len(raw))
+    assert len(doc["raw"]) <= RAW_MAX_BYTES and doc["raw_truncated"] == (doc["raw_bytes"] > RAW_MAX_BYTES)
+    assert len(json.dumps(doc)) < 300_000  # a dead letter is always far below any request limit
+    for keyword in ("stage", "reason", "source", "intended_topic", "intended_index", "topic"):
+        assert len(str(doc.get(keyword) or "")) <= 256
+
+
+def raw_len(case) -> int:
+    """An upstream dead letter's raw payload is the ingest stage's ``raw`` (or the whole value when it has none)."""
+    try:
+        letter = json.loads(case.value)
+        raw = letter["raw"]
+    except (TypeError, ValueError, KeyError):
+        return len(case.value or b"")
+    if letter.get("raw_encoding") == "base64":
+        import base64
+
+        return len(base64.b64decode(raw))
+    return len(raw.encode())
+
+
+def test_a_long_trade_id_gets_the_same_bounded_id_every_time(jvm, rules, settings) -> None:
+    long_id = "z" * 700
+    value = Trade(symbol="AAPL", timestamp_ns=NOW - 10**12, price=1.0, size=1.0, trade_id=long_id, exchange="V",
+                  source=Source.REPLAY).to_json()  # fmt: skip
+    first = document(jvm, rules, topic_of(settings, "trades"), value, offset=1)
+    again = document(jvm, rules, topic_of(settings, "trades"), value, offset=99)  # a replay, or a duplicate
+    assert first[1] == again[1] and len(first[1].encode()) <= ES_ID_MAX_BYTES
+    assert first[2]["trade_id"] == long_id
+
+
+def test_a_binary_dead_letter_keeps_its_bytes_in_base64_with_length_and_hash(jvm, rules, settings) -> None:
+    import base64
+    import hashlib
+
+    value = bytes(range(256)) * 200  # 51,200 bytes, not UTF-8
+    _, _, doc = document(jvm, rules, topic_of(settings, "trades"), value)
+    assert doc["raw_encoding"] == "base64" and doc["raw_truncated"] is True
+    assert base64.b64decode(doc["raw"]) == value[:RAW_MAX_BYTES]
+    assert doc["raw_bytes"] == len(value) and doc["raw_sha256"] == hashlib.sha256(value).hexdigest()
+
+
+def _model_accepts(**fields: Any) -> bool:
+    base = {"symbol": "AAPL", "timestamp_ns": NOW - 10**12, "price": 1.0, "size": 1.0, "trade_id": "t",
+            "source": Source.REPLAY}  # fmt: skip
+    try:
+        Trade(**(base | fields))
+        return True
+    except ValidationError:
+        return False
+
+
+LIMITS = [
+    ("symbol at its limit", {"symbol": "S" * SYMBOL_MAX_LENGTH}),
+    ("symbol over it", {"symbol": "S" * (SYMBOL_MAX_LENGTH + 1)}),
+    ("trade id at its limit", {"trade_id": "é" * (TRADE_ID_MAX_BYTES // 2)}),
+    ("trade id over it", {"trade_id": "é" * (TRADE_ID_MAX_BYTES // 2) + "x"}),
+    ("exchange at its limit", {"exchange": "E" * CODE_MAX_LENGTH}),
+    ("exchange over it", {"exchange": "E" * (CODE_MAX_LENGTH + 1)}),
+    ("exchange with the separator", {"exchange": "A|B"}),
+    ("symbol with the separator", {"symbol": "A|B"}),
+    ("conditions at their limit", {"conditions": ["c" * CODE_MAX_LENGTH] * MAX_CONDITIONS}),
+    ("too many conditions", {"conditions": ["c"] * (MAX_CONDITIONS + 1)}),
+    ("a condition over its limit", {"conditions": ["c" * (CODE_MAX_LENGTH + 1)]}),
+    ("tape over its limit", {"tape": "T" * (CODE_MAX_LENGTH + 1)}),
+    ("taker side S", {"taker_side": "S"}),
+]
+
+
+@pytest.mark.parametrize(("what", "fields"), LIMITS, ids=[what for what, _ in LIMITS])
+def test_the_stream_and_the_ingest_models_agree_on_every_limit(what, fields, jvm, rules, settings) -> None:
+    """What the ingest writes is never refused downstream, and what the ingest refuses the stream refuses too."""
+    payload = {"schema_version": 1, "kind": "trade", "symbol": "AAPL", "timestamp_ns": NOW - 10**12, "price": 1.0,
+               "size": 1.0, "trade_id": "t", "source": "replay"} | fields  # fmt: skip
+    index, _, doc = document(jvm, rules, topic_of(settings, "trades"), json.dumps(payload).encode())
+    assert (index == settings.elasticsearch.indices.trades) == _model_accepts(**fields), (what, doc)
+
+
+def test_what_the_ingest_writes_comes_out_field_for_field(jvm, rules, settings) -> None:
+    trade = Trade(symbol="BTC/USD", timestamp_ns=NOW - 10**12, price=91234.56, size=0.0123, trade_id="9" * 30,
+                  conditions=["@", "T"], tape="C", taker_side="B", exchange="CBSE", source=Source.ALPACA_STREAM)  # fmt: skip
+    _, doc_id, doc = document(jvm, rules, topic_of(settings, "trades"), trade.to_json(), offset=5, partition=3)
+    assert doc_id == f"BTC/USD|CBSE|{'9' * 30}"
+    expected = json.loads(trade.to_json())
+    for field in ("symbol", "price", "size", "trade_id", "exchange", "conditions", "tape", "taker_side", "source",
+                  "timestamp", "timestamp_ns", "schema_version"):  # fmt: skip
+        assert doc[field] == expected[field], field
+    assert (doc["kafka_partition"], doc["kafka_offset"]) == (3, 5)
