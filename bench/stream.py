@@ -225,6 +225,8 @@ class CpuMeter:
             return "kafka"
         if "spark_jobs.stream_trades" in line:
             return "spark driver (Python)"
+        if "worker_daemon" in line or "pyspark.daemon" in line or "pyspark/daemon" in line:
+            return "spark python workers"
         if "bench/stream.py" in line:
             return "bench (feeder, poller)"
         if "ray" in line.lower():
@@ -270,8 +272,11 @@ class LatencyRun:
     cores: dict[str, float] = field(default_factory=dict)
 
 
-def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: str, counts: Counter,
-          send: Callable[[list[tuple[str, bytes]]], None], trades_index: str, bars_index: str | None) -> LatencyRun:  # fmt: skip
+Send = Callable[[list[tuple[str, bytes]]], None]
+
+
+def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: str, counts: Counter, send: Send,
+          trades_index: str, bars_index: str | None) -> LatencyRun:  # fmt: skip
     """`rate` trades/s in 50 ms slices for `seconds`; the first trade of each slice is a probe."""
     poller = Poller(es, trades_index, bars_index)
     poller.start()
@@ -430,8 +435,10 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
         # the same trades, stamped over the last 9 minutes (inside the bars' watermark, so every one is counted)
         first_ns = time.time_ns() - 540 * 10**9
         span = max(len(simulated) - 1, 1)
-        burst = [(t.model_copy(update={"trade_id": f"burst-{t.trade_id}", "timestamp_ns": first_ns + i * 540 * 10**9
-                                       // span}).to_json(), t.symbol.encode()) for i, t in enumerate(simulated)]  # fmt: skip
+        restamped = (t.model_copy(update={"trade_id": f"burst-{t.trade_id}",
+                                          "timestamp_ns": first_ns + i * 540 * 10**9 // span})
+                     for i, t in enumerate(simulated))  # fmt: skip
+        burst = [(t.to_json(), t.symbol.encode()) for t in restamped]
         console.print(f"[{executors} executor(s)] {len(burst):,} trades as fast as they can be produced ...")
         meter = CpuMeter()
         meter.start()
@@ -491,7 +498,8 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
         for key in env:
             os.environ.pop(key, None)
     return ExecutorRun(executors, len(simulated), len(simulated) / bare_seconds,
-                       cold=Throughput(len(simulated) / trades_done, len(simulated) / all_done, cold_phases, cold_cores),
+                       cold=Throughput(len(simulated) / trades_done, len(simulated) / all_done, cold_phases,
+                                       cold_cores),
                        warm=Throughput(len(simulated) / warm_trades_done, len(simulated) / warm_done, warm_phases,
                                        warm_cores),
                        latency=latency, bare_latency=bare_run)  # fmt: skip
@@ -543,7 +551,7 @@ def _print(runs: list[ExecutorRun]) -> None:
             batches = []
             for name in ("records", "bars"):
                 b, p = lat.batch.get(name, {}), lat.phases.get(name, {})
-                total = sum(v for k, v in p.items() if k not in {"bulk", "state"})
+                total = sum(v for k, v in p.items() if k not in {"bulk", "state", "worker"})
                 batches.append(f"{b.get('rows', 0):,.0f} rows, {total:,.0f} ms" if b else "-")
             cores = ", ".join(f"{k} {v:.2f}" for k, v in lat.cores.items() if v >= 0.05)
             table.add_row(str(run.executors), f"{lat.rate:,}", f"{lat.achieved_rate:,.0f}", str(lat.probes),
@@ -558,9 +566,15 @@ def _print(runs: list[ExecutorRun]) -> None:
                           "bare: bulk straight into ES every 100 ms", "", "")  # fmt: skip
     console.print(table)
 
-    from spark_jobs.status import PHASES
+    # the phases the job's status reports (an older job reported "build": its plan made in Python per batch, and
+    # "worker": time in the executors' Python workers, inside "write")
+    order = ["offsets", "build", "planning", "checkpoint", "write", "worker", "bulk", "state", "hours", "refresh",
+             "other"]  # fmt: skip
+    seen = {phase for run in runs for phases in [run.warm.phases, run.cold.phases, *(lat.phases for lat in run.latency)]
+            for values in phases.values() for phase in values}  # fmt: skip
+    PHASES = [phase for phase in order if phase in seen] + sorted(seen - set(order))
 
-    table = Table(title="where a micro-batch's time goes (mean ms per batch; bulk and state are inside write)",
+    table = Table(title="where a micro-batch's time goes (mean ms per batch; worker, bulk and state are inside write)",
                   title_justify="left")  # fmt: skip
     for column in ("executors", "phase of the run", "query", *PHASES):
         table.add_column(column, justify="left" if column in {"phase of the run", "query"} else "right")

@@ -43,6 +43,7 @@ def is_crypto(symbol: str) -> bool:
     return "/" in symbol
 
 
+Code = Annotated[str, Field(max_length=CODE_MAX_LENGTH)]  # an exchange, tape or condition code
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -105,8 +106,8 @@ class Trade(Record):
     size: PositiveFinite
     trade_id: Annotated[str, Field(min_length=1)]
     exchange: Annotated[str, Field(max_length=CODE_MAX_LENGTH, pattern=r"^[^|]*$")] | None = None
-    conditions: Annotated[list[Annotated[str, Field(max_length=CODE_MAX_LENGTH)]], Field(max_length=MAX_CONDITIONS)] = []
-    tape: Annotated[str, Field(max_length=CODE_MAX_LENGTH)] | None = None
+    conditions: Annotated[list[Code], Field(max_length=MAX_CONDITIONS)] = []
+    tape: Code | None = None
     taker_side: Literal["B", "S"] | None = None  # crypto only
 
     @field_validator("trade_id")

@@ -98,13 +98,13 @@ class FaultyElasticsearch:
                     content = json.dumps(parsed).encode()
                 self._answer(answer.status_code, content)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._forward("POST")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 self._forward("PUT")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._forward("GET")
 
         return Handler

@@ -99,9 +99,10 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
     for field in ("symbol", "exchange"):
         bad("trades", _json(trade(**{field: "A|B"})), "invalid_value", f"trade {field}: with the id separator")
     for field in ("price", "size"):
-        for value, what in [(_DROP, "missing"), (None, "null"), ("abc", "text"), (True, "a bool"), ({"v": 1}, "an object"),
-                            ([1], "a list"), (0, "zero"), (-5, "negative"), ("NaN", "NaN"), ("Infinity", "infinity"),
-                            ("1e400", "overflowing"), ("1" * BIG, "40,000 digits")]:  # fmt: skip
+        wrong = [(_DROP, "missing"), (None, "null"), ("abc", "text"), (True, "a bool"), ({"v": 1}, "an object"),
+                 ([1], "a list"), (0, "zero"), (-5, "negative"), ("NaN", "NaN"), ("Infinity", "infinity"),
+                 ("1e400", "overflowing"), ("1" * BIG, "40,000 digits")]
+        for value, what in wrong:
             reason = "missing_field" if what in {"missing", "null"} else "invalid_value"
             bad("trades", _json(trade(**{field: value})), reason, f"trade {field}: {what}")
     for value, what in [(_DROP, "missing"), ("abc", "text"), (1.5e18, "a float"), (-1, "negative"), (0, "zero"),
@@ -111,7 +112,8 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
         bad("trades", _json(trade(timestamp_ns=value, **({"timestamp": _DROP} if what == "missing" else {}))), reason,
             f"trade timestamp_ns: {what}")
     for value, what in [("@", "a string"), ({"c": 1}, "an object"), ([{"c": 1}], "a list holding an object"),
-                        (["x" * (CODE_MAX_LENGTH + 1)], "a code over its limit"), (["z" * BIG], "a 40,000-character code"),
+                        (["x" * (CODE_MAX_LENGTH + 1)], "a code over its limit"),
+                        (["z" * BIG], "a 40,000-character code"),
                         (["@"] * (MAX_CONDITIONS + 1), "too many codes"), ([None], "a null code")]:  # fmt: skip
         bad("trades", _json(trade(conditions=value)), "invalid_value", f"trade conditions: {what}")
     bad("trades", _json(trade(taker_side="X")), "invalid_value", "trade taker_side: not B or S")
@@ -144,7 +146,8 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
     for field in ("open", "high", "low", "close", "volume", "vwap"):
         for value, what in [("abc", "text"), ({"v": 1}, "an object"), (-1, "negative"), ("NaN", "NaN")]:
             bad("bars", _json(bar(**{field: value})), "invalid_value", f"bar {field}: {what}")
-    for value, what in [("1Day", "an unsupported timeframe"), ({"t": 1}, "an object"), ("x" * BIG, "40,000 characters")]:
+    timeframes = [("1Day", "an unsupported timeframe"), ({"t": 1}, "an object"), ("x" * BIG, "40,000 characters")]
+    for value, what in timeframes:
         bad("bars", _json(bar(timeframe=value)), "invalid_value", f"bar timeframe: {what}")
     for value, what in [(-1, "negative"), (1.5, "a float"), ("many", "text")]:
         bad("bars", _json(bar(trade_count=value)), "invalid_value", f"bar trade_count: {what}")

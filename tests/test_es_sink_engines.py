@@ -110,8 +110,7 @@ def test_an_outage_that_outlasts_the_retries_fails_the_write_instead_of_dropping
     assert not stored(stack, letters)
 
 
-def test_a_request_size_limit_is_met_by_splitting_and_a_document_over_it_is_dead_lettered(jvm, stack,
-                                                                                           indices) -> None:  # fmt: skip
+def test_a_request_size_limit_is_met_by_splitting_and_one_document_over_it_dead_lettered(jvm, stack, indices) -> None:
     target, letters = indices
     docs = [(target, f"s-{i}", json.dumps({"n": i, "k": "v" * 100})) for i in range(60)]
     docs.insert(30, (target, "huge", json.dumps({"n": 1, "k": "w" * 5000})))
@@ -136,7 +135,7 @@ def test_a_dead_letter_refused_too_is_kept_without_its_raw_or_counted_never_fata
         assert report.rejected == 1 and report.lost_dead_letters == 0
         (letter,) = stored(stack, strict).values()
         assert "raw" not in letter and letter["raw_truncated"] is True and letter["raw_sha256"]
-        report = write(jvm, bad + [(target, "fine", json.dumps({"n": 2}))], config(stack, hopeless))
+        report = write(jvm, [*bad, (target, "fine", json.dumps({"n": 2}))], config(stack, hopeless))
         assert report.rejected == 1 and report.lost_dead_letters == 1 and report.indexed[target] == 1
     finally:
         es.indices.delete(index=f"{strict},{hopeless}", ignore_unavailable=True)

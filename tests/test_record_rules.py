@@ -48,8 +48,8 @@ def topic_of(settings: Settings, key: str) -> str:
 @pytest.mark.parametrize("case", CORPUS, ids=[case.what for case in CORPUS])
 def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, rules, settings) -> None:
     indices = settings.elasticsearch.indices
-    index, doc_id, doc = document(jvm, rules, topic_of(settings, case.topic), case.value, offset=17,
-                                  kafka_ms=case.kafka_ms if case.kafka_ms is not None else 1_795_000_000_000)  # fmt: skip
+    kafka_ms = case.kafka_ms if case.kafka_ms is not None else 1_795_000_000_000
+    index, doc_id, doc = document(jvm, rules, topic_of(settings, case.topic), case.value, offset=17, kafka_ms=kafka_ms)
     assert len(doc_id.encode()) <= ES_ID_MAX_BYTES
     if case.reason is None:
         trade = case.trade
@@ -151,7 +151,8 @@ def test_the_stream_and_the_ingest_models_agree_on_every_limit(what, fields, jvm
 
 def test_what_the_ingest_writes_comes_out_field_for_field(jvm, rules, settings) -> None:
     trade = Trade(symbol="BTC/USD", timestamp_ns=NOW - 10**12, price=91234.56, size=0.0123, trade_id="9" * 30,
-                  conditions=["@", "T"], tape="C", taker_side="B", exchange="CBSE", source=Source.ALPACA_STREAM)  # fmt: skip
+                  conditions=["@", "T"], tape="C", taker_side="B", exchange="CBSE",
+                  source=Source.ALPACA_STREAM)  # fmt: skip
     _, doc_id, doc = document(jvm, rules, topic_of(settings, "trades"), trade.to_json(), offset=5, partition=3)
     assert doc_id == f"BTC/USD|CBSE|{'9' * 30}"
     expected = json.loads(trade.to_json())

@@ -20,6 +20,7 @@ state of Elasticsearch against what was produced:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -362,14 +363,16 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
     now_ns = time.time_ns()
     good = _trades((now_ns - 3600 * 10**9) // MINUTE_NS * MINUTE_NS - 10 * MINUTE_NS, minutes=2, per_minute=60,
                    tag="p")  # fmt: skip
-    corpus = cases(now_ns, "poison")
+    # Kafka 4 itself refuses a producer's timestamp more than an hour ahead (log.message.timestamp.after.max.ms,
+    # for the whole record batch); the rules' tests cover such a record without a broker
+    corpus = [case for case in cases(now_ns, "poison") if (case.kafka_ms or 0) < now_ns // 10**6 + 3_600_000]
     refused = Trade(symbol="AAPL", timestamp_ns=now_ns - 3600 * 10**9 + 999, price=123.0, size=2.0,
                     trade_id="refused-by-es", exchange="V", tape="C", source=Source.SIMULATOR)  # fmt: skip
     topics = settings.kafka.topics
     failed: list[str] = []
     producer = Producer(producer_config(settings))
-    pairs = zip(good, [*corpus, None], strict=False)
-    for trade, case in pairs:  # good trades interleaved with the corpus, in one stream per topic
+    assert len(good) > len(corpus)
+    for trade, case in itertools.zip_longest(good, corpus):  # good trades interleaved with the corpus
         producer.produce(topics.trades.name, value=trade.to_json(), key=trade.symbol.encode())
         if case is not None:
             extra = {"timestamp": case.kafka_ms} if case.kafka_ms is not None else {}
@@ -378,7 +381,6 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
         producer.poll(0)
     producer.produce(topics.trades.name, value=refused.to_json(), key=b"AAPL")
     assert producer.flush(60) == 0 and not failed, failed[:3]
-    assert len(good) > len(corpus)
     produced.trades += good + [case.trade for case in corpus if case.reason is None]
     produced.bad += [(getattr(topics, case.topic).name, case.value or b"", case.reason) for case in corpus
                      if case.reason is not None]  # fmt: skip
@@ -476,9 +478,11 @@ def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: 
     symbol = produced.trades[0].symbol
     times = [t.timestamp_ns for t in produced.trades]
     start = pd.Timestamp(min(times), unit="ns", tz="UTC") - pd.Timedelta(hours=1)
-    for _, raw, _ in produced.bad:  # an upstream dead letter keeps the time ingest received it
+    for _, raw, _ in produced.bad:  # an upstream dead letter keeps the time ingest received it (when it is one)
         if b'"received_at"' in raw:
-            start = min(start, pd.Timestamp(json.loads(raw)["received_at"]) - pd.Timedelta(hours=1))
+            received = pd.to_datetime(json.loads(raw)["received_at"], errors="coerce", utc=True)
+            if not pd.isna(received):
+                start = min(start, received - pd.Timedelta(hours=1))
     # the stream's own dead letters are timed when it received them: now
     end = max(pd.Timestamp(max(times), unit="ns", tz="UTC"), pd.Timestamp.now(tz="UTC")) + pd.Timedelta(hours=1)
     dashboard = json.loads((GRAFANA_DIR / "dashboards" / "trading.json").read_text())

@@ -188,30 +188,30 @@ class _Throwable:
     def __init__(self, name: str, message: str, cause: _Throwable | None = None) -> None:
         self.name, self.message, self.cause = name, message, cause
 
-    def getClass(self):  # noqa: N802
+    def getClass(self):
         outer = self
 
         class Class:
-            def getName(self) -> str:  # noqa: N802
+            def getName(self) -> str:
                 return outer.name
 
-            def getSimpleName(self) -> str:  # noqa: N802
+            def getSimpleName(self) -> str:
                 return outer.name.rsplit(".", 1)[-1]
 
         return Class()
 
-    def getMessage(self) -> str:  # noqa: N802
+    def getMessage(self) -> str:
         return self.message
 
-    def getCause(self) -> _Throwable | None:  # noqa: N802
+    def getCause(self) -> _Throwable | None:
         return self.cause
 
 
 def test_a_failure_reads_as_its_cause_not_as_the_wrappers() -> None:
     from spark_jobs.stream_trades import failure_text, java_failure_text
 
-    sink = _Throwable("io.github.raytrading.stream.BulkWriteFailed",
-                      "Elasticsearch at http://127.0.0.1:9200 did not take a bulk request after 7 tries: ConnectException")
+    sink = _Throwable("io.github.raytrading.stream.BulkWriteFailed", "Elasticsearch at http://127.0.0.1:9200 did not "
+                      "take a bulk request after 7 tries: ConnectException")
     job = _Throwable("org.apache.spark.SparkException", "Job aborted due to stage failure: ...", sink)
     query = _Throwable("org.apache.spark.sql.streaming.StreamingQueryException", "An exception was raised by the "
                        "Python Proxy. Return Message: Traceback ...", job)  # fmt: skip

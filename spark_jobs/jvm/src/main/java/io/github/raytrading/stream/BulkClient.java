@@ -178,7 +178,9 @@ final class BulkClient {
     }
     int status = answer == null ? 0 : answer.statusCode();
     if (answer == null || status == 429 || status == 502 || status == 503 || status == 504) {
-      flush(sent.docs, report, null);
+      report.retriedRequests++;
+      sleep(backoffMs(1));
+      flush(sent.docs, report, post(sent.docs, report, 2)); // the request sent ahead was the first try
     } else {
       flush(sent.docs, report, new Response(status, answer.body()));
     }
@@ -300,9 +302,13 @@ final class BulkClient {
 
   /** POST the documents as one bulk request; retry connection errors and 429/502/503/504 with backoff. */
   private Response post(List<Doc> docs, WriteReport report) {
+    return post(docs, report, 1);
+  }
+
+  private Response post(List<Doc> docs, WriteReport report, int firstAttempt) {
     byte[] body = body(docs);
     HttpRequest built = request(body);
-    for (int attempt = 1; ; attempt++) {
+    for (int attempt = firstAttempt; ; attempt++) {
       long began = System.nanoTime();
       String problem;
       Throwable cause = null;
