@@ -76,6 +76,9 @@ def spark_configs(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         # each query's jobs in its own pool: the trades never wait behind the bar aggregation
         "spark.scheduler.mode": "FAIR",
+        # with several executors a task waits at most this long for the executor that holds its Kafka consumer
+        # (Spark's default, 3 s, is longer than a whole micro-batch here)
+        "spark.locality.wait": "100ms",
         "spark.scheduler.allocation.file": str(FAIR_POOLS),
         "spark.ui.showConsoleProgress": "false",
         # nothing of the job runs Python in the executors (the sink is JVM code); if a user's code does, it
