@@ -487,6 +487,12 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
                 es.bulk(operations=lines)
 
             bare_run = _feed(settings, es, rates[0], seconds, f"blat-{tag}", Counter(), direct, bare_index, None)
+    except Exception:
+        log.flush()
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        console.print(f"[red]the run failed; the streaming driver's log ends ({log_path}):[/red]", highlight=False)
+        console.print("\n".join(tail), markup=False, highlight=False)
+        raise
     finally:
         driver.send_signal(signal.SIGTERM)
         try:
