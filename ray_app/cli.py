@@ -437,27 +437,14 @@ def _demo_serve(settings: Settings) -> bool:
     import httpx
 
     from serve_deployments.command import deploy, print_recommendation
-    from serve_deployments.language_model import ModelUnavailable, check_model
-    from serve_deployments.test_model import build_test_model
+    from serve_deployments.language_model import ModelUnavailable, available_model
 
     console.print("\nserve: Ray Serve app (FastAPI ingress, Forecast and Recommender deployments, autoscaled)")
     try:
-        check_model(settings.recommend)
+        available_model(settings.recommend)  # deploy says which model it loads when it is not the configured one
     except ModelUnavailable as exc:
-        if Path(settings.recommend.model).expanduser().exists() or settings.recommend.model.startswith((".", "/")):
-            err_console.print(f"[red]serve:[/] {escape(str(exc))}")
-            return False
-        folder = settings.state_dir / "models" / "untrained-gpt2"
-        err_console.print(
-            f"[bold yellow]serve: {escape(str(exc))}\n  -> this demo serves an UNTRAINED GPT-2 instead (random "
-            f"weights, built in {folder}): its text is noise, and every answer says so. Online, it loads "
-            f"{escape(settings.recommend.model)}.[/]",
-            highlight=False,
-        )
-        if not (folder / "config.json").is_file():
-            build_test_model(folder, "tiny")
-        offline = settings.recommend.model_copy(update={"model": str(folder)})
-        settings = settings.model_copy(update={"recommend": offline})
+        err_console.print(f"[red]serve:[/] {escape(str(exc))}")
+        return False
     try:
         deploy(settings, timeout=600)
     except typer.Exit:

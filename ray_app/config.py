@@ -349,6 +349,13 @@ class ForecastSettings(_Section):
             raise ValueError("lists an entry more than once")
         return value
 
+    @field_validator("targets")
+    @classmethod
+    def _prices_need_close(cls, value: list[str]) -> list[str]:
+        if ("high" in value or "low" in value) and "close" not in value:
+            raise ValueError("high and low are forecast from the close (coherent by construction): add close")
+        return value
+
     @field_validator("levels")
     @classmethod
     def _percent(cls, value: list[int]) -> list[int]:
@@ -400,6 +407,7 @@ class RecommendSettings(_Section):
 
     model: str = Field(min_length=1)
     gguf_file: str | None = None
+    offline_fallback: bool = True
     max_new_tokens: int = Field(ge=1, le=512)
     no_repeat_ngram_size: int = Field(ge=0)
     seed: int

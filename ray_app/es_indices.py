@@ -96,6 +96,8 @@ MAPPINGS: dict[str, dict[str, Any]] = {
         "status": _KEYWORD,  # run: running, complete, partial, failed; symbol: ok, skipped, failed
         "reason": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
         "chosen_model": _KEYWORD,
+        "method": _KEYWORD,  # how the target is made from the modelled series (engine.PRICE_METHOD)
+        "models": {"type": "object"},  # modelled series (log_close, log_high_close, ...) -> its model
         "mase": _DOUBLE,
         "smape": _DOUBLE,
         "naive_mase": _DOUBLE,

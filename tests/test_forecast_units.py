@@ -225,3 +225,124 @@ def test_forecast_settings_fail_fast_with_the_key(monkeypatch) -> None:
     monkeypatch.setenv("RAY_APP_SYMBOLS", '["AAPL"]')  # stocks: 119 session hours needed, 10 days hold ~49
     with pytest.raises(ConfigError, match=r"need 119 stock hours"):
         load_settings()
+
+
+# --- coherence -----------------------------------------------------------------------------------------------
+
+
+def _bars_of(hours: pd.DatetimeIndex, close: np.ndarray, up: np.ndarray, down: np.ndarray,
+             volume: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
+    return pd.DataFrame({"open": close, "high": close + up, "low": close - down, "close": close,
+                         "volume": np.full(len(close), 1000.0) if volume is None else volume}, index=hours)  # fmt: skip
+
+
+def _adversarial(market, kind: str) -> pd.DataFrame:
+    """Series built to pull high, low and close apart, or to break a model: each is a class of trouble."""
+    hours = market.slots_between(ts("2026-10-12T00:00Z"), ts("2026-11-10T23:00Z"))
+    n = len(hours)
+    rng = np.random.default_rng(7)
+    t = np.arange(n)
+    close = 100 + np.cumsum(rng.normal(0, 0.2, n))
+    up, down = np.full(n, 0.3), np.full(n, 0.3)
+    if kind == "opposite_trends":  # the high trends up, the low down: separate models would cross them
+        up, down = 0.3 + 0.02 * t, 0.3 + 0.02 * t
+    elif kind == "trend_up_lows_collapse":  # close trends up hard while the range widens only downwards
+        close, down = 100 + 0.5 * t, 0.1 + 0.05 * t
+    elif kind == "flat":  # nothing moves at all
+        close, up, down = np.full(n, 50.0), np.zeros(n), np.zeros(n)
+    elif kind == "tiny_price":  # a sub-penny token
+        close, up, down = close * 1e-7, up * 1e-7, down * 1e-7
+    elif kind == "price_jump":  # the price doubles overnight
+        close = close + np.where(t > n * 2 // 3, 100.0, 0.0)
+    bars = _bars_of(hours, close, up, down, 1000 + 500 * np.sin(2 * np.pi * t / market.bars_per_day))
+    if kind == "gap":  # a week without any bar (filled with the last close and no volume)
+        bars = bars.drop(hours[n // 2 : n // 2 + 5 * market.bars_per_day])
+    return bars
+
+
+def _assert_coherent(result: SymbolForecast) -> None:
+    from ray_app.forecast.engine import incoherent_hours
+
+    problems = incoherent_hours(result)
+    assert not problems, problems[:5]
+    high, low, close = (result.targets[t] for t in ("high", "low", "close"))
+    assert (low.value <= close.value).all() and (close.value <= high.value).all()
+    assert (result.targets["volume"].value >= 0).all()
+    for level in (80, 95):  # spelled out once more, not through the engine's own checker
+        assert (low.bounds[level][0] <= close.bounds[level][0]).all()
+        assert (close.bounds[level][1] <= high.bounds[level][1]).all()
+        assert (high.bounds[level][0] <= high.value).all() and (low.value <= low.bounds[level][1]).all()
+    assert (high.bounds[95][0] <= high.bounds[80][0]).all() and (low.bounds[80][1] <= low.bounds[95][1]).all()
+
+
+@pytest.mark.parametrize("market", [CRYPTO, STOCK], ids=["crypto", "stock"])
+@pytest.mark.parametrize("kind", ["opposite_trends", "trend_up_lows_collapse", "gap", "flat", "tiny_price",
+                                  "price_jump"])  # fmt: skip
+def test_forecasts_are_coherent_on_adversarial_series(market, kind) -> None:
+    spec = spec_for(market)
+    history = build_history("X", _adversarial(market, kind), market, TARGETS, min_points=spec.min_points,
+                            max_gap_fraction=0.5)  # fmt: skip
+    assert isinstance(history, SymbolHistory), history
+    result = forecast_history(history, spec)
+    _assert_coherent(result)
+    if kind == "opposite_trends":  # the widening range is forecast as such, not as a crossing
+        assert (result.targets["high"].value - result.targets["low"].value > 0).all()
+
+
+def test_forecasts_are_coherent_on_the_simulator_s_trades() -> None:
+    from ray_app.forecast.series import bars_frame
+    from ray_app.ingest.simulator import TradeSimulator
+
+    end = ts("2026-11-27T00:00Z")
+    trades = TradeSimulator(["AAPL", "BTC/USD"], seed=5, trades_per_minute=4).trades(
+        (end - pd.Timedelta(days=25)).value, end.value)
+    frame = pd.DataFrame([{"symbol": t.symbol, "ts": pd.Timestamp(t.timestamp_ns, tz="UTC"), "price": t.price,
+                           "size": t.size} for t in trades])  # fmt: skip
+    for symbol, market in (("AAPL", STOCK), ("BTC/USD", CRYPTO)):
+        rows = frame[frame["symbol"] == symbol].set_index("ts").sort_index()
+        hourly = rows["price"].resample("1h").ohlc().assign(volume=rows["size"].resample("1h").sum()).dropna()
+        bars = bars_frame([{"timestamp": hour.isoformat(), **row} for hour, row in hourly.iterrows()])
+        spec = spec_for(market)
+        history = build_history(symbol, bars, market, TARGETS, min_points=spec.min_points, max_gap_fraction=0.3)
+        assert isinstance(history, SymbolHistory), history
+        _assert_coherent(forecast_history(history, spec))
+
+
+def test_forecasts_are_coherent_on_real_daily_stocks() -> None:
+    from ray_app.forecast.testing import real_daily_stocks
+
+    stocks = real_daily_stocks()
+    spec = ForecastSpec(**{**SMALL, "horizon": 5, "cv_step": 5, "season_length": 5})
+    for ticker in ("AAPL", "IBM"):
+        frame = stocks[ticker].iloc[-250:]
+        values = {target: frame[target].to_numpy(dtype="float64") for target in TARGETS}
+        history = SymbolHistory(ticker, CRYPTO, pd.DatetimeIndex(frame.index), values, np.zeros(250, dtype=bool))
+        _assert_coherent(forecast_history(history, spec))
+
+
+def test_high_and_low_without_close_fail_fast_naming_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_APP_FORECAST__TARGETS", '["high", "low"]')
+    with pytest.raises(ConfigError, match=r"forecast\.targets.*close"):
+        load_settings()
+
+
+def test_the_price_choice_is_judged_on_high_low_and_close_and_naive_pairs_reproduce_naive() -> None:
+    spec = spec_for(CRYPTO)
+    bars = synthetic_bars(CRYPTO, ts("2026-11-01T00:00Z"), ts("2026-11-11T00:00Z"), "random_walk", seed=2)
+    history = build_history("BTC/USD", bars, CRYPTO, TARGETS, min_points=1, max_gap_fraction=0)
+    result = forecast_history(history, spec)
+    for target in ("high", "low", "close"):
+        forecast = result.targets[target]
+        assert forecast.method and "log_close" in forecast.components
+        # Naive on the log close and on the spreads is Naive on the target itself: the last value, every hour
+        naive_scores = cross_validate({target: history.values[target]}, spec)[target][NAIVE]
+        assert forecast.naive.mase == pytest.approx(naive_scores.mase, rel=1e-9)
+    assert result.targets["close"].components == {"log_close": result.targets["close"].model}
+
+
+def test_the_gate_wants_naive_beaten_in_every_window() -> None:
+    naive = ModelScore(mase=1.0, window_mase=(1.0, 1.0, 1.0))
+    lucky = ModelScore(mase=0.7, window_mase=(0.2, 0.8, 1.1))  # better on average, worse in one window
+    steady = ModelScore(mase=0.85, window_mase=(0.8, 0.9, 0.85))
+    assert choose_model({NAIVE: naive, "AutoETS": lucky}, 0.1) == NAIVE
+    assert choose_model({NAIVE: naive, "AutoETS": lucky, "AutoTheta": steady}, 0.1) == "AutoTheta"

