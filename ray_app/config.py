@@ -137,6 +137,7 @@ class ElasticsearchIndices(_Section):
     bars_1h: str
     forecasts: str
     forecast_runs: str
+    forecast_evaluations: str
     recommendations: str
     dead_letters: str
 

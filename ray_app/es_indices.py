@@ -97,7 +97,7 @@ MAPPINGS: dict[str, dict[str, Any]] = {
         "reason": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
         "chosen_model": _KEYWORD,
         "method": _KEYWORD,  # how the target is made from the modelled series (engine.PRICE_METHOD)
-        "models": {"type": "object"},  # modelled series (log_close, log_high_close, ...) -> its model
+        "series_models": {"type": "object"},  # modelled series (log_close, log_high_close, ...) -> its model
         "mase": _DOUBLE,
         "smape": _DOUBLE,
         "naive_mase": _DOUBLE,
@@ -118,6 +118,28 @@ MAPPINGS: dict[str, dict[str, Any]] = {
         "finished_at": _DATE,
         "created_at": _DATE,
         "updated_at": _DATE,
+    },
+    "forecast_evaluations": {  # a past run scored against the bars that arrived after it (forecast/evaluation.py)
+        "run_id": _KEYWORD,
+        "as_of": _DATE,
+        "symbol": _KEYWORD,
+        "market": _KEYWORD,
+        "target": _KEYWORD,
+        "model": _KEYWORD,
+        "horizon": {"type": "integer"},
+        "elapsed_hours": {"type": "integer"},  # forecast hours that have a realized bar
+        "complete": {"type": "boolean"},  # the whole horizon has passed
+        "through": _DATE,  # the newest realized hour scored
+        "mase": _DOUBLE,
+        "naive_mase": _DOUBLE,
+        "mae": _DOUBLE,
+        "naive_mae": _DOUBLE,
+        "beats_naive": {"type": "boolean"},
+        "coverage_80": _DOUBLE,
+        "coverage_95": _DOUBLE,
+        "direction": _KEYWORD,  # close only: the run's forecast direction (up, down, flat)
+        "direction_hit_rate": _DOUBLE,  # close only: share of elapsed hours whose realized direction agreed
+        "evaluated_at": _DATE,
     },
     "recommendations": {
         "symbol": _KEYWORD,

@@ -152,6 +152,21 @@ class ForecastReader:
                          **{key: value for key, value in doc.items() if key.startswith("coverage_")}})  # fmt: skip
         return rows
 
+    def accuracy(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        """Past runs scored against what happened (forecast-evaluations): per run and target, newest run first."""
+        symbol = self.resolve(symbol_or_slug)
+
+        def load() -> list[dict[str, Any]]:
+            from ray_app.forecast.evaluation import symbol_evaluations
+
+            return symbol_evaluations(self.es, self.settings, symbol)
+
+        rows = self._cached(("accuracy", symbol), load)
+        if not rows:
+            raise NoForecastYet(f"no forecast of {symbol} has been scored yet: its horizon has not begun, or run "
+                                "`ray-app forecast evaluate`")  # fmt: skip
+        return rows
+
     def recent_bars(self, symbol: str) -> list[dict[str, Any]]:
         """The symbol's newest hourly bars, newest first: enough for 24 h back from the last bar (and some)."""
 

@@ -28,6 +28,7 @@ def test_defaults_hold_the_documented_topics_and_indices() -> None:
         "bars_1h": "bars-1h",
         "forecasts": "forecasts",
         "forecast_runs": "forecast-runs",
+        "forecast_evaluations": "forecast-evaluations",
         "recommendations": "recommendations",
         "dead_letters": "dead-letters",
     }

@@ -244,3 +244,69 @@ def test_as_a_ray_job(settings: Settings, forecast_env: dict[str, str]) -> None:
     run_id = store.run_id_for(settings, AS_OF, ["ETH/USD"])
     run = client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)["_source"]
     assert run["status"] == "complete" and run["forecasted"] == 1
+
+
+def test_a_past_run_is_scored_against_the_bars_that_came_after(settings: Settings, first_run: RunReport,
+                                                               forecast_env: dict[str, str]) -> None:  # fmt: skip
+    """Bars arriving after the cut-off score the run: MASE beside naive's, coverage, direction; rewritten as more
+    hours pass, complete at the horizon's end, never doubled."""
+    import numpy as np
+
+    from ray_app.forecast.evaluation import evaluate
+    from ray_app.forecast.series import bars_frame
+
+    es = client(settings)
+    index, bars_index = settings.elasticsearch.indices.forecast_evaluations, settings.elasticsearch.indices.bars_1h
+    realized = synthetic_bars(CRYPTO, AS_OF, AS_OF + pd.Timedelta(hours=24), "random_walk", seed=1, price=101)
+    bulk(es, bar_actions(bars_index, "ETH/USD", realized.iloc[:10]), refresh="wait_for")
+    first = {(e.symbol, e.target): e for e in evaluate(settings, run_ids=[first_run.run_id])}
+    # BTC/USD has the 3 late bars of the fixture, ETH/USD the 10 just written; AAPL's horizon has no bar yet
+    assert {key[0] for key in first} == {"BTC/USD", "ETH/USD"}
+    assert {e.elapsed_hours for (s, _), e in first.items() if s == "ETH/USD"} == {10}
+    assert {e.elapsed_hours for (s, _), e in first.items() if s == "BTC/USD"} == {3}
+    assert not any(e.complete for e in first.values())
+
+    # the same numbers, computed here from the stored forecast and the bars
+    rows = store.run_forecasts(es, settings, first_run.run_id, "ETH/USD")
+    train = bars_frame(store.load_bars(es, settings, ["ETH/USD"], AS_OF - pd.Timedelta(days=12), AS_OF)["ETH/USD"])
+    for target in TARGETS:
+        forecast = rows[rows["target"] == target].set_index("timestamp").sort_index().iloc[:10]
+        actual = realized[target].iloc[:10].to_numpy()
+        y = train[target].to_numpy()
+        scale = np.abs(np.diff(y)).mean()
+        got = first[("ETH/USD", target)]
+        assert got.mase == pytest.approx(np.abs(actual - forecast["value"].to_numpy()).mean() / scale, rel=1e-9)
+        assert got.naive_mase == pytest.approx(np.abs(actual - y[-1]).mean() / scale, rel=1e-9)
+        inside = (actual >= forecast["lo_80"].to_numpy()) & (actual <= forecast["hi_80"].to_numpy())
+        assert got.coverage_80 == pytest.approx(inside.mean())
+        assert got.beats_naive == (got.mase < got.naive_mase)
+    close = first[("ETH/USD", "close")]
+    threshold = settings.recommend.rules.move_threshold_pct
+    end_change = 100 * (rows[rows["target"] == "close"]["value"].iloc[-1] / train["close"].iloc[-1] - 1)
+    expected_direction = "up" if end_change >= threshold else "down" if end_change <= -threshold else "flat"
+    moves = 100 * (realized["close"].iloc[:10].to_numpy() / train["close"].iloc[-1] - 1)
+    realized_directions = np.where(moves >= threshold, "up", np.where(moves <= -threshold, "down", "flat"))
+    assert close.direction == expected_direction
+    assert close.direction_hit_rate == pytest.approx((realized_directions == expected_direction).mean())
+
+    # the rest of the horizon arrives: the same documents are rewritten, now complete
+    bulk(es, bar_actions(bars_index, "ETH/USD", realized.iloc[10:]), refresh="wait_for")
+    result = run_cli("forecast", "evaluate", "--run-id", first_run.run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Forecasts vs what happened" in result.stdout and "24/24" in result.stdout
+    docs = [hit["_source"] for hit in es.search(index=index, query={"term": {"run_id": first_run.run_id}},
+                                                size=100)["hits"]["hits"]]  # fmt: skip
+    assert len(docs) == 8 and len({(d["symbol"], d["target"]) for d in docs}) == 8  # 2 symbols x 4 targets
+    assert all(d["complete"] and d["elapsed_hours"] == 24 for d in docs if d["symbol"] == "ETH/USD")
+
+    # and as a Ray job, the same command
+    ray_cli = Path(sys.executable).with_name("ray")
+    job = subprocess.run(
+        [str(ray_cli), "job", "submit", "--address", settings.ray.dashboard_url,
+         "--runtime-env-json", json.dumps({"env_vars": forecast_env}), "--",
+         "python", "-m", "ray_app.forecast", "evaluate", "--run-id", first_run.run_id],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert "succeeded" in job.stdout.lower()
+    assert es.count(index=index, query={"term": {"run_id": first_run.run_id}})["count"] == 8

@@ -91,6 +91,22 @@ def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | 
     return result.status
 
 
+def evaluate_and_print(settings: Settings, run_ids: list[str] | None = None, max_age_days: float = 30) -> int:
+    """Score past runs against the bars that arrived since (forecast-evaluations) and print the table."""
+    from dataclasses import asdict
+
+    from ray_app.forecast.evaluation import evaluate
+    from ray_app.forecast.report import evaluation_table
+
+    evaluations = evaluate(settings, run_ids=run_ids, max_age_days=max_age_days)
+    if evaluations:
+        console.print(evaluation_table([asdict(e) for e in evaluations]))
+    else:
+        console.print("forecast evaluate: no run to score yet (or every one is complete): a run is scored once the "
+                      "first hour of its horizon has a bar", highlight=False)  # fmt: skip
+    return len(evaluations)
+
+
 def _unreachable(settings: Settings, exc: Exception) -> str:
     return (
         f"{type(exc).__name__}: {exc} -- is the stack up (`ray-app stack up`)? "
@@ -132,6 +148,7 @@ def forecast(
         with StopFlag().on_signals() as stop:
             while not stop.is_set():
                 run_and_print(settings, chosen, None, plot)
+                evaluate_and_print(settings)
                 console.print(f"next run in {every:g} min (Ctrl-C stops)", highlight=False)
                 stop.wait(every * 60)
     except (ESConnectionError, ConnectionError) as exc:
@@ -165,3 +182,24 @@ def show(
         _print_run(settings, es, run, plot)
     except ESConnectionError as exc:
         fail(_unreachable(settings, exc))
+
+
+@forecast_app.command("evaluate")
+def evaluate_command(
+    ctx: typer.Context,
+    run_id: Annotated[list[str] | None, typer.Option("--run-id", help="Score this run (repeatable).")] = None,
+    max_age_days: Annotated[
+        float, typer.Option(help="Without --run-id: the runs cut off within this many days.", min=0)
+    ] = 30,
+) -> None:
+    """Score past forecast runs against what happened: MASE beside naive's over the elapsed hours, interval
+    coverage and the direction's hit rate, written to forecast-evaluations (rewritten as more hours pass)."""
+    settings = settings_of(ctx)
+    try:
+        evaluate_and_print(settings, run_id, max_age_days)
+    except NotFoundError:
+        fail(f"no forecast run {run_id!r} in {settings.elasticsearch.indices.forecast_runs}")
+    except ESConnectionError as exc:
+        fail(_unreachable(settings, exc))
+    except ApiError as exc:
+        fail(f"Elasticsearch refused a request: {exc}")

@@ -85,3 +85,26 @@ def cv_table(targets: list[dict[str, Any]]) -> Table:
             f"{best_other} {others[best_other]:.3f}" if best_other else "-",
         )
     return table
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def evaluation_table(rows: list[dict[str, Any]]) -> Table:
+    """Past runs scored against what happened: per run, symbol and target, MASE beside naive's, interval
+    coverage and (close) the direction's hit rate."""
+    table = Table(title="Forecasts vs what happened (forecast-evaluations; MASE: lower is better, below naive's "
+                        "beats it)", title_justify="left")  # fmt: skip
+    for column in ("run", "symbol", "target", "model", "hours", "MASE", "naive MASE", "beats naive", "80% in",
+                   "95% in", "direction", "hit rate"):  # fmt: skip
+        table.add_column(column, justify="left" if column in {"run", "symbol", "target", "model", "direction"}
+                         else "right")  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row["run_id"], row["symbol"], row["target"], row["model"],
+            f"{row['elapsed_hours']}/{row['horizon']}", _number(row.get("mase"), 3), _number(row.get("naive_mase"), 3),
+            "[green]yes[/]" if row.get("beats_naive") else "no", _pct(row.get("coverage_80")),
+            _pct(row.get("coverage_95")), row.get("direction") or "", _pct(row.get("direction_hit_rate")),
+        )  # fmt: skip
+    return table

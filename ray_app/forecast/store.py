@@ -134,7 +134,7 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
                 "status": "ok",
                 "chosen_model": forecast.model,
                 "method": forecast.method,
-                "models": forecast.components,
+                "series_models": forecast.components,
                 "mase": finite_or_none(chosen.mase),
                 "smape": finite_or_none(chosen.smape),
                 "naive_mase": finite_or_none(naive.mase),
