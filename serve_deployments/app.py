@@ -5,6 +5,7 @@
     GET  /forecast/{symbol}/summary  highest volume, highest price, lowest price, each with its hour
     GET  /forecast/{symbol}/backtest per target: the chosen model's cross-validation MASE beside naive's
     GET  /forecast/{symbol}/accuracy past runs scored against what happened: MASE beside naive's, coverage, direction
+    GET  /forecast/{symbol}/vs-realized  the newest scored run's forecast rows with the realized bars beside them
     GET  /recommendation/{symbol}    facts, rule-based signal and sentiment, the language model's comment
     POST /recommendations            the same for every forecast symbol (or ?symbol=...), written to Elasticsearch
     GET  /recommendations/latest     the newest stored recommendation per symbol
@@ -158,6 +159,10 @@ class Ingress:
     @api.get("/forecast/{symbol:path}/accuracy")
     async def accuracy(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
         return await _answer(self.forecast.call.remote("accuracy", symbol))
+
+    @api.get("/forecast/{symbol:path}/vs-realized")
+    async def vs_realized(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
+        return await _answer(self.forecast.call.remote("vs_realized", symbol))
 
     # {symbol:path}: BTC/USD as it is (what Grafana's symbol variable holds) or BTC-USD; the longer routes come first
     @api.get("/forecast/{symbol:path}")

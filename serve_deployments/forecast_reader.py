@@ -108,21 +108,21 @@ class ForecastReader:
         symbol = self.resolve(symbol_or_slug)
         run_id = self.latest_run()["run_id"]
 
-        def load() -> list[dict[str, Any]]:
-            frame = store.run_forecasts(self.es, self.settings, run_id, symbol)
-            rows: dict[str, dict[str, Any]] = {}
-            for doc in frame.to_dict("records") if not frame.empty else []:
-                hour = store.iso(doc["timestamp"])
-                row = rows.setdefault(hour, {"timestamp": hour, "symbol": symbol, "run_id": run_id})
-                target = doc["target"]
-                row[target] = doc["value"]
-                row[f"{target}_model"] = doc["model"]
-                for key, value in doc.items():
-                    if key.startswith(("lo_", "hi_")):
-                        row[f"{target}_{key}"] = value
-            return [rows[hour] for hour in sorted(rows)]
+        return self._cached(("forecast", run_id, symbol), lambda: self._forecast_rows(run_id, symbol))
 
-        return self._cached(("forecast", run_id, symbol), load)
+    def _forecast_rows(self, run_id: str, symbol: str) -> list[dict[str, Any]]:
+        frame = store.run_forecasts(self.es, self.settings, run_id, symbol)
+        rows: dict[str, dict[str, Any]] = {}
+        for doc in frame.to_dict("records") if not frame.empty else []:
+            hour = store.iso(doc["timestamp"])
+            row = rows.setdefault(hour, {"timestamp": hour, "symbol": symbol, "run_id": run_id})
+            target = doc["target"]
+            row[target] = doc["value"]
+            row[f"{target}_model"] = doc["model"]
+            for key, value in doc.items():
+                if key.startswith(("lo_", "hi_")):
+                    row[f"{target}_{key}"] = value
+        return [rows[hour] for hour in sorted(rows)]
 
     def summary(self, symbol_or_slug: str) -> dict[str, Any]:
         symbol = self.resolve(symbol_or_slug)
@@ -166,6 +166,29 @@ class ForecastReader:
             raise NoForecastYet(f"no forecast of {symbol} has been scored yet: its horizon has not begun, or run "
                                 "`ray-app forecast evaluate`")  # fmt: skip
         return rows
+
+    def vs_realized(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        """The newest scored run's forecast rows (as ``forecast``), each with the realized bar of its hour
+        (``actual_close``, ``actual_high``, ``actual_low``, ``actual_volume``) once that hour has one."""
+        newest = self.accuracy(symbol_or_slug)[0]
+        symbol, run_id, as_of = newest["symbol"], newest["run_id"], newest["as_of"]
+
+        def load() -> list[dict[str, Any]]:
+            import pandas as pd
+
+            rows = self._forecast_rows(run_id, symbol)
+            if not rows:
+                return rows
+            end = pd.Timestamp(rows[-1]["timestamp"]) + pd.Timedelta(hours=1)
+            bars = store.load_bars(self.es, self.settings, [symbol], pd.Timestamp(as_of), end)[symbol]
+            realized = {store.iso(pd.Timestamp(bar["timestamp"])): bar for bar in bars}
+            for row in rows:
+                bar = realized.get(row["timestamp"], {})
+                for target in ("close", "high", "low", "volume"):
+                    row[f"actual_{target}"] = bar.get(target)
+            return rows
+
+        return self._cached(("vs_realized", run_id, symbol), load)
 
     def recent_bars(self, symbol: str) -> list[dict[str, Any]]:
         """The symbol's newest hourly bars, newest first: enough for 24 h back from the last bar (and some)."""

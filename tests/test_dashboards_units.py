@@ -59,7 +59,21 @@ def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles()
     forecasting = " | ".join(panel["title"] for panel in DASHBOARDS["forecasting"]["panels"])
     for wanted in ("Highest volume", "Highest price", "Lowest price next week (min of low)", "80% and 95%", "vs naive"):
         assert wanted in forecasting, wanted
-    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 6 and len(es_panels(DASHBOARDS["trading"])) == 6
+    for wanted in ("Forecast vs what happened", "Scored against what happened", "MASE of the forecast vs naive"):
+        assert wanted in forecasting, wanted
+    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 8 and len(es_panels(DASHBOARDS["trading"])) == 8
+    assert len(es_panels(DASHBOARDS["forecasting"])) == 1
+
+
+def test_no_panel_makes_the_language_model_generate() -> None:
+    """A viewer (every refresh of every browser) must never trigger generation: only stored recommendations."""
+    for name, dashboard in DASHBOARDS.items():
+        for panel in infinity_panels(dashboard):
+            for target in panel["targets"]:
+                assert not target["url"].startswith("/recommendation"), (name, panel["title"], target["url"])
+    titles = {panel["title"]: panel for panel in es_panels(DASHBOARDS["trading"])}
+    recorded = [panel for title, panel in titles.items() if "recommendation" in title.lower() or "Sentiment" in title]
+    assert len(recorded) == 2 and all(p["datasource"]["uid"] == "ray-app-es-recommendations" for p in recorded)
 
 
 def test_the_search_a_panel_sends_filters_time_and_symbol_like_grafana() -> None:

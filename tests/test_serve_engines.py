@@ -27,6 +27,7 @@ from tests.conftest import environment, free_ports, own_indices_env
 pytestmark = pytest.mark.engines
 
 AS_OF = pd.Timestamp("2026-11-11T00:00Z")
+BACK_DATED = AS_OF - pd.Timedelta(days=1)
 SHAPES = {"BTC/USD": ("daily_cycle", 12), "AAPL": ("random_walk", 12), "IBM": ("random_walk", 2)}
 
 
@@ -60,6 +61,11 @@ def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
             bars = synthetic_bars(market_of(symbol), AS_OF - pd.Timedelta(days=days), AS_OF, shape, seed=seed)
             bulk(es, bar_actions(settings.elasticsearch.indices.bars_1h, symbol, bars), refresh="wait_for")
         assert run_forecast(settings, as_of=AS_OF).status == "partial"  # IBM is skipped
+        # a run cut off a day earlier, scored on the day of bars that followed it (what `make run` does too)
+        assert run_forecast(settings, as_of=BACK_DATED).status == "partial"
+        from ray_app.forecast.evaluation import evaluate
+
+        assert evaluate(settings, run_ids=[store.run_id_for(settings, BACK_DATED, list(SHAPES))])
 
         serve.start(http_options={"host": settings.serve.http_host, "port": http_port})
         serve.run(application(settings), name="test-api", route_prefix="/")
@@ -274,10 +280,59 @@ def test_ray_app_serve_fails_fast_when_the_model_is_missing(tmp_path: Path) -> N
 # --- Grafana's Infinity panels --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dashboard", ["trading", "forecasting"])
-def test_every_infinity_panel_url_answers_with_the_columns_the_panel_reads(
-    settings: Settings, http: httpx.Client, dashboard: str
+def test_accuracy_is_the_back_dated_run_scored_on_the_bars_that_followed(settings: Settings,
+                                                                        http: httpx.Client) -> None:  # fmt: skip
+    rows = http.get("/forecast/BTC-USD/accuracy").json()
+    back_dated = store.run_id_for(settings, BACK_DATED, list(SHAPES))
+    assert {row["run_id"] for row in rows} == {back_dated}  # the current run's horizon has no bar yet
+    assert {row["target"] for row in rows} == {"high", "low", "close", "volume"}
+    assert all(row["elapsed_hours"] == 24 and row["complete"] and row["mase"] is not None for row in rows)
+    close = next(row for row in rows if row["target"] == "close")
+    assert close["direction"] in {"up", "down", "flat"} and 0 <= close["direction_hit_rate"] <= 1
+    versus = http.get("/forecast/BTC-USD/vs-realized").json()
+    bars = synthetic_bars(market_of("BTC/USD"), AS_OF - pd.Timedelta(days=12), AS_OF, "daily_cycle", seed=0)
+    assert len(versus) == 24 and versus[0]["timestamp"] == "2026-11-10T00:00:00Z"
+    assert [row["actual_close"] for row in versus] == list(bars["close"].iloc[-24:])
+    assert all(row["low"] <= row["close"] <= row["high"] for row in versus)
+    assert http.get("/forecast/IBM/accuracy").status_code == 404  # skipped: never forecast, never scored
+
+
+def test_the_dashboards_es_panels_read_the_stored_recommendation_and_evaluations(
+    settings: Settings, http: httpx.Client
 ) -> None:
+    from ray_app.dashboards.build import GRAFANA_DIR, es_sources
+    from ray_app.dashboards.es_query import es_panels, search_for
+
+    assert http.post("/recommendations").status_code == 200
+    es = client(settings)
+    sources = es_sources(settings)
+    indices = settings.elasticsearch.indices
+    wanted_indices = {indices.recommendations, indices.forecast_evaluations}
+    checked = 0
+    for name in ("trading", "forecasting"):
+        for panel in es_panels(json.loads((GRAFANA_DIR / "dashboards" / f"{name}.json").read_text())):
+            source = sources[panel["datasource"]["uid"]]
+            if source["index"] not in wanted_indices:
+                continue
+            for target in panel["targets"]:
+                start = AS_OF - pd.Timedelta(days=3)
+                search = search_for(target, source["timeField"], start, AS_OF, {"symbol": "AAPL"})
+                result = es.search(index=source["index"], body=search.body)
+                if search.raw:
+                    hits = [hit["_source"] for hit in result["hits"]["hits"]]
+                    assert len(hits) == 1 and hits[0]["symbol"] == "AAPL", panel["title"]
+                    assert {"signal", "sentiment", "text", "model_is_trained"} <= set(hits[0]), panel["title"]
+                else:
+                    buckets = result["aggregations"][target["bucketAggs"][0]["id"]]["buckets"]
+                    assert any(all(b[m]["value"] is not None for m in search.reads) for b in buckets), panel["title"]
+                checked += 1
+    assert checked == 3  # recommendation, sentiment, MASE over time
+
+
+def test_every_infinity_panel_url_answers_with_the_columns_the_panel_reads(
+    settings: Settings, http: httpx.Client
+) -> None:
+    dashboard = "forecasting"  # the Trading dashboard reads only Elasticsearch (stored recommendations)
     from ray_app.dashboards.build import GRAFANA_DIR
     from ray_app.dashboards.es_query import infinity_panels, interpolate
 

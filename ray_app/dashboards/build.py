@@ -2,10 +2,13 @@
 
     python -m ray_app.dashboards.build          # writes grafana/dashboards/*.json and grafana/provisioning/
 
-Two dashboards: **Trading** (every panel of the original, fixed: clock, OHLC candles with volume, latest
-recommendation and sentiment, volatility h - l, close in USD with VWAP, market c * v, trades per symbol with a real
-title; plus dead letters) and **Forecasting** (next-week close and volume with 80%/95% bands, highest volume,
-highest price, lowest price (the minimum), the chosen model vs naive per target). Elasticsearch datasources have
+Two dashboards: **Trading** (every panel of the original, fixed: clock, OHLC candles with volume, the latest
+recorded recommendation and sentiment (read from the recommendations index: viewers never trigger the language
+model), volatility h - l, close in USD with VWAP, market c * v, trades per symbol with a real title; plus dead
+letters) and **Forecasting** (next-week close and volume with 80%/95% bands, highest volume, highest price, lowest
+price (the minimum), the chosen model vs naive per target; then forecasts against what happened: the newest scored
+run's band with the realized close over it, every scored run's MASE beside naive's with realized coverage and
+direction hits, and the close's MASE vs naive's by run). Elasticsearch datasources have
 fixed uids, one per index; the Infinity datasource points at the Serve app. A test keeps the committed files equal
 to this module's output and runs every panel's query against the real services.
 """
@@ -18,9 +21,11 @@ from typing import Any
 
 import yaml
 from grafana_foundation_sdk.builders import barchart, candlestick, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import elasticsearch as es
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfigValue
 
 from ray_app.config import PROJECT_ROOT, Settings, load_settings
@@ -29,9 +34,10 @@ from ray_app.dashboards.infinity import INFINITY_TYPE, Column, InfinityQuery
 GRAFANA_DIR = PROJECT_ROOT / "grafana"
 ES_TYPE = "elasticsearch"
 SERVE_UID = "ray-app-serve"
-ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations")
+ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations", "forecast_evaluations")
 SYMBOL = 'symbol:"${symbol}"'
 DEAD_LETTER_TIME = "received_at"  # when the record was received; the other indices' time field is `timestamp`
+EVALUATION_TIME = "as_of"  # a scored run's cut-off
 
 
 def es_uid(key: str) -> str:
@@ -118,32 +124,25 @@ def trading() -> db.Dashboard:
         .span(24)
         .height(10)
     )
+    # stored recommendations (POST /recommendations, `ray-app recommend --every N`): a viewer never triggers the
+    # language model, and every viewer sees the same answer
     recommendation = (
         table.Panel()
-        .title("Latest recommendation (rules + language model)")
-        .datasource(SERVE)
-        .with_target(
-            InfinityQuery("A", "/recommendation/${symbol:raw}", SERVE).columns(
-                Column("signal", "string"),
-                Column("sentiment", "string"),
-                Column("signal_rule", "string"),
-                Column("last_price"),
-                Column("change_24h_pct"),
-                Column("forecast_change_pct"),
-                Column("text", "string"),
-                Column("model", "string"),
-                Column("model_is_trained", "boolean"),
-                Column("last_bar_at", "timestamp"),
-            )
-        )
+        .title("Latest recommendation (rules + language model), as recorded")
+        .datasource(es_ref("recommendations"))
+        .with_target(_raw(SYMBOL, 1))
         .span(14)
         .height(4)
     )
     sentiment = (
         stat.Panel()
-        .title("Sentiment (24 h change)")
-        .datasource(SERVE)
-        .with_target(InfinityQuery("A", "/recommendation/${symbol:raw}", SERVE).columns(Column("sentiment", "string")))
+        .title("Sentiment (24 h change), as recorded")
+        .datasource(es_ref("recommendations"))
+        .with_target(_raw(SYMBOL, 1))
+        .reduce_options(
+            common_builders.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields("/^sentiment$/")
+        )
+        .text_mode(common.BigValueTextMode.VALUE)
         .span(6)
         .height(4)
     )
@@ -275,12 +274,76 @@ def forecasting() -> db.Dashboard:
         .span(24)
         .height(7)
     )
+    versus = (
+        timeseries.Panel()
+        .title("Forecast vs what happened: the newest scored run's close band and the realized close")
+        .datasource(SERVE)
+        .with_target(
+            InfinityQuery("A", "/forecast/${symbol:raw}/vs-realized", SERVE)
+            .columns(*_bands("close"), Column("actual_close"))
+            .timeseries()
+        )
+        .unit("currencyUSD")
+        .span(24)
+        .height(9)
+    )
+    for level, opacity in ((80, 25), (95, 12)):
+        versus = versus.override_by_name(f"close_lo_{level}", [
+            DynamicConfigValue(id_val="custom.fillBelowTo", value=f"close_hi_{level}"),
+            DynamicConfigValue(id_val="custom.fillOpacity", value=opacity),
+            DynamicConfigValue(id_val="custom.lineWidth", value=0)],
+        ).override_by_name(f"close_hi_{level}", [DynamicConfigValue(id_val="custom.lineWidth", value=0)])  # fmt: skip
+    versus = versus.override_by_name("actual_close", [DynamicConfigValue(id_val="custom.lineWidth", value=3)])
+    scored = (
+        table.Panel()
+        .title("Scored against what happened: MASE beside naive's, realized interval coverage, direction hits")
+        .datasource(SERVE)
+        .with_target(
+            InfinityQuery("A", "/forecast/${symbol:raw}/accuracy", SERVE).columns(
+                Column("as_of", "timestamp"),
+                Column("target", "string"),
+                Column("model", "string"),
+                Column("elapsed_hours"),
+                Column("mase"),
+                Column("naive_mase"),
+                Column("beats_naive", "boolean"),
+                Column("coverage_80"),
+                Column("coverage_95"),
+                Column("direction", "string"),
+                Column("direction_hit_rate"),
+            )
+        )
+        .span(24)
+        .height(8)
+    )
+    over_time = (
+        timeseries.Panel()
+        .title("Close: MASE of the forecast vs naive's, by run cut-off (what happened since)")
+        .datasource(es_ref("forecast_evaluations"))
+        .with_target(
+            es.Dataquery()
+            .ref_id("A")
+            .query(f"{SYMBOL} AND target:close")
+            .time_field(EVALUATION_TIME)
+            .metrics([es.Average().id("1").field("mase"), es.Average().id("3").field("naive_mase")])
+            .bucket_aggs(
+                [
+                    es.DateHistogram()
+                    .id("2")
+                    .field(EVALUATION_TIME)
+                    .settings(es.ElasticsearchDateHistogramSettings().interval("auto"))
+                ]
+            )
+        )
+        .span(24)
+        .height(7)
+    )
     return (
         db.Dashboard("Forecasting")
         .uid("ray-app-forecasting")
         .tags(["ray-app", "forecasting"])
         .timezone("utc")
-        .time("now-2d", "now+7d")
+        .time("now-4d", "now+7d")
         .refresh("5m")
         .with_variable(symbol_variable())
         .with_panel(_summary_stat("highest_volume", "Highest volume next week", "short"))
@@ -289,6 +352,9 @@ def forecasting() -> db.Dashboard:
         .with_panel(_forecast_panel("close", "Next week: close with 80% and 95% intervals", "currencyUSD"))
         .with_panel(_forecast_panel("volume", "Next week: volume per hour with 80% and 95% intervals", "short"))
         .with_panel(backtest)
+        .with_panel(versus)
+        .with_panel(scored)
+        .with_panel(over_time)
     )
 
 
@@ -317,7 +383,7 @@ DASHBOARDS = {"trading": trading, "forecasting": forecasting}
 def datasources(settings: Settings) -> dict[str, Any]:
     """Grafana's datasource provisioning: one Elasticsearch datasource per index (fixed uids), Infinity on Serve."""
     indices = settings.elasticsearch.indices.by_key()
-    time_fields = {"dead_letters": DEAD_LETTER_TIME}
+    time_fields = {"dead_letters": DEAD_LETTER_TIME, "forecast_evaluations": EVALUATION_TIME}
     sources: list[dict[str, Any]] = [
         {"name": f"ray-app {indices[key]}", "uid": es_uid(key), "type": ES_TYPE, "access": "proxy",
          "url": settings.elasticsearch.url, "editable": False,

@@ -117,10 +117,34 @@ def render_forecast(settings: Settings, symbol: str, out: Path) -> Path:
     return out
 
 
+def render_vs_realized(settings: Settings, symbol: str, out: Path) -> Path | None:
+    """The newest scored run's close band with the realized close over it; None before any run is scored."""
+    panel = _panel(_dashboard("forecasting"), "Forecast vs what happened")
+    url = settings.serve.url + interpolate(panel["targets"][0]["url"], {"symbol": symbol}, lucene=False)
+    response = httpx.get(url, timeout=60)
+    if response.status_code == 404:
+        return None
+    rows = pd.DataFrame(response.raise_for_status().json())
+    rows["timestamp"] = pd.to_datetime(rows["timestamp"], utc=True)
+    figure, ax = plt.subplots(figsize=(12, 4.5), constrained_layout=True)
+    for level, alpha in ((95, 0.15), (80, 0.3)):
+        ax.fill_between(rows["timestamp"], rows[f"close_lo_{level}"], rows[f"close_hi_{level}"], alpha=alpha,
+                        color="tab:blue", label=f"{level}% interval", step="mid")  # fmt: skip
+    ax.plot(rows["timestamp"], rows["close"], color="tab:blue", label=f"forecast close ({rows['close_model'].iloc[0]})")
+    ax.plot(rows["timestamp"], rows["actual_close"].astype(float), color="black", linewidth=2, label="realized close")
+    ax.set_title(f"{panel['title'][:60]}: {symbol}, run {rows['run_id'].iloc[0]}")
+    ax.legend(loc="upper left")
+    figure.savefig(out, dpi=80)
+    plt.close(figure)
+    return out
+
+
 def render_panels(es: Elasticsearch, settings: Settings, symbol: str, folder: Path) -> list[Path]:
     """The Trading panels (last 24 h) and the next-week close panel for `symbol`, as PNG files in `folder`."""
     slug = symbol.replace("/", "-")
-    return [
+    paths = [
         render_trading(es, settings, symbol, pd.Timestamp.now(tz="UTC"), folder / f"trading-{slug}.png"),
         render_forecast(settings, symbol, folder / f"forecast-close-{slug}.png"),
+        render_vs_realized(settings, symbol, folder / f"forecast-vs-realized-{slug}.png"),
     ]
+    return [path for path in paths if path is not None]
