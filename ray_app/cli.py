@@ -432,6 +432,36 @@ def _demo_forecast(settings: Settings) -> bool:
         return False
 
 
+BACKTEST_DAYS = 3
+
+
+def _demo_scored_forecast(settings: Settings) -> bool:
+    """The same forecast from a cut-off some days back, scored against the bars that arrived since: so the
+    Forecasting dashboard's "vs what happened" panels have real numbers on the first run."""
+    import pandas as pd
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from ray_app.forecast.command import evaluate_and_print
+    from ray_app.forecast.report import run_line
+    from ray_app.forecast.runner import cut_off, run_forecast
+
+    as_of = cut_off() - pd.Timedelta(days=BACKTEST_DAYS)
+    console.print(f"\nforecast, scored: the same forecast from a cut-off {BACKTEST_DAYS} days back "
+                  f"({as_of:%Y-%m-%d %H:%M} UTC), then scored against the bars since (`ray-app forecast evaluate`)",
+                  highlight=False)  # fmt: skip
+    try:
+        report = run_forecast(settings, symbols=list(settings.symbols), as_of=as_of)
+        from ray_app.es_indices import client
+
+        run = client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=report.run_id)["_source"]
+        console.print(run_line(run), highlight=False)
+        return evaluate_and_print(settings, [report.run_id]) > 0
+    except (ApiError, ESConnectionError, ConnectionError) as exc:
+        err_console.print(f"[red]forecast, scored: failed:[/] {escape(str(exc))}")
+        return False
+
+
 def _demo_serve(settings: Settings) -> bool:
     """Deploy the Serve app; print a forecast summary and every symbol's recommendation (also indexed)."""
     import httpx
@@ -524,6 +554,7 @@ def _demo(ctx: typer.Context) -> None:
     console.print(_index_table(settings, "Elasticsearch documents per index"))
     ok = _demo_forecast(settings) and ok
     first_forecast_s = time.monotonic() - began
+    ok = _demo_scored_forecast(settings) and ok
     ok = _demo_serve(settings) and ok
     console.print(
         f"\nfirst forecast {first_forecast_s:.0f} s after the start; all of it {time.monotonic() - began:.0f} s"

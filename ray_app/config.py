@@ -498,7 +498,7 @@ class Settings(BaseSettings):
                 (24, forecast.lookback_days) if market == "crypto" else (7, forecast.lookback_days * 5 / 7)
             )
             horizon = forecast.horizon_days * 24 if market == "crypto" else math.ceil(forecast.horizon_days * 5 / 7) * 7
-            step = forecast.cv_step_hours or horizon
+            step = forecast.cv_step_hours or math.ceil(horizon / 2)  # models.default_cv_step
             needed = horizon + (forecast.cv_windows - 1) * step + 2 * per_day
             available = int(days_in_window) * per_day
             if needed > available:
