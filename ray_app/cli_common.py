@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+import io
 import sys
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ray_app.config import ConfigError, Settings, load_settings
+from ray_app.config import ConfigError, Settings, load_settings, redact
+
+
+class _RedactingStream(io.TextIOBase):
+    """sys.stdout or sys.stderr as it is at each write, with the credentials of every URL masked: whatever a
+    command prints (a table of addresses, an error quoting a URL) never shows a password."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def _stream(self) -> TextIO:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
 
 # Reports are read in terminals and in CI logs; a log gets a width that fits the tables on one line each.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console = Console(file=_RedactingStream("stdout"), width=None if sys.stdout.isatty() else 140)
+err_console = Console(file=_RedactingStream("stderr"), width=None if sys.stderr.isatty() else 140)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -43,6 +43,31 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
 # Elasticsearch index names: lowercase, no spaces or \/*?"<>|,#: and not starting with -_+
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._\-]{0,254}$")
+MASK = "**********"
+# scheme://user:password@host -> the password; also a lone token as the user part (scheme://token@host)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+._\-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked: ``http://elastic:pw@host`` -> ``http://elastic:
+    **********@host`` (a user name stays, a password or a token does not)."""
+
+    def mask(match: re.Match[str]) -> str:
+        user, _, password = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user}:{MASK}@" if password else f"{match['scheme']}{MASK}@"
+
+    return _URL_CREDENTIALS.sub(mask, text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
 _HEAP = re.compile(r"^\d+[mMgG]$")
 
 
@@ -548,8 +573,8 @@ class Settings(BaseSettings):
         return Path(os.path.expandvars(str(chosen))).expanduser().resolve()
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain data, secrets replaced by ``**********``."""
-        return json.loads(self.model_dump_json())
+        """The effective settings as plain data, secrets replaced by ``**********`` (credentials in URLs too)."""
+        return _redacted(json.loads(self.model_dump_json()))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -572,6 +597,10 @@ def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
             into[key] = value
 
 
+# every setting that holds a secret, by field name: a config error never echoes their values, whatever their type
+SECRET_FIELDS = frozenset({"password", "api_key", "secret_key", "sasl_password"})
+
+
 def _format_error(error: ValidationError) -> str:
     lines = ["configuration error:"]
     for item in error.errors():
@@ -581,7 +610,9 @@ def _format_error(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             message = "is not a known setting (check the spelling against configs/default.yaml)"
         got = item.get("input")
-        shown = "" if item["type"] in {"missing", "extra_forbidden"} or isinstance(got, dict) else f" (got {got!r})"
+        secret = any(str(part) in SECRET_FIELDS for part in item["loc"])
+        hidden = item["type"] in {"missing", "extra_forbidden"} or isinstance(got, dict | list) or secret
+        shown = "" if hidden else f" (got {redact(repr(got))})"
         if not item["loc"]:  # a rule across sections names its keys itself
             lines.append(f"  {message}")
             continue

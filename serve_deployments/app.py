@@ -36,7 +36,7 @@ from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from ray_app.config import Settings, load_settings
+from ray_app.config import Settings, load_settings, redact
 from ray_app.es_indices import client
 from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
@@ -57,12 +57,12 @@ SymbolPath = Path(description="A symbol: AAPL, BTC/USD or BTC-USD", pattern=SYMB
 
 @api.exception_handler(LookupError)
 async def _not_found(_request, exc: LookupError) -> JSONResponse:
-    return JSONResponse(status_code=404, content={"detail": str(exc)})
+    return JSONResponse(status_code=404, content={"detail": redact(str(exc))})
 
 
 @api.exception_handler(BackendUnavailable)
 async def _unavailable(_request, exc: BackendUnavailable) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"detail": str(exc)})
+    return JSONResponse(status_code=503, content={"detail": redact(str(exc))})
 
 
 @serve.deployment

@@ -15,7 +15,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import ConnectionError as ESConnectionError
 
-from ray_app.config import Settings
+from ray_app.config import Settings, redact
 from ray_app.es_indices import client
 from ray_app.forecast import store
 from serve_deployments.market_facts import build_facts
@@ -66,10 +66,10 @@ class ForecastReader:
             value = load()
         except ESConnectionError as exc:
             raise BackendUnavailable(
-                f"Elasticsearch at {self.settings.elasticsearch.url} is unreachable: {exc}"
+                redact(f"Elasticsearch at {self.settings.elasticsearch.url} is unreachable: {exc}")
             ) from exc
         except ApiError as exc:
-            raise BackendUnavailable(f"Elasticsearch refused the query: {exc}") from exc
+            raise BackendUnavailable(redact(f"Elasticsearch refused the query: {exc}")) from exc
         with self._lock:
             self._cache[key] = (now, value)
         return value
@@ -222,5 +222,5 @@ class ForecastReader:
         try:
             info = self.es.cluster.health(timeout="2s")
         except (ESConnectionError, ApiError) as exc:
-            raise BackendUnavailable(f"Elasticsearch at {self.settings.elasticsearch.url}: {exc}") from exc
+            raise BackendUnavailable(redact(f"Elasticsearch at {self.settings.elasticsearch.url}: {exc}")) from exc
         return {"status": "ok", "elasticsearch": info["status"]}

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ray_app.config import ConfigError, Settings, load_settings
+from ray_app.config import ConfigError, Settings, load_settings, redact
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import format_ns, now_ns
 from spark_jobs.status import QueryStatus, StreamStatus, write_status
@@ -485,7 +485,7 @@ def _end_offsets(progress: dict[str, Any]) -> dict[str, dict[str, int]]:
 
 
 def _one_line(text: str, limit: int = 500) -> str:
-    return " ".join(text.split())[:limit]
+    return redact(" ".join(text.split()))[:limit]
 
 
 def java_failure_text(throwable: Any) -> str:
