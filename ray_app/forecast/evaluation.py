@@ -154,7 +154,8 @@ def evaluate_run_symbol(
             **base, elapsed_hours=scores.elapsed, complete=scores.elapsed >= horizon, through=store.iso(through),
             mase=finite_or_none(scores.mase), naive_mase=finite_or_none(scores.naive_mase),
             mae=finite_or_none(scores.mae), naive_mae=finite_or_none(scores.naive_mae),
-            beats_naive=scores.mase < scores.naive_mase,
+            # Naive rebuilt through exp(log) differs from naive itself only by rounding: that is not a win
+            beats_naive=forecast["model"].iloc[0] != "Naive" and scores.mase < scores.naive_mase * (1 - 1e-9),
             coverage_80=scores.coverage.get(80), coverage_95=scores.coverage.get(95),
             direction=scores.direction, direction_hit_rate=scores.direction_hit_rate,
         ))  # fmt: skip
