@@ -81,9 +81,23 @@ async def _answer(response: Any) -> Any:
     try:
         return await response
     except LookupError as exc:  # Ray re-raises a replica's error as a subclass of its type, with a traceback
-        raise LookupError(str(exc).splitlines()[-1]) from None
+        raise LookupError(plain_error(exc)) from None
     except BackendUnavailable as exc:
-        raise BackendUnavailable(str(exc).splitlines()[-1]) from None
+        raise BackendUnavailable(plain_error(exc)) from None
+
+
+_CLASS_PREFIX = re.compile(  # "pkg.module.Class: ", "RayTaskError(UnknownSymbol): ", "LookupError: "
+    r"^(?:(?:[A-Za-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception|Unavailable))(?:\([\w.]+\))?: "
+)
+
+
+def plain_error(exc: BaseException) -> str:
+    """A replica's error as the sentence it was raised with: the last line of Ray's traceback, without the
+    ``LookupError: serve_deployments.forecast_reader.UnknownSymbol: `` class paths in front."""
+    line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    while (stripped := _CLASS_PREFIX.sub("", line, count=1)) != line:
+        line = stripped
+    return line
 
 
 @serve.deployment

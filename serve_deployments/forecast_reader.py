@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
-from elasticsearch import ConnectionError as ESConnectionError
 
 from ray_app.config import Settings, redact
 from ray_app.es_indices import client
@@ -64,7 +64,7 @@ class ForecastReader:
                 return hit[1]
         try:
             value = load()
-        except ESConnectionError as exc:
+        except TransportError as exc:  # refused, reset or timed out: the same to a caller, 503
             raise BackendUnavailable(
                 redact(f"Elasticsearch at {self.settings.elasticsearch.url} is unreachable: {exc}")
             ) from exc
@@ -221,6 +221,6 @@ class ForecastReader:
     def health(self) -> dict[str, Any]:
         try:
             info = self.es.cluster.health(timeout="2s")
-        except (ESConnectionError, ApiError) as exc:
+        except (TransportError, ApiError) as exc:
             raise BackendUnavailable(redact(f"Elasticsearch at {self.settings.elasticsearch.url}: {exc}")) from exc
         return {"status": "ok", "elasticsearch": info["status"]}

@@ -68,8 +68,7 @@ def test_config_show_masks_a_password_inside_the_elasticsearch_url() -> None:
 
 
 @pytest.mark.parametrize("value", ["12345678", "[1, 2]", "{a: 1}", "true"], ids=["int", "list", "map", "bool"])
-def test_a_secret_of_the_wrong_type_is_never_echoed_in_a_config_error(tmp_path: Path, value: str,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_secret_of_the_wrong_type_is_never_echoed_in_a_config_error(tmp_path: Path, value: str) -> None:
     secret = value if value != "12345678" else "987654321"
     config = tmp_path / "mine.yaml"
     config.write_text(f"elasticsearch:\n  password: {secret}\nalpaca:\n  secret_key: {secret}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -140,6 +141,9 @@ def test_errors_have_their_status_and_say_why(http: httpx.Client) -> None:
     down = http.get("/dead/symbols")
     assert down.status_code == 503 and "unreachable" in down.json()["detail"]
     assert http.get("/dead/healthz").status_code == 503
+    for answer in (unknown, skipped, down, http.get("/recommendation/NOPE"), http.get("/forecast/IBM/accuracy")):
+        detail = answer.json()["detail"]  # a sentence, not Python's or Ray's class paths
+        assert answer.status_code in {404, 503} and not re.search(r"\w+\.\w+\.\w+:|Error:|Traceback", detail), detail
 
 
 def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
