@@ -451,6 +451,7 @@ class ServeSettings(_Section):
     http_host: str
     http_port: Port
     cache_ttl_s: float = Field(ge=0)
+    max_symbols_per_request: int = Field(default=32, ge=1, le=1000)
     forecast: ReplicaSettings
     recommender: ReplicaSettings
     ingress: ReplicaSettings

@@ -134,7 +134,15 @@ class Recommender:
             listed = await _answer(self.forecast.call.remote("symbols"))
             symbols = [row["symbol"] for row in listed if row["status"] == "ok"]
             skipped = [{"symbol": row["symbol"], "reason": row["reason"]} for row in listed if row["status"] != "ok"]
-        answers = list(await asyncio.gather(*(self.recommend(symbol) for symbol in symbols)))
+        outcomes = await asyncio.gather(*(self.recommend(symbol) for symbol in symbols), return_exceptions=True)
+        answers = []
+        for symbol, outcome in zip(symbols, outcomes, strict=True):
+            if isinstance(outcome, LookupError):  # unknown or skipped in the run: reported, the others go on
+                skipped.append({"symbol": symbol, "reason": plain_error(outcome)})
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                answers.append(outcome)
         written = await asyncio.to_thread(write_recommendations, self.es, self.settings, answers)
         return {"index": self.settings.elasticsearch.indices.recommendations, "written": written,
                 "skipped": skipped, "recommendations": answers}  # fmt: skip
@@ -150,9 +158,10 @@ class Recommender:
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, forecast: DeploymentHandle, recommender: DeploymentHandle) -> None:
+    def __init__(self, forecast: DeploymentHandle, recommender: DeploymentHandle, max_symbols: int = 32) -> None:
         self.forecast = forecast
         self.recommender = recommender
+        self.max_symbols = max_symbols
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
@@ -194,7 +203,12 @@ class Ingress:
             raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("query", "symbol", i),
                                            "msg": f"String should match pattern '{SYMBOL_PATTERN}'", "input": value}
                                           for i, value in bad])  # fmt: skip
-        return await _answer(self.recommender.record.remote(symbol or []))
+        wanted = list(dict.fromkeys(value.upper().replace("-", "/") for value in symbol or []))  # each once
+        if len(wanted) > self.max_symbols:
+            raise RequestValidationError([{"type": "too_long", "loc": ("query", "symbol"), "input": len(wanted),
+                                           "msg": f"at most {self.max_symbols} different symbols per request "
+                                                  f"(serve.max_symbols_per_request); got {len(wanted)}"}])  # fmt: skip
+        return await _answer(self.recommender.record.remote(wanted))
 
     @api.get("/model")
     async def model(self) -> dict[str, Any]:
@@ -209,7 +223,9 @@ def application(settings: Settings) -> serve.Application:
     serve_settings = settings.serve
     forecast = Forecast.options(**serve_settings.forecast.deployment_options()).bind(settings)
     recommender = Recommender.options(**serve_settings.recommender.deployment_options()).bind(settings, forecast)
-    return Ingress.options(**serve_settings.ingress.deployment_options()).bind(forecast, recommender)
+    return Ingress.options(**serve_settings.ingress.deployment_options()).bind(
+        forecast, recommender, serve_settings.max_symbols_per_request
+    )
 
 
 def build_app(args: dict[str, str] | None = None) -> serve.Application:

@@ -263,6 +263,22 @@ def test_recording_writes_one_document_per_symbol_and_again_overwrites(settings:
     assert [row["symbol"] for row in latest] == ["AAPL", "BTC/USD"]
 
 
+def test_recording_is_bounded_deduplicated_and_a_bad_symbol_fails_only_itself(settings: Settings,
+                                                                              http: httpx.Client) -> None:  # fmt: skip
+    repeated = http.post("/recommendations", params={"symbol": ["AAPL"] * 64}, timeout=120)
+    assert repeated.status_code == 200, repeated.text
+    assert repeated.json()["written"] == 1 and len(repeated.json()["recommendations"]) == 1  # one generation
+    too_many = http.post("/recommendations", params={"symbol": [f"S{i}" for i in range(33)]})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["query", "symbol"]
+    assert "at most 32" in too_many.json()["detail"][0]["msg"]
+    mixed = http.post("/recommendations", params={"symbol": ["AAPL", "NOPE", "IBM", "aapl"]}, timeout=120)
+    assert mixed.status_code == 200, mixed.text
+    body = mixed.json()
+    assert body["written"] == 1 and [r["symbol"] for r in body["recommendations"]] == ["AAPL"]
+    reasons = {row["symbol"]: row["reason"] for row in body["skipped"]}
+    assert set(reasons) == {"NOPE", "IBM"} and "unknown symbol" in reasons["NOPE"] and "not forecast" in reasons["IBM"]
+
+
 def test_ray_app_recommend_prints_and_records(settings: Settings) -> None:
     from tests.conftest import run_cli
 
