@@ -26,6 +26,7 @@ SUMMARY_FIELDS = (
 )  # fmt: skip
 
 
+CACHE_MAX_ENTRIES = 512  # answers kept per replica: a few per symbol and question, far more than a platform has
 RECENT_BARS = 64  # 24 h back takes 25 crypto bars, or stock bars over a weekend or holiday
 
 
@@ -71,7 +72,13 @@ class ForecastReader:
         except ApiError as exc:
             raise BackendUnavailable(redact(f"Elasticsearch refused the query: {exc}")) from exc
         with self._lock:
+            self._cache.pop(key, None)  # re-inserted last: the dict's order is the entries' age
             self._cache[key] = (now, value)
+            ttl = self.settings.serve.cache_ttl_s
+            for stale in [k for k, (at, _) in self._cache.items() if now - at >= ttl]:
+                del self._cache[stale]
+            while len(self._cache) > CACHE_MAX_ENTRIES:  # bounded in size too: the oldest answers go first
+                del self._cache[next(iter(self._cache))]
         return value
 
     def latest_run(self) -> dict[str, Any]:

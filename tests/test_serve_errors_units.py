@@ -49,3 +49,19 @@ def test_an_elasticsearch_that_never_answers_is_503_like_one_that_refuses(monkey
         assert time.monotonic() - began < 15
     response = asyncio.run(_unavailable(None, caught.value))
     assert response.status_code == 503 and "unreachable" in json.loads(response.body)["detail"]
+
+
+def test_the_forecast_cache_is_bounded_in_age_and_size() -> None:
+    from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES
+
+    now = [0.0]
+    reader = ForecastReader(load_settings(), es=object(), clock=lambda: now[0])
+    loads = []
+    for i in range(CACHE_MAX_ENTRIES * 3):
+        reader._cached(("q", i), lambda i=i: loads.append(i) or i)
+    assert len(reader._cache) == CACHE_MAX_ENTRIES and len(loads) == CACHE_MAX_ENTRIES * 3
+    assert reader._cached(("q", CACHE_MAX_ENTRIES * 3 - 1), lambda: "reloaded") == CACHE_MAX_ENTRIES * 3 - 1  # cached
+    assert reader._cached(("q", 0), lambda: "reloaded") == "reloaded"  # the oldest went first
+    now[0] += reader.settings.serve.cache_ttl_s + 1
+    assert reader._cached(("q", 1), lambda: "fresh") == "fresh"
+    assert len(reader._cache) == 1  # every answer older than the TTL is gone
