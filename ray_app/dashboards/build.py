@@ -216,16 +216,9 @@ def _bands(target: str) -> list[Column]:
     ]
 
 
-def _forecast_panel(target: str, title: str, unit: str) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .datasource(SERVE)
-        .with_target(InfinityQuery("A", "/forecast/${symbol:raw}", SERVE).columns(*_bands(target)).timeseries())
-        .unit(unit)
-        .span(24)
-        .height(9)
-    )
+def _band_panel(title: str, unit: str, query: InfinityQuery, target: str) -> timeseries.Panel:
+    """A timeseries of `target` with its 80% and 95% bounds drawn as filled bands."""
+    panel = timeseries.Panel().title(title).datasource(SERVE).with_target(query).unit(unit).span(24).height(9)
     for level, opacity in ((80, 25), (95, 12)):
         panel = panel.override_by_name(
             f"{target}_lo_{level}",
@@ -236,6 +229,11 @@ def _forecast_panel(target: str, title: str, unit: str) -> timeseries.Panel:
             ],
         ).override_by_name(f"{target}_hi_{level}", [DynamicConfigValue(id_val="custom.lineWidth", value=0)])
     return panel
+
+
+def _forecast_panel(target: str, title: str, unit: str) -> timeseries.Panel:
+    query = InfinityQuery("A", "/forecast/${symbol:raw}", SERVE).columns(*_bands(target)).timeseries()
+    return _band_panel(title, unit, query, target)
 
 
 def _summary_stat(field: str, title: str, unit: str) -> stat.Panel:
@@ -274,26 +272,14 @@ def forecasting() -> db.Dashboard:
         .span(24)
         .height(7)
     )
-    versus = (
-        timeseries.Panel()
-        .title("Forecast vs what happened: the newest scored run's close band and the realized close")
-        .datasource(SERVE)
-        .with_target(
-            InfinityQuery("A", "/forecast/${symbol:raw}/vs-realized", SERVE)
-            .columns(*_bands("close"), Column("actual_close"))
-            .timeseries()
-        )
-        .unit("currencyUSD")
-        .span(24)
-        .height(9)
-    )
-    for level, opacity in ((80, 25), (95, 12)):
-        versus = versus.override_by_name(f"close_lo_{level}", [
-            DynamicConfigValue(id_val="custom.fillBelowTo", value=f"close_hi_{level}"),
-            DynamicConfigValue(id_val="custom.fillOpacity", value=opacity),
-            DynamicConfigValue(id_val="custom.lineWidth", value=0)],
-        ).override_by_name(f"close_hi_{level}", [DynamicConfigValue(id_val="custom.lineWidth", value=0)])  # fmt: skip
-    versus = versus.override_by_name("actual_close", [DynamicConfigValue(id_val="custom.lineWidth", value=3)])
+    versus = _band_panel(
+        "Forecast vs what happened: the newest scored run's close band and the realized close",
+        "currencyUSD",
+        InfinityQuery("A", "/forecast/${symbol:raw}/vs-realized", SERVE)
+        .columns(*_bands("close"), Column("actual_close"))
+        .timeseries(),
+        "close",
+    ).override_by_name("actual_close", [DynamicConfigValue(id_val="custom.lineWidth", value=3)])
     scored = (
         table.Panel()
         .title("Scored against what happened: MASE beside naive's, realized interval coverage, direction hits")

@@ -100,43 +100,44 @@ def render_trading(es: Elasticsearch, settings: Settings, symbol: str, end: pd.T
     return out
 
 
-def render_forecast(settings: Settings, symbol: str, out: Path) -> Path:
-    panel = _panel(_dashboard("forecasting"), "Next week: close")
+def _close_band(settings: Settings, panel: dict[str, Any], symbol: str) -> tuple[str, httpx.Response]:
     url = settings.serve.url + interpolate(panel["targets"][0]["url"], {"symbol": symbol}, lucene=False)
-    rows = pd.DataFrame(httpx.get(url, timeout=60).raise_for_status().json())
-    rows["timestamp"] = pd.to_datetime(rows["timestamp"], utc=True)
-    figure, ax = plt.subplots(figsize=(12, 4.5), constrained_layout=True)
-    for level, alpha in ((95, 0.15), (80, 0.3)):
-        ax.fill_between(rows["timestamp"], rows[f"close_lo_{level}"], rows[f"close_hi_{level}"], alpha=alpha,
-                        color="tab:blue", label=f"{level}% interval", step="mid")  # fmt: skip
-    ax.plot(rows["timestamp"], rows["close"], color="tab:blue", label=f"close ({rows['close_model'].iloc[0]})")
-    ax.set_title(f"{panel['title']}: {symbol} ({url})")
-    ax.legend(loc="upper left")
-    figure.savefig(out, dpi=80)
-    plt.close(figure)
-    return out
+    return url, httpx.get(url, timeout=60)
 
 
-def render_vs_realized(settings: Settings, symbol: str, out: Path) -> Path | None:
-    """The newest scored run's close band with the realized close over it; None before any run is scored."""
-    panel = _panel(_dashboard("forecasting"), "Forecast vs what happened")
-    url = settings.serve.url + interpolate(panel["targets"][0]["url"], {"symbol": symbol}, lucene=False)
-    response = httpx.get(url, timeout=60)
-    if response.status_code == 404:
-        return None
+def _plot_close_band(response: httpx.Response, label: str, title: str, out: Path, realized: bool = False) -> Path:
+    """The close forecast with its 80%/95% bands (and the realized close over it), as a PNG."""
     rows = pd.DataFrame(response.raise_for_status().json())
     rows["timestamp"] = pd.to_datetime(rows["timestamp"], utc=True)
     figure, ax = plt.subplots(figsize=(12, 4.5), constrained_layout=True)
     for level, alpha in ((95, 0.15), (80, 0.3)):
         ax.fill_between(rows["timestamp"], rows[f"close_lo_{level}"], rows[f"close_hi_{level}"], alpha=alpha,
                         color="tab:blue", label=f"{level}% interval", step="mid")  # fmt: skip
-    ax.plot(rows["timestamp"], rows["close"], color="tab:blue", label=f"forecast close ({rows['close_model'].iloc[0]})")
-    ax.plot(rows["timestamp"], rows["actual_close"].astype(float), color="black", linewidth=2, label="realized close")
-    ax.set_title(f"{panel['title'][:60]}: {symbol}, run {rows['run_id'].iloc[0]}")
+    ax.plot(rows["timestamp"], rows["close"], color="tab:blue", label=f"{label} ({rows['close_model'].iloc[0]})")
+    if realized:
+        ax.plot(rows["timestamp"], rows["actual_close"].astype(float), color="black", linewidth=2,
+                label="realized close")  # fmt: skip
+        title = f"{title}, run {rows['run_id'].iloc[0]}"
+    ax.set_title(title)
     ax.legend(loc="upper left")
     figure.savefig(out, dpi=80)
     plt.close(figure)
     return out
+
+
+def render_forecast(settings: Settings, symbol: str, out: Path) -> Path:
+    panel = _panel(_dashboard("forecasting"), "Next week: close")
+    url, response = _close_band(settings, panel, symbol)
+    return _plot_close_band(response, "close", f"{panel['title']}: {symbol} ({url})", out)
+
+
+def render_vs_realized(settings: Settings, symbol: str, out: Path) -> Path | None:
+    """The newest scored run's close band with the realized close over it; None before any run is scored."""
+    panel = _panel(_dashboard("forecasting"), "Forecast vs what happened")
+    _, response = _close_band(settings, panel, symbol)
+    if response.status_code == 404:
+        return None
+    return _plot_close_band(response, "forecast close", f"{panel['title'][:60]}: {symbol}", out, realized=True)
 
 
 def render_panels(es: Elasticsearch, settings: Settings, symbol: str, folder: Path) -> list[Path]:
