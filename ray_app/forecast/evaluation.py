@@ -144,11 +144,11 @@ def evaluate_run_symbol(
             continue
         threshold = settings.recommend.rules.move_threshold_pct if target == "close" else None
         scores = evaluate_target(forecast, realized[target].dropna(), history.values[target], threshold)
+        if scores is None:
+            continue
         horizon = len(forecast)
         base = {"run_id": run["run_id"], "as_of": store.iso(as_of), "symbol": symbol, "market": history.market.name,
                 "target": str(target), "model": str(forecast["model"].iloc[0]), "horizon": horizon}  # fmt: skip
-        if scores is None:
-            continue
         through = forecast.index.intersection(realized.index).max()
         evaluations.append(TargetEvaluation(
             **base, elapsed_hours=scores.elapsed, complete=scores.elapsed >= horizon, through=store.iso(through),
