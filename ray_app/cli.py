@@ -185,8 +185,9 @@ def ingest(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="As `ray-app --config`.")] = None,
 ) -> None:
     """Market data into Kafka (topics trades, bars; bad records to dead-letters). Ctrl-C flushes and exits."""
-    from ray_app.ingest import IngestOptions, KafkaUnreachable, SourceName, run_ingest
+    from ray_app.ingest import IngestFailed, IngestOptions, KafkaUnreachable, SourceName, run_ingest
     from ray_app.ingest.alpaca_stream import AlpacaStreamError
+    from ray_app.ingest.journal import JournalBusy
     from ray_app.ingest.backfill import BackfillError
 
     if config:
@@ -206,19 +207,17 @@ def ingest(
     )  # fmt: skip
     try:
         report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)))
-    except (AlpacaStreamError, BackfillError, KafkaUnreachable, ValueError, OSError) as exc:
+    except IngestFailed as exc:
+        console.print(exc.report.line(), highlight=False)
+        fail(f"ingest stopped: {exc}")
+    except (AlpacaStreamError, BackfillError, KafkaUnreachable, JournalBusy, ValueError, OSError) as exc:
         fail(str(exc))
-    counters = report.counters
-    console.print(
-        f"ingest {report.source}: {counters.delivered:,} delivered in {report.seconds:.1f} s "
-        f"({counters.delivered / max(report.seconds, 1e-9):,.0f} msg/s): {counters.trades:,} trades, "
-        f"{counters.bars:,} bars, {counters.dead_letters:,} dead letters; failed {counters.failed}, "
-        f"undelivered {report.undelivered}"
-        + (f"; recorded {report.recorded_frames} frames to {record}" if record else ""),
-        highlight=False,
-    )
+    console.print(report.line() + (f"; recorded {report.recorded_frames} frames to {record}" if record else ""),
+                  highlight=False)  # fmt: skip
     if not report.ok:
-        fail(f"{counters.failed + report.undelivered} messages were not delivered: {counters.errors[:3]}")
+        counters = report.counters
+        fail(f"{counters.failed + counters.dropped + report.undelivered + report.kept} messages were not delivered"
+             + (f": {counters.errors[:3]}" if counters.errors else ""))
 
 
 def _lag_text(lags) -> str:

@@ -278,6 +278,7 @@ class AlpacaSettings(_Section):
     reconnect_max_s: float = Field(gt=0)
     rest_retry_attempts: int = Field(ge=0)
     rest_retry_wait_s: float = Field(gt=0)
+    rest_timeout_s: float = Field(gt=0)
     backfill_attempts: int = Field(ge=1)
     backfill_days: float = Field(gt=0)
     backfill_chunk_days: float = Field(gt=0)
@@ -307,6 +308,10 @@ class SimulatorSettings(_Section):
 
 class IngestSettings(_Section):
     queue_max_messages: int = Field(ge=1000)
+    queue_max_mb: int = Field(ge=1, le=2_097_151)
+    memory_queue_messages: int = Field(ge=100)
+    spill_max_mb: int = Field(ge=1)
+    flush_timeout_s: float = Field(gt=0)
     progress: bool
 
 

@@ -12,7 +12,8 @@ Point the real alpaca-py clients at it with ``url_override`` (the settings ``alp
   keys), answering ``{"bars": {SYMBOL: [...]}, "next_page_token": ...}`` with pages of ``page_size`` bars.
 
 And, like bytewax's testing sources, it misbehaves on cue: ``drop_connections()`` cuts every websocket,
-``fail_next(n, 429)`` answers the next n REST calls with HTTP 429, ``publish_raw`` sends any bytes as a frame.
+``fail_next(n, 429)`` answers the next n REST calls with HTTP 429, ``stall_next`` and ``reset_next`` hang or cut
+them, ``publish_raw`` sends any bytes as a frame.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class FakeAlpaca:
         self.auth_failures = 0
         self.connections_accepted = 0
         self._connections: list[_Connection] = []
-        self._fail_next: list[int] = []
+        self._fail_next: list[int | str | tuple[str, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -215,6 +216,14 @@ class FakeAlpaca:
     def fail_next(self, count: int, status: int = 429) -> None:
         self._fail_next.extend([status] * count)
 
+    def stall_next(self, count: int, seconds: float) -> None:
+        """The next ``count`` REST calls get no answer for ``seconds`` (a hung server or network)."""
+        self._fail_next.extend([("stall", seconds)] * count)
+
+    def reset_next(self, count: int) -> None:
+        """The next ``count`` REST calls have their connection closed without an answer."""
+        self._fail_next.extend(["reset"] * count)
+
     # --- websocket --------------------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None)
@@ -285,17 +294,24 @@ class FakeAlpaca:
             self.secret_key,
         ):
             return web.json_response({"message": "forbidden."}, status=403)
-        return self._bars(request, crypto=False)
+        return await self._bars(request, crypto=False)
 
     async def _crypto_bars(self, request: web.Request) -> web.Response:
-        return self._bars(request, crypto=True)
+        return await self._bars(request, crypto=True)
 
-    def _bars(self, request: web.Request, crypto: bool) -> web.Response:
+    async def _bars(self, request: web.Request, crypto: bool) -> web.Response:
         params = dict(request.query)
         self.rest_requests.append((request.path, params))
         if self._fail_next:
-            status = self._fail_next.pop(0)
-            return web.json_response({"message": "too many requests."}, status=status)
+            failure = self._fail_next.pop(0)
+            if failure == "reset":
+                if request.transport:
+                    request.transport.abort()
+                raise ConnectionResetError("reset on cue")
+            if isinstance(failure, tuple):
+                await asyncio.sleep(failure[1])
+            else:
+                return web.json_response({"message": "too many requests."}, status=failure)
         try:
             symbols = [s for s in params["symbols"].split(",") if s]
             step = _TIMEFRAME_SECONDS[params.get("timeframe", "1Hour")]

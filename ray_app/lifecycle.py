@@ -30,8 +30,14 @@ class StopFlag:
             yield self
             return
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(*_: object) -> None:
+            if self.is_set():
+                raise KeyboardInterrupt  # a second Ctrl-C: stop waiting now (the caller still flushes briefly)
+            self.set()
+
         for sig in previous:
-            signal.signal(sig, lambda *_: self.set())
+            signal.signal(sig, on_signal)
         try:
             yield self
         finally:

@@ -87,7 +87,8 @@ class Record(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     symbol: Annotated[str, Field(min_length=1, max_length=SYMBOL_MAX_LENGTH, pattern=r"^[^|{\[]+$")]
-    timestamp_ns: Annotated[int, Field(gt=0)]
+    # Elasticsearch's date_nanos and Spark's long both end at 2**63 - 1 ns (2262-04-11)
+    timestamp_ns: Annotated[int, Field(gt=0, lt=2**63)]
     source: Source
 
     @computed_field  # type: ignore[prop-decorator]
@@ -146,7 +147,9 @@ class DeadLetter(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     stage: str
     # rejected: Elasticsearch refused the document the record became (e.g. a mapping conflict)
-    reason: Literal["unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type", "rejected"]
+    # unserialisable: a record that validated and still could not be encoded for Kafka
+    reason: Literal["unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type", "rejected",
+                    "unserialisable"]
     detail: str
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"

@@ -17,7 +17,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from ray_app.config import Settings
-from ray_app.ingest.producer import Counters, IngestItem, IngestProducer, progress_line, pump
+from ray_app.ingest.journal import SpillJournal
+from ray_app.ingest.producer import BackgroundSender, Counters, IngestItem, IngestProducer, progress_line, pump
 from ray_app.kafka_topics import ensure_topics
 from ray_app.lifecycle import StopFlag
 
@@ -61,12 +62,39 @@ class IngestReport:
     source: str
     counters: Counters
     seconds: float
-    undelivered: int
+    undelivered: int  # neither delivered nor kept in the spill journal
     recorded_frames: int = 0
+    kept: int = 0  # left in the spill journal for the next run
+    journal: Path | None = None
 
     @property
     def ok(self) -> bool:
-        return self.counters.failed == 0 and self.undelivered == 0
+        c = self.counters
+        return c.failed == 0 and c.dropped == 0 and self.undelivered == 0 and self.kept == 0
+
+    def line(self) -> str:
+        """What a run delivered, failed and left undelivered, in one line (the CLI prints it on every exit)."""
+        c = self.counters
+        text = (f"ingest {self.source}: {c.delivered:,} delivered in {self.seconds:.1f} s "
+                f"({c.delivered / max(self.seconds, 1e-9):,.0f} msg/s): {c.trades:,} trades, {c.bars:,} bars, "
+                f"{c.dead_letters:,} dead letters; failed {c.failed}, undelivered {self.undelivered}")  # fmt: skip
+        if c.spilled or c.replayed:
+            text += f"; spilled {c.spilled:,} to the journal, sent {c.replayed:,} from it"
+        if self.kept:
+            text += f"; {self.kept:,} kept in {self.journal} for the next run"
+        if c.dropped:
+            text += f"; DROPPED {c.dropped:,} (the spill journal was full)"
+        return text
+
+
+class IngestFailed(RuntimeError):
+    """A source stopped with an error; ``report`` says what was delivered before it did (the producer was
+    flushed all the same)."""
+
+    def __init__(self, cause: BaseException, report: IngestReport) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause = cause
+        self.report = report
 
 
 def _simulated(settings: Settings, options: IngestOptions, stop: StopFlag, idle: Callable[[float], None]):
@@ -118,9 +146,14 @@ def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer:
                     symbols=options.symbols, on_retry=on_message)  # fmt: skip
 
 
+def journal_path(settings: Settings, source: SourceName) -> Path:
+    return settings.state_dir / "ingest" / f"spill-{source.value}-{settings.kafka.topics.trades.name}.journal"
+
+
 def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None = None,
                on_message: Callable[[str], None] | None = None) -> IngestReport:  # fmt: skip
-    """Run one source into Kafka until it ends or is stopped; flush; report what was delivered."""
+    """Run one source into Kafka until it ends, fails or is stopped; on every one of those exits flush, keep what
+    Kafka did not take in the spill journal, and report what was delivered (``IngestFailed`` carries the report)."""
     stop = stop or StopFlag()
     if options.source is SourceName.ALPACA:
         from ray_app.ingest.alpaca_stream import check_ready
@@ -133,24 +166,49 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
             f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({exc.args[0].str()}); "
             "start the local stack with `ray-app stack up` or point kafka.bootstrap_servers at your brokers"
         ) from None
-    producer = IngestProducer(settings, **{"queue.buffering.max.messages": settings.ingest.queue_max_messages})
+    ingest = settings.ingest
+    journal = SpillJournal(journal_path(settings, options.source), ingest.spill_max_mb * 1024 * 1024)
+    producer = IngestProducer(settings, journal, **{
+        "queue.buffering.max.messages": ingest.queue_max_messages,
+        "queue.buffering.max.kbytes": ingest.queue_max_mb * 1024,
+        # never give a record up because the brokers are away; memory is bounded by the queues above
+        "message.timeout.ms": 0,
+    })  # fmt: skip
     began = time.monotonic()
-    show_progress = settings.ingest.progress if options.progress is None else options.progress
+    show_progress = ingest.progress if options.progress is None else options.progress
     recorder = None
-    with stop.on_signals(), progress_line(producer.counters, options.source.value) if show_progress else nullcontext():
-        _stop_after(stop, options.duration_s)
-        if options.source is SourceName.ALPACA:
-            from ray_app.ingest.alpaca_stream import AlpacaLiveSource
-            from ray_app.ingest.recording import FrameRecorder
+    leftover: list = []
+    error: BaseException | None = None
+    try:
+        with stop.on_signals(), progress_line(producer.counters, options.source.value) if show_progress else nullcontext():
+            _stop_after(stop, options.duration_s)
+            if options.source is SourceName.ALPACA:
+                from ray_app.ingest.alpaca_stream import AlpacaLiveSource
+                from ray_app.ingest.recording import FrameRecorder
 
-            recorder = FrameRecorder(options.record) if options.record else None
-            try:
-                AlpacaLiveSource(settings, producer.send, stop, recorder, options.symbols).run()
-            finally:
-                if recorder:
-                    recorder.close()
-        else:
-            pump(_items(settings, options, stop, producer, on_message), producer, stop)
-        undelivered = producer.flush(60)
+                recorder = FrameRecorder(options.record) if options.record else None
+                sender = BackgroundSender(producer, journal, ingest.memory_queue_messages, on_message)
+                try:
+                    AlpacaLiveSource(settings, sender.submit, stop, recorder, options.symbols).run()
+                finally:
+                    leftover = sender.close()
+                    if recorder:
+                        recorder.close()
+            else:
+                if journal.pending() and (sent := producer.send_journal(stop)) and on_message:
+                    on_message(f"sent {sent:,} records a previous run left in {journal.path}")
+                pump(_items(settings, options, stop, producer, on_message), producer, stop)
+    except (Exception, KeyboardInterrupt) as exc:
+        error = exc
+    finally:
+        undelivered = producer.close(ingest.flush_timeout_s, leftover)
     recorded = recorder.frames if recorder else 0
-    return IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded)
+    report = IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded,
+                          kept=journal_size(journal), journal=journal.path)  # fmt: skip
+    if error is not None:
+        raise IngestFailed(error, report) from error
+    return report
+
+
+def journal_size(journal: SpillJournal) -> int:
+    return sum(1 for _ in journal.entries()) if journal.path.exists() else 0

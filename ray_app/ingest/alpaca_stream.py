@@ -17,21 +17,19 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 from alpaca.data.enums import DataFeed
 from alpaca.data.live.crypto import CryptoDataStream
 from alpaca.data.live.stock import StockDataStream
 
 from ray_app.config import Settings
 from ray_app.ingest.producer import IngestItem
-from ray_app.ingest.recording import FrameRecorder, frame_items
+from ray_app.ingest.recording import FrameRecorder, control_messages, frame_items
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Source, is_crypto
 
 # Alpaca's error codes that no reconnect can fix
 FATAL_CODES = {401: "not authenticated", 402: "auth failed", 404: "auth timeout", 405: "symbol limit exceeded",
                406: "connection limit exceeded", 409: "insufficient subscription"}  # fmt: skip
-_EMPTY_FRAME = msgpack.packb([])
 
 
 class AlpacaStreamError(RuntimeError):
@@ -156,12 +154,9 @@ class AlpacaLiveSource:
         if self.record:
             self.record.write(feed, frame)
         source = Source.ALPACA_STREAM
-        items = list(frame_items(frame, source, self.symbols))
-        for item in items:
-            self.send(item)
-        unparseable = len(items) == 1 and getattr(items[0], "reason", None) == "unparseable"
-        # alpaca-py must not choke on a frame we already dead-lettered
-        return _EMPTY_FRAME if unparseable else frame
+        for item in frame_items(frame, source, self.symbols):
+            self.send(item)  # never blocks: the producer runs on a thread of its own (producer.BackgroundSender)
+        return control_messages(frame)
 
     async def _watch_stop(self) -> None:
         while not self.stop.is_set() and not any(s.fatal for s in self.streams):

@@ -2,14 +2,20 @@
 
 Requests go one symbol and one time chunk at a time (``alpaca.backfill_chunk_days``), so memory stays small
 and a failure loses one chunk's work, not the run's. alpaca-py follows ``next_page_token`` within a chunk and
-retries HTTP 429 itself; when it gives up, this module backs off exponentially and retries the chunk. Crypto
-needs no keys; stocks do.
+retries HTTP 429 itself; when it gives up, or a request cannot connect or times out (every request has
+``alpaca.rest_timeout_s``), this module backs off exponentially and retries the chunk. Each chunk is fetched on a
+worker thread while this one watches the stop flag, so Ctrl-C ends a run at once even during a stalled request.
+Crypto needs no keys; stocks do.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+
+import requests
 
 from alpaca.common.exceptions import APIError
 from alpaca.data.enums import DataFeed
@@ -48,7 +54,15 @@ def _clients(settings: Settings) -> tuple[StockHistoricalDataClient | None, Cryp
             # alpaca-py's own retry of 429/504 within a request; our backoff below wraps the whole chunk
             client._retry = alpaca.rest_retry_attempts
             client._retry_wait = alpaca.rest_retry_wait_s
+            # alpaca-py sets no timeout: a stalled server would hold a request forever
+            client._session.request = functools.partial(_with_timeout, client._session.request,  # type: ignore[method-assign]
+                                                        alpaca.rest_timeout_s)  # fmt: skip
     return stocks, crypto
+
+
+def _with_timeout(request: Callable, timeout_s: float, method: str, url: str, **options: object):
+    options.setdefault("timeout", (min(timeout_s, 10.0), timeout_s))
+    return request(method, url, **options)
 
 
 def _chunks(start: datetime, end: datetime, days: float) -> Iterator[tuple[datetime, datetime]]:
@@ -93,18 +107,40 @@ def backfill(
                 yield parse.rest_bar(bar, symbol, timeframe, Source.ALPACA_REST, settings.symbols)
 
 
+def _interruptible(fetch, request, stop: StopFlag):
+    """``fetch(request)`` on a worker thread; None as soon as the stop flag is set (the thread is left to its
+    timeout)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="backfill")
+    try:
+        future = pool.submit(fetch, request)
+        while not stop.is_set():
+            try:
+                return future.result(timeout=0.1)
+            except TimeoutError:
+                continue
+        return None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _with_backoff(fetch, request, settings: Settings, stop: StopFlag, what: str, on_retry) -> dict:
     attempts = settings.alpaca.backfill_attempts
     for attempt in range(1, attempts + 1):
         try:
-            return fetch(request)
+            return _interruptible(fetch, request, stop) or {}
         except APIError as exc:
             status = exc.status_code
             if status not in (429, 500, 502, 503, 504) or attempt == attempts:
                 raise BackfillError(f"Alpaca answered HTTP {status} for {what}: {exc}") from exc
-            delay = min(settings.alpaca.rest_retry_wait_s * 2**attempt, 60.0)
-            if on_retry:
-                on_retry(f"HTTP {status} for {what}; retrying in {delay:.1f} s (attempt {attempt}/{attempts})")
-            if stop.wait(delay):
-                return {}
+            problem = f"HTTP {status}"
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
+            if attempt == attempts:
+                raise BackfillError(f"the request for {what} {kind} {attempts} times: {exc}") from exc
+            problem = f"the request {kind}"
+        delay = min(settings.alpaca.rest_retry_wait_s * 2**attempt, 60.0)
+        if on_retry:
+            on_retry(f"{problem} for {what}; retrying in {delay:.1f} s (attempt {attempt}/{attempts})")
+        if stop.wait(delay):
+            return {}
     return {}

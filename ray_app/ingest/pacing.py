@@ -13,23 +13,23 @@ T = TypeVar("T")
 
 def paced(
     items: Iterable[T],
-    time_ns_of: Callable[[T], int],
+    time_ns_of: Callable[[T], int | None],
     speed: float,
     stop: StopFlag,
     on_idle: Callable[[float], None] | None = None,
 ) -> Iterator[T]:
     """Yield each item when ``(its time - the first item's time) / speed`` has passed on the wall clock.
 
-    ``speed <= 0`` means as fast as possible. ``on_idle(seconds)`` is called instead of sleeping, so a producer
-    can serve delivery reports while it waits.
+    ``speed <= 0`` means as fast as possible; an item without a time goes at once. ``on_idle(seconds)`` is called
+    instead of sleeping, so a producer can serve delivery reports while it waits.
     """
     start_wall: float | None = None
     start_event = 0
     for item in items:
         if stop.is_set():
             return
-        if speed > 0:
-            event = time_ns_of(item)
+        event = time_ns_of(item) if speed > 0 else None
+        if event is not None:
             if start_wall is None:
                 start_wall, start_event = time.monotonic(), event
             due = start_wall + (event - start_event) / 1e9 / speed

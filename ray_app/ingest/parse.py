@@ -41,18 +41,24 @@ def to_ns(value: Any) -> int:
 
 
 def raw_json(message: Any) -> str:
-    """The message as JSON for a dead letter (msgpack timestamps as RFC 3339 with nanoseconds)."""
+    """The message as JSON for a dead letter (msgpack timestamps as RFC 3339 with nanoseconds); never raises."""
 
     def default(obj: Any) -> Any:
         if isinstance(obj, msgpack.Timestamp):
             from ray_app.schemas import format_ns
 
-            return format_ns(obj.to_unix_nano())
+            try:
+                return format_ns(obj.to_unix_nano())
+            except (ValueError, OverflowError, OSError):
+                return {"msgpack_timestamp": {"seconds": obj.seconds, "nanoseconds": obj.nanoseconds}}
         if isinstance(obj, bytes):
             return obj.decode("utf-8", "replace")
         return repr(obj)
 
-    return json.dumps(message, default=default, ensure_ascii=False)
+    try:
+        return json.dumps(message, default=default, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):  # keys that are not strings, cycles, nesting too deep
+        return repr(message)
 
 
 def _field(message: dict[str, Any], key: str, name: str) -> Any:
@@ -93,6 +99,8 @@ def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[st
     conditions = message.get("c") or []
     if not isinstance(conditions, list):
         conditions = [conditions]
+    if not all(isinstance(c, str) for c in conditions):
+        raise Rejected("invalid_value", f"field 'c' (conditions) must hold condition codes (strings), got {conditions!r}")
     return _validated(
         Trade,
         {
@@ -102,7 +110,7 @@ def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[st
             "size": _field(message, "s", "size"),
             "trade_id": str(_field(message, "i", "trade id")),
             "exchange": message.get("x"),
-            "conditions": [str(c) for c in conditions],
+            "conditions": conditions,
             "tape": message.get("z"),
             "taker_side": message.get("tks"),
             "source": source,
@@ -135,6 +143,8 @@ def stream_message(message: Any, source: Source, allowed: Collection[str] | None
         return dead_letter(raw_json(message), "unparseable", "a message must be a map", source)
     kind = message.get("T")
     try:
+        if not isinstance(kind, str):
+            raise Rejected("unknown_type", f"message type T={kind!r} is not a trade or a bar")
         if kind == "t":
             return stream_trade(message, source, allowed)
         if kind in BAR_TYPES:
@@ -144,6 +154,8 @@ def stream_message(message: Any, source: Source, allowed: Collection[str] | None
         raise Rejected("unknown_type", f"message type T={kind!r} is not a trade or a bar")
     except Rejected as exc:
         return dead_letter(raw_json(message), exc.reason, exc.detail, source)
+    except Exception as exc:  # whatever else a message holds costs that message only, never its frame
+        return dead_letter(raw_json(message), "unparseable", f"{type(exc).__name__}: {exc}", source)
 
 
 def rest_bar(

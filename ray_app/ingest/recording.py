@@ -19,7 +19,7 @@ from ray_app.ingest import parse
 from ray_app.ingest.pacing import paced
 from ray_app.ingest.producer import IngestItem
 from ray_app.lifecycle import StopFlag
-from ray_app.schemas import Source
+from ray_app.schemas import DeadLetter, Source
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,40 @@ class FrameRecorder:
         self._file.close()
 
 
-def read_frames(path: Path) -> Iterator[RecordedFrame]:
+RAW_TAIL_BYTES = 64 * 1024  # how much of an unreadable recording's rest a dead letter keeps
+
+
+def read_frames(path: Path) -> Iterator[RecordedFrame | DeadLetter]:
+    """The recording's frames; an entry that is not a recorded frame is a dead letter, and bytes that are not
+    msgpack end the recording with one dead letter holding (the start of) the rest."""
     with path.open("rb") as file:
-        for entry in msgpack.Unpacker(file, raw=False):
-            yield RecordedFrame(feed=entry["feed"], received_ns=entry["received_ns"], frame=entry["frame"])
+        unpacker = msgpack.Unpacker(file, raw=False)
+        while True:
+            position = unpacker.tell()
+            try:
+                entry = unpacker.unpack()
+            except msgpack.OutOfData:
+                return
+            except Exception as exc:  # corrupt or truncated: msgpack cannot find the next entry's start
+                file.seek(position)
+                rest = file.read(RAW_TAIL_BYTES)
+                yield parse.dead_letter(rest, "unparseable", f"the recording {path.name} cannot be read from byte "
+                                        f"{position} on: {type(exc).__name__}: {exc}", Source.REPLAY)  # fmt: skip
+                return
+            if (isinstance(entry, dict) and isinstance(entry.get("feed"), str)
+                    and isinstance(entry.get("received_ns"), int) and isinstance(entry.get("frame"), bytes | str)):  # fmt: skip
+                frame = entry["frame"]
+                yield RecordedFrame(entry["feed"], entry["received_ns"], frame.encode() if isinstance(frame, str) else frame)
+            else:
+                yield parse.dead_letter(parse.raw_json(entry), "unparseable", f"entry at byte {position} of "
+                                        f"{path.name} is not a recorded frame (feed, received_ns, frame)", Source.REPLAY)  # fmt: skip
 
 
 def frame_items(frame: bytes, source: Source, allowed: Collection[str] | None) -> Iterator[IngestItem]:
     """One websocket frame -> its records and dead letters (control messages are skipped)."""
     try:
-        messages = msgpack.unpackb(frame)
+        # non-string map keys are a problem of one message, not of the frame
+        messages = msgpack.unpackb(frame, strict_map_key=False)
     except Exception as exc:
         yield parse.dead_letter(frame, "unparseable", f"not a msgpack frame: {exc}", source)
         return
@@ -69,8 +93,29 @@ def frame_items(frame: bytes, source: Source, allowed: Collection[str] | None) -
             yield item
 
 
+def control_messages(frame: bytes) -> bytes:
+    """The frame with only its well-formed control messages (connected, auth, subscription, errors): all alpaca-py
+    needs to drive the protocol, since records are taken from the raw frame; so no message, however malformed,
+    can reach alpaca-py's decoder and cost the rest of the frame or the connection."""
+    try:
+        messages = msgpack.unpackb(frame, strict_map_key=False)
+    except Exception:
+        return _EMPTY_FRAME
+    if not isinstance(messages, list):
+        return _EMPTY_FRAME
+    kept = [m for m in messages if isinstance(m, dict) and isinstance(m.get("T"), str)
+            and m["T"] in parse.CONTROL_TYPES]  # fmt: skip
+    return msgpack.packb(kept) if len(kept) != len(messages) else frame
+
+
+_EMPTY_FRAME = msgpack.packb([])
+
+
 def replay(path: Path, allowed: Collection[str] | None, speed: float, stop: StopFlag,
            on_idle=None) -> Iterator[IngestItem]:  # fmt: skip
     """The recording's records at ``speed`` x the pace they were received (0: as fast as possible)."""
-    for recorded in paced(read_frames(path), lambda f: f.received_ns, speed, stop, on_idle):
-        yield from frame_items(recorded.frame, Source.REPLAY, allowed)
+    for recorded in paced(read_frames(path), lambda f: getattr(f, "received_ns", None), speed, stop, on_idle):
+        if isinstance(recorded, DeadLetter):
+            yield recorded
+        else:
+            yield from frame_items(recorded.frame, Source.REPLAY, allowed)
