@@ -174,7 +174,9 @@ def ingest(
     history_days: Annotated[float | None, typer.Option(help="simulate: days of history to make first.")] = None,
     live: Annotated[bool, typer.Option("--live", help="simulate: then go on in real time (paced by --speed).")] = False,
     trades_per_minute: Annotated[float | None, typer.Option(help="simulate: average trades/min per symbol.")] = None,
-    seed: Annotated[int | None, typer.Option(help="simulate: random seed (same seed, same trades).")] = None,
+    seed: Annotated[int | None, typer.Option(help="simulate: random seed (same seed, same trades in every run).")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume",
+                                         help="simulate: go on from where earlier runs left each symbol.")] = True,
     duration: Annotated[float | None, typer.Option(help="alpaca, simulate --live: stop after N seconds.")] = None,
     speed: Annotated[float, typer.Option(help="replay, simulate --live: x real time; 0 = as fast as possible.")] = 1.0,
     record: Annotated[Path | None, typer.Option(help="alpaca: also write the raw websocket frames here.")] = None,
@@ -203,7 +205,7 @@ def ingest(
         source=chosen,
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
         history_days=history_days, live=live, trades_per_minute=trades_per_minute, seed=seed, duration_s=duration,
-        speed=speed, record=record, days=days, timeframe=timeframe, file=file, progress=progress,
+        speed=speed, record=record, days=days, timeframe=timeframe, file=file, progress=progress, resume=resume,
     )  # fmt: skip
     try:
         report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)))
@@ -380,30 +382,23 @@ def smoke(ctx: typer.Context) -> None:
 
 
 def _demo_ingest(settings: Settings) -> bool:
-    """Feed Kafka with the simulator's history once (a second demo finds it there and says so)."""
-    from ray_app.ingest import IngestOptions, SourceName, run_ingest
-    from ray_app.kafka_topics import topic_sizes
+    """Feed Kafka with the simulator's history; a second demo goes on from where the first left off."""
+    from ray_app.ingest import IngestFailed, IngestOptions, SourceName, run_ingest
 
     topics = settings.kafka.topics
-    sim = settings.simulator
-    marker = settings.state_dir / "ingest" / "simulated-history.json"
-    wanted = {"symbols": settings.symbols, "seed": sim.seed, "days": sim.history_days,
-              "trades_per_minute": sim.trades_per_minute, "topic": topics.trades.name}  # fmt: skip
-    if marker.is_file() and json.loads(marker.read_text()).get("settings") == wanted:
-        console.print(f"\ningest: the simulated history is already in '{topics.trades.name}' ({marker}); not again")
-    else:
-        days = settings.simulator.history_days
-        console.print(f"\ningest: simulating {days:g} days of trades for {', '.join(settings.symbols)} "
-                      f"(seed {settings.simulator.seed}, source=simulator)", highlight=False)  # fmt: skip
-        report = run_ingest(settings, IngestOptions(source=SourceName.SIMULATE))
-        c = report.counters
-        console.print(f"ingest simulate: {c.delivered:,} delivered in {report.seconds:.1f} s "
-                      f"({c.delivered / max(report.seconds, 1e-9):,.0f} msg/s), failed {c.failed}, "
-                      f"undelivered {report.undelivered}", highlight=False)  # fmt: skip
-        if not report.ok:
-            return False
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"settings": wanted, "delivered": c.delivered}))
+    days = settings.simulator.history_days
+    console.print(f"\ningest: simulating {days:g} days of trades for {', '.join(settings.symbols)} "
+                  f"(seed {settings.simulator.seed}, source=simulator)", highlight=False)  # fmt: skip
+    try:
+        report = run_ingest(settings, IngestOptions(source=SourceName.SIMULATE),
+                            on_message=lambda text: console.print(escape(text), highlight=False))  # fmt: skip
+    except IngestFailed as exc:
+        console.print(exc.report.line(), highlight=False)
+        err_console.print(f"[red]ingest failed:[/] {escape(str(exc))}")
+        return False
+    console.print(report.line(), highlight=False)
+    if not report.ok:
+        return False
     table = Table(title="Kafka topics", title_justify="left")
     for column in ("topic", "partitions", "messages"):
         table.add_column(column, justify="left" if column == "topic" else "right")

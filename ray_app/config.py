@@ -93,6 +93,7 @@ class _Section(BaseModel):
 class TopicSettings(_Section):
     name: str
     partitions: int = Field(ge=1, le=1000)
+    compacted: bool = False  # cleanup.policy=compact: the newest value per key is kept
 
     @field_validator("name")
     @classmethod
@@ -106,8 +107,10 @@ class KafkaTopics(_Section):
     trades: TopicSettings
     bars: TopicSettings
     dead_letters: TopicSettings
+    simulator_progress: TopicSettings  # how far the simulator has written each symbol's trades (compacted)
 
     def all(self) -> list[TopicSettings]:
+        """The data topics the stream reads."""
         return [self.trades, self.bars, self.dead_letters]
 
 

@@ -15,7 +15,7 @@ def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None,
     Changing a topic's partitions would re-map keys to partitions and break per-symbol order, so that is a
     decision for a person, not for start-up.
     """
-    wanted = topics if topics is not None else settings.kafka.topics.all()
+    wanted = topics if topics is not None else [*settings.kafka.topics.all(), settings.kafka.topics.simulator_progress]
     admin = AdminClient(admin_config(settings))
     existing = admin.list_topics(timeout=timeout_s).topics
     notes: list[str] = []
@@ -27,7 +27,8 @@ def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None,
                 notes.append(f"topic {topic.name} has {have} partitions, settings say {topic.partitions}: left as is")
             continue
         to_create.append(
-            NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=settings.kafka.replication_factor)
+            NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=settings.kafka.replication_factor,
+                     config={"cleanup.policy": "compact"} if topic.compacted else {})  # fmt: skip
         )
     if to_create:
         for name, future in admin.create_topics(to_create, operation_timeout=timeout_s).items():

@@ -19,7 +19,7 @@ import pytest
 
 from ray_app.config import Settings
 from ray_app.fake_alpaca import FakeAlpaca, trade_message
-from ray_app.ingest import IngestOptions, SourceName, run_ingest
+from ray_app.ingest import IngestFailed, IngestOptions, SourceName, run_ingest
 from ray_app.ingest.alpaca_stream import AlpacaStreamError
 from ray_app.ingest.producer import IngestProducer
 from ray_app.ingest.simulator import TradeSimulator
@@ -182,8 +182,9 @@ def test_dropped_connection_reconnects_and_resumes(stack: Settings, fake_alpaca)
 def test_auth_failure_is_reported_clearly_and_stops(stack: Settings, fake_alpaca) -> None:
     settings = _settings(stack, fake_alpaca, secret_key="wrong")
     began = time.monotonic()
-    with pytest.raises(AlpacaStreamError, match="auth failed"):
+    with pytest.raises(IngestFailed, match="auth failed") as failed:
         run_ingest(settings, IngestOptions(source=SourceName.ALPACA, progress=False))
+    assert isinstance(failed.value.cause, AlpacaStreamError)
     assert time.monotonic() - began < 20  # no endless reconnect loop
     assert fake_alpaca.auth_failures >= 1
 
@@ -194,7 +195,7 @@ def test_connection_limit_406_is_reported(stack: Settings, fake_alpaca) -> None:
     thread, _ = _live(first, stop)
     fake_alpaca.wait_subscribed("stocks", ["AAPL"])
     try:
-        with pytest.raises(AlpacaStreamError, match="connection limit exceeded"):
+        with pytest.raises(IngestFailed, match="connection limit exceeded"):
             run_ingest(_settings(stack, fake_alpaca), IngestOptions(source=SourceName.ALPACA, progress=False))
     finally:
         stop.set()
@@ -294,3 +295,128 @@ def test_ingest_runs_as_a_ray_job(stack: Settings) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "succeeded" in result.stdout.lower()
     assert re.search(r"ingest simulate: [\d,]+ delivered .* failed 0, undelivered 0", result.stdout), result.stdout
+
+
+def _kafka_trade_ids(settings: Settings) -> list[tuple[str, int]]:
+    return [(v["symbol"], int(v["trade_id"])) for v in _values(read_topic(settings, settings.kafka.topics.trades.name))]
+
+
+def _journal_entries(path: Path) -> int:
+    import msgpack
+
+    with path.open("rb") as file:
+        return sum(1 for _ in msgpack.Unpacker(file))
+
+
+def _wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_live_ingest_rides_out_kafka_being_away_and_keeps_what_is_left_for_the_next_run(
+    stack: Settings, fake_alpaca, tmp_path: Path
+) -> None:
+    """Kafka stopped during a live run: the websocket loop keeps taking frames (records spill to the journal, not
+    to memory), nothing is lost or doubled when Kafka is back; a run that ends while Kafka is away keeps the rest
+    in the journal, and the next run delivers it."""
+    from tests.own_kafka import own_kafka
+
+    with own_kafka(stack, tmp_path / "own") as broker:
+        settings = _settings(broker.settings, fake_alpaca).model_copy(update={"symbols": ["AAPL"]})
+        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={
+            "queue_max_messages": 1000, "memory_queue_messages": 200, "flush_timeout_s": 3})})  # fmt: skip
+        from ray_app.ingest import journal_path
+
+        journal = journal_path(settings, SourceName.ALPACA)
+        stop = StopFlag()
+        thread, outcome = _live(settings, stop)
+        fake_alpaca.wait_subscribed("stocks", ["AAPL"])
+        fake_alpaca.publish("stocks", _trades("AAPL", 0, 300, first_id=1), per_frame=50)
+        _wait_until(lambda: len(_kafka_trade_ids(settings)) == 300, 30, "the first 300 trades")
+
+        broker.stop()
+        away = time.monotonic()
+        # far more than librdkafka's queue and the memory queue together hold
+        for start in range(300, 3300, 500):
+            fake_alpaca.publish("stocks", _trades("AAPL", start, 500, first_id=start + 1), per_frame=50)
+        _wait_until(lambda: journal.exists() and journal.stat().st_size > 100_000, 30, "records in the journal")
+        assert fake_alpaca.connections_accepted == 1  # the websocket stayed up: its loop was never blocked
+        time.sleep(max(0.0, 15 - (time.monotonic() - away)))
+        broker.start()
+        fake_alpaca.publish("stocks", _trades("AAPL", 3300, 200, first_id=3301), per_frame=50)
+        _wait_until(lambda: len(_kafka_trade_ids(settings)) >= 3500, 90, "every trade once Kafka is back")
+        stop.set()
+        thread.join(60)
+        assert "error" not in outcome, outcome
+        report = outcome["report"]
+        assert report.ok, report.line()
+        assert report.counters.spilled > 1000 and report.counters.replayed == report.counters.spilled
+        assert _kafka_trade_ids(settings) == [("AAPL", i) for i in range(1, 3501)]  # each once, in order
+
+        # a run that ends while Kafka is away: what is left is kept, reported, and sent by the next run
+        stop = StopFlag()
+        thread, outcome = _live(settings, stop)
+        fake_alpaca.wait_subscribed("stocks", ["AAPL"])
+        broker.stop()
+        fake_alpaca.publish("stocks", _trades("AAPL", 3500, 2000, first_id=3501), per_frame=50)
+        # librdkafka's queue takes 1000 and the memory queue 200: the other 800 are in the journal once all arrived
+        _wait_until(lambda: _journal_entries(journal) == 800, 30, "800 records in the journal")
+        stop.set()
+        thread.join(60)
+        report = outcome["report"]
+        assert not report.ok and report.kept == 2000 and report.undelivered == 0
+        assert "kept in" in report.line() and str(journal) in report.line()
+        broker.start()
+        again = run_ingest(settings, IngestOptions(source=SourceName.ALPACA, duration_s=8, progress=False))
+        assert again.ok and again.counters.replayed == 2000, again.line()
+        assert _kafka_trade_ids(settings) == [("AAPL", i) for i in range(1, 5501)]
+
+
+def test_a_source_that_fails_midway_still_flushes_and_reports_what_was_delivered(stack: Settings, fake_alpaca) -> None:
+    settings = _settings(stack, fake_alpaca, backfill_chunk_days=1)
+    topic = settings.kafka.topics.bars.name
+    # the first day's request succeeds, the second is refused for good: the run fails after sending 24 bars
+    original = fake_alpaca._bars
+
+    async def refuse_after_first(request, crypto):
+        if len(fake_alpaca.rest_requests) >= 1:
+            fake_alpaca.fail_next(1, status=403)
+        return await original(request, crypto)
+
+    fake_alpaca._bars = refuse_after_first
+    with pytest.raises(IngestFailed, match="HTTP 403") as failed:
+        run_ingest(settings, IngestOptions(source=SourceName.BACKFILL, days=3, timeframe="1Hour", progress=False,
+                                           symbols=["BTC/USD"]))  # fmt: skip
+    report = failed.value.report
+    assert report.counters.delivered == report.counters.bars == 24 and report.undelivered == 0
+    assert len(read_topic(settings, topic)) == 24
+    assert "24 delivered" in report.line() and "undelivered 0" in report.line()
+
+
+def test_simulating_again_never_doubles_the_history_even_after_a_settings_change(stack: Settings) -> None:
+    settings = _settings(stack)
+    options = {"source": SourceName.SIMULATE, "history_days": 0.1, "seed": 11, "trades_per_minute": 20,
+               "symbols": ["BTC/USD", "ETH/USD"], "progress": False}  # fmt: skip
+    first = run_ingest(settings, IngestOptions(**options))
+    assert first.ok and first.counters.trades > 200
+    again = run_ingest(settings, IngestOptions(**options))
+    changed = run_ingest(settings, IngestOptions(**{**options, "trades_per_minute": 60, "history_days": 0.2}))
+    assert again.ok and changed.ok
+    trades = _values(read_topic(settings, settings.kafka.topics.trades.name))
+    ids = Counter((t["symbol"], t["trade_id"]) for t in trades)
+    assert max(ids.values()) == 1  # no trade twice
+    # at most the minute or two between runs is new; the changed settings did not write the window again
+    assert again.counters.trades + changed.counters.trades < 0.2 * first.counters.trades
+    stamps = [t["timestamp_ns"] for t in trades if t["symbol"] == "BTC/USD"]
+    assert stamps == sorted(stamps)  # each run went on where the one before left off
+
+    # --no-resume writes the window again, and with the same seed it is the same trades
+    fresh = with_own_topics(settings, "fresh")
+    ensure_topics(fresh)
+    replayed = run_ingest(fresh, IngestOptions(**{**options, "resume": False}))
+    assert replayed.ok
+    first_ids = {(t["symbol"], t["trade_id"], t["price"]) for t in trades[: first.counters.trades]}
+    fresh_ids = {(t["symbol"], t["trade_id"], t["price"]) for t in _values(read_topic(fresh, fresh.kafka.topics.trades.name))}
+    assert len(first_ids & fresh_ids) > 0.95 * len(first_ids)  # the same seed, the same trades (the window moved a minute at most)

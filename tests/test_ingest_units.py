@@ -114,6 +114,31 @@ def test_simulator_is_seeded_and_reproducible() -> None:
     assert all(json.loads(t)["source"] == "simulator" for t in first[:100])
 
 
+def test_the_same_seed_gives_the_same_trades_whatever_window_a_run_covers() -> None:
+    """Runs that start at different times (a rerun, a longer history, a live run after the history) agree on
+    every trade of the time they share; that is what lets a rerun overwrite instead of doubling."""
+    symbols = ["AAPL", "BTC/USD", "ZZZ"]
+    hour = 3600 * 10**9
+
+    def run(start: int, end: int, seed: int = 7) -> list[bytes]:
+        return [t.to_json() for t in TradeSimulator(symbols, seed=seed, trades_per_minute=20).trades(start, end)]
+
+    monday_open = WEEK_START + 14 * hour + 30 * 60 * 10**9  # 09:30 New York
+    whole = run(WEEK_START, WEEK_START + 2 * 86400 * 10**9)
+    later = run(monday_open + 17 * 60 * 10**9 + 123, WEEK_START + 2 * 86400 * 10**9)
+    assert len(later) > 1000 and whole[-len(later):] == later
+    earlier = run(WEEK_START - 3 * 86400 * 10**9, WEEK_START + 86400 * 10**9)
+    first_day = run(WEEK_START, WEEK_START + 86400 * 10**9)
+    assert earlier[-len(first_day):] == first_day
+    assert run(WEEK_START, WEEK_START + 86400 * 10**9, seed=8) != first_day
+    # a day opens where the one before it closed: no jump at midnight for 24/7 crypto
+    btc = [json.loads(t) for t in whole if b'"BTC/USD"' in t]
+    midnight = WEEK_START + 86400 * 10**9
+    before = max((t for t in btc if t["timestamp_ns"] < midnight), key=lambda t: t["timestamp_ns"])
+    after = min((t for t in btc if t["timestamp_ns"] >= midnight), key=lambda t: t["timestamp_ns"])
+    assert abs(after["price"] / before["price"] - 1) < 0.005
+
+
 def test_simulator_trades_stocks_only_in_market_hours_and_crypto_all_day() -> None:
     sim = TradeSimulator(["AAPL", "BTC/USD"], seed=1, trades_per_minute=10)
     saturday = WEEK_START + 5 * 86400 * 10**9
@@ -139,7 +164,10 @@ def test_simulator_volume_profile_and_volatility_clustering() -> None:
     counts = np.array([len(per_minute.get(m, [])) for m in range(390)], dtype=float)
     assert counts[:30].mean() > 1.5 * counts[150:240].mean()  # a busy open, a quiet lunch
     assert counts[-30:].mean() > 1.3 * counts[150:240].mean()  # and a busy close
-    closes = [trades_in[-1] for _, trades_in in sorted(per_minute.items())]
+    last_price: dict[int, float] = {}
+    for t in trades:
+        last_price[t.timestamp_ns // MINUTE_NS] = t.price
+    closes = [last_price[minute] for minute in sorted(last_price)]  # every minute of the five sessions, in order
     returns = np.diff(np.log(closes))
     magnitude = np.abs(returns - returns.mean())
     autocorr = np.corrcoef(magnitude[:-1], magnitude[1:])[0, 1]

@@ -55,6 +55,8 @@ class IngestOptions:
     # replay
     file: Path | None = None
     progress: bool | None = None
+    # simulate: go on from where earlier runs left each symbol (False: simulate the whole window again)
+    resume: bool = True
 
 
 @dataclass
@@ -97,26 +99,58 @@ class IngestFailed(RuntimeError):
         self.report = report
 
 
-def _simulated(settings: Settings, options: IngestOptions, stop: StopFlag, idle: Callable[[float], None]):
-    from ray_app.ingest.pacing import paced
-    from ray_app.ingest.simulator import TradeSimulator, history_window
-    from ray_app.schemas import now_ns
+class _SimulatedRun:
+    """The simulator's trades for a run, from where the previous runs left each symbol (``progress.py``), and how
+    far this run got (every symbol is simulated in time order together, so one instant covers all of them)."""
 
-    sim_settings = settings.simulator
-    simulator = TradeSimulator(
-        options.symbols or settings.symbols,
-        seed=sim_settings.seed if options.seed is None else options.seed,
-        trades_per_minute=options.trades_per_minute or sim_settings.trades_per_minute,
-        anchor_on_real_data=sim_settings.anchor_on_real_data,
-    )
-    days = sim_settings.history_days if options.history_days is None else options.history_days
-    start, live_start = history_window(days, now_ns())
-    if days > 0:
-        yield from simulator.trades(start, live_start)
-    if options.live and not stop.is_set():
-        # unbounded: --duration, Ctrl-C or SIGTERM end it through the stop flag
-        forever = live_start + 100 * 365 * 86_400 * 1_000_000_000
-        yield from paced(simulator.trades(live_start, forever), lambda t: t.timestamp_ns, options.speed, stop, idle)
+    def __init__(self, settings: Settings, options: IngestOptions, stop: StopFlag, idle: Callable[[float], None]):
+        from ray_app.ingest.progress import read_progress
+        from ray_app.ingest.simulator import TradeSimulator
+
+        sim = settings.simulator
+        self.settings, self.options, self.stop, self.idle = settings, options, stop, idle
+        self.symbols = options.symbols or settings.symbols
+        self.seed = sim.seed if options.seed is None else options.seed
+        self.trades_per_minute = options.trades_per_minute or sim.trades_per_minute
+        self.simulator = TradeSimulator(self.symbols, seed=self.seed, trades_per_minute=self.trades_per_minute,
+                                        anchor_on_real_data=sim.anchor_on_real_data)  # fmt: skip
+        self.done = read_progress(settings) if options.resume else {}
+        self.until_ns: int | None = None
+        self.resumed = {s: self.done[s] for s in self.symbols if s in self.done}
+
+    def __iter__(self) -> Iterator[IngestItem]:
+        from ray_app.ingest.pacing import paced
+        from ray_app.ingest.simulator import history_window
+        from ray_app.schemas import now_ns
+
+        days = self.settings.simulator.history_days if self.options.history_days is None else self.options.history_days
+        start, live_start = history_window(days, now_ns())
+        starts = {s: max(start, self.done.get(s, 0)) for s in self.symbols}
+        first = min(starts.values())
+        if days > 0 and first < live_start:
+            for trade in self.simulator.trades(first, live_start):
+                if trade.timestamp_ns >= starts[trade.symbol]:
+                    self.until_ns = trade.timestamp_ns + 1
+                    yield trade
+            if self.stop.is_set():
+                return
+            self.until_ns = live_start
+        if self.options.live and not self.stop.is_set():
+            # unbounded: --duration, Ctrl-C or SIGTERM end it through the stop flag
+            live_from = max(live_start, max(starts.values()))
+            forever = live_from + 100 * 365 * 86_400 * 1_000_000_000
+            for trade in paced(self.simulator.trades(live_from, forever), lambda t: t.timestamp_ns,
+                               self.options.speed, self.stop, self.idle):  # fmt: skip
+                self.until_ns = trade.timestamp_ns + 1
+                yield trade
+
+    def progress_records(self) -> list[tuple[str, bytes]]:
+        from ray_app.ingest.progress import progress_record
+
+        if self.until_ns is None:
+            return []
+        return [progress_record(self.settings, s, max(self.until_ns, self.done.get(s, 0)), self.seed,
+                                self.trades_per_minute) for s in self.symbols]  # fmt: skip
 
 
 def _stop_after(stop: StopFlag, seconds: float | None) -> None:
@@ -130,9 +164,7 @@ def _stop_after(stop: StopFlag, seconds: float | None) -> None:
 
 def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer: IngestProducer,
            on_message: Callable[[str], None] | None) -> Iterator[IngestItem]:  # fmt: skip
-    """The records of a source that yields them (all but the live Alpaca streams, which push)."""
-    if options.source is SourceName.SIMULATE:
-        return _simulated(settings, options, stop, producer.poll)
+    """The records of replay and backfill (the simulator is ``_SimulatedRun``; the live Alpaca streams push)."""
     if options.source is SourceName.REPLAY:
         from ray_app.ingest.recording import replay
 
@@ -144,6 +176,14 @@ def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer:
     return backfill(settings, options.days or settings.alpaca.backfill_days,
                     options.timeframe or settings.alpaca.backfill_timeframe, stop,
                     symbols=options.symbols, on_retry=on_message)  # fmt: skip
+
+
+def _resumed_text(resumed: dict[str, int]) -> str:
+    from ray_app.schemas import format_ns
+
+    until = min(resumed.values())
+    return (f"simulate: {len(resumed)} symbol(s) already simulated up to {format_ns(until)[:19]}Z or later "
+            "(simulator-progress); going on from there")
 
 
 def journal_path(settings: Settings, source: SourceName) -> Path:
@@ -195,9 +235,21 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
                     if recorder:
                         recorder.close()
             else:
-                if journal.pending() and (sent := producer.send_journal(stop)) and on_message:
-                    on_message(f"sent {sent:,} records a previous run left in {journal.path}")
-                pump(_items(settings, options, stop, producer, on_message), producer, stop)
+                if journal.pending() and (sent := producer.send_journal(stop)):
+                    producer.flush(ingest.flush_timeout_s)
+                    if on_message:
+                        on_message(f"sent {sent:,} records a previous run left in {journal.path}")
+                if options.source is SourceName.SIMULATE:
+                    simulated = _SimulatedRun(settings, options, stop, producer.poll)
+                    if simulated.resumed and on_message:
+                        on_message(_resumed_text(simulated.resumed))
+                    try:
+                        pump(simulated, producer, stop)
+                    finally:
+                        for key, value in simulated.progress_records():
+                            producer.produce_bookkeeping(settings.kafka.topics.simulator_progress.name, key, value)
+                else:
+                    pump(_items(settings, options, stop, producer, on_message), producer, stop)
     except (Exception, KeyboardInterrupt) as exc:
         error = exc
     finally:

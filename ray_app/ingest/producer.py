@@ -121,6 +121,20 @@ class IngestProducer:
         self._producer.poll(0)
         return True
 
+    def produce_bookkeeping(self, topic: str, key: str, value: bytes) -> None:
+        """A record about the run (not market data): not counted as delivered, a failure is still reported."""
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None and err.code() not in _PURGED:
+                self.counters.failed += 1
+                self.counters.note(f"{msg.topic()}: {err.str()}")
+
+        try:
+            self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+        except BufferError:
+            self._producer.flush(self.settings.ingest.flush_timeout_s)
+            self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+
     def _keep(self, entry: JournalEntry) -> None:
         if self.journal is not None and self.journal.append(entry):
             self.counters.spilled += 1

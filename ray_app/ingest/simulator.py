@@ -73,24 +73,37 @@ def _stable_unit(symbol: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+DAY_NS = 1440 * MINUTE_NS
+# the day the simulated prices are anchored at (real stocks start near their last real close); fixed, so the
+# same seed gives the same trades whenever the simulator runs
+REFERENCE_DAY = 20_780  # 2026-11-23, days since 1970-01-01
+_DAILY_CYCLE = 1000  # days of synthetic daily returns for symbols without real data (then they repeat)
+
+
 @dataclass
 class _SymbolState:
     symbol: str
+    key: int  # a stable number for the symbol: with the seed and the time, it seeds every random draw
     crypto: bool
-    price: float
+    price: float  # the price at the reference day's start
     minute_vol: float  # long-run per-minute volatility
     lot: float  # typical size
     tape: str | None
-    anchor_returns: np.ndarray | None
-    rng: np.random.Generator
-    variance: float = 0.0
-    last_return: float = 0.0
+    daily_returns: np.ndarray  # one cycle of daily log returns, mean removed (so prices stay in range)
+    cumulative: np.ndarray  # cumulative[i] = sum of daily_returns[:i], len = cycle + 1
     day_index: int = -1
-    day_drift: float = 0.0
+    day_returns: np.ndarray | None = None  # the current day's minute returns (pinned to its daily return)
+    day_variance: np.ndarray | None = None
+    day_start_log_price: float = 0.0
 
 
 class TradeSimulator:
-    """Trades for ``symbols`` between two instants, merged across symbols in event-time order."""
+    """Trades for ``symbols`` between two instants, merged across symbols in event-time order.
+
+    Every draw is seeded by (seed, symbol, day) or (seed, symbol, minute), never by where a run starts: the same
+    seed gives the same trades for the same minute in every run, however the runs' windows overlap. A day's
+    open is the previous day's close (each day's minute returns are pinned to that day's daily return).
+    """
 
     garch_alpha = 0.08
     garch_beta = 0.90
@@ -102,33 +115,37 @@ class TradeSimulator:
         self.seed = seed
         self.trades_per_minute = trades_per_minute
         anchors = real_daily_anchors() if anchor_on_real_data else {}
-        self._states = [self._initial_state(s, anchors.get(s), i) for i, s in enumerate(symbols)]
+        self._states = [self._initial_state(s, anchors.get(s)) for s in symbols]
 
-    def _initial_state(self, symbol: str, anchor: Anchor | None, index: int) -> _SymbolState:
-        rng = np.random.default_rng([self.seed, index, int(_stable_unit(symbol, "rng") * 2**32)])
+    def _initial_state(self, symbol: str, anchor: Anchor | None) -> _SymbolState:
+        key = int(_stable_unit(symbol, "rng") * 2**32)
         crypto = is_crypto(symbol)
         if crypto:
             price, vol, lot = _CRYPTO_DEFAULTS.get(
                 symbol.split("/")[0], (10 + 990 * _stable_unit(symbol, "p"), 0.8, 10.0)
             )
-            minutes_per_year = 365 * 24 * 60
+            minutes_per_day, days_per_year = 1440, 365
         elif anchor:
             price, vol, lot = anchor.closes[-1], anchor.annual_vol, 100.0
-            minutes_per_year = 252 * MARKET_MINUTES
+            minutes_per_day, days_per_year = MARKET_MINUTES, 252
         else:
             price, vol, lot = 20 + 480 * _stable_unit(symbol, "p"), 0.2 + 0.3 * _stable_unit(symbol, "v"), 100.0
-            minutes_per_year = 252 * MARKET_MINUTES
-        minute_vol = vol / math.sqrt(minutes_per_year)
+            minutes_per_day, days_per_year = MARKET_MINUTES, 252
+        if anchor and not crypto:
+            daily = anchor.daily_log_returns  # consecutive simulated days replay consecutive real days
+        else:
+            daily = np.random.default_rng([self.seed, key, 1]).normal(0, vol / math.sqrt(days_per_year), _DAILY_CYCLE)
+        daily = np.roll(daily - daily.mean(), -(self.seed % len(daily)))
         return _SymbolState(
             symbol=symbol,
+            key=key,
             crypto=crypto,
             price=price,
-            minute_vol=minute_vol,
+            minute_vol=vol / math.sqrt(days_per_year * minutes_per_day),
             lot=lot,
             tape=None if crypto else ("A" if symbol in _NYSE_LISTED else "C"),
-            anchor_returns=anchor.daily_log_returns if anchor and not crypto else None,
-            rng=rng,
-            variance=minute_vol**2,
+            daily_returns=daily,
+            cumulative=np.concatenate([[0.0], np.cumsum(daily)]),
         )
 
     # --- the intraday activity profile -----------------------------------------------------------------
@@ -166,38 +183,52 @@ class TradeSimulator:
                 yield heapq.heappop(batch)[2]
             minute += MINUTE_NS
 
-    def _start_day(self, state: _SymbolState, minute_ns: int) -> None:
-        day = int(minute_ns // (1440 * MINUTE_NS))
+    def _log_price_at_day_start(self, state: _SymbolState, day: int) -> float:
+        cycle = len(state.daily_returns)
+        offset = (day - REFERENCE_DAY) % cycle
+        return math.log(state.price) + float(state.cumulative[offset])
+
+    def _start_day(self, state: _SymbolState, day: int) -> None:
+        """The day's minute returns: GARCH(1,1) with Student-t(4) shocks, shifted so they add up to the day's
+        return (the next day opens where this one closed)."""
         if day == state.day_index:
             return
+        minutes = 1440 if state.crypto else MARKET_MINUTES
+        rng = np.random.default_rng([self.seed, state.key, 2, day])
+        shocks = rng.standard_t(4, size=minutes) / math.sqrt(2.0)
+        omega = state.minute_vol**2 * (1 - self.garch_alpha - self.garch_beta)
+        variance = np.empty(minutes)
+        returns = np.empty(minutes)
+        v, last = state.minute_vol**2, 0.0
+        for i in range(minutes):
+            v = omega + self.garch_alpha * last**2 + self.garch_beta * v
+            last = math.sqrt(v) * float(shocks[i])
+            variance[i], returns[i] = v, last
+        start = self._log_price_at_day_start(state, day)
+        target = self._log_price_at_day_start(state, day + 1) - start
+        state.day_returns = returns + (target - returns.sum()) / minutes
+        state.day_variance = variance
+        state.day_start_log_price = start
         state.day_index = day
-        state.day_drift = 0.0
-        if state.anchor_returns is not None and len(state.anchor_returns):
-            # the day's close-to-close return is a real one; consecutive days replay consecutive real days
-            real = state.anchor_returns[(day + self.seed) % len(state.anchor_returns)]
-            state.day_drift = float(real) / MARKET_MINUTES
 
     def _minute(self, state: _SymbolState, minute_ns: int) -> list[Trade]:
         if state.crypto:
             activity = self.crypto_activity(minute_ns)
+            day, index = divmod(minute_ns // MINUTE_NS, 1440)
         else:
             session_minute = self.stock_minute_of_session(minute_ns)
             if session_minute is None:
                 return []
-            self._start_day(state, minute_ns)
             activity = self.stock_activity(session_minute)
-        rng = state.rng
-        # GARCH(1,1) variance for this minute, Student-t(4) shock scaled to unit variance
-        omega = state.minute_vol**2 * (1 - self.garch_alpha - self.garch_beta)
-        state.variance = omega + self.garch_alpha * state.last_return**2 + self.garch_beta * state.variance
-        shock = rng.standard_t(4) / math.sqrt(2.0)
-        minute_return = state.day_drift + math.sqrt(state.variance) * shock
-        state.last_return = minute_return - state.day_drift
-        vol_ratio = math.sqrt(state.variance) / state.minute_vol
+            day, index = (minute_ns - session_minute * MINUTE_NS) // DAY_NS, session_minute
+        self._start_day(state, int(day))
+        assert state.day_returns is not None and state.day_variance is not None
+        rng = np.random.default_rng([self.seed, state.key, 3, minute_ns // MINUTE_NS])
+        minute_return = float(state.day_returns[index])
+        variance = float(state.day_variance[index])
+        start_price = math.exp(state.day_start_log_price + float(state.day_returns[:index].sum()))
+        vol_ratio = math.sqrt(variance) / state.minute_vol
         count = int(rng.poisson(self.trades_per_minute * activity * min(3.0, 0.5 + 0.5 * vol_ratio)))
-        start_price = state.price
-        end_price = start_price * math.exp(minute_return)
-        state.price = end_price
         if count == 0:
             return []
         offsets = np.sort(rng.integers(0, MINUTE_NS, size=count))
@@ -208,17 +239,15 @@ class TradeSimulator:
         log_path = (
             math.log(start_price)
             + np.linspace(1 / count, 1, count) * minute_return
-            + bridge * math.sqrt(state.variance) * 0.5
+            + bridge * math.sqrt(variance) * 0.5
         )
         bounce = rng.choice([-1.0, 1.0], size=count) * 0.0001
         prices = np.exp(log_path) * (1 + bounce)
-        trades = []
-        for position, (offset, price) in enumerate(zip(offsets, prices, strict=True)):
-            trades.append(self._trade(state, minute_ns + int(offset), float(price), position))
-        return trades
+        return [self._trade(state, rng, minute_ns + int(offset), float(price), position)
+                for position, (offset, price) in enumerate(zip(offsets, prices, strict=True))]  # fmt: skip
 
-    def _trade(self, state: _SymbolState, timestamp_ns: int, price: float, position: int) -> Trade:
-        rng = state.rng
+    def _trade(self, state: _SymbolState, rng: np.random.Generator, timestamp_ns: int, price: float,
+               position: int) -> Trade:  # fmt: skip
         # unique across runs (a sequence restarting at 1 would make a later run overwrite an earlier one's trades
         # in Elasticsearch, where the id is symbol + exchange + trade id), and the same for the same seed and time
         trade_id = f"{timestamp_ns}-{position}"
