@@ -59,6 +59,11 @@ def redact(text: str) -> str:
     return _URL_CREDENTIALS.sub(mask, text)
 
 
+def strip_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it removed: ``http://elastic:pw@host`` -> ``http://host``."""
+    return _URL_CREDENTIALS.sub(lambda match: match["scheme"], text)
+
+
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)

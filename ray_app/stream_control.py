@@ -2,23 +2,24 @@
 
 The job is submitted through Ray's job API, so it shows in the Ray dashboard with its logs and its RayDP
 actors. At most one runs per checkpoint directory (the driver also holds a lock on it). Its environment is
-the head's plus the caller's non-secret ``RAY_APP_*`` settings; secrets (passwords, API keys) are not copied
-into the job's metadata, where the dashboard would show them: give them to the Ray head's environment.
+the head's plus the caller's parsed settings minus every secret (``job_environment``); secrets (passwords, API
+keys, credentials in URLs) never go into the job's metadata, where the dashboard would show them: give them to
+the Ray head's environment or the config file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
 
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
-from ray_app.config import CONFIG_FILE_ENV, ENV_PREFIX, Settings
+from ray_app.config import CONFIG_FILE_ENV, ENV_NESTED_DELIMITER, ENV_PREFIX, SECRET_FIELDS, Settings, strip_credentials
 
 ENTRYPOINT = "python -m spark_jobs.stream_trades"
 JOB_METADATA = {"ray_app": "stream"}
-_SECRET_MARKERS = ("PASSWORD", "API_KEY", "SECRET")
 ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
 
 
@@ -45,16 +46,37 @@ def running_job(jobs: JobSubmissionClient) -> JobDetails | None:
     return next((job for job in stream_jobs(jobs) if job.status in ACTIVE), None)
 
 
-def job_environment(config_file: str | None) -> dict[str, str]:
-    """The caller's settings for the job: RAY_APP_* variables except secrets, and the config file."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key.startswith(ENV_PREFIX) and not any(marker in key for marker in _SECRET_MARKERS)
-    }
+def job_environment(settings: Settings, config_file: str | None) -> dict[str, str]:
+    """The job's settings: every non-secret setting as parsed here, as RAY_APP_* variables (what the job would
+    otherwise miss: the caller's environment), and the config file. Built from the settings, not by picking
+    variable names, so no spelling of a secret (a lower-case name, a whole section as JSON, a URL's password)
+    can reach the job's metadata, which the Ray dashboard shows. Secrets reach the job from the Ray head's own
+    environment or the config file."""
+    env: dict[str, str] = {}
+
+    def put(path: list[str], value: object) -> None:
+        if path[-1] in SECRET_FIELDS or value is None:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                put([*path, key], item)
+            return
+        name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(path).upper()
+        env[name] = strip_credentials(value) if isinstance(value, str) else json.dumps(_without_credentials(value))
+
+    for key, value in json.loads(settings.model_dump_json()).items():
+        put([key], value)
     if config_file:
         env[CONFIG_FILE_ENV] = os.path.abspath(config_file)
     return env
+
+
+def _without_credentials(value: object) -> object:
+    if isinstance(value, str):
+        return strip_credentials(value)
+    if isinstance(value, list):
+        return [_without_credentials(item) for item in value]
+    return value
 
 
 def submit(settings: Settings, config_file: str | None = None) -> tuple[str, bool]:
@@ -66,7 +88,7 @@ def submit(settings: Settings, config_file: str | None = None) -> tuple[str, boo
     submission_id = jobs.submit_job(
         entrypoint=ENTRYPOINT,
         submission_id=f"ray-app-stream-{time.strftime('%Y%m%d-%H%M%S')}",
-        runtime_env={"env_vars": job_environment(config_file)},
+        runtime_env={"env_vars": job_environment(settings, config_file)},
         metadata=dict(JOB_METADATA),
     )
     return submission_id, True

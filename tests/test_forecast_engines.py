@@ -202,33 +202,52 @@ def test_cli_rejects_bad_input_with_a_clear_message(settings: Settings) -> None:
     assert unknown.returncode == 1 and "no forecast run 'nope'" in unknown.stderr
 
 
-def test_every_n_minutes_runs_until_sigterm(settings: Settings, stack_dir: Path) -> None:
+def test_every_n_minutes_survives_elasticsearch_being_away_and_runs_until_sigterm(
+    settings: Settings, stack_dir: Path
+) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.tcp_proxy import TcpProxy
+
     now = pd.Timestamp.now(tz="UTC").floor("h")
     es = client(settings)
     bars = synthetic_bars(CRYPTO, now - pd.Timedelta(days=12), now, "daily_cycle", seed=5)
     bulk(es, bar_actions(settings.elasticsearch.indices.bars_1h, "SOL/USD", bars), refresh="wait_for")
-    log = (stack_dir / "forecast-every.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "ray_app", "forecast", "--every", "1", "-s", "SOL/USD"],
-                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())  # fmt: skip
-    # the run's cut-off is the hour it starts in (this one, or the next if the hour turns meanwhile)
-    run_ids = [store.run_id_for(settings, now + pd.Timedelta(hours=k), ["SOL/USD"]) for k in (0, 1)]
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            found = es.options(ignore_status=404).mget(index=settings.elasticsearch.indices.forecast_runs, ids=run_ids)
-            if any(doc.get("found") and doc["_source"]["status"] == "complete" for doc in found["docs"]):
-                break
-            assert proc.poll() is None, (stack_dir / "forecast-every.log").read_text()
-            time.sleep(1)
-        else:
-            pytest.fail("no complete scheduled run within 180 s")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, (stack_dir / "forecast-every.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    assert "next run in 1 min" in (stack_dir / "forecast-every.log").read_text()
+    target = urlsplit(settings.elasticsearch.url)
+    log_path = stack_dir / "forecast-every.log"
+    # Elasticsearch is away when the schedule starts: the first run fails, the job goes on and retries
+    with TcpProxy(target.hostname or "127.0.0.1", target.port or 9200, forwarding=False) as proxy, \
+            log_path.open("w") as log:  # fmt: skip
+        env = {**os.environ, "RAY_APP_ELASTICSEARCH__URL": f"http://127.0.0.1:{proxy.port}"}
+        proc = subprocess.Popen([sys.executable, "-m", "ray_app", "forecast", "--every", "1", "-s", "SOL/USD"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        # the run's cut-off is the hour it starts in (this one, or the next if the hour turns meanwhile)
+        run_ids = [store.run_id_for(settings, now + pd.Timedelta(hours=k), ["SOL/USD"]) for k in (0, 1)]
+        try:
+            deadline = time.monotonic() + 120
+            while "retrying in" not in log_path.read_text():
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.5)
+            assert proxy.refused > 0
+            proxy.forwarding = True
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                found = es.options(ignore_status=404).mget(index=settings.elasticsearch.indices.forecast_runs,
+                                                           ids=run_ids)  # fmt: skip
+                if any(doc.get("found") and doc["_source"]["status"] == "complete" for doc in found["docs"]):
+                    break
+                assert proc.poll() is None, log_path.read_text()
+                time.sleep(1)
+            else:
+                pytest.fail("no complete scheduled run within 180 s of Elasticsearch coming back")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, log_path.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log_path.read_text()
+    assert "forecast run failed" in text and "is the stack up" in text and "next run in 1 min" in text
 
 
 def test_as_a_ray_job(settings: Settings, forecast_env: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ time goes, failures in plain words, and the sink's configuration."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -48,17 +49,49 @@ def test_bad_stream_settings_fail_fast_naming_the_key(
         load_settings()
 
 
-def test_job_environment_carries_settings_but_not_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_job_environment_carries_the_parsed_settings_and_no_secret_in_any_spelling(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Secrets given every way the settings accept them; none of their values may show anywhere in the job's
+    environment (checked by value, not by the code's own rule), and the job's settings equal the caller's."""
     from ray_app.stream_control import job_environment
 
+    secrets = {name: f"s3cr3t-{name}-{i}" for i, name in enumerate(["es", "kafka", "alpaca", "url", "apca"])}
     monkeypatch.setenv("RAY_APP_KAFKA__BOOTSTRAP_SERVERS", "broker:9092")
-    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__PASSWORD", "hunter2")
-    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__API_KEY", "abc")
-    monkeypatch.setenv("RAY_APP_KAFKA__SASL_PASSWORD", "pw")
-    env = job_environment(str(tmp_path / "mine.yaml"))
-    assert env["RAY_APP_KAFKA__BOOTSTRAP_SERVERS"] == "broker:9092"
+    monkeypatch.setenv("RAY_APP_ELASTICSEARCH", json.dumps({"api_key": secrets["es"]}))  # a whole section as JSON
+    monkeypatch.setenv("ray_app_kafka__sasl_password", secrets["kafka"])  # lower case: the settings still read it
+    monkeypatch.setenv("RAY_APP_ALPACA__API_KEY", secrets["alpaca"])
+    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__URL", f"http://elastic:{secrets['url']}@127.0.0.1:9200")
+    monkeypatch.setenv("ALPACA_SECRET_KEY", secrets["apca"])
+    monkeypatch.setenv("RAY_APP_KAFKA__SASL_USERNAME", "alice")
+    settings = load_settings()
+    # every spelling did take effect
+    assert settings.kafka.sasl_password.get_secret_value() == secrets["kafka"]
+    assert settings.elasticsearch.api_key.get_secret_value() == secrets["es"]
+    env = job_environment(settings, str(tmp_path / "mine.yaml"))
+    shown = json.dumps(env)
+    assert not [name for name, value in secrets.items() if value in shown], shown
     assert env["RAY_APP_CONFIG"] == str(tmp_path / "mine.yaml")
-    assert not [key for key in env if "PASSWORD" in key or "API_KEY" in key]
+
+    # in the job: only its own environment, and it reads the same settings (URL credentials and secrets aside)
+    for key in [k for k in os.environ if k.upper().startswith("RAY_APP_") or k.startswith("ALPACA_")]:
+        monkeypatch.delenv(key)
+    (tmp_path / "mine.yaml").write_text("{}\n")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    in_job = load_settings()
+    assert in_job.kafka.bootstrap_servers == "broker:9092"
+    assert in_job.elasticsearch.url == "http://127.0.0.1:9200"
+    assert in_job.elasticsearch.api_key is None and in_job.kafka.sasl_password is None
+    assert in_job.kafka.sasl_username == "alice"
+    assert in_job.alpaca.api_key is None and in_job.alpaca.secret_key is None
+    mine = json.loads(settings.model_dump_json())
+    theirs = json.loads(in_job.model_dump_json())
+    for section in ("elasticsearch", "kafka", "alpaca"):
+        for part in (mine[section], theirs[section]):
+            for key in ("password", "api_key", "secret_key", "sasl_password", "url"):
+                part.pop(key, None)
+    assert theirs == mine
 
 
 def test_end_offsets_of_a_progress_report_merge_topics() -> None:

@@ -12,7 +12,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ray_app.cli_common import console, fail, settings_of
+from ray_app.cli_common import console, err_console, fail, settings_of
 from ray_app.config import Settings
 
 forecast_app = typer.Typer(
@@ -114,6 +114,24 @@ def _unreachable(settings: Settings, exc: Exception) -> str:
     )
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    from elasticsearch import TransportError
+    from ray.exceptions import RayError
+
+    return (ESConnectionError, ConnectionError, TransportError, ApiError, RayError, TimeoutError, OSError)
+
+
+def retry_delay_s(failures: int, every_s: float) -> float:
+    """After the n-th failure in a row: 15 s, 30 s, 60 s ... never longer than the schedule itself."""
+    return min(15.0 * 2 ** (failures - 1), every_s)
+
+
+def _transient_text(settings: Settings, exc: BaseException) -> str:
+    if isinstance(exc, ESConnectionError | ConnectionError):
+        return _unreachable(settings, exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 @forecast_app.callback()
 def forecast(
     ctx: typer.Context,
@@ -146,11 +164,19 @@ def forecast(
 
         connect(settings)  # before taking SIGTERM: ray.init installs a handler of its own
         with StopFlag().on_signals() as stop:
+            failures, transient = 0, _transient_errors()
             while not stop.is_set():
-                run_and_print(settings, chosen, None, plot)
-                evaluate_and_print(settings)
-                console.print(f"next run in {every:g} min (Ctrl-C stops)", highlight=False)
-                stop.wait(every * 60)
+                try:
+                    run_and_print(settings, chosen, None, plot)
+                    evaluate_and_print(settings)
+                    failures, wait_s = 0, every * 60
+                    console.print(f"next run in {every:g} min (Ctrl-C stops)", highlight=False)
+                except transient as exc:  # a scheduled job outlives a restart of Elasticsearch or Ray
+                    failures += 1
+                    wait_s = retry_delay_s(failures, every * 60)
+                    err_console.print(f"[red]forecast run failed[/] ({escape(_transient_text(settings, exc))}); "
+                                      f"retrying in {wait_s:.0f} s (failure {failures} in a row)", highlight=False)  # fmt: skip
+                stop.wait(wait_s)
     except (ESConnectionError, ConnectionError) as exc:
         fail(_unreachable(settings, exc))
     except ApiError as exc:
