@@ -174,7 +174,7 @@ def ingest(
     history_days: Annotated[float | None, typer.Option(help="simulate: days of history to make first.")] = None,
     live: Annotated[bool, typer.Option("--live", help="simulate: then go on in real time (paced by --speed).")] = False,
     trades_per_minute: Annotated[float | None, typer.Option(help="simulate: average trades/min per symbol.")] = None,
-    seed: Annotated[int | None, typer.Option(help="simulate: random seed (same seed, same trades in every run).")] = None,
+    seed: Annotated[int | None, typer.Option(help="simulate: random seed (same seed, same trades, every run).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume",
                                          help="simulate: go on from where earlier runs left each symbol.")] = True,
     duration: Annotated[float | None, typer.Option(help="alpaca, simulate --live: stop after N seconds.")] = None,
@@ -189,8 +189,8 @@ def ingest(
     """Market data into Kafka (topics trades, bars; bad records to dead-letters). Ctrl-C flushes and exits."""
     from ray_app.ingest import IngestFailed, IngestOptions, KafkaUnreachable, SourceName, run_ingest
     from ray_app.ingest.alpaca_stream import AlpacaStreamError
-    from ray_app.ingest.journal import JournalBusy
     from ray_app.ingest.backfill import BackfillError
+    from ray_app.ingest.journal import JournalBusy
 
     if config:
         ctx.find_root().obj = config
@@ -384,6 +384,7 @@ def smoke(ctx: typer.Context) -> None:
 def _demo_ingest(settings: Settings) -> bool:
     """Feed Kafka with the simulator's history; a second demo goes on from where the first left off."""
     from ray_app.ingest import IngestFailed, IngestOptions, SourceName, run_ingest
+    from ray_app.kafka_topics import topic_sizes
 
     topics = settings.kafka.topics
     days = settings.simulator.history_days

@@ -27,8 +27,12 @@ def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None,
                 notes.append(f"topic {topic.name} has {have} partitions, settings say {topic.partitions}: left as is")
             continue
         to_create.append(
-            NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=settings.kafka.replication_factor,
-                     config={"cleanup.policy": "compact"} if topic.compacted else {})  # fmt: skip
+            NewTopic(
+                topic.name,
+                num_partitions=topic.partitions,
+                replication_factor=settings.kafka.replication_factor,
+                config={"cleanup.policy": "compact"} if topic.compacted else {},
+            )
         )
     if to_create:
         for name, future in admin.create_topics(to_create, operation_timeout=timeout_s).items():

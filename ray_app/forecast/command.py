@@ -174,8 +174,9 @@ def forecast(
                 except transient as exc:  # a scheduled job outlives a restart of Elasticsearch or Ray
                     failures += 1
                     wait_s = retry_delay_s(failures, every * 60)
-                    err_console.print(f"[red]forecast run failed[/] ({escape(_transient_text(settings, exc))}); "
-                                      f"retrying in {wait_s:.0f} s (failure {failures} in a row)", highlight=False)  # fmt: skip
+                    problem = escape(_transient_text(settings, exc))
+                    err_console.print(f"[red]forecast run failed[/] ({problem}); retrying in {wait_s:.0f} s "
+                                      f"(failure {failures} in a row)", highlight=False)  # fmt: skip
                 stop.wait(wait_s)
     except (ESConnectionError, ConnectionError) as exc:
         fail(_unreachable(settings, exc))

@@ -220,7 +220,8 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
     leftover: list = []
     error: BaseException | None = None
     try:
-        with stop.on_signals(), progress_line(producer.counters, options.source.value) if show_progress else nullcontext():
+        progress = progress_line(producer.counters, options.source.value) if show_progress else nullcontext()
+        with stop.on_signals(), progress:
             _stop_after(stop, options.duration_s)
             if options.source is SourceName.ALPACA:
                 from ray_app.ingest.alpaca_stream import AlpacaLiveSource

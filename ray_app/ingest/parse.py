@@ -100,7 +100,7 @@ def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[st
     if not isinstance(conditions, list):
         conditions = [conditions]
     if not all(isinstance(c, str) for c in conditions):
-        raise Rejected("invalid_value", f"field 'c' (conditions) must hold condition codes (strings), got {conditions!r}")
+        raise Rejected("invalid_value", f"field 'c' (conditions) must hold condition codes, got {conditions!r}")
     return _validated(
         Trade,
         {

@@ -81,8 +81,9 @@ class IngestProducer:
         except Exception as exc:  # a value that validated and still cannot be written (e.g. a year past 9999)
             from ray_app.ingest.parse import dead_letter, raw_json
 
-            letter = dead_letter(raw_json(_fields_of(item)), "unserialisable",
-                                 f"the record cannot be encoded for Kafka: {exc}", getattr(item, "source", "ingest"))  # fmt: skip
+            detail = f"the record cannot be encoded for Kafka: {exc}"
+            source = getattr(item, "source", "ingest")
+            letter = dead_letter(raw_json(_fields_of(item)), "unserialisable", detail, source)
             return self._encoded(letter)
 
     def _encoded(self, item: IngestItem) -> JournalEntry:

@@ -60,6 +60,8 @@ def read_progress(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
         consumer.close()
 
 
-def progress_record(settings: Settings, symbol: str, until_ns: int, seed: int, trades_per_minute: float) -> tuple[str, bytes]:
+def progress_record(
+    settings: Settings, symbol: str, until_ns: int, seed: int, trades_per_minute: float
+) -> tuple[str, bytes]:
     value = {"until_ns": until_ns, "seed": seed, "trades_per_minute": trades_per_minute}
     return _key(settings, symbol), json.dumps(value).encode()

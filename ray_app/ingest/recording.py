@@ -64,16 +64,21 @@ def read_frames(path: Path) -> Iterator[RecordedFrame | DeadLetter]:
             except Exception as exc:  # corrupt or truncated: msgpack cannot find the next entry's start
                 file.seek(position)
                 rest = file.read(RAW_TAIL_BYTES)
-                yield parse.dead_letter(rest, "unparseable", f"the recording {path.name} cannot be read from byte "
-                                        f"{position} on: {type(exc).__name__}: {exc}", Source.REPLAY)  # fmt: skip
+                detail = (f"the recording {path.name} cannot be read from byte {position} on: "
+                          f"{type(exc).__name__}: {exc}")  # fmt: skip
+                yield parse.dead_letter(rest, "unparseable", detail, Source.REPLAY)
                 return
-            if (isinstance(entry, dict) and isinstance(entry.get("feed"), str)
-                    and isinstance(entry.get("received_ns"), int) and isinstance(entry.get("frame"), bytes | str)):  # fmt: skip
-                frame = entry["frame"]
-                yield RecordedFrame(entry["feed"], entry["received_ns"], frame.encode() if isinstance(frame, str) else frame)
+            if _is_recorded_frame(entry):
+                frame = entry["frame"].encode() if isinstance(entry["frame"], str) else entry["frame"]
+                yield RecordedFrame(entry["feed"], entry["received_ns"], frame)
             else:
-                yield parse.dead_letter(parse.raw_json(entry), "unparseable", f"entry at byte {position} of "
-                                        f"{path.name} is not a recorded frame (feed, received_ns, frame)", Source.REPLAY)  # fmt: skip
+                detail = f"entry at byte {position} of {path.name} is not a recorded frame (feed, received_ns, frame)"
+                yield parse.dead_letter(parse.raw_json(entry), "unparseable", detail, Source.REPLAY)
+
+
+def _is_recorded_frame(entry: object) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("feed"), str)
+            and isinstance(entry.get("received_ns"), int) and isinstance(entry.get("frame"), bytes | str))  # fmt: skip
 
 
 def frame_items(frame: bytes, source: Source, allowed: Collection[str] | None) -> Iterator[IngestItem]:
