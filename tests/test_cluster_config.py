@@ -29,7 +29,24 @@ def test_every_node_gets_java_the_project_and_the_spark_jars_and_reads_the_clust
     assert CLUSTER["file_mounts"] == {"~/ray-app": "."}
     for start in (CLUSTER["head_start_ray_commands"], CLUSTER["worker_start_ray_commands"]):
         assert "RAY_APP_CONFIG=$HOME/ray-app/configs/cluster.yaml" in start[-1] and ".venv/bin/ray start" in start[-1]
-    assert "--dashboard-host=0.0.0.0" in CLUSTER["head_start_ray_commands"][-1]
+
+
+def test_the_dashboard_and_jobs_api_are_never_open_beyond_the_head_without_auth() -> None:
+    """Parsed by Ray's own `ray start` command line, as the head runs it: the dashboard (and its jobs API, which
+    runs any code) binds the loopback, or Ray's token authentication is on."""
+    import shlex
+
+    from ray.scripts.scripts import start
+
+    command = " ".join(CLUSTER["head_start_ray_commands"][-1].split(";")[-1].split())
+    words = shlex.split(command)
+    env = dict(word.split("=", 1) for word in words[: words.index(next(w for w in words if w.endswith("/ray")))])
+    params = start.make_context("start", words[words.index("start") + 1 :]).params
+    assert params["head"]
+    loopback = params["dashboard_host"] in {"127.0.0.1", "localhost", "::1"}
+    assert loopback or env.get("RAY_AUTH_MODE") == "token", params["dashboard_host"]
+    # the tunnel the file's own header points users to reaches exactly that address
+    assert "ray dashboard ray-cluster.yaml" in (REPO / "ray-cluster.yaml").read_text()
 
 
 def test_the_cluster_settings_are_valid_and_put_the_recommender_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
