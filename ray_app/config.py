@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -64,14 +65,24 @@ def strip_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub(lambda match: match["scheme"], text)
 
 
-def _redacted(value: Any) -> Any:
+def _each_string(value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` (plain data: dicts, lists, scalars) with ``change`` applied to every string in it."""
     if isinstance(value, str):
-        return redact(value)
+        return change(value)
     if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
+        return {key: _each_string(item, change) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redacted(item) for item in value]
+        return [_each_string(item, change) for item in value]
     return value
+
+
+def _redacted(value: Any) -> Any:
+    return _each_string(value, redact)
+
+
+def without_credentials(value: Any) -> Any:
+    """Plain data with the credentials of every URL in it removed (``strip_credentials`` on each string)."""
+    return _each_string(value, strip_credentials)
 
 _HEAP = re.compile(r"^\d+[mMgG]$")
 

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
-from ray_app.config import CONFIG_FILE_ENV, ENV_NESTED_DELIMITER, ENV_PREFIX, SECRET_FIELDS, Settings, strip_credentials
+from ray_app.config import (
+    CONFIG_FILE_ENV,
+    ENV_NESTED_DELIMITER,
+    ENV_PREFIX,
+    SECRET_FIELDS,
+    Settings,
+    without_credentials,
+)
 
 ENTRYPOINT = "python -m spark_jobs.stream_trades"
 JOB_METADATA = {"ray_app": "stream"}
@@ -62,21 +69,13 @@ def job_environment(settings: Settings, config_file: str | None) -> dict[str, st
                 put([*path, key], item)
             return
         name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(path).upper()
-        env[name] = strip_credentials(value) if isinstance(value, str) else json.dumps(_without_credentials(value))
+        env[name] = value if isinstance(value, str) else json.dumps(value)
 
-    for key, value in json.loads(settings.model_dump_json()).items():
+    for key, value in without_credentials(json.loads(settings.model_dump_json())).items():
         put([key], value)
     if config_file:
         env[CONFIG_FILE_ENV] = os.path.abspath(config_file)
     return env
-
-
-def _without_credentials(value: object) -> object:
-    if isinstance(value, str):
-        return strip_credentials(value)
-    if isinstance(value, list):
-        return [_without_credentials(item) for item in value]
-    return value
 
 
 def submit(settings: Settings, config_file: str | None = None) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ from ray_app.config import load_settings
 from ray_app.fake_alpaca import FakeAlpaca, trade_message
 from ray_app.ingest.journal import JournalBusy, JournalEntry, SpillJournal
 from ray_app.ingest.producer import IngestProducer
-from ray_app.ingest.recording import FrameRecorder, control_messages, frame_items, replay
+from ray_app.ingest.recording import FrameRecorder, frame_items, replay, split_frame
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import DeadLetter, Source, Trade
 
@@ -52,6 +52,9 @@ def test_one_bad_message_in_a_frame_costs_only_itself(bad) -> None:
 
 
 def test_alpaca_py_only_ever_sees_well_formed_control_messages() -> None:
+    def control_messages(frame: bytes) -> bytes:
+        return split_frame(frame, Source.ALPACA_STREAM, ALLOWED)[1]
+
     connected = {"T": "success", "msg": "connected"}
     frame = msgpack.packb([connected, _good(1), {"T": ["x"]}, 7])
     assert msgpack.unpackb(control_messages(frame)) == [connected]

@@ -118,7 +118,8 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     from elasticsearch import TransportError
     from ray.exceptions import RayError
 
-    return (ESConnectionError, ConnectionError, TransportError, ApiError, RayError, TimeoutError, OSError)
+    # TransportError covers Elasticsearch's connection errors and timeouts, OSError refused sockets and timeouts
+    return (TransportError, ApiError, RayError, OSError)
 
 
 def retry_delay_s(failures: int, every_s: float) -> float:

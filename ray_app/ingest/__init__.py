@@ -186,6 +186,28 @@ def _resumed_text(resumed: dict[str, int]) -> str:
             "(simulator-progress); going on from there")
 
 
+def _pull(settings: Settings, options: IngestOptions, stop: StopFlag, producer: IngestProducer,
+          on_message: Callable[[str], None] | None) -> None:  # fmt: skip
+    """A source that yields its records: first what a previous run left in the journal, then the source; the
+    simulator then records how far it got (``progress.py``)."""
+    say = on_message or (lambda _: None)
+    journal = producer.journal
+    if journal is not None and journal.pending() and (sent := producer.send_journal(stop)):
+        producer.flush(settings.ingest.flush_timeout_s)
+        say(f"sent {sent:,} records a previous run left in {journal.path}")
+    if options.source is not SourceName.SIMULATE:
+        pump(_items(settings, options, stop, producer, on_message), producer, stop)
+        return
+    simulated = _SimulatedRun(settings, options, stop, producer.poll)
+    if simulated.resumed:
+        say(_resumed_text(simulated.resumed))
+    try:
+        pump(simulated, producer, stop)
+    finally:
+        for key, value in simulated.progress_records():
+            producer.produce_bookkeeping(settings.kafka.topics.simulator_progress.name, key, value)
+
+
 def journal_path(settings: Settings, source: SourceName) -> Path:
     return settings.state_dir / "ingest" / f"spill-{source.value}-{settings.kafka.topics.trades.name}.journal"
 
@@ -228,7 +250,7 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
                 from ray_app.ingest.recording import FrameRecorder
 
                 recorder = FrameRecorder(options.record) if options.record else None
-                sender = BackgroundSender(producer, journal, ingest.memory_queue_messages, on_message)
+                sender = BackgroundSender(producer, ingest.memory_queue_messages, on_message)
                 try:
                     AlpacaLiveSource(settings, sender.submit, stop, recorder, options.symbols).run()
                 finally:
@@ -236,32 +258,15 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
                     if recorder:
                         recorder.close()
             else:
-                if journal.pending() and (sent := producer.send_journal(stop)):
-                    producer.flush(ingest.flush_timeout_s)
-                    if on_message:
-                        on_message(f"sent {sent:,} records a previous run left in {journal.path}")
-                if options.source is SourceName.SIMULATE:
-                    simulated = _SimulatedRun(settings, options, stop, producer.poll)
-                    if simulated.resumed and on_message:
-                        on_message(_resumed_text(simulated.resumed))
-                    try:
-                        pump(simulated, producer, stop)
-                    finally:
-                        for key, value in simulated.progress_records():
-                            producer.produce_bookkeeping(settings.kafka.topics.simulator_progress.name, key, value)
-                else:
-                    pump(_items(settings, options, stop, producer, on_message), producer, stop)
+                _pull(settings, options, stop, producer, on_message)
     except (Exception, KeyboardInterrupt) as exc:
         error = exc
     finally:
         undelivered = producer.close(ingest.flush_timeout_s, leftover)
     recorded = recorder.frames if recorder else 0
     report = IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded,
-                          kept=journal_size(journal), journal=journal.path)  # fmt: skip
+                          kept=journal.count(), journal=journal.path)  # fmt: skip
     if error is not None:
         raise IngestFailed(error, report) from error
     return report
 
-
-def journal_size(journal: SpillJournal) -> int:
-    return sum(1 for _ in journal.entries()) if journal.path.exists() else 0

@@ -23,7 +23,7 @@ from alpaca.data.live.stock import StockDataStream
 
 from ray_app.config import Settings
 from ray_app.ingest.producer import IngestItem
-from ray_app.ingest.recording import FrameRecorder, control_messages, frame_items
+from ray_app.ingest.recording import FrameRecorder, split_frame
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Source, is_crypto
 
@@ -154,9 +154,10 @@ class AlpacaLiveSource:
         if self.record:
             self.record.write(feed, frame)
         source = Source.ALPACA_STREAM
-        for item in frame_items(frame, source, self.symbols):
+        items, control = split_frame(frame, source, self.symbols)
+        for item in items:
             self.send(item)  # never blocks: the producer runs on a thread of its own (producer.BackgroundSender)
-        return control_messages(frame)
+        return control
 
     async def _watch_stop(self) -> None:
         while not self.stop.is_set() and not any(s.fatal for s in self.streams):

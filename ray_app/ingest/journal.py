@@ -126,6 +126,10 @@ class SpillJournal:
             for raw in msgpack.Unpacker(file, raw=False):
                 yield JournalEntry(raw["topic"], raw["key"], raw["value"])
 
+    def count(self) -> int:
+        """Entries in the file (read or not)."""
+        return sum(1 for _ in self.entries())
+
     def close(self) -> None:
         with self._lock:
             self._file.flush()

@@ -157,9 +157,6 @@ class IngestProducer:
     def poll(self, timeout_s: float = 0) -> None:
         self._producer.poll(timeout_s)
 
-    def in_queue(self) -> int:
-        return len(self._producer)
-
     def flush(self, timeout_s: float = 60) -> int:
         """Wait for every outstanding delivery; returns how many are still undelivered."""
         return self._producer.flush(timeout_s)
@@ -225,10 +222,12 @@ class BackgroundSender:
     spill journal, and the thread sends the journal, oldest first, before it takes from the queue again.
     """
 
-    def __init__(self, producer: IngestProducer, journal: SpillJournal, memory_messages: int,
+    def __init__(self, producer: IngestProducer, memory_messages: int,
                  on_message: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        if producer.journal is None:
+            raise ValueError("a BackgroundSender needs a producer with a spill journal")
         self.producer = producer
-        self.journal = journal
+        self.journal = journal = producer.journal
         self._queue: queue.Queue[JournalEntry] = queue.Queue(maxsize=memory_messages)
         self._lock = threading.Lock()
         self._spilling = journal.pending()  # a previous run left records: they go first
@@ -271,23 +270,15 @@ class BackgroundSender:
     def _send_journal(self) -> None:
         sent = 0
         while not self._closing.is_set():
-            entries = self.journal.read()
-            if not entries:
-                # everything read was handed to librdkafka: once delivered, the journal can go
-                if self.producer.flush(0.5) == 0:
-                    with self._lock:
-                        if self.journal.clear_if_read():
-                            self._spilling = False
-                            if sent:
-                                self._say(f"Kafka is back: sent {sent:,} records from the spill journal")
-                            return
-                continue
-            for position, entry in enumerate(entries):
-                if not self.producer.produce(entry.topic, entry.key, entry.value, self._closing):
-                    self.producer.unsent.extend(entries[position:])
-                    return
-                self.producer.counters.replayed += 1
-                sent += 1
+            sent += self.producer.send_journal(self._closing)
+            # everything read was handed to librdkafka: once delivered, the journal can go
+            if not self._closing.is_set() and self.producer.flush(0.5) == 0:
+                with self._lock:
+                    if self.journal.clear_if_read():
+                        self._spilling = False
+                        if sent:
+                            self._say(f"Kafka is back: sent {sent:,} records from the spill journal")
+                        return
 
     def close(self) -> list[JournalEntry]:
         """Stop the thread; returns the records still queued, oldest first (``IngestProducer.close`` takes them)."""

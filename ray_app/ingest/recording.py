@@ -81,36 +81,33 @@ def _is_recorded_frame(entry: object) -> bool:
             and isinstance(entry.get("received_ns"), int) and isinstance(entry.get("frame"), bytes | str))  # fmt: skip
 
 
-def frame_items(frame: bytes, source: Source, allowed: Collection[str] | None) -> Iterator[IngestItem]:
+def frame_items(frame: bytes, source: Source, allowed: Collection[str] | None) -> list[IngestItem]:
     """One websocket frame -> its records and dead letters (control messages are skipped)."""
+    return split_frame(frame, source, allowed)[0]
+
+
+def split_frame(frame: bytes, source: Source, allowed: Collection[str] | None) -> tuple[list[IngestItem], bytes]:
+    """One websocket frame, decoded once -> its records and dead letters, and the frame with only its well-formed
+    control messages (connected, auth, subscription, errors). That is all alpaca-py needs to drive the protocol,
+    since records are taken from the raw frame; so no message, however malformed, can reach alpaca-py's decoder
+    and cost the rest of the frame or the connection."""
     try:
         # non-string map keys are a problem of one message, not of the frame
         messages = msgpack.unpackb(frame, strict_map_key=False)
     except Exception as exc:
-        yield parse.dead_letter(frame, "unparseable", f"not a msgpack frame: {exc}", source)
-        return
+        return [parse.dead_letter(frame, "unparseable", f"not a msgpack frame: {exc}", source)], _EMPTY_FRAME
     if not isinstance(messages, list):
-        yield parse.dead_letter(frame, "unparseable", "a frame must be a msgpack array of messages", source)
-        return
+        letter = parse.dead_letter(frame, "unparseable", "a frame must be a msgpack array of messages", source)
+        return [letter], _EMPTY_FRAME
+    items: list[IngestItem] = []
+    control = []
     for message in messages:
         item = parse.stream_message(message, source, allowed)
         if item is not None:
-            yield item
-
-
-def control_messages(frame: bytes) -> bytes:
-    """The frame with only its well-formed control messages (connected, auth, subscription, errors): all alpaca-py
-    needs to drive the protocol, since records are taken from the raw frame; so no message, however malformed,
-    can reach alpaca-py's decoder and cost the rest of the frame or the connection."""
-    try:
-        messages = msgpack.unpackb(frame, strict_map_key=False)
-    except Exception:
-        return _EMPTY_FRAME
-    if not isinstance(messages, list):
-        return _EMPTY_FRAME
-    kept = [m for m in messages if isinstance(m, dict) and isinstance(m.get("T"), str)
-            and m["T"] in parse.CONTROL_TYPES]  # fmt: skip
-    return msgpack.packb(kept) if len(kept) != len(messages) else frame
+            items.append(item)
+        elif isinstance(message, dict) and message.get("T") in parse.CONTROL_TYPES:
+            control.append(message)
+    return items, frame if len(control) == len(messages) else msgpack.packb(control)
 
 
 _EMPTY_FRAME = msgpack.packb([])
