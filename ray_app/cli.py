@@ -16,6 +16,7 @@ from rich.table import Table
 from ray_app.cli_common import console, err_console, fail, settings_of
 from ray_app.config import Settings
 from ray_app.forecast.command import forecast_app
+from ray_app.schemas import STORED_TIMEFRAMES
 from ray_app.stack.processes import StackError
 from serve_deployments.command import recommend, serve_app
 
@@ -181,7 +182,7 @@ def ingest(
     speed: Annotated[float, typer.Option(help="replay, simulate --live: x real time; 0 = as fast as possible.")] = 1.0,
     record: Annotated[Path | None, typer.Option(help="alpaca: also write the raw websocket frames here.")] = None,
     days: Annotated[float | None, typer.Option(help="backfill: days of bars (default alpaca.backfill_days).")] = None,
-    timeframe: Annotated[str | None, typer.Option(help="backfill: 1Min | 1Hour | 1Day.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="backfill: 1Min | 1Hour (what the stream stores).")] = None,
     file: Annotated[Path | None, typer.Option(help="replay: the recording to play.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Live progress line.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="As `ray-app --config`.")] = None,
@@ -199,8 +200,9 @@ def ingest(
         chosen = SourceName(source)
     except ValueError:
         fail(f"--source must be one of {', '.join(s.value for s in SourceName)} (got {source!r})", code=2)
-    if timeframe is not None and timeframe not in {"1Min", "1Hour", "1Day"}:
-        fail(f"--timeframe must be 1Min, 1Hour or 1Day (got {timeframe!r})", code=2)
+    if timeframe is not None and timeframe not in STORED_TIMEFRAMES:
+        fail(f"--timeframe must be {' or '.join(STORED_TIMEFRAMES)}, the bars the stream stores (got {timeframe!r})",
+             code=2)  # fmt: skip
     options = IngestOptions(
         source=chosen,
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,

@@ -34,6 +34,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ray_app.schemas import StoredTimeframe
+
 ENV_PREFIX = "RAY_APP_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_FILE_ENV = "RAY_APP_CONFIG"
@@ -301,7 +303,7 @@ class AlpacaSettings(_Section):
     backfill_attempts: int = Field(ge=1)
     backfill_days: float = Field(gt=0)
     backfill_chunk_days: float = Field(gt=0)
-    backfill_timeframe: Literal["1Min", "1Hour", "1Day"]
+    backfill_timeframe: StoredTimeframe  # what the stream stores: a daily bar would be a dead letter, bar by bar
 
     @field_validator("stock_stream_url", "crypto_stream_url")
     @classmethod
@@ -421,6 +423,10 @@ class ReplicaSettings(_Section):
     max_replicas: int = Field(ge=1)
     target_ongoing_requests: float = Field(gt=0)
     max_ongoing_requests: int = Field(ge=1)
+    # requests waiting for a replica beyond which callers are told 503 at once (-1: no limit, Serve's default)
+    max_queued_requests: int = Field(ge=-1)
+    # how long a caller waits for this deployment's answer before it answers 504 (null: no limit)
+    request_timeout_s: float | None = Field(default=None, gt=0)
     num_cpus: float = Field(ge=0)
     num_gpus: float = Field(default=0, ge=0)
 
@@ -430,11 +436,14 @@ class ReplicaSettings(_Section):
             raise ValueError("max_replicas must be >= min_replicas")
         if self.max_ongoing_requests < self.target_ongoing_requests:
             raise ValueError("max_ongoing_requests must be >= target_ongoing_requests")
+        if self.max_queued_requests == 0:
+            raise ValueError("max_queued_requests must be at least 1, or -1 for no limit")
         return self
 
     def deployment_options(self) -> dict[str, Any]:
         return {
             "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
             "autoscaling_config": {
                 "min_replicas": self.min_replicas,
                 "max_replicas": self.max_replicas,

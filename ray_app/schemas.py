@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
@@ -42,6 +42,10 @@ def is_crypto(symbol: str) -> bool:
     """Crypto pairs are written BASE/QUOTE (BTC/USD); stock tickers have no slash."""
     return "/" in symbol
 
+
+# the bar timeframes the stream stores (bars-1m, bars-1h); the settings accept no other for a backfill
+StoredTimeframe = Literal["1Min", "1Hour"]
+STORED_TIMEFRAMES: tuple[str, ...] = get_args(StoredTimeframe)
 
 Code = Annotated[str, Field(max_length=CODE_MAX_LENGTH)]  # an exchange, tape or condition code
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -122,7 +126,7 @@ class Trade(Record):
 
 class Bar(Record):
     kind: Literal["bar"] = "bar"
-    timeframe: Literal["1Min", "1Hour", "1Day"]
+    timeframe: StoredTimeframe
     open: PositiveFinite
     high: PositiveFinite
     low: PositiveFinite

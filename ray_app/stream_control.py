@@ -13,6 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
@@ -24,6 +25,9 @@ from ray_app.config import (
     Settings,
     without_credentials,
 )
+
+if TYPE_CHECKING:
+    from spark_jobs.status import StreamStatus
 
 ENTRYPOINT = "python -m spark_jobs.stream_trades"
 JOB_METADATA = {"ray_app": "stream"}
@@ -84,10 +88,13 @@ def submit(settings: Settings, config_file: str | None = None) -> tuple[str, boo
     current = running_job(jobs)
     if current is not None:
         return current.submission_id or current.job_id or "?", False
-    submission_id = jobs.submit_job(
+    from spark_jobs.status import SUBMISSION_ENV
+
+    submission_id = f"ray-app-stream-{time.strftime('%Y%m%d-%H%M%S')}"
+    jobs.submit_job(
         entrypoint=ENTRYPOINT,
-        submission_id=f"ray-app-stream-{time.strftime('%Y%m%d-%H%M%S')}",
-        runtime_env={"env_vars": job_environment(settings, config_file)},
+        submission_id=submission_id,
+        runtime_env={"env_vars": {**job_environment(settings, config_file), SUBMISSION_ENV: submission_id}},
         metadata=dict(JOB_METADATA),
     )
     return submission_id, True
@@ -117,13 +124,16 @@ class Lag:
     messages: int | None  # None: the query has not committed a batch yet
 
 
-def lags(settings: Settings) -> list[Lag]:
-    """Per query: end offsets of the topics now minus the offsets its last committed batch reached."""
+def lags(settings: Settings, job: JobDetails | None = None) -> list[Lag]:
+    """Per query: end offsets of the topics now minus the offsets its last committed batch reached. With a
+    ``job``, only the status its driver wrote counts: a previous driver's file says nothing about it."""
     from ray_app.kafka_topics import end_offsets
     from spark_jobs.status import read_status
     from spark_jobs.stream_trades import query_topics
 
     status = read_status(settings)
+    if status is not None and job is not None and not written_by(status, job):
+        status = None
     reads = query_topics(settings)
     ends = end_offsets(settings, sorted({name for names in reads.values() for name in names}))
     result = []
@@ -142,6 +152,16 @@ def lags(settings: Settings) -> list[Lag]:
     return result
 
 
+def written_by(status: StreamStatus, job: JobDetails) -> bool:
+    """Whether ``job``'s driver wrote ``status``: by submission id, or, for a driver submitted without it (by hand,
+    `ray job submit`), by a start no earlier than the job's."""
+    if status.submission_id is not None:
+        return status.submission_id == job.submission_id
+    from ray_app.schemas import parse_rfc3339_ns
+
+    return job.start_time is not None and parse_rfc3339_ns(status.started_at) >= job.start_time * 1_000_000
+
+
 def wait_caught_up(settings: Settings, submission_id: str, timeout_s: float, on_tick=None) -> list[Lag]:
     """Block until every query has committed everything Kafka holds now; raise if the job ends or time runs out."""
     jobs = client(settings)
@@ -151,7 +171,7 @@ def wait_caught_up(settings: Settings, submission_id: str, timeout_s: float, on_
         if state not in ACTIVE:
             tail = "\n".join(jobs.get_job_logs(submission_id).splitlines()[-15:])
             raise StreamControlError(f"streaming job {submission_id} ended ({state.value}); last log lines:\n{tail}")
-        current = lags(settings) if state == JobStatus.RUNNING else []
+        current = lags(settings, jobs.get_job_info(submission_id)) if state == JobStatus.RUNNING else []
         if on_tick:
             on_tick(state, current)
         if current and all(lag.messages == 0 for lag in current):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Path, Query
@@ -34,6 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from ray_app.config import Settings, load_settings, redact
@@ -55,6 +57,14 @@ SymbolsQuery = Query(None, description="Symbols, '/' written as '-'; default: ev
 SymbolPath = Path(description="A symbol: AAPL, BTC/USD or BTC-USD", pattern=SYMBOL_PATTERN)
 
 
+class Busy(RuntimeError):
+    """A deployment's queue is full (its ``max_queued_requests``): 503 with Retry-After, at once."""
+
+
+class TimedOut(RuntimeError):
+    """A deployment did not answer within its ``request_timeout_s``: 504."""
+
+
 @api.exception_handler(LookupError)
 async def _not_found(_request, exc: LookupError) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": redact(str(exc))})
@@ -63,6 +73,16 @@ async def _not_found(_request, exc: LookupError) -> JSONResponse:
 @api.exception_handler(BackendUnavailable)
 async def _unavailable(_request, exc: BackendUnavailable) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": redact(str(exc))})
+
+
+@api.exception_handler(Busy)
+async def _busy(_request, exc: Busy) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
+
+
+@api.exception_handler(TimedOut)
+async def _timed_out(_request, exc: TimedOut) -> JSONResponse:
+    return JSONResponse(status_code=504, content={"detail": str(exc)})
 
 
 @serve.deployment
@@ -76,14 +96,41 @@ class Forecast:
         return getattr(self.reader, question)(*args)
 
 
-async def _answer(response: Any) -> Any:
-    """Await a deployment's answer; its 404/503 errors become this process's own types (clean one-line details)."""
+@dataclass(frozen=True)
+class Limit:
+    """How long a caller waits for one deployment, and the name its errors give."""
+
+    deployment: str
+    timeout_s: float | None
+
+
+async def _awaited(response: Any) -> Any:
+    return await response
+
+
+async def _answer(response: Any, limit: Limit | None = None) -> Any:
+    """Await a deployment's answer within its limit; its 404/503 errors become this process's own types (clean
+    one-line details), a full queue is ``Busy`` and a late answer ``TimedOut`` (the request is cancelled)."""
     try:
-        return await response
+        if limit is None or limit.timeout_s is None:
+            return await response
+        return await asyncio.wait_for(_awaited(response), limit.timeout_s)
+    except TimeoutError:
+        response.cancel()
+        assert limit is not None
+        raise TimedOut(f"the {limit.deployment} deployment did not answer within {limit.timeout_s:g} s "
+                       f"(serve.{limit.deployment.lower()}.request_timeout_s)") from None  # fmt: skip
+    except BackPressureError:
+        what = limit.deployment if limit else "the"
+        raise Busy(f"the {what} deployment is busy (its queue is full): try again in a moment") from None
     except LookupError as exc:  # Ray re-raises a replica's error as a subclass of its type, with a traceback
         raise LookupError(plain_error(exc)) from None
     except BackendUnavailable as exc:
         raise BackendUnavailable(plain_error(exc)) from None
+    except Busy as exc:  # the Recommender's own call to the Forecast deployment
+        raise Busy(plain_error(exc)) from None
+    except TimedOut as exc:
+        raise TimedOut(plain_error(exc)) from None
 
 
 _CLASS_PREFIX = re.compile(  # "pkg.module.Class: ", "RayTaskError(UnknownSymbol): ", "LookupError: "
@@ -110,6 +157,7 @@ class Recommender:
         transformers_logging.disable_progress_bar()
         self.settings = settings
         self.forecast = forecast
+        self.forecast_limit = Limit("Forecast", settings.serve.forecast.request_timeout_s)
         self.lm = TextGenerator(settings.recommend)
         self.es = client(settings)
         self.generate.set_max_batch_size(settings.recommend.max_batch_size)
@@ -120,7 +168,8 @@ class Recommender:
         return await asyncio.to_thread(self.lm.generate, prompts)  # the event loop keeps queueing the next batch
 
     async def recommend(self, symbol: str) -> dict[str, Any]:
-        facts = MarketFacts.model_validate(await _answer(self.forecast.call.remote("facts", symbol)))
+        answer = await _answer(self.forecast.call.remote("facts", symbol), self.forecast_limit)
+        facts = MarketFacts.model_validate(answer)
         judgement = judge(facts, self.settings.recommend.rules)
         prompt = (chat_prompt_for if self.lm.chat else prompt_for)(facts, judgement)
         generation = await self.generate(prompt)
@@ -131,7 +180,7 @@ class Recommender:
         """Recommend for `symbols` (default: every symbol the latest run forecast) and index the answers."""
         skipped: list[dict[str, Any]] = []
         if not symbols:
-            listed = await _answer(self.forecast.call.remote("symbols"))
+            listed = await _answer(self.forecast.call.remote("symbols"), self.forecast_limit)
             symbols = [row["symbol"] for row in listed if row["status"] == "ok"]
             skipped = [{"symbol": row["symbol"], "reason": row["reason"]} for row in listed if row["status"] != "ok"]
         outcomes = await asyncio.gather(*(self.recommend(symbol) for symbol in symbols), return_exceptions=True)
@@ -158,43 +207,52 @@ class Recommender:
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, forecast: DeploymentHandle, recommender: DeploymentHandle, max_symbols: int = 32) -> None:
+    def __init__(
+        self,
+        forecast: DeploymentHandle,
+        recommender: DeploymentHandle,
+        max_symbols: int = 32,
+        forecast_timeout_s: float | None = None,
+        recommender_timeout_s: float | None = None,
+    ) -> None:
         self.forecast = forecast
         self.recommender = recommender
         self.max_symbols = max_symbols
+        self.forecast_limit = Limit("Forecast", forecast_timeout_s)
+        self.recommender_limit = Limit("Recommender", recommender_timeout_s)
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        return await _answer(self.forecast.call.remote("health"))
+        return await _answer(self.forecast.call.remote("health"), self.forecast_limit)
 
     @api.get("/symbols")
     async def symbols(self) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("symbols"))
+        return await _answer(self.forecast.call.remote("symbols"), self.forecast_limit)
 
     @api.get("/forecast/{symbol:path}/summary")
     async def summary(self, symbol: str = SymbolPath) -> dict[str, Any]:
-        return await _answer(self.forecast.call.remote("summary", symbol))
+        return await _answer(self.forecast.call.remote("summary", symbol), self.forecast_limit)
 
     @api.get("/forecast/{symbol:path}/backtest")
     async def backtest(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("backtest", symbol))
+        return await _answer(self.forecast.call.remote("backtest", symbol), self.forecast_limit)
 
     @api.get("/forecast/{symbol:path}/accuracy")
     async def accuracy(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("accuracy", symbol))
+        return await _answer(self.forecast.call.remote("accuracy", symbol), self.forecast_limit)
 
     @api.get("/forecast/{symbol:path}/vs-realized")
     async def vs_realized(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("vs_realized", symbol))
+        return await _answer(self.forecast.call.remote("vs_realized", symbol), self.forecast_limit)
 
     # {symbol:path}: BTC/USD as it is (what Grafana's symbol variable holds) or BTC-USD; the longer routes come first
     @api.get("/forecast/{symbol:path}")
     async def forecast(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("forecast", symbol))
+        return await _answer(self.forecast.call.remote("forecast", symbol), self.forecast_limit)
 
     @api.get("/recommendation/{symbol:path}")
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:
-        return await _answer(self.recommender.recommend.remote(symbol))
+        return await _answer(self.recommender.recommend.remote(symbol), self.recommender_limit)
 
     @api.post("/recommendations")
     async def record(self, symbol: list[str] | None = SymbolsQuery) -> dict[str, Any]:
@@ -208,15 +266,15 @@ class Ingress:
             raise RequestValidationError([{"type": "too_long", "loc": ("query", "symbol"), "input": len(wanted),
                                            "msg": f"at most {self.max_symbols} different symbols per request "
                                                   f"(serve.max_symbols_per_request); got {len(wanted)}"}])  # fmt: skip
-        return await _answer(self.recommender.record.remote(wanted))
+        return await _answer(self.recommender.record.remote(wanted), self.recommender_limit)
 
     @api.get("/model")
     async def model(self) -> dict[str, Any]:
-        return await _answer(self.recommender.describe.remote())
+        return await _answer(self.recommender.describe.remote(), self.recommender_limit)
 
     @api.get("/recommendations/latest")
     async def latest(self) -> list[dict[str, Any]]:
-        return await _answer(self.recommender.latest.remote())
+        return await _answer(self.recommender.latest.remote(), self.recommender_limit)
 
 
 def application(settings: Settings) -> serve.Application:
@@ -224,8 +282,9 @@ def application(settings: Settings) -> serve.Application:
     forecast = Forecast.options(**serve_settings.forecast.deployment_options()).bind(settings)
     recommender = Recommender.options(**serve_settings.recommender.deployment_options()).bind(settings, forecast)
     return Ingress.options(**serve_settings.ingress.deployment_options()).bind(
-        forecast, recommender, serve_settings.max_symbols_per_request
-    )
+        forecast, recommender, serve_settings.max_symbols_per_request,
+        serve_settings.forecast.request_timeout_s, serve_settings.recommender.request_timeout_s,
+    )  # fmt: skip
 
 
 def build_app(args: dict[str, str] | None = None) -> serve.Application:

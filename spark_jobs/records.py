@@ -21,15 +21,15 @@ The rules, in order (the first broken one names the dead letter's reason):
 - ``unparseable``: not valid UTF-8 JSON, not an object, empty, a tombstone, nested deeper than 64 levels, a
   key given twice, or trailing bytes after the object
 - ``unknown_type``: a ``kind`` other than the topic's (``trade`` or ``bar``)
-- ``missing_field`` / ``invalid_value``: ``schema_version`` other than 1; ``symbol`` missing, over 16
-  characters, or with ``|`` (two trades would share an id); ``source`` over 32 characters; no
-  ``timestamp_ns`` (nor RFC 3339 ``timestamp``), not positive integer nanoseconds, or more than
-  ``stream.max_future_s`` ahead of the clock (it would drag the watermark ahead); a price or size that is not a
-  positive finite number (given as a JSON number or decimal text); ``trade_id`` missing, empty, over 1,024
-  bytes, or a JSON object or list; ``exchange`` (no ``|``) or ``tape`` over 16 characters; ``taker_side`` other
-  than B or S; ``conditions`` not a list of at most 32 codes of at most 16 characters; for a bar: the
-  timeframe (1Min, 1Hour), open/high/low/close positive, volume >= 0, vwap positive, trade_count an integer
-  >= 0, and low <= open, close <= high
+- ``missing_field`` / ``invalid_value``: ``schema_version`` other than 1; ``symbol`` missing, over 16 characters, or
+  with ``|`` (two trades would share an id); ``source`` over 32 characters; no ``timestamp_ns`` (nor RFC 3339
+  ``timestamp``), not positive integer nanoseconds, or more than ``stream.max_future_s`` after Kafka received the
+  record (it would drag the watermark ahead; measured from the record's Kafka time, not the clock, so every query
+  and every replay give a record the same verdict); a price or size that is not a positive finite number (given as a
+  JSON number or decimal text); ``trade_id`` missing, empty, over 1,024 bytes, or a JSON object or list;
+  ``exchange`` (no ``|``) or ``tape`` over 16 characters; ``taker_side`` other than B or S; ``conditions`` not a
+  list of at most 32 codes of at most 16 characters; for a bar: the timeframe (1Min, 1Hour), open/high/low/close
+  positive, volume >= 0, vwap positive, trade_count an integer >= 0, and low <= open, close <= high
 - a string field given as a JSON object or list is ``invalid_value`` naming it; unknown fields are ignored
 
 So no valid document carries a keyword over Lucene's 32 KB term limit, and every document is far below the bulk
@@ -117,7 +117,8 @@ def record_documents(kafka: DataFrame) -> DataFrame:
 def valid_trades(kafka: DataFrame) -> DataFrame:
     """Kafka rows of the trades topic -> the valid trades, typed (symbol, exchange, trade_id, price, size,
     ts_ns), with the Kafka position for ordering and the Kafka time; invalid ones are the records query's."""
-    parsed = kafka.select(F.expr("ray_app_trade(value)").alias("trade"), "partition", "offset", "kafka_ts")
+    parsed = kafka.select(F.expr("ray_app_trade(value, unix_millis(kafka_ts))").alias("trade"), "partition", "offset",
+                          "kafka_ts")  # fmt: skip
     return parsed.where(F.col("trade").isNotNull()).select("trade.*", "partition", "offset", "kafka_ts")
 
 

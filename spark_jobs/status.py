@@ -58,8 +58,13 @@ class QueryStatus(BaseModel):
     last_error: str | None = None
 
 
+# set by `ray-app stream` in the job's environment (not a setting): which submission a status file belongs to
+SUBMISSION_ENV = "RAY_APP_STREAM_SUBMISSION_ID"
+
+
 class StreamStatus(BaseModel):
     pid: int
+    submission_id: str | None = None  # the Ray job that wrote it (None: the driver was started by hand)
     started_at: str
     updated_at: str
     state: str = "starting"  # starting | running | stopping | stopped | failed

@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ray_app.config import ConfigError, Settings, load_settings, redact
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import format_ns, now_ns
-from spark_jobs.status import QueryStatus, StreamStatus, write_status
+from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -189,8 +189,8 @@ class StreamJob:
         self.es = client(settings)
         self.checkpoints = settings.stream_checkpoint_dir
         started = format_ns(now_ns())
-        self.status = StreamStatus(pid=os.getpid(), started_at=started, updated_at=started,
-                                   checkpoint_dir=str(self.checkpoints))  # fmt: skip
+        self.status = StreamStatus(pid=os.getpid(), submission_id=os.environ.get(SUBMISSION_ENV), started_at=started,
+                                   updated_at=started, checkpoint_dir=str(self.checkpoints))  # fmt: skip
         writes = query_indices(settings)
         starts = {"records": self._start_records, "bars": self._start_bars}
         self.supervised = {name: Supervised(name, starts[name], self._query_status(name, writes[name]))

@@ -44,7 +44,12 @@ def stream_jvm(settings: Settings) -> Iterator[Any]:
 
 
 def document(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
-             kafka_ms: int | None = 1_795_000_000_000) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
-    """(index, doc_id, document) the record rules make of one Kafka record."""
+             kafka_ms: int | None = None) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
+    """(index, doc_id, document) the record rules make of one Kafka record; ``kafka_ms`` is the record's Kafka
+    time (default: now, as for a record that just arrived)."""
+    if kafka_ms is None:
+        import time
+
+        kafka_ms = time.time_ns() // 1_000_000
     index, doc_id, source = json.loads(package.RecordUdfs.documentOf(rules, topic, partition, offset, kafka_ms, value))
     return index, doc_id, json.loads(source)

@@ -48,7 +48,7 @@ def topic_of(settings: Settings, key: str) -> str:
 @pytest.mark.parametrize("case", CORPUS, ids=[case.what for case in CORPUS])
 def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, rules, settings) -> None:
     indices = settings.elasticsearch.indices
-    kafka_ms = case.kafka_ms if case.kafka_ms is not None else 1_795_000_000_000
+    kafka_ms = case.kafka_ms if case.kafka_ms is not None else NOW // 1_000_000  # it reached Kafka just now
     index, doc_id, doc = document(jvm, rules, topic_of(settings, case.topic), case.value, offset=17, kafka_ms=kafka_ms)
     assert len(doc_id.encode()) <= ES_ID_MAX_BYTES
     if case.reason is None:
@@ -90,6 +90,27 @@ def raw_len(case) -> int:
 
         return len(base64.b64decode(raw))
     return len(raw.encode())
+
+
+def test_the_future_time_verdict_is_the_records_own_in_every_query_and_on_every_replay(jvm, rules, settings) -> None:
+    """Measured from the record's Kafka time, not from when a query reads it: a trade stamped 400 s after it
+    reached Kafka (max_future_s is 300) stays a dead letter when replayed a year later, in both queries, and one
+    stamped 200 s after stays a trade."""
+    max_future_s = settings.stream.max_future_s
+    arrived_ms = 1_735_689_600_000  # 2025-01-01, long before this test runs
+    trades = topic_of(settings, "trades")
+    for ahead_s, expected in ((max_future_s + 100, settings.elasticsearch.indices.dead_letters),
+                              (max_future_s - 100, settings.elasticsearch.indices.trades)):  # fmt: skip
+        value = Trade(symbol="AAPL", timestamp_ns=(arrived_ms + ahead_s * 1000) * 1_000_000, price=1.0, size=1.0,
+                      trade_id="7", exchange="V", source=Source.REPLAY).to_json()  # fmt: skip
+        verdicts = {document(jvm, rules, trades, value, kafka_ms=arrived_ms)[0] for _ in range(3)}
+        assert verdicts == {expected}, (ahead_s, verdicts)
+        # the bars query's verdict on the same record is the same
+        counted = jvm.RecordUdfs.countsAsTrade(rules, arrived_ms, value)
+        assert counted == (expected == settings.elasticsearch.indices.trades)
+        if expected == settings.elasticsearch.indices.dead_letters:
+            detail = document(jvm, rules, trades, value, kafka_ms=arrived_ms)[2]["detail"]
+            assert f"more than {max_future_s} s after Kafka received the record" in detail
 
 
 def test_a_long_trade_id_gets_the_same_bounded_id_every_time(jvm, rules, settings) -> None:

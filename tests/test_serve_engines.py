@@ -405,3 +405,38 @@ def test_a_headless_browser_sees_the_app_in_the_ray_dashboard_and_every_endpoint
             assert "test-api" in text and "RUNNING" in text
         finally:
             browser.close()
+
+
+def test_a_full_queue_is_503_at_once_and_a_slow_answer_504_both_in_plain_words(settings: Settings) -> None:
+    """The app's limits are its settings: the Recommender takes one request at a time, queues one more and is
+    waited for 2 s; its batch waits 5 s to fill, so every answer is late."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    from serve_deployments.app import application
+
+    serve_settings = settings.serve
+    recommender = serve_settings.recommender.model_copy(update={
+        "max_ongoing_requests": 1, "target_ongoing_requests": 1, "max_queued_requests": 1, "request_timeout_s": 2.0})
+    tight = settings.model_copy(update={
+        "serve": serve_settings.model_copy(update={"recommender": recommender}),
+        "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 5.0})})  # fmt: skip
+    serve.run(application(tight), name="test-api-tight", route_prefix="/tight")
+    try:
+        with httpx.Client(base_url=settings.serve.url, timeout=60) as client_, ThreadPoolExecutor(12) as pool:
+            began = time.monotonic()
+            answers = list(pool.map(lambda _: client_.get("/tight/recommendation/AAPL"), range(12)))
+            seconds = time.monotonic() - began
+            statuses = [answer.status_code for answer in answers]
+            assert set(statuses) <= {503, 504} and statuses.count(503) >= 8, statuses
+            busy = next(answer for answer in answers if answer.status_code == 503)
+            assert "busy" in busy.json()["detail"] and busy.headers["retry-after"] == "1"
+            late = next(answer for answer in answers if answer.status_code == 504)
+            assert late.json()["detail"] == ("the Recommender deployment did not answer within 2 s "
+                                             "(serve.recommender.request_timeout_s)")  # fmt: skip
+            assert seconds < 15  # nobody waited for the 5 s batches to finish
+            # the app's other deployment still answers
+            assert client_.get("/tight/forecast/AAPL/summary").status_code == 200
+    finally:
+        serve.delete("test-api-tight")

@@ -285,3 +285,25 @@ def test_write_reports_add_up() -> None:
     total.add(WriteReport(indexed={"trades": 2, "dead-letters": 1}, documents=2, newest_produced_ms=7, rejected=2))
     assert total.indexed == {"trades": 5, "dead-letters": 1} and total.documents == 6 and total.rejected == 3
     assert total.newest_produced_ms == 10
+
+
+def test_a_wait_counts_only_the_status_its_own_driver_wrote() -> None:
+    """`ray-app stream` waits on the driver it started: a previous driver's status file (caught up, as it was
+    when that driver stopped) must not make a new job look caught up."""
+    from ray.job_submission import JobDetails, JobStatus, JobType
+
+    from ray_app.stream_control import written_by
+    from spark_jobs.status import StreamStatus
+
+    def status(submission_id: str | None, started_at: str) -> StreamStatus:
+        return StreamStatus(pid=1, submission_id=submission_id, started_at=started_at, updated_at=started_at,
+                            checkpoint_dir="/tmp/cp")  # fmt: skip
+
+    started_ms = 1_795_793_400_000  # 2026-11-27T15:30:00Z
+    job = JobDetails(type=JobType.SUBMISSION, entrypoint="python -m spark_jobs.stream_trades", submission_id="new",
+                     status=JobStatus.RUNNING, start_time=started_ms)  # fmt: skip
+    assert written_by(status("new", "2026-11-27T15:30:05Z"), job)
+    assert not written_by(status("old", "2026-11-27T15:30:05Z"), job)  # a previous job's driver, even if later
+    # a driver submitted by hand carries no id: its start time decides
+    assert written_by(status(None, "2026-11-27T15:30:01Z"), job)
+    assert not written_by(status(None, "2026-11-27T15:29:00Z"), job)

@@ -32,7 +32,6 @@ from ray_app.schemas import Source, is_crypto
 TIMEFRAMES = {
     "1Min": TimeFrame(1, TimeFrameUnit.Minute),
     "1Hour": TimeFrame(1, TimeFrameUnit.Hour),
-    "1Day": TimeFrame(1, TimeFrameUnit.Day),
 }
 
 

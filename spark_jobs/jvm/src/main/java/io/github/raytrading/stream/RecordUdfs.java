@@ -1,10 +1,9 @@
 package io.github.raytrading.stream;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.sql.api.java.UDF2;
 import org.apache.spark.sql.api.java.UDF5;
 import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
@@ -46,20 +45,29 @@ public final class RecordUdfs {
           Records.Document doc = Records.document(topic, partition, offset, kafkaMs, value, config);
           return RowFactory.create(doc.index, doc.id, doc.source);
         };
-    UDF1<byte[], Row> trade =
-        value -> {
-          try {
-            JsonNode rec = Records.object(value);
-            Records.Trade t = Records.trade(rec, config);
-            return RowFactory.create(t.symbol, t.exchange, t.tradeId, t.price, t.size, t.tsNanos);
-          } catch (Invalid e) {
-            return null;
-          }
+    UDF2<byte[], Long, Row> trade =
+        (value, kafkaMs) -> {
+          Records.Trade t = validTrade(value, kafkaMs, config);
+          return t == null ? null : RowFactory.create(t.symbol, t.exchange, t.tradeId, t.price, t.size, t.tsNanos);
         };
     UserDefinedFunction documentUdf = functions.udf(document, DOCUMENT).asNondeterministic();
     UserDefinedFunction tradeUdf = functions.udf(trade, TRADE).asNondeterministic();
     spark.udf().register("ray_app_record_document", documentUdf);
     spark.udf().register("ray_app_trade", tradeUdf);
+  }
+
+  /** The trade the bars query counts, or null for a record the records query dead-letters. */
+  static Records.Trade validTrade(byte[] value, Long kafkaMs, RecordConfig config) {
+    try {
+      return Records.trade(Records.object(value), config, kafkaMs);
+    } catch (Invalid e) {
+      return null;
+    }
+  }
+
+  /** For tests and tools: whether the bars query counts this trades-topic record, without Spark. */
+  public static boolean countsAsTrade(String configJson, Long kafkaMs, byte[] value) {
+    return validTrade(value, kafkaMs, RecordConfig.parse(configJson)) != null;
   }
 
   /** For tests and tools: one record's document as JSON [index, doc_id, source], without Spark. */

@@ -116,7 +116,12 @@ final class Records {
     return value;
   }
 
-  private static long eventTime(JsonNode rec, RecordConfig c) throws Invalid {
+  /**
+   * The record's event time. "In the future" is measured from the time Kafka gave the record (``kafkaMs``), not
+   * from the clock when a query happens to read it, so the verdict is the same in every query and on every replay.
+   * A Kafka time that cannot be right (none, 0 or less, or ahead of the clock) falls back to the clock.
+   */
+  private static long eventTime(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     String nanos = Json.text(rec, "timestamp_ns");
     String stamp = Json.text(rec, "timestamp");
     if (nanos == null && stamp == null) {
@@ -144,8 +149,11 @@ final class Records {
       throw Invalid.value("field 'timestamp_ns' must be positive integer nanoseconds since the epoch (got "
           + given + ")");
     }
-    if (ts / 1_000_000 > System.currentTimeMillis() + c.maxFutureMs) {
-      throw Invalid.value("timestamp is more than " + c.maxFutureMs / 1000 + " s in the future (got " + given + ")");
+    long clock = System.currentTimeMillis();
+    long reference = kafkaMs != null && kafkaMs > 0 ? Math.min(kafkaMs, clock) : clock;
+    if (ts / 1_000_000 > reference + c.maxFutureMs) {
+      throw Invalid.value("timestamp is more than " + c.maxFutureMs / 1000 + " s after Kafka received the record (got "
+          + given + ")");
     }
     return ts;
   }
@@ -167,10 +175,10 @@ final class Records {
     return value;
   }
 
-  static Trade trade(JsonNode rec, RecordConfig c) throws Invalid {
+  static Trade trade(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     common(rec, "trade", c);
     Trade t = new Trade();
-    t.tsNanos = eventTime(rec, c);
+    t.tsNanos = eventTime(rec, c, kafkaMs);
     t.price = number(rec, "price", true, true, c);
     t.size = number(rec, "size", true, true, c);
     String id = Json.text(rec, "trade_id");
@@ -241,9 +249,9 @@ final class Records {
     return new Document(c.tradesIndex, tradeId(t, c), doc.json());
   }
 
-  static Document barDocument(JsonNode rec, RecordConfig c) throws Invalid {
+  static Document barDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     common(rec, "bar", c);
-    long ts = eventTime(rec, c);
+    long ts = eventTime(rec, c, kafkaMs);
     String timeframe = Json.text(rec, "timeframe");
     if (timeframe == null) {
       throw Invalid.missing("timeframe");
@@ -389,9 +397,9 @@ final class Records {
     try {
       JsonNode rec = object(value);
       if (trades) {
-        return tradeDocument(trade(rec, c), partition, offset, kafkaMs, c);
+        return tradeDocument(trade(rec, c, kafkaMs), partition, offset, kafkaMs, c);
       }
-      return barDocument(rec, c);
+      return barDocument(rec, c, kafkaMs);
     } catch (Invalid why) {
       return deadLetter(why, trades ? c.tradesIndex : "bars", topic, partition, offset, kafkaMs, value, c);
     }
