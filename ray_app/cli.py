@@ -476,18 +476,24 @@ def _demo_serve(settings: Settings) -> bool:
         deploy(settings, timeout=600)
     except typer.Exit:
         return False
+    from serve_deployments.auth import API_KEY_HEADER, api_key
+
     url = settings.serve.url
+    # the key goes with every request: reads need it too when the app listens beyond the loopback
+    http = httpx.Client(headers={API_KEY_HEADER: api_key(settings)}, timeout=60)
     try:
-        symbols = [row for row in httpx.get(f"{url}/symbols", timeout=60).json() if row["status"] == "ok"]
+        symbols = [row for row in http.get(f"{url}/symbols").json() if row["status"] == "ok"]
         if symbols:
-            summary = httpx.get(f"{url}/forecast/{symbols[0]['slug']}/summary", timeout=60).json()
+            summary = http.get(f"{url}/forecast/{symbols[0]['slug']}/summary").json()
             console.print(f"\nGET {url}/forecast/{symbols[0]['slug']}/summary", highlight=False)
             console.print_json(data=summary)
-        recorded = httpx.post(f"{url}/recommendations", timeout=600)
+        recorded = http.post(f"{url}/recommendations", timeout=600)
         recorded.raise_for_status()
     except httpx.HTTPError as exc:
         err_console.print(f"[red]serve: the app did not answer as expected:[/] {escape(str(exc))}")
         return False
+    finally:
+        http.close()
     console.print(f"\nPOST {url}/recommendations (GET {url}/recommendation/<symbol> for one)", highlight=False)
     result = recorded.json()
     for answer in result["recommendations"]:

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ray_app.config import ConfigError, Settings, load_settings, redact
+from ray_app.config import ConfigError, Settings, load_settings, redact, redact_log_records
+
+redact_log_records()  # every command: no log record shows a password, whichever library writes it
 
 
 class _RedactingStream(io.TextIOBase):

@@ -13,6 +13,7 @@ A bad value fails at start-up with :class:`ConfigError`, whose message names the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -60,6 +61,29 @@ def redact(text: str) -> str:
         return f"{match['scheme']}{user}:{MASK}@" if password else f"{match['scheme']}{MASK}@"
 
     return _URL_CREDENTIALS.sub(mask, text)
+
+
+def redact_log_records() -> None:
+    """Mask the credentials of every URL in every log record this process makes, whichever library logs it (the
+    Elasticsearch client, alpaca-py, Ray, ours): the record's message is formatted and redacted as it is made.
+    Idempotent; the CLI, the streaming driver and the Serve replicas call it at start."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: logging reports that itself
+            return record
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def strip_credentials(text: str) -> str:
@@ -484,6 +508,9 @@ class ServeSettings(_Section):
     http_host: str
     http_port: Port
     cache_ttl_s: float = Field(ge=0)
+    # the API key writes always need, and every request needs when http_host is beyond the loopback (null: one is
+    # made on first use in state_dir/serve/api-key); secret: prefer RAY_APP_SERVE__API_KEY
+    api_key: SecretStr | None = None
     max_symbols_per_request: int = Field(default=32, ge=1, le=1000)
     forecast: ReplicaSettings
     recommender: ReplicaSettings

@@ -17,7 +17,9 @@ Forecast reads Elasticsearch (cached); Recommender holds the language model and 
 `@serve.batch`; each scales on its own (settings `serve.forecast`, `serve.recommender`, `serve.ingress`).
 
 Errors are JSON with an HTTP status that says what happened, never 200: unknown symbol or no run yet -> 404,
-a bad parameter -> 422 naming it, Elasticsearch unreachable -> 503 with the reason.
+a bad parameter -> 422 naming it, Elasticsearch unreachable or a deployment's queue full -> 503, a deployment
+too slow -> 504, no or a wrong API key -> 401. Writes (POST) always need the key (``X-API-Key``, see
+``auth.py``); reads need it when the app listens beyond the loopback (``serve.http_host``).
 
 Run it with `ray-app serve`, or `serve run serve_deployments.app:build_app` / `serve deploy configs/serve.yaml`
 (the settings come from RAY_APP_* variables and RAY_APP_CONFIG, as everywhere).
@@ -30,20 +32,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import SecretStr
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
-from ray_app.config import Settings, load_settings, redact
+from ray_app.config import Settings, load_settings, redact, redact_log_records
 from ray_app.es_indices import client
+from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback, key_matches
 from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
 from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
+
+redact_log_records()  # each replica imports this module: its log records (and Ray's) never show a password
 
 # FastAPIOffline: /docs serves Swagger UI's files from the package, so the page works without a CDN (offline)
 api = FastAPIOffline(
@@ -63,6 +69,27 @@ class Busy(RuntimeError):
 
 class TimedOut(RuntimeError):
     """A deployment did not answer within its ``request_timeout_s``: 504."""
+
+
+# set by Ingress.__init__ in its replica's process: the key, and whether reads need it too
+_ACCESS: dict[str, Any] = {}
+_DOCS = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")
+_READS = {"GET", "HEAD", "OPTIONS"}
+
+
+@api.middleware("http")
+async def _authenticate(request: Request, call_next: Any) -> Any:
+    """Writes always need the API key; reads need it when the app listens beyond the loopback (the docs page and
+    its schema stay open: they hold no data)."""
+    key: SecretStr | None = _ACCESS.get("key")
+    reading = request.method in _READS
+    needed = not reading or (_ACCESS.get("reads_too", True) and not request.url.path.startswith(_DOCS))
+    if needed and (key is None or not key_matches(request.headers.get(API_KEY_HEADER), key.get_secret_value())):
+        why = "missing" if request.headers.get(API_KEY_HEADER) is None else "wrong"
+        return JSONResponse(status_code=401, headers={"WWW-Authenticate": API_KEY_HEADER},
+                            content={"detail": f"the API key is {why}: send it in the {API_KEY_HEADER} header "
+                                               "(serve.api_key, or the file state_dir/serve/api-key)"})  # fmt: skip
+    return await call_next(request)
 
 
 @api.exception_handler(LookupError)
@@ -211,10 +238,13 @@ class Ingress:
         self,
         forecast: DeploymentHandle,
         recommender: DeploymentHandle,
+        api_key: SecretStr,
+        reads_need_key: bool,
         max_symbols: int = 32,
         forecast_timeout_s: float | None = None,
         recommender_timeout_s: float | None = None,
     ) -> None:
+        _ACCESS.update(key=api_key, reads_too=reads_need_key)
         self.forecast = forecast
         self.recommender = recommender
         self.max_symbols = max_symbols
@@ -282,7 +312,8 @@ def application(settings: Settings) -> serve.Application:
     forecast = Forecast.options(**serve_settings.forecast.deployment_options()).bind(settings)
     recommender = Recommender.options(**serve_settings.recommender.deployment_options()).bind(settings, forecast)
     return Ingress.options(**serve_settings.ingress.deployment_options()).bind(
-        forecast, recommender, serve_settings.max_symbols_per_request,
+        forecast, recommender, SecretStr(api_key(settings)), not is_loopback(serve_settings.http_host),
+        serve_settings.max_symbols_per_request,
         serve_settings.forecast.request_timeout_s, serve_settings.recommender.request_timeout_s,
     )  # fmt: skip
 

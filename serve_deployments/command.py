@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from ray_app.cli_common import console, err_console, fail, settings_of
 from ray_app.config import Settings
+from serve_deployments.auth import API_KEY_HEADER, api_key
 
 serve_app = typer.Typer(
     invoke_without_command=True,
@@ -158,7 +159,8 @@ def recommend(
     params = [("symbol", symbol) for symbol in symbols or []]
     while True:
         try:
-            response = httpx.post(f"{settings.serve.url}/recommendations", params=params, timeout=timeout)
+            response = httpx.post(f"{settings.serve.url}/recommendations", params=params, timeout=timeout,
+                                  headers={API_KEY_HEADER: api_key(settings)})  # fmt: skip
             problem = None if response.status_code == 200 else f"{response.status_code}: {response.text}"
         except httpx.HTTPError as exc:
             problem = f"no answer ({exc}); deploy the app with `ray-app serve`"

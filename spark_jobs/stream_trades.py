@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ray_app.config import ConfigError, Settings, load_settings, redact
+from ray_app.config import ConfigError, Settings, load_settings, redact, redact_log_records
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import format_ns, now_ns
 from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
@@ -558,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="a YAML settings file (as `ray-app --config`)")
     parser.add_argument("--reset", action="store_true", help="discard the checkpoints first (re-read Kafka)")
     args = parser.parse_args(argv)
+    redact_log_records()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)  # fmt: skip
     for noisy in ("py4j", "elastic_transport", "urllib3"):

@@ -112,3 +112,47 @@ def test_a_stream_failure_text_never_shows_the_password() -> None:
 
     text = failure_text(ConnectionError(f"Elasticsearch at http://elastic:{PASSWORD}@10.0.0.5:9200 refused"))
     assert PASSWORD not in text and "10.0.0.5:9200" in text
+
+
+def test_the_serve_api_key_is_made_once_private_to_its_owner_and_never_shown(tmp_path, monkeypatch) -> None:
+    import stat
+
+    from ray_app.config import load_settings
+    from serve_deployments.auth import api_key, is_loopback, key_file
+
+    monkeypatch.setenv("RAY_APP_STATE_DIR", str(tmp_path))
+    settings = load_settings()
+    made = api_key(settings)
+    assert len(made) >= 40 and api_key(settings) == made  # made once, then read back
+    assert stat.S_IMODE(key_file(settings).stat().st_mode) == 0o600
+    monkeypatch.setenv("RAY_APP_SERVE__API_KEY", "chosen-by-the-operator")
+    chosen = load_settings()
+    assert api_key(chosen) == "chosen-by-the-operator"
+    assert "chosen-by-the-operator" not in json.dumps(chosen.masked()) + repr(chosen)
+    assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "10.0.0.5", "example.com")] == [
+        True, True, True, False, False, False]  # fmt: skip
+
+
+def test_no_log_record_shows_a_password_whichever_library_writes_it() -> None:
+    """Records made the usual ways (%-args, a pre-formatted message, an exception's text, a library's logger,
+    Python's last-resort handler) in a process that loaded the CLI: the password is masked in all of them."""
+    import subprocess
+    import sys
+
+    script = """
+import logging
+import ray_app.cli_common  # what every ray-app command loads
+url = "http://elastic:hunter2@127.0.0.1:9200/trades"
+logging.getLogger("elastic_transport.transport").warning("GET %s [status:N/A]", url)
+logging.getLogger("alpaca").warning(f"preformatted {url}")
+try:
+    raise ConnectionError(f"cannot reach {url}")
+except ConnectionError as exc:
+    logging.getLogger("ray_app").error("failed: %s", exc)
+logging.basicConfig(format="%(name)s %(message)s")
+logging.getLogger("urllib3").warning("again %s", url)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert result.stderr.count("elastic:**********@127.0.0.1:9200") == 4, result.stderr

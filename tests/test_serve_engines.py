@@ -84,8 +84,11 @@ def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def http(settings: Settings) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=settings.serve.url, timeout=30) as http_client:
-        yield http_client
+    """A client of the app that sends its API key, as `ray-app recommend` and Grafana do."""
+    from serve_deployments.auth import API_KEY_HEADER, api_key
+
+    with httpx.Client(base_url=settings.serve.url, timeout=30, headers={API_KEY_HEADER: api_key(settings)}) as client_:
+        yield client_
 
 
 def test_health_and_symbols(http: httpx.Client) -> None:
@@ -407,11 +410,10 @@ def test_a_headless_browser_sees_the_app_in_the_ray_dashboard_and_every_endpoint
             browser.close()
 
 
-def test_a_full_queue_is_503_at_once_and_a_slow_answer_504_both_in_plain_words(settings: Settings) -> None:
-    """The app's limits are its settings: the Recommender takes one request at a time, queues one more and is
-    waited for 2 s; its batch waits 5 s to fill, so every answer is late."""
-    from concurrent.futures import ThreadPoolExecutor
-
+@pytest.fixture(scope="module")
+def guarded(settings: Settings) -> Iterator[str]:
+    """A second app, as if it listened beyond the loopback (so every request needs the key), whose Recommender
+    takes one request at a time, queues one more and is waited for 2 s, while its batch waits 5 s to fill."""
     from ray import serve
 
     from serve_deployments.app import application
@@ -419,24 +421,71 @@ def test_a_full_queue_is_503_at_once_and_a_slow_answer_504_both_in_plain_words(s
     serve_settings = settings.serve
     recommender = serve_settings.recommender.model_copy(update={
         "max_ongoing_requests": 1, "target_ongoing_requests": 1, "max_queued_requests": 1, "request_timeout_s": 2.0})
-    tight = settings.model_copy(update={
-        "serve": serve_settings.model_copy(update={"recommender": recommender}),
+    guarded_settings = settings.model_copy(update={
+        "serve": serve_settings.model_copy(update={"recommender": recommender, "http_host": "0.0.0.0"}),
         "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 5.0})})  # fmt: skip
-    serve.run(application(tight), name="test-api-tight", route_prefix="/tight")
+    serve.run(application(guarded_settings), name="test-api-guarded", route_prefix="/guarded")
     try:
-        with httpx.Client(base_url=settings.serve.url, timeout=60) as client_, ThreadPoolExecutor(12) as pool:
-            began = time.monotonic()
-            answers = list(pool.map(lambda _: client_.get("/tight/recommendation/AAPL"), range(12)))
-            seconds = time.monotonic() - began
-            statuses = [answer.status_code for answer in answers]
-            assert set(statuses) <= {503, 504} and statuses.count(503) >= 8, statuses
-            busy = next(answer for answer in answers if answer.status_code == 503)
-            assert "busy" in busy.json()["detail"] and busy.headers["retry-after"] == "1"
-            late = next(answer for answer in answers if answer.status_code == 504)
-            assert late.json()["detail"] == ("the Recommender deployment did not answer within 2 s "
-                                             "(serve.recommender.request_timeout_s)")  # fmt: skip
-            assert seconds < 15  # nobody waited for the 5 s batches to finish
-            # the app's other deployment still answers
-            assert client_.get("/tight/forecast/AAPL/summary").status_code == 200
+        yield f"{settings.serve.url}/guarded"
     finally:
-        serve.delete("test-api-tight")
+        serve.delete("test-api-guarded")
+
+
+def test_a_full_queue_is_503_at_once_and_a_slow_answer_504_both_in_plain_words(guarded: str, http) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(12) as pool:
+        began = time.monotonic()
+        answers = list(pool.map(lambda _: http.get(f"{guarded}/recommendation/AAPL", timeout=60), range(12)))
+        seconds = time.monotonic() - began
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {503, 504} and statuses.count(503) >= 8, statuses
+    busy = next(answer for answer in answers if answer.status_code == 503)
+    assert "busy" in busy.json()["detail"] and busy.headers["retry-after"] == "1"
+    late = next(answer for answer in answers if answer.status_code == 504)
+    assert late.json()["detail"] == ("the Recommender deployment did not answer within 2 s "
+                                     "(serve.recommender.request_timeout_s)")  # fmt: skip
+    assert seconds < 15  # nobody waited for the 5 s batches to finish
+    assert http.get(f"{guarded}/forecast/AAPL/summary").status_code == 200  # the app's other deployment answers
+
+
+def test_writes_always_and_reads_beyond_the_loopback_need_the_api_key_as_grafana_sends_it(
+    settings: Settings, guarded: str, http: httpx.Client
+) -> None:
+    import os
+
+    from ray_app.dashboards.build import GRAFANA_DIR, SERVE_UID
+    from ray_app.dashboards.es_query import infinity_panels, interpolate
+    from serve_deployments.auth import API_KEY_HEADER, KEY_ENV, api_key
+
+    key = api_key(settings)
+    with httpx.Client(timeout=30) as anonymous:
+        # on the loopback: reads are open, the write needs the key
+        assert anonymous.get(f"{settings.serve.url}/symbols").status_code == 200
+        refused = anonymous.post(f"{settings.serve.url}/recommendations")
+        assert refused.status_code == 401 and "missing" in refused.json()["detail"]
+        wrong = anonymous.post(f"{settings.serve.url}/recommendations", headers={API_KEY_HEADER: key + "x"})
+        assert wrong.status_code == 401 and "wrong" in wrong.json()["detail"]
+        # beyond the loopback every read needs it too; the docs page stays open
+        for path in ("/symbols", "/forecast/AAPL", "/healthz", "/recommendations/latest"):
+            answer = anonymous.get(f"{guarded}{path}")
+            assert answer.status_code == 401 and API_KEY_HEADER in answer.json()["detail"], path
+        assert anonymous.get(f"{guarded}/docs").status_code == 200
+    assert key not in json.dumps(dict(refused.headers)) + refused.text
+
+    # Grafana's provisioned Infinity datasource: its header, with the value Grafana takes from its environment
+    provisioned = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "ray-app.yaml").read_text())
+    serve_source = next(s for s in provisioned["datasources"] if s["uid"] == SERVE_UID)
+    header = serve_source["jsonData"]["httpHeaderName1"]
+    template = serve_source["secureJsonData"]["httpHeaderValue1"]
+    assert template == f"${{{KEY_ENV}}}"  # a reference to the environment, never the key itself
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_ENV, key)
+        value = os.path.expandvars(template)
+    panels = infinity_panels(json.loads((GRAFANA_DIR / "dashboards" / "forecasting.json").read_text()))
+    with httpx.Client(timeout=30, headers={header: value}) as grafana:
+        for panel in panels:
+            for target in panel["targets"]:
+                url = interpolate(target["url"], {"symbol": "BTC/USD"}, lucene=False)
+                answer = grafana.get(f"{guarded}{url}")
+                assert answer.status_code == 200, (panel["title"], url, answer.text)

@@ -30,6 +30,7 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfig
 
 from ray_app.config import PROJECT_ROOT, Settings, load_settings
 from ray_app.dashboards.infinity import INFINITY_TYPE, Column, InfinityQuery
+from serve_deployments.auth import API_KEY_HEADER, KEY_ENV
 
 GRAFANA_DIR = PROJECT_ROOT / "grafana"
 ES_TYPE = "elasticsearch"
@@ -376,8 +377,11 @@ def datasources(settings: Settings) -> dict[str, Any]:
          "jsonData": {"index": indices[key], "timeField": time_fields.get(key, "timestamp")}}
         for key in ES_INDICES
     ]  # fmt: skip
+    # the key from Grafana's environment (Grafana expands ${VAR} in provisioning files): never in a committed file
     sources.append({"name": "ray-app Serve", "uid": SERVE_UID, "type": INFINITY_TYPE, "url": settings.serve.url,
-                    "editable": False, "jsonData": {"allowedHosts": [settings.serve.url]}})  # fmt: skip
+                    "editable": False,
+                    "jsonData": {"allowedHosts": [settings.serve.url], "httpHeaderName1": API_KEY_HEADER},
+                    "secureJsonData": {"httpHeaderValue1": f"${{{KEY_ENV}}}"}})  # fmt: skip
     return {"apiVersion": 1, "datasources": sources}
 
 
