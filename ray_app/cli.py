@@ -520,10 +520,8 @@ def _demo_charts(settings: Settings, symbol: str) -> bool:
         f"\ncharts of the Grafana panels (same queries): {', '.join(str(c) for c in charts)}", highlight=False
     )
     console.print(
-        "Grafana: docker run -d --network host -e GF_PLUGINS_PREINSTALL=yesoreyeram-infinity-datasource,"
-        "grafana-clock-panel -v $PWD/grafana/provisioning:/etc/grafana/provisioning:ro "
-        "-v $PWD/grafana/dashboards:/var/lib/grafana/dashboards/ray-app:ro grafana/grafana:13.2.3 "
-        '-> http://127.0.0.1:3000, folder ray-app (README "Grafana")',
+        'Grafana: the `docker run` in README "Grafana" (bound to 127.0.0.1, a password of its own, the Serve API key '
+        "from RAY_APP_SERVE__API_KEY) -> http://127.0.0.1:3000, folder ray-app",
         highlight=False,
         soft_wrap=True,
     )

@@ -81,39 +81,35 @@ class ForecastReader:
                 del self._cache[next(iter(self._cache))]
         return value
 
-    def latest_run(self) -> dict[str, Any]:
-        run = self._cached(("run",), lambda: store.latest_run(self.es, self.settings))
-        if run is None:
-            raise NoForecastYet("no finished forecast run yet: run `ray-app forecast`")
-        return run
-
     def _symbol_docs(self) -> dict[str, dict[str, Any]]:
-        run_id = self.latest_run()["run_id"]
-        docs = self._cached(("symbols", run_id), lambda: store.run_records(self.es, self.settings, run_id, "symbol"))
-        return {doc["symbol"]: doc for doc in docs}
+        """Per symbol, its current record (``store.current_symbols``): the newest complete forecast of it, from
+        whichever run; a subset run, a re-run or a run that died never hides one."""
+        docs = self._cached(("symbols",), lambda: store.current_symbols(self.es, self.settings))
+        if not docs:
+            raise NoForecastYet("no finished forecast run yet: run `ray-app forecast`")
+        return docs
 
     def resolve(self, symbol_or_slug: str) -> str:
-        """BTC-USD, BTC/USD or btc-usd -> BTC/USD, if the latest run has it."""
+        """BTC-USD, BTC/USD or btc-usd -> BTC/USD, if a run has it."""
         docs = self._symbol_docs()
         wanted = symbol_or_slug.upper().replace("-", "/")
         for symbol in docs:
             if symbol == wanted or slug(symbol) == symbol_or_slug.upper():
                 return symbol
         known = ", ".join(slug(s) for s in sorted(docs))
-        raise UnknownSymbol(f"unknown symbol {symbol_or_slug!r}: the latest forecast run has {known}")
+        raise UnknownSymbol(f"unknown symbol {symbol_or_slug!r}: the forecasts have {known}")
 
     def symbols(self) -> list[dict[str, Any]]:
-        run = self.latest_run()
         return [
             {"symbol": symbol, "slug": slug(symbol), "market": doc.get("market"), "status": doc.get("status"),
-             "reason": doc.get("reason"), "run_id": run["run_id"], "as_of": run["as_of"]}
+             "reason": doc.get("reason"), "run_id": doc["run_id"], "as_of": doc["as_of"]}
             for symbol, doc in sorted(self._symbol_docs().items())
         ]  # fmt: skip
 
     def forecast(self, symbol_or_slug: str) -> list[dict[str, Any]]:
         """One row per forecast hour: each target's value and interval bounds as columns (close, close_lo_80 ...)."""
         symbol = self.resolve(symbol_or_slug)
-        run_id = self.latest_run()["run_id"]
+        run_id = self._symbol_docs()[symbol]["run_id"]
 
         return self._cached(("forecast", run_id, symbol), lambda: self._forecast_rows(run_id, symbol))
 
@@ -133,11 +129,10 @@ class ForecastReader:
 
     def summary(self, symbol_or_slug: str) -> dict[str, Any]:
         symbol = self.resolve(symbol_or_slug)
-        run = self.latest_run()
         doc = self._symbol_docs()[symbol]
         if doc.get("status") != "ok":
-            raise UnknownSymbol(f"{symbol} was not forecast in run {run['run_id']}: {doc.get('reason')}")
-        return {"symbol": symbol, "run_id": run["run_id"], "as_of": run["as_of"],
+            raise UnknownSymbol(f"{symbol} was not forecast in run {doc['run_id']}: {doc.get('reason')}")
+        return {"symbol": symbol, "run_id": doc["run_id"], "as_of": doc["as_of"],
                 **{field: doc.get(field) for field in SUMMARY_FIELDS}}  # fmt: skip
 
     def _target_docs(self, run_id: str) -> list[dict[str, Any]]:
@@ -222,7 +217,7 @@ class ForecastReader:
         targets = self._target_docs(summary["run_id"])
         beats = any(doc["symbol"] == symbol and doc["target"] == "close" and doc.get("beats_naive") for doc in targets)
         facts = build_facts(symbol, self.recent_bars(symbol), rows, self._symbol_docs()[symbol], beats,
-                            self.latest_run(), self.settings.recommend.rules)  # fmt: skip
+                            summary, self.settings.recommend.rules)  # fmt: skip
         return facts.model_dump()
 
     def health(self) -> dict[str, Any]:

@@ -329,3 +329,62 @@ def test_a_past_run_is_scored_against_the_bars_that_came_after(settings: Setting
     assert job.returncode == 0, job.stdout + job.stderr
     assert "succeeded" in job.stdout.lower()
     assert es.count(index=index, query={"term": {"run_id": first_run.run_id}})["count"] == 8
+
+
+def test_a_symbols_complete_forecast_is_never_hidden_nor_served_in_part(settings: Settings) -> None:
+    """What Serve answers per symbol through a subset run, a driver that dies mid-write, a symbol that fails, and a
+    re-run of a run id that dies while rewriting: always the newest complete forecast, never part of one."""
+    from elasticsearch.helpers import bulk as es_bulk
+
+    from serve_deployments.forecast_reader import ForecastReader
+
+    es = client(settings)
+    uncached = settings.model_copy(update={"serve": settings.serve.model_copy(update={"cache_ttl_s": 0})})
+
+    def current() -> dict[str, dict]:
+        return {row["symbol"]: row for row in ForecastReader(uncached).symbols()}
+
+    def rows(symbol: str) -> list[dict]:
+        return ForecastReader(uncached).forecast(symbol)
+
+    full = run_forecast(settings, as_of=AS_OF + pd.Timedelta(hours=1))
+    served = {symbol: rows(symbol) for symbol in ("BTC/USD", "ETH/USD", "AAPL")}
+    assert all(served.values()) and {current()[s]["run_id"] for s in served} == {full.run_id}
+
+    # a subset run: BTC/USD moves to it, every other symbol keeps the full run's forecast
+    subset = run_forecast(settings, symbols=["BTC/USD"], as_of=AS_OF + pd.Timedelta(hours=2))
+    now = current()
+    assert now["BTC/USD"]["run_id"] == subset.run_id
+    assert now["ETH/USD"]["run_id"] == now["AAPL"]["run_id"] == full.run_id
+    assert rows("ETH/USD") == served["ETH/USD"] and rows("AAPL") == served["AAPL"]
+    btc = rows("BTC/USD")
+
+    def half_written(run: store.RunContext, status: str) -> None:
+        """A newer run's driver that died with BTC/USD half written (its record left `writing`, or `failed`)."""
+        store.write_run(es, settings, run, {"status": "running", "started_at": store.now_iso()})
+        store.write(es, [store.symbol_action(settings, run, "BTC/USD", {"status": status})])
+        page = es.search(index=settings.elasticsearch.indices.forecasts, size=10_000,
+                         query={"bool": {"filter": [{"term": {"run_id": subset.run_id}},
+                                                    {"term": {"symbol": "BTC/USD"}}]}})  # fmt: skip
+        docs = [hit["_source"] for hit in page["hits"]["hits"]]
+        es_bulk(es, [{"_index": settings.elasticsearch.indices.forecasts,
+                      "_id": f"{run.run_id}|{d['symbol']}|{d['target']}|{d['timestamp']}",
+                      "_source": {**d, "run_id": run.run_id, "value": d["value"] * 2}}
+                     for d in docs[: len(docs) // 2]], refresh="wait_for")  # fmt: skip
+        es.indices.refresh(index=settings.elasticsearch.indices.forecast_runs)
+
+    for status in ("writing", "failed"):
+        half_written(store.RunContext(f"died-{status}", AS_OF + pd.Timedelta(hours=3)), status)
+        assert current()["BTC/USD"]["run_id"] == subset.run_id, status
+        assert rows("BTC/USD") == btc, status
+
+    # a re-run of the subset run id that dies while rewriting BTC/USD: its earlier rows are no longer whole, so
+    # the symbol's previous complete forecast (the full run's) is served, not a mix
+    again = store.RunContext(subset.run_id, AS_OF + pd.Timedelta(hours=2))
+    store.write(es, [store.symbol_action(settings, again, "BTC/USD", {"status": "writing"})])
+    es.indices.refresh(index=settings.elasticsearch.indices.forecast_runs)
+    assert current()["BTC/USD"]["run_id"] == full.run_id
+    assert rows("BTC/USD") == served["BTC/USD"]
+    # and once the re-run completes, it is current again
+    assert run_forecast(settings, symbols=["BTC/USD"], as_of=AS_OF + pd.Timedelta(hours=2)).run_id == subset.run_id
+    assert current()["BTC/USD"]["run_id"] == subset.run_id and rows("BTC/USD") == btc

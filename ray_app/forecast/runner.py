@@ -92,7 +92,7 @@ def forecast_symbols(
             )
             if isinstance(history, SymbolHistory):
                 result = compute(history, spec)
-                store.write(es, store.forecast_actions(settings, run, result))
+                store.write_forecasts(es, settings, run, symbol, result, fields)
                 fields |= store.history_fields(history) | store.summary_fields(result)
                 fields |= {"cv_s": result.cv_seconds, "fit_s": result.fit_seconds}
                 status = "ok"

@@ -10,6 +10,12 @@ same run id) overwrites its documents instead of adding copies:
 
 The run document is written ``running`` first and ``complete`` (or ``partial``, ``failed``) last, after every
 symbol's documents: the latest finished run is the newest run document that is not ``running``.
+
+What Serve and Grafana answer for a symbol is its **current** forecast (``current_symbols``): the newest symbol
+record whose forecasts finished writing (``ok``), whatever run it belongs to. A symbol's record is marked
+``writing`` before its forecasts are (re)written and ``ok`` after, so a subset run (``-s BTC/USD``), a re-run of a
+run id, a driver that dies mid-run or a symbol that fails mid-write never hides a symbol's complete forecast nor
+serves partial rows: until the new one is complete, the previous one stays current.
 """
 
 from __future__ import annotations
@@ -199,6 +205,20 @@ def write(es: Elasticsearch, actions: Iterable[dict[str, Any]]) -> int:
     return sum(ok for ok, _ in streaming_bulk(es, actions, chunk_size=2000, max_retries=5, raise_on_error=True))
 
 
+def write_forecasts(es: Elasticsearch, settings: Settings, run: RunContext, symbol: str, result: SymbolForecast,
+                    fields: dict[str, Any]) -> None:  # fmt: skip
+    """A symbol's forecast rows, so that no reader ever sees part of them: the symbol's record says ``writing``
+    first (seen at once when it replaces an ``ok`` of the same run id: a re-run), and the rows are searchable
+    before the caller writes ``ok``."""
+    runs = settings.elasticsearch.indices.forecast_runs
+    rewrite = es.options(ignore_status=404).get(index=runs, id=f"{run.run_id}|{symbol}", source=["status"])
+    write(es, [symbol_action(settings, run, symbol, {"status": "writing", **fields})])
+    if rewrite.get("found") and rewrite["_source"].get("status") == "ok":
+        es.indices.refresh(index=runs)
+    write(es, forecast_actions(settings, run, result))
+    es.indices.refresh(index=settings.elasticsearch.indices.forecasts)
+
+
 def write_run(es: Elasticsearch, settings: Settings, run: RunContext, fields: dict[str, Any]) -> None:
     es.index(
         index=settings.elasticsearch.indices.forecast_runs,
@@ -221,6 +241,29 @@ def latest_run(es: Elasticsearch, settings: Settings) -> dict[str, Any] | None:
     )
     hits = page["hits"]["hits"]
     return hits[0]["_source"] if hits else None
+
+
+SYMBOL_STATES = ("ok", "skipped", "failed")  # a symbol record's final states (``writing`` is not one)
+
+
+def current_symbols(es: Elasticsearch, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per symbol ever forecast, the record to answer from: its newest finished forecast (``ok``, by cut-off, then
+    write time), else its newest final record (``skipped``, ``failed``: the reason to tell)."""
+    index = settings.elasticsearch.indices.forecast_runs
+    if not es.indices.exists(index=index):
+        return {}
+
+    def newest(statuses: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        page = es.search(
+            index=index,
+            query={"bool": {"filter": [{"term": {"record": "symbol"}}, {"terms": {"status": list(statuses)}}]}},
+            collapse={"field": "symbol"},
+            sort=[{"as_of": "desc"}, {"created_at": "desc"}],
+            size=10_000,
+        )
+        return {hit["_source"]["symbol"]: hit["_source"] for hit in page["hits"]["hits"]}
+
+    return {**newest(SYMBOL_STATES), **newest(("ok",))}
 
 
 def run_records(es: Elasticsearch, settings: Settings, run_id: str, record: str) -> list[dict[str, Any]]:
