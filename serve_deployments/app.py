@@ -43,7 +43,8 @@ from ray.serve.handle import DeploymentHandle
 
 from ray_app.config import Settings, load_settings, redact, redact_log_records
 from ray_app.es_indices import client
-from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback, key_matches
+from serve_deployments import auth
+from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback
 from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
@@ -71,20 +72,14 @@ class TimedOut(RuntimeError):
     """A deployment did not answer within its ``request_timeout_s``: 504."""
 
 
-# set by Ingress.__init__ in its replica's process: the key, and whether reads need it too
-_ACCESS: dict[str, Any] = {}
-_DOCS = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")
-_READS = {"GET", "HEAD", "OPTIONS"}
+_DOCS = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")  # no data: open to read
 
 
 @api.middleware("http")
 async def _authenticate(request: Request, call_next: Any) -> Any:
-    """Writes always need the API key; reads need it when the app listens beyond the loopback (the docs page and
-    its schema stay open: they hold no data)."""
-    key: SecretStr | None = _ACCESS.get("key")
-    reading = request.method in _READS
-    needed = not reading or (_ACCESS.get("reads_too", True) and not request.url.path.startswith(_DOCS))
-    if needed and (key is None or not key_matches(request.headers.get(API_KEY_HEADER), key.get_secret_value())):
+    """Writes always need the API key; reads need it when the app listens beyond the loopback (``auth.py``)."""
+    path = request.url.path.removeprefix(request.scope.get("root_path") or "")  # without the app's route prefix
+    if not auth.allowed(request.method, path, request.headers.get(API_KEY_HEADER), _DOCS):
         why = "missing" if request.headers.get(API_KEY_HEADER) is None else "wrong"
         return JSONResponse(status_code=401, headers={"WWW-Authenticate": API_KEY_HEADER},
                             content={"detail": f"the API key is {why}: send it in the {API_KEY_HEADER} header "
@@ -244,7 +239,7 @@ class Ingress:
         forecast_timeout_s: float | None = None,
         recommender_timeout_s: float | None = None,
     ) -> None:
-        _ACCESS.update(key=api_key, reads_too=reads_need_key)
+        auth.configure(api_key, reads_need_key)
         self.forecast = forecast
         self.recommender = recommender
         self.max_symbols = max_symbols

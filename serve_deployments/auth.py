@@ -12,6 +12,9 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
 
 from ray_app.config import Settings
 
@@ -50,3 +53,21 @@ def is_loopback(host: str) -> bool:
 
 def key_matches(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+# The ingress replica's rule, set by its __init__. It lives here, in an importable module, on purpose: Serve ships
+# the decorated ingress class by value, so a global of the app module would be a copy in the replica.
+_ACCESS: dict[str, Any] = {}
+
+
+def configure(key: SecretStr, reads_need_key: bool) -> None:
+    _ACCESS.update(key=key, reads_too=reads_need_key)
+
+
+def allowed(method: str, path: str, given: str | None, open_paths: tuple[str, ...]) -> bool:
+    """Writes always need the key; reads when the app listens beyond the loopback (``open_paths`` excepted).
+    Before ``configure`` nothing is allowed."""
+    key: SecretStr | None = _ACCESS.get("key")
+    reading = method in {"GET", "HEAD", "OPTIONS"}
+    needed = not reading or (_ACCESS.get("reads_too", True) and not path.startswith(open_paths))
+    return not needed or (key is not None and key_matches(given, key.get_secret_value()))
