@@ -139,6 +139,27 @@ def replica_memory(app_name: str) -> dict[str, float]:
     return memory
 
 
+def _hello_world_rates(settings, requests: int, max_seconds: float) -> dict[int, dict[str, float]]:
+    """The baseline: a Serve deployment that answers {"hello": "world"}, on the same cluster, at c=1 and 8."""
+    from ray import serve
+
+    @serve.deployment
+    class HelloWorld:
+        async def __call__(self, _request: Any) -> dict[str, str]:
+            return {"hello": "world"}
+
+    serve.run(HelloWorld.bind(), name="bench-hello", route_prefix="/bench-hello")
+    url = f"{settings.serve.url}/bench-hello"
+    httpx.get(url, timeout=60).raise_for_status()
+    rates = {}
+    for concurrency in (1, 8):
+        count, seconds, latencies = asyncio.run(_http_load(url, concurrency, requests, max_seconds))
+        p50, p99 = _percentiles(latencies)
+        rates[concurrency] = {"req_s": round(count / seconds, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
+    serve.delete("bench-hello")
+    return rates
+
+
 def main(
     requests: int = typer.Option(400, help="Requests per concurrency level (forecast endpoint)."),
     max_seconds: float = typer.Option(60, help="Stop a level after this many seconds."),
@@ -148,6 +169,7 @@ def main(
                                               "gpt2-shape (GPT-2 124M's shape, random weights)."),
     batch_waits: str = typer.Option("0.05,0.2,0.5", help="Serve batch waits (s) to try with max_batch_size 8."),
     skip_forecast: bool = typer.Option(False, help="Only the recommender tables."),
+    skip_recommender: bool = typer.Option(False, help="Only the forecast tables."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object last."),
 ) -> None:
     import torch
@@ -187,6 +209,7 @@ def main(
         table.add_column(column, justify="left" if column in {"cache", "path"} else "right")
     startups: dict[str, float] = {}
     memory: dict[str, dict[str, float]] = {}
+    hello: dict[int, dict[str, float]] = {}
     for cache, ttl in () if skip_forecast else (("TTL 5 s", settings.serve.cache_ttl_s), ("none (ES each time)", 0.0)):
         tag = f"fc{int(ttl)}"
         variant = _variant(base, "serve", cache_ttl_s=ttl, app_name=f"bench-{tag}", route_prefix=f"/{tag}")
@@ -195,6 +218,8 @@ def main(
         url = f"{variant.serve.url}/forecast/BTC-USD"
         httpx.get(url, timeout=60).raise_for_status()  # warm
         reader.forecast("BTC-USD")
+        if not hello:  # the baseline, on the same cluster and Serve instance, once
+            hello = summary["hello_world"] = _hello_world_rates(variant, requests, max_seconds)
         for concurrency in (1, 8, 32):
             served = asyncio.run(_http_load(url, concurrency, requests, max_seconds))
             local = _inprocess_load(lambda r=reader: r.forecast("BTC-USD"), concurrency, requests, max_seconds)
@@ -207,72 +232,80 @@ def main(
                 ratio = f"{rates['serve'] / rates[path]:.3f}" if path == "in-process" else ""
                 table.add_row(cache, str(concurrency), path, str(count), f"{count / seconds:,.0f}", f"{p50:.2f}",
                               f"{p99:.2f}", ratio)  # fmt: skip
+            if concurrency in hello:
+                versus = rates["serve"] / hello[concurrency]["req_s"]
+                summary.setdefault("forecast_vs_hello_world", {})[f"{tag}|c{concurrency}"] = round(versus, 3)
+                table.add_row(cache, str(concurrency), "hello-world Serve deployment", "",
+                              f"{hello[concurrency]['req_s']:,.0f}", f"{hello[concurrency]['p50_ms']:.2f}",
+                              f"{hello[concurrency]['p99_ms']:.2f}", f"serve / hello {versus:.3f}")  # fmt: skip
         memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
         serve.delete(variant.serve.app_name)
     console.print(table)
 
-    # --- recommender ----------------------------------------------------------------------------------------
-    waits = [float(w) for w in batch_waits.split(",") if w]
-    variants = {(1, 0.0): _serve_variant(base, "bench-rec-1", "/rec1", max_batch_size=1, batch_wait_timeout_s=0.0)}
-    for wait in waits:
-        tag = f"8w{int(wait * 1000)}"
-        variants[(8, wait)] = _serve_variant(base, f"bench-rec-{tag}", f"/rec{tag}", max_batch_size=8,
-                                             batch_wait_timeout_s=wait)  # fmt: skip
-    for (batch, wait), variant in variants.items():
-        startups[f"recommender app ({model_label}), max_batch_size {batch}, wait {wait:g} s"] = deploy(
-            variant, timeout=900)  # fmt: skip
-    first_url = f"{variants[(1, 0.0)].serve.url}"
-    model = httpx.get(f"{first_url}/model", timeout=60).json()
-    slugs = [SYMBOLS[i % 4].replace("/", "-") for i in range(recommendations)]
-    by_symbol = {slug: httpx.get(f"{first_url}/recommendation/{slug}", timeout=600).json()["prompt"]
-                 for slug in dict.fromkeys(slugs)}  # the app's own prompts, so both paths decode the same text
-    prompts = [by_symbol[slug] for slug in slugs]
-    torch.set_num_threads(model["torch_threads"])  # in-process gets the threads a replica has
-    lm = TextGenerator(base.recommend)
-    console.print(f"model: {lm.name}, {lm.parameters / 1e6:.1f}M parameters on {lm.device}; torch threads, replica "
-                  f"and in-process: {model['torch_threads']}")  # fmt: skip
-    lm.generate(prompts[:1])  # warm
-    rows: list[tuple[str, int, float, int, int, float]] = []
-    for batch in (1, 8):
-        began = time.perf_counter()
-        tokens = sum(g.new_tokens for i in range(0, len(prompts), batch) for g in lm.generate(prompts[i : i + batch]))
-        rows.append(("in-process generate()", batch, 0.0, len(prompts), tokens, time.perf_counter() - began))
-    del lm
-    for (batch, wait), variant in variants.items():
-        url = f"{variant.serve.url}/recommendation"
-        httpx.get(f"{url}/BTC-USD", timeout=600).raise_for_status()  # warm
+    if not skip_recommender:
+        # --- recommender ----------------------------------------------------------------------------------------
+        waits = [float(w) for w in batch_waits.split(",") if w]
+        variants = {(1, 0.0): _serve_variant(base, "bench-rec-1", "/rec1", max_batch_size=1, batch_wait_timeout_s=0.0)}
+        for wait in waits:
+            tag = f"8w{int(wait * 1000)}"
+            variants[(8, wait)] = _serve_variant(base, f"bench-rec-{tag}", f"/rec{tag}", max_batch_size=8,
+                                                 batch_wait_timeout_s=wait)  # fmt: skip
+        for (batch, wait), variant in variants.items():
+            startups[f"recommender app ({model_label}), max_batch_size {batch}, wait {wait:g} s"] = deploy(
+                variant, timeout=900)  # fmt: skip
+        first_url = f"{variants[(1, 0.0)].serve.url}"
+        model = httpx.get(f"{first_url}/model", timeout=60).json()
+        slugs = [SYMBOLS[i % 4].replace("/", "-") for i in range(recommendations)]
+        by_symbol = {slug: httpx.get(f"{first_url}/recommendation/{slug}", timeout=600).json()["prompt"]
+                     for slug in dict.fromkeys(slugs)}  # the app's own prompts, so both paths decode the same text
+        prompts = [by_symbol[slug] for slug in slugs]
+        torch.set_num_threads(model["torch_threads"])  # in-process gets the threads a replica has
+        lm = TextGenerator(base.recommend)
+        console.print(f"model: {lm.name}, {lm.parameters / 1e6:.1f}M parameters on {lm.device}; torch threads, replica "
+                      f"and in-process: {model['torch_threads']}")  # fmt: skip
+        lm.generate(prompts[:1])  # warm
+        rows: list[tuple[str, int, float, int, int, float]] = []
+        for batch in (1, 8):
+            began = time.perf_counter()
+            chunks = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
+            tokens = sum(g.new_tokens for chunk in chunks for g in lm.generate(chunk))
+            rows.append(("in-process generate()", batch, 0.0, len(prompts), tokens, time.perf_counter() - began))
+        del lm
+        for (batch, wait), variant in variants.items():
+            url = f"{variant.serve.url}/recommendation"
+            httpx.get(f"{url}/BTC-USD", timeout=600).raise_for_status()  # warm
 
-        async def burst(symbols: list[str], url: str = url) -> list[dict[str, Any]]:
-            async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=len(symbols))) as client:
-                answers = await asyncio.gather(*(client.get(f"{url}/{s}") for s in symbols))
-            return [a.json() for a in answers]
+            async def burst(symbols: list[str], url: str = url) -> list[dict[str, Any]]:
+                async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=len(symbols))) as client:
+                    answers = await asyncio.gather(*(client.get(f"{url}/{s}") for s in symbols))
+                return [a.json() for a in answers]
 
-        began = time.perf_counter()
-        answers = asyncio.run(burst(slugs))
-        seconds = time.perf_counter() - began
-        sizes = statistics.mean(a["batch_size"] for a in answers)
-        rows.append((f"Serve /recommendation (mean batch {sizes:.1f})", batch, wait, len(answers),
-                     sum(a["new_tokens"] for a in answers), seconds))  # fmt: skip
-        memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
-    for variant in variants.values():
-        serve.delete(variant.serve.app_name)
-    table = Table(title=f"Recommender, {model_label}: {recommendations} concurrent requests x up to "
-                        f"{max_new_tokens} new tokens, greedy", title_justify="left")  # fmt: skip
-    for column in ("path", "batch", "batch wait s", "requests", "tokens", "seconds", "tokens/s", "vs one at a time"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    gains: dict[str, float] = {}
-    for path, batch, wait, count, tokens, seconds in rows:
-        single = next(r for r in rows if r[0].split(" (")[0] == path.split(" (")[0] and r[1] == 1)
-        gain = (tokens / seconds) / (single[4] / single[5])
-        key = "in_process" if path.startswith("in-process") else f"serve_wait_{wait:g}"
-        if batch == 8:
-            gains[key] = round(gain, 3)
-        table.add_row(path, str(batch), f"{wait:g}" if path.startswith("Serve") else "-", str(count), str(tokens),
-                      f"{seconds:.1f}", f"{tokens / seconds:.1f}", f"{gain:.2f}")  # fmt: skip
-    console.print(table)
-    summary["recommender"] = {"model": model_label, "batch_gain": gains,
-                              "tokens_s": {f"{r[0].split(' (')[0]}|batch {r[1]}|wait {r[2]:g}": round(r[4] / r[5], 2)
-                                           for r in rows}}  # fmt: skip
+            began = time.perf_counter()
+            answers = asyncio.run(burst(slugs))
+            seconds = time.perf_counter() - began
+            sizes = statistics.mean(a["batch_size"] for a in answers)
+            rows.append((f"Serve /recommendation (mean batch {sizes:.1f})", batch, wait, len(answers),
+                         sum(a["new_tokens"] for a in answers), seconds))  # fmt: skip
+            memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
+        for variant in variants.values():
+            serve.delete(variant.serve.app_name)
+        table = Table(title=f"Recommender, {model_label}: {recommendations} concurrent requests x up to "
+                            f"{max_new_tokens} new tokens, greedy", title_justify="left")  # fmt: skip
+        columns = ("path", "batch", "batch wait s", "requests", "tokens", "seconds", "tokens/s", "vs one at a time")
+        for column in columns:
+            table.add_column(column, justify="left" if column == "path" else "right")
+        gains: dict[str, float] = {}
+        for path, batch, wait, count, tokens, seconds in rows:
+            single = next(r for r in rows if r[0].split(" (")[0] == path.split(" (")[0] and r[1] == 1)
+            gain = (tokens / seconds) / (single[4] / single[5])
+            key = "in_process" if path.startswith("in-process") else f"serve_wait_{wait:g}"
+            if batch == 8:
+                gains[key] = round(gain, 3)
+            table.add_row(path, str(batch), f"{wait:g}" if path.startswith("Serve") else "-", str(count), str(tokens),
+                          f"{seconds:.1f}", f"{tokens / seconds:.1f}", f"{gain:.2f}")  # fmt: skip
+        console.print(table)
+        rates = {f"{r[0].split(' (')[0]}|batch {r[1]}|wait {r[2]:g}": round(r[4] / r[5], 2) for r in rows}
+        summary["recommender"] = {"model": model_label, "batch_gain": gains, "tokens_s": rates}
 
     table = Table(title="Start-up: deploy until /healthz answers (model loading included)", title_justify="left")
     for column in ("app", "start-up s"):

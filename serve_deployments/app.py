@@ -28,13 +28,14 @@ Run it with `ray-app serve`, or `serve run serve_deployments.app:build_app` / `s
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from ray import serve
@@ -45,10 +46,11 @@ from ray_app.config import Settings, load_settings, redact, redact_log_records
 from ray_app.es_indices import client
 from serve_deployments import auth
 from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback
-from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader
+from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
 from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
+from serve_deployments.ttl_cache import MISSING, TtlCache
 
 redact_log_records()  # each replica imports this module: its log records (and Ray's) never show a password
 
@@ -238,13 +240,25 @@ class Ingress:
         max_symbols: int = 32,
         forecast_timeout_s: float | None = None,
         recommender_timeout_s: float | None = None,
+        cache_ttl_s: float = 0,
     ) -> None:
         auth.configure(api_key, reads_need_key)
+        # the Forecast deployment's answers, serialised, for cache_ttl_s: a cached read is one hop, not two
+        self.answers = TtlCache(cache_ttl_s, CACHE_MAX_ENTRIES)
         self.forecast = forecast
         self.recommender = recommender
         self.max_symbols = max_symbols
         self.forecast_limit = Limit("Forecast", forecast_timeout_s)
         self.recommender_limit = Limit("Recommender", recommender_timeout_s)
+
+    async def _read(self, question: str, *args: str) -> Response:
+        """A Forecast deployment's answer as JSON bytes, from this replica's cache while it is fresh."""
+        key = (question, *args)
+        if (body := self.answers.get(key)) is MISSING:
+            answer = await _answer(self.forecast.call.remote(question, *args), self.forecast_limit)
+            body = json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
+            self.answers.put(key, body)
+        return Response(content=body, media_type="application/json")
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
@@ -252,28 +266,28 @@ class Ingress:
 
     @api.get("/symbols")
     async def symbols(self) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("symbols"), self.forecast_limit)
+        return await self._read("symbols")  # type: ignore[return-value]
 
     @api.get("/forecast/{symbol:path}/summary")
     async def summary(self, symbol: str = SymbolPath) -> dict[str, Any]:
-        return await _answer(self.forecast.call.remote("summary", symbol), self.forecast_limit)
+        return await self._read("summary", symbol)  # type: ignore[return-value]
 
     @api.get("/forecast/{symbol:path}/backtest")
     async def backtest(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("backtest", symbol), self.forecast_limit)
+        return await self._read("backtest", symbol)  # type: ignore[return-value]
 
     @api.get("/forecast/{symbol:path}/accuracy")
     async def accuracy(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("accuracy", symbol), self.forecast_limit)
+        return await self._read("accuracy", symbol)  # type: ignore[return-value]
 
     @api.get("/forecast/{symbol:path}/vs-realized")
     async def vs_realized(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("vs_realized", symbol), self.forecast_limit)
+        return await self._read("vs_realized", symbol)  # type: ignore[return-value]
 
     # {symbol:path}: BTC/USD as it is (what Grafana's symbol variable holds) or BTC-USD; the longer routes come first
     @api.get("/forecast/{symbol:path}")
     async def forecast(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await _answer(self.forecast.call.remote("forecast", symbol), self.forecast_limit)
+        return await self._read("forecast", symbol)  # type: ignore[return-value]
 
     @api.get("/recommendation/{symbol:path}")
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:
@@ -310,6 +324,7 @@ def application(settings: Settings) -> serve.Application:
         forecast, recommender, SecretStr(api_key(settings)), not is_loopback(serve_settings.http_host),
         serve_settings.max_symbols_per_request,
         serve_settings.forecast.request_timeout_s, serve_settings.recommender.request_timeout_s,
+        serve_settings.cache_ttl_s,
     )  # fmt: skip
 
 

@@ -7,7 +7,6 @@ answer is flat JSON with ISO-8601 UTC times, the shape Grafana's Infinity dataso
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from ray_app.config import Settings, redact
 from ray_app.es_indices import client
 from ray_app.forecast import store
 from serve_deployments.market_facts import build_facts
+from serve_deployments.ttl_cache import MISSING, TtlCache
 
 SUMMARY_FIELDS = (
     "highest_volume", "highest_volume_at", "highest_price", "highest_price_at", "lowest_price", "lowest_price_at",
@@ -53,16 +53,11 @@ class ForecastReader:
     ):
         self.settings = settings
         self.es = es or client(settings)
-        self.clock = clock
-        self._cache: dict[tuple, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
+        self._cache = TtlCache(settings.serve.cache_ttl_s, CACHE_MAX_ENTRIES, clock)
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
-        now = self.clock()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit and now - hit[0] < self.settings.serve.cache_ttl_s:
-                return hit[1]
+        if (hit := self._cache.get(key)) is not MISSING:
+            return hit
         try:
             value = load()
         except TransportError as exc:  # refused, reset or timed out: the same to a caller, 503
@@ -71,14 +66,7 @@ class ForecastReader:
             ) from exc
         except ApiError as exc:
             raise BackendUnavailable(redact(f"Elasticsearch refused the query: {exc}")) from exc
-        with self._lock:
-            self._cache.pop(key, None)  # re-inserted last: the dict's order is the entries' age
-            self._cache[key] = (now, value)
-            ttl = self.settings.serve.cache_ttl_s
-            for stale in [k for k, (at, _) in self._cache.items() if now - at >= ttl]:
-                del self._cache[stale]
-            while len(self._cache) > CACHE_MAX_ENTRIES:  # bounded in size too: the oldest answers go first
-                del self._cache[next(iter(self._cache))]
+        self._cache.put(key, value)
         return value
 
     def _symbol_docs(self) -> dict[str, dict[str, Any]]:
