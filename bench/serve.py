@@ -143,13 +143,13 @@ def _hello_world_rates(settings, requests: int, max_seconds: float) -> dict[int,
     """The baseline: a Serve deployment that answers {"hello": "world"}, on the same cluster, at c=1 and 8."""
     from ray import serve
 
-    @serve.deployment
+    @serve.deployment(ray_actor_options={"num_cpus": settings.serve.ingress.num_cpus})  # as our ingress
     class HelloWorld:
         async def __call__(self, _request: Any) -> dict[str, str]:
             return {"hello": "world"}
 
     serve.run(HelloWorld.bind(), name="bench-hello", route_prefix="/bench-hello")
-    url = f"{settings.serve.url}/bench-hello"
+    url = f"http://{settings.serve.http_host}:{settings.serve.http_port}/bench-hello"
     httpx.get(url, timeout=60).raise_for_status()
     rates = {}
     for concurrency in (1, 8):

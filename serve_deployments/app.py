@@ -50,7 +50,7 @@ from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavaila
 from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
 from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
-from serve_deployments.ttl_cache import MISSING, TtlCache
+from serve_deployments.ttl_cache import TtlCache
 
 redact_log_records()  # each replica imports this module: its log records (and Ray's) never show a password
 
@@ -254,7 +254,8 @@ class Ingress:
     async def _read(self, question: str, *args: str) -> Response:
         """A Forecast deployment's answer as JSON bytes, from this replica's cache while it is fresh."""
         key = (question, *args)
-        if (body := self.answers.get(key)) is MISSING:
+        found, body = self.answers.get(key)
+        if not found:
             answer = await _answer(self.forecast.call.remote(question, *args), self.forecast_limit)
             body = json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
             self.answers.put(key, body)

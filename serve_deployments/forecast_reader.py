@@ -18,7 +18,7 @@ from ray_app.config import Settings, redact
 from ray_app.es_indices import client
 from ray_app.forecast import store
 from serve_deployments.market_facts import build_facts
-from serve_deployments.ttl_cache import MISSING, TtlCache
+from serve_deployments.ttl_cache import TtlCache
 
 SUMMARY_FIELDS = (
     "highest_volume", "highest_volume_at", "highest_price", "highest_price_at", "lowest_price", "lowest_price_at",
@@ -56,7 +56,8 @@ class ForecastReader:
         self._cache = TtlCache(settings.serve.cache_ttl_s, CACHE_MAX_ENTRIES, clock)
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
-        if (hit := self._cache.get(key)) is not MISSING:
+        found, hit = self._cache.get(key)
+        if found:
             return hit
         try:
             value = load()

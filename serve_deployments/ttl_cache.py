@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-MISSING = object()  # what ``get`` returns for a key with no fresh value
-
 
 class TtlCache:
     def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -18,13 +16,14 @@ class TtlCache:
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> Any:
-        """The fresh value of ``key``, or ``MISSING``."""
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        """(True, the fresh value of ``key``) or (False, None). Not a sentinel object: Serve ships an ingress class
+        by value, and a copied sentinel would never be the module's."""
         with self._lock:
             hit = self._entries.get(key)
         if hit is not None and self.clock() - hit[0] < self.ttl_s:
-            return hit[1]
-        return MISSING
+            return True, hit[1]
+        return False, None
 
     def put(self, key: Hashable, value: Any) -> None:
         now = self.clock()
