@@ -309,8 +309,17 @@ def _journal_entries(path: Path) -> int:
 
 
 def _wait_until(condition, timeout_s: float, what: str) -> None:
+    """Until ``condition()`` holds; a broker that has just (re)started and has no partition leader yet counts as
+    "not yet"."""
+    from confluent_kafka import KafkaException
+
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except KafkaException:
+            pass
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
 
