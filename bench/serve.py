@@ -3,7 +3,8 @@
 Forecast endpoint: ``GET /forecast/{symbol}`` through Ray Serve (HTTP proxy -> FastAPI ingress -> Forecast
 replica -> Elasticsearch) vs ``ForecastReader.forecast`` called in this process from a thread pool, at
 concurrency 1, 8 and 32; requests/s and p50/p99 latency, once with the cache (TTL ``serve.cache_ttl_s``) and
-once without (TTL 0: every request reads Elasticsearch). The load generator is a loopback asyncio/httpx client,
+once without (TTL 0: every request reads Elasticsearch). The cached endpoint is also measured against a hello-world
+Serve deployment on the same cluster, in --rounds alternating rounds at concurrency 1 and 8 (medians). The load generator is a loopback asyncio/httpx client,
 bounded by --requests per level and --max-seconds per level.
 
 Recommender: tokens/s of the model (``--model smollm2``: the packaged SmolLM2-135M-Instruct that runs offline;
@@ -139,8 +140,8 @@ def replica_memory(app_name: str) -> dict[str, float]:
     return memory
 
 
-def _hello_world_rates(settings, requests: int, max_seconds: float) -> dict[int, dict[str, float]]:
-    """The baseline: a Serve deployment that answers {"hello": "world"}, on the same cluster, at c=1 and 8."""
+def _deploy_hello_world(settings) -> str:
+    """The baseline: a Serve deployment that answers {"hello": "world"}, on the same cluster; returns its URL."""
     from ray import serve
 
     @serve.deployment(ray_actor_options={"num_cpus": settings.serve.ingress.num_cpus})  # as our ingress
@@ -151,13 +152,29 @@ def _hello_world_rates(settings, requests: int, max_seconds: float) -> dict[int,
     serve.run(HelloWorld.bind(), name="bench-hello", route_prefix="/bench-hello")
     url = f"http://{settings.serve.http_host}:{settings.serve.http_port}/bench-hello"
     httpx.get(url, timeout=60).raise_for_status()
-    rates = {}
-    for concurrency in (1, 8):
-        count, seconds, latencies = asyncio.run(_http_load(url, concurrency, requests, max_seconds))
-        p50, p99 = _percentiles(latencies)
-        rates[concurrency] = {"req_s": round(count / seconds, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
-    serve.delete("bench-hello")
-    return rates
+    return url
+
+
+def _rates(count: int, seconds: float, latencies: list[float]) -> dict[str, float]:
+    p50, p99 = _percentiles(latencies)
+    return {"req_s": round(count / seconds, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
+
+
+def _versus_hello_world(url: str, hello_url: str, concurrency: int, rounds: int, requests: int,
+                        max_seconds: float) -> tuple[dict[str, float], dict[str, float], float]:
+    """Ours and hello-world in alternating rounds (a 2-core machine drifts by +-20% over a minute); the medians of
+    each side's req/s, p50 and p99, and the median of the per-round ratios."""
+    ours: list[dict[str, float]] = []
+    hello: list[dict[str, float]] = []
+    for _ in range(rounds):
+        ours.append(_rates(*asyncio.run(_http_load(url, concurrency, requests, max_seconds))))
+        hello.append(_rates(*asyncio.run(_http_load(hello_url, concurrency, requests, max_seconds))))
+    ratio = statistics.median(o["req_s"] / h["req_s"] for o, h in zip(ours, hello, strict=True))
+
+    def median(side: list[dict[str, float]]) -> dict[str, float]:
+        return {key: statistics.median(one[key] for one in side) for key in side[0]}
+
+    return median(ours), median(hello), round(ratio, 3)
 
 
 def main(
@@ -170,6 +187,8 @@ def main(
     batch_waits: str = typer.Option("0.05,0.2,0.5", help="Serve batch waits (s) to try with max_batch_size 8."),
     skip_forecast: bool = typer.Option(False, help="Only the recommender tables."),
     skip_recommender: bool = typer.Option(False, help="Only the forecast tables."),
+    skip_hello: bool = typer.Option(False, help="Without the hello-world baseline."),
+    rounds: int = typer.Option(5, help="Alternating rounds of ours and hello-world per concurrency."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object last."),
 ) -> None:
     import torch
@@ -209,7 +228,6 @@ def main(
         table.add_column(column, justify="left" if column in {"cache", "path"} else "right")
     startups: dict[str, float] = {}
     memory: dict[str, dict[str, float]] = {}
-    hello: dict[int, dict[str, float]] = {}
     for cache, ttl in () if skip_forecast else (("TTL 5 s", settings.serve.cache_ttl_s), ("none (ES each time)", 0.0)):
         tag = f"fc{int(ttl)}"
         variant = _variant(base, "serve", cache_ttl_s=ttl, app_name=f"bench-{tag}", route_prefix=f"/{tag}")
@@ -218,8 +236,19 @@ def main(
         url = f"{variant.serve.url}/forecast/BTC-USD"
         httpx.get(url, timeout=60).raise_for_status()  # warm
         reader.forecast("BTC-USD")
-        if not hello:  # the baseline, on the same cluster and Serve instance, once
-            hello = summary["hello_world"] = _hello_world_rates(variant, requests, max_seconds)
+        if ttl and not skip_hello:  # the target: cached reads against hello-world, c=1 and 8, in alternating rounds
+            hello_url = _deploy_hello_world(variant)
+            asyncio.run(_http_load(hello_url, 8, requests // 2, max_seconds))  # warm both the same way
+            asyncio.run(_http_load(url, 8, requests // 2, max_seconds))
+            for concurrency in (1, 8):
+                ours, hello, versus = _versus_hello_world(url, hello_url, concurrency, rounds, requests, max_seconds)
+                summary.setdefault("hello_world", {})[str(concurrency)] = hello
+                summary.setdefault("forecast_vs_hello_world", {})[f"{tag}|c{concurrency}"] = versus
+                for path, rates in ((f"serve ({rounds} rounds, median)", ours), ("hello-world Serve deployment", hello)):
+                    table.add_row(cache, str(concurrency), path, f"{rounds} x {requests}", f"{rates['req_s']:,.0f}",
+                                  f"{rates['p50_ms']:.2f}", f"{rates['p99_ms']:.2f}",
+                                  f"serve / hello {versus:.3f}" if path.startswith("hello") else "")  # fmt: skip
+            serve.delete("bench-hello")
         for concurrency in (1, 8, 32):
             served = asyncio.run(_http_load(url, concurrency, requests, max_seconds))
             local = _inprocess_load(lambda r=reader: r.forecast("BTC-USD"), concurrency, requests, max_seconds)
@@ -232,12 +261,6 @@ def main(
                 ratio = f"{rates['serve'] / rates[path]:.3f}" if path == "in-process" else ""
                 table.add_row(cache, str(concurrency), path, str(count), f"{count / seconds:,.0f}", f"{p50:.2f}",
                               f"{p99:.2f}", ratio)  # fmt: skip
-            if concurrency in hello:
-                versus = rates["serve"] / hello[concurrency]["req_s"]
-                summary.setdefault("forecast_vs_hello_world", {})[f"{tag}|c{concurrency}"] = round(versus, 3)
-                table.add_row(cache, str(concurrency), "hello-world Serve deployment", "",
-                              f"{hello[concurrency]['req_s']:,.0f}", f"{hello[concurrency]['p50_ms']:.2f}",
-                              f"{hello[concurrency]['p99_ms']:.2f}", f"serve / hello {versus:.3f}")  # fmt: skip
         memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
         serve.delete(variant.serve.app_name)
     console.print(table)

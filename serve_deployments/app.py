@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Path, Query, Request
+from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -41,6 +41,7 @@ from pydantic import SecretStr
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import Headers
 
 from ray_app.config import Settings, load_settings, redact, redact_log_records
 from ray_app.es_indices import client
@@ -77,16 +78,30 @@ class TimedOut(RuntimeError):
 _DOCS = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")  # no data: open to read
 
 
-@api.middleware("http")
-async def _authenticate(request: Request, call_next: Any) -> Any:
-    """Writes always need the API key; reads need it when the app listens beyond the loopback (``auth.py``)."""
-    path = request.url.path.removeprefix(request.scope.get("root_path") or "")  # without the app's route prefix
-    if not auth.allowed(request.method, path, request.headers.get(API_KEY_HEADER), _DOCS):
-        why = "missing" if request.headers.get(API_KEY_HEADER) is None else "wrong"
-        return JSONResponse(status_code=401, headers={"WWW-Authenticate": API_KEY_HEADER},
-                            content={"detail": f"the API key is {why}: send it in the {API_KEY_HEADER} header "
-                                               "(serve.api_key, or the file state_dir/serve/api-key)"})  # fmt: skip
-    return await call_next(request)
+class Authenticate:
+    """Writes always need the API key; reads need it when the app listens beyond the loopback (``auth.py``).
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs every request through a
+    task group and memory streams, which halved the cached read's requests/s (bench/serve.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"].removeprefix(scope.get("root_path") or "")  # without the app's route prefix
+        given = Headers(scope=scope).get(API_KEY_HEADER)
+        if auth.allowed(scope["method"], path, given, _DOCS):
+            return await self.app(scope, receive, send)
+        why = "missing" if given is None else "wrong"
+        refusal = JSONResponse(status_code=401, headers={"WWW-Authenticate": API_KEY_HEADER},
+                               content={"detail": f"the API key is {why}: send it in the {API_KEY_HEADER} header "
+                                                  "(serve.api_key, or the file state_dir/serve/api-key)"})  # fmt: skip
+        await refusal(scope, receive, send)
+
+
+api.add_middleware(Authenticate)
 
 
 @api.exception_handler(LookupError)
