@@ -4,8 +4,8 @@ Forecast endpoint: ``GET /forecast/{symbol}`` through Ray Serve (HTTP proxy -> F
 replica -> Elasticsearch) vs ``ForecastReader.forecast`` called in this process from a thread pool, at
 concurrency 1, 8 and 32; requests/s and p50/p99 latency, once with the cache (TTL ``serve.cache_ttl_s``) and
 once without (TTL 0: every request reads Elasticsearch). The cached endpoint is also measured against a hello-world
-Serve deployment on the same cluster, in --rounds alternating rounds at concurrency 1 and 8 (medians). The load generator is a loopback asyncio/httpx client,
-bounded by --requests per level and --max-seconds per level.
+Serve deployment on the same cluster, in --rounds alternating rounds at concurrency 1 and 8 (medians). The load
+generator is a loopback asyncio/httpx client, bounded by --requests per level and --max-seconds per level.
 
 Recommender: tokens/s of the model (``--model smollm2``: the packaged SmolLM2-135M-Instruct that runs offline;
 ``gpt2-shape``: GPT-2 124M's shape with random weights, which times the same as trained ones) decoding
@@ -244,7 +244,8 @@ def main(
                 ours, hello, versus = _versus_hello_world(url, hello_url, concurrency, rounds, requests, max_seconds)
                 summary.setdefault("hello_world", {})[str(concurrency)] = hello
                 summary.setdefault("forecast_vs_hello_world", {})[f"{tag}|c{concurrency}"] = versus
-                for path, rates in ((f"serve ({rounds} rounds, median)", ours), ("hello-world Serve deployment", hello)):
+                sides = ((f"serve ({rounds} rounds, median)", ours), ("hello-world Serve deployment", hello))
+                for path, rates in sides:
                     table.add_row(cache, str(concurrency), path, f"{rounds} x {requests}", f"{rates['req_s']:,.0f}",
                                   f"{rates['p50_ms']:.2f}", f"{rates['p99_ms']:.2f}",
                                   f"serve / hello {versus:.3f}" if path.startswith("hello") else "")  # fmt: skip

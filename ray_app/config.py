@@ -174,6 +174,11 @@ class KafkaSettings(_Section):
             raise ValueError("must be a comma-separated list of host:port, e.g. 127.0.0.1:9092")
         return ",".join(servers)
 
+    @field_validator("ssl_ca_location")
+    @classmethod
+    def _expand_ca(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(os.path.expandvars(str(value))).expanduser()
+
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and not (

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from ray_app.config import Settings
 
@@ -38,3 +42,71 @@ def consumer_config(settings: Settings, group_id: str, **overrides: str | int | 
         "isolation.level": "read_committed",
         **overrides,
     }
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka cannot be used with these settings, in plain words; ``refused``: a broker answered and refused them
+    (credentials, certificate), which waiting will not change."""
+
+    def __init__(self, message: str, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def _refusal(settings: Settings, error: KafkaError) -> str | None:
+    """What a broker's refusal means for the settings, or None when the error is not a refusal."""
+    kafka = settings.kafka
+    where = f"Kafka at {kafka.bootstrap_servers}"
+    reason = error.str()
+    if error.code() == KafkaError._AUTHENTICATION:
+        return (f"{where} refused the credentials of user {kafka.sasl_username!r} ({kafka.sasl_mechanism}): check "
+                f"kafka.sasl_username and kafka.sasl_password ({reason})")  # fmt: skip
+    if error.code() == KafkaError._SSL:
+        return (f"the TLS handshake with {where} failed: check kafka.ssl_ca_location (the certificate authority "
+                f"clients trust) and that the brokers speak {kafka.security_protocol} ({reason})")  # fmt: skip
+    if "security.protocol" in reason or "sasl" in reason.lower():
+        return f"{where} and these settings disagree on the protocol: check kafka.security_protocol ({reason})"
+    return None
+
+
+def probe(settings: Settings, timeout_s: float = 10) -> None:
+    """Return once a broker answers a metadata request with these settings; raise ``KafkaUnavailable`` as soon as
+    one refuses them (a wrong password fails in about a second, not after ``timeout_s``), or after ``timeout_s``."""
+    errors: list[KafkaError] = []
+    logger, seen = _collecting_logger()
+    admin = AdminClient(admin_config(settings, error_cb=errors.append, logger=logger, **{"socket.timeout.ms": 2000}))
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            errors.append(exc.args[0])
+        admin.poll(0)  # serves error_cb
+        for error in errors:
+            refusal = _refusal(settings, error)
+            if refusal:
+                raise KafkaUnavailable(refusal, refused=True) from None
+        last = errors[-1].str() if errors else last
+        errors.clear()
+        if time.monotonic() >= deadline:
+            hint = ""
+            if any("in state APIVERSION_QUERY" in line for line in seen):  # accepted, then closed at the first request
+                hint = (f"; the brokers close the connection at its first request: do they speak "
+                        f"{settings.kafka.security_protocol} (kafka.security_protocol)?")  # fmt: skip
+            raise KafkaUnavailable(f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({last}){hint}",
+                                   refused=False)  # fmt: skip
+
+
+def _collecting_logger() -> tuple[logging.Logger, list[str]]:
+    """A logger of the probe's own that keeps librdkafka's lines, to tell a protocol mismatch from a broker away."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.Logger("librdkafka.probe")
+    logger.addHandler(Keep())
+    return logger, lines

@@ -6,15 +6,17 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ray_app.config import Settings, TopicSettings
-from ray_app.kafka_io import admin_config
+from ray_app.kafka_io import admin_config, probe
 
 
 def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None, timeout_s: float = 30) -> list[str]:
     """Create missing topics; report (and leave alone) existing ones whose partition count differs.
 
     Changing a topic's partitions would re-map keys to partitions and break per-symbol order, so that is a
-    decision for a person, not for start-up.
+    decision for a person, not for start-up. Brokers that refuse these settings (credentials, certificate) raise
+    ``KafkaUnavailable`` within about a second, unreachable ones after ``timeout_s``.
     """
+    probe(settings, timeout_s)
     wanted = topics if topics is not None else [*settings.kafka.topics.all(), settings.kafka.topics.simulator_progress]
     admin = AdminClient(admin_config(settings))
     existing = admin.list_topics(timeout=timeout_s).topics

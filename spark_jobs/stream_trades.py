@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ray_app.config import ConfigError, Settings, load_settings, redact, redact_log_records
+from ray_app.kafka_io import KafkaUnavailable
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import format_ns, now_ns
 from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
@@ -125,7 +126,8 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         secret = kafka.sasl_password.get_secret_value()
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
         options["kafka.sasl.jaas.config"] = (
-            f"{module} required username={json.dumps(kafka.sasl_username)} password={json.dumps(secret)};"
+            f"{module} required username={json.dumps(kafka.sasl_username, ensure_ascii=False)} "
+            f"password={json.dumps(secret, ensure_ascii=False)};"
         )
     if kafka.ssl_ca_location:
         options["kafka.ssl.truststore.type"] = "PEM"
@@ -570,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return run(settings, reset=args.reset)
-    except CheckpointInUse as exc:
+    except (CheckpointInUse, KafkaUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ray_app.config import Settings
 from ray_app.stack.artifacts import find_java
@@ -35,11 +36,12 @@ class OwnKafka:
 
 
 @contextmanager
-def own_kafka(stack: Settings, state_dir: Path) -> Iterator[OwnKafka]:
+def own_kafka(stack: Settings, state_dir: Path, **kafka: Any) -> Iterator[OwnKafka]:
+    """A broker of its own on free ports; ``kafka``: more of its settings (``security_protocol``, ...)."""
     broker_port, controller_port = free_ports(2)
     settings = stack.model_copy(update={
         "state_dir": state_dir,
-        "kafka": stack.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{broker_port}"}),
+        "kafka": stack.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{broker_port}", **kafka}),
         "stack": stack.stack.model_copy(update={"kafka_controller_port": controller_port}),
     })  # fmt: skip
     broker = OwnKafka(settings, KafkaService(settings))

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException
 from ray_app.config import Settings
 from ray_app.ingest.journal import SpillJournal
 from ray_app.ingest.producer import BackgroundSender, Counters, IngestItem, IngestProducer, progress_line, pump
+from ray_app.kafka_io import KafkaUnavailable
 from ray_app.kafka_topics import ensure_topics
 from ray_app.lifecycle import StopFlag
 
@@ -223,6 +224,10 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         check_ready(settings, options.symbols or settings.symbols)
     try:
         ensure_topics(settings)
+    except KafkaUnavailable as exc:
+        advice = "" if exc.refused else ("; start the local stack with `ray-app stack up` or point "
+                                         "kafka.bootstrap_servers at your brokers")  # fmt: skip
+        raise KafkaUnreachable(f"{exc}{advice}") from None
     except KafkaException as exc:
         raise KafkaUnreachable(
             f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({exc.args[0].str()}); "

@@ -1,21 +1,37 @@
-"""One Apache Kafka node in KRaft mode (broker and controller in one JVM), data in the state directory."""
+"""One Apache Kafka node in KRaft mode (broker and controller in one JVM), data in the state directory.
+
+Its client listener speaks what ``kafka.security_protocol`` says: PLAINTEXT, or SASL_SSL / SASL_PLAINTEXT with a
+SCRAM mechanism. For SASL the node is formatted with one SCRAM user, ``kafka.sasl_username`` with
+``kafka.sasl_password`` (given to the storage tool as a salted password, never in a command line); for TLS it gets
+a certificate from the state directory's own authority (``tls.py``), whose certificate is written where
+``kafka.ssl_ca_location`` says, for every client to trust. The controller listener is then TLS with client
+certificates required, on the loopback.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
+import re
+import secrets
+import shutil
 import socket
 import subprocess
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
-from ray_app.kafka_io import admin_config
+from ray_app.config import Settings
+from ray_app.kafka_io import KafkaUnavailable, probe
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack.artifacts import Java, ensure_bundle, jars
 from ray_app.stack.processes import StackError, last_log_line
 from ray_app.stack.service import Launch, Listener, Service
+from ray_app.stack.tls import ServerCertificate, ensure_server_certificate
+
+SCRAM_ITERATIONS = 4096  # Kafka's default, and SCRAM-SHA-512's minimum
+_USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # nothing SCRAM or the storage tool's parser would need to escape
 
 _LOG4J2 = """\
 status = warn
@@ -57,56 +73,140 @@ class KafkaService(Service):
             Listener("127.0.0.1", self.settings.stack.kafka_controller_port, "Kafka KRaft controller"),
         ]
 
-    def _server_properties(self) -> str:
+    def _security(self) -> dict[str, str]:
+        """What the node's client listener speaks, checked: the part of the settings formatting depends on."""
+        kafka = self.settings.kafka
+        protocol = kafka.security_protocol
+        if protocol not in {"PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"}:
+            raise StackError(f"the local stack runs Kafka with PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (SCRAM); "
+                             f"kafka.security_protocol is {protocol}")  # fmt: skip
+        if protocol == "PLAINTEXT":
+            return {"protocol": protocol}
+        if not (kafka.sasl_mechanism or "").startswith("SCRAM-"):
+            raise StackError(f"the local stack's Kafka authenticates with SCRAM: set kafka.sasl_mechanism to "
+                             f"SCRAM-SHA-512 or SCRAM-SHA-256 (got {kafka.sasl_mechanism})")  # fmt: skip
+        if not _USERNAME.match(kafka.sasl_username or ""):
+            raise StackError("kafka.sasl_username: the local stack's Kafka user is 1-64 letters, digits, '.', '_' "
+                             "or '-'")  # fmt: skip
+        if protocol == "SASL_SSL" and kafka.ssl_ca_location is None:
+            raise StackError("kafka.ssl_ca_location: set it to where the local stack should write the certificate of "
+                             "its own authority (clients trust it), e.g. ~/.ray-app/tls/kafka-ca.pem")  # fmt: skip
+        return {"protocol": protocol, "mechanism": kafka.sasl_mechanism or "", "username": kafka.sasl_username or ""}
+
+    def _certificate(self) -> ServerCertificate:
+        host, _ = self._listener
+        files = ensure_server_certificate(self.config_dir / "tls", host, "kafka")
+        ca_location = self.settings.kafka.ssl_ca_location
+        assert ca_location is not None  # _security() said so
+        if not ca_location.is_file() or ca_location.read_bytes() != files.ca_cert.read_bytes():
+            ca_location.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(files.ca_cert, ca_location)
+        return files
+
+    def _server_properties(self, security: dict[str, str]) -> str:
         host, port = self._listener
         controller = self.settings.stack.kafka_controller_port
-        return "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{controller}",
-                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}",
-                f"advertised.listeners=PLAINTEXT://{host}:{port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={self.data_dir}",
-                # topics are created explicitly with their partition counts; a typo must not create one
-                "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "num.partitions=1",
-                "",
-            ]
-        )
+        protocol = security["protocol"]
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller}",
+            f"listeners={protocol}://{host}:{port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners={protocol}://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            f"inter.broker.listener.name={protocol}",
+        ]
+        if protocol == "PLAINTEXT":
+            lines.append("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT")
+        else:
+            mechanism = security["mechanism"]
+            password = self.settings.kafka.sasl_password
+            assert password is not None  # the settings refuse SASL without one
+            secret = json.dumps(password.get_secret_value(), ensure_ascii=False)  # JAAS quoting is JSON's
+            jaas = (f"org.apache.kafka.common.security.scram.ScramLoginModule required "
+                    f"username={json.dumps(security['username'])} password={secret};")  # fmt: skip
+            tls = protocol == "SASL_SSL"
+            lines += [
+                f"listener.security.protocol.map={protocol}:{protocol},CONTROLLER:{'SSL' if tls else 'PLAINTEXT'}",
+                f"sasl.enabled.mechanisms={mechanism}",
+                f"sasl.mechanism.inter.broker.protocol={mechanism}",
+                f"listener.name.{protocol.lower()}.{mechanism.lower()}.sasl.jaas.config={_property_value(jaas)}",
+            ]  # fmt: skip
+            if tls:
+                files = self._certificate()
+                lines += [
+                    "ssl.keystore.type=PEM",
+                    f"ssl.keystore.location={_property_value(str(files.keystore))}",
+                    "ssl.truststore.type=PEM",
+                    f"ssl.truststore.location={_property_value(str(files.ca_cert))}",
+                    "listener.name.controller.ssl.client.auth=required",
+                ]
+        lines += [
+            f"log.dirs={_property_value(str(self.data_dir))}",
+            # topics are created explicitly with their partition counts; a typo must not create one
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "num.partitions=1",
+            "",
+        ]
+        return "\n".join(lines)
+
+    @property
+    def _format_marker(self) -> Path:
+        return self.data_dir / "ray-app-security.json"
 
     def launch(self, java: Java) -> Launch:
         bundle, _ = ensure_bundle(self.settings, "kafka")
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        security = self._security()
+        formatted = (self.data_dir / "meta.properties").exists()
+        if formatted:
+            self._check_formatted_for(security)
         properties = self.config_dir / "server.properties"
-        properties.write_text(self._server_properties())
+        descriptor = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold the password
+        with os.fdopen(descriptor, "w") as file:
+            file.write(self._server_properties(security))
+        os.chmod(properties, 0o600)
         log4j = self.config_dir / "log4j2.properties"
         log4j.write_text(_LOG4J2)
         classpath = os.pathsep.join(str(jar) for jar in jars(bundle))
         heap = self.settings.stack.kafka_heap
         jvm = [str(java.executable), f"-Xms{heap}", f"-Xmx{heap}", f"-Dlog4j2.configurationFile={log4j}",
                f"-Dkafka.logs.dir={self.settings.logs_dir}", "-cp", classpath]  # fmt: skip
-        if not (self.data_dir / "meta.properties").exists():
-            self._format_storage(jvm, properties)
+        if not formatted:
+            self._format_storage(jvm, properties, security)
         return Launch(argv=[*jvm, "kafka.Kafka", str(properties)], env=dict(os.environ))
 
-    def _format_storage(self, jvm: list[str], properties: Path) -> None:
-        """Format the KRaft metadata log once; a formatted node keeps its cluster id and data forever."""
+    def _check_formatted_for(self, security: dict[str, str]) -> None:
+        """A node formatted without a SCRAM user, or with another, cannot authenticate these settings' user: its
+        SCRAM users live in its metadata, written when it was formatted."""
+        formatted = json.loads(self._format_marker.read_text()) if self._format_marker.is_file() else {
+            "protocol": "PLAINTEXT"}  # fmt: skip
+        user = {key: value for key, value in security.items() if key != "protocol"}  # the protocol may change
+        if user and {key: value for key, value in formatted.items() if key != "protocol"} != user:
+            was = formatted.get("username") and f"SASL user {formatted['username']!r} ({formatted['mechanism']})"
+            now = security.get("username") and f"SASL user {security['username']!r} ({security['mechanism']})"
+            raise StackError(
+                f"the local Kafka in {self.data_dir} was formatted for {was or 'no authentication'}, the settings ask "
+                f"for {now or 'none'} (kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username): set them "
+                f"back, or start afresh: `ray-app stack down`, then delete {self.data_dir} (its topics are lost)"
+            )
+
+    def _format_storage(self, jvm: list[str], properties: Path, security: dict[str, str]) -> None:
+        """Format the KRaft metadata log once; a formatted node keeps its cluster id, data and SCRAM users forever."""
 
         cluster_id = "-"
         while cluster_id.startswith("-"):  # like Kafka's Uuid.randomUuid: a leading '-' reads as an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         argv = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(properties)]
+        if "username" in security:
+            argv += ["--add-scram", _scram_credential(self.settings, security)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("a") as log:
             log.write(f"\n===== formatting KRaft storage in {self.data_dir}\n")
@@ -116,19 +216,46 @@ class KafkaService(Service):
             raise StackError(
                 f"formatting Kafka storage in {self.data_dir} failed: {last_log_line(self.log_file)}", self.log_file
             )
+        self._format_marker.write_text(json.dumps(security))
 
     def healthy(self) -> bool:
+        """Answers metadata requests with these settings; a broker that refuses them (credentials, certificate)
+        is an error at once, not a wait until the start-up timeout."""
         host, port = self._listener
         try:
             socket.create_connection((host, port), timeout=1).close()
         except OSError:
             return False
         try:
-            admin = AdminClient(admin_config(self.settings, **{"socket.timeout.ms": 2000}))
-            metadata = admin.list_topics(timeout=2)
-            return bool(metadata.brokers)
-        except Exception:
+            probe(self.settings, timeout_s=3)
+            return True
+        except KafkaUnavailable as exc:
+            if exc.refused:
+                raise StackError(str(exc), self.log_file) from None
             return False
 
     def after_start(self) -> list[str]:
         return ensure_topics(self.settings)
+
+
+def _property_value(value: str) -> str:
+    """``value`` as a Java .properties file reads it back (ISO-8859-1 with backslash escapes)."""
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return "".join(c if 32 <= ord(c) < 127 else "".join(f"\\u{unit:04x}" for unit in _utf16(c)) for c in escaped)
+
+
+def _utf16(char: str) -> list[int]:
+    data = char.encode("utf-16-be")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def _scram_credential(settings: Settings, security: dict[str, str]) -> str:
+    """The storage tool's ``--add-scram`` value with a salted password: the password itself is never an argument."""
+    password = settings.kafka.sasl_password
+    assert password is not None
+    digest = {"SCRAM-SHA-512": "sha512", "SCRAM-SHA-256": "sha256"}[security["mechanism"]]
+    salt = secrets.token_bytes(32)
+    salted = hashlib.pbkdf2_hmac(digest, password.get_secret_value().encode(), salt, SCRAM_ITERATIONS)
+    encode = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    return (f"{security['mechanism']}=[name={security['username']},iterations={SCRAM_ITERATIONS},"
+            f"salt={encode(salt)},saltedpassword={encode(salted)}]")  # fmt: skip
