@@ -195,10 +195,10 @@ def main(
     from ray import serve
 
     os.environ.update(_env("bench-sv"))
+    from ray_app.cli.serve import deploy
     from ray_app.config import load_settings
     from ray_app.ray_cluster import connect
     from ray_app.stack import manager
-    from serve_deployments.command import deploy
     from serve_deployments.forecast_reader import ForecastReader
     from serve_deployments.language_model import TextGenerator, packaged_model
     from serve_deployments.test_model import build_test_model

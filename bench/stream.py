@@ -223,7 +223,7 @@ class CpuMeter:
             return "elasticsearch"
         if name == "java" and "kafka" in line:
             return "kafka"
-        if "spark_jobs.stream_trades" in line:
+        if "spark_jobs.stream_trades" in line or "stream driver" in line:
             return "spark driver (Python)"
         if "worker_daemon" in line or "pyspark.daemon" in line or "pyspark/daemon" in line:
             return "spark python workers"

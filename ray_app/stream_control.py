@@ -29,7 +29,7 @@ from ray_app.config import (
 if TYPE_CHECKING:
     from spark_jobs.status import StreamStatus
 
-ENTRYPOINT = "python -m spark_jobs.stream_trades"
+ENTRYPOINT = "python -m ray_app stream driver"
 JOB_METADATA = {"ray_app": "stream"}
 ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
 

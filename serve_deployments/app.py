@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,18 @@ from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavaila
 from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
 from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
+from serve_deployments.responses import (
+    AccuracyRow,
+    BacktestRow,
+    ForecastRow,
+    Health,
+    ModelDescription,
+    Recorded,
+    StoredRecommendation,
+    Summary,
+    SymbolStatus,
+    VsRealizedRow,
+)
 from serve_deployments.ttl_cache import TtlCache
 
 redact_log_records()  # each replica imports this module: its log records (and Ray's) never show a password
@@ -126,13 +139,35 @@ async def _timed_out(_request, exc: TimedOut) -> JSONResponse:
 
 @serve.deployment
 class Forecast:
-    """Reads the latest forecast run from Elasticsearch (cached for serve.cache_ttl_s)."""
+    """Reads the latest forecast run from Elasticsearch (cached for serve.cache_ttl_s); one method per question,
+    called through typed handle methods (``handle.summary.remote(symbol)``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.reader = ForecastReader(settings)
 
-    def call(self, question: str, *args: str) -> Any:
-        return getattr(self.reader, question)(*args)
+    def health(self) -> dict[str, Any]:
+        return self.reader.health()
+
+    def symbols(self) -> list[dict[str, Any]]:
+        return self.reader.symbols()
+
+    def forecast(self, symbol: str) -> list[dict[str, Any]]:
+        return self.reader.forecast(symbol)
+
+    def summary(self, symbol: str) -> dict[str, Any]:
+        return self.reader.summary(symbol)
+
+    def backtest(self, symbol: str) -> list[dict[str, Any]]:
+        return self.reader.backtest(symbol)
+
+    def accuracy(self, symbol: str) -> list[dict[str, Any]]:
+        return self.reader.accuracy(symbol)
+
+    def vs_realized(self, symbol: str) -> list[dict[str, Any]]:
+        return self.reader.vs_realized(symbol)
+
+    def facts(self, symbol: str) -> dict[str, Any]:
+        return self.reader.facts(symbol)
 
 
 @dataclass(frozen=True)
@@ -199,6 +234,8 @@ class Recommender:
         self.forecast_limit = Limit("Forecast", settings.serve.forecast.request_timeout_s)
         self.lm = TextGenerator(settings.recommend)
         self.es = client(settings)
+        # the decorator's values are fixed at import; the settings' replace them (public setters, no getters:
+        # `describe` reports the settings, which are what was set)
         self.generate.set_max_batch_size(settings.recommend.max_batch_size)
         self.generate.set_batch_wait_timeout_s(settings.recommend.batch_wait_timeout_s)
 
@@ -207,7 +244,7 @@ class Recommender:
         return await asyncio.to_thread(self.lm.generate, prompts)  # the event loop keeps queueing the next batch
 
     async def recommend(self, symbol: str) -> dict[str, Any]:
-        answer = await _answer(self.forecast.call.remote("facts", symbol), self.forecast_limit)
+        answer = await _answer(self.forecast.facts.remote(symbol), self.forecast_limit)
         facts = MarketFacts.model_validate(answer)
         judgement = judge(facts, self.settings.recommend.rules)
         prompt = (chat_prompt_for if self.lm.chat else prompt_for)(facts, judgement)
@@ -219,7 +256,7 @@ class Recommender:
         """Recommend for `symbols` (default: every symbol the latest run forecast) and index the answers."""
         skipped: list[dict[str, Any]] = []
         if not symbols:
-            listed = await _answer(self.forecast.call.remote("symbols"), self.forecast_limit)
+            listed = await _answer(self.forecast.symbols.remote(), self.forecast_limit)
             symbols = [row["symbol"] for row in listed if row["status"] == "ok"]
             skipped = [{"symbol": row["symbol"], "reason": row["reason"]} for row in listed if row["status"] != "ok"]
         outcomes = await asyncio.gather(*(self.recommend(symbol) for symbol in symbols), return_exceptions=True)
@@ -239,8 +276,8 @@ class Recommender:
         return latest_recommendations(self.es, self.settings)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.lm.describe(), "max_batch_size": self.generate._get_max_batch_size(),
-                "batch_wait_timeout_s": self.generate._get_batch_wait_timeout_s()}  # fmt: skip
+        return {**self.lm.describe(), "max_batch_size": self.settings.recommend.max_batch_size,
+                "batch_wait_timeout_s": self.settings.recommend.batch_wait_timeout_s}  # fmt: skip
 
 
 @serve.deployment
@@ -266,50 +303,51 @@ class Ingress:
         self.forecast_limit = Limit("Forecast", forecast_timeout_s)
         self.recommender_limit = Limit("Recommender", recommender_timeout_s)
 
-    async def _read(self, question: str, *args: str) -> Response:
-        """A Forecast deployment's answer as JSON bytes, from this replica's cache while it is fresh."""
-        key = (question, *args)
+    async def _read(self, key: tuple[str, ...], ask: Callable[[], Any]) -> Response:
+        """A Forecast deployment's answer (``ask()`` sends the request) as JSON bytes, from this replica's cache
+        while it is fresh. Returned as a Response, so FastAPI does not validate it again against the route's
+        response model: the Forecast deployment built it from the same shapes, and a cached read stays one copy."""
         found, body = self.answers.get(key)
         if not found:
-            answer = await _answer(self.forecast.call.remote(question, *args), self.forecast_limit)
+            answer = await _answer(ask(), self.forecast_limit)
             body = json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
             self.answers.put(key, body)
         return Response(content=body, media_type="application/json")
 
-    @api.get("/healthz")
+    @api.get("/healthz", response_model=Health)
     async def healthz(self) -> dict[str, Any]:
-        return await _answer(self.forecast.call.remote("health"), self.forecast_limit)
+        return await _answer(self.forecast.health.remote(), self.forecast_limit)
 
-    @api.get("/symbols")
-    async def symbols(self) -> list[dict[str, Any]]:
-        return await self._read("symbols")  # type: ignore[return-value]
+    @api.get("/symbols", response_model=list[SymbolStatus])
+    async def symbols(self) -> Response:
+        return await self._read(("symbols",), self.forecast.symbols.remote)
 
-    @api.get("/forecast/{symbol:path}/summary")
-    async def summary(self, symbol: str = SymbolPath) -> dict[str, Any]:
-        return await self._read("summary", symbol)  # type: ignore[return-value]
+    @api.get("/forecast/{symbol:path}/summary", response_model=Summary)
+    async def summary(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("summary", symbol), lambda: self.forecast.summary.remote(symbol))
 
-    @api.get("/forecast/{symbol:path}/backtest")
-    async def backtest(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await self._read("backtest", symbol)  # type: ignore[return-value]
+    @api.get("/forecast/{symbol:path}/backtest", response_model=list[BacktestRow])
+    async def backtest(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("backtest", symbol), lambda: self.forecast.backtest.remote(symbol))
 
-    @api.get("/forecast/{symbol:path}/accuracy")
-    async def accuracy(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await self._read("accuracy", symbol)  # type: ignore[return-value]
+    @api.get("/forecast/{symbol:path}/accuracy", response_model=list[AccuracyRow])
+    async def accuracy(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("accuracy", symbol), lambda: self.forecast.accuracy.remote(symbol))
 
-    @api.get("/forecast/{symbol:path}/vs-realized")
-    async def vs_realized(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await self._read("vs_realized", symbol)  # type: ignore[return-value]
+    @api.get("/forecast/{symbol:path}/vs-realized", response_model=list[VsRealizedRow])
+    async def vs_realized(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("vs_realized", symbol), lambda: self.forecast.vs_realized.remote(symbol))
 
     # {symbol:path}: BTC/USD as it is (what Grafana's symbol variable holds) or BTC-USD; the longer routes come first
-    @api.get("/forecast/{symbol:path}")
-    async def forecast(self, symbol: str = SymbolPath) -> list[dict[str, Any]]:
-        return await self._read("forecast", symbol)  # type: ignore[return-value]
+    @api.get("/forecast/{symbol:path}", response_model=list[ForecastRow])
+    async def forecast(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("forecast", symbol), lambda: self.forecast.forecast.remote(symbol))
 
-    @api.get("/recommendation/{symbol:path}")
+    @api.get("/recommendation/{symbol:path}", response_model=Recommendation)
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:
         return await _answer(self.recommender.recommend.remote(symbol), self.recommender_limit)
 
-    @api.post("/recommendations")
+    @api.post("/recommendations", response_model=Recorded)
     async def record(self, symbol: list[str] | None = SymbolsQuery) -> dict[str, Any]:
         bad = [(i, value) for i, value in enumerate(symbol or []) if not re.fullmatch(SYMBOL_PATTERN, value)]
         if bad:  # a pattern on list items breaks Serve's OpenAPI page, so the 422 is raised here, in FastAPI's shape
@@ -323,11 +361,11 @@ class Ingress:
                                                   f"(serve.max_symbols_per_request); got {len(wanted)}"}])  # fmt: skip
         return await _answer(self.recommender.record.remote(wanted), self.recommender_limit)
 
-    @api.get("/model")
+    @api.get("/model", response_model=ModelDescription)
     async def model(self) -> dict[str, Any]:
         return await _answer(self.recommender.describe.remote(), self.recommender_limit)
 
-    @api.get("/recommendations/latest")
+    @api.get("/recommendations/latest", response_model=list[StoredRecommendation])
     async def latest(self) -> list[dict[str, Any]]:
         return await _answer(self.recommender.latest.remote(), self.recommender_limit)
 

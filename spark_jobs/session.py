@@ -2,7 +2,7 @@
 
 Executors are Ray actors, sized from ``settings.stream``. The Kafka source comes from the stack's JVM cache
 (resolved by Maven once) and the job's own JVM code (record rules, Elasticsearch sink) is compiled once from
-``spark_jobs/jvm`` (see ``ray_app.stack.artifacts``). Java 17 needs the module
+``spark_jobs/jvm`` (see ``ray_app.jvm_artifacts``). Java 17 needs the module
 options below in the driver, the executors and RayDP's app master, or handing data between the JVM and Ray
 fails with ``InaccessibleObjectException``.
 """
@@ -14,8 +14,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from ray_app.config import PROJECT_ROOT, Settings
+from ray_app.jvm_artifacts import ensure_bundle, ensure_stream_jar, find_java, jars
 from ray_app.ray_cluster import connect
-from ray_app.stack.artifacts import ensure_bundle, ensure_stream_jar, find_java, jars
 
 # every micro-batch brings the JVMs new generated classes; with the JVM's default tiered compilation the
 # optimizing compiler (C2) then used more than half of the driver's and the executors' CPU on two cores

@@ -2,9 +2,10 @@
 
 Run it as a Ray job (it then shows in the Ray dashboard with its RayDP actors)::
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m spark_jobs.stream_trades
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m ray_app stream driver
 
-or with ``ray-app stream``. Two streaming queries share one Spark session:
+or with ``ray-app stream`` (which submits that), or ``ray-app stream driver`` in the foreground. Two streaming
+queries share one Spark session:
 
 ``records``
     every record of the ``trades``, ``bars`` and ``dead-letters`` topics -> ``trades`` (one document per trade),
@@ -23,7 +24,6 @@ deterministic document ids make the replay overwrite what it wrote. SIGTERM/SIGI
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import logging
@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ray_app.config import ConfigError, Settings, load_settings, redact, redact_log_records
-from ray_app.kafka_io import KafkaUnavailable
+from ray_app.config import Settings, redact, redact_log_records
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import format_ns, now_ns
 from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
@@ -555,27 +554,16 @@ def run(settings: Settings, reset: bool = False) -> int:
             stop_spark()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spark_jobs.stream_trades", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="a YAML settings file (as `ray-app --config`)")
-    parser.add_argument("--reset", action="store_true", help="discard the checkpoints first (re-read Kafka)")
-    args = parser.parse_args(argv)
+def configure_logging() -> None:
+    """The driver's log: INFO to stdout (what `ray job logs` shows), passwords masked, the chatty clients quiet."""
     redact_log_records()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)  # fmt: skip
     for noisy in ("py4j", "elastic_transport", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        return run(settings, reset=args.reset)
-    except (CheckpointInUse, KafkaUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m spark_jobs.stream_trades [--reset]`: the same as `ray-app stream driver`
+    from ray_app.cli import main
+
+    sys.exit(main(["stream", "driver", *sys.argv[1:]], prog_name="python -m spark_jobs.stream_trades"))

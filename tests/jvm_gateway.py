@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ray_app.config import Settings
-from ray_app.stack.artifacts import ensure_stream_jar, find_java
+from ray_app.jvm_artifacts import ensure_stream_jar, find_java
 
 PACKAGE = "io.github.raytrading.stream"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_app.config import Settings
-from ray_app.stack.artifacts import find_java
+from ray_app.jvm_artifacts import find_java
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import running_process, start_process, stop_process, wait_until_healthy
 from tests.conftest import free_ports

@@ -165,7 +165,7 @@ def test_a_wrong_password_is_refused_by_every_client_within_seconds(broker: OwnK
 
 
 def test_a_node_formatted_for_another_user_refuses_to_start_and_says_what_to_do(broker: OwnKafka) -> None:
-    from ray_app.stack.artifacts import find_java
+    from ray_app.jvm_artifacts import find_java
 
     other = _with(broker.settings, sasl_username="someone-else")
     with pytest.raises(StackError, match="formatted for SASL user 'ray-app'") as refused:

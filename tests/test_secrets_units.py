@@ -141,7 +141,7 @@ def test_no_log_record_shows_a_password_whichever_library_writes_it() -> None:
 
     script = """
 import logging
-import ray_app.cli_common  # what every ray-app command loads
+import ray_app.cli.common  # what every ray-app command loads
 url = "http://elastic:hunter2@127.0.0.1:9200/trades"
 logging.getLogger("elastic_transport.transport").warning("GET %s [status:N/A]", url)
 logging.getLogger("alpaca").warning(f"preformatted {url}")

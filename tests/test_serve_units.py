@@ -138,3 +138,31 @@ def test_replica_settings_keep_room_for_the_target_load(monkeypatch: pytest.Monk
     monkeypatch.setenv("RAY_APP_SERVE__RECOMMENDER__MAX_ONGOING_REQUESTS", "4")
     with pytest.raises(ConfigError, match="max_ongoing_requests must be >= target_ongoing_requests"):
         load_settings()
+
+
+def test_every_endpoint_documents_its_answer_with_a_schema() -> None:
+    """/docs shows what each route answers: a named model (or a list of one), never an untyped object."""
+    from serve_deployments.app import api
+
+    paths = api.openapi()["paths"]
+    assert len(paths) == 11
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            ref = schema.get("$ref") or schema.get("items", {}).get("$ref")
+            assert ref and ref.startswith("#/components/schemas/"), f"{method.upper()} {path}: {schema}"
+    components = api.openapi()["components"]["schemas"]
+    assert {"close", "close_lo_80", "close_hi_95", "close_model"} <= set(components["ForecastRow"]["properties"])
+    assert "actual_close" in components["VsRealizedRow"]["properties"]
+    assert "text" in components["Recommendation"]["properties"]
+
+
+def test_the_forecast_deployment_answers_through_one_method_per_question() -> None:
+    """Typed handle methods (handle.summary.remote(symbol)), not a string-dispatching `call`."""
+    from serve_deployments.app import Forecast
+    from serve_deployments.forecast_reader import ForecastReader
+
+    cls = Forecast.func_or_class
+    questions = {"health", "symbols", "forecast", "summary", "backtest", "accuracy", "vs_realized", "facts"}
+    assert questions <= set(vars(cls)) and "call" not in vars(cls)
+    assert questions <= set(vars(ForecastReader))

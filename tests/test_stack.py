@@ -18,10 +18,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ray_app.config import Settings, TopicSettings, load_settings
 from ray_app.es_indices import client as es_client
+from ray_app.jvm_artifacts import find_java
 from ray_app.kafka_io import consumer_config, producer_config
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack import manager
-from ray_app.stack.artifacts import find_java
 from ray_app.stack.processes import read_pid_file
 from tests.conftest import REPO, alive, read_topic, run_cli, stack_env
 from tests.kafka_partitioner import java_partition, murmur2

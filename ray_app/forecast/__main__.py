@@ -5,7 +5,7 @@ ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m ray_
 
 import sys
 
-from ray_app.cli import app
+from ray_app.cli import main
 
 if __name__ == "__main__":
-    sys.exit(app(["forecast", *sys.argv[1:]], prog_name="python -m ray_app"))
+    sys.exit(main(["forecast", *sys.argv[1:]], prog_name="python -m ray_app.forecast"))

@@ -2,6 +2,7 @@
 
 import sys
 
-from ray_app.cli import app
+from ray_app.cli import main
 
-app(args=["ingest", *sys.argv[1:]], prog_name="python -m ray_app.ingest")
+if __name__ == "__main__":
+    sys.exit(main(["ingest", *sys.argv[1:]], prog_name="python -m ray_app.ingest"))

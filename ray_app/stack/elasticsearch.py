@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ray_app.es_indices import ensure_indices
-from ray_app.stack.artifacts import Java, elasticsearch_home, ensure_bundle
+from ray_app.jvm_artifacts import Java, elasticsearch_home, ensure_bundle
 from ray_app.stack.processes import StackError
 from ray_app.stack.service import Launch, Listener, Service
 

@@ -23,9 +23,9 @@ import uuid
 from pathlib import Path
 
 from ray_app.config import Settings
+from ray_app.jvm_artifacts import Java, ensure_bundle, jars
 from ray_app.kafka_io import KafkaUnavailable, probe
 from ray_app.kafka_topics import ensure_topics
-from ray_app.stack.artifacts import Java, ensure_bundle, jars
 from ray_app.stack.processes import StackError, last_log_line
 from ray_app.stack.service import Launch, Listener, Service
 from ray_app.stack.tls import ServerCertificate, ensure_server_certificate

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray_app.config import Settings
-from ray_app.stack.artifacts import BUNDLES, ensure_bundle, ensure_stream_jar, find_java
+from ray_app.jvm_artifacts import BUNDLES, ensure_bundle, ensure_stream_jar, find_java
 from ray_app.stack.elasticsearch import ElasticsearchService
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import (

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ray_app.stack.artifacts import Java
+from ray_app.jvm_artifacts import Java
 from ray_app.stack.service import Launch, Listener, Service
 
 

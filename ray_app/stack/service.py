@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray_app.config import Settings
-from ray_app.stack.artifacts import Java
+from ray_app.jvm_artifacts import Java
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from ray_app.cli_common import console, err_console, fail, settings_of
+from ray_app.cli.common import console, err_console, fail, settings_of
 from ray_app.config import Settings
 from serve_deployments.auth import API_KEY_HEADER, api_key
 
@@ -38,7 +38,6 @@ def serve(
 def deploy(settings: Settings, timeout: float) -> float:
     """Check the model, deploy (or update) the app and wait until /healthz answers; returns the seconds it took."""
     from ray import serve as ray_serve
-    from ray.serve.api import _run  # serve.run without waiting forever: a replica short of CPUs never starts
 
     from ray_app.ray_cluster import connect
     from serve_deployments.app import application
@@ -58,7 +57,9 @@ def deploy(settings: Settings, timeout: float) -> float:
         fail(f"cannot reach Ray at {settings.ray.address} ({exc}); is the stack up (`ray-app stack up`)?")
     ray_serve.start(http_options={"host": settings.serve.http_host, "port": settings.serve.http_port})
     name = settings.serve.app_name
-    _run(application(settings), _blocking=False, name=name, route_prefix=settings.serve.route_prefix)
+    # not waiting inside Serve: a replica short of CPUs never starts, and the loop below gives up with the reason
+    target = ray_serve.RunTarget(application(settings), name=name, route_prefix=settings.serve.route_prefix)
+    ray_serve.run_many([target], wait_for_applications_running=False)
     deadline = time.monotonic() + timeout
     while (app := ray_serve.status().applications.get(name)) is None or _text(app.status) != "RUNNING":
         if app is not None and _text(app.status) == "DEPLOY_FAILED":

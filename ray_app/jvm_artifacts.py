@@ -1,4 +1,6 @@
-"""Find Java and Maven, and resolve the stack's JVM artifacts from Maven Central into the cache, once.
+"""Find Java and Maven, and resolve the JVM artifacts (Kafka, Elasticsearch, Spark's connectors, the streaming job's
+own code) from Maven Central into the cache, once. Platform layer: the local stack and the production streaming job
+(on every cluster node) both use it.
 
 Bundles are the profiles of ``configs/jvm/pom.xml``. Each lands in ``<cache_dir>/jvm/<bundle>-<pom hash>/`` with
 a ``.complete`` marker, so a second `stack up` downloads nothing and a changed pom resolves afresh.
@@ -19,13 +21,24 @@ from pathlib import Path
 from typing import Literal
 
 from ray_app.config import PROJECT_ROOT, Settings
-from ray_app.stack.processes import StackError
 
 POM_FILE = PROJECT_ROOT / "configs" / "jvm" / "pom.xml"
 MIN_JAVA_MAJOR = 17
 Bundle = Literal["kafka", "elasticsearch", "spark"]
 BUNDLES: tuple[Bundle, ...] = ("kafka", "elasticsearch", "spark")
 _COMPLETE = ".complete"
+
+
+class ArtifactError(RuntimeError):
+    """Java, Maven or an artifact is missing or broken: one line the person can act on, with the log to read."""
+
+    def __init__(self, message: str, log_file: Path | None = None) -> None:
+        self.message = message
+        self.log_file = log_file
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.message} (log: {self.log_file})" if self.log_file else self.message
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ class Java:
 
 
 def find_java(settings: Settings) -> Java:
-    """Java 17+ from stack.java_home, $JAVA_HOME or PATH; StackError with what to install otherwise."""
+    """Java 17+ from stack.java_home, $JAVA_HOME or PATH; ArtifactError with what to install otherwise."""
     candidates: list[tuple[str, Path]] = []
     if settings.stack.java_home:
         candidates.append(("stack.java_home", settings.stack.java_home))
@@ -51,23 +64,24 @@ def find_java(settings: Settings) -> Java:
             candidates.append(("PATH", Path(os.path.realpath(on_path)).parent.parent))
     hint = "install Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
     if not candidates:
-        raise StackError(f"Java not found: Kafka and Elasticsearch need it; {hint}")
+        raise ArtifactError(f"Java not found: Kafka and Elasticsearch need it; {hint}")
     where, home = candidates[0]
     java = home / "bin" / "java"
     if not java.is_file():
-        raise StackError(f"Java not found at {java} (from {where}); {hint}")
+        raise ArtifactError(f"Java not found at {java} (from {where}); {hint}")
     try:
         out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=60).stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StackError(f"cannot run {java} -version: {exc}; {hint}") from exc
+        raise ArtifactError(f"cannot run {java} -version: {exc}; {hint}") from exc
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:
-        raise StackError(f"cannot read the Java version from `{java} -version`: {out.strip()[:200]}")
+        raise ArtifactError(f"cannot read the Java version from `{java} -version`: {out.strip()[:200]}")
     major = int(match.group(1))
     if major == 1 and match.group(2):  # "1.8.0" style
         major = int(match.group(2))
     if major < MIN_JAVA_MAJOR:
-        raise StackError(f"Java {major} found at {home} (from {where}), but Java {MIN_JAVA_MAJOR}+ is needed; {hint}")
+        raise ArtifactError(f"Java {major} found at {home} (from {where}), but Java {MIN_JAVA_MAJOR}+ is needed; "
+                            f"{hint}")
     return Java(home=home, major=major)
 
 
@@ -100,7 +114,7 @@ def ensure_bundle(settings: Settings, bundle: Bundle) -> tuple[Path, bool]:
         return ready, False
     mvn = shutil.which("mvn")
     if not mvn:
-        raise StackError(
+        raise ArtifactError(
             f"Maven (mvn) not found: it downloads the {bundle} artifacts once into {settings.cache_dir}; "
             "install it (Debian/Ubuntu: apt-get install maven)"
         )
@@ -121,7 +135,7 @@ def ensure_bundle(settings: Settings, bundle: Bundle) -> tuple[Path, bool]:
         log.flush()
         code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     if code != 0:
-        raise StackError(
+        raise ArtifactError(
             f"downloading the {bundle} artifacts with Maven failed: {_first_maven_error(log_file)}", log_file
         )
     if bundle == "elasticsearch":
@@ -144,7 +158,7 @@ def _first_maven_error(log_file: Path) -> str:
 def _unpack_elasticsearch(staging: Path) -> None:
     zips = sorted((staging / "lib").glob("elasticsearch-*.zip"))
     if not zips:
-        raise StackError(f"the Elasticsearch zip is missing from {staging / 'lib'}")
+        raise ArtifactError(f"the Elasticsearch zip is missing from {staging / 'lib'}")
     with zipfile.ZipFile(zips[0]) as archive:
         for info in archive.infolist():
             extracted = Path(archive.extract(info, staging / "dist"))
@@ -157,7 +171,7 @@ def _unpack_elasticsearch(staging: Path) -> None:
 def elasticsearch_home(bundle_path: Path) -> Path:
     homes = sorted((bundle_path / "dist").glob("elasticsearch-*"))
     if not homes:
-        raise StackError(f"no Elasticsearch distribution under {bundle_path / 'dist'}")
+        raise ArtifactError(f"no Elasticsearch distribution under {bundle_path / 'dist'}")
     return homes[0]
 
 
@@ -197,7 +211,7 @@ def ensure_stream_jar(settings: Settings) -> tuple[Path, bool]:
     java = find_java(settings)
     javac = java.home / "bin" / "javac"
     if not javac.is_file():
-        raise StackError(
+        raise ArtifactError(
             f"javac not found in {java.home}: the streaming job's JVM code is compiled once with a JDK; "
             "install one (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME to a JDK"
         )
@@ -217,7 +231,7 @@ def ensure_stream_jar(settings: Settings) -> tuple[Path, bool]:
         shutil.rmtree(staging, ignore_errors=True)
         lines = log_file.read_text(errors="replace").splitlines()
         first = next((line for line in reversed(lines) if ": error:" in line), "see the log")
-        raise StackError(f"compiling the streaming job's JVM code failed: {first.strip()[:300]}", log_file)
+        raise ArtifactError(f"compiling the streaming job's JVM code failed: {first.strip()[:300]}", log_file)
     with zipfile.ZipFile(staging / STREAM_JAR, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: ray-app\n\n")
         for path in sorted(classes.rglob("*.class")):

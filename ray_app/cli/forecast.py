@@ -1,4 +1,4 @@
-"""`ray-app forecast`: run per-symbol forecasting on Ray once or every N minutes, and show or plot the latest run."""
+"""`ray-app forecast`: run per-symbol forecasting on Ray once or every N minutes, and show, plot or score runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ray_app.cli_common import console, err_console, fail, settings_of
+from ray_app.cli.common import console, err_console, fail, settings_of
 from ray_app.config import Settings
 
 forecast_app = typer.Typer(

@@ -1,0 +1,89 @@
+"""The layers point one way (README, Layout): cli -> stages -> platform. Read from the code's import statements."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGES = ("ray_app", "spark_jobs", "serve_deployments")
+PLATFORM = ("ray_app.config", "ray_app.schemas", "ray_app.documents", "ray_app.times", "ray_app.kafka_io",
+            "ray_app.kafka_topics", "ray_app.es_indices", "ray_app.ray_cluster", "ray_app.jvm_artifacts",
+            "ray_app.lifecycle")  # fmt: skip
+TEST_DOUBLES = ("tests", "ray_app.testing")
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_main_block(node: ast.AST) -> bool:
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")  # fmt: skip
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """Every module a file imports, at the top or inside functions, except in its `if __name__ == "__main__"` block
+    (an entry point's alias for a CLI command)."""
+    found: set[str] = set()
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if _is_main_block(node):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            graph[_module(path)] = _imports(ast.parse(path.read_text()))
+    return graph
+
+
+def _within(module: str, prefixes: tuple[str, ...] | str) -> bool:
+    prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _offenders(rule) -> list[str]:
+    return sorted(f"{module} imports {target}" for module, targets in _graph().items() for target in targets
+                  if rule(module, target))  # fmt: skip
+
+
+def test_only_the_cli_and_entry_points_import_the_cli() -> None:
+    entry_points = {"ray_app.__main__", "ray_app.forecast.__main__", "ray_app.ingest.__main__"}
+    assert _offenders(lambda m, t: _within(t, "ray_app.cli") and not _within(m, "ray_app.cli")
+                      and m not in entry_points) == []  # fmt: skip
+
+
+def test_no_stage_imports_the_local_stack() -> None:
+    """The production Spark job included: what cluster nodes need (JVM artifacts) is the platform's."""
+    assert _offenders(lambda m, t: _within(t, "ray_app.stack")
+                      and not _within(m, ("ray_app.stack", "ray_app.cli"))) == []  # fmt: skip
+
+
+def test_no_production_module_imports_test_doubles() -> None:
+    assert _offenders(lambda m, t: _within(t, TEST_DOUBLES) and not _within(m, "ray_app.testing")) == []
+
+
+def test_the_platform_imports_only_the_platform() -> None:
+    ours = PACKAGES
+    assert _offenders(lambda m, t: _within(m, PLATFORM) and _within(t, ours) and not _within(t, PLATFORM)) == []
+
+
+def test_the_rules_see_real_imports() -> None:
+    """The graph is not empty by mistake: the CLI mounts the stages, and the Spark job uses the platform."""
+    graph = _graph()
+    assert "ray_app.cli.stream" in graph["ray_app.cli.commands"]
+    assert "ray_app.jvm_artifacts" in {t.rsplit(".", 1)[0] for t in graph["spark_jobs.session"]} | graph[
+        "spark_jobs.session"]
