@@ -205,7 +205,7 @@ class FakeAlpaca:
         async def drop() -> int:
             dropped = 0
             for conn in list(self._connections):
-                transport = conn.ws._req.transport if conn.ws._req else None  # type: ignore[union-attr]
+                transport = conn.ws._req.transport if conn.ws._req else None
                 if transport:
                     transport.abort()
                     dropped += 1
@@ -311,7 +311,7 @@ class FakeAlpaca:
             if isinstance(failure, tuple):
                 await asyncio.sleep(failure[1])
             else:
-                return web.json_response({"message": "too many requests."}, status=failure)
+                return web.json_response({"message": "too many requests."}, status=int(failure))
         try:
             symbols = [s for s in params["symbols"].split(",") if s]
             step = _TIMEFRAME_SECONDS[params.get("timeframe", "1Hour")]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -15,11 +17,19 @@ LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
 LIBRDKAFKA_LOGGER.addHandler(logging.NullHandler())
 
 
-def admin_config(settings: Settings, **overrides: str | int | bool) -> dict[str, object]:
+def jaas_config(mechanism: str, username: str, password: str) -> str:
+    """The Java clients' (and brokers') SASL login line for a user: JAAS quotes values the way JSON does."""
+    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+              else "org.apache.kafka.common.security.scram.ScramLoginModule")  # fmt: skip
+    return (f"{module} required username={json.dumps(username, ensure_ascii=False)} "
+            f"password={json.dumps(password, ensure_ascii=False)};")  # fmt: skip
+
+
+def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return {**settings.kafka.client_config(), "logger": LIBRDKAFKA_LOGGER, **overrides}
 
 
-def producer_config(settings: Settings, **overrides: str | int | bool) -> dict[str, object]:
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """Durable, ordered, deduplicated delivery; keys map to partitions exactly as Java clients map them."""
     return {
         **admin_config(settings),
@@ -33,7 +43,7 @@ def producer_config(settings: Settings, **overrides: str | int | bool) -> dict[s
     }
 
 
-def consumer_config(settings: Settings, group_id: str, **overrides: str | int | bool) -> dict[str, object]:
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     return {
         **admin_config(settings),
         "group.id": group_id,

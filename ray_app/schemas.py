@@ -18,7 +18,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 # What a record may hold, checked the same way by the ingest models below and by the streaming job
 # (spark_jobs/records.py), so nothing the ingest writes is refused downstream and nothing Elasticsearch would

@@ -71,13 +71,13 @@ def kafka_round_trip(settings: Settings) -> str:
     count = 0
     while count < settings.smoke.messages and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
-        if msg is None or msg.error():
+        if msg is None or msg.error() or (value := msg.value()) is None:
             continue
-        body = json.loads(msg.value())
+        body = json.loads(value)
         if body["run"] != run:
             continue
         seen[body["key"]].append(body["seq"])
-        partitions_of[body["key"]].add(msg.partition())
+        partitions_of[body["key"]].add(msg.partition() or 0)
         count += 1
     consumer.close()
     if count != settings.smoke.messages:

@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from ray import serve
+from ray.serve.deployment import Deployment
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
@@ -236,8 +237,9 @@ class Recommender:
         self.es = client(settings)
         # the decorator's values are fixed at import; the settings' replace them (public setters, no getters:
         # `describe` reports the settings, which are what was set)
-        self.generate.set_max_batch_size(settings.recommend.max_batch_size)
-        self.generate.set_batch_wait_timeout_s(settings.recommend.batch_wait_timeout_s)
+        batched: Any = self.generate  # @serve.batch's wrapper; its type hints show only the call
+        batched.set_max_batch_size(settings.recommend.max_batch_size)
+        batched.set_batch_wait_timeout_s(settings.recommend.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def generate(self, prompts: list[str]) -> list[Generation]:
@@ -297,7 +299,7 @@ class Ingress:
         auth.configure(api_key, reads_need_key)
         # the Forecast deployment's answers, serialised, for cache_ttl_s: a cached read is one hop, not two
         self.answers = TtlCache(cache_ttl_s, CACHE_MAX_ENTRIES)
-        self.forecast = forecast
+        self.forecasts = forecast  # not `self.forecast`: that is the route below
         self.recommender = recommender
         self.max_symbols = max_symbols
         self.forecast_limit = Limit("Forecast", forecast_timeout_s)
@@ -316,32 +318,32 @@ class Ingress:
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> dict[str, Any]:
-        return await _answer(self.forecast.health.remote(), self.forecast_limit)
+        return await _answer(self.forecasts.health.remote(), self.forecast_limit)
 
     @api.get("/symbols", response_model=list[SymbolStatus])
     async def symbols(self) -> Response:
-        return await self._read(("symbols",), self.forecast.symbols.remote)
+        return await self._read(("symbols",), self.forecasts.symbols.remote)
 
     @api.get("/forecast/{symbol:path}/summary", response_model=Summary)
     async def summary(self, symbol: str = SymbolPath) -> Response:
-        return await self._read(("summary", symbol), lambda: self.forecast.summary.remote(symbol))
+        return await self._read(("summary", symbol), lambda: self.forecasts.summary.remote(symbol))
 
     @api.get("/forecast/{symbol:path}/backtest", response_model=list[BacktestRow])
     async def backtest(self, symbol: str = SymbolPath) -> Response:
-        return await self._read(("backtest", symbol), lambda: self.forecast.backtest.remote(symbol))
+        return await self._read(("backtest", symbol), lambda: self.forecasts.backtest.remote(symbol))
 
     @api.get("/forecast/{symbol:path}/accuracy", response_model=list[AccuracyRow])
     async def accuracy(self, symbol: str = SymbolPath) -> Response:
-        return await self._read(("accuracy", symbol), lambda: self.forecast.accuracy.remote(symbol))
+        return await self._read(("accuracy", symbol), lambda: self.forecasts.accuracy.remote(symbol))
 
     @api.get("/forecast/{symbol:path}/vs-realized", response_model=list[VsRealizedRow])
     async def vs_realized(self, symbol: str = SymbolPath) -> Response:
-        return await self._read(("vs_realized", symbol), lambda: self.forecast.vs_realized.remote(symbol))
+        return await self._read(("vs_realized", symbol), lambda: self.forecasts.vs_realized.remote(symbol))
 
     # {symbol:path}: BTC/USD as it is (what Grafana's symbol variable holds) or BTC-USD; the longer routes come first
     @api.get("/forecast/{symbol:path}", response_model=list[ForecastRow])
     async def forecast(self, symbol: str = SymbolPath) -> Response:
-        return await self._read(("forecast", symbol), lambda: self.forecast.forecast.remote(symbol))
+        return await self._read(("forecast", symbol), lambda: self.forecasts.forecast.remote(symbol))
 
     @api.get("/recommendation/{symbol:path}", response_model=Recommendation)
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:
@@ -370,11 +372,18 @@ class Ingress:
         return await _answer(self.recommender.latest.remote(), self.recommender_limit)
 
 
+def _deployment(decorated: Any) -> Deployment:
+    """A class under ``@serve.deployment`` is a Deployment at run time; Ray's type hints keep it a class."""
+    assert isinstance(decorated, Deployment)
+    return decorated
+
+
 def application(settings: Settings) -> serve.Application:
     serve_settings = settings.serve
-    forecast = Forecast.options(**serve_settings.forecast.deployment_options()).bind(settings)
-    recommender = Recommender.options(**serve_settings.recommender.deployment_options()).bind(settings, forecast)
-    return Ingress.options(**serve_settings.ingress.deployment_options()).bind(
+    forecast = _deployment(Forecast).options(**serve_settings.forecast.deployment_options()).bind(settings)
+    recommender_options = serve_settings.recommender.deployment_options()
+    recommender = _deployment(Recommender).options(**recommender_options).bind(settings, forecast)
+    return _deployment(Ingress).options(**serve_settings.ingress.deployment_options()).bind(
         forecast, recommender, SecretStr(api_key(settings)), not is_loopback(serve_settings.http_host),
         serve_settings.max_symbols_per_request,
         serve_settings.forecast.request_timeout_s, serve_settings.recommender.request_timeout_s,

@@ -190,7 +190,7 @@ class ForecastReader:
                 query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
                 sort=[{"timestamp": "desc"}],
                 size=RECENT_BARS,
-                source=["timestamp", "close"],
+                source_includes=["timestamp", "close"],
             )
             return [hit["_source"] for hit in page["hits"]["hits"]]
 

@@ -128,9 +128,8 @@ class TextGenerator:
         self.model = AutoModelForCausalLM.from_pretrained(settings.model, **kwargs).to(self.device).eval()
         self.is_untrained_test_model = bool(getattr(self.model.config, TEST_MODEL_MARK, False))
         self.parameters = sum(p.numel() for p in self.model.parameters())
-        context = getattr(self.model.config, "n_positions", None) or getattr(
-            self.model.config, "max_position_embeddings", 1024
-        )
+        config = self.model.config
+        context = int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None) or 1024)
         self.max_prompt_tokens = max(context - settings.max_new_tokens, 1)
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
 

@@ -2,20 +2,17 @@
 
 The forecast rows are flat (one column per target, model and interval bound: ``close``, ``close_model``,
 ``close_lo_80`` ...), the shape Grafana's Infinity datasource reads directly; the columns of the default targets and
-levels (80, 95) are declared, and a run made with other levels adds its own (``extra="allow"``).
+levels (80, 95) are declared (tests/test_serve_units.py holds them to the settings' targets), and a run made with
+other levels adds its own (``extra="allow"``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict
 
-from ray_app.config import ForecastTarget
 from serve_deployments.recommendations import Recommendation
-
-TARGETS: tuple[str, ...] = get_args(ForecastTarget)
-DOCUMENTED_LEVELS = (80, 95)
 
 
 class _Open(BaseModel):
@@ -37,28 +34,45 @@ class SymbolStatus(BaseModel):
     as_of: str
 
 
-def _target_columns(prefix: str = "") -> dict[str, Any]:
-    columns: dict[str, Any] = {}
-    for target in TARGETS:
-        columns[f"{prefix}{target}"] = (float | None, None)
-        if not prefix:
-            columns[f"{target}_model"] = (str | None, None)
-            for level in DOCUMENTED_LEVELS:
-                columns[f"{target}_lo_{level}"] = (float | None, None)
-                columns[f"{target}_hi_{level}"] = (float | None, None)
-    return columns
+class ForecastRow(_Open):
+    """One forecast hour: each target's value, the model behind it and its interval bounds."""
+
+    timestamp: str
+    symbol: str
+    run_id: str
+    high: float | None = None
+    high_model: str | None = None
+    high_lo_80: float | None = None
+    high_hi_80: float | None = None
+    high_lo_95: float | None = None
+    high_hi_95: float | None = None
+    low: float | None = None
+    low_model: str | None = None
+    low_lo_80: float | None = None
+    low_hi_80: float | None = None
+    low_lo_95: float | None = None
+    low_hi_95: float | None = None
+    close: float | None = None
+    close_model: str | None = None
+    close_lo_80: float | None = None
+    close_hi_80: float | None = None
+    close_lo_95: float | None = None
+    close_hi_95: float | None = None
+    volume: float | None = None
+    volume_model: str | None = None
+    volume_lo_80: float | None = None
+    volume_hi_80: float | None = None
+    volume_lo_95: float | None = None
+    volume_hi_95: float | None = None
 
 
-ForecastRow = create_model(  # type: ignore[call-overload]
-    "ForecastRow", __base__=_Open, __doc__="One forecast hour: each target's value, model and interval bounds.",
-    timestamp=(str, ...), symbol=(str, ...), run_id=(str, ...), **_target_columns(),
-)  # fmt: skip
+class VsRealizedRow(ForecastRow):
+    """A forecast hour of the newest scored run, with the realized bar of that hour once it has one."""
 
-VsRealizedRow = create_model(  # type: ignore[call-overload]
-    "VsRealizedRow", __base__=ForecastRow,
-    __doc__="A forecast hour of the newest scored run, with the realized bar of that hour once it has one.",
-    **_target_columns("actual_"),
-)  # fmt: skip
+    actual_close: float | None = None
+    actual_high: float | None = None
+    actual_low: float | None = None
+    actual_volume: float | None = None
 
 
 class Summary(BaseModel):

@@ -42,7 +42,7 @@ refused.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -95,7 +95,7 @@ def rules_config(settings: Settings) -> str:
 
 def register_rules(spark: SparkSession, settings: Settings) -> None:
     """Make ``ray_app_record_document`` and ``ray_app_trade`` callable in this session's Spark SQL."""
-    owner = spark.sparkContext._jvm
+    owner: Any = spark.sparkContext._jvm  # Py4J's view of the JVM: attributes all the way down
     for part in RULES_CLASS.split("."):
         owner = getattr(owner, part)
     owner.register(spark._jsparkSession, rules_config(settings))

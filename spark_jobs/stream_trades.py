@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ray_app.config import Settings, redact, redact_log_records
+from ray_app.kafka_io import jaas_config
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import format_ns, now_ns
 from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
@@ -120,14 +121,9 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         "fetchOffset.retryIntervalMs": "1000",
     }
     if kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password:
-        module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if kafka.sasl_mechanism == "PLAIN"
-                  else "org.apache.kafka.common.security.scram.ScramLoginModule")  # fmt: skip
-        secret = kafka.sasl_password.get_secret_value()
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
-        options["kafka.sasl.jaas.config"] = (
-            f"{module} required username={json.dumps(kafka.sasl_username, ensure_ascii=False)} "
-            f"password={json.dumps(secret, ensure_ascii=False)};"
-        )
+        options["kafka.sasl.jaas.config"] = jaas_config(kafka.sasl_mechanism, kafka.sasl_username,
+                                                        kafka.sasl_password.get_secret_value())  # fmt: skip
     if kafka.ssl_ca_location:
         options["kafka.ssl.truststore.type"] = "PEM"
         options["kafka.ssl.truststore.location"] = str(kafka.ssl_ca_location)
@@ -369,7 +365,7 @@ class StreamJob:
             status.committed_offsets = _end_offsets(progress)
             for operator in progress.get("stateOperators", []):
                 status.dropped_late += operator.get("numRowsDroppedByWatermark", 0)
-            measured = self._pending_phases[supervised.name].pop(progress.get("batchId"), None)
+            measured = self._pending_phases[supervised.name].pop(int(progress.get("batchId", -1)), None)
             if measured is not None and progress.get("numInputRows"):
                 for phase, seconds in batch_phases(progress, measured).items():
                     status.phase_seconds[phase] = round(status.phase_seconds.get(phase, 0.0) + seconds, 4)
@@ -492,7 +488,7 @@ def _one_line(text: str, limit: int = 500) -> str:
 def java_failure_text(throwable: Any) -> str:
     """A Java exception in plain words: our sink's failure if it is in the cause chain, else the deepest cause
     (the Kafka or I/O error under Spark's wrappers)."""
-    chain = []
+    chain: list[Any] = []
     while throwable is not None and len(chain) < 20:
         chain.append(throwable)
         throwable = throwable.getCause()

@@ -166,3 +166,18 @@ def test_the_forecast_deployment_answers_through_one_method_per_question() -> No
     questions = {"health", "symbols", "forecast", "summary", "backtest", "accuracy", "vs_realized", "facts"}
     assert questions <= set(vars(cls)) and "call" not in vars(cls)
     assert questions <= set(vars(ForecastReader))
+
+
+def test_the_forecast_row_declares_a_column_for_every_target_model_and_default_level(monkeypatch) -> None:
+    from typing import get_args
+
+    from ray_app.config import ForecastTarget
+    from serve_deployments.responses import ForecastRow, VsRealizedRow
+
+    for key in [k for k in os.environ if k.startswith("RAY_APP_")]:
+        monkeypatch.delenv(key)
+    levels = load_settings().forecast.levels
+    for target in get_args(ForecastTarget):
+        wanted = {target, f"{target}_model"} | {f"{target}_{side}_{level}" for side in ("lo", "hi") for level in levels}
+        assert wanted <= set(ForecastRow.model_fields), target
+        assert f"actual_{target}" in VsRealizedRow.model_fields

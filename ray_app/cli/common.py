@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import NoReturn, TextIO
+from typing import IO, NoReturn, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -45,8 +45,9 @@ class _RedactingStream(io.TextIOBase):
 
 
 # Reports are read in terminals and in CI logs; a log gets a width that fits the tables on one line each.
-console = Console(file=_RedactingStream("stdout"), width=None if sys.stdout.isatty() else 140)
-err_console = Console(file=_RedactingStream("stderr"), width=None if sys.stderr.isatty() else 140)
+# (cast: a TextIOBase is a text stream; typing.IO is a separate protocol-like class that it does not inherit)
+console = Console(file=cast(IO[str], _RedactingStream("stdout")), width=None if sys.stdout.isatty() else 140)
+err_console = Console(file=cast(IO[str], _RedactingStream("stderr")), width=None if sys.stderr.isatty() else 140)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

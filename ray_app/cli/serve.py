@@ -157,7 +157,7 @@ def recommend(
 
     Also a periodic Ray job: `ray job submit --working-dir . -- ray-app recommend --every 15`."""
     settings = settings_of(ctx)
-    params = [("symbol", symbol) for symbol in symbols or []]
+    params = {"symbol": list(symbols or [])}  # repeated: ?symbol=AAPL&symbol=BTC-USD
     while True:
         try:
             response = httpx.post(f"{settings.serve.url}/recommendations", params=params, timeout=timeout,

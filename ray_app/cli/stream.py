@@ -130,7 +130,7 @@ def stream_status(ctx: typer.Context) -> None:
     except StreamControlError as exc:
         fail(str(exc))
     status = read_status(settings)
-    console.print(f"streaming job: {job.submission_id + ' ' + job.status.value if job else 'not running'}; "
+    console.print(f"streaming job: {f'{job.submission_id} {job.status.value}' if job else 'not running'}; "
                   f"checkpoints: {settings.stream_checkpoint_dir}", highlight=False)  # fmt: skip
     behind = {lag.query: lag.messages for lag in lags(settings)}
     table = Table(title="streaming queries (this driver)", title_justify="left")

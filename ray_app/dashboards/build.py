@@ -25,7 +25,9 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import elasticsearch as es
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import candlestick as candlestick_models
 from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfigValue
 
 from ray_app.config import PROJECT_ROOT, Settings, load_settings
@@ -99,8 +101,8 @@ def symbol_variable() -> db.QueryVariable:
         .label("Symbol")
         .datasource(es_ref("bars_1h"))
         .query(json.dumps({"find": "terms", "field": "symbol"}))
-        .refresh(2)  # on time range change: new symbols appear
-        .sort(1)
+        .refresh(dashboard_models.VariableRefresh.ON_TIME_RANGE_CHANGED)  # new symbols appear
+        .sort(dashboard_models.VariableSort.ALPHABETICAL_ASC)
     )
 
 
@@ -118,8 +120,8 @@ def trading() -> db.Dashboard:
         .title("OHLC candles with volume (1-minute bars)")
         .datasource(es_ref("bars_1m"))
         .with_target(_raw(SYMBOL, 1000))
-        .mode("candles+volume")
-        .candle_style("candles")
+        .mode(candlestick_models.VizDisplayMode.CANDLES_VOLUME)
+        .candle_style(candlestick_models.CandleStyle.CANDLES)
         .fields(candlestick.CandlestickFieldMap().open("open").high("high").low("low").close("close").volume("volume"))
         .unit("currencyUSD")
         .span(24)
@@ -171,7 +173,7 @@ def trading() -> db.Dashboard:
         .datasource(es_ref("bars_1m"))
         .with_target(_histogram(SYMBOL, es.Sum().id("1").field("notional")))
         .unit("currencyUSD")
-        .draw_style("bars")
+        .draw_style(common.GraphDrawStyle.BARS)
         .span(12)
         .height(8)
     )

@@ -184,10 +184,12 @@ def pair_label(close_model: str, spread_model: str) -> str:
 
 
 def _derived_score(windows: dict[str, CvWindows], values: dict[str, np.ndarray], target: str) -> ModelScore:
-    bands = reconstruct(*(Band(w.value, w.bounds) if w is not None else None
-                          for w in (windows[LOG_CLOSE], windows.get(SPREAD_UP), windows.get(SPREAD_DOWN))))  # fmt: skip
-    band = bands[target]
+    def spread(key: str) -> Band | None:
+        found = windows.get(key)
+        return None if found is None else Band(found.value, found.bounds)
+
     steps = windows[LOG_CLOSE]
+    band = reconstruct(Band(steps.value, steps.bounds), spread(SPREAD_UP), spread(SPREAD_DOWN))[target]
     return score_windows(CvWindows(steps.cutoffs, steps.steps, band.value, band.bounds), values[target])
 
 
@@ -207,11 +209,12 @@ def choose_price_models(
     pair_scores: dict[tuple[str, str], dict[str, ModelScore]] = {}
     for close_model in spec.candidates:
         for spread_model in spec.candidates:
-            windows = {LOG_CLOSE: cv[LOG_CLOSE][close_model], **{key: cv[key][spread_model] for key in spread_keys}}
-            failed = next((w for w in windows.values() if isinstance(w, str)), None)
+            found = {LOG_CLOSE: cv[LOG_CLOSE][close_model], **{key: cv[key][spread_model] for key in spread_keys}}
+            failed = next((w for w in found.values() if isinstance(w, str)), None)
             if failed is not None:
                 pair_scores[(close_model, spread_model)] = {t: ModelScore(error=failed) for t in targets}
                 continue
+            windows = {key: w for key, w in found.items() if isinstance(w, CvWindows)}
             pair_scores[(close_model, spread_model)] = {t: _derived_score(windows, values, t) for t in targets}
     naive = pair_scores[(NAIVE, NAIVE)]
     passing = [
@@ -286,7 +289,8 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
     result: dict[str, TargetForecast] = {}
     if price_targets:
         band = lambda key: Band(points[key].value, points[key].bounds) if key in points else None  # noqa: E731
-        bands = reconstruct(band(LOG_CLOSE), band(SPREAD_UP), band(SPREAD_DOWN))
+        close = points[LOG_CLOSE]  # price targets always model the log close
+        bands = reconstruct(Band(close.value, close.bounds), band(SPREAD_UP), band(SPREAD_DOWN))
         note = "; ".join(sorted(set(notes.values()) - {notes.get("volume")})) or None
         for target in price_targets:
             components = {LOG_CLOSE: used[LOG_CLOSE],

@@ -179,7 +179,7 @@ def _already_complete(es: Elasticsearch, settings: Settings, run_id: str) -> set
     index = settings.elasticsearch.indices.forecast_evaluations
     page = es.search(index=index, query={"bool": {"filter": [{"term": {"run_id": run_id}},
                                                               {"term": {"complete": True}}]}},
-                     source=["symbol", "target"], size=10_000)  # fmt: skip
+                     source_includes=["symbol", "target"], size=10_000)  # fmt: skip
     return {f"{hit['_source']['symbol']}|{hit['_source']['target']}" for hit in page["hits"]["hits"]}
 
 

@@ -70,7 +70,7 @@ def cv_table(targets: list[dict[str, Any]]) -> Table:
             for name, score in (doc.get("cv") or {}).items()
             if name not in {doc.get("chosen_model"), "Naive"} and score.get("mase") is not None
         }
-        best_other = min(others, key=others.get) if others else None
+        best_other = min(others, key=lambda name: others[name]) if others else None
         mark = "[green]" if doc.get("beats_naive") else ""
         table.add_row(
             doc["symbol"],

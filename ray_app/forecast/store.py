@@ -73,7 +73,7 @@ def load_bars(
         page = es.search(
             index=settings.elasticsearch.indices.bars_1h,
             query=query,
-            source=["symbol", *BAR_COLUMNS],
+            source_includes=["symbol", *BAR_COLUMNS],
             sort=[{"symbol": "asc"}, {"timestamp": "asc"}],
             size=PAGE_SIZE,
             search_after=after,
@@ -211,7 +211,7 @@ def write_forecasts(es: Elasticsearch, settings: Settings, run: RunContext, symb
     first (seen at once when it replaces an ``ok`` of the same run id: a re-run), and the rows are searchable
     before the caller writes ``ok``."""
     runs = settings.elasticsearch.indices.forecast_runs
-    rewrite = es.options(ignore_status=404).get(index=runs, id=f"{run.run_id}|{symbol}", source=["status"])
+    rewrite = es.options(ignore_status=404).get(index=runs, id=f"{run.run_id}|{symbol}", source_includes=["status"])
     write(es, [symbol_action(settings, run, symbol, {"status": "writing", **fields})])
     if rewrite.get("found") and rewrite["_source"].get("status") == "ok":
         es.indices.refresh(index=runs)

@@ -42,6 +42,8 @@ class _Hooks:
     feed_name: str
     _ws: Any
     fatal: AlpacaStreamError | None
+    _reconnect_min_backoff: float  # alpaca-py's reconnect pacing (its DataStream's)
+    _reconnect_max_backoff: float
 
     def _setup_hooks(self, on_frame: Callable[[str, bytes], bytes]) -> None:
         self._on_frame = on_frame
@@ -122,28 +124,29 @@ class AlpacaLiveSource:
         self.frames = 0
         alpaca = settings.alpaca
         check_ready(settings, self.symbols)
+        assert alpaca.api_key is not None and alpaca.secret_key is not None  # check_ready refuses them missing
         key, secret = alpaca.api_key.get_secret_value(), alpaca.secret_key.get_secret_value()
         params = {"ping_interval": 10, "ping_timeout": 30, "max_queue": 1024}
         self.streams: list[_Hooks] = []
         stocks = [s for s in self.symbols if not is_crypto(s)]
         crypto = [s for s in self.symbols if is_crypto(s)]
         if stocks:
-            stream = _StockStream(key, secret, raw_data=True, feed=DataFeed(alpaca.feed), websocket_params=params,
+            stock_stream = _StockStream(key, secret, raw_data=True, feed=DataFeed(alpaca.feed), websocket_params=params,
                                   url_override=alpaca.stock_stream_url)  # fmt: skip
-            stream._setup_hooks(self._on_frame)
-            stream.subscribe_trades(self._ignore, *stocks)
-            stream.subscribe_bars(self._ignore, *stocks)
-            self.streams.append(stream)
+            stock_stream._setup_hooks(self._on_frame)
+            stock_stream.subscribe_trades(self._ignore, *stocks)
+            stock_stream.subscribe_bars(self._ignore, *stocks)
+            self.streams.append(stock_stream)
         if crypto:
-            stream = _CryptoStream(key, secret, raw_data=True, websocket_params=params,
-                                   url_override=alpaca.crypto_stream_url)  # fmt: skip
-            stream._setup_hooks(self._on_frame)
-            stream.subscribe_trades(self._ignore, *crypto)
-            stream.subscribe_bars(self._ignore, *crypto)
-            self.streams.append(stream)
+            crypto_stream = _CryptoStream(key, secret, raw_data=True, websocket_params=params,
+                                          url_override=alpaca.crypto_stream_url)  # fmt: skip
+            crypto_stream._setup_hooks(self._on_frame)
+            crypto_stream.subscribe_trades(self._ignore, *crypto)
+            crypto_stream.subscribe_bars(self._ignore, *crypto)
+            self.streams.append(crypto_stream)
         for stream in self.streams:
-            stream._reconnect_min_backoff = alpaca.reconnect_min_s  # type: ignore[attr-defined]
-            stream._reconnect_max_backoff = alpaca.reconnect_max_s  # type: ignore[attr-defined]
+            stream._reconnect_min_backoff = alpaca.reconnect_min_s
+            stream._reconnect_max_backoff = alpaca.reconnect_max_s
 
     @staticmethod
     async def _ignore(_: Any) -> None:

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import requests
 from alpaca.common.exceptions import APIError
@@ -51,7 +52,7 @@ def _clients(settings: Settings) -> tuple[StockHistoricalDataClient | None, Cryp
         if client is not None:
             # alpaca-py's own retry of 429/504 within a request; our backoff below wraps the whole chunk
             client._retry = alpaca.rest_retry_attempts
-            client._retry_wait = alpaca.rest_retry_wait_s
+            client._retry_wait = alpaca.rest_retry_wait_s  # type: ignore[assignment]  # alpaca-py hints int; float works
             # alpaca-py sets no timeout: a stalled server would hold a request forever
             client._session.request = functools.partial(_with_timeout, client._session.request,  # type: ignore[method-assign]
                                                         alpaca.rest_timeout_s)  # fmt: skip
@@ -92,6 +93,8 @@ def backfill(
         for chunk_start, chunk_end in _chunks(start, end, alpaca.backfill_chunk_days):
             if stop.is_set():
                 return
+            request: CryptoBarsRequest | StockBarsRequest
+            fetch: Callable[..., Any]
             if is_crypto(symbol):
                 request = CryptoBarsRequest(symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe],
                                             start=chunk_start, end=chunk_end)  # fmt: skip
@@ -99,7 +102,8 @@ def backfill(
             else:
                 request = StockBarsRequest(symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe],
                                            start=chunk_start, end=chunk_end, feed=DataFeed(alpaca.feed))  # fmt: skip
-                fetch = stocks.get_stock_bars  # type: ignore[union-attr]
+                assert stocks is not None  # refused above: stock symbols need keys
+                fetch = stocks.get_stock_bars
             raw = _with_backoff(fetch, request, settings, stop, f"{symbol} {chunk_start:%Y-%m-%d}", on_retry)
             for bar in (raw or {}).get(symbol, []):
                 yield parse.rest_bar(bar, symbol, timeframe, Source.ALPACA_REST, settings.symbols)

@@ -149,7 +149,7 @@ class IngestProducer:
         elif err.code() in _PURGED:
             # purged at the end of a run: kept for the next run, not lost
             self.counters.produced -= 1
-            self._purged.append(JournalEntry(msg.topic(), msg.key(), msg.value()))
+            self._purged.append(JournalEntry(msg.topic() or "", msg.key(), msg.value() or b""))
         else:
             self.counters.failed += 1
             self.counters.note(f"{msg.topic()}: {err.str()}")

@@ -47,12 +47,13 @@ def read_progress(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
                 break
             if message.error():
                 continue
-            if message.offset() + 1 >= remaining.get(message.partition(), 0):
-                remaining.pop(message.partition(), None)
+            offset, partition, value = message.offset(), message.partition(), message.value()
+            if offset is not None and partition is not None and offset + 1 >= remaining.get(partition, 0):
+                remaining.pop(partition, None)
             key = (message.key() or b"").decode("utf-8", "replace")
-            if key.startswith(prefix) and message.value():
+            if key.startswith(prefix) and value:
                 try:
-                    found[key[len(prefix):]] = int(json.loads(message.value())["until_ns"])
+                    found[key[len(prefix):]] = int(json.loads(value)["until_ns"])
                 except (ValueError, KeyError, TypeError):
                     continue  # not ours to understand: simulate that symbol's window again
         return found

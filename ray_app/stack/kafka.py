@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ray_app.config import Settings
 from ray_app.jvm_artifacts import Java, ensure_bundle, jars
-from ray_app.kafka_io import KafkaUnavailable, probe
+from ray_app.kafka_io import KafkaUnavailable, jaas_config, probe
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack.processes import StackError, last_log_line
 from ray_app.stack.service import Launch, Listener, Service
@@ -122,9 +122,7 @@ class KafkaService(Service):
             mechanism = security["mechanism"]
             password = self.settings.kafka.sasl_password
             assert password is not None  # the settings refuse SASL without one
-            secret = json.dumps(password.get_secret_value(), ensure_ascii=False)  # JAAS quoting is JSON's
-            jaas = (f"org.apache.kafka.common.security.scram.ScramLoginModule required "
-                    f"username={json.dumps(security['username'])} password={secret};")  # fmt: skip
+            jaas = jaas_config(mechanism, security["username"], password.get_secret_value())
             tls = protocol == "SASL_SSL"
             lines += [
                 f"listener.security.protocol.map={protocol}:{protocol},CONTROLLER:{'SSL' if tls else 'PLAINTEXT'}",

@@ -59,7 +59,7 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
     began = time.monotonic()
     progress("checking Java")
     java = find_java(settings)
-    downloaded = []
+    downloaded: list[str] = []
     for bundle in BUNDLES:
         progress(f"resolving {bundle} artifacts (downloads once into {settings.cache_dir})")
         _, fresh = ensure_bundle(settings, bundle)

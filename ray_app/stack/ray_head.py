@@ -74,7 +74,7 @@ class RayHeadService(Service):
             return {}
         self.settings.ray.use_auth_mode()
         from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython class, no stub
 
         Config.initialize("")  # Ray caches the mode: let it see RAY_AUTH_MODE=token
         return get_auth_headers_if_auth_enabled({})
