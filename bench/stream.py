@@ -51,8 +51,9 @@ from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.ingest.simulator import TradeSimulator, history_window
 from ray_app.kafka_io import producer_config
 from ray_app.kafka_topics import ensure_topics
-from ray_app.schemas import Source, Trade, format_ns
+from ray_app.schemas import Source, Trade
 from ray_app.stack import manager
+from ray_app.times import format_ns
 
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ["AAPL", "MSFT", "GOOG", "IBM", "BTC/USD", "ETH/USD"]

@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 from aiohttp import WSMsgType, web
 
-from ray_app.schemas import format_ns
+from ray_app.times import format_ns
 
 STOCK_PATHS = ("/v2/iex", "/v2/sip")
 CRYPTO_PATH = "/v1beta3/crypto/us"

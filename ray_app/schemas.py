@@ -4,19 +4,18 @@ One JSON encoding on Kafka (``Record.to_json``), key = symbol, so per-symbol ord
 Alpaca's (trade: price ``p``, size ``s``, id ``i``, exchange ``x``, conditions ``c``, tape ``z``; bar: ``o h l c
 v n vw``) spelled out. Times are UTC: ``timestamp`` is RFC 3339 with all nine fractional digits (Alpaca sends
 nanoseconds; Python's datetime would cut them to microseconds) and ``timestamp_ns`` is the same instant as an
-integer, for Spark's event-time arithmetic.
+integer, for Spark's event-time arithmetic (``ray_app.times``).
 """
 
 from __future__ import annotations
 
 import base64
-import time
-from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+from ray_app.times import format_ns, now_ns
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -50,40 +49,6 @@ STORED_TIMEFRAMES: tuple[str, ...] = get_args(StoredTimeframe)
 Code = Annotated[str, Field(max_length=CODE_MAX_LENGTH)]  # an exchange, tape or condition code
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-@lru_cache(maxsize=65536)
-def _second_text(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
-def format_ns(epoch_ns: int) -> str:
-    """Nanoseconds since the epoch -> ``2026-11-28T14:30:00.123456789Z``."""
-    seconds, nanos = divmod(epoch_ns, 1_000_000_000)
-    # trades arrive many to a second: formatting the second once is most of the cost of encoding a trade
-    return f"{_second_text(seconds)}.{nanos:09d}Z"
-
-
-def parse_rfc3339_ns(text: str) -> int:
-    """``2026-11-28T14:30:00.123456789Z`` (or an offset, or fewer digits) -> nanoseconds since the epoch."""
-    text = text.strip()
-    main, fraction, zone = text, "", ""
-    if text.endswith(("Z", "z")):
-        main, zone = text[:-1], "+00:00"
-    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
-        main, zone = text[:-6], text[-6:]
-    else:
-        raise ValueError(f"timestamp {text!r} has no time zone")
-    if "." in main:
-        main, fraction = main.split(".", 1)
-        if not fraction.isdigit() or len(fraction) > 9:
-            raise ValueError(f"timestamp {text!r} has a bad fraction of a second")
-    whole = datetime.fromisoformat(main + zone)
-    return int(whole.timestamp()) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
-
-
-def now_ns() -> int:
-    return time.time_ns()
 
 
 class Record(BaseModel):

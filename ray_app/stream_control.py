@@ -157,7 +157,7 @@ def written_by(status: StreamStatus, job: JobDetails) -> bool:
     `ray job submit`), by a start no earlier than the job's."""
     if status.submission_id is not None:
         return status.submission_id == job.submission_id
-    from ray_app.schemas import parse_rfc3339_ns
+    from ray_app.times import parse_rfc3339_ns
 
     return job.start_time is not None and parse_rfc3339_ns(status.started_at) >= job.start_time * 1_000_000
 

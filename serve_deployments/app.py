@@ -52,7 +52,12 @@ from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback
 from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
 from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
-from serve_deployments.recommendations import Recommendation, latest_recommendations, write_recommendations
+from serve_deployments.recommendations import (
+    Recommendation,
+    latest_recommendations,
+    recommendation_of,
+    write_recommendations,
+)
 from serve_deployments.responses import (
     AccuracyRow,
     BacktestRow,
@@ -251,7 +256,7 @@ class Recommender:
         judgement = judge(facts, self.settings.recommend.rules)
         prompt = (chat_prompt_for if self.lm.chat else prompt_for)(facts, judgement)
         generation = await self.generate(prompt)
-        return Recommendation.of(facts, judgement, prompt, generation, self.lm.name,
+        return recommendation_of(facts, judgement, prompt, generation, self.lm.name,
                                  not self.lm.is_untrained_test_model, self.lm.note).model_dump()  # fmt: skip
 
     async def record(self, symbols: list[str]) -> dict[str, Any]:

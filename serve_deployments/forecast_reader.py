@@ -17,6 +17,7 @@ from elasticsearch import ApiError, Elasticsearch
 from ray_app.config import Settings, redact
 from ray_app.es_indices import client
 from ray_app.forecast import store
+from ray_app.times import iso
 from serve_deployments.market_facts import build_facts
 from serve_deployments.ttl_cache import TtlCache
 
@@ -106,7 +107,7 @@ class ForecastReader:
         frame = store.run_forecasts(self.es, self.settings, run_id, symbol)
         rows: dict[str, dict[str, Any]] = {}
         for doc in frame.to_dict("records") if not frame.empty else []:
-            hour = store.iso(doc["timestamp"])
+            hour = iso(doc["timestamp"])
             row = rows.setdefault(hour, {"timestamp": hour, "symbol": symbol, "run_id": run_id})
             target = doc["target"]
             row[target] = doc["value"]
@@ -172,7 +173,7 @@ class ForecastReader:
                 return rows
             end = pd.Timestamp(rows[-1]["timestamp"]) + pd.Timedelta(hours=1)
             bars = store.load_bars(self.es, self.settings, [symbol], pd.Timestamp(as_of), end)[symbol]
-            realized = {store.iso(pd.Timestamp(bar["timestamp"])): bar for bar in bars}
+            realized = {iso(pd.Timestamp(bar["timestamp"])): bar for bar in bars}
             for row in rows:
                 bar = realized.get(row["timestamp"], {})
                 for target in ("close", "high", "low", "volume"):

@@ -25,48 +25,19 @@ Not investment advice: the rules are a transparent summary of a statistical fore
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
 
 from ray_app.config import SignalRules
-from ray_app.forecast.store import iso
-
-Direction = Literal["up", "down", "flat"]
-Signal = Literal["buy", "hold", "sell"]
-Sentiment = Literal["bullish", "neutral", "bearish"]
+from ray_app.documents import Direction, Judgement, MarketFacts, Sentiment, Signal
+from ray_app.times import iso
 
 VOLATILITY_WINDOW = pd.Timedelta(hours=24)
 
 
 class NoBars(LookupError):
     """The symbol has no hourly bars (HTTP 404)."""
-
-
-class MarketFacts(BaseModel):
-    symbol: str
-    last_bar_at: str
-    last_price: float
-    change_24h_pct: float | None
-    realized_volatility_24h_pct: float | None
-    run_id: str
-    forecast_as_of: str
-    forecast_end: str
-    forecast_close: float
-    forecast_change_pct: float
-    forecast_direction: Direction
-    range_7d_low: float | None
-    range_7d_high: float | None
-    close_model: str
-    close_beats_naive: bool
-
-
-class Judgement(BaseModel):
-    signal: Signal
-    signal_rule: str
-    sentiment: Sentiment
-    sentiment_rule: str
 
 
 def _pct(new: float, old: float) -> float:

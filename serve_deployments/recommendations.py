@@ -13,46 +13,28 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import bulk
 
 from ray_app.config import Settings
+from ray_app.documents import Judgement, MarketFacts, Recommendation, RecommendationDocument
 from ray_app.es_indices import MAPPINGS, ensure_index
-from ray_app.forecast.store import now_iso
+from ray_app.times import now_iso
 from serve_deployments.language_model import Generation
-from serve_deployments.market_facts import Judgement, MarketFacts
 
 
-class Recommendation(MarketFacts, Judgement):
-    """The answer of GET /recommendation/{symbol}: flat, every fact next to the verdict and the text."""
-
-    text: str
-    prompt: str
-    model: str
-    model_is_trained: bool
-    model_note: str
-    new_tokens: int
-    batch_size: int
-    generation_s: float
-    generated_at: str
-
-    @classmethod
-    def of(
-        cls, facts: MarketFacts, judgement: Judgement, prompt: str, generation: Generation, model: str,
-        trained: bool, note: str,
-    ) -> Recommendation:  # fmt: skip
-        return cls(
-            **facts.model_dump(),
-            **judgement.model_dump(),
-            text=generation.text,
-            prompt=prompt,
-            model=model,
-            model_is_trained=trained,
-            model_note=note,
-            new_tokens=generation.new_tokens,
-            batch_size=generation.batch_size,
-            generation_s=round(generation.seconds, 4),
-            generated_at=now_iso(),
-        )
-
-    def document_id(self) -> str:
-        return f"{self.symbol}|{self.last_bar_at}|{self.run_id}|{self.model}"
+def recommendation_of(facts: MarketFacts, judgement: Judgement, prompt: str, generation: Generation, model: str,
+                      trained: bool, note: str) -> Recommendation:  # fmt: skip
+    """The answer from its parts: the facts, the rules' verdict, the prompt and what the model wrote."""
+    return Recommendation(
+        **facts.model_dump(),
+        **judgement.model_dump(),
+        text=generation.text,
+        prompt=prompt,
+        model=model,
+        model_is_trained=trained,
+        model_note=note,
+        new_tokens=generation.new_tokens,
+        batch_size=generation.batch_size,
+        generation_s=round(generation.seconds, 4),
+        generated_at=now_iso(),
+    )
 
 
 def write_recommendations(es: Elasticsearch, settings: Settings, answers: list[dict[str, Any]]) -> int:
@@ -62,8 +44,8 @@ def write_recommendations(es: Elasticsearch, settings: Settings, answers: list[d
     actions = []
     for answer in answers:
         recommendation = Recommendation.model_validate(answer)
-        document = {**recommendation.model_dump(), "timestamp": recommendation.last_bar_at}
-        actions.append({"_index": index, "_id": recommendation.document_id(), "_source": document})
+        document = RecommendationDocument(**recommendation.model_dump(), timestamp=recommendation.last_bar_at)
+        actions.append({"_index": index, "_id": recommendation.document_id(), "_source": document.model_dump()})
     written, _ = bulk(es, actions, refresh="wait_for")
     return written
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from serve_deployments.recommendations import Recommendation
+from ray_app.documents import ForecastEvaluationDocument, Recommendation, RecommendationDocument
 
 
 class _Open(BaseModel):
@@ -106,28 +106,8 @@ class BacktestRow(_Open):
     mase_vs_naive_pct: float | None
 
 
-class AccuracyRow(_Open):
-    """A past run scored against what happened (a ``forecast-evaluations`` document)."""
-
-    run_id: str
-    as_of: str
-    symbol: str
-    target: str
-    model: str | None = None
-    elapsed_hours: int | None = None
-    complete: bool | None = None
-    mase: float | None = None
-    naive_mase: float | None = None
-    beats_naive: bool | None = None
-    coverage_80: float | None = None
-    coverage_95: float | None = None
-    direction_hit_rate: float | None = None
-
-
-class StoredRecommendation(Recommendation):
-    """A ``recommendations`` document: the answer, and ``timestamp`` (= last_bar_at) for the dashboards."""
-
-    timestamp: str
+AccuracyRow = ForecastEvaluationDocument  # GET /forecast/{symbol}/accuracy answers the stored evaluations
+StoredRecommendation = RecommendationDocument  # GET /recommendations/latest answers the stored documents
 
 
 class Skipped(BaseModel):

@@ -24,7 +24,6 @@ Open and close are the first and last trade by (event time, Kafka partition, Kaf
 
 from __future__ import annotations
 
-import calendar
 import json
 import math
 import time
@@ -35,6 +34,8 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ray_app.documents import BarDocument
+from ray_app.times import format_seconds, parse_seconds
 from spark_jobs.records import ID_SEPARATOR, bar_doc_id, bar_document
 
 MINUTE_S = 60
@@ -93,25 +94,17 @@ def minute_bar_documents(bars: DataFrame, index: str) -> DataFrame:
 # --- 1-hour bars from 1-minute bars (plain Python: a few hundred documents per batch) -------------------------
 
 
-def _stamp(epoch_s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
-
-
-def _epoch(stamp: str) -> int:
-    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
-
-
 def touched_hours(minute_ids: Iterable[str]) -> set[tuple[str, int]]:
     """Minute-bar ids (``symbol|2026-11-30T14:05:00Z``) -> the (symbol, hour start) pairs they fall in."""
     hours = set()
     for doc_id in minute_ids:
         symbol, _, stamp = doc_id.rpartition(ID_SEPARATOR)
-        hours.add((symbol, _epoch(stamp) // HOUR_S * HOUR_S))
+        hours.add((symbol, parse_seconds(stamp) // HOUR_S * HOUR_S))
     return hours
 
 
 def minute_ids(symbol: str, hour_start: int) -> list[str]:
-    return [f"{symbol}{ID_SEPARATOR}{_stamp(hour_start + m * MINUTE_S)}" for m in range(HOUR_S // MINUTE_S)]
+    return [f"{symbol}{ID_SEPARATOR}{format_seconds(hour_start + m * MINUTE_S)}" for m in range(HOUR_S // MINUTE_S)]
 
 
 def hour_bar(symbol: str, hour_start: int, minutes: list[dict[str, Any]], updated_at: str) -> dict[str, Any]:
@@ -122,20 +115,20 @@ def hour_bar(symbol: str, hour_start: int, minutes: list[dict[str, Any]], update
     high = max(bar["high"] for bar in ordered)
     low = min(bar["low"] for bar in ordered)
     weighted = math.fsum(bar["vwap"] * bar["volume"] for bar in ordered if bar.get("vwap") is not None)
-    return {
-        "symbol": symbol, "timeframe": "1Hour", "timestamp": _stamp(hour_start),
-        "open": open_, "high": high, "low": low, "close": close, "volume": volume,
-        "trade_count": sum(int(bar.get("trade_count") or 0) for bar in ordered),
-        "vwap": weighted / volume if volume > 0 else None,
-        "range": high - low, "notional": close * volume, "log_return": math.log(close / open_),
-        "source": BAR_SOURCE, "updated_at": updated_at,
-    }  # fmt: skip
+    return BarDocument(
+        symbol=symbol, timeframe="1Hour", timestamp=format_seconds(hour_start),
+        open=open_, high=high, low=low, close=close, volume=volume,
+        trade_count=sum(int(bar.get("trade_count") or 0) for bar in ordered),
+        vwap=weighted / volume if volume > 0 else None,
+        range=high - low, notional=close * volume, log_return=math.log(close / open_),
+        source=BAR_SOURCE, updated_at=updated_at,
+    ).model_dump()  # fmt: skip
 
 
 def hour_bar_documents(es: Any, minute_index: str, hour_index: str,
                        hours: set[tuple[str, int]]) -> Iterator[tuple[str, str, str]]:  # fmt: skip
     """(index, doc_id, source JSON) of every touched hour, recomputed from the minute bars Elasticsearch holds."""
-    updated_at = _stamp(int(time.time()))
+    updated_at = format_seconds(int(time.time()))
     wanted = [(symbol, start, doc_id) for symbol, start in sorted(hours) for doc_id in minute_ids(symbol, start)]
     found: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for chunk in range(0, len(wanted), MGET_CHUNK):
@@ -150,4 +143,4 @@ def hour_bar_documents(es: Any, minute_index: str, hour_index: str,
 
 def bar_doc_id_text(symbol: str, start: int) -> str:
     """The same id as ``records.bar_doc_id``, from Python."""
-    return f"{symbol}{ID_SEPARATOR}{_stamp(start)}"
+    return f"{symbol}{ID_SEPARATOR}{format_seconds(start)}"

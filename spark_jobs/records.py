@@ -44,10 +44,24 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DataType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from ray_app.config import Settings
+from ray_app.documents import BarDocument, fields_of
 from ray_app.schemas import (
     CODE_MAX_LENGTH,
     ID_SEPARATOR,
@@ -122,7 +136,8 @@ def valid_trades(kafka: DataFrame) -> DataFrame:
     return parsed.where(F.col("trade").isNotNull()).select("trade.*", "partition", "offset", "kafka_ts")
 
 
-def format_seconds(ts: Column) -> Column:
+def seconds_text(ts: Column) -> Column:
+    """A Spark timestamp column as ``ray_app.times.format_seconds`` writes it: ``2026-11-28T14:30:00Z``."""
     return F.date_format(ts, "yyyy-MM-dd'T'HH:mm:ss'Z'")
 
 
@@ -134,26 +149,31 @@ def now() -> Column:
 
 
 def bar_doc_id(symbol: Column, start: Column) -> Column:
-    return F.concat_ws(ID_SEPARATOR, symbol, format_seconds(start))
+    return F.concat_ws(ID_SEPARATOR, symbol, seconds_text(start))
+
+
+_SPARK_TYPES = {"string": StringType(), "double": DoubleType(), "bigint": LongType(), "int": IntegerType(),
+                "boolean": BooleanType(), "map<string,string>": MapType(StringType(), StringType())}  # fmt: skip
+
+
+def _spark_type(name: str) -> DataType:
+    if name.startswith("array<"):
+        return ArrayType(_spark_type(name[len("array<") : -1]))
+    return _SPARK_TYPES[name]
+
+
+def spark_schema(model: type[BaseModel]) -> StructType:
+    """A document model as a Spark schema, field for field in the model's order (``ray_app.documents`` types)."""
+    return StructType([StructField(name, _spark_type(kind.spark), kind.nullable)
+                       for name, kind in fields_of(model).items()])  # fmt: skip
 
 
 def bar_document(start: Column, **fields: Column) -> Column:
-    """The JSON of a bar document: symbol, timeframe, open, high, low, close, volume, trade_count, vwap and
-    source come in ``fields``; range, notional and log return are derived (Records.java writes Alpaca's bars
-    with the same fields)."""
+    """The JSON of a bar document (``BarDocument``, field for field and typed by its Spark schema): symbol,
+    timeframe, open, high, low, close, volume, trade_count, vwap and source come in ``fields``; the start, range,
+    notional, log return and update time are derived (Records.java writes Alpaca's bars the same way)."""
     o, h, l, c, v = (fields[name] for name in ("open", "high", "low", "close", "volume"))  # noqa: E741
-    return F.to_json(
-        F.struct(
-            fields["symbol"].alias("symbol"),
-            fields["timeframe"].alias("timeframe"),
-            format_seconds(start).alias("timestamp"),
-            o.alias("open"), h.alias("high"), l.alias("low"), c.alias("close"), v.alias("volume"),
-            fields["trade_count"].cast("long").alias("trade_count"),
-            fields["vwap"].alias("vwap"),
-            (h - l).alias("range"),
-            (c * v).alias("notional"),
-            F.log(c / o).alias("log_return"),
-            fields["source"].alias("source"),
-            format_seconds(now()).alias("updated_at"),
-        )
-    )  # fmt: skip
+    columns = {**fields, "timestamp": seconds_text(start), "range": h - l, "notional": c * v,
+               "log_return": F.log(c / o), "updated_at": seconds_text(now())}  # fmt: skip
+    return F.to_json(F.struct(*(columns[field.name].cast(field.dataType).alias(field.name)
+                                for field in spark_schema(BarDocument).fields)))  # fmt: skip

@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ray_app.config import Settings, redact, redact_log_records
 from ray_app.kafka_io import jaas_config
 from ray_app.lifecycle import StopFlag
-from ray_app.schemas import format_ns, now_ns
+from ray_app.times import format_ns, now_ns
 from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ import pytest
 from py4j.protocol import Py4JJavaError
 
 from ray_app.config import Settings
+from ray_app.documents import DeadLetterDocument
 from ray_app.es_indices import MAPPINGS, client, ensure_index
 from spark_jobs.es_sink import WriteReport, sink_config
 from tests.es_faults import FaultyElasticsearch
@@ -84,6 +85,7 @@ def test_every_refused_document_is_isolated_and_dead_lettered_and_the_rest_index
     assert "immense" in by_doc["immense"]["detail"].lower() or "32766" in by_doc["immense"]["detail"]
     for doc_id, letter in by_doc.items():
         assert letter["reason"] == "rejected" and letter["intended_index"] == target
+        DeadLetterDocument.model_validate(letter)  # the sink's own dead letter is the model, field for field
         assert letter["raw_bytes"] == len(refused[next(k for k in refused if k[:512] == doc_id)].encode())
     assert all(len(letter_id.encode()) <= 512 for letter_id in dead)
 

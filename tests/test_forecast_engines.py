@@ -26,6 +26,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import CRYPTO, STOCK, market_of
 from ray_app.forecast.runner import RunReport, run_forecast
 from ray_app.forecast.testing import FailOn, bar_actions, synthetic_bars
+from ray_app.times import now_iso
 from tests.conftest import environment, own_indices_env, run_cli
 
 pytestmark = pytest.mark.engines
@@ -361,7 +362,7 @@ def test_a_symbols_complete_forecast_is_never_hidden_nor_served_in_part(settings
 
     def half_written(run: store.RunContext, status: str) -> None:
         """A newer run's driver that died with BTC/USD half written (its record left `writing`, or `failed`)."""
-        store.write_run(es, settings, run, {"status": "running", "started_at": store.now_iso()})
+        store.write_run(es, settings, run, {"status": "running", "started_at": now_iso()})
         store.write(es, [store.symbol_action(settings, run, "BTC/USD", {"status": status})])
         page = es.search(index=settings.elasticsearch.indices.forecasts, size=10_000,
                          query={"bool": {"filter": [{"term": {"run_id": subset.run_id}},

@@ -12,7 +12,8 @@ import pytest
 from ray_app.ingest import parse
 from ray_app.ingest.recording import frame_items
 from ray_app.ingest.simulator import MINUTE_NS, TradeSimulator, real_daily_anchors
-from ray_app.schemas import Bar, DeadLetter, Source, Trade, format_ns, parse_rfc3339_ns
+from ray_app.schemas import Bar, DeadLetter, Source, Trade
+from ray_app.times import format_ns, parse_rfc3339_ns
 
 ALLOWED = {"AAPL", "BTC/USD"}
 T0 = 1_795_793_400_123_456_789  # 2026-11-27T15:30:00.123456789Z

@@ -13,7 +13,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from ray_app.config import ConfigError, SignalRules, load_settings
-from ray_app.forecast import store
+from ray_app.times import iso
 from serve_deployments.config_file import serve_config
 from serve_deployments.forecast_reader import slug
 from serve_deployments.language_model import ModelUnavailable, TextGenerator, check_model
@@ -40,7 +40,7 @@ def test_symbols_in_urls_write_the_slash_as_a_dash() -> None:
 
 def _hourly(closes: list[float], end: str = "2026-11-10T23:00Z") -> list[dict]:
     hours = pd.date_range(end=pd.Timestamp(end), periods=len(closes), freq="h")
-    return [{"timestamp": store.iso(hour), "close": close} for hour, close in zip(hours, closes, strict=True)][::-1]
+    return [{"timestamp": iso(hour), "close": close} for hour, close in zip(hours, closes, strict=True)][::-1]
 
 
 def test_price_facts_are_the_24h_change_and_the_realized_volatility_of_hourly_bars() -> None:

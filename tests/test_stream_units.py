@@ -154,7 +154,7 @@ def _minute_bars(trades: list[tuple[str, int, float, float]]) -> list[dict]:
     """Minute bars as the stream writes them, from (symbol, ts_ns, price, size) in arrival order."""
     from collections import defaultdict
 
-    from spark_jobs.bars import _stamp
+    from ray_app.times import format_seconds
 
     groups: dict[tuple[str, int], list] = defaultdict(list)
     for symbol, ts_ns, price, size in trades:
@@ -163,7 +163,7 @@ def _minute_bars(trades: list[tuple[str, int, float, float]]) -> list[dict]:
     for (symbol, start), items in groups.items():
         items.sort(key=lambda item: item[0])
         volume = sum(size for _, _, size in items)
-        bars.append({"symbol": symbol, "timestamp": _stamp(start), "open": items[0][1], "close": items[-1][1],
+        bars.append({"symbol": symbol, "timestamp": format_seconds(start), "open": items[0][1], "close": items[-1][1],
                      "high": max(p for _, p, _ in items), "low": min(p for _, p, _ in items), "volume": volume,
                      "trade_count": len(items), "vwap": sum(p * s for _, p, s in items) / volume})  # fmt: skip
     return bars

@@ -29,11 +29,13 @@ import pandas as pd
 from elasticsearch import Elasticsearch
 
 from ray_app.config import Settings
+from ray_app.documents import ForecastEvaluationDocument, checked
 from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import finite_or_none
 from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
+from ray_app.times import iso, now_iso
 
 LEVELS = (80, 95)
 
@@ -147,11 +149,11 @@ def evaluate_run_symbol(
         if scores is None:
             continue
         horizon = len(forecast)
-        base = {"run_id": run["run_id"], "as_of": store.iso(as_of), "symbol": symbol, "market": history.market.name,
+        base = {"run_id": run["run_id"], "as_of": iso(as_of), "symbol": symbol, "market": history.market.name,
                 "target": str(target), "model": str(forecast["model"].iloc[0]), "horizon": horizon}  # fmt: skip
         through = forecast.index.intersection(realized.index).max()
         evaluations.append(TargetEvaluation(
-            **base, elapsed_hours=scores.elapsed, complete=scores.elapsed >= horizon, through=store.iso(through),
+            **base, elapsed_hours=scores.elapsed, complete=scores.elapsed >= horizon, through=iso(through),
             mase=finite_or_none(scores.mase), naive_mase=finite_or_none(scores.naive_mase),
             mae=finite_or_none(scores.mae), naive_mae=finite_or_none(scores.naive_mae),
             # Naive rebuilt through exp(log) differs from naive itself only by rounding: that is not a win
@@ -169,7 +171,7 @@ def runs_to_evaluate(es: Elasticsearch, settings: Settings, now: pd.Timestamp, m
         return
     query = {"bool": {"filter": [
         {"term": {"record": "run"}}, {"terms": {"status": list(store.WITH_FORECASTS)}},
-        {"range": {"as_of": {"lte": store.iso(now), "gte": store.iso(now - pd.Timedelta(days=max_age_days))}}},
+        {"range": {"as_of": {"lte": iso(now), "gte": iso(now - pd.Timedelta(days=max_age_days))}}},
     ]}}  # fmt: skip
     page = es.search(index=index, query=query, sort=[{"as_of": "desc"}], size=1000)
     yield from (hit["_source"] for hit in page["hits"]["hits"])
@@ -196,7 +198,7 @@ def evaluate(
         runs = [es.get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)["_source"] for run_id in run_ids]
     else:
         runs = list(runs_to_evaluate(es, settings, now, max_age_days))
-    evaluated_at = store.now_iso()
+    evaluated_at = now_iso()
     results: list[TargetEvaluation] = []
     for run in runs:
         done = _already_complete(es, settings, run["run_id"])
@@ -208,8 +210,10 @@ def evaluate(
             if {f"{symbol}|{target}" for target in targets} <= done:
                 continue
             evaluations = evaluate_run_symbol(settings, es, run, symbol)
-            store.write(es, ({"_index": index, "_id": e.doc_id, "_source": {**asdict(e), "evaluated_at": evaluated_at}}
-                             for e in evaluations))  # fmt: skip
+            documents = (checked(ForecastEvaluationDocument, {**asdict(e), "evaluated_at": evaluated_at})
+                         for e in evaluations)  # fmt: skip
+            store.write(es, ({"_index": index, "_id": e.doc_id, "_source": document}
+                             for e, document in zip(evaluations, documents, strict=True)))  # fmt: skip
             results.extend(evaluations)
     es.indices.refresh(index=index)
     return results

@@ -15,6 +15,7 @@ from elasticsearch import Elasticsearch
 from ray_app.config import Settings
 from ray_app.forecast import store
 from ray_app.forecast.series import bars_frame
+from ray_app.times import iso
 
 _BAND_ALPHA = {80: 0.35, 95: 0.18}
 
@@ -76,7 +77,7 @@ def render_symbol(
     locator = mdates.AutoDateLocator()
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    figure.suptitle(f"{symbol}: forecast from {store.iso(as_of)} (run {run_id})", fontsize=11)
+    figure.suptitle(f"{symbol}: forecast from {iso(as_of)} (run {run_id})", fontsize=11)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -27,6 +27,7 @@ from ray_app.forecast.engine import SymbolForecast, forecast_history
 from ray_app.forecast.models import ForecastSpec
 from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
 from ray_app.ray_cluster import connect
+from ray_app.times import now_iso
 
 Compute = Callable[[SymbolHistory, ForecastSpec], SymbolForecast]
 
@@ -133,7 +134,7 @@ def run_forecast(
     es = client(settings)
     for key in ("bars_1h", "forecasts", "forecast_runs"):  # bars-1h too: before the first bar, symbols are skipped
         ensure_index(settings, es, getattr(settings.elasticsearch.indices, key), MAPPINGS[key])
-    started_at, began = store.now_iso(), time.perf_counter()
+    started_at, began = now_iso(), time.perf_counter()
     forecast = settings.forecast
     store.write_run(es, settings, run, {
         "status": "running", "started_at": started_at, "symbols": symbols, "models": forecast.models,
@@ -171,7 +172,7 @@ def run_forecast(
     status = "complete" if ok == len(symbols) else "partial" if ok else "failed"
     seconds = time.perf_counter() - began
     store.write_run(es, settings, run, {
-        "status": status, "started_at": started_at, "finished_at": store.now_iso(), "duration_s": seconds,
+        "status": status, "started_at": started_at, "finished_at": now_iso(), "duration_s": seconds,
         "symbols": symbols, "forecasted": ok, "skipped": sum(r.status == "skipped" for r in reports),
         "failed": sum(r.status == "failed" for r in reports), "models": forecast.models,
         "targets_beating_naive": sum(r.fields.get("targets_beating_naive", 0) for r in reports),

@@ -24,7 +24,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -32,19 +31,19 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import streaming_bulk
 
 from ray_app.config import Settings
+from ray_app.documents import (
+    ForecastDocument,
+    ForecastRunRecord,
+    ForecastSymbolRecord,
+    ForecastTargetRecord,
+    checked,
+)
 from ray_app.forecast.engine import Extreme, SymbolForecast, finite_or_none
 from ray_app.forecast.series import BAR_COLUMNS, SymbolHistory
+from ray_app.times import iso, now_iso
 
 PAGE_SIZE = 5000
 WITH_FORECASTS = ("complete", "partial")  # finished runs that forecast at least one symbol
-
-
-def iso(moment: pd.Timestamp | datetime) -> str:
-    return pd.Timestamp(moment).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_iso() -> str:
-    return iso(datetime.now(UTC))
 
 
 def run_id_for(settings: Settings, as_of: pd.Timestamp, symbols: list[str]) -> str:
@@ -126,12 +125,13 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
             for level, (lo, hi) in forecast.bounds.items():
                 doc[f"lo_{level}"] = float(lo[step])
                 doc[f"hi_{level}"] = float(hi[step])
-            yield {"_index": forecasts_index, "_id": f"{run.run_id}|{symbol}|{target}|{iso(hour)}", "_source": doc}
+            yield {"_index": forecasts_index, "_id": f"{run.run_id}|{symbol}|{target}|{iso(hour)}",
+                   "_source": checked(ForecastDocument, doc)}  # fmt: skip
         chosen, naive = forecast.chosen, forecast.naive
         yield {
             "_index": runs_index,
             "_id": f"{run.run_id}|{symbol}|{target}",
-            "_source": {
+            "_source": checked(ForecastTargetRecord, {
                 **run.base(),
                 "record": "target",
                 "symbol": symbol,
@@ -161,8 +161,8 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
                 "train_points": result.history.points,
                 "horizon": len(forecast.hours),
                 "created_at": created,
-            },
-        }
+            }),
+        }  # fmt: skip
 
 
 def history_fields(history: SymbolHistory) -> dict[str, Any]:
@@ -182,7 +182,8 @@ def symbol_action(settings: Settings, run: RunContext, symbol: str, fields: dict
     return {
         "_index": settings.elasticsearch.indices.forecast_runs,
         "_id": f"{run.run_id}|{symbol}",
-        "_source": {**run.base(), "record": "symbol", "symbol": symbol, "created_at": now_iso(), **fields},
+        "_source": checked(ForecastSymbolRecord, {**run.base(), "record": "symbol", "symbol": symbol,
+                                                  "created_at": now_iso(), **fields}),
     }
 
 
@@ -223,7 +224,7 @@ def write_run(es: Elasticsearch, settings: Settings, run: RunContext, fields: di
     es.index(
         index=settings.elasticsearch.indices.forecast_runs,
         id=run.run_id,
-        document={**run.base(), "record": "run", "updated_at": now_iso(), **fields},
+        document=checked(ForecastRunRecord, {**run.base(), "record": "run", "updated_at": now_iso(), **fields}),
         refresh="wait_for",
     )
 

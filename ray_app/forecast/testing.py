@@ -23,7 +23,7 @@ from ray_app.forecast.calendar import Market
 from ray_app.forecast.engine import SymbolForecast, forecast_history
 from ray_app.forecast.models import ForecastSpec
 from ray_app.forecast.series import SymbolHistory
-from ray_app.forecast.store import iso
+from ray_app.times import iso
 
 Shape = Literal["random_walk", "daily_cycle"]
 

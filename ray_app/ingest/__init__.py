@@ -122,7 +122,7 @@ class _SimulatedRun:
     def __iter__(self) -> Iterator[IngestItem]:
         from ray_app.ingest.pacing import paced
         from ray_app.ingest.simulator import history_window
-        from ray_app.schemas import now_ns
+        from ray_app.times import now_ns
 
         days = self.settings.simulator.history_days if self.options.history_days is None else self.options.history_days
         start, live_start = history_window(days, now_ns())
@@ -180,7 +180,7 @@ def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer:
 
 
 def _resumed_text(resumed: dict[str, int]) -> str:
-    from ray_app.schemas import format_ns
+    from ray_app.times import format_ns
 
     until = min(resumed.values())
     return (f"simulate: {len(resumed)} symbol(s) already simulated up to {format_ns(until)[:19]}Z or later "

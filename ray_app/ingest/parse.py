@@ -14,7 +14,8 @@ from typing import Any
 import msgpack
 from pydantic import ValidationError
 
-from ray_app.schemas import Bar, DeadLetter, Source, Trade, parse_rfc3339_ns
+from ray_app.schemas import Bar, DeadLetter, Source, Trade
+from ray_app.times import parse_rfc3339_ns
 
 STAGE = "ingest"
 CONTROL_TYPES = {"success", "subscription", "error"}
@@ -45,7 +46,7 @@ def raw_json(message: Any) -> str:
 
     def default(obj: Any) -> Any:
         if isinstance(obj, msgpack.Timestamp):
-            from ray_app.schemas import format_ns
+            from ray_app.times import format_ns
 
             try:
                 return format_ns(obj.to_unix_nano())

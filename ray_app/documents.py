@@ -1,0 +1,399 @@
+"""Every document the platform writes to Elasticsearch, as a typed model: the one spelling of each.
+
+The index mappings (``ray_app.es_indices.MAPPINGS``) and the Spark schemas (``spark_jobs.records.spark_schema``)
+are derived from these models through one small type table (``TYPES``): a field's Python type gives its
+Elasticsearch and Spark types, and an ``Es(...)`` mark where Elasticsearch needs more than the Python type says
+(``date``, ``date_nanos``, ``text``, ``integer``). tests/test_documents_units.py holds every producer (the stream's
+JVM rules and Spark columns, the forecast store, the evaluation, the recommendations) to these models.
+
+A model with ``extra="allow"`` names what it declares and says which fields a document may add (an interval level
+beyond the default ones, a skipped symbol's details); those are mapped by the dynamic templates (strings as
+``keyword``, numbers as ``double``).
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from pydantic import BaseModel, ConfigDict
+
+# --- the type table -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: typing hashes Annotated metadata, a dict cannot be
+class Es:
+    """An Elasticsearch mapping for a field where the Python type alone does not say it."""
+
+    mapping: dict[str, Any]
+
+
+# Python type -> (Elasticsearch mapping, Spark SQL type)
+TYPES: dict[type, tuple[dict[str, Any], str]] = {
+    str: ({"type": "keyword"}, "string"),
+    float: ({"type": "double"}, "double"),
+    int: ({"type": "long"}, "bigint"),
+    bool: ({"type": "boolean"}, "boolean"),
+    dict: ({"type": "object"}, "map<string,string>"),
+}
+SPARK_OF_ES = {"integer": "int", "date": "string", "date_nanos": "string", "text": "string"}
+
+Date = Annotated[str, Es({"type": "date"})]  # whole seconds, UTC: 2026-11-28T14:30:00Z
+DateNanos = Annotated[str, Es({"type": "date_nanos"})]  # RFC 3339 with nanoseconds
+Text = Annotated[str, Es({"type": "text"})]  # read by people, searched by words, never aggregated
+Integer = Annotated[int, Es({"type": "integer"})]
+SearchableText = Annotated[str, Es({"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}})]
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A field's place in the type table: its base Python type, its Elasticsearch mapping and its Spark type."""
+
+    python: type
+    es: dict[str, Any]
+    spark: str
+    nullable: bool
+
+
+def field_type(annotation: Any) -> FieldType:
+    """Resolve ``X | None``, ``list[X]`` (Elasticsearch arrays are the field's own type), ``Literal[...]`` and
+    ``Annotated[X, Es(...)]`` to the table's entry."""
+    nullable = False
+    mark: Es | None = None
+    is_list = False
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation, *marks = get_args(annotation)
+            mark = next((m for m in marks if isinstance(m, Es)), mark)
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(members) < len(get_args(annotation))
+            if len(members) != 1:
+                raise TypeError(f"a document field has one type (got {annotation})")
+            annotation = members[0]
+        elif origin is list:
+            is_list, annotation = True, get_args(annotation)[0]
+        elif origin is Literal:
+            annotation = type(get_args(annotation)[0])
+        elif origin is dict:
+            annotation = dict
+        else:
+            break
+    if annotation not in TYPES:
+        raise TypeError(f"no Elasticsearch/Spark type for {annotation!r}: add it to ray_app.documents.TYPES")
+    es, spark = TYPES[annotation]
+    if mark is not None:
+        es = mark.mapping
+        spark = SPARK_OF_ES.get(es["type"], spark)
+    return FieldType(annotation, es, f"array<{spark}>" if is_list else spark, nullable)
+
+
+def fields_of(model: type[BaseModel]) -> dict[str, FieldType]:
+    hints = get_type_hints(model, include_extras=True)
+    return {name: field_type(hints[name]) for name in model.model_fields}
+
+
+def mapping(*models: type[BaseModel]) -> dict[str, Any]:
+    """The index's ``properties`` from its document model(s) (several when one index holds several records)."""
+    properties: dict[str, Any] = {}
+    for model in models:
+        for name, kind in fields_of(model).items():
+            if properties.setdefault(name, kind.es) != kind.es:
+                raise TypeError(f"{name} is {properties[name]} in one record and {kind.es} in another")
+    return properties
+
+
+class Document(BaseModel):
+    """A document exactly as written: unknown fields are an error, so a producer and its model cannot drift."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenDocument(BaseModel):
+    """A document with declared fields and some the producer adds by name (see each model)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def checked(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` as ``model`` accepts them (a ValidationError naming the field otherwise), exactly the fields given:
+    what a producer writes."""
+    return model.model_validate(fields).model_dump(exclude_unset=True)
+
+
+# --- the stream: trades, bars, dead letters ----------------------------------------------------------------
+
+
+class TradeDocument(Document):
+    """``trades``: one per valid trade (spark_jobs/jvm Records.java); id symbol|exchange|trade_id (hashed if long)."""
+
+    symbol: str
+    timestamp: DateNanos
+    price: float
+    size: float
+    timestamp_ns: int
+    trade_id: str  # the natural id, whatever the document id
+    exchange: str | None = None
+    conditions: list[str] = []
+    tape: str | None = None
+    taker_side: str | None = None
+    source: str
+    schema_version: Integer
+    ingested_at: DateNanos | None = None  # when the record reached Kafka
+    kafka_partition: Integer
+    kafka_offset: int
+
+
+class BarDocument(Document):
+    """``bars-1m`` / ``bars-1h``: a bar from trades (spark_jobs/bars.py) or Alpaca's (Records.java); id symbol|start."""
+
+    symbol: str
+    timeframe: str
+    timestamp: Date  # bar start, UTC
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trade_count: int | None = None
+    vwap: float | None = None
+    range: float
+    notional: float
+    log_return: float
+    source: str
+    updated_at: Date
+
+
+class DeadLetterDocument(Document):
+    """``dead-letters``: a record that could not be used, or a document Elasticsearch refused, with why; the raw
+    payload bounded (its full length and SHA-256 beside it)."""
+
+    schema_version: Integer | None = None
+    stage: str
+    reason: str
+    detail: Text
+    raw: Text | None = None
+    raw_encoding: str | None = None
+    raw_bytes: int | None = None
+    raw_sha256: str | None = None
+    raw_truncated: bool | None = None
+    source: str | None = None
+    intended_topic: str | None = None
+    intended_index: str | None = None
+    doc_id: str | None = None  # a refused document's id
+    topic: str | None = None
+    partition: Integer | None = None
+    offset: int | None = None
+    timestamp: Date  # when the record reached Kafka
+    received_at: DateNanos
+
+
+# --- forecasts -----------------------------------------------------------------------------------------------
+
+
+class ForecastDocument(OpenDocument):
+    """``forecasts``: one per run, symbol, target and forecast hour. Adds ``lo_<level>``/``hi_<level>`` for levels
+    beyond 80 and 95."""
+
+    run_id: str
+    as_of: Date  # the run's cut-off: bars before it were the training data
+    symbol: str
+    market: str
+    target: str
+    timestamp: Date  # the forecast hour (bar start)
+    step: Integer
+    value: float
+    lo_80: float | None = None
+    hi_80: float | None = None
+    lo_95: float | None = None
+    hi_95: float | None = None
+    model: str
+    created_at: Date
+
+
+class ForecastRunRecord(Document):
+    """``forecast-runs``, ``record: run``: one per run, id = run id."""
+
+    record: Literal["run"]
+    run_id: str
+    as_of: Date
+    status: str  # running, complete, partial, failed
+    started_at: Date
+    finished_at: Date | None = None
+    updated_at: Date
+    duration_s: float | None = None
+    symbols: list[str] | None = None
+    models: list[str] | None = None
+    lookback_days: float | None = None
+    horizon_days: int | None = None
+    host: str | None = None
+    forecasted: int | None = None
+    skipped: int | None = None
+    failed: int | None = None
+    targets: int | None = None
+    targets_beating_naive: int | None = None
+
+
+class ForecastSymbolRecord(OpenDocument):
+    """``forecast-runs``, ``record: symbol``: a symbol's outcome in a run (ok, skipped, failed, or writing while its
+    rows are written), its history and its 7-day summary. A skipped symbol adds the details of why."""
+
+    record: Literal["symbol"]
+    run_id: str
+    as_of: Date
+    symbol: str
+    market: str
+    status: str
+    reason: SearchableText | None = None
+    traceback: Text | None = None
+    report_error: str | None = None
+    created_at: Date
+    load_s: float | None = None
+    worker: str | None = None
+    worker_pid: int | None = None
+    duration_s: float | None = None
+    cv_s: float | None = None
+    fit_s: float | None = None
+    train_points: int | None = None
+    gap_fraction: float | None = None
+    outside_session_bars: int | None = None
+    holidays: int | None = None
+    first_bar: Date | None = None
+    last_bar: Date | None = None
+    highest_volume: float | None = None
+    highest_volume_at: Date | None = None
+    highest_price: float | None = None
+    highest_price_at: Date | None = None
+    lowest_price: float | None = None
+    lowest_price_at: Date | None = None
+    forecast_start: Date | None = None
+    forecast_end: Date | None = None
+    chosen_models: dict[str, str] | None = None
+    targets_beating_naive: int | None = None
+
+
+class ForecastTargetRecord(OpenDocument):
+    """``forecast-runs``, ``record: target``: a target's chosen model and its cross-validation beside naive's.
+    Adds ``coverage_<level>`` per interval level."""
+
+    record: Literal["target"]
+    run_id: str
+    as_of: Date
+    symbol: str
+    market: str
+    target: str
+    status: str
+    chosen_model: str
+    method: str  # how the target is made from the modelled series (engine.PRICE_METHOD)
+    series_models: dict[str, str]  # modelled series (log_close, log_high_close, ...) -> its model
+    mase: float | None = None
+    smape: float | None = None
+    naive_mase: float | None = None
+    naive_smape: float | None = None
+    beats_naive: bool
+    cv: dict[str, Any]  # model -> mase, smape, coverage_<level>, seconds, error
+    note: str | None = None
+    train_points: int
+    horizon: Integer
+    created_at: Date
+
+
+class ForecastEvaluationDocument(Document):
+    """``forecast-evaluations``: a past run scored against the bars that arrived after it (forecast/evaluation.py);
+    id run|symbol|target."""
+
+    run_id: str
+    as_of: Date
+    symbol: str
+    market: str
+    target: str
+    model: str
+    horizon: Integer
+    elapsed_hours: Integer  # forecast hours that have a realized bar
+    complete: bool  # the whole horizon has passed
+    through: Date | None  # the newest realized hour scored
+    mase: float | None
+    naive_mase: float | None
+    mae: float | None
+    naive_mae: float | None
+    beats_naive: bool
+    coverage_80: float | None
+    coverage_95: float | None
+    direction: str | None = None  # close only: the run's forecast direction (up, down, flat)
+    direction_hit_rate: float | None = None  # close only: share of elapsed hours whose realized direction agreed
+    evaluated_at: Date
+
+
+# --- recommendations -------------------------------------------------------------------------------------------
+
+Direction = Literal["up", "down", "flat"]
+Signal = Literal["buy", "hold", "sell"]
+Sentiment = Literal["bullish", "neutral", "bearish"]
+
+
+class MarketFacts(BaseModel):
+    """What a recommendation is built from (serve_deployments/market_facts.py says how each is computed)."""
+
+    symbol: str
+    last_bar_at: Date
+    last_price: float
+    change_24h_pct: float | None
+    realized_volatility_24h_pct: float | None
+    run_id: str
+    forecast_as_of: Date
+    forecast_end: Date
+    forecast_close: float
+    forecast_change_pct: float
+    forecast_direction: Direction
+    range_7d_low: float | None
+    range_7d_high: float | None
+    close_model: str
+    close_beats_naive: bool
+
+
+class Judgement(BaseModel):
+    signal: Signal
+    signal_rule: Text
+    sentiment: Sentiment
+    sentiment_rule: Text
+
+
+class Recommendation(MarketFacts, Judgement):
+    """The answer of GET /recommendation/{symbol}: flat, every fact next to the verdict and the text."""
+
+    text: Text
+    prompt: Text
+    model: str
+    model_is_trained: bool
+    model_note: Text
+    new_tokens: Integer
+    batch_size: Integer
+    generation_s: float
+    generated_at: Date
+
+    def document_id(self) -> str:
+        return f"{self.symbol}|{self.last_bar_at}|{self.run_id}|{self.model}"
+
+
+class RecommendationDocument(Recommendation):
+    """``recommendations``: the answer, and ``timestamp`` (= last_bar_at: the last hourly bar the facts come from)
+    for the dashboards' time filter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: Date
+
+
+# Index settings key (ElasticsearchIndices field) -> the models of the documents it holds
+DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
+    "trades": (TradeDocument,),
+    "bars_1m": (BarDocument,),
+    "bars_1h": (BarDocument,),
+    "forecasts": (ForecastDocument,),
+    "forecast_runs": (ForecastRunRecord, ForecastSymbolRecord, ForecastTargetRecord),
+    "forecast_evaluations": (ForecastEvaluationDocument,),
+    "recommendations": (RecommendationDocument,),
+    "dead_letters": (DeadLetterDocument,),
+}
