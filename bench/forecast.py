@@ -41,7 +41,7 @@ from ray_app.forecast.calendar import CRYPTO, STOCK, Market
 from ray_app.forecast.engine import SymbolForecast, forecast_history, incoherent_hours
 from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, default_cv_step, make_model, mase
 from ray_app.forecast.series import SymbolHistory
-from ray_app.forecast.testing import real_daily_stocks, real_eurusd_hourly, synthetic_bars
+from ray_app.testing.bars import real_daily_stocks, real_eurusd_hourly, synthetic_bars
 
 TARGETS = ["high", "low", "close", "volume"]
 console = Console(width=140)

@@ -75,7 +75,7 @@ def prepare_run(settings) -> None:
     from ray_app.es_indices import MAPPINGS, client, ensure_index
     from ray_app.forecast.calendar import market_of
     from ray_app.forecast.runner import run_forecast
-    from ray_app.forecast.testing import bar_actions, synthetic_bars
+    from ray_app.testing.bars import bar_actions, synthetic_bars
 
     es = client(settings)
     ensure_index(settings, es, settings.elasticsearch.indices.bars_1h, MAPPINGS["bars_1h"])
@@ -199,9 +199,9 @@ def main(
     from ray_app.config import load_settings
     from ray_app.ray_cluster import connect
     from ray_app.stack import manager
+    from ray_app.testing.language_model import build_test_model
     from serve_deployments.forecast_reader import ForecastReader
     from serve_deployments.language_model import TextGenerator, packaged_model
-    from serve_deployments.test_model import build_test_model
 
     settings = load_settings()
     manager.up(settings)

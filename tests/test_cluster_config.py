@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ray_app.config import load_settings
-from tests.conftest import REPO
+from ray_app.testing.stack import REPO
 
 CLUSTER = yaml.safe_load((REPO / "ray-cluster.yaml").read_text())
 

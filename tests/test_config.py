@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ray_app.config import ConfigError, load_settings
-from tests.conftest import run_cli
+from ray_app.testing.stack import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +132,19 @@ def test_cli_bad_config_exits_2_with_the_key() -> None:
     assert "kafka.topics.bars.partitions" in result.stderr
     assert "RAY_APP_KAFKA__TOPICS__BARS__PARTITIONS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_typed_test_overrides_become_the_variables_the_settings_read_back(monkeypatch, tmp_path) -> None:
+    """ray_app.testing.settings: a nested override is the RAY_APP_* variable of that setting, lists as JSON."""
+    from ray_app.testing.settings import settings_env
+
+    env = settings_env({"symbols": ["AAPL", "BTC/USD"], "state_dir": tmp_path,
+                        "stream": {"trigger_interval_s": 0.5, "checkpoint_dir": tmp_path / "cp"},
+                        "kafka": {"topics": {"trades": {"name": "trades-x"}}}})  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.symbols == ["AAPL", "BTC/USD"] and settings.stream.trigger_interval_s == 0.5
+    assert settings.stream_checkpoint_dir == tmp_path / "cp" and settings.kafka.topics.trades.name == "trades-x"
+    with pytest.raises(KeyError, match="chekpoint_dir"):
+        settings_env({"stream": {"chekpoint_dir": tmp_path}})

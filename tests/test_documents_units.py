@@ -28,7 +28,7 @@ from ray_app.documents import (
 from ray_app.es_indices import MAPPINGS
 from ray_app.forecast.evaluation import TargetEvaluation
 from ray_app.schemas import Bar, Source
-from tests.poison import cases
+from ray_app.testing.poison import cases
 
 ES_TYPE_OF_SPARK = {"string": {"keyword", "text", "date", "date_nanos"}, "double": {"double"}, "bigint": {"long"},
                     "int": {"integer"}, "boolean": {"boolean"}, "map<string,string>": {"object"}}  # fmt: skip
@@ -72,7 +72,7 @@ def test_the_spark_type_and_the_elasticsearch_type_of_every_field_agree() -> Non
 
 @pytest.fixture(scope="module")
 def jvm(settings: Settings) -> Iterator[Any]:
-    from tests.jvm_gateway import stream_jvm
+    from ray_app.testing.jvm import stream_jvm
 
     with stream_jvm(settings) as package:
         yield package
@@ -85,8 +85,8 @@ def _model_of_index(settings: Settings, index: str) -> type[BaseModel]:
 
 
 def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: Any, settings: Settings) -> None:
+    from ray_app.testing.jvm import document
     from spark_jobs.records import rules_config
-    from tests.jvm_gateway import document
 
     rules = rules_config(settings)
     now = time.time_ns()
@@ -123,7 +123,7 @@ def test_every_forecast_document_of_a_run_is_its_model_with_nothing_undeclared(s
     from ray_app.forecast.engine import forecast_history
     from ray_app.forecast.models import ForecastSpec
     from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
-    from ray_app.forecast.testing import synthetic_bars
+    from ray_app.testing.bars import synthetic_bars
 
     end = pd.Timestamp("2026-11-27T00:00Z")
     bars = synthetic_bars(CRYPTO, end - pd.Timedelta(days=12), end, "daily_cycle", seed=3)

@@ -15,9 +15,9 @@ from py4j.protocol import Py4JJavaError
 from ray_app.config import Settings
 from ray_app.documents import DeadLetterDocument
 from ray_app.es_indices import MAPPINGS, client, ensure_index
+from ray_app.testing.es_faults import FaultyElasticsearch
+from ray_app.testing.jvm import stream_jvm
 from spark_jobs.es_sink import WriteReport, sink_config
-from tests.es_faults import FaultyElasticsearch
-from tests.jvm_gateway import stream_jvm
 
 pytestmark = pytest.mark.engines
 

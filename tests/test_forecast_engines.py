@@ -25,9 +25,10 @@ from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.forecast import store
 from ray_app.forecast.calendar import CRYPTO, STOCK, market_of
 from ray_app.forecast.runner import RunReport, run_forecast
-from ray_app.forecast.testing import FailOn, bar_actions, synthetic_bars
+from ray_app.testing.bars import FailOn, bar_actions, synthetic_bars
+from ray_app.testing.settings import own_indices_env
+from ray_app.testing.stack import environment, run_cli
 from ray_app.times import now_iso
-from tests.conftest import environment, own_indices_env, run_cli
 
 pytestmark = pytest.mark.engines
 
@@ -208,7 +209,7 @@ def test_every_n_minutes_survives_elasticsearch_being_away_and_runs_until_sigter
 ) -> None:
     from urllib.parse import urlsplit
 
-    from tests.tcp_proxy import TcpProxy
+    from ray_app.testing.tcp_proxy import TcpProxy
 
     now = pd.Timestamp.now(tz="UTC").floor("h")
     es = client(settings)

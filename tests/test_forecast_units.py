@@ -15,7 +15,7 @@ from ray_app.forecast.calendar import CRYPTO, NEW_YORK, STOCK
 from ray_app.forecast.engine import SymbolForecast, TargetForecast, forecast_history
 from ray_app.forecast.models import NAIVE, ForecastSpec, ModelScore, choose_model, cross_validate, mase, smape
 from ray_app.forecast.series import Skipped, SymbolHistory, bars_frame, build_history
-from ray_app.forecast.testing import synthetic_bars
+from ray_app.testing.bars import synthetic_bars
 
 TARGETS = ["high", "low", "close", "volume"]
 # small enough for a unit test: one day ahead, three one-day CV windows
@@ -309,7 +309,7 @@ def test_forecasts_are_coherent_on_the_simulator_s_trades() -> None:
 
 
 def test_forecasts_are_coherent_on_real_daily_stocks() -> None:
-    from ray_app.forecast.testing import real_daily_stocks
+    from ray_app.testing.bars import real_daily_stocks
 
     stocks = real_daily_stocks()
     spec = ForecastSpec(**{**SMALL, "horizon": 5, "cv_step": 5, "season_length": 5})

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from ray_app.config import Settings
-from ray_app.fake_alpaca import FakeAlpaca, trade_message
 from ray_app.ingest import IngestFailed, IngestOptions, SourceName, run_ingest
 from ray_app.ingest.alpaca_stream import AlpacaStreamError
 from ray_app.ingest.producer import IngestProducer
@@ -26,7 +25,9 @@ from ray_app.ingest.simulator import TradeSimulator
 from ray_app.kafka_topics import ensure_topics
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Trade
-from tests.conftest import REPO, read_topic, with_own_topics
+from ray_app.testing.fake_alpaca import FakeAlpaca, trade_message
+from ray_app.testing.kafka import read_topic, with_own_topics
+from ray_app.testing.stack import REPO
 
 pytestmark = pytest.mark.engines
 SYMBOLS = ["AAPL", "MSFT", "BTC/USD", "ETH/USD"]
@@ -330,7 +331,7 @@ def test_live_ingest_rides_out_kafka_being_away_and_keeps_what_is_left_for_the_n
     """Kafka stopped during a live run: the websocket loop keeps taking frames (records spill to the journal, not
     to memory), nothing is lost or doubled when Kafka is back; a run that ends while Kafka is away keeps the rest
     in the journal, and the next run delivers it."""
-    from tests.own_kafka import own_kafka
+    from ray_app.testing.own_kafka import own_kafka
 
     with own_kafka(stack, tmp_path / "own") as broker:
         settings = _settings(broker.settings, fake_alpaca).model_copy(update={"symbols": ["AAPL"]})

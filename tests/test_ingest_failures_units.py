@@ -12,12 +12,12 @@ import msgpack
 import pytest
 
 from ray_app.config import load_settings
-from ray_app.fake_alpaca import FakeAlpaca, trade_message
 from ray_app.ingest.journal import JournalBusy, JournalEntry, SpillJournal
 from ray_app.ingest.producer import IngestProducer
 from ray_app.ingest.recording import FrameRecorder, frame_items, replay, split_frame
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import DeadLetter, Source, Trade
+from ray_app.testing.fake_alpaca import FakeAlpaca, trade_message
 
 T0 = 1_795_793_400_123_456_789
 ALLOWED = {"AAPL", "BTC/USD"}

@@ -191,7 +191,7 @@ def test_simulator_prices_and_sizes_are_plausible_and_anchored_on_real_bars() ->
 
 
 def test_cli_ingest_errors_are_one_clear_line(tmp_path) -> None:
-    from tests.conftest import free_ports, run_cli
+    from ray_app.testing.stack import free_ports, run_cli
 
     nowhere = {"RAY_APP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_ports(1)[0]}", "ALPACA_API_KEY": "",
                "ALPACA_SECRET_KEY": "", "RAY_APP_STATE_DIR": str(tmp_path)}  # fmt: skip

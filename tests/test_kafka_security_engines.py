@@ -24,8 +24,10 @@ from ray_app.config import Settings
 from ray_app.kafka_io import KafkaUnavailable, probe
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import StackError
-from tests.conftest import REPO, own_indices_env, read_topic, run_cli
-from tests.own_kafka import OwnKafka, own_kafka
+from ray_app.testing.kafka import read_topic
+from ray_app.testing.own_kafka import OwnKafka, own_kafka
+from ray_app.testing.settings import own_indices_env
+from ray_app.testing.stack import REPO, run_cli
 
 pytestmark = pytest.mark.engines
 

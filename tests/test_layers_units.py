@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO
+from ray_app.testing.stack import REPO
 
 PACKAGES = ("ray_app", "spark_jobs", "serve_deployments")
 PLATFORM = ("ray_app.config", "ray_app.schemas", "ray_app.documents", "ray_app.times", "ray_app.kafka_io",
@@ -69,7 +69,7 @@ def test_only_the_cli_and_entry_points_import_the_cli() -> None:
 def test_no_stage_imports_the_local_stack() -> None:
     """The production Spark job included: what cluster nodes need (JVM artifacts) is the platform's."""
     assert _offenders(lambda m, t: _within(t, "ray_app.stack")
-                      and not _within(m, ("ray_app.stack", "ray_app.cli"))) == []  # fmt: skip
+                      and not _within(m, ("ray_app.stack", "ray_app.cli", "ray_app.testing"))) == []  # fmt: skip
 
 
 def test_no_production_module_imports_test_doubles() -> None:
@@ -79,6 +79,14 @@ def test_no_production_module_imports_test_doubles() -> None:
 def test_the_platform_imports_only_the_platform() -> None:
     ours = PACKAGES
     assert _offenders(lambda m, t: _within(m, PLATFORM) and _within(t, ours) and not _within(t, PLATFORM)) == []
+
+
+def test_no_test_module_imports_another_s_fixtures_file() -> None:
+    """Helpers live in ray_app.testing; conftest.py holds pytest fixtures only, which pytest injects by name."""
+    tests = {path.stem: _imports(ast.parse(path.read_text())) for path in (REPO / "tests").glob("*.py")}
+    assert [name for name, targets in tests.items() if any(_within(t, "tests") for t in targets)] == []
+    assert [path.name for path in (REPO / "tests").glob("*.py")
+            if not path.name.startswith(("test_", "conftest", "__init__"))] == []  # fmt: skip
 
 
 def test_the_rules_see_real_imports() -> None:

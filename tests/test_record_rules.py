@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from ray_app.config import Settings, load_settings
 from ray_app.schemas import CODE_MAX_LENGTH, MAX_CONDITIONS, SYMBOL_MAX_LENGTH, TRADE_ID_MAX_BYTES, Source, Trade
+from ray_app.testing.jvm import document, stream_jvm
+from ray_app.testing.poison import cases
 from spark_jobs.records import DETAIL_MAX, ES_ID_MAX_BYTES, RAW_MAX_BYTES, rules_config
-from tests.jvm_gateway import document, stream_jvm
-from tests.poison import cases
 
 NOW = time.time_ns()
 CORPUS = cases(NOW, "rules")

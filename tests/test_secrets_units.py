@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr
 from typer.testing import CliRunner
 
 from ray_app.config import SECRET_FIELDS, ConfigError, Settings, load_settings, redact
-from tests.conftest import free_ports
+from ray_app.testing.stack import free_ports
 
 PASSWORD = "Zq7-unguessable.pw"
 

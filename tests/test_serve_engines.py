@@ -21,9 +21,10 @@ from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.runner import run_forecast
-from ray_app.forecast.testing import bar_actions, synthetic_bars
+from ray_app.testing.bars import bar_actions, synthetic_bars
+from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.stack import environment, free_ports
 from serve_deployments.market_facts import MarketFacts, judge
-from tests.conftest import environment, free_ports, own_indices_env
 
 pytestmark = pytest.mark.engines
 
@@ -40,21 +41,17 @@ def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
     from serve_deployments.app import application
 
     http_port, dead_port = free_ports(2)
-    env = {
-        **own_indices_env(stack, "sv"),
-        "RAY_APP_SYMBOLS": json.dumps(list(SHAPES)),
-        "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
-        "RAY_APP_FORECAST__HORIZON_DAYS": "1",
-        "RAY_APP_FORECAST__CV_WINDOWS": "2",
-        "RAY_APP_FORECAST__MODELS": '["AutoETS"]',
-        "RAY_APP_SERVE__HTTP_PORT": str(http_port),
-        "RAY_APP_RECOMMEND__MODEL": str(tiny_model),
+    overrides = {
+        "symbols": list(SHAPES),
+        "forecast": {"lookback_days": 12, "horizon_days": 1, "cv_windows": 2, "models": ["AutoETS"]},
         # four apps (this one, its dead-Elasticsearch twin, the CLI's, the YAML's) share 2 CPUs with the stack
-        **{f"RAY_APP_SERVE__{name}__NUM_CPUS": "0.1" for name in ("FORECAST", "RECOMMENDER", "INGRESS")},
-        "RAY_APP_RECOMMEND__MAX_NEW_TOKENS": "16",
-        "RAY_APP_RECOMMEND__BATCH_WAIT_TIMEOUT_S": "0.5",  # the concurrency test's requests land in one batch
-    }  # fmt: skip
-    with environment(env) as patch:
+        "serve": {"http_port": http_port, **{name: {"num_cpus": 0.1} for name in ("forecast", "recommender",
+                                                                                  "ingress")}},
+        # the concurrency test's requests land in one batch
+        "recommend": {"model": tiny_model, "max_new_tokens": 16, "batch_wait_timeout_s": 0.5},
+    }
+    env = {**own_indices_env(stack, "sv"), **settings_env(overrides)}
+    with environment(env):
         settings = load_settings()
         es = client(settings)
         ensure_index(settings, es, settings.elasticsearch.indices.bars_1h, MAPPINGS["bars_1h"])
@@ -70,9 +67,8 @@ def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
 
         serve.start(http_options={"host": settings.serve.http_host, "port": http_port})
         serve.run(application(settings), name="test-api", route_prefix="/")
-        patch.setenv("RAY_APP_ELASTICSEARCH__URL", f"http://127.0.0.1:{dead_port}")
-        serve.run(application(load_settings()), name="test-api-dead-es", route_prefix="/dead")
-        patch.setenv("RAY_APP_ELASTICSEARCH__URL", settings.elasticsearch.url)
+        with environment(settings_env({"elasticsearch": {"url": f"http://127.0.0.1:{dead_port}"}})):
+            serve.run(application(load_settings()), name="test-api-dead-es", route_prefix="/dead")
         try:
             yield settings
         finally:
@@ -167,7 +163,7 @@ def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
 
 
 def test_ray_app_serve_deploys_shows_and_stops_the_app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import run_cli
+    from ray_app.testing.stack import run_cli
 
     monkeypatch.setenv("RAY_APP_SERVE__APP_NAME", "cli-app")
     monkeypatch.setenv("RAY_APP_SERVE__ROUTE_PREFIX", "/cli")
@@ -284,7 +280,7 @@ def test_recording_is_bounded_deduplicated_and_a_bad_symbol_fails_only_itself(se
 
 
 def test_ray_app_recommend_prints_and_records(settings: Settings) -> None:
-    from tests.conftest import run_cli
+    from ray_app.testing.stack import run_cli
 
     result = run_cli("recommend", "-s", "AAPL")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -293,7 +289,7 @@ def test_ray_app_recommend_prints_and_records(settings: Settings) -> None:
 
 
 def test_ray_app_serve_fails_fast_when_the_model_is_missing(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+    from ray_app.testing.stack import run_cli
 
     began = time.monotonic()
     result = run_cli("serve", env={"RAY_APP_RECOMMEND__MODEL": str(tmp_path / "nothing")})

@@ -13,12 +13,12 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from ray_app.config import ConfigError, SignalRules, load_settings
+from ray_app.testing.stack import REPO, free_ports
 from ray_app.times import iso
 from serve_deployments.config_file import serve_config
 from serve_deployments.forecast_reader import slug
 from serve_deployments.language_model import ModelUnavailable, TextGenerator, check_model
 from serve_deployments.market_facts import MarketFacts, direction_of, judge, price_facts, prompt_for
-from tests.conftest import REPO, free_ports
 
 
 def test_committed_serve_yaml_is_generated_from_the_default_settings_and_valid_for_serve_deploy(monkeypatch) -> None:

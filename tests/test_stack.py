@@ -23,8 +23,9 @@ from ray_app.kafka_io import consumer_config, producer_config
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack import manager
 from ray_app.stack.processes import read_pid_file
-from tests.conftest import REPO, alive, read_topic, run_cli, stack_env
-from tests.kafka_partitioner import java_partition, murmur2
+from ray_app.testing.kafka import read_topic
+from ray_app.testing.kafka_partitioner import java_partition, murmur2
+from ray_app.testing.stack import REPO, alive, run_cli, stack_env
 
 pytestmark = pytest.mark.engines
 

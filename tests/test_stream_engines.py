@@ -6,9 +6,9 @@ state of Elasticsearch against what was produced:
 1. N trades (with ties in time) and one of every kind of bad record; the driver is killed with SIGKILL
    mid-way; a new driver (now as a Ray job, via `ray-app stream`) finishes: exactly the N trades, every bar
    equal to a direct computation from the produced trades, every bad record a dead letter with its reason.
-2. Poison: good trades interleaved with every kind of record that could stop a stream (tests/poison.py: oversize
-   ids and fields, messages near Kafka's size limit, every wrong type, binary, nested junk, on all three topics,
-   and a valid trade Elasticsearch refuses because its index mapping changed under the job): every good trade
+2. Poison: good trades interleaved with every kind of record that could stop a stream (ray_app/testing/poison.py:
+   oversize ids and fields, messages near Kafka's size limit, every wrong type, binary, nested junk, on all three
+   topics, and a valid trade Elasticsearch refuses because its index mapping changed under the job): every good trade
    indexed once, every bad record a dead letter with its reason, bars exact, no query restarted.
 3. The Kafka broker is restarted mid-stream: nothing lost, nothing doubled.
 4. A trade far behind the watermark is indexed but does not change the bars (the late-data policy).
@@ -42,7 +42,8 @@ from ray_app.kafka_io import producer_config
 from ray_app.schemas import Source, Trade
 from ray_app.stack import manager
 from ray_app.stack.processes import stop_process
-from tests.conftest import REPO, alive, environment, own_indices_env, run_cli
+from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.stack import REPO, alive, environment, run_cli
 
 pytestmark = pytest.mark.engines
 
@@ -54,20 +55,18 @@ STREAM_TIMEOUT_S = 240
 @pytest.fixture(scope="module")
 def stream_env(stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
     """Topics, indices, checkpoints and a Spark app of this module's own, as RAY_APP_* variables."""
-    env = {
-        **{f"RAY_APP_KAFKA__TOPICS__{key.upper()}__NAME": f"{name}-st" for key, name in
-           (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"))},
-        **own_indices_env(stack, "st"),
-        "RAY_APP_STREAM__APP_NAME": "test-stream",
-        "RAY_APP_STREAM__CHECKPOINT_DIR": str(stack_dir / "stream-checkpoints"),
-        "RAY_APP_STREAM__TRIGGER_INTERVAL_S": "0.5",
-        "RAY_APP_STREAM__MAX_OFFSETS_PER_TRIGGER": "3000",  # several batches, so a kill lands mid-stream
-        "RAY_APP_STREAM__RESTART_BACKOFF_MIN_S": "1",
-        "RAY_APP_STREAM__RESTART_BACKOFF_MAX_S": "4",
-        "RAY_APP_STREAM__ES_RETRY_COUNT": "1",  # so an Elasticsearch outage fails the query (and it restarts)
-        "RAY_APP_STREAM__ES_RETRY_WAIT_S": "1",
-        "RAY_APP_STREAM__SPARK_LOG_LEVEL": "WARN",
+    overrides = {
+        "kafka": {"topics": {key: {"name": f"{name}-st"} for key, name in
+                             (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"))}},
+        "stream": {
+            "app_name": "test-stream", "checkpoint_dir": stack_dir / "stream-checkpoints", "trigger_interval_s": 0.5,
+            "max_offsets_per_trigger": 3000,  # several batches, so a kill lands mid-stream
+            "restart_backoff_min_s": 1, "restart_backoff_max_s": 4,
+            "es_retry_count": 1, "es_retry_wait_s": 1,  # so an Elasticsearch outage fails the query (and it restarts)
+            "spark_log_level": "WARN",
+        },
     }  # fmt: skip
+    env = {**settings_env(overrides), **own_indices_env(stack, "st")}
     with environment(env):
         yield env
     run_cli("stream", "stop", timeout=120)
@@ -355,8 +354,8 @@ def test_job_shows_in_ray_with_its_raydp_actors(settings: Settings) -> None:
 
 def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings, produced: Produced) -> None:
     from ray_app.kafka_io import producer_config
+    from ray_app.testing.poison import cases
     from spark_jobs.status import read_status
-    from tests.poison import cases
 
     before = read_status(settings)
     restarts = {name: query.restarts for name, query in before.queries.items()}

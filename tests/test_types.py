@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from ray_app.testing.stack import REPO
 
 
 def test_mypy_finds_no_type_errors_in_the_three_packages() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import importlib.util
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ray_app.documents import BarDocument
 from ray_app.forecast.calendar import Market
 from ray_app.forecast.engine import SymbolForecast, forecast_history
 from ray_app.forecast.models import ForecastSpec
@@ -70,17 +72,10 @@ def bar_actions(index: str, symbol: str, bars: pd.DataFrame, source: str = "test
     """Bulk actions writing `bars` the way the streaming job writes bars-1h (same ids and fields)."""
     for hour, row in bars.iterrows():
         stamp = iso(hour)
-        yield {
-            "_index": index,
-            "_id": f"{symbol}|{stamp}",
-            "_source": {
-                "symbol": symbol,
-                "timeframe": "1Hour",
-                "timestamp": stamp,
-                **{name: float(row[name]) for name in ("open", "high", "low", "close", "volume")},
-                "source": source,
-            },
-        }
+        o, h, l, c, v = (float(row[name]) for name in ("open", "high", "low", "close", "volume"))  # noqa: E741
+        bar = BarDocument(symbol=symbol, timeframe="1Hour", timestamp=stamp, open=o, high=h, low=l, close=c, volume=v,
+                          range=h - l, notional=c * v, log_return=math.log(c / o), source=source, updated_at=stamp)
+        yield {"_index": index, "_id": f"{symbol}|{stamp}", "_source": bar.model_dump(exclude_none=True)}
 
 
 @dataclass(frozen=True)

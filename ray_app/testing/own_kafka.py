@@ -13,7 +13,7 @@ from ray_app.config import Settings
 from ray_app.jvm_artifacts import find_java
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import running_process, start_process, stop_process, wait_until_healthy
-from tests.conftest import free_ports
+from ray_app.testing.stack import free_ports
 
 
 @dataclass

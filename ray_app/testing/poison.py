@@ -1,3 +1,5 @@
+# mypy: disable-error-code="assignment"
+# (the corpus reuses one loop variable for values of every type: that is its point)
 """Every kind of record the streaming job must survive, for the rules' unit tests and the engine test.
 
 Built by class, not by example: for every field of a trade and of a bar, each wrong type (bool, number where

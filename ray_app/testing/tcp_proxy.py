@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import threading
 
-from tests.conftest import free_ports
+from ray_app.testing.stack import free_ports
 
 
 class TcpProxy:

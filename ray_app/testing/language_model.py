@@ -6,7 +6,7 @@ the model is ``GPT2LMHeadModel`` with random weights, ``tiny`` (2 layers, fast f
 ``from_pretrained(folder)`` loads, the same path ``gpt2`` takes. ``config.json`` carries a mark so every answer
 from it says that the model is untrained.
 
-    python -m serve_deployments.test_model FOLDER [tiny|gpt2]
+    python -m ray_app.testing.language_model FOLDER [tiny|gpt2]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def build_test_model(folder: Path | str, shape: Shape = "tiny", seed: int = 0) -
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "README.md").write_text(
-        f"Untrained GPT-2 ({shape} shape, random weights, seed {seed}) built by serve_deployments/test_model.py "
+        f"Untrained GPT-2 ({shape} shape, random weights, seed {seed}) built by ray_app/testing/language_model.py "
         "for tests and offline demos. Its text is noise.\n"
     )
     return folder
