@@ -14,7 +14,10 @@ count, VWAP = sum(vwap * volume) / sum(volume).
 
 Late data: the watermark is the newest event time seen minus ``stream.bar_lateness_s``. A trade whose minute
 ended before the watermark is not counted in any bar, minute or hour (Spark drops it and reports it as
-``numRowsDroppedByWatermark``); it is still indexed in ``trades``, as every valid trade is. Minute bars whose end
+``numRowsDroppedByWatermark``); it is still indexed in ``trades``, as every valid trade is. Spark judges a batch's
+rows by the watermark as of the batch before (late-event filtering runs one batch behind state eviction when a
+query has several stateful operators, as this one has: deduplication and the aggregation), so a late trade can
+still count while the watermark that passes it is one batch old (tests/test_spark_local_units.py). Minute bars whose end
 falls behind the watermark are final and their state is dropped.
 
 Open and close are the first and last trade by (event time, Kafka partition, Kafka offset): for one symbol
