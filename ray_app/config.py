@@ -483,7 +483,7 @@ class ReplicaSettings(_Section):
 
 
 class SignalRules(_Section):
-    """How the recommendation's signal and sentiment follow from the facts (README "Recommendations")."""
+    """How the recommendation's signal and sentiment follow from the facts (docs/serve.md, "Recommendations")."""
 
     move_threshold_pct: float = Field(gt=0)
     trend_threshold_pct: float = Field(gt=0)

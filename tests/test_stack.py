@@ -277,3 +277,17 @@ def test_ray_head_and_clients_set_the_auth_mode_explicitly(monkeypatch: pytest.M
     assert RayHeadService(token).launch(find_java(token)).env["RAY_AUTH_MODE"] == "token"
     token.ray.use_auth_mode()
     assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_leads_to_a_file() -> None:
+    import re
+
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"^(https?:|mailto:|#)", target):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert len(pages) > 5 and broken == []

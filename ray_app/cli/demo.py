@@ -179,7 +179,7 @@ def charts_stage(settings: Settings, symbol: str) -> bool:
         f"\ncharts of the Grafana panels (same queries): {', '.join(str(c) for c in charts)}", highlight=False
     )
     console.print(
-        'Grafana: the `docker run` in README "Grafana" (bound to 127.0.0.1, a password of its own, the Serve API key '
+        'Grafana: the `docker run` in docs/grafana.md (bound to 127.0.0.1, a password of its own, the Serve API key '
         "from RAY_APP_SERVE__API_KEY) -> http://127.0.0.1:3000, folder ray-app",
         highlight=False,
         soft_wrap=True,

@@ -12,7 +12,7 @@ A model is chosen only when its mean CV MASE is at least ``min_improvement`` bel
 model that fails or yields no finite score is reported with its error and never chosen. How many windows, and how
 far apart, is the settings' (``forecast.cv_windows``, 6, ``forecast.cv_step_hours``, default half the horizon):
 on real prices, 3 windows a whole horizon apart let a model through on one or two lucky windows, and it lost to
-Naive on the days after; 6 windows half a horizon apart did not (bench/forecast.py, README).
+Naive on the days after; 6 windows half a horizon apart did not (bench/forecast.py, docs/forecast.md).
 """
 
 from __future__ import annotations
