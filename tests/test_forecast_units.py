@@ -341,7 +341,7 @@ def test_the_price_choice_is_judged_on_high_low_and_close_and_naive_pairs_reprod
 
 
 def test_by_default_six_cv_windows_half_a_horizon_apart_fit_in_the_lookback() -> None:
-    """What held-out data asked for (docs/forecast.md, forecasting benchmark): more CV evidence from the same history."""
+    """What held-out data asked for (docs/forecast.md, its benchmark): more CV evidence from the same history."""
     settings = load_settings()
     for market in (CRYPTO, STOCK):
         spec = ForecastSpec.for_market(settings.forecast, market)

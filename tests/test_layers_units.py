@@ -89,6 +89,37 @@ def test_no_test_module_imports_another_s_fixtures_file() -> None:
             if not path.name.startswith(("test_", "conftest", "__init__"))] == []  # fmt: skip
 
 
+def _prints_or_exits(tree: ast.Module) -> list[str]:
+    """Calls to print or sys.exit, and imports of typer or of rich's console and live views, outside the file's
+    `if __name__ == "__main__"` block."""
+    found: list[str] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if _is_main_block(node):
+            continue
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name in {"print", "sys.exit", "exit", "os._exit"}:
+                found.append(f"{name}() at line {node.lineno}")
+        pending.extend(ast.iter_child_nodes(node))
+    found += [f"imports {t}" for t in _imports(tree) if _within(t, ("typer", "rich.console", "rich.live"))]
+    return found
+
+
+def test_only_the_cli_prints_or_exits() -> None:
+    """Library code raises domain errors; the CLI turns them into messages and exit codes."""
+    offenders = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            module = _module(path)
+            if _within(module, ("ray_app.cli", "ray_app.testing")) or module.endswith("__main__"):
+                continue
+            if found := _prints_or_exits(ast.parse(path.read_text())):
+                offenders[module] = found
+    assert offenders == {}
+
+
 def test_the_rules_see_real_imports() -> None:
     """The graph is not empty by mistake: the CLI mounts the stages, and the Spark job uses the platform."""
     graph = _graph()

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ray_app.cli.config import config_app
+from ray_app.cli.dashboards import dashboards_app
 from ray_app.cli.demo import demo, smoke
 from ray_app.cli.forecast import forecast_app
 from ray_app.cli.ingest import ingest
@@ -25,6 +26,7 @@ app.command()(ingest)
 app.add_typer(stream_app, name="stream")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(serve_app, name="serve")
+app.add_typer(dashboards_app, name="dashboards")
 app.command()(recommend)
 app.command()(smoke)
 app.command()(demo)

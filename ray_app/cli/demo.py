@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ray_app.cli.common import console, err_console, fail, settings_of
+from ray_app.cli.ingest import progress_line
 from ray_app.cli.stack import start_stack
 from ray_app.cli.stream import index_table, start_stream
 from ray_app.config import Settings
@@ -52,7 +53,8 @@ def ingest_stage(settings: Settings) -> bool:
                   f"(seed {settings.simulator.seed}, source=simulator)", highlight=False)  # fmt: skip
     try:
         report = run_ingest(settings, IngestOptions(source=SourceName.SIMULATE),
-                            on_message=lambda text: console.print(escape(text), highlight=False))  # fmt: skip
+                            on_message=lambda text: console.print(escape(text), highlight=False),
+                            watch=progress_line)  # fmt: skip
     except IngestFailed as exc:
         console.print(exc.report.line(), highlight=False)
         err_console.print(f"[red]ingest failed:[/] {escape(str(exc))}")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
+from rich.text import Text
 
 from ray_app.cli.common import console, err_console, fail, settings_of
+from ray_app.ingest.producer import Counters
 from ray_app.schemas import STORED_TIMEFRAMES
 
 
@@ -54,7 +60,8 @@ def ingest(
         speed=speed, record=record, days=days, timeframe=timeframe, file=file, progress=progress, resume=resume,
     )  # fmt: skip
     try:
-        report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)))
+        report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)),
+                            watch=progress_line)
     except IngestFailed as exc:
         console.print(exc.report.line(), highlight=False)
         fail(f"ingest stopped: {exc}")
@@ -66,3 +73,22 @@ def ingest(
         counters = report.counters
         fail(f"{counters.failed + counters.dropped + report.undelivered + report.kept} messages were not delivered"
              + (f": {counters.errors[:3]}" if counters.errors else ""))
+
+
+@contextmanager
+def progress_line(counters: Counters, label: str, console: Console | None = None) -> Iterator[None]:
+    """A live line: messages/s, delivered, failed, dead letters, back-pressure waits, spilled records."""
+
+    def render() -> Text:
+        spill = f"  spilled {counters.spilled:,} (sent again {counters.replayed:,})" if counters.spilled else ""
+        return Text(
+            f"{label}: {counters.rate():,.0f} msg/s  produced {counters.produced:,}  delivered {counters.delivered:,}"
+            f"  failed {counters.failed:,}  dead letters {counters.dead_letters:,}"
+            f"  back-pressure waits {counters.backpressure_waits:,}{spill}"
+        )
+
+    console = console or Console(stderr=True)
+    with Live(get_renderable=render, console=console, refresh_per_second=2, transient=False):
+        yield
+    if not console.is_terminal:
+        console.line()  # a log gets the last state as a line of its own

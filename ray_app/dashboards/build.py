@@ -30,7 +30,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfigValue
 
-from ray_app.config import PROJECT_ROOT, Settings, load_settings
+from ray_app.config import PROJECT_ROOT, Settings
 from ray_app.dashboards.infinity import INFINITY_TYPE, Column, InfinityQuery
 from serve_deployments.auth import API_KEY_HEADER, KEY_ENV
 
@@ -416,13 +416,20 @@ def generated_files(settings: Settings) -> dict[Path, str]:
     return files
 
 
-def main() -> None:
-    for path, text in generated_files(load_settings()).items():
+def write_files(settings: Settings) -> list[Path]:
+    """Write every generated file under grafana/; returns their paths."""
+    written = []
+    for path, text in generated_files(settings).items():
         target = GRAFANA_DIR / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
-        print(target)
+        written.append(target)
+    return written
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m ray_app.dashboards.build`: the same as `ray-app dashboards build`
+    import sys
+
+    from ray_app.cli import main
+
+    sys.exit(main(["dashboards", "build", *sys.argv[1:]], prog_name="python -m ray_app.dashboards.build"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +18,7 @@ from confluent_kafka import KafkaException
 
 from ray_app.config import Settings
 from ray_app.ingest.journal import SpillJournal
-from ray_app.ingest.producer import BackgroundSender, Counters, IngestItem, IngestProducer, progress_line, pump
+from ray_app.ingest.producer import BackgroundSender, Counters, IngestItem, IngestProducer, pump
 from ray_app.kafka_io import KafkaUnavailable
 from ray_app.kafka_topics import ensure_topics
 from ray_app.lifecycle import StopFlag
@@ -213,10 +213,17 @@ def journal_path(settings: Settings, source: SourceName) -> Path:
     return settings.state_dir / "ingest" / f"spill-{source.value}-{settings.kafka.topics.trades.name}.journal"
 
 
+Watch = Callable[[Counters, str], AbstractContextManager[object]]
+
+
 def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None = None,
-               on_message: Callable[[str], None] | None = None) -> IngestReport:  # fmt: skip
+               on_message: Callable[[str], None] | None = None,
+               watch: Watch | None = None) -> IngestReport:  # fmt: skip
     """Run one source into Kafka until it ends, fails or is stopped; on every one of those exits flush, keep what
-    Kafka did not take in the spill journal, and report what was delivered (``IngestFailed`` carries the report)."""
+    Kafka did not take in the spill journal, and report what was delivered (``IngestFailed`` carries the report).
+
+    ``on_message`` hears what a person should know (a source's notes); ``watch`` is entered around the run with
+    the live counters when progress is on (the CLI's progress line)."""
     stop = stop or StopFlag()
     if options.source is SourceName.ALPACA:
         from ray_app.ingest.alpaca_stream import check_ready
@@ -247,7 +254,7 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
     leftover: list = []
     error: BaseException | None = None
     try:
-        progress = progress_line(producer.counters, options.source.value) if show_progress else nullcontext()
+        progress = watch(producer.counters, options.source.value) if show_progress and watch else nullcontext()
         with stop.on_signals(), progress:
             _stop_after(stop, options.duration_s)
             if options.source is SourceName.ALPACA:

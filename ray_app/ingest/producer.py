@@ -22,14 +22,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from ray_app.config import Settings
 from ray_app.ingest.journal import JournalEntry, SpillJournal
@@ -290,25 +286,6 @@ class BackgroundSender:
                 leftover.append(self._queue.get_nowait())
             except queue.Empty:
                 return leftover
-
-
-@contextmanager
-def progress_line(counters: Counters, label: str, console: Console | None = None) -> Iterator[None]:
-    """A live line: messages/s, delivered, failed, dead letters, back-pressure waits, spilled records."""
-
-    def render() -> Text:
-        spill = f"  spilled {counters.spilled:,} (sent again {counters.replayed:,})" if counters.spilled else ""
-        return Text(
-            f"{label}: {counters.rate():,.0f} msg/s  produced {counters.produced:,}  delivered {counters.delivered:,}"
-            f"  failed {counters.failed:,}  dead letters {counters.dead_letters:,}"
-            f"  back-pressure waits {counters.backpressure_waits:,}{spill}"
-        )
-
-    console = console or Console(stderr=True)
-    with Live(get_renderable=render, console=console, refresh_per_second=2, transient=False):
-        yield
-    if not console.is_terminal:
-        console.line()  # a log gets the last state as a line of its own
 
 
 def pump(items: Iterable[IngestItem], producer: IngestProducer, stop: StopFlag) -> None:
