@@ -23,11 +23,27 @@ def _module_name(path: Path) -> str:
 
 
 def _group(module: str) -> str:
-    """A module's group: the top package, or its first sub-package/module inside ray_app."""
+    """A module's group: the top package, or its first sub-package/module inside ray_app; entry points
+    (``__main__`` modules) are their own."""
+    if module.endswith("__main__"):
+        return module
     parts = module.split(".")
     if parts[0] == "ray_app" and len(parts) > 1:
         return ".".join(parts[:2])
     return parts[0]
+
+
+def _outside_main_block(tree: ast.Module) -> list[ast.AST]:
+    """Every node except those of ``if __name__ == "__main__":`` (an entry point's alias, not a dependency)."""
+    nodes: list[ast.AST] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+            continue
+        nodes.append(node)
+        pending.extend(ast.iter_child_nodes(node))
+    return nodes
 
 
 def survey() -> dict[str, object]:
@@ -40,7 +56,7 @@ def survey() -> dict[str, object]:
             module = _module_name(path)
             files[module] = source.count("\n")
             tree = ast.parse(source)
-            for node in ast.walk(tree):
+            for node in _outside_main_block(tree):
                 targets: list[str] = []
                 if isinstance(node, ast.Import):
                     targets = [alias.name for alias in node.names]
