@@ -244,7 +244,7 @@ class ForecastSymbolRecord(OpenDocument):
     run_id: str
     as_of: Date
     symbol: str
-    market: str
+    market: str | None = None  # absent when the symbol's Ray task died before it began
     status: str
     reason: SearchableText | None = None
     traceback: Text | None = None

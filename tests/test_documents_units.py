@@ -158,3 +158,12 @@ def test_a_stored_recommendation_is_the_answer_and_its_time() -> None:
     from serve_deployments.recommendations import Recommendation
 
     assert set(RecommendationDocument.model_fields) == set(Recommendation.model_fields) | {"timestamp"}
+
+
+def test_a_symbol_whose_task_died_is_recorded_with_its_reason_alone(settings: Settings) -> None:
+    """The driver writes the record of a symbol whose Ray task died: only the status and the reason are known."""
+    from ray_app.forecast import store
+
+    run = store.RunContext("run-2", pd.Timestamp("2026-11-27T00:00Z"))
+    action = store.symbol_action(settings, run, "AAPL", {"status": "failed", "reason": "Ray task failed: ..."})
+    assert action["_source"]["status"] == "failed" and "market" not in action["_source"]
