@@ -120,3 +120,22 @@ def _collecting_logger() -> tuple[logging.Logger, list[str]]:
     logger = logging.Logger("librdkafka.probe")
     logger.addHandler(Keep())
     return logger, lines
+
+
+# a partition whose leader is not elected yet (a topic just created, a broker just restarted): ask again
+_NOT_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def watermark_offsets(consumer: Any, topic: str, partition: int, timeout_s: float = 10) -> tuple[int, int]:
+    """(low, high) offsets of a partition, asking again while its leader is not elected yet, up to ``timeout_s``."""
+    from confluent_kafka import TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_YET or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)

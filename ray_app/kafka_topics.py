@@ -6,7 +6,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ray_app.config import Settings, TopicSettings
-from ray_app.kafka_io import admin_config, probe
+from ray_app.kafka_io import admin_config, probe, watermark_offsets
 
 
 def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None, timeout_s: float = 30) -> list[str]:
@@ -72,7 +72,7 @@ def _watermarks(settings: Settings, names: list[str], timeout_s: float) -> dict[
     """(low, high) offsets per partition per topic; a missing topic has no partitions."""
     import uuid
 
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     from ray_app.kafka_io import consumer_config
 
@@ -81,7 +81,7 @@ def _watermarks(settings: Settings, names: list[str], timeout_s: float) -> dict[
         metadata = consumer.list_topics(timeout=timeout_s).topics
         return {
             name: {
-                partition: consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=timeout_s)
+                partition: watermark_offsets(consumer, name, partition, timeout_s)
                 for partition in (metadata[name].partitions if name in metadata else {})
             }
             for name in names

@@ -158,3 +158,27 @@ def test_ctrl_c_ends_a_backfill_during_a_stalled_request(fake) -> None:
     began = time.monotonic()
     assert list(backfill(settings, 1, "1Hour", stop, symbols=["BTC/USD"])) == []
     assert time.monotonic() - began < 3
+
+
+def test_offsets_of_a_partition_without_a_leader_yet_are_asked_again_and_other_errors_raise() -> None:
+    """A topic just created (or a broker just restarted) answers NOT_LEADER_FOR_PARTITION for a moment: the
+    simulator's progress read asks again instead of failing the ingest (seen on a private SASL_SSL broker)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from ray_app.kafka_io import watermark_offsets
+
+    class NewPartition:  # the consumer's one method this uses, answering as librdkafka does right after creation
+        def __init__(self, failures: list[int]) -> None:
+            self.failures = failures
+
+        def get_watermark_offsets(self, _partition, timeout: float) -> tuple[int, int]:
+            if self.failures:
+                raise KafkaException(KafkaError(self.failures.pop(0)))
+            return 3, 9
+
+    not_yet = [KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE]
+    assert watermark_offsets(NewPartition(not_yet), "t", 0, timeout_s=5) == (3, 9)
+    with pytest.raises(KafkaException):
+        watermark_offsets(NewPartition([KafkaError.TOPIC_AUTHORIZATION_FAILED]), "t", 0, timeout_s=5)
+    with pytest.raises(KafkaException):  # still no leader when the time is up
+        watermark_offsets(NewPartition([KafkaError.NOT_LEADER_FOR_PARTITION] * 100), "t", 0, timeout_s=0.5)

@@ -17,7 +17,7 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 
 from ray_app.config import Settings
-from ray_app.kafka_io import consumer_config
+from ray_app.kafka_io import consumer_config, watermark_offsets
 
 
 def _key(settings: Settings, symbol: str) -> str:
@@ -32,8 +32,7 @@ def read_progress(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return {}
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-                for p in metadata.partitions}  # fmt: skip
+        ends = {p: watermark_offsets(consumer, topic, p, timeout_s) for p in metadata.partitions}
         wanted = {p: high for p, (low, high) in ends.items() if high > low}
         if not wanted:
             return {}

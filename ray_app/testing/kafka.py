@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from ray_app.config import Settings
-from ray_app.kafka_io import consumer_config
+from ray_app.kafka_io import consumer_config, watermark_offsets
 
 
 def with_own_topics(settings: Settings, tag: str) -> Settings:
@@ -29,7 +29,7 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 30) -> list[An
     consumer = Consumer(consumer_config(settings, f"read-{uuid.uuid4().hex}"))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {p: watermark_offsets(consumer, topic, p)[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         messages: list[Any] = []
         deadline = time.monotonic() + timeout_s
