@@ -26,7 +26,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import CRYPTO, STOCK, market_of
 from ray_app.forecast.runner import RunReport, run_forecast
 from ray_app.testing.bars import FailOn, bar_actions, synthetic_bars
-from ray_app.testing.settings import own_indices_env
+from ray_app.testing.settings import own_indices_env, settings_env
 from ray_app.testing.stack import environment, run_cli
 from ray_app.times import now_iso
 
@@ -47,16 +47,9 @@ TARGETS = ["high", "low", "close", "volume"]
 @pytest.fixture(scope="module")
 def forecast_env(stack: Settings) -> Iterator[dict[str, str]]:
     """Indices of this module's own and a small forecast (1 day ahead, 2 CV windows, 2 models)."""
-    env = {
-        **own_indices_env(stack, "fc"),
-        "RAY_APP_SYMBOLS": json.dumps(SYMBOLS),
-        "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
-        "RAY_APP_FORECAST__HORIZON_DAYS": "1",
-        "RAY_APP_FORECAST__CV_WINDOWS": "2",
-        "RAY_APP_FORECAST__MODELS": '["AutoETS", "AutoTheta"]',
-        "RAY_APP_FORECAST__SYMBOLS_PER_TASK": "2",
-        "RAY_APP_FORECAST__TASK_NUM_CPUS": "0.5",
-    }  # fmt: skip
+    small = {"lookback_days": 12, "horizon_days": 1, "cv_windows": 2, "models": ["AutoETS", "AutoTheta"],
+             "symbols_per_task": 2, "task_num_cpus": 0.5}  # fmt: skip
+    env = {**own_indices_env(stack, "fc"), **settings_env({"symbols": SYMBOLS, "forecast": small})}
     with environment(env):
         yield env
     import ray
@@ -220,7 +213,7 @@ def test_every_n_minutes_survives_elasticsearch_being_away_and_runs_until_sigter
     # Elasticsearch is away when the schedule starts: the first run fails, the job goes on and retries
     with TcpProxy(target.hostname or "127.0.0.1", target.port or 9200, forwarding=False) as proxy, \
             log_path.open("w") as log:  # fmt: skip
-        env = {**os.environ, "RAY_APP_ELASTICSEARCH__URL": f"http://127.0.0.1:{proxy.port}"}
+        env = {**os.environ, **settings_env({"elasticsearch": {"url": f"http://127.0.0.1:{proxy.port}"}})}
         proc = subprocess.Popen([sys.executable, "-m", "ray_app", "forecast", "--every", "1", "-s", "SOL/USD"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
         # the run's cut-off is the hour it starts in (this one, or the next if the hour turns meanwhile)

@@ -26,7 +26,7 @@ from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import StackError
 from ray_app.testing.kafka import read_topic
 from ray_app.testing.own_kafka import OwnKafka, own_kafka
-from ray_app.testing.settings import own_indices_env
+from ray_app.testing.settings import own_indices_env, settings_env
 from ray_app.testing.stack import REPO, run_cli
 
 pytestmark = pytest.mark.engines
@@ -49,16 +49,11 @@ def broker(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def _env(settings: Settings, **kafka: str) -> dict[str, str]:
     """RAY_APP_* variables that point a subprocess at the SASL_SSL broker (``kafka``: what to change)."""
-    values = {
-        "BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "SECURITY_PROTOCOL": "SASL_SSL",
-        "SASL_MECHANISM": "SCRAM-SHA-512",
-        "SASL_USERNAME": "ray-app",
-        "SASL_PASSWORD": PASSWORD,
-        "SSL_CA_LOCATION": str(settings.kafka.ssl_ca_location),
-        **{key.upper(): value for key, value in kafka.items()},
-    }
-    return {f"RAY_APP_KAFKA__{key}": value for key, value in values.items()}
+    return settings_env({"kafka": {
+        "bootstrap_servers": settings.kafka.bootstrap_servers, "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "ray-app", "sasl_password": PASSWORD,
+        "ssl_ca_location": settings.kafka.ssl_ca_location, **kafka,
+    }})  # fmt: skip
 
 
 def _with(settings: Settings, **kafka: object) -> Settings:
@@ -81,11 +76,9 @@ def test_a_trade_goes_from_ingest_to_elasticsearch_over_sasl_ssl(
     env = {
         **_env(broker.settings),
         **own_indices_env(stack, "sec"),
-        "RAY_APP_STREAM__APP_NAME": "test-stream-sasl",
-        "RAY_APP_STREAM__CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-        "RAY_APP_STREAM__TRIGGER_INTERVAL_S": "0.5",
-        "RAY_APP_STREAM__SPARK_LOG_LEVEL": "WARN",
-    }
+        **settings_env({"stream": {"app_name": "test-stream-sasl", "checkpoint_dir": tmp_path / "checkpoints",
+                                   "trigger_interval_s": 0.5, "spark_log_level": "WARN"}}),
+    }  # fmt: skip
     ingest = run_cli("ingest", "--source", "simulate", "--symbols", "AAPL,BTC/USD", "--history-days", "0.02",
                      "--trades-per-minute", "3", "--no-progress", env=env, timeout=180)  # fmt: skip
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr

@@ -25,6 +25,7 @@ from ray_app.stack import manager
 from ray_app.stack.processes import read_pid_file
 from ray_app.testing.kafka import read_topic
 from ray_app.testing.kafka_partitioner import java_partition, murmur2
+from ray_app.testing.settings import settings_env
 from ray_app.testing.stack import REPO, alive, run_cli, stack_env
 
 pytestmark = pytest.mark.engines
@@ -248,7 +249,8 @@ def test_missing_maven_with_an_empty_cache_is_a_clear_error(tmp_path: Path) -> N
 
 
 def test_failed_download_names_the_maven_log(tmp_path: Path) -> None:
-    env = {**stack_env(tmp_path / "state", cache_dir=tmp_path / "cache"), "RAY_APP_STACK__MAVEN_OFFLINE": "true"}
+    offline = settings_env({"stack": {"maven_offline": True}})
+    env = {**stack_env(tmp_path / "state", cache_dir=tmp_path / "cache"), **offline}
     result = run_cli("stack", "up", env=env)
     assert result.returncode == 1
     error = result.stderr.strip()
