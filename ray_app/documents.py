@@ -300,9 +300,10 @@ class ForecastTargetRecord(OpenDocument):
     created_at: Date
 
 
-class ForecastEvaluationDocument(Document):
-    """``forecast-evaluations``: a past run scored against the bars that arrived after it (forecast/evaluation.py);
-    id run|symbol|target."""
+class TargetEvaluation(Document):
+    """A past run's target scored against the bars that arrived after it (forecast/evaluation.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: str
     as_of: Date
@@ -323,6 +324,15 @@ class ForecastEvaluationDocument(Document):
     coverage_95: float | None
     direction: str | None = None  # close only: the run's forecast direction (up, down, flat)
     direction_hit_rate: float | None = None  # close only: share of elapsed hours whose realized direction agreed
+
+    @property
+    def doc_id(self) -> str:
+        return f"{self.run_id}|{self.symbol}|{self.target}"
+
+
+class ForecastEvaluationDocument(TargetEvaluation):
+    """``forecast-evaluations``: the scored target and when it was scored; id run|symbol|target."""
+
     evaluated_at: Date
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from ray_app.config import PROJECT_ROOT, Settings
+from ray_app.errors import ActionableError
 
 POM_FILE = PROJECT_ROOT / "configs" / "jvm" / "pom.xml"
 MIN_JAVA_MAJOR = 17
@@ -29,16 +30,8 @@ BUNDLES: tuple[Bundle, ...] = ("kafka", "elasticsearch", "spark")
 _COMPLETE = ".complete"
 
 
-class ArtifactError(RuntimeError):
-    """Java, Maven or an artifact is missing or broken: one line the person can act on, with the log to read."""
-
-    def __init__(self, message: str, log_file: Path | None = None) -> None:
-        self.message = message
-        self.log_file = log_file
-        super().__init__(self.one_line())
-
-    def one_line(self) -> str:
-        return f"{self.message} (log: {self.log_file})" if self.log_file else self.message
+class ArtifactError(ActionableError):
+    """Java, Maven or an artifact is missing or broken."""
 
 
 @dataclass(frozen=True)

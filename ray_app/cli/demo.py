@@ -16,8 +16,7 @@ from ray_app.cli.ingest import progress_line
 from ray_app.cli.stack import start_stack
 from ray_app.cli.stream import index_table, start_stream
 from ray_app.config import Settings
-from ray_app.jvm_artifacts import ArtifactError
-from ray_app.stack.processes import StackError
+from ray_app.errors import ActionableError
 
 
 def smoke_report(settings: Settings) -> bool:
@@ -193,7 +192,7 @@ def stack_stage(settings: Settings) -> None:
     """The local engines up (Kafka, Elasticsearch, a Ray head), topics and index templates in place."""
     try:
         start_stack(settings)
-    except (StackError, ArtifactError) as exc:
+    except ActionableError as exc:
         fail(exc.one_line())
 
 

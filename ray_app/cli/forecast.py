@@ -93,14 +93,12 @@ def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | 
 
 def evaluate_and_print(settings: Settings, run_ids: list[str] | None = None, max_age_days: float = 30) -> int:
     """Score past runs against the bars that arrived since (forecast-evaluations) and print the table."""
-    from dataclasses import asdict
-
     from ray_app.forecast.evaluation import evaluate
     from ray_app.forecast.report import evaluation_table
 
     evaluations = evaluate(settings, run_ids=run_ids, max_age_days=max_age_days)
     if evaluations:
-        console.print(evaluation_table([asdict(e) for e in evaluations]))
+        console.print(evaluation_table([e.model_dump() for e in evaluations]))
     else:
         console.print("forecast evaluate: no run to score yet (or every one is complete): a run is scored once the "
                       "first hour of its horizon has a bar", highlight=False)  # fmt: skip

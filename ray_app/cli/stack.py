@@ -10,8 +10,8 @@ from rich.table import Table
 
 from ray_app.cli.common import console, fail, settings_of
 from ray_app.config import Settings
+from ray_app.errors import ActionableError
 from ray_app.jvm_artifacts import BUNDLES, ArtifactError, ensure_bundle, ensure_stream_jar
-from ray_app.stack.processes import StackError
 
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real engines: Kafka, Elasticsearch, Ray.")
 
@@ -52,7 +52,7 @@ def stack_up(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     try:
         start_stack(settings)
-    except (StackError, ArtifactError) as exc:
+    except ActionableError as exc:
         fail(exc.one_line())
 
 

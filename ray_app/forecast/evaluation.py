@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ import pandas as pd
 from elasticsearch import Elasticsearch
 
 from ray_app.config import Settings
-from ray_app.documents import ForecastEvaluationDocument, checked
+from ray_app.documents import ForecastEvaluationDocument, TargetEvaluation
 from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
@@ -38,33 +38,6 @@ from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
 from ray_app.times import iso, now_iso
 
 LEVELS = (80, 95)
-
-
-@dataclass(frozen=True)
-class TargetEvaluation:
-    run_id: str
-    as_of: str
-    symbol: str
-    market: str
-    target: str
-    model: str
-    horizon: int
-    elapsed_hours: int
-    complete: bool
-    through: str | None
-    mase: float | None
-    naive_mase: float | None
-    mae: float | None
-    naive_mae: float | None
-    beats_naive: bool
-    coverage_80: float | None
-    coverage_95: float | None
-    direction: str | None = None
-    direction_hit_rate: float | None = None
-
-    @property
-    def doc_id(self) -> str:
-        return f"{self.run_id}|{self.symbol}|{self.target}"
 
 
 def direction(change_pct: float, threshold_pct: float) -> str:
@@ -210,10 +183,8 @@ def evaluate(
             if {f"{symbol}|{target}" for target in targets} <= done:
                 continue
             evaluations = evaluate_run_symbol(settings, es, run, symbol)
-            documents = (checked(ForecastEvaluationDocument, {**asdict(e), "evaluated_at": evaluated_at})
-                         for e in evaluations)  # fmt: skip
-            store.write(es, ({"_index": index, "_id": e.doc_id, "_source": document}
-                             for e, document in zip(evaluations, documents, strict=True)))  # fmt: skip
+            store.write(es, ({"_index": index, "_id": e.doc_id, "_source": ForecastEvaluationDocument(
+                **e.model_dump(), evaluated_at=evaluated_at).model_dump()} for e in evaluations))  # fmt: skip
             results.extend(evaluations)
     es.indices.refresh(index=index)
     return results

@@ -20,17 +20,11 @@ from pathlib import Path
 
 import psutil
 
+from ray_app.errors import ActionableError
 
-class StackError(RuntimeError):
-    """A failure the person at the terminal can act on; printed as one line, with the log file to read."""
 
-    def __init__(self, message: str, log_file: Path | None = None) -> None:
-        self.message = message
-        self.log_file = log_file
-        super().__init__(self.one_line())
-
-    def one_line(self) -> str:
-        return f"{self.message} (log: {self.log_file})" if self.log_file else self.message
+class StackError(ActionableError):
+    """The local stack could not start, stop or be set up."""
 
 
 @dataclass(frozen=True)
