@@ -215,6 +215,7 @@ class ElasticsearchIndices(_Section):
     forecast_evaluations: str
     recommendations: str
     dead_letters: str
+    indicators_1m: str
 
     @field_validator("*")
     @classmethod
@@ -526,6 +527,52 @@ class ServeSettings(_Section):
         return f"http://{self.http_host}:{self.http_port}{self.route_prefix.rstrip('/')}"
 
 
+class PrometheusSettings(_Section):
+    """The Prometheus server that scrapes Ray's metrics (the platform's included) and that the Ray dashboard reads."""
+
+    url: str
+    scrape_interval_s: float = Field(gt=0, le=300)
+    retention: str = Field(pattern=r"^[0-9]+(ms|s|m|h|d|w|y)$")
+    binary: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not parts.port:
+            raise ValueError("must be an http(s) URL with a port, e.g. http://127.0.0.1:9090")
+        return value.rstrip("/")
+
+
+class IndicatorSettings(_Section):
+    """Technical indicators on the 1-minute bars (`ray-app indicators`), the lengths traders use by default."""
+
+    interval_s: float = Field(gt=0)
+    written_days: float = Field(gt=0)
+    rsi_period: int = Field(ge=2)
+    ema_fast: int = Field(ge=2)
+    ema_slow: int = Field(ge=2)
+    macd_signal: int = Field(ge=2)
+    bollinger_period: int = Field(ge=2)
+    bollinger_sigmas: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> IndicatorSettings:
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError(f"ema_fast ({self.ema_fast}) must be shorter than ema_slow ({self.ema_slow})")
+        return self
+
+
+class LiveSettings(_Section):
+    """What `make run` leaves running as Ray jobs, and how often the scheduled ones work."""
+
+    forecast_every_s: float = Field(ge=60)
+    recommend_every_s: float = Field(ge=10)
+    monitor_every_s: float = Field(gt=0)
+    dead_letter_window_s: float = Field(gt=0)
+    max_trade_age_s: float = Field(gt=0)  # `ray-app status`: the newest trade older than this means the flow stopped
+
+
 class SmokeSettings(_Section):
     """The round trip `ray-app smoke` makes through every engine; its own topic and index, never the project's."""
 
@@ -563,6 +610,9 @@ class Settings(BaseSettings):
     forecast: ForecastSettings
     serve: ServeSettings
     recommend: RecommendSettings
+    prometheus: PrometheusSettings
+    indicators: IndicatorSettings
+    live: LiveSettings
     smoke: SmokeSettings
 
     @field_validator("state_dir", "cache_dir")

@@ -166,6 +166,26 @@ class BarDocument(Document):
     updated_at: Date
 
 
+class IndicatorDocument(Document):
+    """``indicators-1m``: one 1-minute bar's technical indicators (ray_app/indicators); id symbol|timestamp, the bar's.
+    A value the bars so far cannot give (fewer bars than its period) is absent."""
+
+    symbol: str
+    timestamp: Date  # the bar's start, UTC
+    close: float
+    bars: int  # 1-minute bars of the symbol up to and including this one: how warmed up the averages are
+    rsi: float | None = None
+    ema_fast: float | None = None
+    ema_slow: float | None = None
+    macd: float | None = None
+    macd_signal: float | None = None
+    macd_histogram: float | None = None
+    bb_upper: float | None = None
+    bb_middle: float | None = None
+    bb_lower: float | None = None
+    updated_at: Date
+
+
 class DeadLetterDocument(Document):
     """``dead-letters``: a record that could not be used, or a document Elasticsearch refused, with why; the raw
     payload bounded (its full length and SHA-256 beside it)."""
@@ -406,4 +426,5 @@ DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "forecast_evaluations": (ForecastEvaluationDocument,),
     "recommendations": (RecommendationDocument,),
     "dead_letters": (DeadLetterDocument,),
+    "indicators_1m": (IndicatorDocument,),
 }

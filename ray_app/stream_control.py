@@ -124,9 +124,18 @@ class Lag:
     messages: int | None  # None: the query has not committed a batch yet
 
 
-def lags(settings: Settings, job: JobDetails | None = None) -> list[Lag]:
-    """Per query: end offsets of the topics now minus the offsets its last committed batch reached. With a
-    ``job``, only the status its driver wrote counts: a previous driver's file says nothing about it."""
+@dataclass(frozen=True)
+class TopicLag:
+    """One query's lag on one of the topics it reads."""
+
+    query: str
+    topic: str
+    messages: int | None  # None: the query has not committed a batch yet (and the topic holds messages)
+
+
+def topic_lags(settings: Settings, job: JobDetails | None = None) -> list[TopicLag]:
+    """Per query and topic: end offsets of the topic now minus the offsets its last committed batch reached. With
+    a ``job``, only the status its driver wrote counts: a previous driver's file says nothing about it."""
     from ray_app.kafka_topics import end_offsets
     from spark_jobs.status import read_status
     from spark_jobs.stream_trades import query_topics
@@ -139,17 +148,23 @@ def lags(settings: Settings, job: JobDetails | None = None) -> list[Lag]:
     result = []
     for query, names in reads.items():
         committed = status.queries[query].committed_offsets if status and query in status.queries else {}
-        total_end = sum(offset for name in names for offset in ends.get(name, {}).values())
-        if not committed:
-            result.append(Lag(query, None if total_end else 0))
-            continue
-        behind = sum(
-            max(offset - committed.get(name, {}).get(str(partition), 0), 0)
-            for name in names
-            for partition, offset in ends.get(name, {}).items()
-        )
-        result.append(Lag(query, behind))
+        for name in names:
+            end = ends.get(name, {})
+            if not committed:
+                result.append(TopicLag(query, name, None if sum(end.values()) else 0))
+                continue
+            done = committed.get(name, {})
+            result.append(TopicLag(query, name, sum(max(offset - done.get(str(p), 0), 0) for p, offset in end.items())))
     return result
+
+
+def lags(settings: Settings, job: JobDetails | None = None) -> list[Lag]:
+    """Per query, the sum over its topics (``topic_lags``)."""
+    per_query: dict[str, list[int | None]] = {}
+    for lag in topic_lags(settings, job):
+        per_query.setdefault(lag.query, []).append(lag.messages)
+    return [Lag(query, None if any(m is None for m in counts) else sum(m or 0 for m in counts))
+            for query, counts in per_query.items()]  # fmt: skip
 
 
 def written_by(status: StreamStatus, job: JobDetails) -> bool:

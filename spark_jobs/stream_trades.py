@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ray_app import metrics
 from ray_app.config import Settings, redact, redact_log_records
 from ray_app.kafka_io import jaas_config
 from ray_app.lifecycle import StopFlag
@@ -328,6 +329,7 @@ class StreamJob:
         status.lost_dead_letters += report.lost_dead_letters
         status.split_requests += report.splits
         status.retried_documents += report.retried_items
+        record_batch_metrics(name, status, report.rejected, report.newest_produced_ms is not None)
         if report.rejected:
             first = report.samples[0] if report.samples else {}
             LOG.warning("%s batch %d: Elasticsearch refused %d documents, written as dead letters (first: %s, HTTP %s "
@@ -447,6 +449,16 @@ class StreamJob:
             supervised.status.state = state
         self.status.state = state
         self._save_status()
+
+
+def record_batch_metrics(query: str, status: QueryStatus, refused: int, timed: bool) -> None:
+    """The batch just written, in the platform's metrics (ray_app.metrics): the same numbers as the status file."""
+    metrics.set_gauge("stream_batch_duration_seconds", status.last_batch_seconds, query=query)
+    metrics.set_gauge("stream_batch_rows", status.last_batch_rows, query=query)
+    metrics.inc("stream_rows", status.last_batch_rows, query=query)
+    metrics.inc("stream_refused_documents", refused, query=query)
+    if timed and status.last_batch_latency_s is not None:
+        metrics.observe("stream_indexed_latency_seconds", max(status.last_batch_latency_s, 0.0), query=query)
 
 
 def batch_phases(progress: dict[str, Any], measured: dict[str, float]) -> dict[str, float]:

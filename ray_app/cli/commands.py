@@ -15,6 +15,7 @@ from ray_app.cli.dashboards import dashboards_app
 from ray_app.cli.demo import demo, smoke
 from ray_app.cli.forecast import forecast_app
 from ray_app.cli.ingest import ingest
+from ray_app.cli.live import down, live_app, status
 from ray_app.cli.serve import recommend, serve_app
 from ray_app.cli.stack import stack_app
 from ray_app.cli.stream import stream_app
@@ -30,6 +31,9 @@ app.add_typer(dashboards_app, name="dashboards")
 app.command()(recommend)
 app.command()(smoke)
 app.command()(demo)
+app.add_typer(live_app, name="live")
+app.command()(status)
+app.command()(down)
 
 
 @app.callback()

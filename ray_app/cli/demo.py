@@ -203,19 +203,25 @@ def stream_stage(settings: Settings, config_file: Path | None) -> None:
     console.print(index_table(settings, "Elasticsearch documents per index"))
 
 
+def live_stage(settings: Settings, config_file: Path | None) -> bool:
+    """Leave the pipeline moving: the live parts as Ray jobs (each at most once), then the status screen."""
+    from ray_app.cli.live import start_live
+
+    console.print("\nlive: the parts that keep the pipeline moving, each a Ray job (the dashboard's Jobs view)")
+    return start_live(settings, config_file)
+
+
 def closing_report(settings: Settings, began: float, first_forecast_s: float) -> None:
-    """How long it took, where each engine answers, what to try next and how to stop."""
+    """How long it took, where each engine answers, how to watch what keeps running and how to stop it."""
     console.print(
         f"\nfirst forecast {first_forecast_s:.0f} s after the start; all of it {time.monotonic() - began:.0f} s"
-        f"\nRay dashboard: {settings.ray.dashboard_url} (Jobs: the streaming job and its RayDP actors; the forecast "
-        "tasks)   "
-        f"Elasticsearch: {settings.elasticsearch.url}   Kafka: {settings.kafka.bootstrap_servers}\n"
-        f"Serve: {settings.serve.url}/docs (the Ray dashboard's Serve view shows its replicas)\n"
-        "try: ray-app stream status   |   ray-app ingest --source simulate --live (new trades stream through)   |   "
-        "ray-app forecast show   |   ray-app recommend   |   ray-app serve status\n"
-        "stop with: ray-app serve stop; ray-app stream stop; ray-app stack down (data and checkpoints are kept in "
-        + str(settings.state_dir)
-        + ")",
+        "\nstill running: the simulator's live trades, the stream, indicators, hourly forecasts and their scoring, "
+        "recommendations every 15 min, the Serve app, the monitor"
+        f"\nwatch: ray-app status   |   Ray dashboard {settings.ray.dashboard_url} (Jobs, Serve, Metrics)   |   "
+        f"Prometheus {settings.prometheus.url}   |   Serve {settings.serve.url}/docs   |   Grafana: docs/grafana.md "
+        "(Trading, Forecasting, Pipeline health)"
+        "\nstop all of it: ray-app down (in order: jobs, Serve, stack; data, checkpoints and the simulator's progress "
+        f"are kept in {settings.state_dir}, and `make run` goes on from there)",
         highlight=False,
     )
 
@@ -232,6 +238,7 @@ def run_demo(settings: Settings, config_file: Path | None) -> bool:
     ok = scored_forecast_stage(settings) and ok
     charted = serve_stage(settings)
     ok = charted is not None and charts_stage(settings, charted) and ok
+    ok = live_stage(settings, config_file) and ok
     closing_report(settings, began, first_forecast_s)
     return ok
 
@@ -239,12 +246,12 @@ def run_demo(settings: Settings, config_file: Path | None) -> bool:
 def demo(ctx: typer.Context) -> None:
     """The whole pipeline on the embedded local default: stack up, a round trip through every engine, simulated
     trades into Kafka, the streaming job into Elasticsearch, forecasts on Ray, the Serve app; then a report with
-    charts of the Grafana panels. Ctrl-C stops the report; `ray-app stack down` stops the rest."""
+    charts of the Grafana panels; it leaves the pipeline moving (`ray-app status`; `ray-app down` stops it)."""
     try:
         ok = run_demo(settings_of(ctx), ctx.find_root().obj)
     except KeyboardInterrupt:
-        err_console.print("\n[yellow]interrupted.[/] What is up keeps running; stop it with: ray-app serve stop; "
-                          "ray-app stream stop; ray-app stack down (data is kept)")  # fmt: skip
+        err_console.print("\n[yellow]interrupted.[/] What is up keeps running; stop it with: ray-app down "
+                          "(data is kept)")  # fmt: skip
         raise typer.Exit(130) from None
     if not ok:
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import ray
 
+from ray_app import metrics
 from ray_app.config import Settings
 from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.forecast import store
@@ -180,4 +181,16 @@ def run_forecast(
         "horizon_days": forecast.horizon_days, "host": socket.gethostname(),
     })  # fmt: skip
     es.indices.refresh(index=[settings.elasticsearch.indices.forecasts, settings.elasticsearch.indices.forecast_runs])
-    return RunReport(run.run_id, as_of, status, reports, seconds)
+    report = RunReport(run.run_id, as_of, status, reports, seconds)
+    record_run_metrics(report)
+    return report
+
+
+def record_run_metrics(report: RunReport) -> None:
+    """The run in the platform's metrics (ray_app.metrics): the durations its forecast-runs documents hold."""
+    metrics.set_gauge("forecast_run_duration_seconds", report.seconds, status=report.status)
+    metrics.inc("forecast_runs", 1, status=report.status)
+    for symbol in report.symbols:
+        if "duration_s" in symbol.fields:
+            metrics.set_gauge("forecast_symbol_duration_seconds", symbol.fields["duration_s"], symbol=symbol.symbol,
+                              status=symbol.status)  # fmt: skip

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 
 from ray_app.config import Settings
 from ray_app.ingest.journal import SpillJournal
+from ray_app.ingest.metering import IngestMetering
 from ray_app.ingest.producer import BackgroundSender, Counters, IngestItem, IngestProducer, pump
 from ray_app.kafka_io import KafkaUnavailable
 from ray_app.kafka_topics import ensure_topics
@@ -249,6 +250,7 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         "message.timeout.ms": 0,
     })  # fmt: skip
     began = time.monotonic()
+    metering = IngestMetering(producer.counters, options.source.value).start()
     show_progress = ingest.progress if options.progress is None else options.progress
     recorder = None
     leftover: list = []
@@ -275,6 +277,7 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         error = exc
     finally:
         undelivered = producer.close(ingest.flush_timeout_s, leftover)
+        metering.close()
     recorded = recorder.frames if recorder else 0
     report = IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded,
                           kept=journal.count(), journal=journal.path)  # fmt: skip

@@ -51,6 +51,7 @@ class Counters:
     dropped: int = 0  # records the full spill journal could not take
     errors: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    delivered_by_topic: dict[str, int] = field(default_factory=dict)  # what the platform's metrics count
 
     def rate(self) -> float:
         return self.delivered / max(time.monotonic() - self.started, 1e-9)
@@ -142,6 +143,8 @@ class IngestProducer:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.counters.delivered += 1
+            topic = msg.topic() or ""
+            self.counters.delivered_by_topic[topic] = self.counters.delivered_by_topic.get(topic, 0) + 1
         elif err.code() in _PURGED:
             # purged at the end of a run: kept for the next run, not lost
             self.counters.produced -= 1

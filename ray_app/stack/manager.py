@@ -1,4 +1,4 @@
-"""`ray-app stack up | down | status`: the local stack of real engines (Kafka, Elasticsearch, Ray head)."""
+"""`ray-app stack up | down | status`: the local stack of real engines (Kafka, Elasticsearch, Ray head, Prometheus)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ray_app.stack.processes import (
     stop_process,
     wait_until_healthy,
 )
+from ray_app.stack.prometheus import PrometheusService
 from ray_app.stack.ray_head import RayHeadService
 from ray_app.stack.service import Service
 
@@ -28,7 +29,8 @@ Progress = Callable[[str], None]
 
 def services(settings: Settings) -> list[Service]:
     """The services in start order (stopped in reverse)."""
-    return [KafkaService(settings), ElasticsearchService(settings), RayHeadService(settings)]
+    return [KafkaService(settings), ElasticsearchService(settings), RayHeadService(settings),
+            PrometheusService(settings)]  # fmt: skip
 
 
 @dataclass

@@ -17,6 +17,17 @@ import httpx
 from ray_app.jvm_artifacts import Java
 from ray_app.stack.service import Launch, Listener, Service
 
+MIN_LIVE_CPUS = 4
+
+
+def head_cpus(configured: int | None) -> int:
+    """The head's logical CPUs: the configured number, else the machine's cores but at least MIN_LIVE_CPUS.
+
+    Ray's CPUs are scheduling slots, not cores. The live pipeline holds two of them all the time (the stream's
+    executor and the Serve replicas) and the hourly forecast asks for one more; on a two-core machine it would queue
+    behind the always-on parts forever, so the local head advertises a little more than the cores it has."""
+    return configured or max(os.cpu_count() or 1, MIN_LIVE_CPUS)
+
 
 class RayHeadService(Service):
     name = "ray"
@@ -56,8 +67,7 @@ class RayHeadService(Service):
             f"--ray-client-server-port={ray.client_server_port}",
             f"--dashboard-agent-listen-port={ray.dashboard_agent_port}",
         ]  # fmt: skip
-        if ray.num_cpus:
-            argv.append(f"--num-cpus={ray.num_cpus}")
+        argv.append(f"--num-cpus={head_cpus(ray.num_cpus)}")
         if ray.object_store_memory_mb:
             argv.append(f"--object-store-memory={ray.object_store_memory_mb * 1024 * 1024}")
         if ray.temp_dir:
@@ -66,7 +76,9 @@ class RayHeadService(Service):
         # `python` in a job's entrypoint must be this environment's interpreter, which has the project installed.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         env = dict(os.environ, PATH=path, RAY_USAGE_STATS_ENABLED="0", JAVA_HOME=str(java.home),
-                   RAY_AUTH_MODE=ray.auth_mode)  # fmt: skip
+                   RAY_AUTH_MODE=ray.auth_mode,
+                   # the dashboard's metrics view reads the stack's Prometheus
+                   RAY_PROMETHEUS_HOST=self.settings.prometheus.url)  # fmt: skip
         return Launch(argv=argv, env=env)
 
     def _auth_headers(self) -> dict[str, str]:

@@ -35,7 +35,7 @@ def free_ports(count: int) -> list[int]:
 
 def stack_overrides(state_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
     """Settings for a stack of its own: scratch state dir, free ports, a small object store."""
-    kafka, controller, es_http, es_transport, gcs, dashboard, client, agent = free_ports(8)
+    kafka, controller, es_http, es_transport, gcs, dashboard, client, agent, prometheus = free_ports(9)
     overrides: dict[str, Any] = {
         "state_dir": state_dir,
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka}"},
@@ -44,6 +44,7 @@ def stack_overrides(state_dir: Path, cache_dir: Path | None = None) -> dict[str,
         "ray": {"address": f"127.0.0.1:{gcs}", "gcs_port": gcs, "dashboard_url": f"http://127.0.0.1:{dashboard}",
                 "dashboard_port": dashboard, "client_server_port": client, "dashboard_agent_port": agent,
                 "temp_dir": state_dir / "ray", "object_store_memory_mb": 512},
+        "prometheus": {"url": f"http://127.0.0.1:{prometheus}", "scrape_interval_s": 2},
     }  # fmt: skip
     if cache_dir is not None:
         overrides["cache_dir"] = cache_dir

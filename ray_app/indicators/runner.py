@@ -1,0 +1,169 @@
+"""Keep ``indicators-1m`` current: every ``indicators.interval_s``, each symbol's 1-minute bars -> indicators.
+
+Why a scheduled Ray step and not a stateful step in the stream: EMA and RSI carry state from a symbol's first bar,
+and the stream's bars are revised by late trades until the watermark passes (``stream.bar_lateness_s``). Here each
+cycle re-reads only the tail of bars that may still change, recomputes the whole series (``core``: milliseconds
+for a month of minutes), and writes the bars whose values changed; the stream's micro-batches (the p50 <= 2 s
+path) pay nothing. The cost is at most one interval of delay behind a bar (5 s by default, beside a bar of 60 s).
+
+Values are deterministic: a symbol's series always starts at its first 1-minute bar in Elasticsearch, so a
+restarted job writes the same numbers (documents keep the bar's id, symbol|start).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch
+from elasticsearch.helpers import streaming_bulk
+
+from ray_app import metrics
+from ray_app.config import Settings
+from ray_app.documents import IndicatorDocument, checked
+from ray_app.es_indices import client
+from ray_app.indicators.core import COLUMNS, indicators
+from ray_app.lifecycle import StopFlag
+from ray_app.schemas import ID_SEPARATOR
+from ray_app.times import format_seconds, now_iso, parse_seconds
+
+LOG = logging.getLogger(__name__)
+PAGE_SIZE = 10_000
+TAIL_MARGIN_S = 120  # re-read a little more than the stream may still revise
+
+
+@dataclass
+class Series:
+    """One symbol's bars as last read (starts in epoch seconds, closes), oldest first."""
+
+    starts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    closes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    loaded: bool = False
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    seconds: float
+    written: dict[str, int]  # symbol -> documents written this cycle
+    bars: dict[str, int]  # symbol -> bars in its series
+
+
+def _read_bars(es: Elasticsearch, index: str, symbol: str, since: int | None) -> tuple[np.ndarray, np.ndarray]:
+    filters: list[dict[str, Any]] = [{"term": {"symbol": symbol}}]
+    if since is not None:
+        filters.append({"range": {"timestamp": {"gte": format_seconds(since)}}})
+    starts: list[int] = []
+    closes: list[float] = []
+    after = None
+    while True:
+        page = es.search(index=index, query={"bool": {"filter": filters}}, sort=[{"timestamp": "asc"}],
+                         source_includes=["timestamp", "close"], size=PAGE_SIZE, search_after=after,
+                         track_total_hits=False)  # fmt: skip
+        hits = page["hits"]["hits"]
+        for hit in hits:
+            starts.append(parse_seconds(hit["_source"]["timestamp"]))
+            closes.append(float(hit["_source"]["close"]))
+        if len(hits) < PAGE_SIZE:
+            return np.asarray(starts, dtype=np.int64), np.asarray(closes, dtype=np.float64)
+        after = hits[-1]["sort"]
+
+
+def first_change(old: Series, starts: np.ndarray, closes: np.ndarray) -> int:
+    """The first position where the new series differs from the old one (the old length when it only grew)."""
+    overlap = min(len(old.starts), len(starts))
+    differs = (old.starts[:overlap] != starts[:overlap]) | (old.closes[:overlap] != closes[:overlap])
+    found = np.flatnonzero(differs)
+    return int(found[0]) if len(found) else overlap
+
+
+def documents(symbol: str, starts: np.ndarray, closes: np.ndarray, values: dict[str, np.ndarray], begin: int,
+              updated_at: str) -> list[dict[str, Any]]:  # fmt: skip
+    """The indicator documents of positions ``begin`` onwards (a NaN value is left out)."""
+    docs = []
+    for i in range(begin, len(starts)):
+        fields: dict[str, Any] = {"symbol": symbol, "timestamp": format_seconds(int(starts[i])),
+                                  "close": float(closes[i]), "bars": i + 1, "updated_at": updated_at}  # fmt: skip
+        for column in COLUMNS:
+            value = float(values[column][i])
+            if not np.isnan(value):
+                fields[column] = value
+        docs.append(checked(IndicatorDocument, fields))
+    return docs
+
+
+class IndicatorStep:
+    """The per-symbol series kept between cycles, and one cycle: read the changed tail, recompute, write."""
+
+    def __init__(self, settings: Settings, es: Elasticsearch | None = None) -> None:
+        self.settings = settings
+        self.es = es or client(settings)
+        self.series: dict[str, Series] = {symbol: Series() for symbol in settings.symbols}
+
+    def _refresh(self, symbol: str) -> tuple[Series, int]:
+        """The symbol's current bars and where they first differ from the previous cycle's."""
+        index = self.settings.elasticsearch.indices.bars_1m
+        old = self.series[symbol]
+        if not old.loaded or not len(old.starts):
+            starts, closes = _read_bars(self.es, index, symbol, None)
+        else:
+            since = int(old.starts[-1]) - int(self.settings.stream.bar_lateness_s) - TAIL_MARGIN_S
+            tail_starts, tail_closes = _read_bars(self.es, index, symbol, since)
+            keep = old.starts < since
+            starts = np.concatenate([old.starts[keep], tail_starts])
+            closes = np.concatenate([old.closes[keep], tail_closes])
+        return Series(starts, closes, loaded=True), first_change(old, starts, closes) if old.loaded else 0
+
+    def cycle(self) -> CycleReport:
+        began = time.monotonic()
+        options = self.settings.indicators
+        oldest_written = int(time.time() - options.written_days * 86400)
+        updated_at = now_iso()
+        written: dict[str, int] = {}
+        for symbol in self.settings.symbols:
+            series, begin = self._refresh(symbol)
+            begin = max(begin, int(np.searchsorted(series.starts, oldest_written)))
+            written[symbol] = 0
+            if begin < len(series.starts):
+                values = indicators(series.closes, options.rsi_period, options.ema_fast, options.ema_slow,
+                                    options.macd_signal, options.bollinger_period,
+                                    options.bollinger_sigmas)  # fmt: skip
+                docs = documents(symbol, series.starts, series.closes, values, begin, updated_at)
+                written[symbol] = self._write(docs)
+            self.series[symbol] = series  # only once written: a failed write is redone by the next cycle
+        bars = {symbol: len(series.starts) for symbol, series in self.series.items()}
+        return CycleReport(round(time.monotonic() - began, 3), written, bars)
+
+    def _write(self, docs: list[dict[str, Any]]) -> int:
+        index = self.settings.elasticsearch.indices.indicators_1m
+        actions = ({"_index": index, "_id": f"{doc['symbol']}{ID_SEPARATOR}{doc['timestamp']}", "_source": doc}
+                   for doc in docs)  # fmt: skip
+        ok = sum(done for done, _ in streaming_bulk(self.es, actions, chunk_size=2000, max_retries=5))
+        return ok
+
+
+def run_indicators(settings: Settings, stop: StopFlag, once: bool = False,
+                   on_cycle: Callable[[CycleReport], None] | None = None) -> None:  # fmt: skip
+    """Cycle every ``indicators.interval_s`` until stopped (or once). A failed cycle (Elasticsearch away) is logged
+    and the next one tries again from the same series."""
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    step = IndicatorStep(settings)
+    while True:
+        try:
+            report = step.cycle()
+            metrics.set_gauge("indicator_cycle_duration_seconds", report.seconds)
+            for symbol, count in report.written.items():
+                metrics.inc("indicator_documents", count, symbol=symbol)
+            if on_cycle:
+                on_cycle(report)
+        except (TransportError, ApiError) as exc:
+            if once:
+                raise
+            LOG.warning("indicators: this cycle failed, the next one retries: %s", exc)
+        if once or stop.wait(settings.indicators.interval_s):
+            return

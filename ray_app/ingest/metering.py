@@ -1,0 +1,50 @@
+"""The ingest's counters in the platform's metrics (``ray_app.metrics``), published as deltas once a second.
+
+Counting each delivery straight into ``ray.util.metrics`` would cost a call per message on the hot path; the
+producer counts in plain integers and this thread publishes the change, so Prometheus holds exactly the run's
+report (``IngestReport``) once the last delta is out (``close`` publishes it after the final flush).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ray_app import metrics
+from ray_app.ingest.producer import Counters
+
+PUBLISH_EVERY_S = 1.0
+
+
+class IngestMetering:
+    def __init__(self, counters: Counters, source: str) -> None:
+        self.counters = counters
+        self.source = source
+        self._sent_topics: dict[str, int] = {}
+        self._sent_failures: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ingest-metrics", daemon=True)
+
+    def start(self) -> IngestMetering:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(PUBLISH_EVERY_S):
+            self.publish()
+
+    def publish(self) -> None:
+        for topic, count in list(self.counters.delivered_by_topic.items()):
+            metrics.inc("ingest_messages", count - self._sent_topics.get(topic, 0), source=self.source, topic=topic)
+            self._sent_topics[topic] = count
+        failures = {"delivery": self.counters.failed, "dropped": self.counters.dropped,
+                    "dead_letter": self.counters.dead_letters}  # fmt: skip
+        for reason, count in failures.items():
+            metrics.inc("ingest_failures", count - self._sent_failures.get(reason, 0), source=self.source,
+                        reason=reason)  # fmt: skip
+            self._sent_failures[reason] = count
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.publish()

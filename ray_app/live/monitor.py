@@ -1,0 +1,79 @@
+"""One reading of the pipeline's health: lag behind Kafka per query and topic, the newest trade's age per symbol,
+dead letters of the last window by reason. `ray-app status` prints it; the monitor job (``run_monitor``) exports it
+as gauges every ``live.monitor_every_s``, so Prometheus holds the same numbers the command shows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from elasticsearch import Elasticsearch
+
+from ray_app import metrics
+from ray_app.config import Settings
+from ray_app.lifecycle import StopFlag
+from ray_app.stream_control import TopicLag, topic_lags
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Health:
+    lags: list[TopicLag]
+    trade_age_s: dict[str, float | None]  # symbol -> seconds since its newest searchable trade (None: none yet)
+    dead_letters: dict[str, int]  # reason -> dead letters indexed in the window
+    window_s: float
+
+
+def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float | None]:
+    answer = es.search(index=settings.elasticsearch.indices.trades, size=0, aggs={
+        "symbols": {"terms": {"field": "symbol", "size": max(len(settings.symbols), 1) * 2},
+                    "aggs": {"newest": {"max": {"field": "timestamp"}}}},
+    })  # fmt: skip
+    now = time.time()
+    ages: dict[str, float | None] = dict.fromkeys(settings.symbols)
+    for bucket in answer["aggregations"]["symbols"]["buckets"]:
+        if bucket["key"] in ages and bucket["newest"]["value"] is not None:
+            ages[bucket["key"]] = round(now - bucket["newest"]["value"] / 1000, 1)
+    return ages
+
+
+def recent_dead_letters(settings: Settings, es: Elasticsearch, window_s: float) -> dict[str, int]:
+    answer = es.search(index=settings.elasticsearch.indices.dead_letters, size=0,
+                       query={"range": {"timestamp": {"gte": f"now-{int(window_s)}s"}}},
+                       aggs={"reasons": {"terms": {"field": "reason", "size": 100}}})  # fmt: skip
+    return {bucket["key"]: bucket["doc_count"] for bucket in answer["aggregations"]["reasons"]["buckets"]}
+
+
+def read_health(settings: Settings, es: Elasticsearch) -> Health:
+    window = settings.live.dead_letter_window_s
+    return Health(topic_lags(settings), newest_trade_ages(settings, es), recent_dead_letters(settings, es, window),
+                  window)  # fmt: skip
+
+
+def export(health: Health, reasons_seen: set[str]) -> None:
+    """The reading as gauges; a reason seen before and absent now is set to 0 rather than left at its old value."""
+    for lag in health.lags:
+        if lag.messages is not None:
+            metrics.set_gauge("kafka_lag_messages", lag.messages, query=lag.query, topic=lag.topic)
+    for symbol, age in health.trade_age_s.items():
+        if age is not None:
+            metrics.set_gauge("newest_trade_age_seconds", age, symbol=symbol)
+    reasons_seen.update(health.dead_letters)
+    for reason in reasons_seen:
+        metrics.set_gauge("dead_letters_recent", health.dead_letters.get(reason, 0), reason=reason)
+
+
+def run_monitor(settings: Settings, stop: StopFlag) -> None:
+    """Export a reading every ``live.monitor_every_s`` until stopped; a failed reading is logged and retried."""
+    from ray_app.es_indices import client
+
+    es = client(settings)
+    reasons: set[str] = set()
+    while not stop.is_set():
+        try:
+            export(read_health(settings, es), reasons)
+        except Exception as exc:  # Kafka or Elasticsearch away: the next reading tries again
+            LOG.warning("monitor: this reading failed: %s", exc)
+        stop.wait(settings.live.monitor_every_s)

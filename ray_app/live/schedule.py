@@ -1,0 +1,90 @@
+"""The scheduled work of the live platform, each a loop its Ray job runs until stopped (SIGTERM from `ray-app down`).
+
+- forecaster: at every hour's start (``live.forecast_every_s``) a forecast of every symbol, unless a complete run for
+  that cut-off exists already (the run id is the cut-off's, so `make run` again never doubles one), then the scoring
+  of every run whose horizon has begun against the bars that arrived.
+- recommender: every ``live.recommend_every_s``, every symbol's recommendation through the Serve app
+  (POST /recommendations), which indexes them.
+
+A failed round (Elasticsearch, Ray or Serve away) is retried with a backoff of 15 s doubling up to the schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import pandas as pd
+
+from ray_app.config import Settings
+from ray_app.lifecycle import StopFlag
+
+LOG = logging.getLogger(__name__)
+SETTLE_S = 60  # after the hour: the last hourly bar is closed and in Elasticsearch
+
+
+def retry_delay_s(failures: int, every_s: float) -> float:
+    """After the n-th failure in a row: 15 s, 30 s, 60 s ... never longer than the schedule itself."""
+    return min(15.0 * 2 ** (failures - 1), every_s)
+
+
+def _loop(name: str, every_s: float, stop: StopFlag, work: Callable[[], float]) -> None:
+    """Run ``work`` (which returns the seconds until its next round) until stopped, backing off after failures."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            wait_s = work()
+            failures = 0
+        except Exception as exc:  # the next round tries again; a schedule outlives a restart of any engine
+            failures += 1
+            wait_s = retry_delay_s(failures, every_s)
+            LOG.warning("%s: this round failed (%d in a row), retrying in %.0f s: %s: %s", name, failures, wait_s,
+                        type(exc).__name__, exc)  # fmt: skip
+        stop.wait(max(wait_s, 1.0))
+
+
+def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float:
+    """This hour's forecast unless it is done, the scoring of due runs; seconds until the next round."""
+    from ray_app.es_indices import client
+    from ray_app.forecast import store
+    from ray_app.forecast.evaluation import evaluate
+    from ray_app.forecast.runner import cut_off, run_forecast
+
+    every = pd.Timedelta(seconds=settings.live.forecast_every_s)
+    now = now or pd.Timestamp.now(tz="UTC")
+    as_of = cut_off(now.to_pydatetime())
+    run_id = store.run_id_for(settings, as_of, list(settings.symbols))
+    es = client(settings)
+    found = es.options(ignore_status=404).get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)
+    if found.get("found") and found["_source"].get("status") == "complete":
+        LOG.info("forecaster: run %s is complete already", run_id)
+    else:
+        report = run_forecast(settings, as_of=as_of)
+        LOG.info("forecaster: run %s %s in %.0f s (%d of %d symbols)", report.run_id, report.status, report.seconds,
+                 report.count("ok"), len(report.symbols))  # fmt: skip
+    scored = evaluate(settings)
+    LOG.info("forecaster: %d target evaluations written", len(scored))
+    next_round = as_of + every + pd.Timedelta(seconds=SETTLE_S)
+    return max((next_round - pd.Timestamp.now(tz="UTC")).total_seconds(), 1.0)
+
+
+def run_forecaster(settings: Settings, stop: StopFlag) -> None:
+    _loop("forecaster", settings.live.forecast_every_s, stop, lambda: forecast_round(settings))
+
+
+def recommend_round(settings: Settings) -> float:
+    import httpx
+
+    from serve_deployments.auth import API_KEY_HEADER, api_key
+
+    began = time.monotonic()
+    answer = httpx.post(f"{settings.serve.url}/recommendations", headers={API_KEY_HEADER: api_key(settings)},
+                        timeout=(settings.serve.recommender.request_timeout_s or 600) + 30)  # fmt: skip
+    answer.raise_for_status()
+    LOG.info("recommender: %s recommendations written", answer.json().get("written"))
+    return settings.live.recommend_every_s - (time.monotonic() - began)
+
+
+def run_recommender(settings: Settings, stop: StopFlag) -> None:
+    _loop("recommender", settings.live.recommend_every_s, stop, lambda: recommend_round(settings))

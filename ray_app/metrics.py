@@ -1,0 +1,112 @@
+"""The platform's own metrics, recorded with ``ray.util.metrics``: one table of names, kinds and labels.
+
+A process connected to Ray (every live job, the stream driver, a forecast run) records them; each Ray node's
+metrics agent exports them beside Ray's own, Prometheus finds the agents through Ray's service-discovery file
+(``ray_app.stack.prometheus``), and Grafana's "Pipeline health" dashboard reads them. Ray prefixes every name
+with ``ray_`` and gives counters a ``_total`` suffix: ``ingest_messages`` is ``ray_ray_app_ingest_messages_total``
+in PromQL (``promql_name``). A process that is not connected to Ray records nothing (a CLI run by hand).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["counter", "gauge", "histogram"]
+PREFIX = "ray_app_"
+LATENCY_BOUNDARIES_S = [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # without PREFIX
+    kind: Kind
+    description: str
+    tags: tuple[str, ...] = ()
+    boundaries: tuple[float, ...] = ()
+
+    @property
+    def ray_name(self) -> str:
+        return PREFIX + self.name
+
+    def promql_name(self, series: str = "") -> str:
+        """The name Prometheus holds: Ray's ``ray_`` prefix, counters ``_total``, histograms ``_bucket`` etc."""
+        suffix = "_total" if self.kind == "counter" else series
+        return f"ray_{self.ray_name}{suffix}"
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("ingest_messages", "counter", "records the ingest delivered to Kafka", ("source", "topic")),
+    Metric("ingest_failures", "counter", "records the ingest could not deliver or turned into dead letters",
+           ("source", "reason")),
+    Metric("stream_batch_duration_seconds", "gauge", "the last micro-batch's whole trigger, offsets to commit",
+           ("query",)),
+    Metric("stream_batch_rows", "gauge", "records in the last micro-batch", ("query",)),
+    Metric("stream_rows", "counter", "records the streaming job has written", ("query",)),
+    Metric("stream_indexed_latency_seconds", "histogram",
+           "a batch's newest record: produced to Kafka -> indexed and searchable", ("query",),
+           tuple(LATENCY_BOUNDARIES_S)),
+    Metric("stream_refused_documents", "counter", "documents Elasticsearch refused (each became a dead letter)",
+           ("query",)),
+    Metric("kafka_lag_messages", "gauge", "messages in Kafka the streaming job has not committed yet",
+           ("query", "topic")),
+    Metric("newest_trade_age_seconds", "gauge", "age of the newest trade searchable in Elasticsearch", ("symbol",)),
+    Metric("dead_letters_recent", "gauge", "dead letters indexed in the last live.dead_letter_window_s, by reason",
+           ("reason",)),
+    Metric("forecast_run_duration_seconds", "gauge", "the last forecast run, start to finish", ("status",)),
+    Metric("forecast_symbol_duration_seconds", "gauge", "the last forecast of each symbol (read, fit, write)",
+           ("symbol", "status")),
+    Metric("forecast_runs", "counter", "forecast runs finished, by status", ("status",)),
+    Metric("indicator_cycle_duration_seconds", "gauge", "the last indicators cycle over every symbol"),
+    Metric("indicator_documents", "counter", "indicator documents written", ("symbol",)),
+]}  # fmt: skip
+
+_made: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _metric(name: str) -> Any | None:
+    """The ray.util.metrics object for ``name``, made on first use; None when this process is not in Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    with _lock:
+        if name not in _made:
+            from ray.util import metrics as ray_metrics
+
+            spec = METRICS[name]
+            if spec.kind == "counter":
+                _made[name] = ray_metrics.Counter(spec.ray_name, spec.description, tag_keys=spec.tags)
+            elif spec.kind == "gauge":
+                _made[name] = ray_metrics.Gauge(spec.ray_name, spec.description, tag_keys=spec.tags)
+            else:
+                _made[name] = ray_metrics.Histogram(spec.ray_name, spec.description, boundaries=list(spec.boundaries),
+                                                    tag_keys=spec.tags)  # fmt: skip
+        return _made[name]
+
+
+def _tags(name: str, tags: dict[str, str]) -> dict[str, str]:
+    wanted = METRICS[name].tags
+    if set(tags) != set(wanted):
+        raise ValueError(f"metric {name} takes the tags {wanted}, got {sorted(tags)}")
+    return {key: str(value) for key, value in tags.items()}
+
+
+def inc(name: str, value: float = 1.0, **tags: str) -> None:
+    metric = _metric(name)
+    if metric is not None and value > 0:
+        metric.inc(value, tags=_tags(name, tags))
+
+
+def set_gauge(name: str, value: float, **tags: str) -> None:
+    metric = _metric(name)
+    if metric is not None:
+        metric.set(value, tags=_tags(name, tags))
+
+
+def observe(name: str, value: float, **tags: str) -> None:
+    metric = _metric(name)
+    if metric is not None:
+        metric.observe(value, tags=_tags(name, tags))
