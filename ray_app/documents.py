@@ -172,7 +172,11 @@ class IndicatorDocument(Document):
 
     symbol: str
     timestamp: Date  # the bar's start, UTC
+    open: float  # the bar itself, so one search draws the candles and the bands over them
+    high: float
+    low: float
     close: float
+    volume: float
     bars: int  # 1-minute bars of the symbol up to and including this one: how warmed up the averages are
     rsi: float | None = None
     ema_fast: float | None = None

@@ -63,6 +63,7 @@ from serve_deployments.responses import (
     BacktestRow,
     ForecastRow,
     Health,
+    IndicatorRow,
     ModelDescription,
     Recorded,
     StoredRecommendation,
@@ -84,6 +85,8 @@ api = FastAPIOffline(
 SYMBOL_PATTERN = r"^[A-Za-z0-9.\-]{1,12}(/[A-Za-z]{2,6})?$"
 SymbolsQuery = Query(None, description="Symbols, '/' written as '-'; default: every symbol the latest run forecast")
 SymbolPath = Path(description="A symbol: AAPL, BTC/USD or BTC-USD", pattern=SYMBOL_PATTERN)
+MAX_INDICATOR_MINUTES = 10_000  # one search page (index.max_result_window): about a week of minutes
+MinutesQuery = Query(120, ge=1, le=MAX_INDICATOR_MINUTES, description="The last this many 1-minute bars")
 
 
 class Busy(RuntimeError):
@@ -174,6 +177,9 @@ class Forecast:
 
     def facts(self, symbol: str) -> dict[str, Any]:
         return self.reader.facts(symbol)
+
+    def indicators(self, symbol: str, minutes: int) -> list[dict[str, Any]]:
+        return self.reader.indicators(symbol, minutes)
 
 
 @dataclass(frozen=True)
@@ -349,6 +355,11 @@ class Ingress:
     @api.get("/forecast/{symbol:path}", response_model=list[ForecastRow])
     async def forecast(self, symbol: str = SymbolPath) -> Response:
         return await self._read(("forecast", symbol), lambda: self.forecasts.forecast.remote(symbol))
+
+    @api.get("/indicators/{symbol:path}", response_model=list[IndicatorRow])
+    async def indicators(self, symbol: str = SymbolPath, minutes: int = MinutesQuery) -> Response:
+        return await self._read(("indicators", symbol, str(minutes)),
+                                lambda: self.forecasts.indicators.remote(symbol, minutes))  # fmt: skip
 
     @api.get("/recommendation/{symbol:path}", response_model=Recommendation)
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:

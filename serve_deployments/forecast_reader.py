@@ -197,6 +197,27 @@ class ForecastReader:
 
         return self._cached(("bars", symbol), load)
 
+    def indicators(self, symbol_or_slug: str, minutes: int) -> list[dict[str, Any]]:
+        """The symbol's indicator documents of its last ``minutes`` 1-minute bars, oldest first (404 for a symbol
+        the platform does not trade)."""
+        wanted = symbol_or_slug.upper().replace("-", "/")
+        symbol = next((s for s in self.settings.symbols if s == wanted), None)
+        if symbol is None:
+            known = ", ".join(slug(s) for s in self.settings.symbols)
+            raise UnknownSymbol(f"unknown symbol {symbol_or_slug!r}: the platform trades {known}")
+
+        def load() -> list[dict[str, Any]]:
+            page = self.es.search(
+                index=self.settings.elasticsearch.indices.indicators_1m,
+                query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                sort=[{"timestamp": "desc"}],
+                size=minutes,
+                track_total_hits=False,
+            )
+            return [hit["_source"] for hit in reversed(page["hits"]["hits"])]
+
+        return self._cached(("indicators", symbol, minutes), load)
+
     def facts(self, symbol_or_slug: str) -> dict[str, Any]:
         """The recommendation's facts (serve_deployments/market_facts.py) as flat JSON."""
         summary = self.summary(symbol_or_slug)  # 404 for a symbol the run did not forecast

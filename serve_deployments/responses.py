@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ray_app.documents import ForecastEvaluationDocument, Recommendation, RecommendationDocument
+from ray_app.documents import ForecastEvaluationDocument, IndicatorDocument, Recommendation, RecommendationDocument
 
 
 class _Open(BaseModel):
@@ -107,6 +107,7 @@ class BacktestRow(_Open):
 
 
 AccuracyRow = ForecastEvaluationDocument  # GET /forecast/{symbol}/accuracy answers the stored evaluations
+IndicatorRow = IndicatorDocument  # GET /indicators/{symbol} answers the stored indicator documents, oldest first
 StoredRecommendation = RecommendationDocument  # GET /recommendations/latest answers the stored documents
 
 

@@ -31,6 +31,7 @@ def test_defaults_hold_the_documented_topics_and_indices() -> None:
         "forecast_evaluations": "forecast-evaluations",
         "recommendations": "recommendations",
         "dead_letters": "dead-letters",
+        "indicators_1m": "indicators-1m",
     }
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert settings.elasticsearch.url == "http://127.0.0.1:9200"

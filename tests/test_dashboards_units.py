@@ -17,7 +17,7 @@ from ray_app.dashboards.es_query import es_panels, infinity_panels, interpolate,
 
 SCHEMA = json.loads((GRAFANA_DIR / "schema" / "dashboard.schema.json").read_text())
 DASHBOARDS = {name: json.loads((GRAFANA_DIR / "dashboards" / f"{name}.json").read_text())
-              for name in ("trading", "forecasting")}  # fmt: skip
+              for name in ("trading", "forecasting", "pipeline-health")}  # fmt: skip
 
 
 def test_committed_files_are_the_generated_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,13 +41,17 @@ def test_every_panel_and_variable_uses_a_provisioned_datasource_and_times_are_re
     uids = {source["uid"]: source for source in provisioned["datasources"]}
     for dashboard in DASHBOARDS.values():
         assert dashboard["time"]["from"].startswith("now-") and dashboard["refresh"]
-        assert [v["name"] for v in dashboard["templating"]["list"]] == ["symbol"]
+        if dashboard["uid"] != "ray-app-pipeline-health":  # the whole pipeline: no symbol to choose
+            assert [v["name"] for v in dashboard["templating"]["list"]] == ["symbol"]
         for panel in dashboard["panels"]:
             if panel["type"] != "grafana-clock-panel":
                 assert panel["datasource"]["uid"] in uids, panel["title"]
                 assert panel["datasource"]["type"] == uids[panel["datasource"]["uid"]]["type"]
     providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "ray-app.yaml").read_text())
     assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/ray-app"
+    assert providers["providers"][1]["options"]["path"] == "/var/lib/grafana/dashboards/ray"  # Ray's generated ones
+    prometheus = [source for source in provisioned["datasources"] if source["type"] == "prometheus"]
+    assert len(prometheus) == 1 and prometheus[0]["isDefault"] and prometheus[0]["name"] == "Prometheus"
 
 
 def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles() -> None:
@@ -61,7 +65,9 @@ def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles()
         assert wanted in forecasting, wanted
     for wanted in ("Forecast vs what happened", "Scored against what happened", "MASE of the forecast vs naive"):
         assert wanted in forecasting, wanted
-    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 8 and len(es_panels(DASHBOARDS["trading"])) == 8
+    for wanted in ("Bollinger bands (20, 2 sigma)", "RSI (14)", "MACD (12, 26, 9)"):
+        assert wanted in titles, wanted
+    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 8 and len(es_panels(DASHBOARDS["trading"])) == 11
     assert len(es_panels(DASHBOARDS["forecasting"])) == 1
 
 
@@ -85,3 +91,17 @@ def test_the_search_a_panel_sends_filters_time_and_symbol_like_grafana() -> None
     histogram = search.body["aggs"]["2"]["date_histogram"]
     assert histogram["fixed_interval"] == "5m" and set(search.body["aggs"]["2"]["aggs"]) == {"1", "3"}
     assert search.body["query"]["bool"]["filter"][0]["range"]["timestamp"]["gte"] == int(start.timestamp() * 1000)
+
+
+def test_the_pipeline_health_dashboard_reads_every_platform_metric_that_is_a_reading() -> None:
+    from ray_app.dashboards.build import prometheus_panels
+    from ray_app.metrics import METRICS
+
+    panels = prometheus_panels(DASHBOARDS["pipeline-health"])
+    exprs = " ".join(target["expr"] for panel in panels for target in panel["targets"])
+    assert len(panels) == len(DASHBOARDS["pipeline-health"]["panels"]) >= 12
+    totals_only = {"stream_refused_documents", "forecast_runs", "indicator_documents"}  # counts: ray-app status has them
+    for name, metric in METRICS.items():
+        if name not in totals_only:
+            assert metric.promql_name() in exprs or metric.promql_name("_bucket") in exprs, name
+    assert "ray_serve_http_request_latency_ms_bucket" in exprs  # Serve's latency is Ray's own metric

@@ -24,20 +24,26 @@ from grafana_foundation_sdk.builders import barchart, candlestick, stat, table, 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import elasticsearch as es
+from grafana_foundation_sdk.builders import prometheus as prom
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import candlestick as candlestick_models
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfigValue
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, DataTransformerConfig, DynamicConfigValue
 
 from ray_app.config import PROJECT_ROOT, Settings
 from ray_app.dashboards.infinity import INFINITY_TYPE, Column, InfinityQuery
+from ray_app.metrics import METRICS
 from serve_deployments.auth import API_KEY_HEADER, KEY_ENV
 
 GRAFANA_DIR = PROJECT_ROOT / "grafana"
 ES_TYPE = "elasticsearch"
 SERVE_UID = "ray-app-serve"
-ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations", "forecast_evaluations")
+ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations", "forecast_evaluations",
+              "indicators_1m")  # fmt: skip
+PROMETHEUS_TYPE = "prometheus"
+PROMETHEUS_UID = "ray-app-prometheus"
+PROMETHEUS_NAME = "Prometheus"  # the name Ray's generated dashboards look for (RAY_PROMETHEUS_NAME's default)
 SYMBOL = 'symbol:"${symbol}"'
 DEAD_LETTER_TIME = "received_at"  # when the record was received; the other indices' time field is `timestamp`
 EVALUATION_TIME = "as_of"  # a scored run's cut-off
@@ -52,6 +58,7 @@ def es_ref(key: str) -> DataSourceRef:
 
 
 SERVE = DataSourceRef(type_val=INFINITY_TYPE, uid=SERVE_UID)
+PROMETHEUS = DataSourceRef(type_val=PROMETHEUS_TYPE, uid=PROMETHEUS_UID)
 
 
 def _histogram(query: str, *metrics: es.Average | es.Max | es.Min | es.Sum | es.Count) -> es.Dataquery:
@@ -177,6 +184,43 @@ def trading() -> db.Dashboard:
         .span(12)
         .height(8)
     )
+    band_fields = ["timestamp", "open", "high", "low", "close", "volume", "bb_upper", "bb_middle", "bb_lower",
+                   "ema_fast", "ema_slow"]  # fmt: skip
+    bands = (
+        candlestick.Panel()
+        .title("Bollinger bands (20, 2 sigma) and EMA 12 / 26 over the 1-minute candles")
+        .datasource(es_ref("indicators_1m"))
+        .with_target(_raw(SYMBOL, 1000))
+        .mode(candlestick_models.VizDisplayMode.CANDLES)
+        .candle_style(candlestick_models.CandleStyle.CANDLES)
+        .fields(candlestick.CandlestickFieldMap().open("open").high("high").low("low").close("close").volume("volume"))
+        .include_all_fields(True)
+        .with_transformation(DataTransformerConfig(id_val="filterFieldsByName",
+                                                   options={"include": {"names": band_fields}}))
+        .unit("currencyUSD")
+        .span(24)
+        .height(10)
+    )
+    rsi = (
+        timeseries.Panel()
+        .title("RSI (14), Wilder's: above 70 overbought, below 30 oversold")
+        .datasource(es_ref("indicators_1m"))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("rsi")))
+        .min(0)
+        .max(100)
+        .span(12)
+        .height(7)
+    )
+    macd = (
+        timeseries.Panel()
+        .title("MACD (12, 26, 9): MACD, signal, histogram")
+        .datasource(es_ref("indicators_1m"))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("macd"), es.Average().id("3").field("macd_signal"),
+                                es.Average().id("4").field("macd_histogram")))
+        .override_by_name("Average macd_histogram", [DynamicConfigValue(id_val="custom.drawStyle", value="bars")])
+        .span(12)
+        .height(7)
+    )
     per_symbol = (
         barchart.Panel()
         .title("Trades per symbol")
@@ -205,6 +249,9 @@ def trading() -> db.Dashboard:
         .with_panel(recommendation)
         .with_panel(sentiment)
         .with_panel(candles)
+        .with_panel(bands)
+        .with_panel(rsi)
+        .with_panel(macd)
         .with_panel(close)
         .with_panel(volatility)
         .with_panel(market)
@@ -347,6 +394,69 @@ def forecasting() -> db.Dashboard:
     )
 
 
+def promql(metric: str, series: str = "") -> str:
+    """A platform metric's name as Prometheus holds it (ray_app.metrics)."""
+    return METRICS[metric].promql_name(series)
+
+
+def _prom_panel(title: str, unit: str, *queries: tuple[str, str]) -> timeseries.Panel:
+    panel = timeseries.Panel().title(title).datasource(PROMETHEUS).unit(unit).span(12).height(7)
+    for ref, (expr, legend) in zip("ABCDEFGH", queries, strict=False):
+        panel = panel.with_target(prom.Dataquery().ref_id(ref).expr(expr).legend_format(legend).range())
+    return panel
+
+
+def _latency_quantiles(bucket: str, by: str, scale: str = "") -> list[tuple[str, str]]:
+    return [(f"histogram_quantile({q}, sum by (le, {by}) (rate({bucket}[5m]))){scale}", f"p{int(q * 100)} {{{{{by}}}}}")
+            for q in (0.5, 0.99)]  # fmt: skip
+
+
+def pipeline_health() -> db.Dashboard:
+    """The running pipeline from Prometheus: the platform's metrics (ray_app.metrics) and Ray Serve's own."""
+    panels = [
+        _prom_panel("Ingest: messages delivered to Kafka per second, by topic", "short",
+                    (f"sum by (topic) (rate({promql('ingest_messages')}[1m]))", "{{topic}}")),
+        _prom_panel("Ingest: failures and dead letters per minute, by reason", "short",
+                    (f"sum by (reason) (rate({promql('ingest_failures')}[5m])) * 60", "{{reason}}")),
+        _prom_panel("Stream: last micro-batch's duration, by query", "s",
+                    (f"max by (query) ({promql('stream_batch_duration_seconds')})", "{{query}}")),
+        _prom_panel("Stream: rows in the last micro-batch, and rows per second", "short",
+                    (f"max by (query) ({promql('stream_batch_rows')})", "batch {{query}}"),
+                    (f"sum by (query) (rate({promql('stream_rows')}[1m]))", "per s {{query}}")),
+        _prom_panel("Trade -> indexed and searchable: p50 and p99 over 5 minutes", "s",
+                    *_latency_quantiles(promql("stream_indexed_latency_seconds", "_bucket"), "query")),
+        _prom_panel("Lag behind Kafka: messages the stream has not committed, by topic", "short",
+                    (f"max by (query, topic) ({promql('kafka_lag_messages')})", "{{query}} {{topic}}")),
+        _prom_panel("Newest trade searchable in Elasticsearch: age by symbol", "s",
+                    (f"max by (symbol) ({promql('newest_trade_age_seconds')})", "{{symbol}}")),
+        _prom_panel("Dead letters in the last hour, by reason", "short",
+                    (f"max by (reason) ({promql('dead_letters_recent')})", "{{reason}}")),
+        _prom_panel("Forecast: the last run's duration", "s",
+                    (f"max by (status) ({promql('forecast_run_duration_seconds')})", "run {{status}}")),
+        _prom_panel("Forecast: each symbol's last duration (read, fit, write)", "s",
+                    (f"max by (symbol) ({promql('forecast_symbol_duration_seconds')})", "{{symbol}}")),
+        _prom_panel("Serve: request latency p50 and p99 by route (Ray's own metric)", "ms",
+                    *_latency_quantiles("ray_serve_http_request_latency_ms_bucket", "route")),
+        _prom_panel("Indicators: the last cycle's duration over every symbol", "s",
+                    (f"max({promql('indicator_cycle_duration_seconds')})", "cycle")),
+    ]  # fmt: skip
+    board = (
+        db.Dashboard("Pipeline health")
+        .uid("ray-app-pipeline-health")
+        .tags(["ray-app", "pipeline"])
+        .timezone("utc")
+        .time("now-1h", "now")
+        .refresh("10s")
+    )
+    for panel in panels:
+        board = board.with_panel(panel)
+    return board
+
+
+def prometheus_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for panel in dashboard["panels"] if (panel.get("datasource") or {}).get("type") == PROMETHEUS_TYPE]
+
+
 # What the SDK writes that Grafana 13's dashboard schema (grafana/schema/dashboard.schema.json) no longer has:
 # the removed `style`, interval-variable fields on every variable, and a null `options` on panels without any.
 SDK_LEFTOVERS = {"style"}
@@ -366,7 +476,7 @@ def dashboard_json(dashboard: db.Dashboard) -> dict[str, Any]:
     return model
 
 
-DASHBOARDS = {"trading": trading, "forecasting": forecasting}
+DASHBOARDS = {"trading": trading, "forecasting": forecasting, "pipeline-health": pipeline_health}
 
 
 def datasources(settings: Settings) -> dict[str, Any]:
@@ -384,6 +494,10 @@ def datasources(settings: Settings) -> dict[str, Any]:
                     "editable": False,
                     "jsonData": {"allowedHosts": [settings.serve.url], "httpHeaderName1": API_KEY_HEADER},
                     "secureJsonData": {"httpHeaderValue1": f"${{{KEY_ENV}}}"}})  # fmt: skip
+    # the default datasource: Ray's generated dashboards use the default Prometheus one
+    sources.append({"name": PROMETHEUS_NAME, "uid": PROMETHEUS_UID, "type": PROMETHEUS_TYPE, "access": "proxy",
+                    "url": settings.prometheus.url, "isDefault": True, "editable": False,
+                    "jsonData": {"timeInterval": f"{settings.prometheus.scrape_interval_s:g}s"}})  # fmt: skip
     return {"apiVersion": 1, "datasources": sources}
 
 
@@ -397,7 +511,11 @@ def dashboard_provider() -> dict[str, Any]:
         "apiVersion": 1,
         "providers": [
             {"name": "ray-app", "folder": "ray-app", "type": "file", "disableDeletion": True,
-             "updateIntervalSeconds": 30, "options": {"path": "/var/lib/grafana/dashboards/ray-app"}}
+             "updateIntervalSeconds": 30, "options": {"path": "/var/lib/grafana/dashboards/ray-app"}},
+            # the dashboards the Ray head generates for its version (<ray temp dir>/session_latest/metrics/grafana/
+            # dashboards, mounted here: docs/grafana.md)
+            {"name": "ray", "folder": "Ray", "type": "file", "disableDeletion": True,
+             "updateIntervalSeconds": 30, "options": {"path": "/var/lib/grafana/dashboards/ray"}},
         ],
     }  # fmt: skip
 

@@ -36,13 +36,20 @@ PAGE_SIZE = 10_000
 TAIL_MARGIN_S = 120  # re-read a little more than the stream may still revise
 
 
+BAR_FIELDS = ("open", "high", "low", "close", "volume")  # copied into each document: candles and bands in one
+
+
 @dataclass
 class Series:
-    """One symbol's bars as last read (starts in epoch seconds, closes), oldest first."""
+    """One symbol's bars as last read (starts in epoch seconds; one row of BAR_FIELDS per bar), oldest first."""
 
     starts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    closes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    bars: np.ndarray = field(default_factory=lambda: np.empty((0, len(BAR_FIELDS))))
     loaded: bool = False
+
+    @property
+    def closes(self) -> np.ndarray:
+        return self.bars[:, BAR_FIELDS.index("close")]
 
 
 @dataclass(frozen=True)
@@ -57,36 +64,38 @@ def _read_bars(es: Elasticsearch, index: str, symbol: str, since: int | None) ->
     if since is not None:
         filters.append({"range": {"timestamp": {"gte": format_seconds(since)}}})
     starts: list[int] = []
-    closes: list[float] = []
+    rows: list[list[float]] = []
     after = None
     while True:
         page = es.search(index=index, query={"bool": {"filter": filters}}, sort=[{"timestamp": "asc"}],
-                         source_includes=["timestamp", "close"], size=PAGE_SIZE, search_after=after,
+                         source_includes=["timestamp", *BAR_FIELDS], size=PAGE_SIZE, search_after=after,
                          track_total_hits=False)  # fmt: skip
         hits = page["hits"]["hits"]
         for hit in hits:
             starts.append(parse_seconds(hit["_source"]["timestamp"]))
-            closes.append(float(hit["_source"]["close"]))
+            rows.append([float(hit["_source"][name]) for name in BAR_FIELDS])
         if len(hits) < PAGE_SIZE:
-            return np.asarray(starts, dtype=np.int64), np.asarray(closes, dtype=np.float64)
+            return (np.asarray(starts, dtype=np.int64),
+                    np.asarray(rows, dtype=np.float64).reshape(len(rows), len(BAR_FIELDS)))  # fmt: skip
         after = hits[-1]["sort"]
 
 
-def first_change(old: Series, starts: np.ndarray, closes: np.ndarray) -> int:
+def first_change(old: Series, new: Series) -> int:
     """The first position where the new series differs from the old one (the old length when it only grew)."""
-    overlap = min(len(old.starts), len(starts))
-    differs = (old.starts[:overlap] != starts[:overlap]) | (old.closes[:overlap] != closes[:overlap])
+    overlap = min(len(old.starts), len(new.starts))
+    differs = (old.starts[:overlap] != new.starts[:overlap]) | (old.bars[:overlap] != new.bars[:overlap]).any(axis=1)
     found = np.flatnonzero(differs)
     return int(found[0]) if len(found) else overlap
 
 
-def documents(symbol: str, starts: np.ndarray, closes: np.ndarray, values: dict[str, np.ndarray], begin: int,
+def documents(symbol: str, series: Series, values: dict[str, np.ndarray], begin: int,
               updated_at: str) -> list[dict[str, Any]]:  # fmt: skip
     """The indicator documents of positions ``begin`` onwards (a NaN value is left out)."""
     docs = []
-    for i in range(begin, len(starts)):
-        fields: dict[str, Any] = {"symbol": symbol, "timestamp": format_seconds(int(starts[i])),
-                                  "close": float(closes[i]), "bars": i + 1, "updated_at": updated_at}  # fmt: skip
+    for i in range(begin, len(series.starts)):
+        fields: dict[str, Any] = {"symbol": symbol, "timestamp": format_seconds(int(series.starts[i])),
+                                  "bars": i + 1, "updated_at": updated_at}  # fmt: skip
+        fields.update(zip(BAR_FIELDS, map(float, series.bars[i]), strict=True))
         for column in COLUMNS:
             value = float(values[column][i])
             if not np.isnan(value):
@@ -108,14 +117,15 @@ class IndicatorStep:
         index = self.settings.elasticsearch.indices.bars_1m
         old = self.series[symbol]
         if not old.loaded or not len(old.starts):
-            starts, closes = _read_bars(self.es, index, symbol, None)
+            starts, bars = _read_bars(self.es, index, symbol, None)
         else:
             since = int(old.starts[-1]) - int(self.settings.stream.bar_lateness_s) - TAIL_MARGIN_S
-            tail_starts, tail_closes = _read_bars(self.es, index, symbol, since)
+            tail_starts, tail_bars = _read_bars(self.es, index, symbol, since)
             keep = old.starts < since
             starts = np.concatenate([old.starts[keep], tail_starts])
-            closes = np.concatenate([old.closes[keep], tail_closes])
-        return Series(starts, closes, loaded=True), first_change(old, starts, closes) if old.loaded else 0
+            bars = np.concatenate([old.bars[keep], tail_bars])
+        new = Series(starts, bars, loaded=True)
+        return new, first_change(old, new) if old.loaded else 0
 
     def cycle(self) -> CycleReport:
         began = time.monotonic()
@@ -131,7 +141,7 @@ class IndicatorStep:
                 values = indicators(series.closes, options.rsi_period, options.ema_fast, options.ema_slow,
                                     options.macd_signal, options.bollinger_period,
                                     options.bollinger_sigmas)  # fmt: skip
-                docs = documents(symbol, series.starts, series.closes, values, begin, updated_at)
+                docs = documents(symbol, series, values, begin, updated_at)
                 written[symbol] = self._write(docs)
             self.series[symbol] = series  # only once written: a failed write is redone by the next cycle
         bars = {symbol: len(series.starts) for symbol, series in self.series.items()}
