@@ -22,6 +22,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.runner import run_forecast
 from ray_app.testing.bars import bar_actions, synthetic_bars
+from ray_app.testing.prometheus import prometheus_range
 from ray_app.testing.settings import own_indices_env, settings_env
 from ray_app.testing.stack import environment, free_ports
 from serve_deployments.market_facts import MarketFacts, judge
@@ -295,6 +296,64 @@ def test_ray_app_serve_fails_fast_when_the_model_is_missing(tmp_path: Path) -> N
     result = run_cli("serve", env={"RAY_APP_RECOMMEND__MODEL": str(tmp_path / "nothing")})
     assert result.returncode != 0 and "cannot load its model" in result.stderr and "no such folder" in result.stderr
     assert time.monotonic() - began < 60
+
+
+def test_indicators_answer_the_stored_documents_oldest_first_equal_to_talib(settings: Settings,
+                                                                            http: httpx.Client) -> None:  # fmt: skip
+    """1-minute bars -> the indicators step -> GET /indicators/{symbol}: the newest N bars' values, TA-Lib's."""
+    import numpy as np
+    import talib
+
+    from ray_app.indicators.runner import IndicatorStep
+    from ray_app.times import format_seconds
+
+    es = client(settings)
+    indices = settings.elasticsearch.indices
+    for key in ("bars_1m", "indicators_1m"):
+        ensure_index(settings, es, getattr(indices, key), MAPPINGS[key])
+    count, first = 300, (int(time.time()) // 60 - 300) * 60
+    closes = 60_000 * np.exp(np.cumsum(np.random.default_rng(4).normal(0, 0.001, count)))
+    bars = [{"_index": indices.bars_1m, "_id": f"BTC/USD|{format_seconds(first + 60 * i)}", "_source": {
+        "symbol": "BTC/USD", "timeframe": "1Min", "timestamp": format_seconds(first + 60 * i), "open": close,
+        "high": close + 5, "low": close - 5, "close": close, "volume": 1.5, "range": 10.0, "notional": close * 1.5,
+        "log_return": 0.0, "source": "trades", "updated_at": format_seconds(first)}} for i, close in enumerate(closes)]
+    bulk(es, bars, refresh="wait_for")
+    report = IndicatorStep(settings, es).cycle()
+    assert report.written["BTC/USD"] == count and report.bars["BTC/USD"] == count
+    es.indices.refresh(index=indices.indicators_1m)
+    rows = http.get("/indicators/BTC-USD", params={"minutes": 50}).json()
+    assert [row["timestamp"] for row in rows] == [format_seconds(first + 60 * i) for i in range(count - 50, count)]
+    macd, signal, _ = talib.MACD(closes, 12, 26, 9)
+    upper, _, lower = talib.BBANDS(closes, 20, 2, 2)
+    for column, reference in (("rsi", talib.RSI(closes, 14)), ("ema_slow", talib.EMA(closes, 26)), ("macd", macd),
+                              ("macd_signal", signal), ("bb_upper", upper), ("bb_lower", lower)):  # fmt: skip
+        np.testing.assert_allclose([row[column] for row in rows], reference[-50:], rtol=1e-9, err_msg=column)
+    assert rows[-1]["close"] == closes[-1] and rows[-1]["bars"] == count
+    assert len(http.get("/indicators/BTC/USD").json()) == 120  # the default: two hours of minutes
+    unknown = http.get("/indicators/DOGE")
+    assert unknown.status_code == 404 and "BTC-USD" in unknown.json()["detail"]
+    for bad in (0, -1, 10_001, "ten"):
+        answer = http.get("/indicators/BTC-USD", params={"minutes": bad})
+        assert answer.status_code == 422 and answer.json()["detail"], bad
+
+
+def test_serve_latency_reaches_prometheus_as_rays_own_metric(settings: Settings, http: httpx.Client) -> None:
+    """The Pipeline health dashboard's Serve panel: Ray Serve's request latency, per route, scraped by Prometheus."""
+    from ray_app.dashboards.build import GRAFANA_DIR, prometheus_panels
+
+    for _ in range(5):
+        assert http.get("/forecast/BTC-USD/summary").status_code == 200
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "pipeline-health.json").read_text())
+    (panel,) = [p for p in prometheus_panels(dashboard) if p["title"].startswith("Serve:")]
+    deadline = time.monotonic() + 90
+    while True:
+        results = [prometheus_range(settings, target["expr"]) for target in panel["targets"]]
+        if all(results) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert all(results), panel["targets"]
+    routes = {series["metric"].get("route") for series in results[0]}
+    assert any(route and route.startswith("/forecast") for route in routes), routes
 
 
 # --- Grafana's Infinity panels --------------------------------------------------------------------------------

@@ -79,7 +79,9 @@ class PrometheusService(Service):
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "scrape_configs": [
-                {"job_name": SCRAPE_JOB, "file_sd_configs": [{"files": [str(ray_discovery_file(self.settings))]}]},
+                # re-read on change and every 10 s: the file appears once the Ray head is up
+                {"job_name": SCRAPE_JOB, "file_sd_configs": [{"files": [str(ray_discovery_file(self.settings))],
+                                                              "refresh_interval": "10s"}]},  # fmt: skip
                 {"job_name": "prometheus", "static_configs": [{"targets": [urlsplit(self.address).netloc]}]},
             ],
         }
@@ -88,6 +90,8 @@ class PrometheusService(Service):
         binary = prometheus_binary(self.settings)
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Prometheus watches the discovery file's folder, which must exist when it starts
+        ray_discovery_file(self.settings).parent.mkdir(parents=True, exist_ok=True)
         config_file = self.config_dir / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         (listener,) = self.listeners()
