@@ -110,3 +110,23 @@ def observe(name: str, value: float, **tags: str) -> None:
     metric = _metric(name)
     if metric is not None:
         metric.observe(value, tags=_tags(name, tags))
+
+
+def export_wait_s() -> float:
+    """How long a value takes to leave this process for the node's metrics agent (Ray exports every
+    ``metrics_report_interval_ms``, at least each second): a process that records once more and exits waits this
+    long first, or its last values never reach Prometheus."""
+    import ray
+
+    if not ray.is_initialized():
+        return 0.0
+    return 2 * max(ray._config.metrics_report_interval_ms(), 1000) / 1000
+
+
+def series_note() -> str:
+    """A log line naming this process's series in Prometheus (Ray labels them with the process's WorkerId)."""
+    import ray
+
+    if not ray.is_initialized():
+        return "metrics: not connected to Ray, nothing is recorded"
+    return f"metrics: this process's series in Prometheus carry WorkerId={ray.get_runtime_context().get_worker_id()}"

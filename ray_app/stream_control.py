@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 ENTRYPOINT = "python -m ray_app stream driver"
 JOB_METADATA = {"ray_app": "stream"}
 ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
+# how long Ray's job supervisor waits after SIGTERM before SIGKILL (Ray's default, 3 s, cuts a clean stop short: the
+# stream's queries, the producer's flush, the last metrics export); read from the job's own environment
+STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 
 class StreamControlError(RuntimeError):
@@ -94,7 +97,8 @@ def submit(settings: Settings, config_file: str | None = None) -> tuple[str, boo
     jobs.submit_job(
         entrypoint=ENTRYPOINT,
         submission_id=submission_id,
-        runtime_env={"env_vars": {**job_environment(settings, config_file), SUBMISSION_ENV: submission_id}},
+        runtime_env={"env_vars": {**job_environment(settings, config_file), SUBMISSION_ENV: submission_id,
+                                  **STOP_GRACE}},
         metadata=dict(JOB_METADATA),
     )
     return submission_id, True

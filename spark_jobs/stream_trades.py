@@ -551,6 +551,7 @@ def run(settings: Settings, reset: bool = False) -> int:
         LOG.info("starting Spark on Ray (%d executor(s) x %d cores, %s)", settings.stream.num_executors,
                  settings.stream.executor_cores, settings.stream.executor_memory)  # fmt: skip
         spark = start_spark(settings)
+        LOG.info(metrics.series_note())
         try:
             job = StreamJob(spark, settings)
             LOG.info("streaming %s -> Elasticsearch %s; checkpoints in %s", ", ".join(

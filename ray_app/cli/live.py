@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -69,14 +70,20 @@ def run(ctx: typer.Context, part: Annotated[PartName, typer.Argument(help="The p
     settings = settings_of(ctx)
     _job_logging()
     connect(settings)  # the platform's metrics go through Ray; and ray.init installs its own SIGTERM handler first
+    from ray_app.metrics import series_note
+
+    print(series_note(), flush=True)
     name = part.value
     with StopFlag().on_signals() as stop:
         if name == "simulator":
             from ray_app.ingest import IngestOptions, SourceName, run_ingest
 
+            from ray_app.metrics import export_wait_s
+
             report = run_ingest(settings, IngestOptions(source=SourceName.SIMULATE, live=True, progress=False),
                                 stop, on_message=print)  # fmt: skip
             print(report.line(), flush=True)
+            time.sleep(export_wait_s())  # the last counts reach Prometheus: they equal the line above
             raise typer.Exit(0 if report.ok else 1)
         if name == "indicators":
             from ray_app.indicators.runner import run_indicators

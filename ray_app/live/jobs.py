@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
 from ray_app.config import Settings
-from ray_app.stream_control import ACTIVE, ENTRYPOINT, client, job_environment
+from ray_app.stream_control import ACTIVE, ENTRYPOINT, STOP_GRACE, client, job_environment
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def start_parts(settings: Settings, config_file: str | None, names: list[str] | 
             continue
         submission_id = f"ray-app-{part.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         jobs.submit_job(entrypoint=part.entrypoint, submission_id=submission_id,
-                        runtime_env={"env_vars": job_environment(settings, config_file)},
+                        runtime_env={"env_vars": {**job_environment(settings, config_file), **STOP_GRACE}},
                         metadata={"ray_app": part.name})  # fmt: skip
         result.append(Started(part.name, submission_id, True))
     return result

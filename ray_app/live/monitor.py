@@ -35,7 +35,8 @@ def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float 
     ages: dict[str, float | None] = dict.fromkeys(settings.symbols)
     for bucket in answer["aggregations"]["symbols"]["buckets"]:
         if bucket["key"] in ages and bucket["newest"]["value"] is not None:
-            ages[bucket["key"]] = round(now - bucket["newest"]["value"] / 1000, 1)
+            # a trade stamped a moment ahead of this clock counts as new, not as a negative age
+            ages[bucket["key"]] = round(max(now - bucket["newest"]["value"] / 1000, 0.0), 1)
     return ages
 
 

@@ -81,7 +81,7 @@ class PrometheusService(Service):
             "scrape_configs": [
                 # re-read on change and every 10 s: the file appears once the Ray head is up
                 {"job_name": SCRAPE_JOB, "file_sd_configs": [{"files": [str(ray_discovery_file(self.settings))],
-                                                              "refresh_interval": "10s"}]},  # fmt: skip
+                                                              "refresh_interval": "10s"}]},
                 {"job_name": "prometheus", "static_configs": [{"targets": [urlsplit(self.address).netloc]}]},
             ],
         }
