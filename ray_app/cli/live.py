@@ -77,7 +77,6 @@ def run(ctx: typer.Context, part: Annotated[PartName, typer.Argument(help="The p
     with StopFlag().on_signals() as stop:
         if name == "simulator":
             from ray_app.ingest import IngestOptions, SourceName, run_ingest
-
             from ray_app.metrics import export_wait_s
 
             report = run_ingest(settings, IngestOptions(source=SourceName.SIMULATE, live=True, progress=False),
