@@ -10,6 +10,7 @@ in PromQL (``promql_name``). A process that is not connected to Ray records noth
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +65,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
 
 _made: dict[str, Any] = {}
 _lock = threading.Lock()
+# Ray's metrics agent forgets a gauge two export intervals after its last set (a dead worker's values age out); a
+# gauge set once an hour (a forecast run) or once per batch (an idle stream) must stay visible, so each one's last
+# value is set again every export interval while its process lives
+_gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+_keeper: threading.Thread | None = None
 
 
 def _metric(name: str) -> Any | None:
@@ -102,8 +108,36 @@ def inc(name: str, value: float = 1.0, **tags: str) -> None:
 
 def set_gauge(name: str, value: float, **tags: str) -> None:
     metric = _metric(name)
-    if metric is not None:
-        metric.set(value, tags=_tags(name, tags))
+    if metric is None:
+        return
+    checked = _tags(name, tags)
+    metric.set(value, tags=checked)
+    with _lock:
+        _gauges[(name, tuple(sorted(checked.items())))] = value
+    _keep_gauges()
+
+
+def _keep_gauges() -> None:
+    global _keeper
+    with _lock:
+        if _keeper is not None:
+            return
+        _keeper = threading.Thread(target=_refresh_gauges, name="ray-app-gauges", daemon=True)
+    _keeper.start()
+
+
+def _refresh_gauges() -> None:
+    import ray
+
+    every_s = max(ray._config.metrics_report_interval_ms(), 1000) / 2000
+    while True:
+        time.sleep(every_s)
+        with _lock:
+            kept = list(_gauges.items())
+        for (name, tags), value in kept:
+            metric = _metric(name)
+            if metric is not None:
+                metric.set(value, tags=dict(tags))
 
 
 def observe(name: str, value: float, **tags: str) -> None:

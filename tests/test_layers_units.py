@@ -10,7 +10,7 @@ from ray_app.testing.stack import REPO
 PACKAGES = ("ray_app", "spark_jobs", "serve_deployments")
 PLATFORM = ("ray_app.config", "ray_app.schemas", "ray_app.documents", "ray_app.times", "ray_app.kafka_io",
             "ray_app.kafka_topics", "ray_app.es_indices", "ray_app.ray_cluster", "ray_app.jvm_artifacts",
-            "ray_app.lifecycle", "ray_app.errors")  # fmt: skip
+            "ray_app.lifecycle", "ray_app.errors", "ray_app.metrics")  # fmt: skip
 TEST_DOUBLES = ("tests", "ray_app.testing")
 
 
