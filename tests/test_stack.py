@@ -75,19 +75,44 @@ def _consume(consumer: Consumer, count: int, timeout_s: float = 30) -> list:
 def test_status_shows_every_service_healthy(stack: Settings) -> None:
     result = run_cli("stack", "status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("kafka", "elasticsearch", "ray"):
+    for name in ("kafka", "elasticsearch", "ray", "prometheus"):
         line = next(line for line in result.stdout.splitlines() if line.strip("│ ").startswith(name))
         assert re.search(r"│\s+\d+\s+│", line), line  # a pid
         assert "yes" in line
     assert stack.kafka.bootstrap_servers in result.stdout
     assert stack.elasticsearch.url in result.stdout
+    assert stack.prometheus.url in result.stdout
+
+
+def test_prometheus_scrapes_every_ray_node_through_rays_discovery_file(stack: Settings) -> None:
+    """The Ray head's metrics agents, found through the file Ray writes, are scraped and up; the dashboard reads
+    this Prometheus (RAY_PROMETHEUS_HOST)."""
+    import httpx
+
+    from ray_app.stack.prometheus import ray_discovery_file
+
+    listed = json.loads(ray_discovery_file(stack).read_text())
+    wanted = {target for group in listed for target in group["targets"]}
+    assert wanted
+    deadline = time.monotonic() + 60
+    while True:
+        targets = httpx.get(f"{stack.prometheus.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        ray = {t["labels"]["instance"]: t["health"] for t in targets if t["labels"]["job"] == "ray"}
+        if (set(ray) == wanted and all(health == "up" for health in ray.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert set(ray) == wanted and all(health == "up" for health in ray.values()), ray
+    answer = httpx.get(f"{stack.prometheus.url}/api/v1/query", params={"query": "ray_node_cpu_count"}, timeout=10)
+    assert answer.json()["data"]["result"], "Ray's own metrics are in Prometheus"
+    health = httpx.get(f"{stack.ray.dashboard_url}/api/prometheus_health", timeout=10)
+    assert health.status_code == 200 and health.json().get("result") is True, health.text
 
 
 def test_up_twice_is_harmless(stack: Settings) -> None:
     before = {s.name: s.pid for s in manager.status(stack)}
     result = run_cli("stack", "up")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("already running") == 3
+    assert result.stdout.count("already running") == 4
     assert "downloaded" not in result.stdout  # a second up downloads nothing
     assert {s.name: s.pid for s in manager.status(stack)} == before
 

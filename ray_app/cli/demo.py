@@ -41,6 +41,16 @@ def smoke(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
+def _simulator_job_running(settings: Settings) -> bool:
+    from ray_app.live.jobs import is_running, job_states
+    from ray_app.stream_control import StreamControlError
+
+    try:
+        return is_running(job_states(settings).get("simulator"))
+    except (StreamControlError, RuntimeError, ConnectionError):
+        return False
+
+
 def ingest_stage(settings: Settings) -> bool:
     """Feed Kafka with the simulator's history; a second demo goes on from where the first left off."""
     from ray_app.ingest import IngestFailed, IngestOptions, SourceName, run_ingest
@@ -48,6 +58,10 @@ def ingest_stage(settings: Settings) -> bool:
 
     topics = settings.kafka.topics
     days = settings.simulator.history_days
+    if _simulator_job_running(settings):
+        console.print("\ningest: the live simulator job is running (a previous `make run`) and feeds Kafka from where "
+                      "the history ended; nothing to add", highlight=False)  # fmt: skip
+        return True
     console.print(f"\ningest: simulating {days:g} days of trades for {', '.join(settings.symbols)} "
                   f"(seed {settings.simulator.seed}, source=simulator)", highlight=False)  # fmt: skip
     try:

@@ -120,11 +120,6 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     return (TransportError, ApiError, RayError, OSError)
 
 
-def retry_delay_s(failures: int, every_s: float) -> float:
-    """After the n-th failure in a row: 15 s, 30 s, 60 s ... never longer than the schedule itself."""
-    return min(15.0 * 2 ** (failures - 1), every_s)
-
-
 def _transient_text(settings: Settings, exc: BaseException) -> str:
     if isinstance(exc, ESConnectionError | ConnectionError):
         return _unreachable(settings, exc)
@@ -172,6 +167,8 @@ def forecast(
                     console.print(f"next run in {every:g} min (Ctrl-C stops)", highlight=False)
                 except transient as exc:  # a scheduled job outlives a restart of Elasticsearch or Ray
                     failures += 1
+                    from ray_app.live.schedule import retry_delay_s
+
                     wait_s = retry_delay_s(failures, every * 60)
                     problem = escape(_transient_text(settings, exc))
                     err_console.print(f"[red]forecast run failed[/] ({problem}); retrying in {wait_s:.0f} s "

@@ -51,7 +51,6 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
     from ray_app.forecast.evaluation import evaluate
     from ray_app.forecast.runner import cut_off, run_forecast
 
-    every = pd.Timedelta(seconds=settings.live.forecast_every_s)
     now = now or pd.Timestamp.now(tz="UTC")
     as_of = cut_off(now.to_pydatetime())
     run_id = store.run_id_for(settings, as_of, list(settings.symbols))
@@ -65,8 +64,14 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
                  report.count("ok"), len(report.symbols))  # fmt: skip
     scored = evaluate(settings)
     LOG.info("forecaster: %d target evaluations written", len(scored))
-    next_round = as_of + every + pd.Timedelta(seconds=SETTLE_S)
-    return max((next_round - pd.Timestamp.now(tz="UTC")).total_seconds(), 1.0)
+    return next_round_in_s(as_of, pd.Timestamp.now(tz="UTC"), settings.live.forecast_every_s)
+
+
+def next_round_in_s(as_of: pd.Timestamp, now: pd.Timestamp, every_s: float) -> float:
+    """Seconds from ``now`` until the round after the one cut off at ``as_of``: the next cut-off plus SETTLE_S (at
+    least 1 s: a round that ran late starts the next at once)."""
+    next_round = as_of + pd.Timedelta(seconds=every_s) + pd.Timedelta(seconds=SETTLE_S)
+    return max((next_round - now).total_seconds(), 1.0)
 
 
 def run_forecaster(settings: Settings, stop: StopFlag) -> None:
