@@ -2,9 +2,10 @@
 
 Why a scheduled Ray step and not a stateful step in the stream: EMA and RSI carry state from a symbol's first bar,
 and the stream's bars are revised by late trades until the watermark passes (``stream.bar_lateness_s``). Here each
-cycle re-reads only the tail of bars that may still change, recomputes the whole series (``core``: milliseconds
-for a month of minutes), and writes the bars whose values changed; the stream's micro-batches (the p50 <= 2 s
-path) pay nothing. The cost is at most one interval of delay behind a bar (5 s by default, beside a bar of 60 s).
+cycle re-reads only the tail of bars that may still change (all of them when Elasticsearch holds more older
+bars than the series: a catch-up batch writes its bars in no time order), recomputes the whole series
+(``core``: milliseconds for a month of minutes), and writes the bars whose values changed; the stream's
+micro-batches (the p50 <= 2 s path) pay nothing. The cost is at most one interval of delay behind a bar (5 s by default, beside a bar of 60 s).
 
 Values are deterministic: a symbol's series always starts at its first 1-minute bar in Elasticsearch, so a
 restarted job writes the same numbers (documents keep the bar's id, symbol|start).
@@ -116,16 +117,22 @@ class IndicatorStep:
         """The symbol's current bars and where they first differ from the previous cycle's."""
         index = self.settings.elasticsearch.indices.bars_1m
         old = self.series[symbol]
-        if not old.loaded or not len(old.starts):
+        since = int(old.starts[-1]) - int(self.settings.stream.bar_lateness_s) - TAIL_MARGIN_S if len(old.starts) else 0
+        keep = old.starts < since
+        if not old.loaded or not len(old.starts) or self._count_before(symbol, since) != int(keep.sum()):
+            # first cycle, or bars arrived before the tail (a catch-up batch writes its bars in no time order)
             starts, bars = _read_bars(self.es, index, symbol, None)
         else:
-            since = int(old.starts[-1]) - int(self.settings.stream.bar_lateness_s) - TAIL_MARGIN_S
             tail_starts, tail_bars = _read_bars(self.es, index, symbol, since)
-            keep = old.starts < since
             starts = np.concatenate([old.starts[keep], tail_starts])
             bars = np.concatenate([old.bars[keep], tail_bars])
         new = Series(starts, bars, loaded=True)
         return new, first_change(old, new) if old.loaded else 0
+
+    def _count_before(self, symbol: str, until: int) -> int:
+        query = {"bool": {"filter": [{"term": {"symbol": symbol}},
+                                     {"range": {"timestamp": {"lt": format_seconds(until)}}}]}}  # fmt: skip
+        return int(self.es.count(index=self.settings.elasticsearch.indices.bars_1m, query=query)["count"])
 
     def cycle(self) -> CycleReport:
         began = time.monotonic()
