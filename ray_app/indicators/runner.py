@@ -5,7 +5,8 @@ and the stream's bars are revised by late trades until the watermark passes (``s
 cycle re-reads only the tail of bars that may still change (all of them when Elasticsearch holds more older
 bars than the series: a catch-up batch writes its bars in no time order), recomputes the whole series
 (``core``: milliseconds for a month of minutes), and writes the bars whose values changed; the stream's
-micro-batches (the p50 <= 2 s path) pay nothing. The cost is at most one interval of delay behind a bar (5 s by default, beside a bar of 60 s).
+micro-batches (the p50 <= 2 s path) pay nothing. The cost is at most one interval of delay behind a bar (5 s by
+default, beside a bar of 60 s).
 
 Values are deterministic: a symbol's series always starts at its first 1-minute bar in Elasticsearch, so a
 restarted job writes the same numbers (documents keep the bar's id, symbol|start).
