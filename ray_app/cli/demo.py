@@ -84,6 +84,26 @@ def ingest_stage(settings: Settings) -> bool:
     return True
 
 
+def _already_forecast(settings: Settings, as_of) -> bool:
+    """Whether a complete run of this cut-off (default: this hour) exists, said so: `make run` again redoes nothing."""
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from ray_app.es_indices import client
+    from ray_app.forecast import store
+    from ray_app.forecast.runner import cut_off
+
+    run_id = store.run_id_for(settings, cut_off() if as_of is None else as_of, list(settings.symbols))
+    try:
+        run = store.complete_run(client(settings), settings, run_id)
+    except (ApiError, ESConnectionError):
+        return False
+    if run is not None:
+        console.print(f"\nforecast: run {run_id} (cut-off {run['as_of']}) is complete already: not run again "
+                      "(`ray-app forecast show`)", highlight=False)  # fmt: skip
+    return run is not None
+
+
 def forecast_stage(settings: Settings) -> bool:
     """Forecast every symbol from the bars the stream wrote; the summary and CV tables, one plot per symbol."""
     from elasticsearch import ApiError
@@ -92,6 +112,8 @@ def forecast_stage(settings: Settings) -> bool:
     from ray_app.cli.forecast import run_and_print
 
     plots = settings.state_dir / "forecast-plots"
+    if _already_forecast(settings, None):
+        return True
     console.print(f"\nforecast: the last {settings.forecast.lookback_days:g} days of hourly bars -> the next "
                   f"{settings.forecast.horizon_days} days, {', '.join(settings.forecast.models)} cross-validated "
                   "against naive, one Ray task per symbol", highlight=False)  # fmt: skip
@@ -117,6 +139,8 @@ def scored_forecast_stage(settings: Settings) -> bool:
     from ray_app.forecast.runner import cut_off, run_forecast
 
     as_of = cut_off() - pd.Timedelta(days=BACKTEST_DAYS)
+    if _already_forecast(settings, as_of):
+        return True
     console.print(f"\nforecast, scored: the same forecast from a cut-off {BACKTEST_DAYS} days back "
                   f"({as_of:%Y-%m-%d %H:%M} UTC), then scored against the bars since (`ray-app forecast evaluate`)",
                   highlight=False)  # fmt: skip

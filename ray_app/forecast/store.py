@@ -229,6 +229,14 @@ def write_run(es: Elasticsearch, settings: Settings, run: RunContext, fields: di
     )
 
 
+def complete_run(es: Elasticsearch, settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """The run's record when it finished complete (every symbol forecast), else None: what a scheduler skips."""
+    found = es.options(ignore_status=404).get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)
+    if found.get("found") and found["_source"].get("status") == "complete":
+        return found["_source"]
+    return None
+
+
 def latest_run(es: Elasticsearch, settings: Settings) -> dict[str, Any] | None:
     """The newest finished run with forecasts (by cut-off, then finish time), or None before the first one."""
     index = settings.elasticsearch.indices.forecast_runs

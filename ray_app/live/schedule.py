@@ -54,9 +54,7 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
     now = now or pd.Timestamp.now(tz="UTC")
     as_of = cut_off(now.to_pydatetime())
     run_id = store.run_id_for(settings, as_of, list(settings.symbols))
-    es = client(settings)
-    found = es.options(ignore_status=404).get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)
-    if found.get("found") and found["_source"].get("status") == "complete":
+    if store.complete_run(client(settings), settings, run_id) is not None:
         LOG.info("forecaster: run %s is complete already", run_id)
     else:
         report = run_forecast(settings, as_of=as_of)
