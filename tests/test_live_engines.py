@@ -180,6 +180,36 @@ def test_indicators_equal_talib_on_the_bars_the_stream_wrote(settings: Settings,
         np.testing.assert_allclose(ours, values, rtol=1e-9, atol=1e-6, err_msg=column)
 
 
+def test_the_trading_dashboards_indicator_panels_read_what_the_job_wrote(settings: Settings,
+                                                                         started: list[Started]) -> None:  # fmt: skip
+    """Bollinger and EMAs over the candles, RSI, MACD: each panel's search, as Grafana sends it, has its fields."""
+    import pandas as pd
+
+    from ray_app.dashboards.build import GRAFANA_DIR, es_sources
+    from ray_app.dashboards.es_query import es_panels, search_for
+
+    es = es_client(settings)
+    sources = es_sources(settings)
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "trading.json").read_text())
+    end = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)
+    index = settings.elasticsearch.indices.indicators_1m
+    panels = [p for p in es_panels(dashboard) if sources[p["datasource"]["uid"]]["index"] == index]
+    assert {p["title"].split(" ")[0] for p in panels} == {"Bollinger", "RSI", "MACD"}
+    for panel in panels:
+        for target in panel["targets"]:
+            search = search_for(target, "timestamp", end - pd.Timedelta(hours=3), end, {"symbol": SYMBOL})
+            result = es.search(index=index, body=search.body)
+            if search.raw:
+                hits = [hit["_source"] for hit in result["hits"]["hits"]]
+                shown = set(panel["transformations"][0]["options"]["include"]["names"])
+                assert hits and shown <= set(hits[0]), (panel["title"], shown - set(hits[0]))
+                assert set(panel["options"]["fields"].values()) <= shown
+                continue
+            buckets = result["aggregations"][target["bucketAggs"][0]["id"]]["buckets"]
+            for metric_id in search.reads:
+                assert any(bucket[metric_id]["value"] is not None for bucket in buckets), (panel["title"], metric_id)
+
+
 def test_the_streams_metrics_are_its_status(settings: Settings, started: list[Started]) -> None:
     from spark_jobs.status import read_status
 

@@ -491,8 +491,9 @@ def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: 
     assert symbol in [bucket["key"] for bucket in found["aggregations"]["1"]["buckets"]]
     for panel in es_panels(dashboard):
         source = sources[panel["datasource"]["uid"]]
-        if source["index"] == settings.elasticsearch.indices.recommendations:
-            continue  # written by the Serve app, not the stream: tests/test_serve_engines.py reads those panels
+        if source["index"] in {settings.elasticsearch.indices.recommendations,
+                               settings.elasticsearch.indices.indicators_1m}:
+            continue  # the Serve app and the indicators job write these: test_serve_engines.py, test_live_engines.py
         for target in panel["targets"]:
             search = search_for(target, source["timeField"], start, end, {"symbol": symbol})
             result = es.search(index=source["index"], body=search.body)
