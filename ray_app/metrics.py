@@ -106,6 +106,15 @@ def inc(name: str, value: float = 1.0, **tags: str) -> None:
         metric.inc(value, tags=_tags(name, tags))
 
 
+def start_at_zero(name: str, **tags: str) -> None:
+    """A counter's series at 0 before its first event, as Prometheus advises for known labels: "no failures yet"
+    is then a reading (a panel shows 0) rather than a missing series. Ray's ``inc`` refuses 0, so this records the
+    point through the metric's own ``_record``, which ``inc`` calls."""
+    metric = _metric(name)
+    if metric is not None and METRICS[name].kind == "counter":
+        metric._record(0.0, tags=_tags(name, tags))
+
+
 def set_gauge(name: str, value: float, **tags: str) -> None:
     metric = _metric(name)
     if metric is None:

@@ -13,6 +13,7 @@ from ray_app import metrics
 from ray_app.ingest.producer import Counters
 
 PUBLISH_EVERY_S = 1.0
+FAILURE_REASONS = ("delivery", "dropped", "dead_letter")  # Kafka refused it | the spill journal was full | parsed bad
 
 
 class IngestMetering:
@@ -25,6 +26,8 @@ class IngestMetering:
         self._thread = threading.Thread(target=self._loop, name="ingest-metrics", daemon=True)
 
     def start(self) -> IngestMetering:
+        for reason in FAILURE_REASONS:
+            metrics.start_at_zero("ingest_failures", source=self.source, reason=reason)
         self._thread.start()
         return self
 
@@ -36,9 +39,8 @@ class IngestMetering:
         for topic, count in list(self.counters.delivered_by_topic.items()):
             metrics.inc("ingest_messages", count - self._sent_topics.get(topic, 0), source=self.source, topic=topic)
             self._sent_topics[topic] = count
-        failures = {"delivery": self.counters.failed, "dropped": self.counters.dropped,
-                    "dead_letter": self.counters.dead_letters}  # fmt: skip
-        for reason, count in failures.items():
+        counts = (self.counters.failed, self.counters.dropped, self.counters.dead_letters)
+        for reason, count in zip(FAILURE_REASONS, counts, strict=True):
             metrics.inc("ingest_failures", count - self._sent_failures.get(reason, 0), source=self.source,
                         reason=reason)  # fmt: skip
             self._sent_failures[reason] = count
