@@ -39,3 +39,19 @@ def test_the_forecaster_waits_for_the_next_hour_and_its_last_bar() -> None:
     as_of = pd.Timestamp("2026-12-02T16:00Z")
     assert next_round_in_s(as_of, pd.Timestamp("2026-12-02T16:20Z"), 3600) == 40 * 60 + SETTLE_S
     assert next_round_in_s(as_of, pd.Timestamp("2026-12-02T18:05Z"), 3600) == 1.0  # a round that ran late: at once
+
+
+def test_status_with_nothing_running_exits_1_naming_every_service_and_down_is_harmless(tmp_path) -> None:
+    from ray_app.testing.stack import run_cli, stack_env
+
+    env = stack_env(tmp_path / "state")  # free ports, nothing started there
+    result = run_cli("status", env=env, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    down = " ".join(result.stderr.split())
+    for service in ("kafka", "elasticsearch", "ray", "prometheus"):
+        assert f"stack: {service}" in down, down
+    stopped = run_cli("down", env=env, timeout=120)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    for service in ("kafka", "elasticsearch", "ray", "prometheus"):
+        assert f"down: {service} was not running" in stopped.stdout, stopped.stdout
