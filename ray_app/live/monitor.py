@@ -27,13 +27,13 @@ class Health:
 
 
 def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float | None]:
-    answer = es.search(index=settings.elasticsearch.indices.trades, size=0, aggs={
+    answer = es.search(index=settings.elasticsearch.indices.trades, size=0, ignore_unavailable=True, aggs={
         "symbols": {"terms": {"field": "symbol", "size": max(len(settings.symbols), 1) * 2},
                     "aggs": {"newest": {"max": {"field": "timestamp"}}}},
     })  # fmt: skip
     now = time.time()
     ages: dict[str, float | None] = dict.fromkeys(settings.symbols)
-    for bucket in answer["aggregations"]["symbols"]["buckets"]:
+    for bucket in answer.get("aggregations", {}).get("symbols", {}).get("buckets", []):  # none: no index yet
         if bucket["key"] in ages and bucket["newest"]["value"] is not None:
             # a trade stamped a moment ahead of this clock counts as new, not as a negative age
             ages[bucket["key"]] = round(max(now - bucket["newest"]["value"] / 1000, 0.0), 1)
@@ -41,10 +41,11 @@ def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float 
 
 
 def recent_dead_letters(settings: Settings, es: Elasticsearch, window_s: float) -> dict[str, int]:
-    answer = es.search(index=settings.elasticsearch.indices.dead_letters, size=0,
+    answer = es.search(index=settings.elasticsearch.indices.dead_letters, size=0, ignore_unavailable=True,
                        query={"range": {"timestamp": {"gte": f"now-{int(window_s)}s"}}},
                        aggs={"reasons": {"terms": {"field": "reason", "size": 100}}})  # fmt: skip
-    return {bucket["key"]: bucket["doc_count"] for bucket in answer["aggregations"]["reasons"]["buckets"]}
+    buckets = answer.get("aggregations", {}).get("reasons", {}).get("buckets", [])  # none: no index yet
+    return {bucket["key"]: bucket["doc_count"] for bucket in buckets}
 
 
 def read_health(settings: Settings, es: Elasticsearch) -> Health:
