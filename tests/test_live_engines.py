@@ -240,7 +240,9 @@ def test_the_monitors_gauges_are_what_status_reads(settings: Settings, started: 
     _wait("the dead letters indexed", lambda: sum(read_health(settings, es).dead_letters.values()) >= 3)
     health = read_health(settings, es_client(settings))
     worker = worker_of(settings, part_id(started, "monitor"))
-    for reason, count in health.dead_letters.items():
+    from ray_app.live.monitor import ALL_REASONS
+
+    for reason, count in {**health.dead_letters, ALL_REASONS: sum(health.dead_letters.values())}.items():
         expr = f'max({metric("dead_letters_recent")}{{reason="{reason}", WorkerId="{worker}"}})'
         assert wait_for_value(settings, expr, count) == count, reason
     for lag in health.lags:

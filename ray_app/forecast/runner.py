@@ -188,9 +188,23 @@ def run_forecast(
 
 def record_run_metrics(report: RunReport) -> None:
     """The run in the platform's metrics (ray_app.metrics): the durations its forecast-runs documents hold."""
-    metrics.set_gauge("forecast_run_duration_seconds", report.seconds, status=report.status)
     metrics.inc("forecast_runs", 1, status=report.status)
-    for symbol in report.symbols:
-        if "duration_s" in symbol.fields:
-            metrics.set_gauge("forecast_symbol_duration_seconds", symbol.fields["duration_s"], symbol=symbol.symbol,
-                              status=symbol.status)  # fmt: skip
+    record_durations(report.status, report.seconds,
+                     [(s.symbol, s.status, s.fields.get("duration_s")) for s in report.symbols])  # fmt: skip
+
+
+def record_durations(status: str, seconds: float, symbols: list[tuple[str, str, float | None]]) -> None:
+    """A run's duration and each symbol's (symbol, status, seconds), as the gauges of the latest run."""
+    metrics.set_gauge("forecast_run_duration_seconds", seconds, status=status)
+    for symbol, symbol_status, symbol_seconds in symbols:
+        if symbol_seconds is not None:
+            metrics.set_gauge("forecast_symbol_duration_seconds", symbol_seconds, symbol=symbol, status=symbol_status)
+
+
+def record_stored_run(settings: Settings, run: dict[str, Any]) -> None:
+    """The gauges of a run read back from forecast-runs (one a previous process made: the forecaster found this
+    hour's run complete already)."""
+    es = client(settings)
+    symbols = [(doc["symbol"], doc.get("status", "?"), doc.get("duration_s"))
+               for doc in store.run_records(es, settings, run["run_id"], "symbol")]  # fmt: skip
+    record_durations(run["status"], float(run.get("duration_s", 0.0)), symbols)

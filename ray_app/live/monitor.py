@@ -16,6 +16,7 @@ from ray_app.lifecycle import StopFlag
 from ray_app.stream_control import TopicLag, topic_lags
 
 LOG = logging.getLogger(__name__)
+ALL_REASONS = "(all)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def export(health: Health, reasons_seen: set[str]) -> None:
     reasons_seen.update(health.dead_letters)
     for reason in reasons_seen:
         metrics.set_gauge("dead_letters_recent", health.dead_letters.get(reason, 0), reason=reason)
+    # every reason together, so "none in the last hour" is a 0 on the panel rather than no data
+    metrics.set_gauge("dead_letters_recent", sum(health.dead_letters.values()), reason=ALL_REASONS)
 
 
 def run_monitor(settings: Settings, stop: StopFlag) -> None:

@@ -49,13 +49,15 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
     from ray_app.es_indices import client
     from ray_app.forecast import store
     from ray_app.forecast.evaluation import evaluate
-    from ray_app.forecast.runner import cut_off, run_forecast
+    from ray_app.forecast.runner import cut_off, record_stored_run, run_forecast
 
     now = now or pd.Timestamp.now(tz="UTC")
     as_of = cut_off(now.to_pydatetime())
     run_id = store.run_id_for(settings, as_of, list(settings.symbols))
-    if store.complete_run(client(settings), settings, run_id) is not None:
+    done = store.complete_run(client(settings), settings, run_id)
+    if done is not None:
         LOG.info("forecaster: run %s is complete already", run_id)
+        record_stored_run(settings, done)  # its durations are the latest run's, whoever ran it
     else:
         report = run_forecast(settings, as_of=as_of)
         LOG.info("forecaster: run %s %s in %.0f s (%d of %d symbols)", report.run_id, report.status, report.seconds,
