@@ -234,7 +234,7 @@ def test_down_then_up_keeps_kafka_messages_and_es_documents(stack: Settings) -> 
 
     up = run_cli("stack", "up")
     assert up.returncode == 0, up.stdout + up.stderr
-    assert up.stdout.count("(started)") == 3
+    assert up.stdout.count("(started)") == 4
     messages = read_topic(stack, topic.name)
     assert sorted(json.loads(m.value())["seq"] for m in messages) == list(range(50))
     assert es_client(stack).get(index=index, id=f"durable-{marker}")["_source"]["close"] == 412.37
