@@ -272,6 +272,14 @@ class ElasticsearchSettings(_Section):
         return kwargs
 
 
+def _http_url(value: str, example: str, with_port: bool = False) -> str:
+    """An http(s) URL with a host (and a port when the local stack binds it), without a trailing slash."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or (with_port and not parts.port):
+        raise ValueError(f"must be an http(s) URL{' with a port' if with_port else ''}, e.g. {example}")
+    return value.rstrip("/")
+
+
 class RaySettings(_Section):
     address: str
     dashboard_url: str
@@ -295,10 +303,7 @@ class RaySettings(_Section):
     @field_validator("dashboard_url")
     @classmethod
     def _valid_dashboard(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http(s) URL, e.g. http://127.0.0.1:8265")
-        return value.rstrip("/")
+        return _http_url(value, "http://127.0.0.1:8265")
 
 
 class StackSettings(_Section):
@@ -538,10 +543,7 @@ class PrometheusSettings(_Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or not parts.port:
-            raise ValueError("must be an http(s) URL with a port, e.g. http://127.0.0.1:9090")
-        return value.rstrip("/")
+        return _http_url(value, "http://127.0.0.1:9090", with_port=True)
 
 
 class IndicatorSettings(_Section):

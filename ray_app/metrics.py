@@ -72,6 +72,13 @@ _gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 _keeper: threading.Thread | None = None
 
 
+def recording() -> bool:
+    """Whether this process records metrics (it is connected to Ray)."""
+    import ray
+
+    return ray.is_initialized()
+
+
 def _metric(name: str) -> Any | None:
     """The ray.util.metrics object for ``name``, made on first use; None when this process is not in Ray."""
     import ray

@@ -93,13 +93,12 @@ def _already_forecast(settings: Settings, as_of) -> bool:
     from ray_app.forecast import store
     from ray_app.forecast.runner import cut_off
 
-    run_id = store.run_id_for(settings, cut_off() if as_of is None else as_of, list(settings.symbols))
     try:
-        run = store.complete_run(client(settings), settings, run_id)
+        run = store.complete_run(client(settings), settings, cut_off() if as_of is None else as_of)
     except (ApiError, ESConnectionError):
         return False
     if run is not None:
-        console.print(f"\nforecast: run {run_id} (cut-off {run['as_of']}) is complete already: not run again "
+        console.print(f"\nforecast: run {run['run_id']} (cut-off {run['as_of']}) is complete already: not run again "
                       "(`ray-app forecast show`)", highlight=False)  # fmt: skip
     return run is not None
 

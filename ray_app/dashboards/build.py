@@ -406,8 +406,8 @@ def _prom_panel(title: str, unit: str, *queries: tuple[str, str]) -> timeseries.
     return panel
 
 
-def _latency_quantiles(bucket: str, by: str, scale: str = "") -> list[tuple[str, str]]:
-    return [(f"histogram_quantile({q}, sum by (le, {by}) (rate({bucket}[5m]))){scale}", f"p{int(q * 100)} {{{{{by}}}}}")
+def _latency_quantiles(bucket: str, by: str) -> list[tuple[str, str]]:
+    return [(f"histogram_quantile({q}, sum by (le, {by}) (rate({bucket}[5m])))", f"p{int(q * 100)} {{{{{by}}}}}")
             for q in (0.5, 0.99)]  # fmt: skip
 
 

@@ -229,8 +229,10 @@ def write_run(es: Elasticsearch, settings: Settings, run: RunContext, fields: di
     )
 
 
-def complete_run(es: Elasticsearch, settings: Settings, run_id: str) -> dict[str, Any] | None:
-    """The run's record when it finished complete (every symbol forecast), else None: what a scheduler skips."""
+def complete_run(es: Elasticsearch, settings: Settings, as_of: pd.Timestamp) -> dict[str, Any] | None:
+    """The record of the run of every symbol cut off at ``as_of`` when it finished complete (every symbol
+    forecast), else None: what `make run` again and the forecaster skip."""
+    run_id = run_id_for(settings, as_of, list(settings.symbols))
     found = es.options(ignore_status=404).get(index=settings.elasticsearch.indices.forecast_runs, id=run_id)
     if found.get("found") and found["_source"].get("status") == "complete":
         return found["_source"]

@@ -26,6 +26,9 @@ class IngestMetering:
         self._thread = threading.Thread(target=self._loop, name="ingest-metrics", daemon=True)
 
     def start(self) -> IngestMetering:
+        """Publish once a second, when this process records metrics at all (a run outside Ray costs nothing)."""
+        if not metrics.recording():
+            return self
         for reason in FAILURE_REASONS:
             metrics.start_at_zero("ingest_failures", source=self.source, reason=reason)
         self._thread.start()

@@ -53,10 +53,9 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
 
     now = now or pd.Timestamp.now(tz="UTC")
     as_of = cut_off(now.to_pydatetime())
-    run_id = store.run_id_for(settings, as_of, list(settings.symbols))
-    done = store.complete_run(client(settings), settings, run_id)
+    done = store.complete_run(client(settings), settings, as_of)
     if done is not None:
-        LOG.info("forecaster: run %s is complete already", run_id)
+        LOG.info("forecaster: run %s is complete already", done["run_id"])
         record_stored_run(settings, done)  # its durations are the latest run's, whoever ran it
     else:
         report = run_forecast(settings, as_of=as_of)
