@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -558,11 +559,13 @@ class IndicatorSettings(_Section):
     bollinger_period: int = Field(ge=2)
     bollinger_sigmas: float = Field(gt=0)
 
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> IndicatorSettings:
-        if self.ema_fast >= self.ema_slow:
-            raise ValueError(f"ema_fast ({self.ema_fast}) must be shorter than ema_slow ({self.ema_slow})")
-        return self
+    @field_validator("ema_slow")
+    @classmethod
+    def _slow_above_fast(cls, value: int, info: ValidationInfo) -> int:
+        fast = info.data.get("ema_fast")
+        if fast is not None and value <= fast:
+            raise ValueError(f"must be longer than indicators.ema_fast ({fast})")
+        return value
 
 
 class LiveSettings(_Section):

@@ -149,3 +149,9 @@ def test_typed_test_overrides_become_the_variables_the_settings_read_back(monkey
     assert settings.stream_checkpoint_dir == tmp_path / "cp" and settings.kafka.topics.trades.name == "trades-x"
     with pytest.raises(KeyError, match="chekpoint_dir"):
         settings_env({"stream": {"chekpoint_dir": tmp_path}})
+
+
+def test_indicator_lengths_that_cannot_work_fail_naming_the_key(monkeypatch) -> None:
+    monkeypatch.setenv("RAY_APP_INDICATORS__EMA_FAST", "40")
+    with pytest.raises(ConfigError, match=r"indicators\.ema_slow: must be longer than indicators\.ema_fast \(40\)"):
+        load_settings()
