@@ -128,6 +128,19 @@ JvmHeap = Annotated[str, AfterValidator(_check_heap)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def _check_resources(value: dict[str, float]) -> dict[str, float]:
+    for name, amount in value.items():
+        if name in {"CPU", "GPU", "memory", "object_store_memory"} or not re.fullmatch(r"[A-Za-z_][\w.:-]{0,63}", name):
+            raise ValueError(f"{name!r} is not a custom Ray resource name (CPUs and GPUs have settings of their own)")
+        if not amount > 0:
+            raise ValueError(f"{name}: a resource amount is a positive number (got {amount})")
+    return value
+
+
+# custom Ray resources a task or actor needs, e.g. {"worker": 1}: what a node started with `--resources` offers
+Resources = Annotated[dict[str, float], AfterValidator(_check_resources)]
+
+
 class _Section(BaseModel):
     # Unknown keys are typos: fail instead of ignoring them.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -217,6 +230,7 @@ class ElasticsearchIndices(_Section):
     recommendations: str
     dead_letters: str
     indicators_1m: str
+    stream_status: str  # the streaming job's status: one document per app, what every node and the CLI read
 
     @field_validator("*")
     @classmethod
@@ -380,6 +394,8 @@ class StreamSettings(_Section):
     executor_cores: int = Field(ge=1)
     executor_ray_cpus: float = Field(gt=0)
     executor_memory: JvmHeap
+    # custom Ray resources each executor actor needs (what places the executors on a node type, e.g. {"worker": 1})
+    executor_resources: Resources = {}
     driver_memory: JvmHeap
     shuffle_partitions: int = Field(ge=1, le=10_000)
     trigger_interval_s: float = Field(ge=0)
@@ -428,6 +444,8 @@ class ForecastSettings(_Section):
     arima_approximation: bool
     symbols_per_task: int = Field(ge=1)
     task_num_cpus: float = Field(gt=0)
+    # custom Ray resources each task needs (what places the forecast tasks on a node type, e.g. {"worker": 1})
+    task_resources: Resources = {}
     task_max_retries: int = Field(ge=0)
 
     @field_validator("targets", "models", "levels")
@@ -465,6 +483,11 @@ class ReplicaSettings(_Section):
     request_timeout_s: float | None = Field(default=None, gt=0)
     num_cpus: float = Field(ge=0)
     num_gpus: float = Field(default=0, ge=0)
+    # custom Ray resources each replica needs (what places it on a node type, e.g. {"worker": 1})
+    resources: Resources = {}
+    # how long the load must stay above (below) the target before Serve adds (removes) a replica; null: Serve's 30/600
+    upscale_delay_s: float | None = Field(default=None, ge=0)
+    downscale_delay_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _order(self) -> ReplicaSettings:
@@ -477,15 +500,22 @@ class ReplicaSettings(_Section):
         return self
 
     def deployment_options(self) -> dict[str, Any]:
+        autoscaling: dict[str, Any] = {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
+        for name in ("upscale_delay_s", "downscale_delay_s"):
+            if getattr(self, name) is not None:
+                autoscaling[name] = getattr(self, name)
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.resources:
+            actor["resources"] = dict(self.resources)
         return {
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
-            "autoscaling_config": {
-                "min_replicas": self.min_replicas,
-                "max_replicas": self.max_replicas,
-                "target_ongoing_requests": self.target_ongoing_requests,
-            },
-            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "autoscaling_config": autoscaling,
+            "ray_actor_options": actor,
         }
 
 
@@ -519,6 +549,9 @@ class ServeSettings(_Section):
     route_prefix: str = Field(pattern=r"^/")
     http_host: str
     http_port: Port
+    # where Serve runs its HTTP proxies: every node with a replica (Serve's default), or the head only (several nodes
+    # on one machine cannot all bind http_port)
+    proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
     cache_ttl_s: float = Field(ge=0)
     # the API key writes always need, and every request needs when http_host is beyond the loopback (null: one is
     # made on first use in state_dir/serve/api-key); secret: prefer RAY_APP_SERVE__API_KEY

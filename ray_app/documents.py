@@ -214,6 +214,22 @@ class DeadLetterDocument(Document):
     received_at: DateNanos
 
 
+class StreamStatusDocument(Document):
+    """``stream-status``: the streaming job's status (spark_jobs/status.py), id ``stream.app_name``. The driver
+    rewrites it as batches commit; any node and the CLI read it by id, so nothing depends on the driver's disk."""
+
+    app_name: str
+    submission_id: str | None = None
+    node_id: str | None = None  # the Ray node the driver runs on
+    host: str
+    pid: int
+    state: str
+    started_at: DateNanos
+    updated_at: DateNanos
+    # the whole StreamStatus as JSON: read back by id, never searched (so no field of it can grow the mapping)
+    status: Annotated[dict, Es({"type": "object", "enabled": False})]
+
+
 # --- forecasts -----------------------------------------------------------------------------------------------
 
 
@@ -277,6 +293,7 @@ class ForecastSymbolRecord(OpenDocument):
     load_s: float | None = None
     worker: str | None = None
     worker_pid: int | None = None
+    node_id: str | None = None  # the Ray node the symbol's task ran on
     duration_s: float | None = None
     cv_s: float | None = None
     fit_s: float | None = None
@@ -431,4 +448,5 @@ DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "recommendations": (RecommendationDocument,),
     "dead_letters": (DeadLetterDocument,),
     "indicators_1m": (IndicatorDocument,),
+    "stream_status": (StreamStatusDocument,),
 }

@@ -37,6 +37,11 @@ ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
 STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 
+# settings about the machine they are read on, never shipped to a job: the job's node has its own (its environment
+# or config file); the CLI's paths may not exist there (docs/cluster.md, "What is shared, and where")
+NODE_LOCAL_SETTINGS = frozenset({"state_dir", "cache_dir", "stack"})
+
+
 class StreamControlError(RuntimeError):
     """Something a person has to act on (the job failed, another one runs, Ray is unreachable)."""
 
@@ -65,7 +70,8 @@ def job_environment(settings: Settings, config_file: str | None) -> dict[str, st
     otherwise miss: the caller's environment), and the config file. Built from the settings, not by picking
     variable names, so no spelling of a secret (a lower-case name, a whole section as JSON, a URL's password)
     can reach the job's metadata, which the Ray dashboard shows. Secrets reach the job from the Ray head's own
-    environment or the config file."""
+    environment or the config file. Node-local settings (``NODE_LOCAL_SETTINGS``: paths on this machine) stay here:
+    the job reads its own node's."""
     env: dict[str, str] = {}
 
     def put(path: list[str], value: object) -> None:
@@ -79,7 +85,8 @@ def job_environment(settings: Settings, config_file: str | None) -> dict[str, st
         env[name] = value if isinstance(value, str) else json.dumps(value)
 
     for key, value in without_credentials(json.loads(settings.model_dump_json())).items():
-        put([key], value)
+        if key not in NODE_LOCAL_SETTINGS:
+            put([key], value)
     if config_file:
         env[CONFIG_FILE_ENV] = os.path.abspath(config_file)
     return env

@@ -25,7 +25,7 @@ def serve_config(settings: Settings) -> dict[str, Any]:
         return {"name": name, **replicas.deployment_options()}
 
     return {
-        "proxy_location": "EveryNode",
+        "proxy_location": serve.proxy_location,
         "http_options": {"host": serve.http_host, "port": serve.http_port},
         "applications": [
             {

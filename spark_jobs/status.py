@@ -1,7 +1,10 @@
-"""The streaming job's status file: what each query last did, for `ray-app stream status`, the demo and tests.
+"""The streaming job's status: what each query last did, for `ray-app stream status`, `ray-app status` and tests.
 
-The driver rewrites ``<state_dir>/run/stream-status.json`` (atomically) after every micro-batch and every
-failure; anything can read it without talking to Spark.
+It lives in Elasticsearch (index ``stream-status``, one document per ``stream.app_name``), not on the driver's disk:
+the driver, the executors and the CLI may be on different nodes, and every one of them reaches Elasticsearch. The
+driver publishes it after every micro-batch and every failure from a thread of its own (``StatusPublisher``), so a
+batch never waits for it and an Elasticsearch that is away delays the status, never the stream; readers get it by
+id (a real-time get: no refresh needed).
 
 Where a batch's time goes (``phase_seconds``, summed over the batches that carried data, so a reader can take
 the difference of two readings and divide by the batches in between):
@@ -20,13 +23,16 @@ the difference of two readings and divide by the batches in between):
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+import logging
+import socket
+import threading
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ray_app.config import Settings
+
+LOG = logging.getLogger(__name__)
 
 PHASES = ("offsets", "planning", "checkpoint", "write", "bulk", "state", "hours", "refresh", "other")
 
@@ -72,20 +78,103 @@ class StreamStatus(BaseModel):
     queries: dict[str, QueryStatus] = Field(default_factory=dict)
 
 
-def status_file(settings: Settings) -> Path:
-    return settings.run_dir / "stream-status.json"
+class StatusPublisher:
+    """Writes the newest status to Elasticsearch from a thread of its own; ``publish`` never blocks on the network.
+
+    Only the newest status matters, so a status published while a write is in flight replaces the one waiting.
+    A failed write is retried with the next status (or after ``retry_s``), and logged once per outage."""
+
+    def __init__(self, settings: Settings, retry_s: float = 2.0) -> None:
+        from ray_app.es_indices import MAPPINGS, client, ensure_index
+
+        self._settings, self._retry_s = settings, retry_s
+        self._es = client(settings)
+        self._index = settings.elasticsearch.indices.stream_status
+        self._node_id = _ray_node_id()
+        try:
+            ensure_index(settings, self._es, self._index, MAPPINGS["stream_status"])
+        except Exception as exc:  # the writer retries; the stream does not wait for Elasticsearch
+            LOG.warning("the status index %s is not there yet (%s); writing it is retried", self._index, exc)
+        self._waiting: dict[str, Any] | None = None
+        self._written: dict[str, Any] | None = None
+        self._failing = False
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="stream-status", daemon=True)
+        self._thread.start()
+
+    def publish(self, status: StreamStatus) -> None:
+        document = self._document(status)
+        with self._wake:
+            self._waiting = document
+            self._wake.notify()
+
+    def close(self, final: StreamStatus | None = None, timeout_s: float = 10.0) -> bool:
+        """Publish ``final``, wait (at most ``timeout_s``) until the newest status is written; True when it is."""
+        if final is not None:
+            self.publish(final)
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout_s)
+        return self._waiting is None and not self._failing
+
+    def _document(self, status: StreamStatus) -> dict[str, Any]:
+        from ray_app.documents import StreamStatusDocument, checked
+
+        return checked(StreamStatusDocument, {
+            "app_name": self._settings.stream.app_name, "submission_id": status.submission_id,
+            "node_id": self._node_id, "host": socket.gethostname(), "pid": status.pid, "state": status.state,
+            "started_at": status.started_at, "updated_at": status.updated_at, "status": status.model_dump(mode="json"),
+        })  # fmt: skip
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._waiting is None and not self._closed:
+                    self._wake.wait()
+                if self._waiting is None:
+                    return
+                document, self._waiting = self._waiting, None
+            try:
+                self._es.index(index=self._index, id=self._settings.stream.app_name, document=document)
+                self._written = document
+                if self._failing:
+                    LOG.info("the stream's status reaches %s again", self._index)
+                self._failing = False
+            except Exception as exc:
+                if not self._failing:
+                    LOG.warning("cannot write the stream's status to %s (%s); retrying", self._index, exc)
+                self._failing = True
+                with self._wake:
+                    if self._waiting is None:
+                        self._waiting = document  # nothing newer: this one again
+                    if self._closed:
+                        return
+                    self._wake.wait(self._retry_s)
 
 
-def write_status(settings: Settings, status: StreamStatus) -> None:
-    path = status_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(status.model_dump_json(indent=2))
-    scratch.replace(path)
+def _ray_node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:
+        return None
 
 
 def read_status(settings: Settings) -> StreamStatus | None:
+    """The newest status the streaming job (``stream.app_name``) published; None when there is none (or
+    Elasticsearch cannot be read)."""
+    from elasticsearch import ApiError, NotFoundError, TransportError
+
+    from ray_app.es_indices import client
+
     try:
-        return StreamStatus.model_validate(json.loads(status_file(settings).read_text()))
-    except (OSError, ValueError):
+        found = client(settings).get(index=settings.elasticsearch.indices.stream_status, id=settings.stream.app_name)
+    except (NotFoundError, ApiError, TransportError):
+        return None
+    try:
+        return StreamStatus.model_validate(found["_source"]["status"])
+    except (KeyError, ValueError):
         return None

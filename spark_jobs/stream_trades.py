@@ -42,8 +42,10 @@ from ray_app import metrics
 from ray_app.config import Settings, redact, redact_log_records
 from ray_app.kafka_io import jaas_config
 from ray_app.lifecycle import StopFlag
+from ray_app.ray_cluster import connect
+from ray_app.shared_storage import NotSharedStorage, check_shared, eligible_nodes, ray_nodes, ray_probe
 from ray_app.times import format_ns, now_ns
-from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StreamStatus, write_status
+from spark_jobs.status import SUBMISSION_ENV, QueryStatus, StatusPublisher, StreamStatus
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -189,6 +191,7 @@ class StreamJob:
         started = format_ns(now_ns())
         self.status = StreamStatus(pid=os.getpid(), submission_id=os.environ.get(SUBMISSION_ENV), started_at=started,
                                    updated_at=started, checkpoint_dir=str(self.checkpoints))  # fmt: skip
+        self.publisher = StatusPublisher(settings)
         writes = query_indices(settings)
         starts = {"records": self._start_records, "bars": self._start_bars}
         self.supervised = {name: Supervised(name, starts[name], self._query_status(name, writes[name]))
@@ -381,7 +384,7 @@ class StreamJob:
 
     def _save_status(self) -> None:
         self.status.updated_at = format_ns(now_ns())
-        write_status(self.settings, self.status)
+        self.publisher.publish(self.status)
 
     def run(self, stop: StopFlag) -> int:
         """Run until stopped (exit 0) or until a query fails too often in a row (exit 1)."""
@@ -548,6 +551,12 @@ def run(settings: Settings, reset: bool = False) -> int:
     with checkpoint_lock(settings.stream_checkpoint_dir):
         ensure_topics(settings)
         ensure_indices(settings)
+        connect(settings)
+        executor_nodes = eligible_nodes(ray_nodes(), settings.stream.executor_resources)
+        if not executor_nodes:
+            raise NotSharedStorage(f"stream.executor_resources: no Ray node offers {settings.stream.executor_resources}"
+                                   " (start one with `ray start --resources ...`)")  # fmt: skip
+        check_shared(settings.stream_checkpoint_dir, "stream.checkpoint_dir", executor_nodes, ray_probe)
         LOG.info("starting Spark on Ray (%d executor(s) x %d cores, %s)", settings.stream.num_executors,
                  settings.stream.executor_cores, settings.stream.executor_memory)  # fmt: skip
         spark = start_spark(settings)
@@ -558,7 +567,11 @@ def run(settings: Settings, reset: bool = False) -> int:
                 t.name for t in settings.kafka.topics.all()), settings.elasticsearch.url, job.checkpoints)  # fmt: skip
             # after ray.init, which installs its own SIGTERM handler
             with StopFlag().on_signals() as stop:
-                return job.run(stop)
+                try:
+                    return job.run(stop)
+                finally:
+                    if not job.publisher.close():
+                        LOG.warning("the stream's final status did not reach Elasticsearch")
         finally:
             stop_spark()
 

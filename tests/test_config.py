@@ -32,6 +32,7 @@ def test_defaults_hold_the_documented_topics_and_indices() -> None:
         "recommendations": "recommendations",
         "dead_letters": "dead-letters",
         "indicators_1m": "indicators-1m",
+        "stream_status": "stream-status",
     }
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert settings.elasticsearch.url == "http://127.0.0.1:9200"

@@ -55,7 +55,8 @@ def deploy(settings: Settings, timeout: float) -> float:
         connect(settings)
     except ConnectionError as exc:
         fail(f"cannot reach Ray at {settings.ray.address} ({exc}); is the stack up (`ray-app stack up`)?")
-    ray_serve.start(http_options={"host": settings.serve.http_host, "port": settings.serve.http_port})
+    ray_serve.start(proxy_location=settings.serve.proxy_location,
+                    http_options={"host": settings.serve.http_host, "port": settings.serve.http_port})  # fmt: skip
     name = settings.serve.app_name
     # not waiting inside Serve: a replica short of CPUs never starts, and the loop below gives up with the reason
     target = ray_serve.RunTarget(application(settings), name=name, route_prefix=settings.serve.route_prefix)

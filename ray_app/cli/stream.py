@@ -130,8 +130,10 @@ def stream_status(ctx: typer.Context) -> None:
     except StreamControlError as exc:
         fail(str(exc))
     status = read_status(settings)
+    # the driver's own view (its node's paths), from Elasticsearch: this machine may be neither the driver's nor a node
+    checkpoints = status.checkpoint_dir if status else settings.stream_checkpoint_dir
     console.print(f"streaming job: {f'{job.submission_id} {job.status.value}' if job else 'not running'}; "
-                  f"checkpoints: {settings.stream_checkpoint_dir}", highlight=False)  # fmt: skip
+                  f"checkpoints: {checkpoints}", highlight=False)  # fmt: skip
     behind = {lag.query: lag.messages for lag in lags(settings)}
     table = Table(title="streaming queries (this driver)", title_justify="left")
     columns = ("query", "writes", "state", "batches", "rows", "rows/s", "last batch", "latency", "documents",
@@ -170,12 +172,13 @@ def run_driver(settings: Settings, reset: bool = False) -> int:
     Refusals a person can act on (the checkpoints in use by another driver, Kafka refusing or unreachable, Java
     or an artifact missing) end it with their one-line message."""
     from ray_app.kafka_io import KafkaUnavailable
+    from ray_app.shared_storage import NotSharedStorage
     from spark_jobs.stream_trades import CheckpointInUse, configure_logging, run
 
     configure_logging()
     try:
         return run(settings, reset=reset)
-    except (CheckpointInUse, KafkaUnavailable) as exc:
+    except (CheckpointInUse, KafkaUnavailable, NotSharedStorage) as exc:
         fail(str(exc))
     except ArtifactError as exc:
         fail(exc.one_line())

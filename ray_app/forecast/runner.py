@@ -82,6 +82,7 @@ def forecast_symbols(
             "load_s": load_seconds / len(symbols),
             "worker": f"{socket.gethostname()}:{os.getpid()}",
             "worker_pid": os.getpid(),
+            "node_id": _ray_node_id(),
         }
         try:
             history = build_history(
@@ -111,6 +112,11 @@ def forecast_symbols(
             fields["report_error"] = f"{type(exc).__name__}: {exc}"[:500]
         reports.append(SymbolReport(symbol, status, fields))
     return reports
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray): where a symbol's forecast ran, in its record."""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 @ray.remote
@@ -144,7 +150,8 @@ def run_forecast(
 
     connect(settings)
     batches = [symbols[i : i + forecast.symbols_per_task] for i in range(0, len(symbols), forecast.symbols_per_task)]
-    task = _forecast_task.options(num_cpus=forecast.task_num_cpus, max_retries=forecast.task_max_retries)
+    task = _forecast_task.options(num_cpus=forecast.task_num_cpus, resources=dict(forecast.task_resources),
+                                  max_retries=forecast.task_max_retries)  # fmt: skip
     pending = {task.remote(settings, batch, run, compute): batch for batch in batches}
     reports: list[SymbolReport] = []
     while pending:
