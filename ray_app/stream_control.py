@@ -38,7 +38,7 @@ STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 
 # settings about the machine they are read on, never shipped to a job: the job's node has its own (its environment
-# or config file); the CLI's paths may not exist there (docs/cluster.md, "What is shared, and where")
+# or config file); the CLI's paths may not exist there (docs/operations.md, "What is shared, and where")
 NODE_LOCAL_SETTINGS = frozenset({"state_dir", "cache_dir", "stack"})
 
 

@@ -91,7 +91,7 @@ def test_checkpoints_the_worker_cannot_see_fail_the_start_naming_the_key(
     if worker.private is None:
         pytest.skip("no mount namespace here: every path is shared")
     env = {**cli_env, "RAY_APP_STREAM__CHECKPOINT_DIR": str(worker.private / "checkpoints")}
-    result = run_cli("stream", "start", "--wait", "--timeout", "120", env=env, timeout=240)
+    result = run_cli("stream", "--timeout", "120", env=env, timeout=240)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "stream.checkpoint_dir" in output and "is not shared storage" in output, output
@@ -115,7 +115,7 @@ def test_the_stream_runs_its_executors_on_the_worker_and_any_machine_reads_its_s
     for trade in trades:
         producer.produce(settings.kafka.topics.trades.name, value=trade.to_json(), key=trade.symbol.encode())
     assert producer.flush(60) == 0
-    started = run_cli("stream", "start", "--wait", "--timeout", str(TIMEOUT_S), env=cli_env, timeout=TIMEOUT_S + 60)
+    started = run_cli("stream", "--timeout", str(TIMEOUT_S), env=cli_env, timeout=TIMEOUT_S + 60)
     assert started.returncode == 0, started.stdout + started.stderr
     assert _count(settings, settings.elasticsearch.indices.trades) == len(trades)
 
