@@ -68,7 +68,7 @@ def _env(tag: str, settings: Settings, executors: int, batch_cap: int) -> dict[s
         "RAY_APP_KAFKA__TOPICS__TRADES__NAME": f"bench-trades-{tag}",
         "RAY_APP_KAFKA__TOPICS__BARS__NAME": f"bench-bars-{tag}",
         "RAY_APP_KAFKA__TOPICS__DEAD_LETTERS__NAME": f"bench-dead-letters-{tag}",
-        # the driver's status file and checkpoints of its own; the stack is found by its addresses
+        # the driver's state dir, status and checkpoints of its own; the stack is found by its addresses
         "RAY_APP_STATE_DIR": str(bench_dir),
         "RAY_APP_CACHE_DIR": str(settings.cache_dir),
         "RAY_APP_STREAM__CHECKPOINT_DIR": str(bench_dir / "checkpoints"),
@@ -313,6 +313,13 @@ def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: s
 
 
 def _status(settings_env: dict[str, str]) -> dict[str, Any]:
+    """The driver's status: from Elasticsearch (index stream-status), or from the status file older versions wrote."""
+    index, app = settings_env["RAY_APP_ELASTICSEARCH__INDICES__STREAM_STATUS"], settings_env["RAY_APP_STREAM__APP_NAME"]
+    try:
+        found = client(load_settings()).get(index=index, id=app)
+        return found["_source"]["status"]["queries"]
+    except Exception:
+        pass
     path = Path(settings_env["RAY_APP_STATE_DIR"]) / "run" / "stream-status.json"
     try:
         return json.loads(path.read_text())["queries"]

@@ -64,7 +64,7 @@ class QueryStatus(BaseModel):
     last_error: str | None = None
 
 
-# set by `ray-app stream` in the job's environment (not a setting): which submission a status file belongs to
+# set by `ray-app stream` in the job's environment (not a setting): which submission a status belongs to
 SUBMISSION_ENV = "RAY_APP_STREAM_SUBMISSION_ID"
 
 

@@ -455,7 +455,7 @@ class StreamJob:
 
 
 def record_batch_metrics(query: str, status: QueryStatus, refused: int, timed: bool) -> None:
-    """The batch just written, in the platform's metrics (ray_app.metrics): the same numbers as the status file."""
+    """The batch just written, in the platform's metrics (ray_app.metrics): the same numbers as its status."""
     metrics.set_gauge("stream_batch_duration_seconds", status.last_batch_seconds, query=query)
     metrics.set_gauge("stream_batch_rows", status.last_batch_rows, query=query)
     metrics.inc("stream_rows", status.last_batch_rows, query=query)

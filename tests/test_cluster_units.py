@@ -86,5 +86,5 @@ def test_custom_resources_place_executors_tasks_and_replicas(monkeypatch: pytest
 @pytest.mark.parametrize("value", ['{"CPU": 1}', '{"GPU": 1}', '{"worker": 0}', '{"worker": -1}', '{"bad name": 1}'])
 def test_a_bad_custom_resource_fails_naming_the_key(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("RAY_APP_STREAM__EXECUTOR_RESOURCES", value)
-    with pytest.raises(ConfigError, match="stream.executor_resources"):
+    with pytest.raises(ConfigError, match=r"stream\.executor_resources"):
         load_settings()

@@ -4,7 +4,7 @@ One story in order: the six parts are submitted (simulator, stream, indicators, 
 and a second start submits nothing; `ray-app status` shows them and exits 1 naming exactly what is down (no Serve
 app here, and one day of history is too short for a forecast); the simulator is stopped and its count of messages is
 in Prometheus exactly; the indicators job's values equal TA-Lib's on the bars the stream wrote; the stream's, the
-monitor's and the forecaster's metrics in Prometheus equal what the status file, Elasticsearch and forecast-runs say;
+monitor's and the forecaster's metrics in Prometheus equal what the stream's status, Elasticsearch, forecast-runs say;
 every Pipeline-health panel's PromQL returns data (Serve's: tests/test_serve_engines.py); the parts stop sources
 first.
 """

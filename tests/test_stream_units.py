@@ -288,7 +288,7 @@ def test_write_reports_add_up() -> None:
 
 
 def test_a_wait_counts_only_the_status_its_own_driver_wrote() -> None:
-    """`ray-app stream` waits on the driver it started: a previous driver's status file (caught up, as it was
+    """`ray-app stream` waits on the driver it started: a previous driver's status (caught up, as it was
     when that driver stopped) must not make a new job look caught up."""
     from ray.job_submission import JobDetails, JobStatus, JobType
 

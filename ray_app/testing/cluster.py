@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ def _node_with(settings: Settings, resource: str) -> str | None:
 @contextmanager
 def worker_node(settings: Settings, *, resources: dict[str, float], num_cpus: int, private: Path | None,
                 log_file: Path, timeout_s: float = 120) -> Iterator[WorkerNode]:  # fmt: skip
-    """A worker node joined to the head at ``settings.ray.address``; it offers ``resources`` (the first one names it)."""
+    """A worker node joined to the head at ``settings.ray.address``, offering ``resources`` (the first names it)."""
     ray_cli = Path(sys.executable).with_name("ray")
     agent, metrics = free_ports(2)
     argv = [str(ray_cli), "start", "--block", "--disable-usage-stats", f"--address={settings.ray.address}",
@@ -65,8 +65,8 @@ def worker_node(settings: Settings, *, resources: dict[str, float], num_cpus: in
     if use_private:
         assert private is not None
         private.mkdir(parents=True, exist_ok=True)
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                'mount -t tmpfs ray-app-private "$0" && mkdir -p "$0/state" && exec "$@"', str(private), *argv]  # fmt: skip
+        script = 'mount -t tmpfs ray-app-private "$0" && mkdir -p "$0/state" && exec "$@"'
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(private), *argv]
     state_dir = (private if use_private and private else log_file.parent) / "state"
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = dict(os.environ, PATH=path, JAVA_HOME=str(find_java(settings).home), RAY_USAGE_STATS_ENABLED="0",
@@ -95,13 +95,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         family = [proc.pid]
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(60)
-        except subprocess.TimeoutExpired:
-            pass
     for pid in family:
-        try:
+        with suppress(psutil.NoSuchProcess):
             psutil.Process(pid).kill()
-        except psutil.NoSuchProcess:
-            pass
     proc.wait(10)
