@@ -189,7 +189,10 @@ def written_by(status: StreamStatus, job: JobDetails) -> bool:
 
 
 def wait_caught_up(settings: Settings, submission_id: str, timeout_s: float, on_tick=None) -> list[Lag]:
-    """Block until every query has committed everything Kafka holds now; raise if the job ends or time runs out."""
+    """Block until this job's driver runs its queries and they have committed everything Kafka holds now (on empty
+    topics too: not before the driver says it runs); raise if the job ends or time runs out."""
+    from spark_jobs.status import read_status
+
     jobs = client(settings)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -197,10 +200,13 @@ def wait_caught_up(settings: Settings, submission_id: str, timeout_s: float, on_
         if state not in ACTIVE:
             tail = "\n".join(jobs.get_job_logs(submission_id).splitlines()[-15:])
             raise StreamControlError(f"streaming job {submission_id} ended ({state.value}); last log lines:\n{tail}")
-        current = lags(settings, jobs.get_job_info(submission_id)) if state == JobStatus.RUNNING else []
+        job = jobs.get_job_info(submission_id)
+        current = lags(settings, job) if state == JobStatus.RUNNING else []
         if on_tick:
             on_tick(state, current)
-        if current and all(lag.messages == 0 for lag in current):
+        status = read_status(settings) if current else None
+        running = status is not None and written_by(status, job) and status.state == "running"
+        if running and all(lag.messages == 0 for lag in current):
             return current
         if time.monotonic() > deadline:
             raise StreamControlError(
