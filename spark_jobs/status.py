@@ -61,7 +61,11 @@ class QueryStatus(BaseModel):
     timed_batches: int = 0
     restarts: int = 0
     consecutive_failures: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # why the query is failing now (None once a batch succeeds again)
+    # the most recent failure, kept after the query recovers: an outage of Elasticsearch itself can only be read here
+    # once Elasticsearch is back
+    last_failure: str | None = None
+    last_failure_at: str | None = None
 
 
 # set by `ray-app stream` in the job's environment (not a setting): which submission a status belongs to

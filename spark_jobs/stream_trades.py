@@ -426,7 +426,8 @@ class StreamJob:
         status = supervised.status
         status.consecutive_failures += 1
         status.restarts += 1
-        status.last_error = message
+        status.last_error = status.last_failure = message
+        status.last_failure_at = format_ns(now_ns())
         status.state = "restarting"
         delay = min(stream.restart_backoff_min_s * 2 ** (status.consecutive_failures - 1),
                     stream.restart_backoff_max_s)  # fmt: skip

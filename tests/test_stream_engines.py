@@ -460,6 +460,8 @@ def test_elasticsearch_away_for_20_s_loses_nothing(settings: Settings, produced:
     status = read_status(settings)
     assert status.queries["records"].restarts > restarts_before, "the outage should have failed a batch"
     assert all(query.state == "running" for query in status.queries.values())
+    # the status lives in Elasticsearch: what it said during the outage is read once it is back, as the last failure
+    causes += [q.last_failure for q in status.queries.values() if q.last_failure]
     # the status says what happened in plain words, not Py4J's wrapper text
     assert causes and any(f"Elasticsearch at {stack.elasticsearch.url}" in cause for cause in causes), causes
     assert not [cause for cause in causes if "Python Proxy" in cause or "Py4J" in cause], causes
