@@ -16,3 +16,10 @@ def connect(settings: Settings) -> None:
         settings.ray.use_auth_mode()
         address = os.environ.get("RAY_ADDRESS") or settings.ray.address
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+
+
+def current_node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

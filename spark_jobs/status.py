@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ray_app.config import Settings
+from ray_app.ray_cluster import current_node_id
 
 LOG = logging.getLogger(__name__)
 
@@ -94,13 +95,12 @@ class StatusPublisher:
         self._settings, self._retry_s = settings, retry_s
         self._es = client(settings)
         self._index = settings.elasticsearch.indices.stream_status
-        self._node_id = _ray_node_id()
+        self._node_id = current_node_id()
         try:
             ensure_index(settings, self._es, self._index, MAPPINGS["stream_status"])
         except Exception as exc:  # the writer retries; the stream does not wait for Elasticsearch
             LOG.warning("the status index %s is not there yet (%s); writing it is retried", self._index, exc)
         self._waiting: dict[str, Any] | None = None
-        self._written: dict[str, Any] | None = None
         self._failing = False
         self._wake = threading.Condition()
         self._closed = False
@@ -142,7 +142,6 @@ class StatusPublisher:
                 document, self._waiting = self._waiting, None
             try:
                 self._es.index(index=self._index, id=self._settings.stream.app_name, document=document)
-                self._written = document
                 if self._failing:
                     LOG.info("the stream's status reaches %s again", self._index)
                 self._failing = False
@@ -156,15 +155,6 @@ class StatusPublisher:
                     if self._closed:
                         return
                     self._wake.wait(self._retry_s)
-
-
-def _ray_node_id() -> str | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-    except Exception:
-        return None
 
 
 def read_status(settings: Settings) -> StreamStatus | None:

@@ -27,7 +27,7 @@ from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import SymbolForecast, forecast_history
 from ray_app.forecast.models import ForecastSpec
 from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
-from ray_app.ray_cluster import connect
+from ray_app.ray_cluster import connect, current_node_id
 from ray_app.times import now_iso
 
 Compute = Callable[[SymbolHistory, ForecastSpec], SymbolForecast]
@@ -82,7 +82,7 @@ def forecast_symbols(
             "load_s": load_seconds / len(symbols),
             "worker": f"{socket.gethostname()}:{os.getpid()}",
             "worker_pid": os.getpid(),
-            "node_id": _ray_node_id(),
+            "node_id": current_node_id(),
         }
         try:
             history = build_history(
@@ -112,11 +112,6 @@ def forecast_symbols(
             fields["report_error"] = f"{type(exc).__name__}: {exc}"[:500]
         reports.append(SymbolReport(symbol, status, fields))
     return reports
-
-
-def _ray_node_id() -> str | None:
-    """The Ray node this process runs on (None outside Ray): where a symbol's forecast ran, in its record."""
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 @ray.remote
