@@ -174,6 +174,8 @@ class KafkaSettings(_Section):
     bootstrap_servers: str
     topics: KafkaTopics
     replication_factor: int = Field(ge=1)
+    # topics' min.insync.replicas: with acks=all a write needs this many in-sync copies (2 of 3: one broker may die)
+    min_insync_replicas: int = Field(default=1, ge=1)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -192,6 +194,13 @@ class KafkaSettings(_Section):
     @classmethod
     def _expand_ca(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(os.path.expandvars(str(value))).expanduser()
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"min_insync_replicas {self.min_insync_replicas} is more than replication_factor "
+                             f"{self.replication_factor}: no write could ever succeed")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -324,7 +333,9 @@ class RaySettings(_Section):
 class StackSettings(_Section):
     """How `ray-app stack` runs the embedded local engines (ignored when you point at your own cluster)."""
 
-    kafka_controller_port: Port
+    # one KRaft controller port per Kafka node, in the order of kafka.bootstrap_servers (the local stack runs a node
+    # per address there: one, or three for a replicated cluster)
+    kafka_controller_ports: list[Port] = Field(min_length=1)
     kafka_heap: JvmHeap
     elasticsearch_heap: JvmHeap
     elasticsearch_transport_port: Port
@@ -333,6 +344,15 @@ class StackSettings(_Section):
     maven_extra_args: list[str] = []
     start_timeout_s: float = Field(gt=0)
     stop_timeout_s: float = Field(gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_controller_port(cls, data: Any) -> Any:
+        """``kafka_controller_port`` (one node, the earlier spelling) still reads as a list of one port."""
+        if isinstance(data, dict) and "kafka_controller_port" in data:
+            data = dict(data)
+            data.setdefault("kafka_controller_ports", [data.pop("kafka_controller_port")])
+        return data
 
 
 class AlpacaSettings(_Section):

@@ -19,7 +19,6 @@ state of Elasticsearch against what was produced:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -28,7 +27,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from ray_app.kafka_io import producer_config
 from ray_app.schemas import Source, Trade
 from ray_app.stack import manager
 from ray_app.stack.processes import stop_process
+from ray_app.testing.expected import assert_bars_equal, es_docs, expected_bars, trade_doc_id
 from ray_app.testing.settings import own_indices_env, settings_env
 from ray_app.testing.stack import REPO, alive, environment, run_cli
 
@@ -174,64 +173,10 @@ def _bad_records(settings: Settings, now_ns: int) -> list[tuple[str, bytes, str]
     ]  # fmt: skip
 
 
-def _es_docs(settings: Settings, index: str) -> dict[str, dict]:
-    es = es_client(settings)
-    es.indices.refresh(index=index)
-    docs = {}
-    for hit in _scan(es, index):
-        docs[hit["_id"]] = hit["_source"]
-    return docs
-
-
-def _scan(es, index: str) -> Iterator[dict]:
-    from elasticsearch.helpers import scan
-
-    yield from scan(es, index=index, query={"query": {"match_all": {}}}, size=5000)
-
-
-def _expected_bars(trades: list[Trade], seconds: int) -> dict[str, dict]:
-    groups: dict[tuple[str, int], list[tuple[int, int, Trade]]] = defaultdict(list)
-    for order, trade in enumerate(trades):
-        start = trade.timestamp_ns // 10**9 // seconds * seconds
-        groups[(trade.symbol, start)].append((trade.timestamp_ns, order, trade))
-    bars = {}
-    for (symbol, start), items in groups.items():
-        items.sort(key=lambda item: (item[0], item[1]))
-        prices = [t.price for _, _, t in items]
-        volume = sum(t.size for _, _, t in items)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
-        bars[f"{symbol}|{stamp}"] = {
-            "open": items[0][2].price, "high": max(prices), "low": min(prices), "close": items[-1][2].price,
-            "volume": volume, "trade_count": len(items), "vwap": sum(t.price * t.size for _, _, t in items) / volume,
-        }  # fmt: skip
-    return bars
-
-
-def _assert_bars_equal(actual: dict[str, dict], expected: dict[str, dict]) -> None:
-    assert set(actual) == set(expected), (sorted(set(actual) ^ set(expected)))[:10]
-    for doc_id, want in expected.items():
-        got = actual[doc_id]
-        for field in ("open", "high", "low", "close", "trade_count"):
-            assert got[field] == want[field], (doc_id, field, got[field], want[field])
-        for field in ("volume", "vwap"):
-            assert math.isclose(got[field], want[field], rel_tol=1e-9), (doc_id, field, got[field], want[field])
-        assert math.isclose(got["range"], want["high"] - want["low"], rel_tol=1e-9, abs_tol=1e-12)
-        assert math.isclose(got["notional"], want["close"] * want["volume"], rel_tol=1e-9)
-        assert math.isclose(got["log_return"], math.log(want["close"] / want["open"]), rel_tol=1e-9, abs_tol=1e-15)
-
-
-def trade_doc_id(trade: Trade) -> str:
-    """The trades document id: symbol|exchange|trade_id, the trade id hashed when that passes 512 bytes."""
-    natural = f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}"
-    if len(natural.encode()) <= 512:
-        return natural
-    return f"{trade.symbol}|{trade.exchange or ''}|sha256:{hashlib.sha256(trade.trade_id.encode()).hexdigest()}"
-
-
 def _assert_state(settings: Settings, produced: Produced) -> None:
     """Elasticsearch holds exactly what was produced: trades once each, bars as computed, every dead letter."""
     indices = settings.elasticsearch.indices
-    trades = _es_docs(settings, indices.trades)
+    trades = es_docs(settings, indices.trades)
     everything = produced.trades + produced.late
     want_ids = {trade_doc_id(t) for t in everything}
     assert len(everything) == len(want_ids)
@@ -246,9 +191,9 @@ def _assert_state(settings: Settings, produced: Produced) -> None:
         sample.timestamp_ns,
     )
     counted = produced.trades + produced.refused
-    _assert_bars_equal(_es_docs(settings, indices.bars_1m), _expected_bars(counted, 60))
-    _assert_bars_equal(_es_docs(settings, indices.bars_1h), _expected_bars(counted, 3600))
-    dead = _es_docs(settings, indices.dead_letters)
+    assert_bars_equal(es_docs(settings, indices.bars_1m), expected_bars(counted, 60))
+    assert_bars_equal(es_docs(settings, indices.bars_1h), expected_bars(counted, 3600))
+    dead = es_docs(settings, indices.dead_letters)
     assert sorted(d["reason"] for d in dead.values()) == sorted(reason for _, _, reason in produced.bad)
     for letter in dead.values():
         assert letter["stage"] and letter["detail"] and letter["raw"] is not None and letter["raw_sha256"]
@@ -391,7 +336,7 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
     assert {name: query.restarts for name, query in after.queries.items()} == restarts, "a poison record failed a batch"
     assert all(query.state == "running" for query in after.queries.values())
     assert after.queries["records"].rejected >= 1
-    letter = next(d for d in _es_docs(settings, settings.elasticsearch.indices.dead_letters).values()
+    letter = next(d for d in es_docs(settings, settings.elasticsearch.indices.dead_letters).values()
                   if d["reason"] == "rejected")  # fmt: skip
     assert "document_parsing_exception" in letter["detail"] and json.loads(letter["raw"])["trade_id"] == "refused-by-es"
 

@@ -1,4 +1,7 @@
-"""One Apache Kafka node in KRaft mode (broker and controller in one JVM), data in the state directory.
+"""The local Kafka in KRaft mode: one node (broker and controller in one JVM), or a cluster of several on this
+machine (one per address of ``kafka.bootstrap_servers``, every one a broker and a controller voter, formatted with
+one cluster id), data in the state directory. Its own topics are replicated as the settings' data topics are
+(``kafka.replication_factor``, ``kafka.min_insync_replicas``); unclean leader election stays off.
 
 Its client listener speaks what ``kafka.security_protocol`` says: PLAINTEXT, or SASL_SSL / SASL_PLAINTEXT with a
 SCRAM mechanism. For SASL the node is formatted with one SCRAM user, ``kafka.sasl_username`` with
@@ -49,33 +52,60 @@ logger.request.level = WARN
 
 
 class KafkaService(Service):
-    name = "kafka"
+    """One node of the local Kafka cluster: the ``node``-th address of ``kafka.bootstrap_servers`` (from 1) and the
+    ``node``-th of ``stack.kafka_controller_ports``. With one address it is the single node ``kafka``; with several,
+    ``kafka-1``, ``kafka-2``, ... form one KRaft cluster (every node a broker and a controller voter)."""
+
+    def __init__(self, settings: Settings, node: int = 1) -> None:
+        super().__init__(settings)
+        self.node = node
+        self.nodes = len(settings.kafka.bootstrap_servers.split(","))
+        self.name = "kafka" if self.nodes == 1 else f"kafka-{node}"
 
     @property
     def _listener(self) -> tuple[str, int]:
-        servers = self.settings.kafka.bootstrap_servers.split(",")
-        if len(servers) != 1:
-            raise StackError(
-                "the local stack runs one Kafka node: kafka.bootstrap_servers must be a single host:port "
-                f"(got {self.settings.kafka.bootstrap_servers})"
-            )
-        host, port = servers[0].rsplit(":", 1)
+        host, port = self.settings.kafka.bootstrap_servers.split(",")[self.node - 1].rsplit(":", 1)
         return host, int(port)
 
     @property
+    def _controller_ports(self) -> list[int]:
+        ports = self.settings.stack.kafka_controller_ports
+        if len(ports) != self.nodes:
+            raise StackError(
+                f"the local stack runs one Kafka node per address of kafka.bootstrap_servers ({self.nodes}); "
+                f"stack.kafka_controller_ports must list as many controller ports (got {len(ports)})"
+            )
+        return ports
+
+    @property
+    def _voters(self) -> str:
+        """The KRaft controller quorum: every node, by id and controller address."""
+        return ",".join(f"{node}@127.0.0.1:{port}" for node, port in enumerate(self._controller_ports, start=1))
+
+    @property
     def address(self) -> str:
-        return self.settings.kafka.bootstrap_servers
+        host, port = self._listener
+        return f"{host}:{port}"
+
+    @property
+    def _node_settings(self) -> Settings:
+        """The settings with only this node in ``bootstrap_servers``: a probe that asks this node and no other."""
+        kafka = self.settings.kafka.model_copy(update={"bootstrap_servers": self.address})
+        return self.settings.model_copy(update={"kafka": kafka})
 
     def listeners(self) -> list[Listener]:
         host, port = self._listener
         return [
             Listener(host, port, "Kafka broker"),
-            Listener("127.0.0.1", self.settings.stack.kafka_controller_port, "Kafka KRaft controller"),
+            Listener("127.0.0.1", self._controller_ports[self.node - 1], "Kafka KRaft controller"),
         ]
 
     def _security(self) -> dict[str, str]:
         """What the node's client listener speaks, checked: the part of the settings formatting depends on."""
         kafka = self.settings.kafka
+        if kafka.replication_factor > self.nodes:
+            raise StackError(f"kafka.replication_factor {kafka.replication_factor} needs as many brokers; the local "
+                             f"stack runs {self.nodes} (one per address of kafka.bootstrap_servers)")  # fmt: skip
         protocol = kafka.security_protocol
         if protocol not in {"PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"}:
             raise StackError(f"the local stack runs Kafka with PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (SCRAM); "
@@ -95,7 +125,8 @@ class KafkaService(Service):
 
     def _certificate(self) -> ServerCertificate:
         host, _ = self._listener
-        files = ensure_server_certificate(self.config_dir / "tls", host, "kafka")
+        # one certificate for every node (they share the host): config/kafka/tls, the single node's own folder
+        files = ensure_server_certificate(self.settings.state_dir / "config" / "kafka" / "tls", host, "kafka")
         ca_location = self.settings.kafka.ssl_ca_location
         assert ca_location is not None  # _security() said so
         if not ca_location.is_file() or ca_location.read_bytes() != files.ca_cert.read_bytes():
@@ -105,12 +136,12 @@ class KafkaService(Service):
 
     def _server_properties(self, security: dict[str, str]) -> str:
         host, port = self._listener
-        controller = self.settings.stack.kafka_controller_port
+        controller = self._controller_ports[self.node - 1]
         protocol = security["protocol"]
         lines = [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller}",
+            f"node.id={self.node}",
+            f"controller.quorum.voters={self._voters}",
             f"listeners={protocol}://{host}:{port},CONTROLLER://127.0.0.1:{controller}",
             f"advertised.listeners={protocol}://{host}:{port}",
             "controller.listener.names=CONTROLLER",
@@ -139,15 +170,21 @@ class KafkaService(Service):
                     f"ssl.truststore.location={_property_value(str(files.ca_cert))}",
                     "listener.name.controller.ssl.client.auth=required",
                 ]
+        replicas, min_isr = self.settings.kafka.replication_factor, self.settings.kafka.min_insync_replicas
         lines += [
             f"log.dirs={_property_value(str(self.data_dir))}",
             # topics are created explicitly with their partition counts; a typo must not create one
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            # Kafka's own topics as durable as the data: the settings' copies and in-sync minimum
+            f"offsets.topic.replication.factor={replicas}",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
+            # a replica that missed writes never becomes leader: acknowledged records are never thrown away
+            "unclean.leader.election.enable=false",
             "group.initial.rebalance.delay.ms=0",
             "num.partitions=1",
             "",
@@ -186,8 +223,14 @@ class KafkaService(Service):
         SCRAM users live in its metadata, written when it was formatted."""
         formatted = json.loads(self._format_marker.read_text()) if self._format_marker.is_file() else {
             "protocol": "PLAINTEXT"}  # fmt: skip
-        user = {key: value for key, value in security.items() if key != "protocol"}  # the protocol may change
-        if user and {key: value for key, value in formatted.items() if key != "protocol"} != user:
+        if formatted.get("voters", self._voters) != self._voters:
+            raise StackError(
+                f"the local Kafka in {self.data_dir} was formatted for the controller quorum {formatted['voters']}, "
+                f"the settings ask for {self._voters} (kafka.bootstrap_servers, stack.kafka_controller_ports): set "
+                f"them back, or start afresh: `ray-app stack down`, then delete {self.data_dir} (its topics are lost)"
+            )
+        user = {key: value for key, value in security.items() if key not in ("protocol", "voters")}
+        if user and {key: value for key, value in formatted.items() if key not in ("protocol", "voters")} != user:
             was = formatted.get("username") and f"SASL user {formatted['username']!r} ({formatted['mechanism']})"
             now = security.get("username") and f"SASL user {security['username']!r} ({security['mechanism']})"
             raise StackError(
@@ -199,10 +242,8 @@ class KafkaService(Service):
     def _format_storage(self, jvm: list[str], properties: Path, security: dict[str, str]) -> None:
         """Format the KRaft metadata log once; a formatted node keeps its cluster id, data and SCRAM users forever."""
 
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # like Kafka's Uuid.randomUuid: a leading '-' reads as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        argv = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(properties)]
+        argv = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={self._cluster_id()}", "--config",
+                str(properties)]  # fmt: skip
         if "username" in security:
             argv += ["--add-scram", _scram_credential(self.settings, security)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +255,18 @@ class KafkaService(Service):
             raise StackError(
                 f"formatting Kafka storage in {self.data_dir} failed: {last_log_line(self.log_file)}", self.log_file
             )
-        self._format_marker.write_text(json.dumps(security))
+        self._format_marker.write_text(json.dumps({**security, "voters": self._voters}))
+
+    def _cluster_id(self) -> str:
+        """The cluster's id, made once and shared by every node (formatted apart, they must agree on it)."""
+        path = self.settings.state_dir / "config" / "kafka-cluster-id"
+        if not path.is_file():
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # like Kafka's Uuid.randomUuid: a leading '-' reads as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(cluster_id)
+        return path.read_text().strip()
 
     def healthy(self) -> bool:
         """Answers metadata requests with these settings; a broker that refuses them (credentials, certificate)
@@ -225,7 +277,7 @@ class KafkaService(Service):
         except OSError:
             return False
         try:
-            probe(self.settings, timeout_s=3)
+            probe(self._node_settings, timeout_s=3)
             return True
         except KafkaUnavailable as exc:
             if exc.refused:
@@ -233,7 +285,8 @@ class KafkaService(Service):
             return False
 
     def after_start(self) -> list[str]:
-        return ensure_topics(self.settings)
+        """The topics, once every node answers (the manager waits on the nodes in order: the last one runs it)."""
+        return ensure_topics(self.settings) if self.node == self.nodes else []
 
 
 def _property_value(value: str) -> str:

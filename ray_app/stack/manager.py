@@ -29,8 +29,9 @@ Progress = Callable[[str], None]
 
 def services(settings: Settings) -> list[Service]:
     """The services in start order (stopped in reverse)."""
-    return [KafkaService(settings), ElasticsearchService(settings), RayHeadService(settings),
-            PrometheusService(settings)]  # fmt: skip
+    kafka_nodes = len(settings.kafka.bootstrap_servers.split(","))
+    return [*(KafkaService(settings, node) for node in range(1, kafka_nodes + 1)), ElasticsearchService(settings),
+            RayHeadService(settings), PrometheusService(settings)]  # fmt: skip
 
 
 @dataclass

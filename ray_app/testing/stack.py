@@ -39,7 +39,7 @@ def stack_overrides(state_dir: Path, cache_dir: Path | None = None) -> dict[str,
     overrides: dict[str, Any] = {
         "state_dir": state_dir,
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka}"},
-        "stack": {"kafka_controller_port": controller, "elasticsearch_transport_port": es_transport},
+        "stack": {"kafka_controller_ports": [controller], "elasticsearch_transport_port": es_transport},
         "elasticsearch": {"url": f"http://127.0.0.1:{es_http}"},
         "ray": {"address": f"127.0.0.1:{gcs}", "gcs_port": gcs, "dashboard_url": f"http://127.0.0.1:{dashboard}",
                 "dashboard_port": dashboard, "client_server_port": client, "dashboard_agent_port": agent,
