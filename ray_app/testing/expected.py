@@ -8,7 +8,7 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from ray_app.config import Settings
@@ -63,7 +63,7 @@ def es_docs(settings: Settings, index: str) -> dict[str, dict[str, Any]]:
 
     es = es_client(settings)
     es.indices.refresh(index=index)
-    hits: Iterator[dict[str, Any]] = scan(es, index=index, query={"query": {"match_all": {}}}, size=5000)
+    hits: Iterable[dict[str, Any]] = scan(es, index=index, query={"query": {"match_all": {}}}, size=5000)
     return {hit["_id"]: hit["_source"] for hit in hits}
 
 
