@@ -549,3 +549,38 @@ def test_writes_always_and_reads_beyond_the_loopback_need_the_api_key_as_grafana
                 url = interpolate(target["url"], {"symbol": "BTC/USD"}, lucene=False)
                 answer = grafana.get(f"{guarded}{url}")
                 assert answer.status_code == 200, (panel["title"], url, answer.text)
+
+
+def test_the_forecast_and_recommender_deployments_grow_under_load_and_shrink_after(settings: Settings) -> None:
+    """A bounded loopback load above target_ongoing_requests: both deployments go from 1 replica to the settings'
+    default maximum, read from Serve's own status, and back to 1 after the load (delays shortened: 1 s / 3 s)."""
+    from ray import serve
+
+    from ray_app.config import load_settings as defaults
+    from ray_app.testing.serve_load import load_and_watch
+    from serve_deployments.app import application
+
+    default_max = {name: getattr(defaults().serve, name.lower()).max_replicas for name in ("Forecast", "Recommender")}
+    assert all(count >= 2 for count in default_max.values()), default_max  # the defaults can grow at all
+    scaled = {name: getattr(settings.serve, name).model_copy(update={
+        "min_replicas": 1, "max_replicas": default_max[name.capitalize()], "target_ongoing_requests": 1,
+        "max_ongoing_requests": 8, "upscale_delay_s": 1, "downscale_delay_s": 3})
+        for name in ("forecast", "recommender")}  # fmt: skip
+    auto = settings.model_copy(update={
+        "serve": settings.serve.model_copy(update={"cache_ttl_s": 0, **scaled}),  # every read reaches Forecast
+        "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 0.3})})  # fmt: skip
+    serve.run(application(auto), name="test-autoscale", route_prefix="/auto")
+    try:
+        base = f"{settings.serve.url}/auto"
+        timeline = load_and_watch("test-autoscale", [f"{base}/forecast/BTC-USD", f"{base}/recommendation/BTC-USD"],
+                                  concurrency=12, load_s=120, stop_when=default_max, settle_s=150,
+                                  settle_until={"Forecast": 1, "Recommender": 1})  # fmt: skip
+    finally:
+        serve.delete("test-autoscale")
+    rows = [(s.seconds, s.loaded, s.running) for s in timeline.samples]
+    assert set(timeline.statuses) == {200}, timeline.statuses
+    for name, most in default_max.items():
+        assert timeline.peak(name) == most, (name, rows)
+        assert timeline.samples[0].running.get(name) == 1, rows  # it started at its minimum
+    after = [s for s in timeline.samples if not s.loaded]
+    assert after and after[-1].running.get("Forecast") == 1 and after[-1].running.get("Recommender") == 1, rows
