@@ -146,3 +146,40 @@ def test_forecast_tasks_run_on_the_worker(settings: Settings, worker: WorkerNode
     hits = es.search(index=index, query={"term": {"record": "symbol"}}, size=10)["hits"]["hits"]
     nodes = {hit["_source"]["symbol"]: hit["_source"].get("node_id") for hit in hits}
     assert nodes == {"AAPL": worker.node_id, "MSFT": worker.node_id}, [hit["_source"] for hit in hits]
+
+
+def test_a_forecast_replica_runs_on_the_worker_and_answers_through_the_head(
+    settings: Settings, worker: WorkerNode, cli_env: dict[str, str], tiny_model: Path
+) -> None:
+    """`ray-app serve` from the CLI's machine: the Forecast deployment asks for the worker's resource, so its
+    replica lives there; requests enter through the proxy on the head (HeadOnly: two nodes on one machine cannot both
+    bind the HTTP port) and reach it across nodes."""
+    import httpx
+    from ray.util.state import list_actors
+
+    from ray_app.testing.stack import free_ports
+
+    (port,) = free_ports(1)
+    env = {**cli_env, **settings_env({
+        "serve": {"app_name": "cluster-api", "http_port": port, "proxy_location": "HeadOnly",
+                  "forecast": {"resources": {WORKER: 1}, "num_cpus": 0.1},
+                  "recommender": {"num_cpus": 0.1}, "ingress": {"num_cpus": 0.1}},
+        "recommend": {"model": tiny_model}})}  # fmt: skip
+    deployed = run_cli("serve", "--timeout", "240", env=env, timeout=300)
+    try:
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        alive = list_actors(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")])
+        replicas = [actor for actor in alive if "cluster-api" in (actor.class_name or "")
+                    and "Forecast" in (actor.class_name or "")]  # fmt: skip
+        assert replicas and {actor.node_id for actor in replicas} == {worker.node_id}, replicas
+        answer = httpx.get(f"http://127.0.0.1:{port}/symbols", timeout=30)
+        assert answer.status_code == 200, answer.text
+        # the forecast run above, read by the replica on the worker
+        assert {row["symbol"] for row in answer.json()} == {"AAPL", "MSFT"}
+    finally:
+        from ray import serve
+
+        from ray_app.ray_cluster import connect
+
+        connect(settings)
+        serve.shutdown()  # Serve's proxy keeps its port: later modules start Serve with their own
