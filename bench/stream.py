@@ -68,6 +68,7 @@ def _env(tag: str, settings: Settings, executors: int, batch_cap: int) -> dict[s
         "RAY_APP_KAFKA__TOPICS__TRADES__NAME": f"bench-trades-{tag}",
         "RAY_APP_KAFKA__TOPICS__BARS__NAME": f"bench-bars-{tag}",
         "RAY_APP_KAFKA__TOPICS__DEAD_LETTERS__NAME": f"bench-dead-letters-{tag}",
+        "RAY_APP_KAFKA__TOPICS__QUOTES__NAME": f"bench-quotes-{tag}",
         # the driver's state dir, status and checkpoints of its own; the stack is found by its addresses
         "RAY_APP_STATE_DIR": str(bench_dir),
         "RAY_APP_CACHE_DIR": str(settings.cache_dir),

@@ -160,14 +160,15 @@ class TopicSettings(_Section):
 
 
 class KafkaTopics(_Section):
-    trades: TopicSettings
+    trades: TopicSettings  # trades, and the cancels and corrections of trades (behind them: the same key)
     bars: TopicSettings
     dead_letters: TopicSettings
+    quotes: TopicSettings
     simulator_progress: TopicSettings  # how far the simulator has written each symbol's trades (compacted)
 
     def all(self) -> list[TopicSettings]:
         """The data topics the stream reads."""
-        return [self.trades, self.bars, self.dead_letters]
+        return [self.trades, self.bars, self.dead_letters, self.quotes]
 
 
 class KafkaSettings(_Section):
@@ -239,6 +240,7 @@ class ElasticsearchIndices(_Section):
     recommendations: str
     dead_letters: str
     indicators_1m: str
+    quotes: str  # the top of the book per symbol and second
     stream_status: str  # the streaming job's status: one document per app, what every node and the CLI read
 
     @field_validator("*")
@@ -395,6 +397,10 @@ class SimulatorSettings(_Section):
     trades_per_minute: float = Field(gt=0, le=100_000)
     history_days: float = Field(ge=0)
     anchor_on_real_data: bool
+    # of the stock trades, the share the venue later cancels (or reports as an error), and the share it corrects
+    cancel_share: float = Field(default=0.005, ge=0, le=0.5)
+    correction_share: float = Field(default=0.003, ge=0, le=0.5)
+    quotes_per_trade: float = Field(default=1.5, ge=0, le=100)  # top-of-book quotes per trade, on average
 
 
 class IngestSettings(_Section):
@@ -404,6 +410,9 @@ class IngestSettings(_Section):
     spill_max_mb: int = Field(ge=1)
     flush_timeout_s: float = Field(gt=0)
     progress: bool
+
+
+RETIRED_STREAM_SETTINGS = frozenset({"shuffle_partitions", "bars_trigger_interval_s", "state_store", "bar_lateness_s"})
 
 
 class StreamSettings(_Section):
@@ -417,13 +426,9 @@ class StreamSettings(_Section):
     # custom Ray resources each executor actor needs (what places the executors on a node type, e.g. {"worker": 1})
     executor_resources: Resources = {}
     driver_memory: JvmHeap
-    shuffle_partitions: int = Field(ge=1, le=10_000)
     trigger_interval_s: float = Field(ge=0)
-    bars_trigger_interval_s: float = Field(ge=0)
     refresh_after_batch: bool
-    state_store: Literal["rocksdb", "hdfs"]
     jit: Literal["c1", "tiered"]
-    bar_lateness_s: int = Field(ge=0)
     max_future_s: int = Field(ge=0)
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
     checkpoint_dir: Path | None = None
@@ -436,6 +441,17 @@ class StreamSettings(_Section):
     es_retry_count: int = Field(ge=0)
     es_retry_wait_s: float = Field(ge=0)
     spark_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        """Settings of the two-query stream (a Spark aggregation with a watermark), which the bars no longer use:
+        read and dropped with a warning, so an older config file still loads."""
+        if isinstance(data, dict) and (old := sorted(RETIRED_STREAM_SETTINGS & set(data))):
+            logging.getLogger(__name__).warning(
+                "stream.%s: no longer used (bars are recomputed from the trades index; docs/stream.md)", ", ".join(old))
+            data = {key: value for key, value in data.items() if key not in RETIRED_STREAM_SETTINGS}
+        return data
 
     @model_validator(mode="after")
     def _backoff_order(self) -> StreamSettings:

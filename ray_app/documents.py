@@ -127,12 +127,15 @@ def checked(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class TradeDocument(Document):
-    """``trades``: one per valid trade (spark_jobs/jvm Records.java); id symbol|exchange|trade_id (hashed if long)."""
+    """``trades``: one per valid trade (spark_jobs/jvm Records.java); id symbol|exchange|trade_id (hashed if long).
+    A cancel marks it (kept, never deleted); a correction puts the corrected price, size and conditions in place and
+    keeps the first ones in ``original_*``. Bars count the trades that are not cancelled, at their current values."""
 
     symbol: str
     timestamp: DateNanos
-    price: float
+    price: float  # the current price: the corrected one after a correction
     size: float
+    notional: float  # price * size, for the bars' VWAP (Elasticsearch sums it)
     timestamp_ns: int
     trade_id: str  # the natural id, whatever the document id
     exchange: str | None = None
@@ -142,6 +145,38 @@ class TradeDocument(Document):
     source: str
     schema_version: Integer
     ingested_at: DateNanos | None = None  # when the record reached Kafka
+    kafka_partition: Integer
+    kafka_offset: int
+    cancelled: bool | None = None  # a cancel (or error) arrived for it: it counts in no bar
+    cancelled_at: DateNanos | None = None  # the cancel's time
+    cancel_action: str | None = None  # the venue's action: C (cancel) or E (error)
+    corrected: bool | None = None
+    corrected_at: DateNanos | None = None  # the correction's time
+    corrected_trade_id: str | None = None  # the id the venue gave the corrected trade
+    original_price: float | None = None  # the values before the first correction
+    original_size: float | None = None
+    original_conditions: list[str] | None = None
+
+
+class QuoteDocument(Document):
+    """``quotes``: the top of the book per symbol and second, the second's last quote (Records.java); id
+    symbol|second. ``spread`` and ``mid`` only when both sides hold an order."""
+
+    symbol: str
+    timestamp: Date  # the second, UTC
+    quoted_at: DateNanos  # the quote's own time
+    quoted_ns: int
+    bid_price: float
+    bid_size: float
+    bid_exchange: str | None = None
+    ask_price: float
+    ask_size: float
+    ask_exchange: str | None = None
+    spread: float | None = None  # ask - bid
+    mid: float | None = None  # (ask + bid) / 2
+    conditions: list[str] = []
+    tape: str | None = None
+    source: str
     kafka_partition: Integer
     kafka_offset: int
 
@@ -162,6 +197,8 @@ class BarDocument(Document):
     range: float
     notional: float
     log_return: float
+    spread_twa: float | None = None  # the time-weighted mean spread over the bar, from the quotes (bars from trades)
+    spread_seconds: int | None = None  # the seconds of the bar the spread average covers (a book with both sides)
     source: str
     updated_at: Date
 
@@ -448,5 +485,6 @@ DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "recommendations": (RecommendationDocument,),
     "dead_letters": (DeadLetterDocument,),
     "indicators_1m": (IndicatorDocument,),
+    "quotes": (QuoteDocument,),
     "stream_status": (StreamStatusDocument,),
 }

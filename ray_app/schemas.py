@@ -1,10 +1,13 @@
-"""The typed records that cross stage boundaries: trades and bars on Kafka, and dead letters.
+"""The typed records that cross stage boundaries: trades, trade cancels and corrections, quotes and bars on Kafka,
+and dead letters.
 
-One JSON encoding on Kafka (``Record.to_json``), key = symbol, so per-symbol order holds. Field names mirror
-Alpaca's (trade: price ``p``, size ``s``, id ``i``, exchange ``x``, conditions ``c``, tape ``z``; bar: ``o h l c
-v n vw``) spelled out. Times are UTC: ``timestamp`` is RFC 3339 with all nine fractional digits (Alpaca sends
-nanoseconds; Python's datetime would cut them to microseconds) and ``timestamp_ns`` is the same instant as an
-integer, for Spark's event-time arithmetic (``ray_app.times``).
+One JSON encoding on Kafka (``Record.to_json``), key = symbol, so per-symbol order holds: a cancel or a correction
+travels on the trades topic, behind the trade it refers to. Field names mirror Alpaca's (trade: price ``p``, size
+``s``, id ``i``, exchange ``x``, conditions ``c``, tape ``z``; cancel ``T:"x"``: the trade's ``i x p s`` and the
+action ``a``; correction ``T:"c"``: original ``oi op os oc`` and corrected ``ci cp cs cc``; quote ``T:"q"``: ``bp bs
+bx ap as ax c z``; bar: ``o h l c v n vw``) spelled out. Times are UTC: ``timestamp`` is RFC 3339 with all nine
+fractional digits (Alpaca sends nanoseconds; Python's datetime would cut them to microseconds) and ``timestamp_ns``
+is the same instant as an integer (``ray_app.times``).
 """
 
 from __future__ import annotations
@@ -70,23 +73,84 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
 
+TradeId = Annotated[str, Field(min_length=1)]
+ExchangeCode = Annotated[str, Field(max_length=CODE_MAX_LENGTH, pattern=r"^[^|]*$")]  # part of a trade's id
+Conditions = Annotated[list[Code], Field(max_length=MAX_CONDITIONS)]
+
+
+def _bounded_trade_id(value: str) -> str:
+    size = len(value.encode())
+    if size > TRADE_ID_MAX_BYTES:
+        raise ValueError(f"is {size} bytes long; at most {TRADE_ID_MAX_BYTES}")
+    return value
+
+
 class Trade(Record):
     kind: Literal["trade"] = "trade"
     price: PositiveFinite
     size: PositiveFinite
-    trade_id: Annotated[str, Field(min_length=1)]
-    exchange: Annotated[str, Field(max_length=CODE_MAX_LENGTH, pattern=r"^[^|]*$")] | None = None
-    conditions: Annotated[list[Code], Field(max_length=MAX_CONDITIONS)] = []
+    trade_id: TradeId
+    exchange: ExchangeCode | None = None
+    conditions: Conditions = []
     tape: Code | None = None
     taker_side: Literal["B", "S"] | None = None  # crypto only
 
-    @field_validator("trade_id")
-    @classmethod
-    def _bounded_id(cls, value: str) -> str:
-        size = len(value.encode())
-        if size > TRADE_ID_MAX_BYTES:
-            raise ValueError(f"is {size} bytes long; at most {TRADE_ID_MAX_BYTES}")
-        return value
+    _bounded = field_validator("trade_id")(_bounded_trade_id)
+
+
+class TradeCancel(Record):
+    """A trade taken back by its venue (Alpaca ``T:"x"``): ``action`` C for a cancel, E for an error. The trade is
+    found by symbol, exchange and id; ``timestamp_ns`` is when the cancel was sent."""
+
+    kind: Literal["cancel"] = "cancel"
+    trade_id: TradeId
+    exchange: ExchangeCode | None = None
+    price: PositiveFinite  # the cancelled trade's, as the venue repeats it
+    size: PositiveFinite
+    action: Code | None = None
+    tape: Code | None = None
+
+    _bounded = field_validator("trade_id")(_bounded_trade_id)
+
+
+class TradeCorrection(Record):
+    """A trade whose price, size or conditions the venue corrected (Alpaca ``T:"c"``): the original trade (found by
+    symbol, exchange and ``original_trade_id``) takes the corrected values; the original ones stay beside them."""
+
+    kind: Literal["correction"] = "correction"
+    exchange: ExchangeCode | None = None
+    original_trade_id: TradeId
+    original_price: PositiveFinite
+    original_size: PositiveFinite
+    original_conditions: Conditions = []
+    corrected_trade_id: TradeId
+    corrected_price: PositiveFinite
+    corrected_size: PositiveFinite
+    corrected_conditions: Conditions = []
+    tape: Code | None = None
+
+    _bounded = field_validator("original_trade_id", "corrected_trade_id")(_bounded_trade_id)
+
+
+class Quote(Record):
+    """The top of the book (Alpaca ``T:"q"``). A side with no order is price 0 (as Alpaca sends it); a crossed
+    book (ask below bid) is not a valid quote."""
+
+    kind: Literal["quote"] = "quote"
+    bid_price: NonNegativeFinite
+    bid_size: NonNegativeFinite
+    bid_exchange: Code | None = None
+    ask_price: NonNegativeFinite
+    ask_size: NonNegativeFinite
+    ask_exchange: Code | None = None
+    conditions: Conditions = []
+    tape: Code | None = None
+
+    @model_validator(mode="after")
+    def _not_crossed(self) -> Quote:
+        if self.bid_price > 0 and self.ask_price > 0 and self.ask_price < self.bid_price:
+            raise ValueError(f"the book is crossed: ask {self.ask_price} below bid {self.bid_price}")
+        return self
 
 
 class Bar(Record):

@@ -64,6 +64,7 @@ from serve_deployments.responses import (
     ForecastRow,
     Health,
     IndicatorRow,
+    LatestQuote,
     ModelDescription,
     Recorded,
     StoredRecommendation,
@@ -180,6 +181,9 @@ class Forecast:
 
     def indicators(self, symbol: str, minutes: int) -> list[dict[str, Any]]:
         return self.reader.indicators(symbol, minutes)
+
+    def quote(self, symbol: str) -> dict[str, Any]:
+        return self.reader.quote(symbol)
 
 
 @dataclass(frozen=True)
@@ -360,6 +364,10 @@ class Ingress:
     async def indicators(self, symbol: str = SymbolPath, minutes: int = MinutesQuery) -> Response:
         return await self._read(("indicators", symbol, str(minutes)),
                                 lambda: self.forecasts.indicators.remote(symbol, minutes))  # fmt: skip
+
+    @api.get("/quote/{symbol:path}", response_model=LatestQuote)
+    async def quote(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("quote", symbol), lambda: self.forecasts.quote.remote(symbol))
 
     @api.get("/recommendation/{symbol:path}", response_model=Recommendation)
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:

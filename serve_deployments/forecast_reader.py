@@ -39,6 +39,10 @@ class NoForecastYet(LookupError):
     """No finished forecast run exists yet (HTTP 404)."""
 
 
+class NoQuoteYet(LookupError):
+    """The symbol has no quote in the quotes index yet (HTTP 404)."""
+
+
 class BackendUnavailable(RuntimeError):
     """Elasticsearch cannot be reached or refused the query (HTTP 503)."""
 
@@ -197,14 +201,33 @@ class ForecastReader:
 
         return self._cached(("bars", symbol), load)
 
-    def indicators(self, symbol_or_slug: str, minutes: int) -> list[dict[str, Any]]:
-        """The symbol's indicator documents of its last ``minutes`` 1-minute bars, oldest first (404 for a symbol
-        the platform does not trade)."""
+    def _traded(self, symbol_or_slug: str) -> str:
+        """The configured symbol a path names (``BTC/USD`` or ``BTC-USD``); 404 for one the platform does not trade."""
         wanted = symbol_or_slug.upper().replace("-", "/")
         symbol = next((s for s in self.settings.symbols if s == wanted), None)
         if symbol is None:
             known = ", ".join(slug(s) for s in self.settings.symbols)
             raise UnknownSymbol(f"unknown symbol {symbol_or_slug!r}: the platform trades {known}")
+        return symbol
+
+    def quote(self, symbol_or_slug: str) -> dict[str, Any]:
+        """The symbol's newest top of the book (404 for a symbol the platform does not trade, or with no quote)."""
+        symbol = self._traded(symbol_or_slug)
+
+        def load() -> dict[str, Any]:
+            hits = self.es.search(index=self.settings.elasticsearch.indices.quotes,
+                                  query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                                  sort=[{"quoted_ns": "desc"}], size=1, track_total_hits=False)["hits"]["hits"]  # fmt: skip
+            if not hits:
+                raise NoQuoteYet(f"no quote for {symbol} yet: the quotes index has none")
+            return hits[0]["_source"]
+
+        return self._cached(("quote", symbol), load)
+
+    def indicators(self, symbol_or_slug: str, minutes: int) -> list[dict[str, Any]]:
+        """The symbol's indicator documents of its last ``minutes`` 1-minute bars, oldest first (404 for a symbol
+        the platform does not trade)."""
+        symbol = self._traded(symbol_or_slug)
 
         def load() -> list[dict[str, Any]]:
             page = self.es.search(

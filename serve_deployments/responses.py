@@ -12,7 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ray_app.documents import ForecastEvaluationDocument, IndicatorDocument, Recommendation, RecommendationDocument
+from ray_app.documents import (
+    ForecastEvaluationDocument,
+    IndicatorDocument,
+    QuoteDocument,
+    Recommendation,
+    RecommendationDocument,
+)
 
 
 class _Open(BaseModel):
@@ -108,6 +114,7 @@ class BacktestRow(_Open):
 
 AccuracyRow = ForecastEvaluationDocument  # GET /forecast/{symbol}/accuracy answers the stored evaluations
 IndicatorRow = IndicatorDocument  # GET /indicators/{symbol} answers the stored indicator documents, oldest first
+LatestQuote = QuoteDocument  # GET /quote/{symbol} answers the symbol's newest stored top of the book
 StoredRecommendation = RecommendationDocument  # GET /recommendations/latest answers the stored documents
 
 

@@ -1,5 +1,9 @@
 """The streaming job's Elasticsearch sink, from Python: bulk requests made by the JVM (spark_jobs/jvm).
 
+Each row is one bulk action (``op``: index, create, update, delete; a ``version`` for external versioning), so a
+trade is created once, a cancel or correction updates it, a quote keeps the latest of its second, a bar no trade
+is left in is deleted; the report names the 1-minute bars the writes touched, which the driver then recomputes.
+
 Why our own sink and not the ES-Hadoop streaming sink: one micro-batch feeds several indices and the bar query
 needs update mode (ES-Hadoop's streaming sink writes one index, append only); a document Elasticsearch refuses
 must become a dead letter, not fail the batch forever; and it speaks to any Elasticsearch 8 with the platform's
@@ -62,6 +66,8 @@ class WriteReport:
     lost_dead_letters: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
     ids: dict[str, list[str]] = field(default_factory=dict)
+    touched: list[str] = field(default_factory=list)  # 1-minute bars (symbol|start seconds) the writes touched
+    duplicates: int = 0  # trades already there, quotes older than the one there, bars already deleted
     documents: int = 0
     bytes: int = 0
     requests: int = 0
@@ -83,8 +89,9 @@ class WriteReport:
         self.samples += other.samples
         for index, ids in other.ids.items():
             self.ids.setdefault(index, []).extend(ids)
+        self.touched = sorted(set(self.touched) | set(other.touched))
         for name in ("rejected", "lost_dead_letters", "documents", "bytes", "requests", "splits", "retried_items",
-                     "retried_requests", "tasks"):  # fmt: skip
+                     "retried_requests", "tasks", "duplicates"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.bulk_seconds += other.bulk_seconds
         self.task_seconds += other.task_seconds
@@ -94,13 +101,16 @@ class WriteReport:
 
 
 def write_frame(documents: DataFrame, config: str) -> WriteReport:
-    """Index every row of ``documents`` (index, doc_id, source[, produced_ms]) from the executors."""
+    """Write every row of ``documents`` (index, doc_id, source[, op, version, bar_key][, produced_ms]) from the
+    executors."""
     jvm = documents.sparkSession.sparkContext._jvm
     return WriteReport.from_json(_sink(jvm).write(documents._jdf, config))
 
 
-def write_local(spark: SparkSession, documents: list[tuple[str, str, str]], config: str) -> WriteReport:
-    """Index a few documents from the driver (the same bulk code, in the driver's JVM)."""
+def write_local(spark: SparkSession, documents: list[tuple[str, str, str]] | list[tuple[str, str, str | None, str]],
+                config: str) -> WriteReport:  # fmt: skip
+    """Write a few documents from the driver (the same bulk code, in the driver's JVM): (index, doc_id, source),
+    or (index, doc_id, source or None, "index" | "delete")."""
     if not documents:
         return WriteReport()
     jvm = spark.sparkContext._jvm

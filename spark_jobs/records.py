@@ -1,17 +1,27 @@
-"""Kafka records -> Elasticsearch documents: the record rules, as Spark SQL functions of the job's JVM code.
+"""Kafka records -> Elasticsearch bulk actions: the record rules, as a Spark SQL function of the job's JVM code.
 
-Every Kafka value of the three topics is parsed once, checked, and routed by its topic. A record that breaks
+Every Kafka value of the four topics is parsed once, checked, and routed by its topic (and on the trades topic by
+its ``kind``: trade, cancel, correction). A record that breaks
 a rule is not dropped: it becomes a ``dead-letters`` document with the reason, the detail and the raw payload.
 The rules run in ``Records.java`` (``spark_jobs/jvm``), once per record inside the Spark tasks: written as Spark
 SQL, their fifty checks made a query plan whose planning and code generation, repeated for every micro-batch,
 cost most of a small batch. The limits are the platform's (``ray_app.schemas``, which the ingest models check
 too) and reach the JVM through ``rules_config``.
 
-Document ids are deterministic, so a replayed micro-batch overwrites what it wrote before:
+Document ids are deterministic, so a replayed micro-batch overwrites what it wrote before, or finds it there:
 
 - trade: ``symbol|exchange|trade_id``; when that passes Elasticsearch's 512-byte id limit (a long natural
   trade id), ``symbol|exchange|sha256:<hex of the trade id>``, stable across replays; ``trade_id`` keeps the
-  natural id
+  natural id. Written with ``create``: a copy that reached Kafka twice, or a replay, finds it there and changes
+  nothing (a cancelled trade sent again stays cancelled)
+- cancel (``kind: cancel``) and correction (``kind: correction``): an ``update`` of the trade's document, found by
+  the same id from the record's symbol, exchange and (original) trade id: a cancel sets ``cancelled``,
+  ``cancelled_at`` and ``cancel_action``; a correction puts the corrected price, size, conditions (and notional) in
+  place and keeps the original ones in ``original_*`` with ``corrected_at`` and ``corrected_trade_id``. Applied
+  after the batch's trades, in Kafka order (``BulkClient.java``); a trade that is not there -> a dead letter,
+  ``unknown_trade``
+- quote: ``symbol|second`` in ``quotes``, versioned by the quote's time (``external_gte``): of a second's quotes the
+  latest stays, whatever order they are written in
 - bar (Alpaca's, from the ``bars`` topic; the same ids as the bars Spark makes from trades): ``symbol|bar start``
 - dead letter: ``topic|partition|offset`` of the Kafka record; a document Elasticsearch refused:
   ``rejected|index|doc_id`` (the doc id hashed the same way when long)
@@ -20,7 +30,8 @@ The rules, in order (the first broken one names the dead letter's reason):
 
 - ``unparseable``: not valid UTF-8 JSON, not an object, empty, a tombstone, nested deeper than 64 levels, a
   key given twice, or trailing bytes after the object
-- ``unknown_type``: a ``kind`` other than the topic's (``trade`` or ``bar``)
+- ``unknown_type``: a ``kind`` other than the topic's (``trade``, ``cancel`` or ``correction`` on the trades topic,
+  ``quote``, ``bar``)
 - ``missing_field`` / ``invalid_value``: ``schema_version`` other than 1; ``symbol`` missing, over 16 characters, or
   with ``|`` (two trades would share an id); ``source`` over 32 characters; no ``timestamp_ns`` (nor RFC 3339
   ``timestamp``), not positive integer nanoseconds, or more than ``stream.max_future_s`` after Kafka received the
@@ -28,8 +39,12 @@ The rules, in order (the first broken one names the dead letter's reason):
   and every replay give a record the same verdict); a price or size that is not a positive finite number (given as a
   JSON number or decimal text); ``trade_id`` missing, empty, over 1,024 bytes, or a JSON object or list;
   ``exchange`` (no ``|``) or ``tape`` over 16 characters; ``taker_side`` other than B or S; ``conditions`` not a
-  list of at most 32 codes of at most 16 characters; for a bar: the timeframe (1Min, 1Hour), open/high/low/close
-  positive, volume >= 0, vwap positive, trade_count an integer >= 0, and low <= open, close <= high
+  list of at most 32 codes of at most 16 characters; for a cancel: the trade id, price and size as for a trade,
+  ``action`` a code; for a correction: ``original_trade_id`` and ``corrected_trade_id`` as a trade id, original and
+  corrected price and size positive, both condition lists as ``conditions``; for a quote: bid and ask price and size
+  finite numbers >= 0 (0: no order on that side), the book not crossed (ask >= bid when both are there); for a bar:
+  the timeframe (1Min, 1Hour), open/high/low/close positive, volume >= 0, vwap positive, trade_count an integer
+  >= 0, and low <= open, close <= high
 - a string field given as a JSON object or list is ``invalid_value`` naming it; unknown fields are ignored
 
 So no valid document carries a keyword over Lucene's 32 KB term limit, and every document is far below the bulk
@@ -99,16 +114,17 @@ def rules_config(settings: Settings) -> str:
     topics = settings.kafka.topics
     indices = settings.elasticsearch.indices
     return json.dumps({
-        "topics": {"trades": topics.trades.name, "bars": topics.bars.name, "dead_letters": topics.dead_letters.name},
+        "topics": {"trades": topics.trades.name, "bars": topics.bars.name, "dead_letters": topics.dead_letters.name,
+                   "quotes": topics.quotes.name},
         "indices": {"trades": indices.trades, "bars_1m": indices.bars_1m, "bars_1h": indices.bars_1h,
-                    "dead_letters": indices.dead_letters},
+                    "dead_letters": indices.dead_letters, "quotes": indices.quotes},
         "max_future_s": settings.stream.max_future_s,
         "limits": limits(),
     })  # fmt: skip
 
 
 def register_rules(spark: SparkSession, settings: Settings) -> None:
-    """Make ``ray_app_record_document`` and ``ray_app_trade`` callable in this session's Spark SQL."""
+    """Make ``ray_app_record_document`` callable in this session's Spark SQL."""
     owner: Any = spark.sparkContext._jvm  # Py4J's view of the JVM: attributes all the way down
     for part in RULES_CLASS.split("."):
         owner = getattr(owner, part)
@@ -120,20 +136,13 @@ def _kafka_ms() -> Column:
 
 
 def record_documents(kafka: DataFrame) -> DataFrame:
-    """The three topics' Kafka rows -> (index, doc_id, source JSON, produced_ms) for every document they yield:
-    valid trades and bars, dead letters for the rest, the ingest stage's dead letters copied."""
+    """The four topics' Kafka rows -> (index, doc_id, source JSON, op, version, bar_key, produced_ms): the bulk
+    action every record yields (valid trades, cancels, corrections, quotes and bars; dead letters for the rest, the
+    ingest stage's dead letters copied) and the 1-minute bar it touches."""
     document = F.expr("ray_app_record_document(topic, partition, offset, unix_millis(kafka_ts), value)")
     return kafka.select(document.alias("doc"), _kafka_ms().alias("produced_ms")).select(
-        "doc.index", "doc.doc_id", "doc.source", "produced_ms"
+        "doc.index", "doc.doc_id", "doc.source", "doc.op", "doc.version", "doc.bar_key", "produced_ms"
     )
-
-
-def valid_trades(kafka: DataFrame) -> DataFrame:
-    """Kafka rows of the trades topic -> the valid trades, typed (symbol, exchange, trade_id, price, size,
-    ts_ns), with the Kafka position for ordering and the Kafka time; invalid ones are the records query's."""
-    parsed = kafka.select(F.expr("ray_app_trade(value, unix_millis(kafka_ts))").alias("trade"), "partition", "offset",
-                          "kafka_ts")  # fmt: skip
-    return parsed.where(F.col("trade").isNotNull()).select("trade.*", "partition", "offset", "kafka_ts")
 
 
 def seconds_text(ts: Column) -> Column:

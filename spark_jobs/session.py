@@ -13,18 +13,13 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ray_app.config import PROJECT_ROOT, Settings
+from ray_app.config import Settings
 from ray_app.jvm_artifacts import ensure_bundle, ensure_stream_jar, find_java, jars
 from ray_app.ray_cluster import connect
 
 # every micro-batch brings the JVMs new generated classes; with the JVM's default tiered compilation the
 # optimizing compiler (C2) then used more than half of the driver's and the executors' CPU on two cores
 JIT_OPTIONS = {"c1": ("-XX:TieredStopAtLevel=1",), "tiered": ()}
-FAIR_POOLS = PROJECT_ROOT / "configs" / "spark" / "fairscheduler.xml"
-STATE_STORES = {
-    "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-    "hdfs": "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
-}
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -71,25 +66,16 @@ def spark_configs(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": stream.driver_memory,
         "spark.ray.raydp_spark_executor.actor.resource.cpu": str(stream.executor_ray_cpus),
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": str(stream.shuffle_partitions),
         "spark.sql.streaming.minBatchesToRetain": "20",
-        # the bar state (open minutes and the trades seen within the watermark, for deduplication) in RocksDB:
-        # off the JVM heap, and with changelog checkpointing a batch writes only what changed
-        "spark.sql.streaming.stateStore.providerClass": STATE_STORES[stream.state_store],
-        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-        # each query's jobs in its own pool: the trades never wait behind the bar aggregation
-        "spark.scheduler.mode": "FAIR",
         # with several executors a task waits at most this long for the executor that holds its Kafka consumer
         # (Spark's default, 3 s, is longer than a whole micro-batch here)
         "spark.locality.wait": "100ms",
-        "spark.scheduler.allocation.file": str(FAIR_POOLS),
         "spark.ui.showConsoleProgress": "false",
         # nothing of the job runs Python in the executors (the sink is JVM code); if a user's code does, it
         # gets the interpreter that has the project installed
         "spark.pyspark.python": sys.executable,
         "spark.sql.adaptive.enabled": "false",
-        # update mode writes a bar whenever a trade changes it; batches with no data (only to move the watermark
-        # and drop old state) would double the batches of the bar queries for nothing
+        # a batch with no data has nothing to write (the query holds no state that time would move)
         "spark.sql.streaming.noDataMicroBatches.enabled": "false",
         # checkpoints on a local disk without Hadoop's .crc side files: every batch writes an offset file, a commit
         # file and state-store files, each of them twice with checksums (a sixth of a small batch's time here);

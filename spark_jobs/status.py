@@ -13,9 +13,10 @@ the difference of two readings and divide by the batches in between):
 - ``planning``: planning the batch's query (``queryPlanning``)
 - ``checkpoint``: writing the offset log before and the commit log after the batch (``walCommit`` +
   ``commitOffsets``)
-- ``write``: the batch's Spark job: reading Kafka, the record rules, aggregating, and the executors' bulk
-  requests, dead letters for refused documents included (``bulk`` of it is time inside bulk requests, summed
-  over the tasks that ran in parallel; ``state`` is the state store's commit in the bar query)
+- ``write``: the batch's Spark job: reading Kafka, the record rules and the executors' bulk requests (cancels and
+  corrections after the trades), dead letters for refused documents included (``bulk`` of it is time inside bulk
+  requests, summed over the tasks that ran in parallel)
+- ``bars``: recomputing the touched 1-minute bars from the trades and quotes (an aggregation) and writing them
 - ``hours``: recomputing the touched 1-hour bars from their 1-minute bars
 - ``refresh``: making the batch searchable (an Elasticsearch refresh of the indices written)
 - ``other``: the rest of the trigger (Spark's bookkeeping, the Python callback)
@@ -35,7 +36,7 @@ from ray_app.ray_cluster import current_node_id
 
 LOG = logging.getLogger(__name__)
 
-PHASES = ("offsets", "planning", "checkpoint", "write", "bulk", "state", "hours", "refresh", "other")
+PHASES = ("offsets", "planning", "checkpoint", "write", "bulk", "bars", "hours", "refresh", "other")
 
 
 class QueryStatus(BaseModel):
@@ -55,7 +56,7 @@ class QueryStatus(BaseModel):
     lost_dead_letters: int = 0  # dead letters refused too, even without their raw document (executor log)
     split_requests: int = 0  # bulk requests Elasticsearch refused whole and the sink split to isolate refusals
     retried_documents: int = 0  # documents retried after a transient error (429, 5xx)
-    dropped_late: int = 0
+    duplicates: int = 0  # trades already indexed (a copy, a replay), quotes older than the second's newest
     # Kafka offsets the last committed batch reached: topic -> partition -> next offset
     committed_offsets: dict[str, dict[str, int]] = Field(default_factory=dict)
     phase_seconds: dict[str, float] = Field(default_factory=dict)  # summed over timed batches, see above

@@ -1,23 +1,23 @@
-"""The streaming job: Kafka trades, bars and dead letters -> Elasticsearch, on Spark on Ray (RayDP).
+"""The streaming job: Kafka trades (with their cancels and corrections), quotes, bars and dead letters ->
+Elasticsearch, on Spark on Ray (RayDP).
 
 Run it as a Ray job (it then shows in the Ray dashboard with its RayDP actors)::
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m ray_app stream driver
 
-or with ``ray-app stream`` (which submits that), or ``ray-app stream driver`` in the foreground. Two streaming
-queries share one Spark session:
+or with ``ray-app stream`` (which submits that), or ``ray-app stream driver`` in the foreground. One streaming
+query, ``records``, reads the ``trades``, ``quotes``, ``bars`` and ``dead-letters`` topics, and each micro-batch:
 
-``records``
-    every record of the ``trades``, ``bars`` and ``dead-letters`` topics -> ``trades`` (one document per trade),
-    ``bars-1m``/``bars-1h`` (Alpaca's own bars), ``dead-letters`` (invalid records with the reason, and the
-    ingest stage's dead letters). Stateless; its own scheduler pool, so it never waits behind the bars.
-``bars``
-    the ``trades`` topic -> 1-minute bars (``spark_jobs.bars``, update mode, watermark) -> ``bars-1m``, then
-    every hour those bars touched, recomputed from its minute bars -> ``bars-1h``.
+1. writes every record's action from the executors (``spark_jobs.records``): trades created in ``trades``, then
+   cancels and corrections applied to them, each second's last quote in ``quotes``, Alpaca's own bars in
+   ``bars-1m``/``bars-1h``, dead letters (invalid records with the reason, the ingest stage's dead letters);
+2. refreshes what it wrote;
+3. recomputes every 1-minute bar it touched from the trades as they now stand, then every hour those minutes fall
+   in (``spark_jobs.bars``), and refreshes them.
 
-Each batch ends with a refresh of the indices it wrote, so what it indexed is searchable when it commits. Both
-start from the earliest offsets the first time and from their checkpoints after that (``--reset`` is the
-only thing that discards the checkpoints). A query that fails (Kafka or Elasticsearch away, a task that ran
+So a batch commits only once its trades are searchable and every bar it changed is exact. The query starts from
+the earliest offsets the first time and from its checkpoint after that (``--reset`` is the only thing that
+discards it). A query that fails (Kafka or Elasticsearch away, a task that ran
 out of retries) restarts from its checkpoint with backoff; the batch that failed is replayed, and the
 deterministic document ids make the replay overwrite what it wrote. SIGTERM/SIGINT stop the queries and exit 0.
 """
@@ -54,21 +54,20 @@ if TYPE_CHECKING:
     from spark_jobs.es_sink import WriteReport
 
 LOG = logging.getLogger("ray_app.stream")
-QUERIES = ("records", "bars")
+QUERIES = ("records",)
 RATE_WINDOW_S = 60.0
 
 
 def query_topics(settings: Settings) -> dict[str, list[str]]:
     """The Kafka topics each streaming query reads, by query name."""
     topics = settings.kafka.topics
-    return {"records": [topics.trades.name, topics.bars.name, topics.dead_letters.name], "bars": [topics.trades.name]}
+    return {"records": [topics.trades.name, topics.quotes.name, topics.bars.name, topics.dead_letters.name]}
 
 
 def query_indices(settings: Settings) -> dict[str, list[str]]:
     """The Elasticsearch indices each streaming query writes, by query name."""
     indices = settings.elasticsearch.indices
-    return {"records": [indices.trades, indices.bars_1m, indices.bars_1h, indices.dead_letters],
-            "bars": [indices.bars_1m, indices.bars_1h, indices.dead_letters]}  # fmt: skip
+    return {"records": [indices.trades, indices.quotes, indices.bars_1m, indices.bars_1h, indices.dead_letters]}
 
 
 class CheckpointInUse(RuntimeError):
@@ -185,7 +184,6 @@ class StreamJob:
         self.spark = spark
         self.settings = settings
         self.sink = sink_config(settings)
-        self.sink_with_ids = sink_config(settings, return_ids=True)
         self.es = client(settings)
         self.checkpoints = settings.stream_checkpoint_dir
         started = format_ns(now_ns())
@@ -193,7 +191,7 @@ class StreamJob:
                                    updated_at=started, checkpoint_dir=str(self.checkpoints))  # fmt: skip
         self.publisher = StatusPublisher(settings)
         writes = query_indices(settings)
-        starts = {"records": self._start_records, "bars": self._start_bars}
+        starts = {"records": self._start_records}
         self.supervised = {name: Supervised(name, starts[name], self._query_status(name, writes[name]))
                            for name in QUERIES}  # fmt: skip
         self._pending_phases: dict[str, dict[int, dict[str, float]]] = {name: {} for name in QUERIES}
@@ -208,55 +206,23 @@ class StreamJob:
     def _trigger(self, seconds: float) -> dict[str, str]:
         return {"processingTime": f"{seconds} seconds"}
 
-    @contextmanager
-    def _pool(self, name: str) -> Iterator[None]:
-        """Jobs of a query started here run in its FAIR scheduler pool (the query's thread inherits it)."""
-        context = self.spark.sparkContext
-        context.setLocalProperty("spark.scheduler.pool", name)
-        try:
-            yield
-        finally:
-            context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
-
     def _start_records(self) -> StreamingQuery:
         from spark_jobs.records import record_documents
 
         source = kafka_stream(self.spark, self.settings, query_topics(self.settings)["records"])
-        with self._pool("records"):
-            return (
-                record_documents(source)
-                .writeStream.queryName("records")
-                .foreachBatch(self._write_records)
-                .option("checkpointLocation", str(self.checkpoints / "records"))
-                .trigger(**self._trigger(self.settings.stream.trigger_interval_s))
-                .start()
-            )
-
-    def _start_bars(self) -> StreamingQuery:
-        from spark_jobs.bars import minute_bar_documents, minute_bars
-        from spark_jobs.records import valid_trades
-
-        stream = self.settings.stream
-        trades = valid_trades(kafka_stream(self.spark, self.settings, query_topics(self.settings)["bars"]))
-        documents = minute_bar_documents(minute_bars(trades, stream.bar_lateness_s),
-                                         self.settings.elasticsearch.indices.bars_1m)  # fmt: skip
-        with self._pool("bars"):
-            return (
-                documents.writeStream.queryName("bars")
-                .outputMode("update")
-                .foreachBatch(self._write_bars)
-                .option("checkpointLocation", str(self.checkpoints / "bars"))
-                .trigger(**self._trigger(stream.bars_trigger_interval_s))
-                .start()
-            )
+        return (
+            record_documents(source)
+            .writeStream.queryName("records")
+            .foreachBatch(self._write_records)
+            .option("checkpointLocation", str(self.checkpoints / "records"))
+            .trigger(**self._trigger(self.settings.stream.trigger_interval_s))
+            .start()
+        )
 
     # --- the micro-batches ---------------------------------------------------------------------------------
 
     def _write_records(self, batch: DataFrame, batch_id: int) -> None:
         self._batch("records", batch_id, lambda clock: self._records_batch(batch, clock))
-
-    def _write_bars(self, batch: DataFrame, batch_id: int) -> None:
-        self._batch("bars", batch_id, lambda clock: self._bars_batch(batch, clock))
 
     def _parallel(self, batch: DataFrame) -> DataFrame:
         # one task per executor core: a micro-batch is often small and every task pays a fixed cost and a bulk
@@ -267,27 +233,35 @@ class StreamJob:
     def _records_batch(self, batch: DataFrame, clock: BatchClock) -> WriteReport:
         from spark_jobs.es_sink import write_frame
 
-        with clock.phase("write"):
-            report = write_frame(self._parallel(batch), self.sink)
-        self._refresh(clock, report.indexed)
-        return report
-
-    def _bars_batch(self, batch: DataFrame, clock: BatchClock) -> WriteReport:
-        from spark_jobs.bars import hour_bar_documents, touched_hours
-        from spark_jobs.es_sink import write_frame, write_local
-
         indices = self.settings.elasticsearch.indices
         with clock.phase("write"):
-            report = write_frame(self._parallel(batch), self.sink_with_ids)
-        self._refresh(clock, report.indexed)
-        minutes = report.ids.pop(indices.bars_1m, [])
-        if minutes:
-            with clock.phase("hours"):
-                hours = write_local(self.spark, list(hour_bar_documents(
-                    self.es, indices.bars_1m, indices.bars_1h, touched_hours(minutes))), self.sink)  # fmt: skip
-            report.add(hours)
-            self._refresh(clock, hours.indexed)
+            report = write_frame(self._parallel(batch), self.sink)
+        touched = report.touched
+        # the bars are computed from the trades and quotes: searchable first, even when the batch only found them
+        # there (a replay, a copy that reached Kafka twice)
+        self._refresh(clock, {**report.indexed, **({indices.trades: 1, indices.quotes: 1} if touched else {})})
+        if touched:
+            report.add(self._bars(clock, touched))
         return report
+
+    def _bars(self, clock: BatchClock, touched: list[str]) -> WriteReport:
+        """Every 1-minute bar the batch touched, recomputed from the trades as they stand, then their hours."""
+        from spark_jobs.bars import hour_bar_actions, minute_bar_actions, parse_keys, touched_hours
+        from spark_jobs.es_sink import write_local
+
+        indices = self.settings.elasticsearch.indices
+        keys = parse_keys(touched)
+        with clock.phase("bars"):
+            minutes = write_local(self.spark, minute_bar_actions(
+                self.es, indices.trades, indices.quotes, indices.bars_1m, keys), self.sink)  # fmt: skip
+        self._refresh(clock, minutes.indexed)
+        with clock.phase("hours"):
+            hours = write_local(self.spark, hour_bar_actions(self.es, indices.bars_1m, indices.bars_1h,
+                                                             touched_hours(keys)), self.sink)  # fmt: skip
+        minutes.add(hours)
+        self._refresh(clock, hours.indexed)
+        minutes.documents = 0  # the batch's rows are its Kafka records; bars are what they caused
+        return minutes
 
     def _refresh(self, clock: BatchClock, indexed: dict[str, int]) -> None:
         """Make what the batch wrote searchable now instead of at Elasticsearch's next periodic refresh."""
@@ -332,6 +306,7 @@ class StreamJob:
         status.lost_dead_letters += report.lost_dead_letters
         status.split_requests += report.splits
         status.retried_documents += report.retried_items
+        status.duplicates += report.duplicates
         record_batch_metrics(name, status, report.rejected, report.newest_produced_ms is not None)
         if report.rejected:
             first = report.samples[0] if report.samples else {}
@@ -368,8 +343,6 @@ class StreamJob:
             supervised.progress_seen = key
             status = supervised.status
             status.committed_offsets = _end_offsets(progress)
-            for operator in progress.get("stateOperators", []):
-                status.dropped_late += operator.get("numRowsDroppedByWatermark", 0)
             measured = self._pending_phases[supervised.name].pop(int(progress.get("batchId", -1)), None)
             if measured is not None and progress.get("numInputRows"):
                 for phase, seconds in batch_phases(progress, measured).items():
@@ -473,10 +446,9 @@ def batch_phases(progress: dict[str, Any], measured: dict[str, float]) -> dict[s
         "offsets": durations.get("latestOffset", 0.0),
         "planning": durations.get("queryPlanning", 0.0),
         "checkpoint": durations.get("walCommit", 0.0) + durations.get("commitOffsets", 0.0),
-        "state": sum(op.get("commitTimeMs", 0) for op in progress.get("stateOperators", [])) / 1000,
-        **{name: measured.get(name, 0.0) for name in ("write", "bulk", "hours", "refresh")},
+        **{name: measured.get(name, 0.0) for name in ("write", "bulk", "bars", "hours", "refresh")},
     }
-    inside = sum(measured.get(name, 0.0) for name in ("write", "hours", "refresh"))
+    inside = sum(measured.get(name, 0.0) for name in ("write", "bars", "hours", "refresh"))
     accounted = phases["offsets"] + phases["planning"] + phases["checkpoint"] + inside
     phases["other"] = max(durations.get("triggerExecution", accounted) - accounted, 0.0)
     return phases

@@ -39,7 +39,8 @@ def cli_env(stack: Settings, stack_dir: Path, worker: WorkerNode) -> Iterator[di
     overrides = {
         "state_dir": stack_dir / "cli-machine",
         "kafka": {"topics": {key: {"name": f"{name}-cl"} for key, name in
-                             (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"))}},
+                             (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"),
+                              ("quotes", "quotes"))}},
         "stream": {"app_name": "cluster-stream", "checkpoint_dir": stack_dir / "cluster-checkpoints",
                    "trigger_interval_s": 0.5, "executor_resources": {WORKER: 1}, "spark_log_level": "WARN"},
         "forecast": {"task_resources": {WORKER: 1}},

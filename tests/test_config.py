@@ -21,7 +21,7 @@ def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_hold_the_documented_topics_and_indices() -> None:
     settings = load_settings()
-    assert [t.name for t in settings.kafka.topics.all()] == ["trades", "bars", "dead-letters"]
+    assert [t.name for t in settings.kafka.topics.all()] == ["trades", "bars", "dead-letters", "quotes"]
     assert settings.elasticsearch.indices.by_key() == {
         "trades": "trades",
         "bars_1m": "bars-1m",
@@ -32,6 +32,7 @@ def test_defaults_hold_the_documented_topics_and_indices() -> None:
         "recommendations": "recommendations",
         "dead_letters": "dead-letters",
         "indicators_1m": "indicators-1m",
+        "quotes": "quotes",
         "stream_status": "stream-status",
     }
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"

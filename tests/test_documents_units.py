@@ -85,7 +85,9 @@ def _model_of_index(settings: Settings, index: str) -> type[BaseModel]:
 
 
 def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: Any, settings: Settings) -> None:
-    from ray_app.testing.jvm import document
+    """Every action's document is its index's model; an update's fields (a cancel, a correction) are fields of the
+    trade's model, of their types."""
+    from ray_app.testing.jvm import action
     from spark_jobs.records import rules_config
 
     rules = rules_config(settings)
@@ -99,11 +101,19 @@ def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: 
     for topic_key, value, kafka_ms in records:
         topic = getattr(settings.kafka.topics, topic_key).name
         kafka_ms = kafka_ms if kafka_ms is not None else now // 1_000_000
-        index, _, doc = document(jvm, rules, topic, value, offset=3, kafka_ms=kafka_ms)
-        model = _model_of_index(settings, index)
-        model.model_validate(doc)  # extra="forbid": a field the model does not declare fails here
-        seen.add(model)
-    assert seen == {TradeDocument, BarDocument, DeadLetterDocument}
+        made = action(jvm, rules, topic, value, offset=3, kafka_ms=kafka_ms)
+        model = _model_of_index(settings, made["index"])
+        if made["op"] == "update":
+            fields = made["source"]["doc"]
+            base = TradeDocument(symbol="AAPL", timestamp="2026-11-30T14:05:00.000000000Z", price=1.0, size=1.0,
+                                 notional=1.0, timestamp_ns=1, trade_id="t", source="s", schema_version=1,
+                                 kafka_partition=0, kafka_offset=0).model_dump()  # fmt: skip
+            model.model_validate({**base, **fields})  # an unknown field or a wrong type fails here
+            seen.add(f"{model.__name__} update")
+            continue
+        model.model_validate(made["source"])  # extra="forbid": a field the model does not declare fails here
+        seen.add(model.__name__)
+    assert seen == {"TradeDocument", "TradeDocument update", "QuoteDocument", "BarDocument", "DeadLetterDocument"}
 
 
 def test_an_hour_bar_from_minute_bars_is_its_model() -> None:

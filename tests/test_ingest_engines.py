@@ -244,7 +244,9 @@ def test_simulated_history_lands_in_kafka_exactly(stack: Settings) -> None:
                                                 progress=False))  # fmt: skip
     assert report.ok
     messages = read_topic(settings, settings.kafka.topics.trades.name)
-    assert len(messages) == report.counters.trades == report.counters.delivered > 1000
+    assert len(messages) == report.counters.trades == report.counters.delivered - report.counters.quotes > 1000
+    assert report.counters.quotes > 0 == report.counters.cancels + report.counters.corrections  # crypto: none
+    assert len(read_topic(settings, settings.kafka.topics.quotes.name)) == report.counters.quotes
     values = _values(messages)
     assert {v["source"] for v in values} == {"simulator"}
     assert all(m.key().decode() == v["symbol"] for m, v in zip(messages, values, strict=True))

@@ -60,7 +60,7 @@ def test_crypto_trade_and_bar() -> None:
         (stock_trade(t="yesterday"), "invalid_value", "timestamp"),
         (stock_trade(S="ZZZZ"), "unknown_symbol", "ZZZZ"),
         (stock_trade(p="abc"), "invalid_value", "price"),
-        ({"T": "q", "S": "AAPL"}, "unknown_type", "T='q'"),
+        ({"T": "o", "S": "BTC/USD"}, "unknown_type", "T='o'"),  # an order book: not what the platform takes
         ({"T": "b", "S": "AAPL", "o": 5, "h": 4, "l": 3, "c": 4, "v": 1, "t": T0}, "invalid_value", "low <= open"),
         ("not a map", "unparseable", "must be a map"),
     ],
@@ -204,3 +204,79 @@ def test_cli_ingest_errors_are_one_clear_line(tmp_path) -> None:
     assert "Traceback" not in no_keys.stderr + no_kafka.stderr
     bad = run_cli("ingest", "--source", "carrier-pigeon", env=nowhere)
     assert bad.returncode == 2 and "--source must be one of" in bad.stderr
+
+
+# --- cancels, corrections and quotes: Alpaca's messages, and the simulator's -----------------------------------
+
+
+def test_alpaca_s_cancel_correction_and_quote_messages_become_their_records() -> None:
+    from ray_app.schemas import Quote, TradeCancel, TradeCorrection
+    from ray_app.testing.fake_alpaca import cancel_message, correction_message, quote_message
+
+    cancel = parse.stream_message(cancel_message("AAPL", T0, 52983525029461, 231.45, 100, action="E"),
+                                  Source.ALPACA_STREAM, ALLOWED)  # fmt: skip
+    assert isinstance(cancel, TradeCancel)
+    assert (cancel.trade_id, cancel.exchange, cancel.action, cancel.timestamp_ns) == ("52983525029461", "V", "E", T0)
+    corrected = parse.stream_message(correction_message("AAPL", T0, 5, 231.45, 100, 6, 231.55, 80, cc=["@", "I"]),
+                                     Source.ALPACA_STREAM, ALLOWED)  # fmt: skip
+    assert isinstance(corrected, TradeCorrection)
+    assert (corrected.original_trade_id, corrected.corrected_trade_id, corrected.corrected_price,
+            corrected.corrected_size, corrected.corrected_conditions) == ("5", "6", 231.55, 80, ["@", "I"])  # fmt: skip
+    quoted = parse.stream_message(quote_message("BTC/USD", T0, 90_000.0, 90_001.0, 0.5, 0.25), Source.ALPACA_STREAM,
+                                  ALLOWED)  # fmt: skip
+    assert isinstance(quoted, Quote) and (quoted.bid_price, quoted.ask_size) == (90_000.0, 0.25)
+
+
+@pytest.mark.parametrize(("message", "reason"), [
+    ({"T": "q", "S": "AAPL", "bp": 10.0, "bs": 1, "ap": 9.0, "as": 1, "t": msgpack.Timestamp.from_unix_nano(T0)},
+     "invalid_value"),  # a crossed book
+    ({"T": "x", "S": "AAPL", "x": "V", "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)}, "missing_field"),
+    ({"T": "c", "S": "AAPL", "oi": 1, "op": 1.0, "os": 1, "ci": 2, "cp": -1.0, "cs": 1,
+      "t": msgpack.Timestamp.from_unix_nano(T0)}, "invalid_value"),
+    ({"T": "x", "S": "ZZZZ", "i": 1, "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)}, "unknown_symbol"),
+], ids=["crossed quote", "cancel without id", "correction to a negative price", "cancel of another symbol"])  # fmt: skip
+def test_a_bad_cancel_correction_or_quote_is_a_dead_letter(message: dict, reason: str) -> None:
+    letter = parse.stream_message(message, Source.ALPACA_STREAM, ALLOWED)
+    assert isinstance(letter, DeadLetter) and letter.reason == reason, letter
+
+
+def _day_of_events(seed: int = 7) -> list:
+    sim = TradeSimulator(["AAPL", "MSFT", "BTC/USD"], seed=seed, trades_per_minute=30)
+    return list(sim.events(WEEK_START, WEEK_START + 86400 * 10**9))
+
+
+def test_the_simulator_sends_a_small_share_of_cancels_and_corrections_of_earlier_stock_trades() -> None:
+    from ray_app.ingest.simulator import MAX_ADJUST_DELAY_S
+    from ray_app.schemas import Quote, TradeCancel, TradeCorrection
+
+    events = _day_of_events()
+    assert [e.timestamp_ns for e in events] == sorted(e.timestamp_ns for e in events)
+    trades = {(e.symbol, e.exchange, e.trade_id): e for e in events if isinstance(e, Trade)}
+    stock_trades = sum(1 for key in trades if key[0] != "BTC/USD")
+    cancels = [e for e in events if isinstance(e, TradeCancel)]
+    corrections = [e for e in events if isinstance(e, TradeCorrection)]
+    assert 0.003 < len(cancels) / stock_trades < 0.008 and 0.0015 < len(corrections) / stock_trades < 0.005
+    for adjustment in [*cancels, *corrections]:
+        trade_id = adjustment.trade_id if isinstance(adjustment, TradeCancel) else adjustment.original_trade_id
+        trade = trades[(adjustment.symbol, adjustment.exchange, trade_id)]
+        assert adjustment.symbol != "BTC/USD"  # Alpaca's crypto feed sends none
+        assert 0.5 * 10**9 <= adjustment.timestamp_ns - trade.timestamp_ns <= MAX_ADJUST_DELAY_S * 10**9
+    assert {c.action for c in cancels} == {"C", "E"}
+    assert all(c.corrected_price != c.original_price or c.corrected_size != c.original_size for c in corrections)
+    assert len({(c.symbol, c.original_trade_id) for c in corrections} & {(c.symbol, c.trade_id) for c in cancels}) == 0
+    quotes = [e for e in events if isinstance(e, Quote)]
+    assert 1.2 < len(quotes) / len(trades) < 1.8
+    assert all(0 < q.bid_price < q.ask_price for q in quotes)
+    assert all(q.ask_price - q.bid_price > 0.01 - 1e-9 for q in quotes if q.symbol != "BTC/USD")  # a cent at least
+
+
+def test_the_simulator_s_events_are_the_same_whatever_window_a_run_covers() -> None:
+    """A run that stops and one that goes on from there send the same records as one run: the cancels and
+    corrections of trades before the cut come after it."""
+    sim = TradeSimulator(["AAPL", "BTC/USD"], seed=3, trades_per_minute=60)
+    open_ns = WEEK_START + 14 * 3600 * 10**9 + 30 * 60 * 10**9
+    cut, end = open_ns + 1800 * 10**9 + 12_345, open_ns + 3600 * 10**9
+    whole = [e.to_json() for e in sim.events(open_ns, end)]
+    parts = [e.to_json() for e in [*sim.events(open_ns, cut), *sim.events(cut, end)]]
+    assert parts == whole and any(b'"kind":"cancel"' in e for e in whole)
+    assert [e for e in whole if b'"kind":"trade"' in e] == [t.to_json() for t in sim.trades(open_ns, end)]

@@ -124,14 +124,15 @@ def test_a_broker_killed_mid_ingest_and_mid_stream_loses_and_doubles_nothing(
     _kill_and_restart(cluster, 2, 8, events, ingest)
     out, err = ingest.communicate(timeout=INGEST_S + 180)
     assert ingest.returncode == 0, out + err
-    report = re.search(r"([\d,]+) delivered.*failed (\d+), undelivered (\d+)", out)
-    assert report and report.group(2) == "0" and report.group(3) == "0", out
-    delivered = int(report.group(1).replace(",", ""))
+    report = re.search(r"([\d,]+) trades, .* ([\d,]+) quotes, .*failed (\d+), undelivered (\d+)", out)
+    assert report and report.group(3) == "0" and report.group(4) == "0", out
+    delivered, quotes = (int(report.group(n).replace(",", "")) for n in (1, 2))
 
     messages = read_topic(settings, settings.kafka.topics.trades.name)
     trades = [Trade.model_validate({k: v for k, v in json.loads(m.value()).items() if k != "timestamp"})
               for m in messages]  # fmt: skip
-    assert len(trades) == delivered > 500, (len(trades), delivered, events)
+    assert len(trades) == delivered > 500, (len(trades), delivered, events)  # crypto: no cancels or corrections
+    assert len(read_topic(settings, settings.kafka.topics.quotes.name)) == quotes
     assert len({(t.symbol, t.trade_id) for t in trades}) == len(trades), "a retry doubled a trade in Kafka"
 
     from ray_app.stream_control import lags

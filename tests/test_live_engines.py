@@ -56,13 +56,13 @@ def part_id(started: list[Started], part: str) -> str:
 @pytest.fixture(scope="module")
 def settings(stack: Settings, stack_dir: Path) -> Iterator[Settings]:
     (serve_port,) = free_ports(1)
-    topics = {"trades": "trades", "bars": "bars", "dead_letters": "dead-letters",
+    topics = {"trades": "trades", "bars": "bars", "dead_letters": "dead-letters", "quotes": "quotes",
               "simulator_progress": "simulator-progress"}  # fmt: skip
     overrides = {
         "symbols": [SYMBOL],
         "kafka": {"topics": {key: {"name": f"lv-{name}"} for key, name in topics.items()}},
         "stream": {"app_name": "test-live-stream", "checkpoint_dir": stack_dir / "live-checkpoints",
-                   "trigger_interval_s": 0.5, "bars_trigger_interval_s": 0.5},
+                   "trigger_interval_s": 0.5},
         "simulator": {"history_days": 1, "trades_per_minute": 20},
         "indicators": {"interval_s": 1},
         "live": {"monitor_every_s": 1, "recommend_every_s": 10},

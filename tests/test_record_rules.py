@@ -1,6 +1,7 @@
 """The record rules (spark_jobs/jvm Records.java) on every kind of poison record, in a plain JVM (no engine):
-each bad record becomes a bounded dead letter with the right reason, each valid one its exact document; and the
-rules agree with the ingest models (``ray_app.schemas``) on every limit."""
+each bad record becomes a bounded dead letter with the right reason, each valid one its exact bulk action (a trade
+created, a cancel or correction an update of its trade, a quote versioned by its time); and the rules agree with
+the ingest models (``ray_app.schemas``) on every limit."""
 
 from __future__ import annotations
 
@@ -13,8 +14,18 @@ import pytest
 from pydantic import ValidationError
 
 from ray_app.config import Settings, load_settings
-from ray_app.schemas import CODE_MAX_LENGTH, MAX_CONDITIONS, SYMBOL_MAX_LENGTH, TRADE_ID_MAX_BYTES, Source, Trade
-from ray_app.testing.jvm import document, stream_jvm
+from ray_app.schemas import (
+    CODE_MAX_LENGTH,
+    MAX_CONDITIONS,
+    SYMBOL_MAX_LENGTH,
+    TRADE_ID_MAX_BYTES,
+    Quote,
+    Source,
+    Trade,
+    TradeCancel,
+    TradeCorrection,
+)
+from ray_app.testing.jvm import action, document, stream_jvm
 from ray_app.testing.poison import cases
 from spark_jobs.records import DETAIL_MAX, ES_ID_MAX_BYTES, RAW_MAX_BYTES, rules_config
 
@@ -49,9 +60,21 @@ def topic_of(settings: Settings, key: str) -> str:
 def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, rules, settings) -> None:
     indices = settings.elasticsearch.indices
     kafka_ms = case.kafka_ms if case.kafka_ms is not None else NOW // 1_000_000  # it reached Kafka just now
-    index, doc_id, doc = document(jvm, rules, topic_of(settings, case.topic), case.value, offset=17, kafka_ms=kafka_ms)
+    made = action(jvm, rules, topic_of(settings, case.topic), case.value, offset=17, kafka_ms=kafka_ms)
+    index, doc_id, doc = made["index"], made["doc_id"], made["source"]
     assert len(doc_id.encode()) <= ES_ID_MAX_BYTES
+    if case.refused_by_elasticsearch:  # valid: an update of a trade, which Elasticsearch answers 404
+        assert (index, made["op"]) == (indices.trades, "update"), doc
+        assert doc["_source"] == ["symbol", "timestamp_ns"] and doc["doc"]
+        return
+    if case.quote is not None:
+        assert (index, made["op"], made["version"]) == (indices.quotes, "index", case.quote["timestamp_ns"]), doc
+        two_sided = case.quote["bid_price"] > 0 and case.quote["ask_price"] > 0
+        assert (doc.get("spread") is not None) == two_sided
+        assert doc_id == f"{case.quote['symbol']}|{doc['timestamp']}"
+        return
     if case.reason is None:
+        assert made["op"] == "create"  # a copy or a replay finds it there and changes nothing
         trade = case.trade
         assert index == indices.trades, doc
         natural = f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}"
@@ -93,9 +116,9 @@ def raw_len(case) -> int:
 
 
 def test_the_future_time_verdict_is_the_records_own_in_every_query_and_on_every_replay(jvm, rules, settings) -> None:
-    """Measured from the record's Kafka time, not from when a query reads it: a trade stamped 400 s after it
-    reached Kafka (max_future_s is 300) stays a dead letter when replayed a year later, in both queries, and one
-    stamped 200 s after stays a trade."""
+    """Measured from the record's Kafka time, not from when the query reads it: a trade stamped 400 s after it
+    reached Kafka (max_future_s is 300) stays a dead letter when replayed a year later, and one stamped 200 s after
+    stays a trade."""
     max_future_s = settings.stream.max_future_s
     arrived_ms = 1_735_689_600_000  # 2025-01-01, long before this test runs
     trades = topic_of(settings, "trades")
@@ -105,9 +128,6 @@ def test_the_future_time_verdict_is_the_records_own_in_every_query_and_on_every_
                       trade_id="7", exchange="V", source=Source.REPLAY).to_json()  # fmt: skip
         verdicts = {document(jvm, rules, trades, value, kafka_ms=arrived_ms)[0] for _ in range(3)}
         assert verdicts == {expected}, (ahead_s, verdicts)
-        # the bars query's verdict on the same record is the same
-        counted = jvm.RecordUdfs.countsAsTrade(rules, arrived_ms, value)
-        assert counted == (expected == settings.elasticsearch.indices.trades)
         if expected == settings.elasticsearch.indices.dead_letters:
             detail = document(jvm, rules, trades, value, kafka_ms=arrived_ms)[2]["detail"]
             assert f"more than {max_future_s} s after Kafka received the record" in detail
@@ -181,3 +201,38 @@ def test_what_the_ingest_writes_comes_out_field_for_field(jvm, rules, settings) 
                   "timestamp", "timestamp_ns", "schema_version"):  # fmt: skip
         assert doc[field] == expected[field], field
     assert (doc["kafka_partition"], doc["kafka_offset"]) == (3, 5)
+
+
+def test_a_cancel_and_a_correction_update_their_trade_found_by_its_id(jvm, rules, settings) -> None:
+    trade = Trade(symbol="AAPL", timestamp_ns=NOW - 10**12, price=100.0, size=50.0, trade_id="881", exchange="V",
+                  conditions=["@"], source=Source.ALPACA_STREAM)  # fmt: skip
+    created = action(jvm, rules, topic_of(settings, "trades"), trade.to_json())
+    minute = (trade.timestamp_ns // 10**9) // 60 * 60
+    assert created["bar_key"] == f"AAPL|{minute}" and created["source"]["notional"] == 5000.0
+    cancel = TradeCancel(symbol="AAPL", timestamp_ns=NOW - 10**11, trade_id="881", exchange="V", price=100.0,
+                         size=50.0, action="E", source=Source.ALPACA_STREAM)  # fmt: skip
+    cancelled = action(jvm, rules, topic_of(settings, "trades"), cancel.to_json())
+    assert (cancelled["index"], cancelled["doc_id"], cancelled["op"]) == (created["index"], created["doc_id"],
+                                                                          "update")  # fmt: skip
+    assert cancelled["source"]["doc"] == {"cancelled": True, "cancelled_at": cancel.timestamp, "cancel_action": "E"}
+    assert cancelled["bar_key"] is None  # Elasticsearch's answer names the trade's minute
+    correction = TradeCorrection(symbol="AAPL", timestamp_ns=NOW - 10**11, exchange="V", original_trade_id="881",
+                                 original_price=100.0, original_size=50.0, original_conditions=["@"],
+                                 corrected_trade_id="990", corrected_price=100.25, corrected_size=40.0,
+                                 corrected_conditions=["@", "I"], source=Source.ALPACA_STREAM)  # fmt: skip
+    corrected = action(jvm, rules, topic_of(settings, "trades"), correction.to_json())
+    assert (corrected["doc_id"], corrected["op"]) == (created["doc_id"], "update")
+    assert corrected["source"]["doc"] == {
+        "price": 100.25, "size": 40.0, "notional": 100.25 * 40.0, "conditions": ["@", "I"], "corrected": True,
+        "corrected_at": correction.timestamp, "corrected_trade_id": "990", "original_price": 100.0,
+        "original_size": 50.0, "original_conditions": ["@"]}  # fmt: skip
+
+
+def test_quotes_of_one_second_share_a_document_the_latest_by_version(jvm, rules, settings) -> None:
+    second = (NOW - 10**12) // 10**9 * 10**9
+    made = [action(jvm, rules, topic_of(settings, "quotes"), Quote(
+        symbol="BTC/USD", timestamp_ns=second + offset, bid_price=90_000.0, bid_size=0.5, ask_price=90_001.5,
+        ask_size=0.25, source=Source.SIMULATOR).to_json()) for offset in (900_000_000, 100)]  # fmt: skip
+    assert made[0]["doc_id"] == made[1]["doc_id"] and made[0]["version"] > made[1]["version"]
+    assert made[0]["source"]["spread"] == 1.5 and made[0]["source"]["mid"] == 90_000.75
+    assert made[0]["bar_key"] == f"BTC/USD|{second // 10**9 // 60 * 60}"

@@ -56,7 +56,8 @@ def stream_env(stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
     """Topics, indices, checkpoints and a Spark app of this module's own, as RAY_APP_* variables."""
     overrides = {
         "kafka": {"topics": {key: {"name": f"{name}-st"} for key, name in
-                             (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"))}},
+                             (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"),
+                              ("quotes", "quotes"))}},
         "stream": {
             "app_name": "test-stream", "checkpoint_dir": stack_dir / "stream-checkpoints", "trigger_interval_s": 0.5,
             "max_offsets_per_trigger": 3000,  # several batches, so a kill lands mid-stream

@@ -137,7 +137,7 @@ def stream_status(ctx: typer.Context) -> None:
     behind = {lag.query: lag.messages for lag in lags(settings)}
     table = Table(title="streaming queries (this driver)", title_justify="left")
     columns = ("query", "writes", "state", "batches", "rows", "rows/s", "last batch", "latency", "documents",
-               "refused", "late", "restarts", "behind", "last error")  # fmt: skip
+               "refused", "copies", "restarts", "behind", "last error")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column in {"query", "writes", "state", "last error"} else "right",
                          overflow="fold")  # fmt: skip
@@ -147,7 +147,7 @@ def stream_status(ctx: typer.Context) -> None:
         latency = "-" if query.last_batch_latency_s is None else f"{query.last_batch_latency_s:,.1f} s"
         table.add_row(name, ", ".join(query.writes), query.state, f"{query.batches:,}", f"{query.rows:,}",
                       f"{query.rows_per_s:,.0f}", f"{query.last_batch_seconds:.2f} s", latency, f"{documents:,}",
-                      f"{query.rejected:,}", f"{query.dropped_late:,}", str(query.restarts),
+                      f"{query.rejected:,}", f"{query.duplicates:,}", str(query.restarts),
                       "-" if lag is None else f"{lag:,}", escape(query.last_error or ""))  # fmt: skip
     console.print(table)
     timed = [query for query in status.queries.values() if query.timed_batches] if status else []

@@ -40,7 +40,7 @@ GRAFANA_DIR = PROJECT_ROOT / "grafana"
 ES_TYPE = "elasticsearch"
 SERVE_UID = "ray-app-serve"
 ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations", "forecast_evaluations",
-              "indicators_1m")  # fmt: skip
+              "indicators_1m", "quotes")  # fmt: skip
 PROMETHEUS_TYPE = "prometheus"
 PROMETHEUS_UID = "ray-app-prometheus"
 PROMETHEUS_NAME = "Prometheus"  # the name Ray's generated dashboards look for (RAY_PROMETHEUS_NAME's default)
@@ -221,6 +221,26 @@ def trading() -> db.Dashboard:
         .span(12)
         .height(7)
     )
+    # the top of the book: each second's last quote (the quotes index), and the bars' time-weighted spread
+    bid_ask = (
+        timeseries.Panel()
+        .title("Bid and ask (top of the book, USD)")
+        .datasource(es_ref("quotes"))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("bid_price"), es.Average().id("3").field("ask_price"),
+                                es.Average().id("4").field("mid")))
+        .unit("currencyUSD")
+        .span(12)
+        .height(8)
+    )
+    spread = (
+        timeseries.Panel()
+        .title("Spread (ask - bid), time-weighted over each 1-minute bar (USD)")
+        .datasource(es_ref("bars_1m"))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("spread_twa")))
+        .unit("currencyUSD")
+        .span(12)
+        .height(8)
+    )
     per_symbol = (
         barchart.Panel()
         .title("Trades per symbol")
@@ -255,6 +275,8 @@ def trading() -> db.Dashboard:
         .with_panel(close)
         .with_panel(volatility)
         .with_panel(market)
+        .with_panel(bid_ask)
+        .with_panel(spread)
         .with_panel(per_symbol)
         .with_panel(dead)
     )

@@ -1,9 +1,10 @@
 """Keep ``indicators-1m`` current: every ``indicators.interval_s``, each symbol's 1-minute bars -> indicators.
 
 Why a scheduled Ray step and not a stateful step in the stream: EMA and RSI carry state from a symbol's first bar,
-and the stream's bars are revised by late trades until the watermark passes (``stream.bar_lateness_s``). Here each
-cycle re-reads only the tail of bars that may still change (all of them when Elasticsearch holds more older
-bars than the series: a catch-up batch writes its bars in no time order), recomputes the whole series
+and the stream revises a bar whenever a late trade, a cancel or a correction reaches it, at any age. Here each
+cycle re-reads only the bars from the oldest one the stream rewrote since the last read (by the bar's
+``updated_at``; all of them when Elasticsearch holds a different number of older bars than the series: a bar
+added or deleted further back), recomputes the whole series
 (``core``: milliseconds for a month of minutes), and writes the bars whose values changed; the stream's
 micro-batches (the p50 <= 2 s path) pay nothing. The cost is at most one interval of delay behind a bar (5 s by
 default, beside a bar of 60 s).
@@ -35,7 +36,8 @@ from ray_app.times import format_seconds, now_iso, parse_seconds
 
 LOG = logging.getLogger(__name__)
 PAGE_SIZE = 10_000
-TAIL_MARGIN_S = 120  # re-read a little more than the stream may still revise
+UPDATED_MARGIN_S = 120  # bars rewritten this long before the last read count as new: a write becomes searchable
+# only at its batch's refresh, and updated_at has whole seconds
 
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")  # copied into each document: candles and bands in one
@@ -113,15 +115,21 @@ class IndicatorStep:
         self.settings = settings
         self.es = es or client(settings)
         self.series: dict[str, Series] = {symbol: Series() for symbol in settings.symbols}
+        self.read_at: dict[str, float] = {}  # when each symbol's bars were last read (the clock, seconds)
 
     def _refresh(self, symbol: str) -> tuple[Series, int]:
         """The symbol's current bars and where they first differ from the previous cycle's."""
         index = self.settings.elasticsearch.indices.bars_1m
         old = self.series[symbol]
-        since = int(old.starts[-1]) - int(self.settings.stream.bar_lateness_s) - TAIL_MARGIN_S if len(old.starts) else 0
+        reading = time.time()
+        since = self._oldest_rewritten(symbol, self.read_at.get(symbol, 0.0) - UPDATED_MARGIN_S)
+        self.read_at[symbol] = reading
+        if old.loaded and since is None and self._count_before(symbol, None) == len(old.starts):
+            return old, len(old.starts)  # nothing rewritten, added or deleted since the last read
+        since = since if since is not None else 0
         keep = old.starts < since
         if not old.loaded or not len(old.starts) or self._count_before(symbol, since) != int(keep.sum()):
-            # first cycle, or bars arrived before the tail (a catch-up batch writes its bars in no time order)
+            # first cycle, or bars added or deleted before the rewritten ones
             starts, bars = _read_bars(self.es, index, symbol, None)
         else:
             tail_starts, tail_bars = _read_bars(self.es, index, symbol, since)
@@ -130,9 +138,20 @@ class IndicatorStep:
         new = Series(starts, bars, loaded=True)
         return new, first_change(old, new) if old.loaded else 0
 
-    def _count_before(self, symbol: str, until: int) -> int:
-        query = {"bool": {"filter": [{"term": {"symbol": symbol}},
-                                     {"range": {"timestamp": {"lt": format_seconds(until)}}}]}}  # fmt: skip
+    def _oldest_rewritten(self, symbol: str, after: float) -> int | None:
+        """The start of the oldest 1-minute bar of ``symbol`` the stream wrote at ``after`` or later, if any."""
+        rewritten = {"range": {"updated_at": {"gte": format_seconds(int(max(after, 0)))}}}
+        query = {"bool": {"filter": [{"term": {"symbol": symbol}}, rewritten]}}
+        hits = self.es.search(index=self.settings.elasticsearch.indices.bars_1m, query=query, size=1,
+                              sort=[{"timestamp": "asc"}], source_includes=["timestamp"])["hits"]["hits"]  # fmt: skip
+        return parse_seconds(hits[0]["_source"]["timestamp"]) if hits else None
+
+    def _count_before(self, symbol: str, until: int | None) -> int:
+        """The symbol's 1-minute bars that start before ``until`` (all of them for None)."""
+        filters: list[dict[str, Any]] = [{"term": {"symbol": symbol}}]
+        if until is not None:
+            filters.append({"range": {"timestamp": {"lt": format_seconds(until)}}})
+        query = {"bool": {"filter": filters}}
         return int(self.es.count(index=self.settings.elasticsearch.indices.bars_1m, query=query)["count"])
 
     def cycle(self) -> CycleReport:

@@ -80,8 +80,9 @@ class IngestReport:
         """What a run delivered, failed and left undelivered, in one line (the CLI prints it on every exit)."""
         c = self.counters
         text = (f"ingest {self.source}: {c.delivered:,} delivered in {self.seconds:.1f} s "
-                f"({c.delivered / max(self.seconds, 1e-9):,.0f} msg/s): {c.trades:,} trades, {c.bars:,} bars, "
-                f"{c.dead_letters:,} dead letters; failed {c.failed}, undelivered {self.undelivered}")  # fmt: skip
+                f"({c.delivered / max(self.seconds, 1e-9):,.0f} msg/s): {c.trades:,} trades, {c.cancels:,} cancels, "
+                f"{c.corrections:,} corrections, {c.quotes:,} quotes, {c.bars:,} bars, {c.dead_letters:,} dead "
+                f"letters; failed {c.failed}, undelivered {self.undelivered}")  # fmt: skip
         if c.spilled or c.replayed:
             text += f"; spilled {c.spilled:,} to the journal, sent {c.replayed:,} from it"
         if self.kept:
@@ -102,8 +103,9 @@ class IngestFailed(RuntimeError):
 
 
 class _SimulatedRun:
-    """The simulator's trades for a run, from where the previous runs left each symbol (``progress.py``), and how
-    far this run got (every symbol is simulated in time order together, so one instant covers all of them)."""
+    """The simulator's records for a run (trades, quotes, cancels, corrections), from where the previous runs left
+    each symbol (``progress.py``), and how far this run got (every symbol is simulated in time order together, so
+    one instant covers all of them)."""
 
     def __init__(self, settings: Settings, options: IngestOptions, stop: StopFlag, idle: Callable[[float], None]):
         from ray_app.ingest.progress import read_progress
@@ -115,7 +117,9 @@ class _SimulatedRun:
         self.seed = sim.seed if options.seed is None else options.seed
         self.trades_per_minute = options.trades_per_minute or sim.trades_per_minute
         self.simulator = TradeSimulator(self.symbols, seed=self.seed, trades_per_minute=self.trades_per_minute,
-                                        anchor_on_real_data=sim.anchor_on_real_data)  # fmt: skip
+                                        anchor_on_real_data=sim.anchor_on_real_data, cancel_share=sim.cancel_share,
+                                        correction_share=sim.correction_share,
+                                        quotes_per_trade=sim.quotes_per_trade)  # fmt: skip
         self.done = read_progress(settings) if options.resume else {}
         self.until_ns: int | None = None
         self.resumed = {s: self.done[s] for s in self.symbols if s in self.done}
@@ -130,10 +134,10 @@ class _SimulatedRun:
         starts = {s: max(start, self.done.get(s, 0)) for s in self.symbols}
         first = min(starts.values())
         if days > 0 and first < live_start:
-            for trade in self.simulator.trades(first, live_start):
-                if trade.timestamp_ns >= starts[trade.symbol]:
-                    self.until_ns = trade.timestamp_ns + 1
-                    yield trade
+            for event in self.simulator.events(first, live_start):
+                if event.timestamp_ns >= starts[event.symbol]:
+                    self.until_ns = event.timestamp_ns + 1
+                    yield event
             if self.stop.is_set():
                 return
             self.until_ns = live_start
@@ -141,10 +145,10 @@ class _SimulatedRun:
             # unbounded: --duration, Ctrl-C or SIGTERM end it through the stop flag
             live_from = max(live_start, max(starts.values()))
             forever = live_from + 100 * 365 * 86_400 * 1_000_000_000
-            for trade in paced(self.simulator.trades(live_from, forever), lambda t: t.timestamp_ns,
+            for event in paced(self.simulator.events(live_from, forever), lambda e: e.timestamp_ns,
                                self.options.speed, self.stop, self.idle):  # fmt: skip
-                self.until_ns = trade.timestamp_ns + 1
-                yield trade
+                self.until_ns = event.timestamp_ns + 1
+                yield event
 
     def progress_records(self) -> list[tuple[str, bytes]]:
         from ray_app.ingest.progress import progress_record

@@ -1,4 +1,5 @@
-"""Live trades and minute bars from Alpaca's websockets, through alpaca-py's StockDataStream/CryptoDataStream.
+"""Live trades (with their cancels and corrections), quotes and minute bars from Alpaca's websockets, through
+alpaca-py's StockDataStream/CryptoDataStream.
 
 alpaca-py owns the protocol (connected -> auth -> subscribe, reconnect with backoff after a dropped connection,
 re-subscribe). This module adds what a pipeline needs on top:
@@ -135,6 +136,11 @@ class AlpacaLiveSource:
                                   url_override=alpaca.stock_stream_url)  # fmt: skip
             stock_stream._setup_hooks(self._on_frame)
             stock_stream.subscribe_trades(self._ignore, *stocks)
+            # Alpaca sends a trade's cancels/errors and corrections to its trades' subscribers; alpaca-py dispatches
+            # them only with these handlers registered
+            stock_stream.register_trade_cancels(self._ignore)
+            stock_stream.register_trade_corrections(self._ignore)
+            stock_stream.subscribe_quotes(self._ignore, *stocks)
             stock_stream.subscribe_bars(self._ignore, *stocks)
             self.streams.append(stock_stream)
         if crypto:
@@ -142,6 +148,7 @@ class AlpacaLiveSource:
                                           url_override=alpaca.crypto_stream_url)  # fmt: skip
             crypto_stream._setup_hooks(self._on_frame)
             crypto_stream.subscribe_trades(self._ignore, *crypto)
+            crypto_stream.subscribe_quotes(self._ignore, *crypto)
             crypto_stream.subscribe_bars(self._ignore, *crypto)
             self.streams.append(crypto_stream)
         for stream in self.streams:

@@ -1,20 +1,21 @@
 """Alpaca's wire messages -> typed records, or a dead letter that says why not.
 
-Handles the websocket messages (msgpack-decoded dicts: trades ``T:"t"``, bars ``T:"b"``/``"u"``/``"d"``, with
-msgpack timestamps) and the REST bars (dicts with RFC 3339 ``t``). Control messages (success, subscription,
-error) are not records and parse to ``None``.
+Handles the websocket messages (msgpack-decoded dicts: trades ``T:"t"``, trade cancels and errors ``T:"x"``, trade
+corrections ``T:"c"``, quotes ``T:"q"``, bars ``T:"b"``/``"u"``/``"d"``, with msgpack timestamps) and the REST bars
+(dicts with RFC 3339 ``t``). Control messages (success, subscription, error) are not records and parse to
+``None``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import msgpack
 from pydantic import ValidationError
 
-from ray_app.schemas import Bar, DeadLetter, Source, Trade
+from ray_app.schemas import Bar, DeadLetter, Quote, Source, Trade, TradeCancel, TradeCorrection
 from ray_app.times import parse_rfc3339_ns
 
 STAGE = "ingest"
@@ -68,7 +69,10 @@ def _field(message: dict[str, Any], key: str, name: str) -> Any:
     return message[key]
 
 
-def _validated(model: type[Trade] | type[Bar], fields: dict[str, Any]) -> Trade | Bar:
+Parsed = Trade | TradeCancel | TradeCorrection | Quote | Bar
+
+
+def _validated(model: type[Parsed], fields: dict[str, Any]) -> Parsed:
     try:
         return model(**fields)
     except ValidationError as exc:
@@ -95,13 +99,19 @@ def _check_symbol(symbol: Any, allowed: Collection[str] | None) -> str:
     return symbol
 
 
-def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> Trade:
-    symbol = _check_symbol(_field(message, "S", "symbol"), allowed)
-    conditions = message.get("c") or []
+def _conditions(message: dict[str, Any], key: str) -> list[str]:
+    """Condition codes: a list of strings (a single code is a list of one)."""
+    conditions = message.get(key) or []
     if not isinstance(conditions, list):
         conditions = [conditions]
     if not all(isinstance(c, str) for c in conditions):
-        raise Rejected("invalid_value", f"field 'c' (conditions) must hold condition codes, got {conditions!r}")
+        raise Rejected("invalid_value", f"field '{key}' (conditions) must hold condition codes, got {conditions!r}")
+    return conditions
+
+
+def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> Trade:
+    symbol = _check_symbol(_field(message, "S", "symbol"), allowed)
+    conditions = _conditions(message, "c")
     return _validated(
         Trade,
         {
@@ -117,6 +127,46 @@ def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[st
             "source": source,
         },
     )  # type: ignore[return-value]
+
+
+def trade_cancel(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> TradeCancel:
+    """Alpaca's trade cancel or error (``T:"x"``): the trade's id ``i``, exchange ``x``, price ``p``, size ``s``,
+    the action ``a`` (C: cancel, E: error), the tape ``z``."""
+    return _validated(TradeCancel, {
+        "symbol": _check_symbol(_field(message, "S", "symbol"), allowed), "timestamp_ns": _timestamp(message),
+        "trade_id": str(_field(message, "i", "trade id")), "exchange": message.get("x"),
+        "price": _field(message, "p", "price"), "size": _field(message, "s", "size"), "action": message.get("a"),
+        "tape": message.get("z"), "source": source,
+    })  # type: ignore[return-value]  # fmt: skip
+
+
+def trade_correction(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> TradeCorrection:
+    """Alpaca's trade correction (``T:"c"``): original ``oi op os oc``, corrected ``ci cp cs cc``, exchange ``x``."""
+    return _validated(TradeCorrection, {
+        "symbol": _check_symbol(_field(message, "S", "symbol"), allowed), "timestamp_ns": _timestamp(message),
+        "exchange": message.get("x"), "original_trade_id": str(_field(message, "oi", "original trade id")),
+        "original_price": _field(message, "op", "original price"),
+        "original_size": _field(message, "os", "original size"), "original_conditions": _conditions(message, "oc"),
+        "corrected_trade_id": str(_field(message, "ci", "corrected trade id")),
+        "corrected_price": _field(message, "cp", "corrected price"),
+        "corrected_size": _field(message, "cs", "corrected size"), "corrected_conditions": _conditions(message, "cc"),
+        "tape": message.get("z"), "source": source,
+    })  # type: ignore[return-value]  # fmt: skip
+
+
+def quote(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> Quote:
+    """Alpaca's quote (``T:"q"``): bid ``bp bs bx``, ask ``ap as ax``, conditions ``c``, tape ``z``."""
+    return _validated(Quote, {
+        "symbol": _check_symbol(_field(message, "S", "symbol"), allowed), "timestamp_ns": _timestamp(message),
+        "bid_price": _field(message, "bp", "bid price"), "bid_size": _field(message, "bs", "bid size"),
+        "bid_exchange": message.get("bx"), "ask_price": _field(message, "ap", "ask price"),
+        "ask_size": _field(message, "as", "ask size"), "ask_exchange": message.get("ax"),
+        "conditions": _conditions(message, "c"), "tape": message.get("z"), "source": source,
+    })  # type: ignore[return-value]  # fmt: skip
+
+
+STREAM_RECORDS: dict[str, Callable[[dict[str, Any], Source, Collection[str] | None], Parsed]] = {
+    "t": stream_trade, "x": trade_cancel, "c": trade_correction, "q": quote}  # fmt: skip
 
 
 def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, allowed: Collection[str] | None) -> Bar:
@@ -138,21 +188,22 @@ def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, al
     )  # type: ignore[return-value]
 
 
-def stream_message(message: Any, source: Source, allowed: Collection[str] | None) -> Trade | Bar | DeadLetter | None:
+def stream_message(message: Any, source: Source, allowed: Collection[str] | None) -> Parsed | DeadLetter | None:
     """One websocket message -> a record, a dead letter, or None for control messages."""
     if not isinstance(message, dict):
         return dead_letter(raw_json(message), "unparseable", "a message must be a map", source)
     kind = message.get("T")
+    known = "is not a trade, a trade cancel or correction, a quote or a bar"
     try:
         if not isinstance(kind, str):
-            raise Rejected("unknown_type", f"message type T={kind!r} is not a trade or a bar")
-        if kind == "t":
-            return stream_trade(message, source, allowed)
+            raise Rejected("unknown_type", f"message type T={kind!r} {known}")
+        if kind in STREAM_RECORDS:
+            return STREAM_RECORDS[kind](message, source, allowed)
         if kind in BAR_TYPES:
             return bar(message, message.get("S"), _TIMEFRAME_OF_STREAM_BAR[kind], source, allowed)
         if kind in CONTROL_TYPES:
             return None
-        raise Rejected("unknown_type", f"message type T={kind!r} is not a trade or a bar")
+        raise Rejected("unknown_type", f"message type T={kind!r} {known}")
     except Rejected as exc:
         return dead_letter(raw_json(message), exc.reason, exc.detail, source)
     except Exception as exc:  # whatever else a message holds costs that message only, never its frame

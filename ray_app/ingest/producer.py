@@ -31,9 +31,9 @@ from ray_app.config import Settings
 from ray_app.ingest.journal import JournalEntry, SpillJournal
 from ray_app.kafka_io import producer_config
 from ray_app.lifecycle import StopFlag
-from ray_app.schemas import Bar, DeadLetter, Trade
+from ray_app.schemas import Bar, DeadLetter, Quote, Trade, TradeCancel, TradeCorrection
 
-IngestItem = Trade | Bar | DeadLetter
+IngestItem = Trade | TradeCancel | TradeCorrection | Quote | Bar | DeadLetter
 _PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 
 
@@ -43,6 +43,9 @@ class Counters:
     delivered: int = 0
     failed: int = 0
     trades: int = 0
+    cancels: int = 0  # trade cancels and errors
+    corrections: int = 0
+    quotes: int = 0
     bars: int = 0
     dead_letters: int = 0
     backpressure_waits: int = 0
@@ -87,6 +90,15 @@ class IngestProducer:
         if isinstance(item, Trade):
             entry = JournalEntry(self.topics.trades.name, item.symbol.encode(), item.to_json())
             self.counters.trades += 1
+        elif isinstance(item, TradeCancel | TradeCorrection):  # behind their trade: same topic, same key
+            entry = JournalEntry(self.topics.trades.name, item.symbol.encode(), item.to_json())
+            if isinstance(item, TradeCancel):
+                self.counters.cancels += 1
+            else:
+                self.counters.corrections += 1
+        elif isinstance(item, Quote):
+            entry = JournalEntry(self.topics.quotes.name, item.symbol.encode(), item.to_json())
+            self.counters.quotes += 1
         elif isinstance(item, Bar):
             entry = JournalEntry(self.topics.bars.name, item.symbol.encode(), item.to_json())
             self.counters.bars += 1

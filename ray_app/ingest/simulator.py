@@ -6,6 +6,13 @@ weekdays; a gentle daily cycle for 24/7 crypto) and rises with volatility. Sizes
 stocks, log-normal fractions for crypto. Stocks found in bokeh-sampledata's real daily OHLCV (AAPL, GOOG, IBM,
 MSFT, public domain) are anchored on it: the start price, the volatility, and each simulated day's close-to-close
 return come from consecutive real days. Every record says ``source=simulator``.
+
+``events`` adds what a real feed sends beside the trades: the top of the book (``Quote``, ``quotes_per_trade`` per
+trade on average, around the price path, the spread a few basis points and at least a cent for stocks), and for
+stocks the venue's later cancels (``TradeCancel``, ``cancel_share`` of the trades, a tenth of them as errors) and
+corrections (``TradeCorrection``, ``correction_share``: a price a few basis points off, sometimes a new size), each
+sent between half a second and ``MAX_ADJUST_DELAY_S`` after its trade. They draw from random streams of their own,
+so the trades of a seed stay what they were.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ray_app.schemas import Source, Trade, is_crypto
+from ray_app.schemas import Quote, Source, Trade, TradeCancel, TradeCorrection, is_crypto
 
 NEW_YORK = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000
@@ -34,6 +41,8 @@ _CRYPTO_DEFAULTS = {"BTC": (95_000.0, 0.55, 0.02), "ETH": (3_500.0, 0.70, 0.3), 
 _STOCK_EXCHANGES = ["V", "Q", "N", "P", "D", "K", "Z"]
 _STOCK_EXCHANGE_WEIGHTS = [0.05, 0.25, 0.15, 0.15, 0.30, 0.05, 0.05]
 _NYSE_LISTED = {"IBM", "KO", "JPM", "XOM", "GE", "BRK.B", "WMT", "DIS"}
+MAX_ADJUST_DELAY_S = 90  # a cancel or correction follows its trade by 0.5 s to this
+Event = Trade | TradeCancel | TradeCorrection | Quote
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ def _stable_unit(symbol: str, salt: str) -> float:
 
 
 DAY_NS = 1440 * MINUTE_NS
+NANOS = 1_000_000_000
 # the day the simulated prices are anchored at (real stocks start near their last real close); fixed, so the
 # same seed gives the same trades whenever the simulator runs
 REFERENCE_DAY = 20_780  # 2026-11-23, days since 1970-01-01
@@ -108,12 +118,16 @@ class TradeSimulator:
     garch_alpha = 0.08
     garch_beta = 0.90
 
-    def __init__(self, symbols: list[str], seed: int, trades_per_minute: float, anchor_on_real_data: bool = True):
+    def __init__(self, symbols: list[str], seed: int, trades_per_minute: float, anchor_on_real_data: bool = True,
+                 cancel_share: float = 0.005, correction_share: float = 0.003, quotes_per_trade: float = 1.5):
         if trades_per_minute <= 0:
             raise ValueError("trades_per_minute must be positive")
         self.symbols = symbols
         self.seed = seed
         self.trades_per_minute = trades_per_minute
+        self.cancel_share = cancel_share
+        self.correction_share = correction_share
+        self.quotes_per_trade = quotes_per_trade
         anchors = real_daily_anchors() if anchor_on_real_data else {}
         self._states = [self._initial_state(s, anchors.get(s)) for s in symbols]
 
@@ -182,6 +196,82 @@ class TradeSimulator:
             while batch:
                 yield heapq.heappop(batch)[2]
             minute += MINUTE_NS
+
+    def events(self, start_ns: int, end_ns: int) -> Iterator[Event]:
+        """Every trade, quote, cancel and correction with ``start_ns <= timestamp < end_ns``, in timestamp order. The
+        minutes before ``start_ns`` are simulated too, for the cancels and corrections they send after it."""
+        pending: list[tuple[int, int, Event]] = []  # adjustments of earlier trades: (time, sequence, record)
+        sequence = 0
+        first = start_ns - MAX_ADJUST_DELAY_S * NANOS
+        minute = first - first % MINUTE_NS
+        while minute < end_ns:
+            batch: list[tuple[int, int, Event]] = []
+            for state in self._states:
+                trades = self._minute(state, minute)
+                for event in self._extras(state, minute, trades):
+                    sequence += 1
+                    heap = pending if isinstance(event, TradeCancel | TradeCorrection) else batch
+                    heapq.heappush(heap, (event.timestamp_ns, sequence, event))
+                for trade in trades:
+                    sequence += 1
+                    heapq.heappush(batch, (trade.timestamp_ns, sequence, trade))
+            while pending and pending[0][0] < minute + MINUTE_NS:
+                heapq.heappush(batch, heapq.heappop(pending))
+            while batch:
+                at, _, event = heapq.heappop(batch)
+                if start_ns <= at < end_ns:
+                    yield event
+            minute += MINUTE_NS
+
+    def _extras(self, state: _SymbolState, minute_ns: int, trades: list[Trade]) -> list[Event]:
+        """The minute's quotes around its trades, and the cancels and corrections its trades will get."""
+        if not trades:
+            return []
+        rng = np.random.default_rng([self.seed, state.key, 4, minute_ns // MINUTE_NS])
+        extras: list[Event] = []
+        times = np.array([t.timestamp_ns for t in trades])
+        for offset in np.sort(rng.integers(0, MINUTE_NS, size=int(rng.poisson(self.quotes_per_trade * len(trades))))):
+            at = minute_ns + int(offset)
+            near = trades[max(0, int(np.searchsorted(times, at, side="right")) - 1)]
+            extras.append(self._quote(state, rng, at, near.price))
+        if state.crypto:  # Alpaca's crypto feed sends no cancels or corrections
+            return extras
+        for trade in trades:
+            draw = rng.random()
+            delay = int(rng.uniform(0.5, MAX_ADJUST_DELAY_S) * NANOS)
+            if draw < self.cancel_share:
+                extras.append(TradeCancel(
+                    symbol=trade.symbol, timestamp_ns=trade.timestamp_ns + delay, trade_id=trade.trade_id,
+                    exchange=trade.exchange, price=trade.price, size=trade.size,
+                    action="E" if rng.random() < 0.1 else "C", tape=trade.tape, source=Source.SIMULATOR))  # fmt: skip
+            elif draw < self.cancel_share + self.correction_share:
+                price = max(0.01, round(trade.price * (1 + rng.normal(0, 0.0005)), 2))
+                size = float(max(1, round(trade.size * rng.uniform(0.5, 1.5)))) if rng.random() < 0.3 else trade.size
+                if price == trade.price and size == trade.size:  # a correction changes something
+                    price = round(trade.price + 0.01, 2)
+                extras.append(TradeCorrection(
+                    symbol=trade.symbol, timestamp_ns=trade.timestamp_ns + delay, exchange=trade.exchange,
+                    original_trade_id=trade.trade_id, original_price=trade.price, original_size=trade.size,
+                    original_conditions=trade.conditions, corrected_trade_id=f"{trade.trade_id}c",
+                    corrected_price=price, corrected_size=size, corrected_conditions=trade.conditions,
+                    tape=trade.tape, source=Source.SIMULATOR))  # fmt: skip
+        return extras
+
+    def _quote(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float) -> Quote:
+        """The book around ``price``: a spread of a few basis points (at least a cent for a stock)."""
+        spread = max(price * float(rng.lognormal(math.log(1.5e-4 if state.crypto else 3e-4), 0.5)),
+                     0.01 if not state.crypto else 0.0)  # fmt: skip
+        bid = round(price - spread * float(rng.uniform(0.2, 0.8)), 2)
+        ask = round(max(bid + 0.01, bid + spread), 2)
+        if state.crypto:
+            sizes = [round(float(rng.lognormal(math.log(state.lot / 5), 1.0)), 6) or 1e-6 for _ in range(2)]
+            return Quote(symbol=state.symbol, timestamp_ns=at_ns, bid_price=bid, bid_size=sizes[0], ask_price=ask,
+                         ask_size=sizes[1], source=Source.SIMULATOR)  # fmt: skip
+        exchanges = rng.choice(_STOCK_EXCHANGES, size=2, p=_STOCK_EXCHANGE_WEIGHTS)
+        return Quote(symbol=state.symbol, timestamp_ns=at_ns, bid_price=bid, bid_size=float(100 * rng.geometric(0.4)),
+                     bid_exchange=str(exchanges[0]), ask_price=ask, ask_size=float(100 * rng.geometric(0.4)),
+                     ask_exchange=str(exchanges[1]), conditions=["R"], tape=state.tape,
+                     source=Source.SIMULATOR)  # fmt: skip
 
     def _log_price_at_day_start(self, state: _SymbolState, day: int) -> float:
         cycle = len(state.daily_returns)

@@ -6,8 +6,10 @@ Point the real alpaca-py clients at it with ``url_override`` (the settings ``alp
 - the msgpack websocket: ``[{"T":"success","msg":"connected"}]`` on connect, then ``auth`` ->
   ``authenticated`` or error 402 ``auth failed``; one connection per endpoint (a second gets 406 ``connection
   limit exceeded``); ``subscribe`` -> a ``subscription`` echo of all channels, or 405 ``symbol limit
-  exceeded``; trades ``T:"t"`` and bars ``T:"b"`` with msgpack timestamps (nanoseconds), several messages per
-  frame, only for subscribed symbols;
+  exceeded``; trades ``T:"t"``, quotes ``T:"q"`` and bars ``T:"b"`` with msgpack timestamps (nanoseconds), several
+  messages per frame, only for subscribed symbols; and, as Alpaca does on the stock feed, trade cancels/errors
+  ``T:"x"`` and corrections ``T:"c"`` to every subscriber of the symbol's trades (a trades subscription subscribes
+  ``cancelErrors`` and ``corrections`` too, and the echo lists them);
 - the REST bars endpoints ``/v2/stocks/bars`` (API key headers required) and ``/v1beta3/crypto/us/bars`` (no
   keys), answering ``{"bars": {SYMBOL: [...]}, "next_page_token": ...}`` with pages of ``page_size`` bars.
 
@@ -53,6 +55,35 @@ def trade_message(symbol: str, epoch_ns: int, price: float, size: float, trade_i
         message["tks"] = extra.pop("tks", "B")
     else:
         message.update(x=extra.pop("x", "V"), c=extra.pop("c", ["@"]), z=extra.pop("z", "C"))
+    message.update(extra)
+    return message
+
+
+def cancel_message(symbol: str, epoch_ns: int, trade_id: int, price: float, size: float, action: str = "C",
+                   **extra: Any) -> dict:  # fmt: skip
+    """A trade cancel or error as Alpaca's stock stream sends it (``a``: C cancel, E error)."""
+    return {"T": "x", "S": symbol, "i": trade_id, "x": extra.pop("x", "V"), "p": price, "s": size, "a": action,
+            "z": extra.pop("z", "C"), "t": msgpack_timestamp(epoch_ns), **extra}  # fmt: skip
+
+
+def correction_message(symbol: str, epoch_ns: int, original_id: int, original_price: float, original_size: float,
+                       corrected_id: int, corrected_price: float, corrected_size: float, **extra: Any) -> dict:
+    """A trade correction as Alpaca's stock stream sends it: the original ``oi op os oc``, the corrected
+    ``ci cp cs cc``."""
+    return {"T": "c", "S": symbol, "x": extra.pop("x", "V"), "oi": original_id, "op": original_price,
+            "os": original_size, "oc": extra.pop("oc", ["@"]), "ci": corrected_id, "cp": corrected_price,
+            "cs": corrected_size, "cc": extra.pop("cc", ["@"]), "z": extra.pop("z", "C"),
+            "t": msgpack_timestamp(epoch_ns), **extra}  # fmt: skip
+
+
+def quote_message(symbol: str, epoch_ns: int, bid: float, ask: float, bid_size: float = 100, ask_size: float = 100,
+                  **extra: Any) -> dict:  # fmt: skip
+    """A quote as Alpaca's stream sends it (stocks carry exchanges, conditions and tape)."""
+    message = {"T": "q", "S": symbol, "bp": bid, "bs": bid_size, "ap": ask, "as": ask_size,
+               "t": msgpack_timestamp(epoch_ns)}  # fmt: skip
+    if "/" not in symbol:
+        message.update(bx=extra.pop("bx", "V"), ax=extra.pop("ax", "Q"), c=extra.pop("c", ["R"]),
+                       z=extra.pop("z", "C"))  # fmt: skip
     message.update(extra)
     return message
 
@@ -187,7 +218,8 @@ class FakeAlpaca:
 
     @staticmethod
     def _wants(conn: _Connection, message: dict) -> bool:
-        channel = {"t": "trades", "b": "bars", "q": "quotes"}.get(message.get("T", ""), "")
+        channel = {"t": "trades", "b": "bars", "q": "quotes", "x": "cancelErrors",
+                   "c": "corrections"}.get(message.get("T", ""), "")  # fmt: skip
         symbols = conn.subscriptions.get(channel, set())
         return "*" in symbols or message.get("S") in symbols or channel == ""
 
@@ -278,9 +310,15 @@ class FakeAlpaca:
                     return True
                 for ch, symbols in merged.items():
                     conn.subscriptions[ch] = symbols
+                if conn.feed == "stocks":  # Alpaca: a trades subscription brings the trades' cancels and corrections
+                    for ch in ("cancelErrors", "corrections"):
+                        conn.subscriptions[ch] = set(conn.subscriptions["trades"])
             else:
                 for ch, symbols in change.items():
                     conn.subscriptions[ch] -= symbols
+                if conn.feed == "stocks":
+                    for ch in ("cancelErrors", "corrections"):
+                        conn.subscriptions[ch] = set(conn.subscriptions["trades"])
             echo = {"T": "subscription", **{ch: sorted(conn.subscriptions.get(ch, set())) for ch in CHANNELS}}
             await ws.send_bytes(msgpack.packb([echo]))
             return True

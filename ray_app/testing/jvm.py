@@ -43,13 +43,22 @@ def stream_jvm(settings: Settings) -> Iterator[Any]:
             process.wait(10)
 
 
-def document(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
-             kafka_ms: int | None = None) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
-    """(index, doc_id, document) the record rules make of one Kafka record; ``kafka_ms`` is the record's Kafka
-    time (default: now, as for a record that just arrived)."""
+def action(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
+           kafka_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The bulk action the record rules make of one Kafka record: index, doc_id, source (parsed), op, version,
+    bar_key; ``kafka_ms`` is the record's Kafka time (default: now, as for a record that just arrived)."""
     if kafka_ms is None:
         import time
 
         kafka_ms = time.time_ns() // 1_000_000
-    index, doc_id, source = json.loads(package.RecordUdfs.documentOf(rules, topic, partition, offset, kafka_ms, value))
-    return index, doc_id, json.loads(source)
+    index, doc_id, source, op, version, bar_key = json.loads(
+        package.RecordUdfs.documentOf(rules, topic, partition, offset, kafka_ms, value))
+    return {"index": index, "doc_id": doc_id, "source": json.loads(source), "op": op, "version": version,
+            "bar_key": bar_key}  # fmt: skip
+
+
+def document(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
+             kafka_ms: int | None = None) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
+    """(index, doc_id, document) the record rules make of one Kafka record (``action`` for how it is written)."""
+    made = action(package, rules, topic, value, offset, partition, kafka_ms)
+    return made["index"], made["doc_id"], made["source"]

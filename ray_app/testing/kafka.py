@@ -16,7 +16,7 @@ def with_own_topics(settings: Settings, tag: str) -> Settings:
     renamed = topics.model_copy(
         update={
             name: getattr(topics, name).model_copy(update={"name": f"{getattr(topics, name).name}-{tag}"})
-            for name in ("trades", "bars", "dead_letters")
+            for name in ("trades", "bars", "dead_letters", "quotes")
         }
     )
     return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": renamed})})

@@ -2,11 +2,13 @@
 # (the corpus reuses one loop variable for values of every type: that is its point)
 """Every kind of record the streaming job must survive, for the rules' unit tests and the engine test.
 
-Built by class, not by example: for every field of a trade and of a bar, each wrong type (bool, number where
-text belongs, object, list, null), oversize text (over the field's limit and over Lucene's 32 KB term limit),
-and out-of-range numbers; whole values that are not a record at all (binary, empty, a tombstone, JSON that is
-not an object, nesting too deep, a key twice, trailing bytes, a message near Kafka's 1 MB limit); and the same on
-the bars and dead-letters topics. Some unusual records are valid and must be indexed: a long natural trade id
+Built by class, not by example: for every field of a trade, a trade cancel, a correction, a quote and a bar, each
+wrong type (bool, number where text belongs, object, list, null), oversize text (over the field's limit and over
+Lucene's 32 KB term limit), and out-of-range numbers; whole values that are not a record at all (binary, empty, a
+tombstone, JSON that is not an object, nesting too deep, a key twice, trailing bytes, a message near Kafka's 1 MB
+limit); and the same on the quotes, bars and dead-letters topics. A cancel or a correction of a trade never seen
+is a valid record that Elasticsearch refuses (``unknown_trade``: the record rules make it an update, the sink a
+dead letter). Some unusual records are valid and must be indexed: a long natural trade id
 (hashed into a bounded document id), ids at the byte limit, numbers given as text, unknown fields, Kafka
 timestamps a producer set to 0 or to the year 2500.
 """
@@ -33,12 +35,18 @@ NEAR_KAFKA_LIMIT = 990_000  # bytes: under the producer's and the broker's 1 MB 
 
 @dataclass(frozen=True)
 class Case:
-    topic: str  # "trades", "bars" or "dead_letters" (the settings key)
+    topic: str  # "trades", "quotes", "bars" or "dead_letters" (the settings key)
     value: bytes | None
     reason: str | None  # the dead letter's reason, or None: a valid record
     what: str
     trade: Trade | None = None  # a valid trade as the stream must index it
     kafka_ms: int | None = None  # a Kafka timestamp set by the producer
+    quote: dict[str, Any] | None = None  # a valid quote's fields, as the stream must keep it
+
+    @property
+    def refused_by_elasticsearch(self) -> bool:
+        """A valid record whose action Elasticsearch refuses (a cancel or correction of a trade never seen)."""
+        return self.reason == "unknown_trade"
 
 
 def _json(fields: dict[str, Any]) -> bytes:
@@ -74,7 +82,7 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
         out.append(Case("trades", _json(fields), None, what, model, kafka_ms))
 
     # --- not a record at all, on every topic
-    for topic in ("trades", "bars"):
+    for topic in ("trades", "quotes", "bars"):
         for value, what in [(b"\xff\xfe\x00binary", "binary"), (b"", "empty"), (None, "a tombstone"),
                             (b"not json", "text"), (b"[1, 2, 3]", "a JSON list"), (b"42", "a JSON number"),
                             (b'"trade"', "a JSON string"), (b"null", "JSON null"),
@@ -136,6 +144,81 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
     good(trade(), "a Kafka timestamp of 0", kafka_ms=0)
     good(trade(), "a Kafka timestamp in the year 2500", kafka_ms=16_725_225_600_000)
     good(trade(trade_id=7_000_000_000 + next(serial)), "a numeric trade id")
+
+    # --- cancels and corrections on the trades topic
+    def cancel(**changes: Any) -> dict[str, Any]:
+        n = next(serial)
+        fields: dict[str, Any] = {"schema_version": 1, "kind": "cancel", "symbol": symbol, "timestamp_ns": ts + n,
+                                  "source": "simulator", "trade_id": f"{tag}-never-{n}", "exchange": "V",
+                                  "price": 100.0, "size": 1.0, "action": "C", "tape": "C"}  # fmt: skip
+        fields.update(changes)
+        return fields
+
+    def correction(**changes: Any) -> dict[str, Any]:
+        n = next(serial)
+        fields: dict[str, Any] = {"schema_version": 1, "kind": "correction", "symbol": symbol,
+                                  "timestamp_ns": ts + n, "source": "simulator", "exchange": "V",
+                                  "original_trade_id": f"{tag}-never-{n}", "original_price": 100.0,
+                                  "original_size": 1.0, "original_conditions": ["@"],
+                                  "corrected_trade_id": f"{tag}-fixed-{n}", "corrected_price": 100.5,
+                                  "corrected_size": 1.0, "corrected_conditions": ["@"], "tape": "C"}  # fmt: skip
+        fields.update(changes)
+        return fields
+
+    for field in ("trade_id", "exchange", "action"):
+        for value, what in structured:
+            bad("trades", _json(cancel(**{field: value})), "invalid_value", f"cancel {field}: {what}")
+        bad("trades", _json(cancel(**{field: "y" * BIG})), "invalid_value", f"cancel {field}: 40,000 characters")
+    for field in ("trade_id", "price", "size"):
+        bad("trades", _json(cancel(**{field: _DROP})), "missing_field", f"cancel without {field}")
+    for field in ("price", "size"):
+        bad("trades", _json(cancel(**{field: "abc"})), "invalid_value", f"cancel {field}: text")
+    bad("trades", _json(cancel(exchange="A|B")), "invalid_value", "cancel exchange: with the id separator")
+    for field in ("original_trade_id", "corrected_trade_id"):
+        bad("trades", _json(correction(**{field: _DROP})), "missing_field", f"correction without {field}")
+        bad("trades", _json(correction(**{field: {"a": 1}})), "invalid_value", f"correction {field}: an object")
+        bad("trades", _json(correction(**{field: "y" * BIG})), "invalid_value", f"correction {field}: 40,000 bytes")
+    for field in ("original_price", "original_size", "corrected_price", "corrected_size"):
+        for value, what in [(0, "zero"), (-1, "negative"), ("NaN", "NaN"), ([1], "a list")]:
+            bad("trades", _json(correction(**{field: value})), "invalid_value", f"correction {field}: {what}")
+    for field in ("original_conditions", "corrected_conditions"):
+        bad("trades", _json(correction(**{field: "@"})), "invalid_value", f"correction {field}: a string")
+        bad("trades", _json(correction(**{field: ["@"] * (MAX_CONDITIONS + 1)})), "invalid_value",
+            f"correction {field}: too many codes")
+    bad("trades", _json(cancel(timestamp_ns=now_ns + 86_400 * 10**9)), "invalid_value", "cancel: a day in the future")
+    bad("trades", _json(cancel(kind={"k": 1})), "unknown_type", "cancel kind: an object")
+    # valid records Elasticsearch refuses: there is no such trade
+    bad("trades", _json(cancel()), "unknown_trade", "a cancel of a trade never seen")
+    bad("trades", _json(correction()), "unknown_trade", "a correction of a trade never seen")
+
+    # --- quotes topic
+    def quote(**changes: Any) -> dict[str, Any]:
+        n = next(serial)
+        fields: dict[str, Any] = {"schema_version": 1, "kind": "quote", "symbol": symbol, "timestamp_ns": ts + n,
+                                  "source": "simulator", "bid_price": 99.5, "bid_size": 300.0, "bid_exchange": "V",
+                                  "ask_price": 99.6, "ask_size": 200.0, "ask_exchange": "Q", "conditions": ["R"],
+                                  "tape": "C"}  # fmt: skip
+        fields.update(changes)
+        return fields
+
+    def good_quote(fields: dict[str, Any], what: str) -> None:
+        out.append(Case("quotes", _json(fields), None, what, quote=fields))
+
+    for field in ("bid_price", "ask_price", "bid_size", "ask_size"):
+        for value, what in [(_DROP, "missing"), ("abc", "text"), (-1, "negative"), ("NaN", "NaN"), ({"v": 1},
+                            "an object"), ("1" * BIG, "40,000 digits")]:  # fmt: skip
+            bad("quotes", _json(quote(**{field: value})), "missing_field" if what == "missing" else "invalid_value",
+                f"quote {field}: {what}")
+    for field in ("bid_exchange", "ask_exchange", "tape", "symbol"):
+        bad("quotes", _json(quote(**{field: ["x"]})), "invalid_value", f"quote {field}: a list")
+        bad("quotes", _json(quote(**{field: "q" * BIG})), "invalid_value", f"quote {field}: 40,000 characters")
+    bad("quotes", _json(quote(conditions={"c": 1})), "invalid_value", "quote conditions: an object")
+    bad("quotes", _json(quote(bid_price=100.0, ask_price=99.0)), "invalid_value", "a crossed book (ask below bid)")
+    bad("quotes", _json(quote(kind="trade")), "unknown_type", "a trade on the quotes topic")
+    bad("quotes", _json(quote(timestamp_ns=_DROP)), "missing_field", "quote without a time")
+    good_quote(quote(), "a two-sided quote")
+    good_quote(quote(bid_price=0.0, bid_size=0.0, bid_exchange=_DROP), "a one-sided quote (no bid: price 0)")
+    good_quote(quote(ask_price=99.5), "a locked book (ask = bid)")
 
     # --- bars topic
     def bar(**changes: Any) -> dict[str, Any]:

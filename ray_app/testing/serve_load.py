@@ -38,7 +38,8 @@ def running_replicas(app_name: str) -> dict[str, int]:
     app = serve.status().applications.get(app_name)
     if app is None:
         return {}
-    return {name: deployment.replica_states.get("RUNNING", 0) for name, deployment in app.deployments.items()}
+    return {name: sum(count for state, count in deployment.replica_states.items() if str(getattr(state, "value", state))
+                      == "RUNNING") for name, deployment in app.deployments.items()}  # fmt: skip
 
 
 def load_and_watch(app_name: str, urls: Sequence[str], *, concurrency: int, load_s: float,

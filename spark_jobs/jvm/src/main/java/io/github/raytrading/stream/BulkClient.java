@@ -46,6 +46,12 @@ import javax.net.ssl.X509ExtendedTrustManager;
  *   <li>Transient trouble is retried with exponential backoff, never turned into a rejection: a connection error
  *       or a whole request answered 429/502/503/504, and items answered 429 or 5xx. When it outlasts {@code
  *       retry_count} retries, {@link BulkWriteFailed} fails the batch, which Spark then replays.
+ *   <li>A 409 for a {@code create} (the trade is there already) or a versioned {@code index} (a newer quote is
+ *       there) is the action done, not a refusal; a 404 for a {@code delete} too (nothing to delete).
+ *   <li>Updates (cancels, corrections) go last, after everything else of the task is written, one request at a
+ *       time and in their order: a cancel in the same micro-batch as its trade finds it, and two corrections of
+ *       one trade apply in the order the venue sent them. An update of a document that is not there (a cancel of
+ *       a trade never seen) is refused with 404 and becomes a dead letter.
  * </ul>
  */
 final class BulkClient {
@@ -53,7 +59,7 @@ final class BulkClient {
   private static final Map<String, HttpClient> CLIENTS = new ConcurrentHashMap<>();
   private static final String BULK_PATH =
       "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason,"
-          + "items.*.error.caused_by.type,items.*.error.caused_by.reason";
+          + "items.*.error.caused_by.type,items.*.error.caused_by.reason,items.*.get._source";
   private static final int REASON_LIMIT = 1000;
 
   private final SinkConfig config;
@@ -87,10 +93,15 @@ final class BulkClient {
     WriteReport report = new WriteReport();
     ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
     List<Doc> pending = new ArrayList<>();
+    List<Doc> updates = new ArrayList<>();
     long size = 0;
     while (docs.hasNext()) {
       Doc doc = docs.next();
       report.documents++;
+      if (doc.op.equals(Doc.UPDATE)) {
+        updates.add(doc);
+        continue;
+      }
       if (!pending.isEmpty() && (pending.size() >= config.batchEntries || size + doc.size() > config.batchBytes)) {
         inFlight.add(send(pending, report));
         while (inFlight.size() >= config.maxInFlight) {
@@ -107,6 +118,9 @@ final class BulkClient {
     }
     while (!inFlight.isEmpty()) {
       settle(inFlight.poll(), report);
+    }
+    for (int i = 0; i < updates.size(); i += config.batchEntries) {
+      flush(new ArrayList<>(updates.subList(i, Math.min(i + config.batchEntries, updates.size()))), report);
     }
     deadLetter(report);
     report.tasks = 1;
@@ -243,19 +257,20 @@ final class BulkClient {
               + why[0] + ": " + why[1], null);
     }
     JsonNode body = parse(response.body);
-    if (!body.path("errors").asBoolean(true)) {
-      for (Doc doc : docs) {
-        report.indexed(doc, config.returnIds);
-      }
-      return;
-    }
     JsonNode items = body.path("items");
+    boolean errors = body.path("errors").asBoolean(true);
     for (int i = 0; i < docs.size(); i++) {
       Doc doc = docs.get(i);
+      if (!errors && !doc.op.equals(Doc.UPDATE)) {
+        report.indexed(doc, config.returnIds, doc.barKey);
+        continue;
+      }
       JsonNode result = items.path(i).elements().hasNext() ? items.path(i).elements().next() : null;
       int status = result == null ? 500 : result.path("status").asInt(500);
       if (status < 300) {
-        report.indexed(doc, config.returnIds);
+        report.indexed(doc, config.returnIds, doc.op.equals(Doc.UPDATE) ? barKey(result) : doc.barKey);
+      } else if ((status == 409 && doc.conflictIsDone()) || (status == 404 && doc.op.equals(Doc.DELETE))) {
+        report.done(doc);
       } else if (status == 429 || status >= 500) {
         again.add(doc);
         statuses.merge(status, 1, Integer::sum);
@@ -264,6 +279,16 @@ final class BulkClient {
         report.rejected.add(new WriteReport.Rejection(doc, status, why[0], why[1]));
       }
     }
+  }
+
+  /** The 1-minute bar an update touched: its document's symbol and time, as Elasticsearch answered them. */
+  private static String barKey(JsonNode result) {
+    JsonNode source = result.path("get").path("_source");
+    if (!source.has("symbol") || !source.has("timestamp_ns")) {
+      return null;
+    }
+    long seconds = Math.floorDiv(source.path("timestamp_ns").asLong(), Json.NANOS);
+    return source.path("symbol").asText() + "|" + Math.floorDiv(seconds, 60) * 60;
   }
 
   private static final class Response {
@@ -393,16 +418,26 @@ final class BulkClient {
     return text.length() <= REASON_LIMIT ? text : text.substring(0, REASON_LIMIT) + "...";
   }
 
-  static byte[] actionLine(String index, String id, String source) {
+  static byte[] actionLine(Doc doc) {
     JsonStringEncoder encoder = JsonStringEncoder.getInstance();
-    ByteArrayOutputStream out = new ByteArrayOutputStream(64 + source.length());
-    write(out, "{\"index\":{\"_index\":\"".getBytes(StandardCharsets.UTF_8));
-    write(out, encoder.quoteAsUTF8(index));
+    String source = doc.source;
+    ByteArrayOutputStream out = new ByteArrayOutputStream(96 + (source == null ? 0 : source.length()));
+    write(out, ("{\"" + doc.op + "\":{\"_index\":\"").getBytes(StandardCharsets.UTF_8));
+    write(out, encoder.quoteAsUTF8(doc.index));
     write(out, "\",\"_id\":\"".getBytes(StandardCharsets.UTF_8));
-    write(out, encoder.quoteAsUTF8(id));
-    write(out, "\"}}\n".getBytes(StandardCharsets.UTF_8));
-    write(out, source.getBytes(StandardCharsets.UTF_8));
-    out.write('\n');
+    write(out, encoder.quoteAsUTF8(doc.id));
+    write(out, "\"".getBytes(StandardCharsets.UTF_8));
+    if (doc.version != null) {
+      write(out, (",\"version\":" + doc.version + ",\"version_type\":\"external_gte\"").getBytes(StandardCharsets.UTF_8));
+    }
+    if (doc.op.equals(Doc.UPDATE)) {
+      write(out, ",\"retry_on_conflict\":3".getBytes(StandardCharsets.UTF_8));
+    }
+    write(out, "}}\n".getBytes(StandardCharsets.UTF_8));
+    if (source != null) {
+      write(out, source.getBytes(StandardCharsets.UTF_8));
+      out.write('\n');
+    }
     return out.toByteArray();
   }
 

@@ -4,7 +4,8 @@ import java.nio.charset.StandardCharsets;
 
 /** Dead letters for documents Elasticsearch itself refused (a mapping conflict, a date out of range), written
  * by the sink in the same task, so the batch commits: the same fields and bounds as the record rules' dead
- * letters, with the refused document as the raw payload. */
+ * letters, with the refused document as the raw payload. A cancel or correction of a trade that is not in the
+ * trades index is {@code unknown_trade}; every other refusal is {@code rejected}. */
 final class DeadLetters {
   private DeadLetters() {}
 
@@ -23,8 +24,11 @@ final class DeadLetters {
   static Doc of(WriteReport.Rejection r, SinkConfig c, boolean minimal) {
     byte[] raw = r.source.getBytes(StandardCharsets.UTF_8);
     String now = Json.formatNanos(System.currentTimeMillis() * 1_000_000);
-    String detail = "HTTP " + r.status + " " + r.type + ": " + r.reason;
-    Json.Doc doc = new Json.Doc().put("schema_version", 1L).put("stage", Records.STAGE).put("reason", "rejected")
+    boolean unknownTrade = r.status == 404 && "document_missing_exception".equals(r.type);
+    String detail = (unknownTrade ? "a cancel or correction of a trade never seen: no document " + r.docId + " in "
+        + r.index + " (HTTP 404 " + r.type + ")" : "HTTP " + r.status + " " + r.type + ": " + r.reason);
+    Json.Doc doc = new Json.Doc().put("schema_version", 1L).put("stage", Records.STAGE)
+        .put("reason", unknownTrade ? "unknown_trade" : "rejected")
         .put("detail", Json.cut(detail, minimal ? 200 : c.detailMax))
         .put("raw", minimal ? null : new String(raw, 0, Math.min(raw.length, c.rawMaxBytes), StandardCharsets.UTF_8))
         .put("raw_encoding", "utf-8").put("raw_bytes", (long) raw.length).put("raw_sha256", Json.sha256(raw))

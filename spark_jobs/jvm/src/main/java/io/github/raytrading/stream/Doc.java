@@ -3,20 +3,56 @@ package io.github.raytrading.stream;
 import java.io.Serializable;
 import java.nio.charset.StandardCharsets;
 
-/** One document to index: target index, deterministic id, JSON source, and its Kafka time if it has one. */
+/**
+ * One bulk action: target index, deterministic id, JSON body, and how it is written:
+ *
+ * <ul>
+ *   <li>{@code index}: the document as it is now (a bar, a dead letter); with a {@code version}, Elasticsearch's
+ *       external versioning keeps the one with the highest version (a quote: its time), so a replay or an older
+ *       record never overwrites a newer one;
+ *   <li>{@code create}: only if absent (a trade: a copy that reached Kafka twice, or a replay, changes nothing, and
+ *       a cancelled trade sent again stays cancelled);
+ *   <li>{@code update}: fields merged into an existing document (a cancel, a correction); absent, it is refused
+ *       with 404;
+ *   <li>{@code delete}: a bar no trade is left in.
+ * </ul>
+ *
+ * {@code barKey} ({@code symbol|minute start in seconds}) names the 1-minute bar the action touches, when the
+ * record says it; an update learns it from Elasticsearch's answer (the trade's time).
+ */
 final class Doc implements Serializable {
   private static final long serialVersionUID = 1L;
 
+  static final String INDEX = "index";
+  static final String CREATE = "create";
+  static final String UPDATE = "update";
+  static final String DELETE = "delete";
+
   final String index;
   final String id;
-  final String source;
-  final byte[] line; // the bulk request's two lines for this document, UTF-8
+  final String source; // the document; for an update, the update body ({"doc": ...}); null for a delete
+  final String op;
+  final Long version; // external_gte version of an index action, or null
+  final String barKey;
+  final byte[] line; // the bulk request's lines for this action, UTF-8
 
   Doc(String index, String id, String source) {
+    this(index, id, source, INDEX, null, null);
+  }
+
+  Doc(String index, String id, String source, String op, Long version, String barKey) {
     this.index = index;
     this.id = id;
     this.source = source;
-    this.line = BulkClient.actionLine(index, id, source);
+    this.op = op == null ? INDEX : op;
+    this.version = version;
+    this.barKey = barKey;
+    this.line = BulkClient.actionLine(this);
+  }
+
+  /** A 409 for this action means "already there, or superseded by a newer version": done, not refused. */
+  boolean conflictIsDone() {
+    return op.equals(CREATE) || version != null;
   }
 
   int size() {

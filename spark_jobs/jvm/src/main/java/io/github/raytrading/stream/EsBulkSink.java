@@ -16,8 +16,9 @@ import org.apache.spark.sql.Row;
  * pays for a round trip through a Python worker. Called from Python through py4j (spark_jobs/es_sink.py):
  *
  * <pre>
- *   EsBulkSink.write(documents._jdf, config_json)     // a DataFrame of index, doc_id, source [, produced_ms]
- *   EsBulkSink.writeLocal(documents_json, config_json) // a few documents from the driver: [[index, id, source], ...]
+ *   EsBulkSink.write(documents._jdf, config_json)     // a DataFrame of index, doc_id, source [, op, version,
+ *                                                     //   bar_key] [, produced_ms]
+ *   EsBulkSink.writeLocal(documents_json, config_json) // a few from the driver: [[index, id, source(, op)], ...]
  * </pre>
  *
  * Both return the JSON of a {@link WriteReport}.
@@ -28,11 +29,16 @@ public final class EsBulkSink {
   /** Index every row of {@code documents} from the executors, one bulk stream per partition. */
   public static String write(Dataset<Row> documents, String configJson) {
     SinkConfig config = SinkConfig.parse(configJson);
-    boolean timed = List.of(documents.columns()).contains("produced_ms");
+    List<String> columns = List.of(documents.columns());
+    boolean timed = columns.contains("produced_ms");
+    boolean actions = columns.contains("op");
     Dataset<Row> rows =
-        timed
-            ? documents.selectExpr("index", "doc_id", "source", "CAST(produced_ms AS BIGINT) AS produced_ms")
-            : documents.selectExpr("index", "doc_id", "source");
+        documents.selectExpr(
+            "index", "doc_id", "source",
+            actions ? "op" : "CAST(NULL AS STRING) AS op",
+            actions ? "CAST(version AS BIGINT) AS version" : "CAST(NULL AS BIGINT) AS version",
+            actions ? "bar_key" : "CAST(NULL AS STRING) AS bar_key",
+            timed ? "CAST(produced_ms AS BIGINT) AS produced_ms" : "CAST(NULL AS BIGINT) AS produced_ms");
     FlatMapFunction<Iterator<Row>, WriteReport> bulk =
         partition -> {
           long[] newest = {Long.MIN_VALUE};
@@ -46,10 +52,11 @@ public final class EsBulkSink {
                 @Override
                 public Doc next() {
                   Row row = partition.next();
-                  if (timed && !row.isNullAt(3)) {
-                    newest[0] = Math.max(newest[0], row.getLong(3));
+                  if (!row.isNullAt(6)) {
+                    newest[0] = Math.max(newest[0], row.getLong(6));
                   }
-                  return new Doc(row.getString(0), row.getString(1), row.getString(2));
+                  return new Doc(row.getString(0), row.getString(1), row.getString(2), row.getString(3),
+                      row.isNullAt(4) ? null : row.getLong(4), row.getString(5));
                 }
               };
           WriteReport report = new BulkClient(config).write(docs);
@@ -63,13 +70,16 @@ public final class EsBulkSink {
     return total.toJson();
   }
 
-  /** Index documents given as JSON ({@code [[index, doc_id, source], ...]}) from this JVM (the driver). */
+  /** Write documents given as JSON ({@code [[index, doc_id, source], ...]}, a fourth item {@code "delete"}
+   * with a null source for a deletion) from this JVM (the driver). */
   public static String writeLocal(String documentsJson, String configJson) {
     SinkConfig config = SinkConfig.parse(configJson);
     List<Doc> docs = new ArrayList<>();
     try {
       for (JsonNode item : new ObjectMapper().readTree(documentsJson)) {
-        docs.add(new Doc(item.path(0).asText(), item.path(1).asText(), item.path(2).asText()));
+        String op = item.path(3).isTextual() ? item.path(3).asText() : Doc.INDEX;
+        String source = item.path(2).isNull() || item.path(2).isMissingNode() ? null : item.path(2).asText();
+        docs.add(new Doc(item.path(0).asText(), item.path(1).asText(), source, op, null, null));
       }
     } catch (IOException e) {
       throw new IllegalArgumentException("documents must be a JSON list of [index, doc_id, source]", e);

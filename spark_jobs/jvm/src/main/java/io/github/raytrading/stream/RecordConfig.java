@@ -15,7 +15,9 @@ public final class RecordConfig implements Serializable {
   final String tradesTopic;
   final String barsTopic;
   final String deadLettersTopic;
+  final String quotesTopic;
   final String tradesIndex;
+  final String quotesIndex;
   final String bars1mIndex;
   final String bars1hIndex;
   final String deadLettersIndex;
@@ -39,7 +41,9 @@ public final class RecordConfig implements Serializable {
     tradesTopic = topics.path("trades").asText();
     barsTopic = topics.path("bars").asText();
     deadLettersTopic = topics.path("dead_letters").asText();
+    quotesTopic = topics.path("quotes").asText();
     tradesIndex = indices.path("trades").asText();
+    quotesIndex = indices.path("quotes").asText();
     bars1mIndex = indices.path("bars_1m").asText();
     bars1hIndex = indices.path("bars_1h").asText();
     deadLettersIndex = indices.path("dead_letters").asText();

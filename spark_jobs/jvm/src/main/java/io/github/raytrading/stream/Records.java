@@ -14,8 +14,8 @@ import java.util.List;
 import java.util.regex.Pattern;
 
 /**
- * The record rules: Kafka values of the trades, bars and dead-letters topics -> Elasticsearch documents, or
- * dead letters with the reason. spark_jobs/records.py documents the rules and the ids; this is where they run,
+ * The record rules: Kafka values of the trades (trades, cancels, corrections), quotes, bars and dead-letters
+ * topics -> Elasticsearch bulk actions, or dead letters with the reason. spark_jobs/records.py documents the rules and the ids; this is where they run,
  * once per record, inside the Spark tasks (a UDF keeps each micro-batch's query plan small: a projection of
  * fifty checks written in Spark SQL cost most of a small batch in planning and code generation).
  */
@@ -43,17 +43,34 @@ final class Records {
     long tsNanos;
   }
 
-  /** One document: where it goes, its id, its JSON. */
+  /** One bulk action: where it goes, its id, its JSON, how it is written ({@link Doc} says what each op does),
+   * and the 1-minute bar it touches (symbol|start seconds) when the record says so. */
   static final class Document {
     final String index;
     final String id;
     final String source;
+    final String op;
+    final Long version;
+    final String barKey;
 
     Document(String index, String id, String source) {
+      this(index, id, source, Doc.INDEX, null, null);
+    }
+
+    Document(String index, String id, String source, String op, Long version, String barKey) {
       this.index = index;
       this.id = id;
       this.source = source;
+      this.op = op;
+      this.version = version;
+      this.barKey = barKey;
     }
+  }
+
+  /** symbol|minute start (seconds): the 1-minute bar an instant falls in. */
+  static String barKey(String symbol, long tsNanos, RecordConfig c) {
+    long seconds = Math.floorDiv(tsNanos, Json.NANOS);
+    return symbol + c.separator + Math.floorDiv(seconds, 60) * 60;
   }
 
   static JsonNode object(byte[] value) throws Invalid {
@@ -175,29 +192,59 @@ final class Records {
     return value;
   }
 
+  /** A trade id field: present, not empty, at most trade_id_max_bytes, a string or a number. */
+  private static String tradeIdField(JsonNode rec, String field, RecordConfig c) throws Invalid {
+    String id = Json.text(rec, field);
+    if (id == null) {
+      throw Invalid.missing(field);
+    }
+    if (id.isEmpty()) {
+      throw Invalid.value("field '" + field + "' is empty");
+    }
+    int bytes = Json.utf8Length(id);
+    if (bytes > c.tradeIdMaxBytes) {
+      throw Invalid.value("field '" + field + "' must be at most " + c.tradeIdMaxBytes + " bytes (got " + bytes + ")");
+    }
+    if (Json.structured(rec, field)) {
+      throw Invalid.value("field '" + field + "' must be a string or a number, not a JSON object or list (got "
+          + Json.quote(id, c.quoteMax) + ")");
+    }
+    return id;
+  }
+
+  /** An optional list of condition codes: at most max_conditions, each at most code_max_length characters. */
+  private static List<String> conditions(JsonNode rec, String field, RecordConfig c) throws Invalid {
+    JsonNode conditions = rec.get(field);
+    if (conditions == null || conditions.isNull()) {
+      return null;
+    }
+    String given = Json.quote(Json.text(rec, field), c.quoteMax);
+    if (!conditions.isArray()) {
+      throw Invalid.value("field '" + field + "' must be a list of strings (got " + given + ")");
+    }
+    if (conditions.size() > c.maxConditions) {
+      throw Invalid.value("field '" + field + "' may hold at most " + c.maxConditions + " codes (got "
+          + conditions.size() + ")");
+    }
+    List<String> codes = new ArrayList<>(conditions.size());
+    for (JsonNode code : conditions) {
+      if (!code.isValueNode() || code.isNull() || code.asText().length() > c.codeMaxLength) {
+        throw Invalid.value("each of '" + field + "' must be a string of at most " + c.codeMaxLength
+            + " characters (got " + given + ")");
+      }
+      codes.add(code.asText());
+    }
+    return codes;
+  }
+
   static Trade trade(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     common(rec, "trade", c);
     Trade t = new Trade();
     t.tsNanos = eventTime(rec, c, kafkaMs);
     t.price = number(rec, "price", true, true, c);
     t.size = number(rec, "size", true, true, c);
-    String id = Json.text(rec, "trade_id");
-    if (id == null) {
-      throw Invalid.missing("trade_id");
-    }
-    if (id.isEmpty()) {
-      throw Invalid.value("field 'trade_id' is empty");
-    }
-    int bytes = Json.utf8Length(id);
-    if (bytes > c.tradeIdMaxBytes) {
-      throw Invalid.value("field 'trade_id' must be at most " + c.tradeIdMaxBytes + " bytes (got " + bytes + ")");
-    }
-    if (Json.structured(rec, "trade_id")) {
-      throw Invalid.value("field 'trade_id' must be a string or a number, not a JSON object or list (got "
-          + Json.quote(id, c.quoteMax) + ")");
-    }
+    t.tradeId = tradeIdField(rec, "trade_id", c);
     t.symbol = Json.text(rec, "symbol");
-    t.tradeId = id;
     t.exchange = text(rec, "exchange", c.codeMaxLength, true, c);
     t.tape = text(rec, "tape", c.codeMaxLength, false, c);
     String side = Json.text(rec, "taker_side");
@@ -206,47 +253,110 @@ final class Records {
     }
     t.takerSide = side;
     t.source = Json.text(rec, "source");
-    JsonNode conditions = rec.get("conditions");
-    if (conditions != null && !conditions.isNull()) {
-      String given = Json.quote(Json.text(rec, "conditions"), c.quoteMax);
-      if (!conditions.isArray()) {
-        throw Invalid.value("field 'conditions' must be a list of strings (got " + given + ")");
-      }
-      if (conditions.size() > c.maxConditions) {
-        throw Invalid.value("field 'conditions' may hold at most " + c.maxConditions + " codes (got "
-            + conditions.size() + ")");
-      }
-      t.conditions = new ArrayList<>(conditions.size());
-      for (JsonNode code : conditions) {
-        if (!code.isValueNode() || code.isNull() || code.asText().length() > c.codeMaxLength) {
-          throw Invalid.value("each of 'conditions' must be a string of at most " + c.codeMaxLength
-              + " characters (got " + given + ")");
-        }
-        t.conditions.add(code.asText());
-      }
-    }
+    t.conditions = conditions(rec, "conditions", c);
     return t;
   }
 
   /** symbol|exchange|trade_id, or with sha256:<hex> for the trade id when that would pass 512 bytes. */
   static String tradeId(Trade t, RecordConfig c) {
-    String head = t.symbol + c.separator + (t.exchange == null ? "" : t.exchange) + c.separator;
-    String natural = head + t.tradeId;
+    return tradeId(t.symbol, t.exchange, t.tradeId, c);
+  }
+
+  static String tradeId(String symbol, String exchange, String tradeId, RecordConfig c) {
+    String head = symbol + c.separator + (exchange == null ? "" : exchange) + c.separator;
+    String natural = head + tradeId;
     if (Json.utf8Length(natural) <= c.esIdMaxBytes) {
       return natural;
     }
-    return head + "sha256:" + Json.sha256(t.tradeId.getBytes(StandardCharsets.UTF_8));
+    return head + "sha256:" + Json.sha256(tradeId.getBytes(StandardCharsets.UTF_8));
+  }
+
+  // an update answers with the trade's symbol and time: the 1-minute bar it changed
+  private static final String UPDATE_RETURNS = ",\"_source\":[\"symbol\",\"timestamp_ns\"]}";
+
+  /** A cancel (or error) of a trade -> an update that marks the trade cancelled; the trade stays, its bars no
+   * longer count it. */
+  static Document cancelDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
+    common(rec, "cancel", c);
+    long ts = eventTime(rec, c, kafkaMs);
+    number(rec, "price", true, true, c);
+    number(rec, "size", true, true, c);
+    String id = tradeIdField(rec, "trade_id", c);
+    String exchange = text(rec, "exchange", c.codeMaxLength, true, c);
+    String action = text(rec, "action", c.codeMaxLength, false, c);
+    text(rec, "tape", c.codeMaxLength, false, c);
+    String symbol = Json.text(rec, "symbol");
+    Json.Doc fields = new Json.Doc().put("cancelled", true).put("cancelled_at", Json.formatNanos(ts))
+        .put("cancel_action", action == null ? "C" : action);
+    return new Document(c.tradesIndex, tradeId(symbol, exchange, id, c), "{\"doc\":" + fields.json() + UPDATE_RETURNS,
+        Doc.UPDATE, null, null);
+  }
+
+  /** A correction -> an update that puts the corrected price, size and conditions in place, keeping the original
+   * ones beside them. */
+  static Document correctionDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
+    common(rec, "correction", c);
+    long ts = eventTime(rec, c, kafkaMs);
+    String original = tradeIdField(rec, "original_trade_id", c);
+    String corrected = tradeIdField(rec, "corrected_trade_id", c);
+    double originalPrice = number(rec, "original_price", true, true, c);
+    double originalSize = number(rec, "original_size", true, true, c);
+    double price = number(rec, "corrected_price", true, true, c);
+    double size = number(rec, "corrected_size", true, true, c);
+    List<String> originalConditions = conditions(rec, "original_conditions", c);
+    List<String> correctedConditions = conditions(rec, "corrected_conditions", c);
+    String exchange = text(rec, "exchange", c.codeMaxLength, true, c);
+    text(rec, "tape", c.codeMaxLength, false, c);
+    String symbol = Json.text(rec, "symbol");
+    Json.Doc fields = new Json.Doc().put("price", price).put("size", size).put("notional", price * size)
+        .put("conditions", correctedConditions == null ? new ArrayList<String>() : correctedConditions)
+        .put("corrected", true).put("corrected_at", Json.formatNanos(ts)).put("corrected_trade_id", corrected)
+        .put("original_price", originalPrice).put("original_size", originalSize)
+        .put("original_conditions", originalConditions == null ? new ArrayList<String>() : originalConditions);
+    return new Document(c.tradesIndex, tradeId(symbol, exchange, original, c),
+        "{\"doc\":" + fields.json() + UPDATE_RETURNS, Doc.UPDATE, null, null);
+  }
+
+  /** A quote -> the top of the book of its symbol and second; of several in one second the latest stays
+   * (external versioning by the quote's time, so a replay or a late older quote never overwrites it). */
+  static Document quoteDocument(JsonNode rec, int partition, long offset, RecordConfig c, Long kafkaMs)
+      throws Invalid {
+    common(rec, "quote", c);
+    long ts = eventTime(rec, c, kafkaMs);
+    double bid = number(rec, "bid_price", false, true, c);
+    double ask = number(rec, "ask_price", false, true, c);
+    double bidSize = number(rec, "bid_size", false, true, c);
+    double askSize = number(rec, "ask_size", false, true, c);
+    if (bid > 0 && ask > 0 && ask < bid) {
+      throw Invalid.value("the book is crossed: ask " + Json.text(rec, "ask_price") + " below bid "
+          + Json.text(rec, "bid_price"));
+    }
+    String symbol = Json.text(rec, "symbol");
+    long second = Math.floorDiv(ts, Json.NANOS);
+    boolean twoSided = bid > 0 && ask > 0;
+    Json.Doc doc = new Json.Doc()
+        .put("symbol", symbol).put("timestamp", Json.formatSeconds(second)).put("quoted_at", Json.formatNanos(ts))
+        .put("quoted_ns", ts).put("bid_price", bid).put("bid_size", bidSize)
+        .put("bid_exchange", text(rec, "bid_exchange", c.codeMaxLength, false, c))
+        .put("ask_price", ask).put("ask_size", askSize)
+        .put("ask_exchange", text(rec, "ask_exchange", c.codeMaxLength, false, c))
+        .put("spread", twoSided ? ask - bid : null).put("mid", twoSided ? (ask + bid) / 2 : null)
+        .put("conditions", conditions(rec, "conditions", c)).put("tape", text(rec, "tape", c.codeMaxLength, false, c))
+        .put("source", Json.text(rec, "source")).put("kafka_partition", (long) partition).put("kafka_offset", offset);
+    return new Document(c.quotesIndex, symbol + c.separator + Json.formatSeconds(second), doc.json(), Doc.INDEX, ts,
+        barKey(symbol, ts, c));
   }
 
   static Document tradeDocument(Trade t, int partition, long offset, Long kafkaMs, RecordConfig c) {
     Json.Doc doc = new Json.Doc()
-        .put("symbol", t.symbol).put("price", t.price).put("size", t.size).put("trade_id", t.tradeId)
+        .put("symbol", t.symbol).put("price", t.price).put("size", t.size).put("notional", t.price * t.size)
+        .put("trade_id", t.tradeId)
         .put("exchange", t.exchange).put("conditions", t.conditions).put("tape", t.tape)
         .put("taker_side", t.takerSide).put("source", t.source).put("timestamp", Json.formatNanos(t.tsNanos))
         .put("timestamp_ns", t.tsNanos).put("schema_version", 1L)
         .put("ingested_at", kafkaNanos(kafkaMs) == null ? null : Json.formatNanos(kafkaNanos(kafkaMs)))
         .put("kafka_partition", (long) partition).put("kafka_offset", offset);
-    return new Document(c.tradesIndex, tradeId(t, c), doc.json());
+    return new Document(c.tradesIndex, tradeId(t, c), doc.json(), Doc.CREATE, null, barKey(t.symbol, t.tsNanos, c));
   }
 
   static Document barDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
@@ -388,20 +498,33 @@ final class Records {
     return new Document(c.deadLettersIndex, kafkaId(topic, partition, offset, c), doc.json());
   }
 
-  /** Any record of the three topics -> its document: a trade, a bar, or a dead letter. */
+  /** Any record of the four topics -> its action: a trade, a cancel or correction of one, a quote, a bar, or a
+   * dead letter. The trades topic holds trades (kind "trade", or none) and their cancels and corrections. */
   static Document document(String topic, int partition, long offset, Long kafkaMs, byte[] value, RecordConfig c) {
     if (topic.equals(c.deadLettersTopic)) {
       return upstreamDeadLetter(topic, partition, offset, kafkaMs, value, c);
     }
     boolean trades = topic.equals(c.tradesTopic);
+    boolean quotes = topic.equals(c.quotesTopic);
     try {
       JsonNode rec = object(value);
       if (trades) {
+        String kind = Json.structured(rec, "kind") ? null : Json.text(rec, "kind");
+        if ("cancel".equals(kind)) {
+          return cancelDocument(rec, c, kafkaMs);
+        }
+        if ("correction".equals(kind)) {
+          return correctionDocument(rec, c, kafkaMs);
+        }
         return tradeDocument(trade(rec, c, kafkaMs), partition, offset, kafkaMs, c);
+      }
+      if (quotes) {
+        return quoteDocument(rec, partition, offset, c, kafkaMs);
       }
       return barDocument(rec, c, kafkaMs);
     } catch (Invalid why) {
-      return deadLetter(why, trades ? c.tradesIndex : "bars", topic, partition, offset, kafkaMs, value, c);
+      String intended = trades ? c.tradesIndex : quotes ? c.quotesIndex : "bars";
+      return deadLetter(why, intended, topic, partition, offset, kafkaMs, value, c);
     }
   }
 }

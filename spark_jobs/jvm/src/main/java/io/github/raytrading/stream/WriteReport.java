@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.TreeSet;
 
 /**
  * What one write did, merged across tasks: documents indexed per index, the documents Elasticsearch refused
@@ -46,6 +47,8 @@ public final class WriteReport implements Serializable {
   long rejectedCount; // documents refused for good, each written as a dead letter
   long lostDeadLetters; // dead letters refused even without their raw document (logged by the executor)
   final Map<String, List<String>> ids = new TreeMap<>(); // only when the config asks for them
+  final TreeSet<String> touched = new TreeSet<>(); // 1-minute bars (symbol|start seconds) the writes touched
+  long duplicates; // creates of documents already there, versioned writes older than what is there: done
   long documents; // documents handed to the sink
   long bytes; // bulk body bytes sent, retries and splits included
   long requests; // bulk requests sent
@@ -69,10 +72,22 @@ public final class WriteReport implements Serializable {
     }
   }
 
-  void indexed(Doc doc, boolean keepId) {
+  void indexed(Doc doc, boolean keepId, String barKey) {
     indexed.merge(doc.index, 1L, Long::sum);
     if (keepId) {
       ids.computeIfAbsent(doc.index, k -> new ArrayList<>()).add(doc.id);
+    }
+    if (barKey != null) {
+      touched.add(barKey);
+    }
+  }
+
+  /** An action Elasticsearch had nothing to do for: a trade already indexed, a quote older than the one there, a
+   * bar already deleted. Its bar still counts as touched (a replayed batch recomputes what it may not have). */
+  void done(Doc doc) {
+    duplicates++;
+    if (doc.barKey != null) {
+      touched.add(doc.barKey);
     }
   }
 
@@ -89,6 +104,8 @@ public final class WriteReport implements Serializable {
     rejectedCount += other.rejectedCount;
     lostDeadLetters += other.lostDeadLetters;
     other.ids.forEach((k, v) -> ids.computeIfAbsent(k, x -> new ArrayList<>()).addAll(v));
+    touched.addAll(other.touched);
+    duplicates += other.duplicates;
     documents += other.documents;
     bytes += other.bytes;
     requests += other.requests;
@@ -108,6 +125,8 @@ public final class WriteReport implements Serializable {
     out.put("lost_dead_letters", lostDeadLetters);
     out.put("samples", samples);
     out.put("ids", ids);
+    out.put("touched", touched);
+    out.put("duplicates", duplicates);
     out.put("documents", documents);
     out.put("bytes", bytes);
     out.put("requests", requests);
