@@ -254,12 +254,11 @@ class StreamJob:
         with clock.phase("bars"):
             minutes = write_local(self.spark, minute_bar_actions(
                 self.es, indices.trades, indices.quotes, indices.bars_1m, keys), self.sink)  # fmt: skip
-        self._refresh(clock, minutes.indexed)
-        with clock.phase("hours"):
+        with clock.phase("hours"):  # from the minutes by a real-time multi-get: no refresh in between
             hours = write_local(self.spark, hour_bar_actions(self.es, indices.bars_1m, indices.bars_1h,
                                                              touched_hours(keys)), self.sink)  # fmt: skip
         minutes.add(hours)
-        self._refresh(clock, hours.indexed)
+        self._refresh(clock, {indices.bars_1m: 1, indices.bars_1h: 1})  # deletes count as writes too
         minutes.documents = 0  # the batch's rows are its Kafka records; bars are what they caused
         return minutes
 

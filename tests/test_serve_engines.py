@@ -159,6 +159,8 @@ def test_openapi_lists_every_endpoint(http: httpx.Client) -> None:
         "/recommendations",
         "/recommendations/latest",
         "/model",
+        "/quote/{symbol}",
+        "/indicators/{symbol}",
     } <= paths
     assert http.get("/docs").status_code == 200
 
@@ -325,6 +327,13 @@ def test_indicators_answer_the_stored_documents_oldest_first_equal_to_talib(sett
     report = step.cycle()
     assert report.bars["BTC/USD"] == count and report.written["BTC/USD"] == count - 100  # from the first gap on
     assert step.cycle().written["BTC/USD"] == 0  # nothing changed
+    # a bar the stream rewrites hours later (a cancel, a correction, a late trade): from that bar on, again
+    revised = {**bars[50]["_source"], "close": closes[50] * 1.01, "updated_at": format_seconds(int(time.time()))}
+    bulk(es, [{**bars[50], "_source": revised}], refresh="wait_for")
+    assert step.cycle().written["BTC/USD"] == count - 50
+    bars[50]["_source"]["updated_at"] = format_seconds(int(time.time()))  # and back, for the values below
+    bulk(es, [bars[50]], refresh="wait_for")
+    assert step.cycle().written["BTC/USD"] == count - 50
     es.indices.refresh(index=indices.indicators_1m)
     rows = http.get("/indicators/BTC-USD", params={"minutes": 50}).json()
     assert [row["timestamp"] for row in rows] == [format_seconds(first + 60 * i) for i in range(count - 50, count)]
@@ -584,3 +593,31 @@ def test_the_forecast_and_recommender_deployments_grow_under_load_and_shrink_aft
         assert timeline.samples[0].running.get(name) == 1, rows  # it started at its minimum
     after = [s for s in timeline.samples if not s.loaded]
     assert after and after[-1].running.get("Forecast") == 1 and after[-1].running.get("Recommender") == 1, rows
+
+
+def test_the_latest_quote_is_each_symbol_s_newest_top_of_the_book(settings: Settings, http: httpx.Client) -> None:
+    from ray_app.documents import QuoteDocument, checked
+    from ray_app.times import format_ns, format_seconds
+
+    es = client(settings)
+    index = settings.elasticsearch.indices.quotes
+    ensure_index(settings, es, index, MAPPINGS["quotes"])
+    now = time.time_ns() // 10**9 * 10**9
+    docs = []
+    for offset, bid in ((-30, 90_000.0), (-2, 90_010.0), (-65, 89_000.0)):
+        at = now + offset * 10**9 + 5
+        docs.append({"_index": index, "_id": f"BTC/USD|{format_seconds(at // 10**9)}", "_source": checked(
+            QuoteDocument, {"symbol": "BTC/USD", "timestamp": format_seconds(at // 10**9), "quoted_at": format_ns(at),
+                            "quoted_ns": at, "bid_price": bid, "bid_size": 0.5, "ask_price": bid + 2.5,
+                            "ask_size": 0.25, "spread": 2.5, "mid": bid + 1.25, "source": "simulator",
+                            "kafka_partition": 0, "kafka_offset": offset + 100})})  # fmt: skip
+    bulk(es, docs, refresh="wait_for")
+    answer = http.get("/quote/BTC-USD")
+    assert answer.status_code == 200, answer.text
+    quote = answer.json()
+    assert (quote["bid_price"], quote["ask_price"], quote["spread"], quote["mid"]) == (90_010.0, 90_012.5, 2.5,
+                                                                                        90_011.25)  # fmt: skip
+    assert http.get("/quote/BTC/USD").json() == quote
+    assert http.get("/quote/AAPL").status_code == 404  # traded, but no quote yet
+    unknown = http.get("/quote/DOGE")
+    assert unknown.status_code == 404 and "BTC-USD" in unknown.json()["detail"]
