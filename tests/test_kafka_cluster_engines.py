@@ -124,7 +124,8 @@ def test_a_broker_killed_mid_ingest_and_mid_stream_loses_and_doubles_nothing(
     _kill_and_restart(cluster, 2, 8, events, ingest)
     out, err = ingest.communicate(timeout=INGEST_S + 180)
     assert ingest.returncode == 0, out + err
-    report = re.search(r"([\d,]+) trades, .* ([\d,]+) quotes, .*failed (\d+), undelivered (\d+)", out)
+    # the console wraps the line where it likes
+    report = re.search(r"([\d,]+)\s+trades,.*?([\d,]+)\s+quotes,.*failed\s+(\d+),\s+undelivered\s+(\d+)", out, re.S)
     assert report and report.group(3) == "0" and report.group(4) == "0", out
     delivered, quotes = (int(report.group(n).replace(",", "")) for n in (1, 2))
 

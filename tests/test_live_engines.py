@@ -139,11 +139,15 @@ def test_the_simulators_count_reaches_prometheus_exactly(settings: Settings, sta
     line = next(line for line in jobs.get_job_logs(simulator).splitlines() if line.startswith("ingest simulate:"))
     delivered = int(re.search(r"([\d,]+) delivered", line).group(1).replace(",", ""))
     assert delivered > 1000, line
-    topic = settings.kafka.topics.trades.name
     worker = worker_of(settings, simulator)
-    # the job has ended: its series' last values (a process gone from the scrape is stale, not zero)
-    expr = f'sum(max_over_time({metric("ingest_messages")}{{topic="{topic}", WorkerId="{worker}"}}[10m]))'
+    # the job has ended: its series' last values (a process gone from the scrape is stale, not zero); a series per
+    # topic (trades with their cancels and corrections, quotes), together what the job delivered
+    expr = f'sum(max_over_time({metric("ingest_messages")}{{WorkerId="{worker}"}}[10m]))'
     assert wait_for_value(settings, expr, delivered) == delivered, line
+    trades = int(re.search(r"([\d,]+)\s+trades", line).group(1).replace(",", ""))
+    topic = f'topic="{settings.kafka.topics.quotes.name}", WorkerId="{worker}"'
+    quotes = prometheus_value(settings, f'sum(max_over_time({metric("ingest_messages")}{{{topic}}}[10m]))')
+    assert quotes is not None and 0 < trades <= quotes  # the simulator's quotes: 1.5 a trade on average
 
 
 def _stream_idle(settings: Settings) -> None:
