@@ -145,7 +145,7 @@ def test_every_endpoint_documents_its_answer_with_a_schema() -> None:
     from serve_deployments.app import api
 
     paths = api.openapi()["paths"]
-    assert len(paths) == 12
+    assert len(paths) == 13
     for path, methods in paths.items():
         for method, operation in methods.items():
             schema = operation["responses"]["200"]["content"]["application/json"]["schema"]

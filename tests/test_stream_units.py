@@ -26,7 +26,7 @@ def test_stream_settings_default_and_checkpoint_location(monkeypatch: pytest.Mon
     monkeypatch.setenv("RAY_APP_STATE_DIR", str(tmp_path))
     settings = load_settings()
     assert settings.stream_checkpoint_dir == tmp_path / "checkpoints" / "stream"
-    assert settings.stream.trigger_interval_s == 1 and settings.stream.bar_lateness_s == 600
+    assert settings.stream.trigger_interval_s == 1
     monkeypatch.setenv("RAY_APP_STREAM__CHECKPOINT_DIR", str(tmp_path / "elsewhere"))
     assert load_settings().stream_checkpoint_dir == tmp_path / "elsewhere"
 
@@ -143,8 +143,7 @@ def test_spark_configuration_for_raydp_on_java_17(monkeypatch: pytest.MonkeyPatc
         assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in configs[key]
         assert "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED" in configs[key]
     assert configs["spark.jars"] == "/jars/spark-sql-kafka.jar,/jars/es.jar,/cache/ray-app-stream.jar"
-    assert configs["spark.scheduler.mode"] == "FAIR" and Path(configs["spark.scheduler.allocation.file"]).is_file()
-    assert "RocksDB" in configs["spark.sql.streaming.stateStore.providerClass"]
+    assert not any("stateStore" in key for key in configs)  # no streaming state: the bars are the trades index's
     assert "-XX:TieredStopAtLevel=1" in configs["spark.executor.extraJavaOptions"]
     assert configs["spark.sql.session.timeZone"] == "UTC"
     assert configs["spark.ray.raydp_spark_executor.actor.resource.cpu"] == "1.0"
@@ -193,11 +192,11 @@ def test_an_hour_bar_from_its_minute_bars_equals_one_computed_from_the_trades() 
     assert (bar["timeframe"], bar["timestamp"], bar["source"]) == ("1Hour", "2026-11-18T11:00:00Z", "trades")
 
 
-def test_minute_ids_name_the_hours_they_touch() -> None:
+def test_minutes_name_the_hours_they_touch() -> None:
     from spark_jobs.bars import minute_ids, touched_hours
 
-    ids = ["BTC/USD|2026-11-30T14:05:00Z", "BTC/USD|2026-11-30T14:59:00Z", "AAPL|2026-11-30T15:00:00Z"]
-    hours = touched_hours(ids)
+    minutes = [("BTC/USD", 1_796_047_500), ("BTC/USD", 1_796_050_740), ("AAPL", 1_796_050_800)]
+    hours = touched_hours(minutes)
     assert hours == {("BTC/USD", 1_796_047_200), ("AAPL", 1_796_050_800)}
     every = minute_ids("BTC/USD", 1_796_047_200)
     assert len(every) == 60 and every[0] == "BTC/USD|2026-11-30T14:00:00Z" and every[-1].endswith("14:59:00Z")
@@ -207,11 +206,10 @@ def test_a_batch_s_time_adds_up_to_its_trigger() -> None:
     from spark_jobs.stream_trades import batch_phases
 
     progress = {"durationMs": {"latestOffset": 20, "queryPlanning": 30, "walCommit": 40, "commitOffsets": 50,
-                               "addBatch": 700, "triggerExecution": 900},
-                "stateOperators": [{"commitTimeMs": 60}, {"commitTimeMs": 70}]}  # fmt: skip
-    phases = batch_phases(progress, {"write": 0.5, "bulk": 0.2, "hours": 0.1, "refresh": 0.05})
-    assert phases["offsets"] == 0.02 and phases["checkpoint"] == 0.09 and phases["state"] == 0.13
-    inside = phases["write"] + phases["hours"] + phases["refresh"]
+                               "addBatch": 700, "triggerExecution": 900}}  # fmt: skip
+    phases = batch_phases(progress, {"write": 0.4, "bulk": 0.2, "bars": 0.1, "hours": 0.1, "refresh": 0.05})
+    assert phases["offsets"] == 0.02 and phases["checkpoint"] == 0.09 and phases["bars"] == 0.1
+    inside = phases["write"] + phases["bars"] + phases["hours"] + phases["refresh"]
     assert abs(phases["offsets"] + phases["planning"] + phases["checkpoint"] + inside + phases["other"] - 0.9) < 1e-9
 
 
@@ -307,3 +305,13 @@ def test_a_wait_counts_only_the_status_its_own_driver_wrote() -> None:
     # a driver submitted by hand carries no id: its start time decides
     assert written_by(status(None, "2026-11-27T15:30:01Z"), job)
     assert not written_by(status(None, "2026-11-27T15:29:00Z"), job)
+
+
+def test_settings_of_the_two_query_stream_are_read_and_dropped_with_a_warning(monkeypatch, caplog) -> None:
+    """An older config file still loads: the bar query's settings are gone, not typos."""
+    for key, value in (("SHUFFLE_PARTITIONS", "2"), ("BAR_LATENESS_S", "600"), ("STATE_STORE", "rocksdb")):
+        monkeypatch.setenv(f"RAY_APP_STREAM__{key}", value)
+    with caplog.at_level("WARNING"):
+        settings = load_settings()
+    assert not hasattr(settings.stream, "bar_lateness_s")
+    assert "no longer used" in caplog.text and "bar_lateness_s" in caplog.text

@@ -72,7 +72,7 @@ def ingest_stage(settings: Settings) -> bool:
         console.print(exc.report.line(), highlight=False)
         err_console.print(f"[red]ingest failed:[/] {escape(str(exc))}")
         return False
-    console.print(report.line(), highlight=False)
+    console.print(report.line(), highlight=False, soft_wrap=True)
     if not report.ok:
         return False
     table = Table(title="Kafka topics", title_justify="left")

@@ -67,8 +67,9 @@ def ingest(
         fail(f"ingest stopped: {exc}")
     except (AlpacaStreamError, BackfillError, KafkaUnreachable, JournalBusy, ValueError, OSError) as exc:
         fail(str(exc))
+    # one line whatever the terminal's width: scripts and logs read it
     console.print(report.line() + (f"; recorded {report.recorded_frames} frames to {record}" if record else ""),
-                  highlight=False)  # fmt: skip
+                  highlight=False, soft_wrap=True)  # fmt: skip
     if not report.ok:
         counters = report.counters
         fail(f"{counters.failed + counters.dropped + report.undelivered + report.kept} messages were not delivered"
