@@ -64,7 +64,7 @@ def main(
                                                    "route_prefix": "/as", **scaled}),
         "recommend": settings.recommend.model_copy(update={"model": str(model)})})  # fmt: skip
     deploy(app, timeout=600)
-    base = f"{app.serve.url}/as"
+    base = app.serve.url  # with the route prefix
     most = {"Forecast": app.serve.forecast.max_replicas, "Recommender": app.serve.recommender.max_replicas}
     target = app.serve.forecast.target_ongoing_requests
     console.print(f"load: {concurrency} clients on GET /forecast and GET /recommendation for {load_seconds:.0f} s "

@@ -136,7 +136,7 @@ def _projection(result: dict[str, Any], node_cores: int) -> Table:
     table = Table(title=f"projection: N worker nodes of {node_cores} cores (from the costs measured above)",
                   title_justify="left")  # fmt: skip
     for column in ("worker nodes", "forecast: symbols per hour (production spec)", "1,000 symbols take",
-                   "stream: trades/s (parse, rules, bulk)"):  # fmt: skip
+                   "stream: trades/s the executors take (Elasticsearch not counted)"):  # fmt: skip
         table.add_column(column, justify="right")
     per_symbol = result.get("forecast", {}).get("production", {}).get("cpu_s_per_symbol")
     stream = result.get("stream", {}).get("one_node")

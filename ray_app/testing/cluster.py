@@ -45,7 +45,9 @@ def private_mounts_work() -> bool:
 def _node_with(settings: Settings, resource: str) -> str | None:
     from ray.util.state import list_nodes
 
-    for node in list_nodes(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")]):
+    # without raise_on_missing_output Ray counts the nodes a filter left out (dead ones) as lost and raises
+    for node in list_nodes(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")],
+                           raise_on_missing_output=False):
         if resource in (node.resources_total or {}):
             return node.node_id
     return None
