@@ -280,3 +280,20 @@ def test_the_simulator_s_events_are_the_same_whatever_window_a_run_covers() -> N
     parts = [e.to_json() for e in [*sim.events(open_ns, cut), *sim.events(cut, end)]]
     assert parts == whole and any(b'"kind":"cancel"' in e for e in whole)
     assert [e for e in whole if b'"kind":"trade"' in e] == [t.to_json() for t in sim.trades(open_ns, end)]
+
+
+def test_a_first_run_sends_no_cancel_or_correction_of_a_trade_it_did_not_send() -> None:
+    from ray_app.schemas import TradeCancel, TradeCorrection
+
+    sim = TradeSimulator(["AAPL", "MSFT"], seed=9, trades_per_minute=120, cancel_share=0.05, correction_share=0.05)
+    open_ns = WEEK_START + 14 * 3600 * 10**9 + 30 * 60 * 10**9
+    start = open_ns + 600 * 10**9
+    events = list(sim.events(start, start + 300 * 10**9, {"AAPL": start, "MSFT": start}))
+    sent = {(e.symbol, e.trade_id) for e in events if isinstance(e, Trade)}
+    adjustments = [e for e in events if isinstance(e, TradeCancel | TradeCorrection)]
+    assert adjustments
+    for a in adjustments:
+        assert (a.symbol, a.trade_id if isinstance(a, TradeCancel) else a.original_trade_id) in sent
+    # without the mark (a run going on from an earlier one), the earlier trades' adjustments come too
+    assert len([e for e in sim.events(start, start + 300 * 10**9) if isinstance(e, TradeCancel)]) > len(
+        [a for a in adjustments if isinstance(a, TradeCancel)])

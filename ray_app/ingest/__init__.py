@@ -134,7 +134,9 @@ class _SimulatedRun:
         starts = {s: max(start, self.done.get(s, 0)) for s in self.symbols}
         first = min(starts.values())
         if days > 0 and first < live_start:
-            for event in self.simulator.events(first, live_start):
+            # the cancels and corrections of trades an earlier run sent; none of trades no run sent
+            sent_since = {s: 0 if s in self.resumed else starts[s] for s in self.symbols}
+            for event in self.simulator.events(first, live_start, sent_since):
                 if event.timestamp_ns >= starts[event.symbol]:
                     self.until_ns = event.timestamp_ns + 1
                     yield event
@@ -145,7 +147,9 @@ class _SimulatedRun:
             # unbounded: --duration, Ctrl-C or SIGTERM end it through the stop flag
             live_from = max(live_start, max(starts.values()))
             forever = live_from + 100 * 365 * 86_400 * 1_000_000_000
-            for event in paced(self.simulator.events(live_from, forever), lambda e: e.timestamp_ns,
+            history_sent = days > 0 and first < live_start
+            sent_since = {s: 0 if s in self.resumed or history_sent else live_from for s in self.symbols}
+            for event in paced(self.simulator.events(live_from, forever, sent_since), lambda e: e.timestamp_ns,
                                self.options.speed, self.stop, self.idle):  # fmt: skip
                 self.until_ns = event.timestamp_ns + 1
                 yield event

@@ -23,7 +23,7 @@ import hashlib
 import heapq
 import importlib.resources
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -197,9 +197,10 @@ class TradeSimulator:
                 yield heapq.heappop(batch)[2]
             minute += MINUTE_NS
 
-    def events(self, start_ns: int, end_ns: int) -> Iterator[Event]:
+    def events(self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None = None) -> Iterator[Event]:
         """Every trade, quote, cancel and correction with ``start_ns <= timestamp < end_ns``, in timestamp order. The
-        minutes before ``start_ns`` are simulated too, for the cancels and corrections they send after it."""
+        minutes before ``start_ns`` are simulated too, for the cancels and corrections they send after it;
+        ``sent_since`` (per symbol) leaves out those of trades before it: trades no run sent (a first run)."""
         pending: list[tuple[int, int, Event]] = []  # adjustments of earlier trades: (time, sequence, record)
         sequence = 0
         first = start_ns - MAX_ADJUST_DELAY_S * NANOS
@@ -208,7 +209,8 @@ class TradeSimulator:
             batch: list[tuple[int, int, Event]] = []
             for state in self._states:
                 trades = self._minute(state, minute)
-                for event in self._extras(state, minute, trades):
+                since = sent_since.get(state.symbol, 0) if sent_since else 0
+                for event in self._extras(state, minute, [t for t in trades if t.timestamp_ns >= since]):
                     sequence += 1
                     heap = pending if isinstance(event, TradeCancel | TradeCorrection) else batch
                     heapq.heappush(heap, (event.timestamp_ns, sequence, event))
