@@ -215,9 +215,10 @@ class ForecastReader:
         symbol = self._traded(symbol_or_slug)
 
         def load() -> dict[str, Any]:
-            hits = self.es.search(index=self.settings.elasticsearch.indices.quotes,
-                                  query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
-                                  sort=[{"quoted_ns": "desc"}], size=1, track_total_hits=False)["hits"]["hits"]  # fmt: skip
+            found = self.es.search(index=self.settings.elasticsearch.indices.quotes,
+                                   query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                                   sort=[{"quoted_ns": "desc"}], size=1, track_total_hits=False)  # fmt: skip
+            hits = found["hits"]["hits"]
             if not hits:
                 raise NoQuoteYet(f"no quote for {symbol} yet: the quotes index has none")
             return hits[0]["_source"]

@@ -16,7 +16,6 @@ from ray_app.config import Settings, load_settings
 from ray_app.documents import (
     DOCUMENTS,
     BarDocument,
-    DeadLetterDocument,
     ForecastDocument,
     ForecastEvaluationDocument,
     ForecastSymbolRecord,

@@ -234,7 +234,8 @@ def test_alpaca_s_cancel_correction_and_quote_messages_become_their_records() ->
     ({"T": "c", "S": "AAPL", "oi": 1, "op": 1.0, "os": 1, "ci": 2, "cp": -1.0, "cs": 1,
       "t": msgpack.Timestamp.from_unix_nano(T0)}, "invalid_value"),
     ({"T": "x", "S": "ZZZZ", "i": 1, "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)}, "unknown_symbol"),
-], ids=["crossed quote", "cancel without id", "correction to a negative price", "cancel of another symbol"])  # fmt: skip
+], ids=["crossed quote", "cancel without id", "correction to a negative price",
+        "cancel of another symbol"])  # fmt: skip
 def test_a_bad_cancel_correction_or_quote_is_a_dead_letter(message: dict, reason: str) -> None:
     letter = parse.stream_message(message, Source.ALPACA_STREAM, ALLOWED)
     assert isinstance(letter, DeadLetter) and letter.reason == reason, letter

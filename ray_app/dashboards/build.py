@@ -226,8 +226,8 @@ def trading() -> db.Dashboard:
         timeseries.Panel()
         .title("Bid and ask (top of the book, USD)")
         .datasource(es_ref("quotes"))
-        .with_target(_histogram(SYMBOL, es.Average().id("1").field("bid_price"), es.Average().id("3").field("ask_price"),
-                                es.Average().id("4").field("mid")))
+        .with_target(_histogram(SYMBOL, es.Average().id("1").field("bid_price"),
+                                es.Average().id("3").field("ask_price"), es.Average().id("4").field("mid")))
         .unit("currencyUSD")
         .span(12)
         .height(8)
