@@ -242,6 +242,9 @@ class ElasticsearchIndices(_Section):
     indicators_1m: str
     quotes: str  # the top of the book per symbol and second
     stream_status: str  # the streaming job's status: one document per app, what every node and the CLI read
+    vendor_bars_1m: str  # Alpaca's own minute bars (live, updated, backfilled), beside the bars built from trades
+    vendor_bars_1h: str  # Alpaca's own hour bars (backfilled)
+    trade_aliases: str  # the ids a venue gave a trade's corrections -> the trade's document
 
     @field_validator("*")
     @classmethod
@@ -645,6 +648,8 @@ class LiveSettings(_Section):
     monitor_every_s: float = Field(gt=0)
     dead_letter_window_s: float = Field(gt=0)
     max_trade_age_s: float = Field(gt=0)  # `ray-app status`: the newest trade older than this means the flow stopped
+    parity_every_s: float = Field(ge=10)  # the monitor's reading of our minute bars against the vendor's
+    parity_window_s: float = Field(gt=0)  # ... over this much of the newest history
 
 
 class SmokeSettings(_Section):

@@ -127,9 +127,11 @@ def checked(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class TradeDocument(Document):
-    """``trades``: one per valid trade (spark_jobs/jvm Records.java); id symbol|exchange|trade_id (hashed if long).
-    A cancel marks it (kept, never deleted); a correction puts the corrected price, size and conditions in place and
-    keeps the first ones in ``original_*``. Bars count the trades that are not cancelled, at their current values."""
+    """``trades``: one per valid trade (spark_jobs/jvm Records.java). Id: a stock trade's ``symbol|exchange|trading
+    day|trade_id``, a crypto trade's ``symbol|exchange|trade_id`` (the trade id hashed if long). A cancel marks it
+    (kept, never deleted); a correction puts the corrected price, size and conditions in place and keeps the venue's
+    first ones in ``original_*``, whatever number of corrections follow. Bars count the trades that are not cancelled,
+    at their current values, each field by the trade's conditions (``ray_app.conditions``)."""
 
     symbol: str
     timestamp: DateNanos
@@ -138,6 +140,7 @@ class TradeDocument(Document):
     notional: float  # price * size, for the bars' VWAP (Elasticsearch sums it)
     timestamp_ns: int
     trade_id: str  # the natural id, whatever the document id
+    trading_day: str | None = None  # a stock trade's New York date (YYYY-MM-DD): its ids are unique within it
     exchange: str | None = None
     conditions: list[str] = []
     tape: str | None = None
@@ -151,11 +154,24 @@ class TradeDocument(Document):
     cancelled_at: DateNanos | None = None  # the cancel's time
     cancel_action: str | None = None  # the venue's action: C (cancel) or E (error)
     corrected: bool | None = None
-    corrected_at: DateNanos | None = None  # the correction's time
-    corrected_trade_id: str | None = None  # the id the venue gave the corrected trade
+    corrected_at: DateNanos | None = None  # the last correction's time
+    corrected_trade_id: str | None = None  # the id the venue gave the trade's last correction
+    corrected_trade_ids: list[str] | None = None  # every id its corrections were given, in order
     original_price: float | None = None  # the values before the first correction
     original_size: float | None = None
     original_conditions: list[str] | None = None
+
+
+class TradeAliasDocument(Document):
+    """``trade-aliases``: the id a venue gave a trade's correction (``ci``), so a later cancel or correction naming it
+    finds the trade; id ``symbol|exchange|trading day|corrected id``, as a trade's."""
+
+    symbol: str
+    exchange: str | None = None
+    trading_day: str | None = None
+    trade_id: str  # the corrected id
+    trade_doc_id: str  # the trade's document in ``trades``
+    created_at: DateNanos  # the correction's time
 
 
 class QuoteDocument(Document):
@@ -182,7 +198,9 @@ class QuoteDocument(Document):
 
 
 class BarDocument(Document):
-    """``bars-1m`` / ``bars-1h``: a bar from trades (spark_jobs/bars.py) or Alpaca's (Records.java); id symbol|start."""
+    """``bars-1m`` / ``bars-1h``: a bar built from the trades (spark_jobs/bars.py); id symbol|start. Prices from the
+    trades whose conditions set prices, volume, trade count, VWAP and notional from those that count in the volume
+    (``ray_app.conditions``)."""
 
     symbol: str
     timeframe: str
@@ -195,12 +213,20 @@ class BarDocument(Document):
     trade_count: int | None = None
     vwap: float | None = None
     range: float
-    notional: float
+    notional: float  # USD traded: the sum of price * size of the trades in the volume (a vendor's bar: vwap * volume)
     log_return: float
     spread_twa: float | None = None  # the time-weighted mean spread over the bar, from the quotes (bars from trades)
     spread_seconds: int | None = None  # the seconds of the bar the spread average covers (a book with both sides)
     source: str
     updated_at: Date
+
+
+class VendorBarDocument(BarDocument):
+    """``vendor-bars-1m`` / ``vendor-bars-1h``: Alpaca's own bar (Records.java), the latest revision it sent (a live
+    ``b``, the ``updatedBars`` ``u`` after a late print, a REST backfill), in Kafka order; id symbol|start."""
+
+    updated: bool | None = None  # the revision Alpaca sends ~30 s after a minute that got a late print
+    ingested_at: DateNanos | None = None  # when the bar reached Kafka
 
 
 class IndicatorDocument(Document):
@@ -487,4 +513,7 @@ DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "indicators_1m": (IndicatorDocument,),
     "quotes": (QuoteDocument,),
     "stream_status": (StreamStatusDocument,),
+    "vendor_bars_1m": (VendorBarDocument,),
+    "vendor_bars_1h": (VendorBarDocument,),
+    "trade_aliases": (TradeAliasDocument,),
 }

@@ -61,6 +61,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("forecast_runs", "counter", "forecast runs finished, by status", ("status",)),
     Metric("indicator_cycle_duration_seconds", "gauge", "the last indicators cycle over every symbol"),
     Metric("indicator_documents", "counter", "indicator documents written", ("symbol",)),
+    Metric("bar_parity_ratio", "gauge", "share of minutes whose bar equals the vendor's, per field "
+           "(live.parity_window_s)", ("symbol", "field")),
+    Metric("bar_parity_minutes", "gauge", "minutes of our bars against the vendor's: compared, adjusted (a cancel or "
+           "correction), only_ours, only_vendor", ("symbol", "kind")),
 ]}  # fmt: skip
 
 _made: dict[str, Any] = {}

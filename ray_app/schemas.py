@@ -5,14 +5,19 @@ One JSON encoding on Kafka (``Record.to_json``), key = symbol, so per-symbol ord
 travels on the trades topic, behind the trade it refers to. Field names mirror Alpaca's (trade: price ``p``, size
 ``s``, id ``i``, exchange ``x``, conditions ``c``, tape ``z``; cancel ``T:"x"``: the trade's ``i x p s`` and the
 action ``a``; correction ``T:"c"``: original ``oi op os oc`` and corrected ``ci cp cs cc``; quote ``T:"q"``: ``bp bs
-bx ap as ax c z``; bar: ``o h l c v n vw``) spelled out. Times are UTC: ``timestamp`` is RFC 3339 with all nine
-fractional digits (Alpaca sends nanoseconds; Python's datetime would cut them to microseconds) and ``timestamp_ns``
-is the same instant as an integer (``ray_app.times``).
+bx ap as ax c z``; bar ``T:"b"`` and updated bar ``T:"u"``: ``o h l c v n vw``) spelled out. Times are UTC:
+``timestamp`` is RFC 3339 with all nine fractional digits (Alpaca sends nanoseconds; Python's datetime would cut
+them to microseconds) and ``timestamp_ns`` is the same instant as an integer (``ray_app.times``).
+
+A stock trade's id is unique per (symbol, trading day, exchange, id) only: venues number each day's trades from
+the start (Alpaca's exchange D even offsets several reporting facilities into one id space). The trading day is
+the New York date of the record's own time (``times.trading_day``); crypto ids are unique per symbol.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal, get_args
 
@@ -43,6 +48,22 @@ class Source(StrEnum):
 def is_crypto(symbol: str) -> bool:
     """Crypto pairs are written BASE/QUOTE (BTC/USD); stock tickers have no slash."""
     return "/" in symbol
+
+
+ES_ID_MAX_BYTES = 512  # Elasticsearch refuses a whole bulk request for a longer _id
+
+
+def trade_doc_id(symbol: str, exchange: str | None, trading_day: str | None, trade_id: str) -> str:
+    """A trade's document id in ``trades``: ``symbol|exchange|trading day|trade id`` for a stock (ids are unique
+    within a trading day only), ``symbol|exchange|trade id`` for crypto (no day); the trade id as
+    ``sha256:<hex>`` when the whole would pass Elasticsearch's 512 bytes. The streaming job's record rules
+    (Records.java) make the same ids; a test holds the two together."""
+    head = f"{symbol}{ID_SEPARATOR}{exchange or ''}{ID_SEPARATOR}"
+    if trading_day is not None:
+        head += f"{trading_day}{ID_SEPARATOR}"
+    if len((head + trade_id).encode()) <= ES_ID_MAX_BYTES:
+        return head + trade_id
+    return head + "sha256:" + hashlib.sha256(trade_id.encode()).hexdigest()
 
 
 # the bar timeframes the stream stores (bars-1m, bars-1h); the settings accept no other for a backfill
@@ -154,6 +175,9 @@ class Quote(Record):
 
 
 class Bar(Record):
+    """A vendor's bar (Alpaca's ``b``, its ``updatedBars`` ``u`` and its REST bars): kept beside the bars the stream
+    builds from trades, never in their place. ``updated``: a revision Alpaca sent after the bar (a late print)."""
+
     kind: Literal["bar"] = "bar"
     timeframe: StoredTimeframe
     open: PositiveFinite
@@ -163,6 +187,7 @@ class Bar(Record):
     volume: NonNegativeFinite
     trade_count: Annotated[int, Field(ge=0)] | None = None
     vwap: PositiveFinite | None = None
+    updated: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Bar:

@@ -12,11 +12,13 @@ import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SECONDS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+NEW_YORK = ZoneInfo("America/New_York")  # the US stock market's clock: sessions, trading days
 
 
 @lru_cache(maxsize=65536)
@@ -47,6 +49,18 @@ def parse_rfc3339_ns(text: str) -> int:
             raise ValueError(f"timestamp {text!r} has a bad fraction of a second")
     whole = datetime.fromisoformat(main + zone)
     return int(whole.timestamp()) * 1_000_000_000 + int(fraction.ljust(9, "0") or 0)
+
+
+@lru_cache(maxsize=4096)
+def _new_york_date(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, tz=UTC).astimezone(NEW_YORK).strftime("%Y-%m-%d")
+
+
+def trading_day(epoch_ns: int) -> str:
+    """The US trading day an instant belongs to: its New York calendar date, ``2026-11-30``. US stock trading runs
+    04:00-20:00 New York, so a day's trades never straddle midnight there."""
+    # New York's offset from UTC is whole hours: the hour decides the date
+    return _new_york_date(epoch_ns // 3_600_000_000_000)
 
 
 def now_ns() -> int:

@@ -187,17 +187,26 @@ class ForecastReader:
         return self._cached(("vs_realized", run_id, symbol), load)
 
     def recent_bars(self, symbol: str) -> list[dict[str, Any]]:
-        """The symbol's newest hourly bars, newest first: enough for 24 h back from the last bar (and some)."""
+        """The symbol's newest hourly bars, newest first: enough for 24 h back from the last bar (and some); ours and
+        Alpaca's backfilled ones, one per hour (``store.more_complete``)."""
 
-        def load() -> list[dict[str, Any]]:
+        def newest(index: str) -> list[dict[str, Any]]:
             page = self.es.search(
-                index=self.settings.elasticsearch.indices.bars_1h,
+                index=index,
                 query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
                 sort=[{"timestamp": "desc"}],
                 size=RECENT_BARS,
-                source_includes=["timestamp", "close"],
+                source_includes=["timestamp", "close", "volume", "trade_count"],
+                ignore_unavailable=True,
             )
             return [hit["_source"] for hit in page["hits"]["hits"]]
+
+        def load() -> list[dict[str, Any]]:
+            indices = self.settings.elasticsearch.indices
+            by_hour = {bar["timestamp"]: bar for bar in newest(indices.vendor_bars_1h)}
+            for bar in newest(indices.bars_1h):
+                by_hour[bar["timestamp"]] = store.more_complete(bar, by_hour.get(bar["timestamp"]))
+            return [by_hour[hour] for hour in sorted(by_hour, reverse=True)][:RECENT_BARS]
 
         return self._cached(("bars", symbol), load)
 

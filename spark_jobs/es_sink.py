@@ -52,7 +52,8 @@ def sink_config(settings: Settings, return_ids: bool = False) -> str:
         "batch_entries": stream.es_batch_entries, "batch_bytes": int(text.rstrip("kmb")) * multiplier,
         "retry_count": stream.es_retry_count, "retry_wait_s": stream.es_retry_wait_s, "return_ids": return_ids,
         "max_in_flight": stream.es_max_in_flight,
-        "dead_letters_index": es.indices.dead_letters, "limits": limits(),
+        "dead_letters_index": es.indices.dead_letters, "trade_aliases_index": es.indices.trade_aliases,
+        "limits": limits(),
     })  # fmt: skip
 
 

@@ -10,21 +10,27 @@ too) and reach the JVM through ``rules_config``.
 
 Document ids are deterministic, so a replayed micro-batch overwrites what it wrote before, or finds it there:
 
-- trade: ``symbol|exchange|trade_id``; when that passes Elasticsearch's 512-byte id limit (a long natural
-  trade id), ``symbol|exchange|sha256:<hex of the trade id>``, stable across replays; ``trade_id`` keeps the
-  natural id. Written with ``create``: a copy that reached Kafka twice, or a replay, finds it there and changes
-  nothing (a cancelled trade sent again stays cancelled)
-- cancel (``kind: cancel``) and correction (``kind: correction``): an ``update`` of the trade's document, found by
-  the same id from the record's symbol, exchange and (original) trade id: a cancel sets ``cancelled``,
-  ``cancelled_at`` and ``cancel_action``; a correction puts the corrected price, size, conditions (and notional) in
-  place and keeps the original ones in ``original_*`` with ``corrected_at`` and ``corrected_trade_id``. Applied
-  after the batch's trades, in Kafka order (``BulkClient.java``); a trade that is not there -> a dead letter,
-  ``unknown_trade``
+- trade: a stock trade's ``symbol|exchange|trading day|trade_id`` (venues number each day's trades afresh, so an id
+  is unique within its New York date only: ``ray_app.times.trading_day`` of the trade's own time), a crypto trade's
+  ``symbol|exchange|trade_id`` (Alpaca's crypto ids are unique per symbol); when that passes Elasticsearch's
+  512-byte id limit (a long natural trade id), the trade id is ``sha256:<hex of the trade id>``, stable across
+  replays; ``trade_id`` keeps the natural id. Written with ``create``: a copy that reached Kafka twice, or a replay,
+  finds it there and changes nothing (a cancelled trade sent again stays cancelled)
+- cancel (``kind: cancel``) and correction (``kind: correction``): an ``update`` of the trade named by the record's
+  symbol, exchange, trading day (of the cancel's or correction's own time: venues send them the same day) and
+  (original) trade id, or by an id an earlier correction gave the trade (``trade-aliases``, written by each
+  correction for its corrected id): a cancel sets ``cancelled``, ``cancelled_at`` and ``cancel_action``; a
+  correction (a script) puts the corrected price, size, conditions (and notional) in place, keeps the values the
+  trade had before its first correction in ``original_*`` whatever follows, and appends its corrected id to
+  ``corrected_trade_ids``. Applied after the batch's trades, in Kafka order (``BulkClient.java``); a trade that is
+  not there -> a dead letter, ``unknown_trade``, named by the record (``topic|partition|offset``)
 - quote: ``symbol|second`` in ``quotes``, versioned by the quote's time (``external_gte``): of a second's quotes the
   latest stays, whatever order they are written in
-- bar (Alpaca's, from the ``bars`` topic; the same ids as the bars Spark makes from trades): ``symbol|bar start``
+- bar (Alpaca's, from the ``bars`` topic: live ``b``, ``updatedBars`` ``u``, REST backfill): ``symbol|bar start`` in
+  ``vendor-bars-1m``/``vendor-bars-1h``, never where the bars the stream builds from trades live; the later in
+  Kafka order wins (a ``u`` after its ``b``)
 - dead letter: ``topic|partition|offset`` of the Kafka record; a document Elasticsearch refused:
-  ``rejected|index|doc_id`` (the doc id hashed the same way when long)
+  ``rejected|index|doc_id`` (the doc id hashed the same way when long), or the record's coordinates when it has them
 
 The rules, in order (the first broken one names the dead letter's reason):
 
@@ -79,6 +85,7 @@ from ray_app.config import Settings
 from ray_app.documents import BarDocument, fields_of
 from ray_app.schemas import (
     CODE_MAX_LENGTH,
+    ES_ID_MAX_BYTES,
     ID_SEPARATOR,
     MAX_CONDITIONS,
     SOURCE_MAX_LENGTH,
@@ -91,12 +98,10 @@ if TYPE_CHECKING:
 
 RULES_CLASS = "io.github.raytrading.stream.RecordUdfs"
 NANOS = 1_000_000_000
-ES_ID_MAX_BYTES = 512  # Elasticsearch refuses the whole bulk request for a longer _id
 RAW_MAX_BYTES = 32 * 1024  # raw payload kept in a dead letter
 QUOTE_MAX = 80  # characters of a bad value quoted in a detail
 TEXT_MAX = 256  # an upstream dead letter's short fields (stage, reason, source, topic)
 DETAIL_MAX = 2000
-BAR_INDEX_KEYS = {"1Min": "bars_1m", "1Hour": "bars_1h"}
 
 
 def limits() -> dict[str, int | str]:
@@ -117,7 +122,9 @@ def rules_config(settings: Settings) -> str:
         "topics": {"trades": topics.trades.name, "bars": topics.bars.name, "dead_letters": topics.dead_letters.name,
                    "quotes": topics.quotes.name},
         "indices": {"trades": indices.trades, "bars_1m": indices.bars_1m, "bars_1h": indices.bars_1h,
-                    "dead_letters": indices.dead_letters, "quotes": indices.quotes},
+                    "dead_letters": indices.dead_letters, "quotes": indices.quotes,
+                    "vendor_bars_1m": indices.vendor_bars_1m, "vendor_bars_1h": indices.vendor_bars_1h,
+                    "trade_aliases": indices.trade_aliases},
         "max_future_s": settings.stream.max_future_s,
         "limits": limits(),
     })  # fmt: skip
@@ -136,13 +143,16 @@ def _kafka_ms() -> Column:
 
 
 def record_documents(kafka: DataFrame) -> DataFrame:
-    """The four topics' Kafka rows -> (index, doc_id, source JSON, op, version, bar_key, produced_ms): the bulk
-    action every record yields (valid trades, cancels, corrections, quotes and bars; dead letters for the rest, the
-    ingest stage's dead letters copied) and the 1-minute bar it touches."""
+    """The four topics' Kafka rows -> (index, doc_id, source JSON, op, version, bar_key, produced_ms, topic,
+    partition, offset, alias_id, alias_source): the bulk action every record yields (valid trades, cancels,
+    corrections, quotes and bars; dead letters for the rest, the ingest stage's dead letters copied), the 1-minute
+    bar it touches, the Kafka record (a refused cancel's dead letter is named by it) and a correction's alias."""
     document = F.expr("ray_app_record_document(topic, partition, offset, unix_millis(kafka_ts), value)")
-    return kafka.select(document.alias("doc"), _kafka_ms().alias("produced_ms")).select(
-        "doc.index", "doc.doc_id", "doc.source", "doc.op", "doc.version", "doc.bar_key", "produced_ms"
-    )
+    return kafka.select(document.alias("doc"), _kafka_ms().alias("produced_ms"), "topic", "partition",
+                        "offset").select(
+        "doc.index", "doc.doc_id", "doc.source", "doc.op", "doc.version", "doc.bar_key", "produced_ms", "topic",
+        "partition", "offset", "doc.alias_id", "doc.alias_source",
+    )  # fmt: skip
 
 
 def seconds_text(ts: Column) -> Column:

@@ -10,8 +10,9 @@ query, ``records``, reads the ``trades``, ``quotes``, ``bars`` and ``dead-letter
 
 1. writes every record's action from the executors (``spark_jobs.records``): trades created in ``trades``, then
    cancels and corrections applied to them, each second's last quote in ``quotes``, Alpaca's own bars in
-   ``bars-1m``/``bars-1h``, dead letters (invalid records with the reason, the ingest stage's dead letters);
-2. refreshes what it wrote;
+   ``vendor-bars-1m``/``vendor-bars-1h``, dead letters (invalid records with the reason, the ingest stage's dead
+   letters);
+2. refreshes what it wrote (the trades and quotes always: the bars read them);
 3. recomputes every 1-minute bar it touched from the trades as they now stand, then every hour those minutes fall
    in (``spark_jobs.bars``), and refreshes them.
 
@@ -67,7 +68,8 @@ def query_topics(settings: Settings) -> dict[str, list[str]]:
 def query_indices(settings: Settings) -> dict[str, list[str]]:
     """The Elasticsearch indices each streaming query writes, by query name."""
     indices = settings.elasticsearch.indices
-    return {"records": [indices.trades, indices.quotes, indices.bars_1m, indices.bars_1h, indices.dead_letters]}
+    return {"records": [indices.trades, indices.quotes, indices.bars_1m, indices.bars_1h, indices.vendor_bars_1m,
+                        indices.vendor_bars_1h, indices.trade_aliases, indices.dead_letters]}
 
 
 class CheckpointInUse(RuntimeError):
@@ -237,9 +239,10 @@ class StreamJob:
         with clock.phase("write"):
             report = write_frame(self._parallel(batch), self.sink)
         touched = report.touched
-        # the bars are computed from the trades and quotes: searchable first, even when the batch only found them
-        # there (a replay, a copy that reached Kafka twice)
-        self._refresh(clock, {**report.indexed, **({indices.trades: 1, indices.quotes: 1} if touched else {})})
+        # the bars are computed from the trades and quotes: searchable first whatever the settings, even when the
+        # batch only found them there (a replay, a copy that reached Kafka twice)
+        reads = {indices.trades, indices.quotes} if touched else set()
+        self._refresh(clock, {index for index, count in report.indexed.items() if count}, needed=reads)
         if touched:
             report.add(self._bars(clock, touched))
         return report
@@ -254,20 +257,24 @@ class StreamJob:
         with clock.phase("bars"):
             minutes = write_local(self.spark, minute_bar_actions(
                 self.es, indices.trades, indices.quotes, indices.bars_1m, keys), self.sink)  # fmt: skip
-        with clock.phase("hours"):  # from the minutes by a real-time multi-get: no refresh in between
-            hours = write_local(self.spark, hour_bar_actions(self.es, indices.bars_1m, indices.bars_1h,
-                                                             touched_hours(keys)), self.sink)  # fmt: skip
+        with clock.phase("hours"):  # prices from the minutes by a real-time multi-get: no refresh in between
+            hours = write_local(self.spark, hour_bar_actions(self.es, indices.trades, indices.bars_1m,
+                                                             indices.bars_1h, touched_hours(keys)),
+                                self.sink)  # fmt: skip
         minutes.add(hours)
-        self._refresh(clock, {indices.bars_1m: 1, indices.bars_1h: 1})  # deletes count as writes too
+        self._refresh(clock, {indices.bars_1m, indices.bars_1h})  # deletes count as writes too
         minutes.documents = 0  # the batch's rows are its Kafka records; bars are what they caused
         return minutes
 
-    def _refresh(self, clock: BatchClock, indexed: dict[str, int]) -> None:
-        """Make what the batch wrote searchable now instead of at Elasticsearch's next periodic refresh."""
-        written = sorted(index for index, count in indexed.items() if count)
-        if written and self.settings.stream.refresh_after_batch:
+    def _refresh(self, clock: BatchClock, written: set[str], needed: set[str] | None = None) -> None:
+        """Make what the batch wrote searchable now instead of at Elasticsearch's next periodic refresh (with
+        ``stream.refresh_after_batch``), and what it is about to read (``needed``) whatever the settings."""
+        indices = set(needed or ())
+        if self.settings.stream.refresh_after_batch:
+            indices |= written
+        if indices:
             with clock.phase("refresh"):
-                self.es.indices.refresh(index=",".join(written))
+                self.es.indices.refresh(index=",".join(sorted(indices)))
 
     def _batch(self, name: str, batch_id: int, work: Callable[[BatchClock], WriteReport]) -> None:
         supervised = self.supervised[name]

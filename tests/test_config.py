@@ -34,6 +34,9 @@ def test_defaults_hold_the_documented_topics_and_indices() -> None:
         "indicators_1m": "indicators-1m",
         "quotes": "quotes",
         "stream_status": "stream-status",
+        "vendor_bars_1m": "vendor-bars-1m",
+        "vendor_bars_1h": "vendor-bars-1h",
+        "trade_aliases": "trade-aliases",
     }
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert settings.elasticsearch.url == "http://127.0.0.1:9200"

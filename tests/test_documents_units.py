@@ -103,16 +103,28 @@ def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: 
         made = action(jvm, rules, topic, value, offset=3, kafka_ms=kafka_ms)
         model = _model_of_index(settings, made["index"])
         if made["op"] == "update":
-            fields = made["source"]["doc"]
             base = TradeDocument(symbol="AAPL", timestamp="2026-11-30T14:05:00.000000000Z", price=1.0, size=1.0,
                                  notional=1.0, timestamp_ns=1, trade_id="t", source="s", schema_version=1,
                                  kafka_partition=0, kafka_offset=0).model_dump()  # fmt: skip
+            if "doc" in made["source"]:  # a cancel: fields merged
+                fields = made["source"]["doc"]
+            else:  # a correction: what its script sets, from its parameters (and the trade's first values)
+                params = made["source"]["script"]["params"]
+                fields = {"price": params["price"], "size": params["size"], "notional": params["notional"],
+                          "conditions": params["conditions"], "corrected": True, "corrected_at": params["at"],
+                          "corrected_trade_id": params["ci"], "corrected_trade_ids": [params["ci"]],
+                          "original_price": base["price"], "original_size": base["size"],
+                          "original_conditions": base["conditions"]}  # fmt: skip
+                alias = {**made["alias_source"], "trade_doc_id": made["doc_id"]}
+                _model_of_index(settings, settings.elasticsearch.indices.trade_aliases).model_validate(alias)
+                seen.add("TradeAliasDocument")
             model.model_validate({**base, **fields})  # an unknown field or a wrong type fails here
             seen.add(f"{model.__name__} update")
             continue
         model.model_validate(made["source"])  # extra="forbid": a field the model does not declare fails here
         seen.add(model.__name__)
-    assert seen == {"TradeDocument", "TradeDocument update", "QuoteDocument", "BarDocument", "DeadLetterDocument"}
+    assert seen == {"TradeDocument", "TradeDocument update", "QuoteDocument", "VendorBarDocument", "DeadLetterDocument",
+                    "TradeAliasDocument"}
 
 
 def test_an_hour_bar_from_minute_bars_is_its_model() -> None:
@@ -120,7 +132,10 @@ def test_an_hour_bar_from_minute_bars_is_its_model() -> None:
 
     minute = {"timestamp": "2026-11-30T14:05:00Z", "open": 10.0, "high": 11.0, "low": 9.5, "close": 10.5,
               "volume": 3.0, "trade_count": 2, "vwap": 10.2}  # fmt: skip
-    BarDocument.model_validate(hour_bar("AAPL", 1_764_511_200, [minute], "2026-11-30T15:00:00Z"))
+    volumes = {"volume": 5.0, "notional": 51.0, "trade_count": 3}  # its trades in the volume: odd lots too
+    hour = hour_bar("AAPL", 1_764_511_200, [minute], volumes, "2026-11-30T15:00:00Z")
+    BarDocument.model_validate(hour)
+    assert (hour["volume"], hour["trade_count"], hour["vwap"], hour["notional"]) == (5.0, 3, 10.2, 51.0)
 
 
 # --- forecasts, evaluations, recommendations --------------------------------------------------------------------

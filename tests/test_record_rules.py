@@ -25,6 +25,9 @@ from ray_app.schemas import (
     TradeCancel,
     TradeCorrection,
 )
+from ray_app.schemas import trade_doc_id as platform_trade_doc_id
+from ray_app.testing.alpaca_rules import new_york_date
+from ray_app.testing.expected import trade_doc_id
 from ray_app.testing.jvm import action, document, stream_jvm
 from ray_app.testing.poison import cases
 from spark_jobs.records import DETAIL_MAX, ES_ID_MAX_BYTES, RAW_MAX_BYTES, rules_config
@@ -65,7 +68,7 @@ def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, r
     assert len(doc_id.encode()) <= ES_ID_MAX_BYTES
     if case.refused_by_elasticsearch:  # valid: an update of a trade, which Elasticsearch answers 404
         assert (index, made["op"]) == (indices.trades, "update"), doc
-        assert doc["_source"] == ["symbol", "timestamp_ns"] and doc["doc"]
+        assert doc["_source"] == ["symbol", "timestamp_ns"] and (doc.get("doc") or doc.get("script"))
         return
     if case.quote is not None:
         assert (index, made["op"], made["version"]) == (indices.quotes, "index", case.quote["timestamp_ns"]), doc
@@ -77,9 +80,8 @@ def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, r
         assert made["op"] == "create"  # a copy or a replay finds it there and changes nothing
         trade = case.trade
         assert index == indices.trades, doc
-        natural = f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}"
-        assert doc_id == natural if len(natural.encode()) <= ES_ID_MAX_BYTES else doc_id.startswith(
-            f"{trade.symbol}|{trade.exchange}|sha256:")
+        assert doc_id == trade_doc_id(trade)  # symbol|exchange|New York date|id for a stock (the tests' own rule)
+        assert doc.get("trading_day") == (None if "/" in trade.symbol else new_york_date(trade.timestamp_ns))
         assert doc["trade_id"] == trade.trade_id  # the natural id is kept whatever the document id
         assert (doc["price"], doc["size"], doc["timestamp_ns"], doc["timestamp"]) == (
             trade.price, trade.size, trade.timestamp_ns, trade.timestamp)
@@ -195,7 +197,7 @@ def test_what_the_ingest_writes_comes_out_field_for_field(jvm, rules, settings) 
                   conditions=["@", "T"], tape="C", taker_side="B", exchange="CBSE",
                   source=Source.ALPACA_STREAM)  # fmt: skip
     _, doc_id, doc = document(jvm, rules, topic_of(settings, "trades"), trade.to_json(), offset=5, partition=3)
-    assert doc_id == f"BTC/USD|CBSE|{'9' * 30}"
+    assert doc_id == f"BTC/USD|CBSE|{'9' * 30}"  # crypto: no trading day in the id
     expected = json.loads(trade.to_json())
     for field in ("symbol", "price", "size", "trade_id", "exchange", "conditions", "tape", "taker_side", "source",
                   "timestamp", "timestamp_ns", "schema_version"):  # fmt: skip
@@ -203,29 +205,50 @@ def test_what_the_ingest_writes_comes_out_field_for_field(jvm, rules, settings) 
     assert (doc["kafka_partition"], doc["kafka_offset"]) == (3, 5)
 
 
-def test_a_cancel_and_a_correction_update_their_trade_found_by_its_id(jvm, rules, settings) -> None:
+def test_a_cancel_and_a_correction_update_their_trade_found_by_its_id_on_their_day(jvm, rules, settings) -> None:
     trade = Trade(symbol="AAPL", timestamp_ns=NOW - 10**12, price=100.0, size=50.0, trade_id="881", exchange="V",
                   conditions=["@"], source=Source.ALPACA_STREAM)  # fmt: skip
     created = action(jvm, rules, topic_of(settings, "trades"), trade.to_json())
     minute = (trade.timestamp_ns // 10**9) // 60 * 60
     assert created["bar_key"] == f"AAPL|{minute}" and created["source"]["notional"] == 5000.0
-    cancel = TradeCancel(symbol="AAPL", timestamp_ns=NOW - 10**11, trade_id="881", exchange="V", price=100.0,
-                         size=50.0, action="E", source=Source.ALPACA_STREAM)  # fmt: skip
-    cancelled = action(jvm, rules, topic_of(settings, "trades"), cancel.to_json())
+    assert created["doc_id"] == f"AAPL|V|{new_york_date(trade.timestamp_ns)}|881"
+    cancel = TradeCancel(symbol="AAPL", timestamp_ns=trade.timestamp_ns + 10**9, trade_id="881", exchange="V",
+                         price=100.0, size=50.0, action="E", source=Source.ALPACA_STREAM)  # fmt: skip
+    cancelled = action(jvm, rules, topic_of(settings, "trades"), cancel.to_json(), offset=41, partition=2)
     assert (cancelled["index"], cancelled["doc_id"], cancelled["op"]) == (created["index"], created["doc_id"],
                                                                           "update")  # fmt: skip
     assert cancelled["source"]["doc"] == {"cancelled": True, "cancelled_at": cancel.timestamp, "cancel_action": "E"}
     assert cancelled["bar_key"] is None  # Elasticsearch's answer names the trade's minute
-    correction = TradeCorrection(symbol="AAPL", timestamp_ns=NOW - 10**11, exchange="V", original_trade_id="881",
-                                 original_price=100.0, original_size=50.0, original_conditions=["@"],
-                                 corrected_trade_id="990", corrected_price=100.25, corrected_size=40.0,
-                                 corrected_conditions=["@", "I"], source=Source.ALPACA_STREAM)  # fmt: skip
+    assert cancelled["alias_id"] is None
+    correction = TradeCorrection(symbol="AAPL", timestamp_ns=trade.timestamp_ns + 2 * 10**9, exchange="V",
+                                 original_trade_id="881", original_price=100.0, original_size=50.0,
+                                 original_conditions=["@"], corrected_trade_id="990", corrected_price=100.25,
+                                 corrected_size=40.0, corrected_conditions=["@", "I"],
+                                 source=Source.ALPACA_STREAM)  # fmt: skip
     corrected = action(jvm, rules, topic_of(settings, "trades"), correction.to_json())
     assert (corrected["doc_id"], corrected["op"]) == (created["doc_id"], "update")
-    assert corrected["source"]["doc"] == {
-        "price": 100.25, "size": 40.0, "notional": 100.25 * 40.0, "conditions": ["@", "I"], "corrected": True,
-        "corrected_at": correction.timestamp, "corrected_trade_id": "990", "original_price": 100.0,
-        "original_size": 50.0, "original_conditions": ["@"]}  # fmt: skip
+    script = corrected["source"]["script"]
+    assert script["params"] == {"price": 100.25, "size": 40.0, "notional": 100.25 * 40.0, "conditions": ["@", "I"],
+                                "at": correction.timestamp, "ci": "990"}  # fmt: skip
+    assert "original_price == null" in script["source"]  # the first values stay through any number of corrections
+    day = new_york_date(correction.timestamp_ns)
+    assert corrected["alias_id"] == f"AAPL|V|{day}|990"
+    assert corrected["alias_source"] == {"symbol": "AAPL", "exchange": "V", "trading_day": day, "trade_id": "990",
+                                         "created_at": correction.timestamp}  # fmt: skip
+    # the same id the next day is another trade: the day is part of its identity
+    tomorrow = trade.model_copy(update={"timestamp_ns": trade.timestamp_ns + 86_400 * 10**9})
+    assert action(jvm, rules, topic_of(settings, "trades"), tomorrow.to_json())["doc_id"] != created["doc_id"]
+
+
+@pytest.mark.parametrize("trade_id", ["881", "z" * 700, "é" * 300])
+@pytest.mark.parametrize("symbol", ["AAPL", "BTC/USD"])
+def test_the_stream_and_the_platform_make_the_same_trade_ids(trade_id, symbol, jvm, rules, settings) -> None:
+    """Records.java makes the ids; ray_app.schemas.trade_doc_id (the upgrade's) must agree with it."""
+    trade = Trade(symbol=symbol, timestamp_ns=NOW - 10**12, price=1.0, size=1.0, trade_id=trade_id,
+                  exchange=None if "/" in symbol else "D", source=Source.REPLAY)  # fmt: skip
+    made = action(jvm, rules, topic_of(settings, "trades"), trade.to_json())
+    day = None if "/" in symbol else new_york_date(trade.timestamp_ns)
+    assert made["doc_id"] == platform_trade_doc_id(symbol, trade.exchange, day, trade_id) == trade_doc_id(trade)
 
 
 def test_quotes_of_one_second_share_a_document_the_latest_by_version(jvm, rules, settings) -> None:

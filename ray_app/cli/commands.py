@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ray_app.cli.bars import bars_app
 from ray_app.cli.config import config_app
 from ray_app.cli.dashboards import dashboards_app
 from ray_app.cli.demo import demo, smoke
@@ -25,6 +26,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 app.command()(ingest)
 app.add_typer(stream_app, name="stream")
+app.add_typer(bars_app, name="bars")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(serve_app, name="serve")
 app.add_typer(dashboards_app, name="dashboards")

@@ -192,3 +192,38 @@ def stream_driver(
     """The streaming job's driver itself: what `ray-app stream` submits as a Ray job (`python -m ray_app stream
     driver`), run here in the foreground. Also `python -m spark_jobs.stream_trades`."""
     raise typer.Exit(run_driver(settings_of(ctx), reset=reset))
+
+
+@stream_app.command("upgrade")
+def stream_upgrade(ctx: typer.Context) -> None:
+    """Bring data an earlier version stored up to this one, in place (the stream stopped): stock trades under per-day
+    ids, Alpaca's bars moved beside ours, every bar recomputed with the sale-condition rules. Running it again
+    finds nothing to do."""
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    from ray_app.bars.upgrade import UpgradeFailed, upgrade
+    from ray_app.es_indices import client
+    from ray_app.stream_control import StreamControlError, running_job
+    from ray_app.stream_control import client as jobs_client
+    from spark_jobs.bars import IncompleteRead
+    from spark_jobs.stream_trades import CheckpointInUse, checkpoint_lock
+
+    settings = settings_of(ctx)
+    try:
+        current = running_job(jobs_client(settings))
+    except StreamControlError:
+        current = None  # no Ray to ask: the checkpoint lock below still keeps a local driver out
+    if current is not None:
+        fail(f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then upgrade")
+    try:
+        with checkpoint_lock(settings.stream_checkpoint_dir), console.status("upgrading") as spinner:
+            report = upgrade(settings, client(settings), lambda text: (spinner.update(text), console.print(text)))
+    except CheckpointInUse as exc:
+        fail(str(exc))
+    except (UpgradeFailed, IncompleteRead, TransportError, ApiError) as exc:
+        fail(f"the upgrade stopped (run it again to go on): {exc}")
+    console.print(f"upgraded in {report.seconds:.1f} s: {report.trades_renamed:,} stock trades under per-day ids, "
+                  f"{report.aliases:,} aliases of corrected ids, {report.vendor_bars_moved:,} of Alpaca's bars moved "
+                  f"to the vendor indices, {report.minutes:,} minute and {report.hours:,} hour bars recomputed",
+                  highlight=False)  # fmt: skip

@@ -176,7 +176,7 @@ def trading() -> db.Dashboard:
     )
     market = (
         timeseries.Panel()
-        .title("Market: close x volume (USD traded)")
+        .title("Market: USD traded (price x size of the trades in the volume)")
         .datasource(es_ref("bars_1m"))
         .with_target(_histogram(SYMBOL, es.Sum().id("1").field("notional")))
         .unit("currencyUSD")
@@ -461,6 +461,10 @@ def pipeline_health() -> db.Dashboard:
                     *_latency_quantiles("ray_serve_http_request_latency_ms_bucket", "route")),
         _prom_panel("Indicators: the last cycle's duration over every symbol", "s",
                     (f"max({promql('indicator_cycle_duration_seconds')})", "cycle")),
+        _prom_panel("Vendor parity: share of minutes whose bar equals Alpaca's, by field (worst symbol)", "percentunit",
+                    (f"min by (field) ({promql('bar_parity_ratio')})", "{{field}}")),
+        _prom_panel("Vendor parity: minutes compared, adjusted by a cancel or correction, on one side only", "short",
+                    (f"sum by (kind) ({promql('bar_parity_minutes')})", "{{kind}}")),
     ]  # fmt: skip
     board = (
         db.Dashboard("Pipeline health")

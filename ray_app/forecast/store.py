@@ -1,4 +1,5 @@
-"""Elasticsearch side of forecasting: read hourly bars, write forecasts and the run report, find the latest run.
+"""Elasticsearch side of forecasting: read hourly bars (the stream's and Alpaca's backfilled ones, one per hour),
+write forecasts and the run report, find the latest run.
 
 Document ids are deterministic, so running the same run again (same cut-off, settings and symbols, hence the
 same run id) overwrites its documents instead of adding copies:
@@ -57,7 +58,37 @@ def run_id_for(settings: Settings, as_of: pd.Timestamp, symbols: list[str]) -> s
 def load_bars(
     es: Elasticsearch, settings: Settings, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> dict[str, list[dict[str, Any]]]:
-    """Hourly bars with start in [start, end), per symbol, oldest first (paged with search_after)."""
+    """Hourly bars with start in [start, end), per symbol, oldest first: the bars the stream built from trades and
+    Alpaca's own (backfilled) ones, one per hour (``more_complete``)."""
+    indices = settings.elasticsearch.indices
+    ours = _read_hours(es, indices.bars_1h, symbols, start, end)
+    vendor = _read_hours(es, indices.vendor_bars_1h, symbols, start, end)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for symbol in symbols:
+        by_hour = {bar["timestamp"]: bar for bar in vendor[symbol]}
+        for bar in ours[symbol]:
+            by_hour[bar["timestamp"]] = more_complete(bar, by_hour.get(bar["timestamp"]))
+        rows[symbol] = [by_hour[hour] for hour in sorted(by_hour)]
+    return rows
+
+
+def more_complete(ours: dict[str, Any], vendor: dict[str, Any] | None) -> dict[str, Any]:
+    """Of our bar and the vendor's for the same hour, the one that saw more of the hour: more trades (the volume when
+    a count is missing); ours on a tie. A bar made from part of an hour (a backfill that ended mid-hour, a live feed
+    that started mid-hour, an outage) counts fewer trades than one that saw all of it; on a tie both saw the same
+    trades, and ours also holds the cancels and corrections that came later."""
+    if vendor is None:
+        return ours
+    counted = ours.get("trade_count") is not None and vendor.get("trade_count") is not None
+
+    def seen(bar: dict[str, Any]) -> float:
+        return float(bar["trade_count"]) if counted else float(bar.get("volume") or 0.0)
+
+    return vendor if seen(vendor) > seen(ours) else ours
+
+
+def _read_hours(es: Elasticsearch, index: str, symbols: list[str], start: pd.Timestamp,
+                end: pd.Timestamp) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     query = {
         "bool": {
             "filter": [
@@ -70,13 +101,14 @@ def load_bars(
     after = None
     while True:
         page = es.search(
-            index=settings.elasticsearch.indices.bars_1h,
+            index=index,
             query=query,
-            source_includes=["symbol", *BAR_COLUMNS],
+            source_includes=["symbol", "trade_count", "source", *BAR_COLUMNS],
             sort=[{"symbol": "asc"}, {"timestamp": "asc"}],
             size=PAGE_SIZE,
             search_after=after,
             track_total_hits=False,
+            ignore_unavailable=True,
         )
         hits = page["hits"]["hits"]
         for hit in hits:

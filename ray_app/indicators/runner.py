@@ -10,7 +10,10 @@ micro-batches (the p50 <= 2 s path) pay nothing. The cost is at most one interva
 default, beside a bar of 60 s).
 
 Values are deterministic: a symbol's series always starts at its first 1-minute bar in Elasticsearch, so a
-restarted job writes the same numbers (documents keep the bar's id, symbol|start).
+restarted job writes the same numbers (documents keep the bar's id, symbol|start). A bar the stream deleted (every
+trade of its minute cancelled, or left with only trades that set no price) takes its indicator document with it:
+each cycle deletes the documents of bars gone since the last read, and the first cycle those of bars gone before
+the job started, so no candle is drawn from a bar that is not there.
 """
 
 from __future__ import annotations
@@ -109,7 +112,8 @@ def documents(symbol: str, series: Series, values: dict[str, np.ndarray], begin:
 
 
 class IndicatorStep:
-    """The per-symbol series kept between cycles, and one cycle: read the changed tail, recompute, write."""
+    """The per-symbol series kept between cycles, and one cycle: read the changed tail, recompute, write, and delete
+    the documents of bars that are gone."""
 
     def __init__(self, settings: Settings, es: Elasticsearch | None = None) -> None:
         self.settings = settings
@@ -161,7 +165,10 @@ class IndicatorStep:
         updated_at = now_iso()
         written: dict[str, int] = {}
         for symbol in self.settings.symbols:
+            old = self.series[symbol]
             series, begin = self._refresh(symbol)
+            gone = self._indicator_starts(symbol) if not old.loaded else old.starts
+            self._delete(symbol, np.setdiff1d(gone, series.starts))
             begin = max(begin, int(np.searchsorted(series.starts, oldest_written)))
             written[symbol] = 0
             if begin < len(series.starts):
@@ -173,6 +180,32 @@ class IndicatorStep:
             self.series[symbol] = series  # only once written: a failed write is redone by the next cycle
         bars = {symbol: len(series.starts) for symbol, series in self.series.items()}
         return CycleReport(round(time.monotonic() - began, 3), written, bars)
+
+    def _indicator_starts(self, symbol: str) -> np.ndarray:
+        """The bar starts of the symbol's indicator documents (the first cycle: what an earlier job left)."""
+        starts: list[int] = []
+        after = None
+        index = self.settings.elasticsearch.indices.indicators_1m
+        while True:
+            page = self.es.search(index=index, query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                                  sort=[{"timestamp": "asc"}], source_includes=["timestamp"], size=PAGE_SIZE,
+                                  search_after=after, track_total_hits=False, ignore_unavailable=True)  # fmt: skip
+            hits = page["hits"]["hits"]
+            starts += [parse_seconds(hit["_source"]["timestamp"]) for hit in hits]
+            if len(hits) < PAGE_SIZE:
+                return np.asarray(starts, dtype=np.int64)
+            after = hits[-1]["sort"]
+
+    def _delete(self, symbol: str, starts: np.ndarray) -> None:
+        """Delete the indicator documents of bars that are gone."""
+        if not len(starts):
+            return
+        index = self.settings.elasticsearch.indices.indicators_1m
+        actions = ({"_op_type": "delete", "_index": index, "_id": f"{symbol}{ID_SEPARATOR}{format_seconds(int(t))}"}
+                   for t in starts)  # fmt: skip
+        for ok, item in streaming_bulk(self.es, actions, chunk_size=2000, max_retries=5, raise_on_error=False):
+            if not ok and item.get("delete", {}).get("status") != 404:
+                LOG.warning("indicators: the document of a deleted bar stays: %s", item)
 
     def _write(self, docs: list[dict[str, Any]]) -> int:
         index = self.settings.elasticsearch.indices.indicators_1m

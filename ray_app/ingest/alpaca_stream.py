@@ -1,5 +1,5 @@
-"""Live trades (with their cancels and corrections), quotes and minute bars from Alpaca's websockets, through
-alpaca-py's StockDataStream/CryptoDataStream.
+"""Live trades (with their cancels and corrections), quotes, minute bars and their updates from Alpaca's websockets,
+through alpaca-py's StockDataStream/CryptoDataStream.
 
 alpaca-py owns the protocol (connected -> auth -> subscribe, reconnect with backoff after a dropped connection,
 re-subscribe). This module adds what a pipeline needs on top:
@@ -142,6 +142,8 @@ class AlpacaLiveSource:
             stock_stream.register_trade_corrections(self._ignore)
             stock_stream.subscribe_quotes(self._ignore, *stocks)
             stock_stream.subscribe_bars(self._ignore, *stocks)
+            # a minute's bar again ~30 s later when a late print changed it: kept beside ours (vendor-bars-1m)
+            stock_stream.subscribe_updated_bars(self._ignore, *stocks)
             self.streams.append(stock_stream)
         if crypto:
             crypto_stream = _CryptoStream(key, secret, raw_data=True, websocket_params=params,
@@ -150,6 +152,7 @@ class AlpacaLiveSource:
             crypto_stream.subscribe_trades(self._ignore, *crypto)
             crypto_stream.subscribe_quotes(self._ignore, *crypto)
             crypto_stream.subscribe_bars(self._ignore, *crypto)
+            crypto_stream.subscribe_updated_bars(self._ignore, *crypto)
             self.streams.append(crypto_stream)
         for stream in self.streams:
             stream._reconnect_min_backoff = alpaca.reconnect_min_s

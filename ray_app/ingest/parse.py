@@ -169,7 +169,10 @@ STREAM_RECORDS: dict[str, Callable[[dict[str, Any], Source, Collection[str] | No
     "t": stream_trade, "x": trade_cancel, "c": trade_correction, "q": quote}  # fmt: skip
 
 
-def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, allowed: Collection[str] | None) -> Bar:
+def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, allowed: Collection[str] | None,
+        updated: bool = False) -> Bar:  # fmt: skip
+    """A bar of Alpaca's: a live minute bar (``T:"b"``), its revision after a late print (``T:"u"``, ``updated``), or
+    a REST bar."""
     return _validated(
         Bar,
         {
@@ -184,6 +187,7 @@ def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, al
             "trade_count": message.get("n"),
             "vwap": message.get("vw") or None,
             "source": source,
+            "updated": updated,
         },
     )  # type: ignore[return-value]
 
@@ -200,7 +204,7 @@ def stream_message(message: Any, source: Source, allowed: Collection[str] | None
         if kind in STREAM_RECORDS:
             return STREAM_RECORDS[kind](message, source, allowed)
         if kind in BAR_TYPES:
-            return bar(message, message.get("S"), _TIMEFRAME_OF_STREAM_BAR[kind], source, allowed)
+            return bar(message, message.get("S"), _TIMEFRAME_OF_STREAM_BAR[kind], source, allowed, kind == "u")
         if kind in CONTROL_TYPES:
             return None
         raise Rejected("unknown_type", f"message type T={kind!r} {known}")

@@ -1,18 +1,37 @@
-"""The embedded offline source: realistic, seeded, reproducible trades for any number of symbols.
+"""The embedded offline source: realistic, seeded, reproducible market data for any number of symbols, as a live
+Alpaca feed sends it.
 
 Per symbol and minute, returns follow a GARCH(1,1) with Student-t shocks (volatility clustering); the number of
-trades in a minute follows an intraday profile (U-shaped over US market hours for stocks, 09:30-16:00 New York,
-weekdays; a gentle daily cycle for 24/7 crypto) and rises with volatility. Sizes are round and odd lots for
-stocks, log-normal fractions for crypto. Stocks found in bokeh-sampledata's real daily OHLCV (AAPL, GOOG, IBM,
-MSFT, public domain) are anchored on it: the start price, the volatility, and each simulated day's close-to-close
-return come from consecutive real days. Every record says ``source=simulator``.
+trades in a minute follows an intraday profile (U-shaped over the regular US session, 09:30-16:00 New York,
+weekdays, and a trickle in the extended hours, 04:00-09:30 and 16:00-20:00; a gentle daily cycle for 24/7 crypto)
+and rises with volatility. Stocks found in bokeh-sampledata's real daily OHLCV (AAPL, GOOG, IBM, MSFT, public
+domain) are anchored on it: the start price, the volatility, and each simulated day's close-to-close return come
+from consecutive real days. Every record says ``source=simulator``.
 
-``events`` adds what a real feed sends beside the trades: the top of the book (``Quote``, ``quotes_per_trade`` per
-trade on average, around the price path, the spread a few basis points and at least a cent for stocks), and for
-stocks the venue's later cancels (``TradeCancel``, ``cancel_share`` of the trades, a tenth of them as errors) and
-corrections (``TradeCorrection``, ``correction_share``: a price a few basis points off, sometimes a new size), each
-sent between half a second and ``MAX_ADJUST_DELAY_S`` after its trade. They draw from random streams of their own,
-so the trades of a seed stay what they were.
+What the tape carries, as a real feed does (``ray_app.conditions`` says what each code does to a bar):
+
+- **trade ids** numbered per (symbol, exchange, trading day) in the order trades are reported, restarting every
+  day, so two days reuse ids (exchange D, the trade reporting facility, offsets its ids into a range of its own);
+  crypto ids grow for ever;
+- **sale conditions** in realistic shares: odd lots (``I``, about 40% of regular-hours trades), intermarket sweeps
+  (``F``), the listing market's opening and closing auction prints (``O``, ``6``) and the official open and close
+  (``Q``, ``M``), Form T (``T``) on every extended-hours trade, now and then derivatively priced (``4``), average
+  price (``B`` on the CTS tapes, ``W`` on UTDF), qualified contingent (``7``), cash, next day, seller, price
+  variation, prior reference price, contingent, cross and sold-last trades, and some days a corrected consolidated
+  close (``9``) after the close;
+- **late prints**: about one trade in a hundred is reported up to 10 s after it happened (out of sequence ones
+  marked ``Z`` or, in the extended hours, ``U``): the tape sends it then, with its own time;
+- ``events`` adds what a real feed sends beside the trades: the top of the book (``Quote``, ``quotes_per_trade`` per
+  trade on average, around the price path, the spread a few basis points and at least a cent for stocks), and for
+  stocks the venue's later cancels (``TradeCancel``, ``cancel_share`` of the trades, a tenth of them as errors) and
+  corrections (``TradeCorrection``, ``correction_share``: a price a few basis points off, sometimes a new size, and
+  a new id for the corrected trade), each between half a second and ``MAX_ADJUST_DELAY_S`` after its trade; a
+  quarter of the corrected trades are corrected again or cancelled later still, naming either the trade's first
+  id or the one its correction gave it.
+
+Everything is seeded by (seed, symbol, day or minute), never by where a run starts, and a stock's whole trading day
+is drawn at once (its ids depend on every trade before): the same seed gives the same records in every run,
+however the runs' windows overlap. Runs are cut by the time a record is reported, the order a feed sends them in.
 """
 
 from __future__ import annotations
@@ -24,9 +43,10 @@ import heapq
 import importlib.resources
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -37,12 +57,32 @@ NEW_YORK = ZoneInfo("America/New_York")
 MINUTE_NS = 60_000_000_000
 MARKET_OPEN_MINUTE = 9 * 60 + 30
 MARKET_MINUTES = 390
+PRE_MARKET_MINUTE = 4 * 60  # 04:00 New York: extended hours start
+AFTER_HOURS_END_MINUTE = 20 * 60  # 20:00 New York: extended hours end
 _CRYPTO_DEFAULTS = {"BTC": (95_000.0, 0.55, 0.02), "ETH": (3_500.0, 0.70, 0.3), "SOL": (180.0, 0.9, 3.0)}
 _STOCK_EXCHANGES = ["V", "Q", "N", "P", "D", "K", "Z"]
 _STOCK_EXCHANGE_WEIGHTS = [0.05, 0.25, 0.15, 0.15, 0.30, 0.05, 0.05]
 _NYSE_LISTED = {"IBM", "KO", "JPM", "XOM", "GE", "BRK.B", "WMT", "DIS"}
+TRF_EXCHANGE = "D"
+TRF_ID_BASE = 52_983_525_000_000  # exchange D's ids: several reporting facilities offset into one id space
+CORRECTED_ID_STEP = 10_000_000  # a corrected trade's new id: its own plus this (no day reaches it)
 MAX_ADJUST_DELAY_S = 90  # a cancel or correction follows its trade by 0.5 s to this
+MAX_CHAIN_DELAY_S = 60  # a second correction or a cancel follows the first correction by 0.5 s to this
+MAX_LATE_S = 10  # a late print is reported up to this long after it happened (the tape's reporting limit)
+LATE_SHARE = 0.012  # trades reported late (regular hours)
+CHAIN_SHARE = 0.25  # corrected trades corrected again or cancelled later
+EXTENDED_ACTIVITY = {"pre": 0.05, "post": 0.08}  # share of the regular rate traded in the extended hours
 Event = Trade | TradeCancel | TradeCorrection | Quote
+Phase = Literal["pre", "regular", "post"]
+
+# (conditions, share of regular-hours trades, exchange it goes to or None); the rest are regular sales or odd lots
+_RARE: list[tuple[tuple[str, ...], float, str | None]] = [
+    (("@", "4"), 0.010, TRF_EXCHANGE), (("@", "7"), 0.004, TRF_EXCHANGE), (("@", "AVG"), 0.004, TRF_EXCHANGE),
+    (("@", "C"), 0.002, None), (("@", "N"), 0.001, None), (("@", "R"), 0.001, None), (("@", "H"), 0.002, None),
+    (("@", "P"), 0.002, None), (("@", "G"), 0.001, None), (("@", "V"), 0.002, None), (("@", "X"), 0.003, None),
+    (("@", "L"), 0.002, None), (("@", "1"), 0.001, None), (("@", "Z"), 0.003, None),
+]  # fmt: skip
+_RARE_SHARE = sum(share for _, share, _ in _RARE)
 
 
 @dataclass(frozen=True)
@@ -88,6 +128,20 @@ NANOS = 1_000_000_000
 # same seed gives the same trades whenever the simulator runs
 REFERENCE_DAY = 20_780  # 2026-11-23, days since 1970-01-01
 _DAILY_CYCLE = 1000  # days of synthetic daily returns for symbols without real data (then they repeat)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True)
+class Print:
+    """A trade as drawn, before its id: when it happened, when the tape reports it, and what."""
+
+    at_ns: int
+    reported_ns: int
+    price: float
+    size: float
+    exchange: str | None
+    conditions: tuple[str, ...]
+    taker_side: str | None = None
 
 
 @dataclass
@@ -102,13 +156,41 @@ class _SymbolState:
     daily_returns: np.ndarray  # one cycle of daily log returns, mean removed (so prices stay in range)
     cumulative: np.ndarray  # cumulative[i] = sum of daily_returns[:i], len = cycle + 1
     day_index: int = -1
-    day_returns: np.ndarray | None = None  # the current day's minute returns (pinned to its daily return)
+    day_returns: np.ndarray | None = None  # the current day's regular-session minute returns (pinned to its return)
     day_variance: np.ndarray | None = None
     day_start_log_price: float = 0.0
+    # a stock's current trading day, drawn whole: each extended-session minute's prints with their ids
+    day_prints: dict[int, list[tuple[Print, str]]] = field(default_factory=dict)
+
+
+def session_phase(minute_start_ns: int) -> tuple[Phase, int] | None:
+    """(pre, regular or post, minutes since 04:00 New York) for a stock minute in the extended session
+    04:00-20:00 New York on a weekday, else None."""
+    local = datetime.fromtimestamp(minute_start_ns / 1e9, tz=UTC).astimezone(NEW_YORK)
+    if local.weekday() >= 5:
+        return None
+    minute = local.hour * 60 + local.minute
+    if not PRE_MARKET_MINUTE <= minute < AFTER_HOURS_END_MINUTE:
+        return None
+    phase: Phase = ("pre" if minute < MARKET_OPEN_MINUTE
+                    else "regular" if minute < MARKET_OPEN_MINUTE + MARKET_MINUTES else "post")  # fmt: skip
+    return phase, minute - PRE_MARKET_MINUTE
+
+
+def _session_minutes(day: int) -> list[int]:
+    """Every minute start (epoch ns) of a New York date's extended session, 04:00-20:00 local."""
+    local = date.fromordinal(day + _EPOCH_ORDINAL)
+    first = datetime(local.year, local.month, local.day, 4, 0, tzinfo=NEW_YORK)
+    return [int((first + timedelta(minutes=m)).timestamp()) * NANOS
+            for m in range(AFTER_HOURS_END_MINUTE - PRE_MARKET_MINUTE)]  # fmt: skip
+
+
+def _new_york_day(epoch_ns: int) -> int:
+    return datetime.fromtimestamp(epoch_ns / 1e9, tz=UTC).astimezone(NEW_YORK).date().toordinal() - _EPOCH_ORDINAL
 
 
 class TradeSimulator:
-    """Trades for ``symbols`` between two instants, merged across symbols in event-time order.
+    """Trades for ``symbols`` between two instants, merged across symbols in the order the tape reports them.
 
     Every draw is seeded by (seed, symbol, day) or (seed, symbol, minute), never by where a run starts: the same
     seed gives the same trades for the same minute in every run, however the runs' windows overlap. A day's
@@ -166,11 +248,10 @@ class TradeSimulator:
     @staticmethod
     def stock_minute_of_session(minute_start_ns: int) -> int | None:
         """Minutes since 09:30 New York for a minute inside regular hours on a weekday, else None."""
-        local = datetime.fromtimestamp(minute_start_ns / 1e9, tz=UTC).astimezone(NEW_YORK)
-        if local.weekday() >= 5:
+        phase = session_phase(minute_start_ns)
+        if phase is None or phase[0] != "regular":
             return None
-        minute = local.hour * 60 + local.minute - MARKET_OPEN_MINUTE
-        return minute if 0 <= minute < MARKET_MINUTES else None
+        return phase[1] - (MARKET_OPEN_MINUTE - PRE_MARKET_MINUTE)
 
     @staticmethod
     def stock_activity(session_minute: int) -> float:
@@ -184,80 +265,109 @@ class TradeSimulator:
 
     # --- generation ------------------------------------------------------------------------------------
     def trades(self, start_ns: int, end_ns: int) -> Iterator[Trade]:
-        """Every trade with ``start_ns <= timestamp < end_ns``, in timestamp order (ties by symbol)."""
-        minute = start_ns - start_ns % MINUTE_NS
-        while minute < end_ns:
-            batch: list[tuple[int, str, Trade]] = []
-            for state in self._states:
-                for trade in self._minute(state, minute):
-                    if start_ns <= trade.timestamp_ns < end_ns:
-                        batch.append((trade.timestamp_ns, trade.symbol, trade))
-            heapq.heapify(batch)
-            while batch:
-                yield heapq.heappop(batch)[2]
-            minute += MINUTE_NS
+        """Every trade the tape reports with ``start_ns <= reported < end_ns``, in that order (ties by symbol); a
+        late print comes when it is reported, after trades that happened later."""
+        for _, event in self._timeline(start_ns, end_ns, None, extras=False):
+            assert isinstance(event, Trade)
+            yield event
 
     def events(self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None = None) -> Iterator[Event]:
-        """Every trade, quote, cancel and correction with ``start_ns <= timestamp < end_ns``, in timestamp order. The
-        minutes before ``start_ns`` are simulated too, for the cancels and corrections they send after it;
-        ``sent_since`` (per symbol) leaves out those of trades before it: trades no run sent (a first run)."""
-        pending: list[tuple[int, int, Event]] = []  # adjustments of earlier trades: (time, sequence, record)
+        """Every trade, quote, cancel and correction the feed sends with ``start_ns <= sent < end_ns``, in that
+        order (``timeline``)."""
+        for _, event in self.timeline(start_ns, end_ns, sent_since):
+            yield event
+
+    def timeline(self, start_ns: int, end_ns: int,
+                 sent_since: Mapping[str, int] | None = None) -> Iterator[tuple[int, Event]]:  # fmt: skip
+        """(when the feed sends it, record) for every trade, quote, cancel and correction sent in [start_ns,
+        end_ns), in that order: a trade when the tape reports it (its own time, or later for a late print), the
+        rest at their own time. The minutes before ``start_ns`` are simulated too, for what they send after it;
+        ``sent_since`` (per symbol) leaves out the cancels and corrections of trades reported before it: trades no
+        run sent (a first run)."""
+        return self._timeline(start_ns, end_ns, sent_since, extras=True)
+
+    def _timeline(self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None,
+                  extras: bool) -> Iterator[tuple[int, Event]]:  # fmt: skip
+        pending: list[tuple[int, int, Event]] = []  # sent after their minute: (time sent, sequence, record)
         sequence = 0
-        first = start_ns - MAX_ADJUST_DELAY_S * NANOS
+        lookback = (MAX_ADJUST_DELAY_S + MAX_CHAIN_DELAY_S + MAX_LATE_S + 1) if extras else MAX_LATE_S + 1
+        first = start_ns - lookback * NANOS
         minute = first - first % MINUTE_NS
         while minute < end_ns:
             batch: list[tuple[int, int, Event]] = []
             for state in self._states:
                 trades = self._minute(state, minute)
-                since = sent_since.get(state.symbol, 0) if sent_since else 0
-                for event in self._extras(state, minute, [t for t in trades if t.timestamp_ns >= since]):
+                if extras:
+                    since = sent_since.get(state.symbol, 0) if sent_since else 0
+                    for at, event in self._extras(state, minute, [(r, t) for r, t in trades if r >= since]):
+                        sequence += 1
+                        heapq.heappush(batch if at < minute + MINUTE_NS else pending, (at, sequence, event))
+                for reported, trade in trades:
                     sequence += 1
-                    heap = pending if isinstance(event, TradeCancel | TradeCorrection) else batch
-                    heapq.heappush(heap, (event.timestamp_ns, sequence, event))
-                for trade in trades:
-                    sequence += 1
-                    heapq.heappush(batch, (trade.timestamp_ns, sequence, trade))
+                    heapq.heappush(batch if reported < minute + MINUTE_NS else pending, (reported, sequence, trade))
             while pending and pending[0][0] < minute + MINUTE_NS:
                 heapq.heappush(batch, heapq.heappop(pending))
             while batch:
                 at, _, event = heapq.heappop(batch)
                 if start_ns <= at < end_ns:
-                    yield event
+                    yield at, event
             minute += MINUTE_NS
 
-    def _extras(self, state: _SymbolState, minute_ns: int, trades: list[Trade]) -> list[Event]:
-        """The minute's quotes around its trades, and the cancels and corrections its trades will get."""
+    def _extras(self, state: _SymbolState, minute_ns: int, trades: list[tuple[int, Trade]]) -> list[tuple[int, Event]]:
+        """The minute's quotes around its trades, and the cancels and corrections its trades will get, with the
+        time each is sent (its own)."""
         if not trades:
             return []
         rng = np.random.default_rng([self.seed, state.key, 4, minute_ns // MINUTE_NS])
-        extras: list[Event] = []
-        times = np.array([t.timestamp_ns for t in trades])
+        extras: list[tuple[int, Event]] = []
+        executed = sorted(trades, key=lambda item: item[1].timestamp_ns)
+        times = np.array([t.timestamp_ns for _, t in executed])
         for offset in np.sort(rng.integers(0, MINUTE_NS, size=int(rng.poisson(self.quotes_per_trade * len(trades))))):
             at = minute_ns + int(offset)
-            near = trades[max(0, int(np.searchsorted(times, at, side="right")) - 1)]
-            extras.append(self._quote(state, rng, at, near.price))
+            near = executed[max(0, int(np.searchsorted(times, at, side="right")) - 1)][1]
+            extras.append((at, self._quote(state, rng, at, near.price)))
         if state.crypto:  # Alpaca's crypto feed sends no cancels or corrections
             return extras
-        for trade in trades:
+        for _, trade in trades:
             draw = rng.random()
             delay = int(rng.uniform(0.5, MAX_ADJUST_DELAY_S) * NANOS)
             if draw < self.cancel_share:
-                extras.append(TradeCancel(
-                    symbol=trade.symbol, timestamp_ns=trade.timestamp_ns + delay, trade_id=trade.trade_id,
-                    exchange=trade.exchange, price=trade.price, size=trade.size,
-                    action="E" if rng.random() < 0.1 else "C", tape=trade.tape, source=Source.SIMULATOR))  # fmt: skip
+                extras.append(self._cancel(trade, trade.trade_id, trade.timestamp_ns + delay, rng))
             elif draw < self.cancel_share + self.correction_share:
-                price = max(0.01, round(trade.price * (1 + rng.normal(0, 0.0005)), 2))
-                size = float(max(1, round(trade.size * rng.uniform(0.5, 1.5)))) if rng.random() < 0.3 else trade.size
-                if price == trade.price and size == trade.size:  # a correction changes something
-                    price = round(trade.price + 0.01, 2)
-                extras.append(TradeCorrection(
-                    symbol=trade.symbol, timestamp_ns=trade.timestamp_ns + delay, exchange=trade.exchange,
-                    original_trade_id=trade.trade_id, original_price=trade.price, original_size=trade.size,
-                    original_conditions=trade.conditions, corrected_trade_id=f"{trade.trade_id}c",
-                    corrected_price=price, corrected_size=size, corrected_conditions=trade.conditions,
-                    tape=trade.tape, source=Source.SIMULATOR))  # fmt: skip
+                first = self._correction(trade, trade.trade_id, trade, 1, trade.timestamp_ns + delay, rng)
+                extras.append(first)
+                if rng.random() < CHAIN_SHARE:
+                    corrected = first[1]
+                    assert isinstance(corrected, TradeCorrection)
+                    named = corrected.corrected_trade_id if rng.random() < 0.5 else trade.trade_id
+                    later = first[0] + int(rng.uniform(0.5, MAX_CHAIN_DELAY_S) * NANOS)
+                    now = trade.model_copy(update={"price": corrected.corrected_price,
+                                                   "size": corrected.corrected_size})  # fmt: skip
+                    if rng.random() < 0.5:
+                        extras.append(self._correction(now, named, trade, 2, later, rng))
+                    else:
+                        extras.append(self._cancel(now, named, later, rng))
         return extras
+
+    def _cancel(self, trade: Trade, named: str, at: int, rng: np.random.Generator) -> tuple[int, Event]:
+        return at, TradeCancel(symbol=trade.symbol, timestamp_ns=at, trade_id=named, exchange=trade.exchange,
+                               price=trade.price, size=trade.size, action="E" if rng.random() < 0.1 else "C",
+                               tape=trade.tape, source=Source.SIMULATOR)  # fmt: skip
+
+    def _correction(self, now: Trade, named: str, trade: Trade, step: int, at: int,
+                    rng: np.random.Generator) -> tuple[int, Event]:  # fmt: skip
+        """A correction of ``now`` (the trade as it stands) naming ``named``; the corrected trade's new id is the
+        trade's first id plus ``step`` times CORRECTED_ID_STEP."""
+        price = max(0.01, round(now.price * (1 + rng.normal(0, 0.0005)), 2))
+        size = float(max(1, round(now.size * rng.uniform(0.5, 1.5)))) if rng.random() < 0.3 else now.size
+        if price == now.price and size == now.size:  # a correction changes something
+            price = round(now.price + 0.01, 2)
+        return at, TradeCorrection(
+            symbol=now.symbol, timestamp_ns=at, exchange=now.exchange, original_trade_id=named,
+            original_price=now.price, original_size=now.size, original_conditions=now.conditions,
+            corrected_trade_id=str(int(trade.trade_id) + step * CORRECTED_ID_STEP), corrected_price=price,
+            corrected_size=size, corrected_conditions=now.conditions, tape=now.tape,
+            source=Source.SIMULATOR)  # fmt: skip
 
     def _quote(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float) -> Quote:
         """The book around ``price``: a spread of a few basis points (at least a cent for a stock)."""
@@ -282,7 +392,7 @@ class TradeSimulator:
 
     def _start_day(self, state: _SymbolState, day: int) -> None:
         """The day's minute returns: GARCH(1,1) with Student-t(4) shocks, shifted so they add up to the day's
-        return (the next day opens where this one closed)."""
+        return (the next day opens where this one closed); a stock's whole day of trades with their ids."""
         if day == state.day_index:
             return
         minutes = 1440 if state.crypto else MARKET_MINUTES
@@ -302,18 +412,61 @@ class TradeSimulator:
         state.day_variance = variance
         state.day_start_log_price = start
         state.day_index = day
+        if not state.crypto:
+            state.day_prints = self._stock_day(state, day)
 
-    def _minute(self, state: _SymbolState, minute_ns: int) -> list[Trade]:
+    def _stock_day(self, state: _SymbolState, day: int) -> dict[int, list[tuple[Print, str]]]:
+        """Every print of a stock's trading day, numbered per exchange in the order the tape reports them."""
+        minutes = _session_minutes(day)
+        if datetime.fromtimestamp(minutes[0] / 1e9, tz=UTC).astimezone(NEW_YORK).weekday() >= 5:
+            return {}
+        prints = {minute: self._stock_prints(state, minute) for minute in minutes}
+        order: dict[str | None, list[tuple[int, int, int, int]]] = {}
+        for minute, items in prints.items():
+            for position, item in enumerate(items):
+                order.setdefault(item.exchange, []).append((item.reported_ns, item.at_ns, minute, position))
+        ids: dict[tuple[int, int], str] = {}
+        for exchange, entries in order.items():
+            base = TRF_ID_BASE if exchange == TRF_EXCHANGE else 0
+            for sequence, (_, _, minute, position) in enumerate(sorted(entries), start=1):
+                ids[(minute, position)] = str(base + sequence)
+        return {minute: [(item, ids[(minute, position)]) for position, item in enumerate(items)]
+                for minute, items in prints.items() if items}  # fmt: skip
+
+    def _minute(self, state: _SymbolState, minute_ns: int) -> list[tuple[int, Trade]]:
+        """The minute's trades, each with the time the tape reports it."""
         if state.crypto:
-            activity = self.crypto_activity(minute_ns)
-            day, index = divmod(minute_ns // MINUTE_NS, 1440)
-        else:
-            session_minute = self.stock_minute_of_session(minute_ns)
-            if session_minute is None:
-                return []
-            activity = self.stock_activity(session_minute)
-            day, index = (minute_ns - session_minute * MINUTE_NS) // DAY_NS, session_minute
-        self._start_day(state, int(day))
+            day = minute_ns // DAY_NS
+            self._start_day(state, int(day))
+            prints = self._crypto_prints(state, minute_ns)
+            base = minute_ns // MINUTE_NS * 100_000
+            return [(item.reported_ns, self._trade(state, item, str(base + position)))
+                    for position, item in enumerate(prints)]  # fmt: skip
+        if session_phase(minute_ns) is None:
+            return []
+        self._start_day(state, _new_york_day(minute_ns))
+        return [(item.reported_ns, self._trade(state, item, trade_id))
+                for item, trade_id in state.day_prints.get(minute_ns, [])]  # fmt: skip
+
+    def _crypto_prints(self, state: _SymbolState, minute_ns: int) -> list[Print]:
+        activity = self.crypto_activity(minute_ns)
+        index = int((minute_ns // MINUTE_NS) % 1440)
+        return self._priced_prints(state, minute_ns, index, activity, "regular")
+
+    def _stock_prints(self, state: _SymbolState, minute_ns: int) -> list[Print]:
+        phase = session_phase(minute_ns)
+        if phase is None:
+            return []
+        name, since_four = phase
+        if name == "regular":
+            index = since_four - (MARKET_OPEN_MINUTE - PRE_MARKET_MINUTE)
+            return self._priced_prints(state, minute_ns, index, self.stock_activity(index), "regular")
+        return self._extended_prints(state, minute_ns, name)
+
+    def _priced_prints(self, state: _SymbolState, minute_ns: int, index: int, activity: float,
+                       phase: Phase) -> list[Print]:  # fmt: skip
+        """A regular-session (or crypto) minute: a Brownian bridge from the minute's first to its last price along
+        the day's GARCH path, with bid-ask bounce; the listing market's opening prints at 09:30."""
         assert state.day_returns is not None and state.day_variance is not None
         rng = np.random.default_rng([self.seed, state.key, 3, minute_ns // MINUTE_NS])
         minute_return = float(state.day_returns[index])
@@ -321,10 +474,12 @@ class TradeSimulator:
         start_price = math.exp(state.day_start_log_price + float(state.day_returns[:index].sum()))
         vol_ratio = math.sqrt(variance) / state.minute_vol
         count = int(rng.poisson(self.trades_per_minute * activity * min(3.0, 0.5 + 0.5 * vol_ratio)))
+        prints: list[Print] = []
+        if not state.crypto and index == 0:
+            prints += self._auction(state, rng, minute_ns, start_price, ("@", "O"), ("Q",))
         if count == 0:
-            return []
+            return prints
         offsets = np.sort(rng.integers(0, MINUTE_NS, size=count))
-        # a Brownian bridge from the minute's first to its last price, plus bid-ask bounce
         steps = rng.normal(0.0, 1.0, size=count)
         walk = np.cumsum(steps) / math.sqrt(count)
         bridge = walk - np.linspace(0, 1, count) * walk[-1]
@@ -335,26 +490,91 @@ class TradeSimulator:
         )
         bounce = rng.choice([-1.0, 1.0], size=count) * 0.0001
         prices = np.exp(log_path) * (1 + bounce)
-        return [self._trade(state, rng, minute_ns + int(offset), float(price), position)
-                for position, (offset, price) in enumerate(zip(offsets, prices, strict=True))]  # fmt: skip
+        return prints + [self._print(state, rng, minute_ns + int(offset), float(price), phase)
+                         for offset, price in zip(offsets, prices, strict=True)]  # fmt: skip
 
-    def _trade(self, state: _SymbolState, rng: np.random.Generator, timestamp_ns: int, price: float,
-               position: int) -> Trade:  # fmt: skip
-        # unique across runs (a sequence restarting at 1 would make a later run overwrite an earlier one's trades
-        # in Elasticsearch, where the id is symbol + exchange + trade id), and the same for the same seed and time
-        trade_id = f"{timestamp_ns}-{position}"
+    def _extended_prints(self, state: _SymbolState, minute_ns: int, phase: Phase) -> list[Print]:
+        """A pre-market or after-hours minute: a few trades around the last close (before the open) or the day's
+        close (after it); the closing auction's prints at 16:00, and some days a corrected close at 16:25."""
+        assert state.day_returns is not None
+        rng = np.random.default_rng([self.seed, state.key, 3, minute_ns // MINUTE_NS])
+        anchor = state.day_start_log_price + (float(state.day_returns.sum()) if phase == "post" else 0.0)
+        prints: list[Print] = []
+        local = datetime.fromtimestamp(minute_ns / 1e9, tz=UTC).astimezone(NEW_YORK)
+        if phase == "post" and (local.hour, local.minute) == (16, 0):
+            prints += self._auction(state, rng, minute_ns, math.exp(anchor), ("@", "6"), ("M",))
+        if phase == "post" and (local.hour, local.minute) == (16, 25) and rng.random() < 0.3:
+            prints.append(Print(minute_ns + 250_000_000, minute_ns + 250_000_000, round(math.exp(anchor), 2),
+                                float(100 * rng.integers(50, 500)), self._listing(state), ("9",)))  # fmt: skip
+        count = int(rng.poisson(self.trades_per_minute * EXTENDED_ACTIVITY[phase]))
+        if count == 0:
+            return prints
+        offsets = np.sort(rng.integers(0, MINUTE_NS, size=count))
+        walk = np.cumsum(rng.normal(0.0, state.minute_vol * 0.7, size=count))
+        return prints + [self._print(state, rng, minute_ns + int(offset), float(math.exp(anchor + step)), phase)
+                         for offset, step in zip(offsets, walk, strict=True)]  # fmt: skip
+
+    def _listing(self, state: _SymbolState) -> str:
+        return "N" if state.tape == "A" else "Q"
+
+    def _auction(self, state: _SymbolState, rng: np.random.Generator, minute_ns: int, price: float,
+                 cross: tuple[str, ...], official: tuple[str, ...]) -> list[Print]:  # fmt: skip
+        """The listing market's auction print and, a moment later, its official open or close of the same size."""
+        at = minute_ns + int(rng.integers(1_000_000, 40_000_000))
+        size = float(100 * rng.integers(20, 400))
+        exchange = self._listing(state)
+        return [Print(at, at, round(price, 2), size, exchange, cross),
+                Print(at + 1_500_000, at + 1_500_000, round(price, 2), size, exchange, official)]  # fmt: skip
+
+    def _print(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float,
+               phase: Phase) -> Print:  # fmt: skip
+        """One trade's size, conditions, exchange and reporting delay."""
         if state.crypto:
             size = round(float(rng.lognormal(math.log(state.lot / 10), 1.2)), 6) or 1e-6
-            return Trade(symbol=state.symbol, timestamp_ns=timestamp_ns, price=round(price, 2), size=size,
-                         trade_id=str(trade_id), taker_side="B" if rng.random() < 0.5 else "S",
-                         source=Source.SIMULATOR)  # fmt: skip
-        if rng.random() < 0.45:
-            size, conditions = float(rng.integers(1, 100)), ["@", "I"]  # odd lot
-        else:
-            size, conditions = float(100 * rng.geometric(0.55)), ["@"]
+            side = "B" if rng.random() < 0.5 else "S"
+            return Print(at_ns, at_ns, round(price, 2), size, None, (), side)
         exchange = str(rng.choice(_STOCK_EXCHANGES, p=_STOCK_EXCHANGE_WEIGHTS))
-        return Trade(symbol=state.symbol, timestamp_ns=timestamp_ns, price=round(price, 2), size=size,
-                     trade_id=str(trade_id), exchange=exchange, conditions=conditions, tape=state.tape,
+        draw = rng.random()
+        size = float(100 * rng.geometric(0.55))
+        late = rng.random() < LATE_SHARE
+        if phase != "regular":
+            if draw < 0.38:
+                conditions: tuple[str, ...] = ("@", "T", "I")
+                size = float(rng.integers(1, 100))
+            elif draw < 0.41:
+                conditions = ("@", "F", "T")
+            elif draw < 0.44:
+                conditions, late = ("@", "U"), True  # extended hours, sold out of sequence: reported late
+            else:
+                conditions = ("@", "T")
+        elif draw < 0.40:
+            conditions = ("@", "F", "I") if rng.random() < 0.1 else ("@", "I")
+            size = float(rng.integers(1, 100))
+        elif draw < 0.52:
+            conditions = ("@", "F")
+        elif draw < 0.52 + _RARE_SHARE:
+            pick, edge = draw - 0.52, 0.0
+            conditions, venue = _RARE[-1][0], _RARE[-1][2]
+            for codes, share, where in _RARE:
+                edge += share
+                if pick < edge:
+                    conditions, venue = codes, where
+                    break
+            if conditions == ("@", "AVG"):  # the average-price code is the feed's: B on CTS, W on UTDF
+                conditions = ("@", "W") if state.tape == "C" else ("@", "B")
+            exchange = venue or exchange
+            late = late or conditions == ("@", "Z")  # sold out of sequence: reported late
+        else:
+            conditions = ("@",)
+        reported = at_ns + (int(rng.uniform(0.3, MAX_LATE_S) * NANOS) if late else 0)
+        return Print(at_ns, reported, round(price, 2), size, exchange, conditions)
+
+    def _trade(self, state: _SymbolState, item: Print, trade_id: str) -> Trade:
+        if state.crypto:
+            return Trade(symbol=state.symbol, timestamp_ns=item.at_ns, price=item.price, size=item.size,
+                         trade_id=trade_id, taker_side=item.taker_side, source=Source.SIMULATOR)  # fmt: skip
+        return Trade(symbol=state.symbol, timestamp_ns=item.at_ns, price=item.price, size=item.size,
+                     trade_id=trade_id, exchange=item.exchange, conditions=list(item.conditions), tape=state.tape,
                      source=Source.SIMULATOR)  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """One reading of the pipeline's health: lag behind Kafka per query and topic, the newest trade's age per symbol,
 dead letters of the last window by reason. `ray-app status` prints it; the monitor job (``run_monitor``) exports it
-as gauges every ``live.monitor_every_s``, so Prometheus holds the same numbers the command shows."""
+as gauges every ``live.monitor_every_s``, so Prometheus holds the same numbers the command shows; and every
+``live.parity_every_s`` our minute bars against the vendor's over ``live.parity_window_s`` (``ray_app.bars.parity``,
+what `ray-app bars parity` prints)."""
 
 from __future__ import annotations
 
@@ -70,15 +72,37 @@ def export(health: Health, reasons_seen: set[str]) -> None:
     metrics.set_gauge("dead_letters_recent", sum(health.dead_letters.values()), reason=ALL_REASONS)
 
 
+def export_parity(settings: Settings, es: Elasticsearch) -> None:
+    """Our minute bars against the vendor's over the last ``live.parity_window_s``, as gauges."""
+    from ray_app.bars.parity import FIELDS, parity
+
+    end = int(time.time())
+    for symbol, result in parity(es, settings, settings.symbols, end - int(settings.live.parity_window_s), end).items():
+        for kind in ("compared", "adjusted", "only_ours", "only_vendor"):
+            metrics.set_gauge("bar_parity_minutes", getattr(result, kind), symbol=symbol, kind=kind)
+        for name in FIELDS:
+            share = result.share(name)
+            if share is not None:
+                metrics.set_gauge("bar_parity_ratio", share, symbol=symbol, field=name)
+
+
 def run_monitor(settings: Settings, stop: StopFlag) -> None:
-    """Export a reading every ``live.monitor_every_s`` until stopped; a failed reading is logged and retried."""
+    """Export a reading every ``live.monitor_every_s`` (and parity every ``live.parity_every_s``) until stopped; a
+    failed reading is logged and retried."""
     from ray_app.es_indices import client
 
     es = client(settings)
     reasons: set[str] = set()
+    parity_due = 0.0
     while not stop.is_set():
         try:
             export(read_health(settings, es), reasons)
         except Exception as exc:  # Kafka or Elasticsearch away: the next reading tries again
             LOG.warning("monitor: this reading failed: %s", exc)
+        if time.monotonic() >= parity_due:
+            parity_due = time.monotonic() + settings.live.parity_every_s
+            try:
+                export_parity(settings, es)
+            except Exception as exc:
+                LOG.warning("monitor: the parity reading failed: %s", exc)
         stop.wait(settings.live.monitor_every_s)

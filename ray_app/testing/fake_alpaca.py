@@ -6,10 +6,15 @@ Point the real alpaca-py clients at it with ``url_override`` (the settings ``alp
 - the msgpack websocket: ``[{"T":"success","msg":"connected"}]`` on connect, then ``auth`` ->
   ``authenticated`` or error 402 ``auth failed``; one connection per endpoint (a second gets 406 ``connection
   limit exceeded``); ``subscribe`` -> a ``subscription`` echo of all channels, or 405 ``symbol limit
-  exceeded``; trades ``T:"t"``, quotes ``T:"q"`` and bars ``T:"b"`` with msgpack timestamps (nanoseconds), several
-  messages per frame, only for subscribed symbols; and, as Alpaca does on the stock feed, trade cancels/errors
-  ``T:"x"`` and corrections ``T:"c"`` to every subscriber of the symbol's trades (a trades subscription subscribes
-  ``cancelErrors`` and ``corrections`` too, and the echo lists them);
+  exceeded``; trades ``T:"t"``, quotes ``T:"q"``, bars ``T:"b"`` and updated bars ``T:"u"`` with msgpack timestamps
+  (nanoseconds), several messages per frame, only for subscribed symbols; and, as Alpaca does on the stock feed,
+  trade cancels/errors ``T:"x"`` and corrections ``T:"c"`` to every subscriber of the symbol's trades (a trades
+  subscription subscribes ``cancelErrors`` and ``corrections`` too, and the echo lists them);
+- a session played as Alpaca streams it (``play``): the simulator's records in the order the tape sends them, and
+  the minute bars Alpaca builds from those trades with its published rules (``alpaca_rules``): a minute's ``b`` as
+  soon as the feed's clock passes the minute's end, an ``updatedBars`` ``u`` 30 s later when a late print reached
+  the minute meanwhile; no bar for a minute without a trade that sets a price; cancels and corrections change no
+  bar (Alpaca's live bars do not take a trade back);
 - the REST bars endpoints ``/v2/stocks/bars`` (API key headers required) and ``/v1beta3/crypto/us/bars`` (no
   keys), answering ``{"bars": {SYMBOL: [...]}, "next_page_token": ...}`` with pages of ``page_size`` bars.
 
@@ -35,6 +40,8 @@ from typing import Any
 import msgpack
 from aiohttp import WSMsgType, web
 
+from ray_app.schemas import Quote, Trade, TradeCancel, TradeCorrection
+from ray_app.testing.alpaca_rules import counts_in_volume, sets_price
 from ray_app.times import format_ns
 
 STOCK_PATHS = ("/v2/iex", "/v2/sip")
@@ -86,6 +93,81 @@ def quote_message(symbol: str, epoch_ns: int, bid: float, ask: float, bid_size: 
                        z=extra.pop("z", "C"))  # fmt: skip
     message.update(extra)
     return message
+
+
+UPDATE_AFTER_NS = 30 * 10**9  # Alpaca recomputes a minute's bar 30 s after it ends when a late print came
+MINUTE_NS = 60 * 10**9
+
+
+def wire_message(record: Trade | TradeCancel | TradeCorrection | Quote) -> dict:
+    """A simulator record as Alpaca's stream sends it (ids as integers when they are)."""
+
+    def wire_id(text: str) -> int | str:
+        return int(text) if text.isdigit() else text
+
+    if isinstance(record, Trade):
+        extra: dict[str, Any] = {"tks": record.taker_side} if record.taker_side else {}
+        if record.exchange is not None:
+            extra.update(x=record.exchange, c=list(record.conditions), z=record.tape)
+        return trade_message(record.symbol, record.timestamp_ns, record.price, record.size, wire_id(record.trade_id),
+                             **extra)  # type: ignore[arg-type]  # fmt: skip
+    if isinstance(record, TradeCancel):
+        return cancel_message(record.symbol, record.timestamp_ns, wire_id(record.trade_id), record.price,  # type: ignore[arg-type]
+                              record.size, record.action or "C", x=record.exchange, z=record.tape)  # fmt: skip
+    if isinstance(record, TradeCorrection):
+        return correction_message(record.symbol, record.timestamp_ns, wire_id(record.original_trade_id),  # type: ignore[arg-type]
+                                  record.original_price, record.original_size, wire_id(record.corrected_trade_id),  # type: ignore[arg-type]
+                                  record.corrected_price, record.corrected_size, x=record.exchange,
+                                  oc=list(record.original_conditions), cc=list(record.corrected_conditions),
+                                  z=record.tape)  # fmt: skip
+    extra = {}
+    if record.bid_exchange is not None:
+        extra.update(bx=record.bid_exchange, ax=record.ask_exchange, c=list(record.conditions), z=record.tape)
+    return quote_message(record.symbol, record.timestamp_ns, record.bid_price, record.ask_price, record.bid_size,
+                         record.ask_size, **extra)  # fmt: skip
+
+
+@dataclass
+class MinuteBars:
+    """Alpaca's minute bars of the trades sent so far, by its published rules (``alpaca_rules``), kept the way its
+    stream sends them: ``due(clock)`` gives each minute's bar once the clock has passed the minute's end, and its
+    update 30 s after that when a late print reached the minute in between."""
+
+    trades: dict[tuple[str, int], list[tuple[int, int, Trade]]] = field(default_factory=lambda: defaultdict(list))
+    sent: set[tuple[str, int]] = field(default_factory=set)
+    changed: set[tuple[str, int]] = field(default_factory=set)  # minutes a late print reached after their bar
+    received = 0
+
+    def add(self, trade: Trade) -> None:
+        key = (trade.symbol, trade.timestamp_ns - trade.timestamp_ns % MINUTE_NS)
+        self.received += 1
+        self.trades[key].append((trade.timestamp_ns, self.received, trade))
+        if key in self.sent:
+            self.changed.add(key)
+
+    def due(self, clock_ns: int | None) -> list[dict]:
+        """The bars (``b``) and updated bars (``u``) due at ``clock_ns`` (None: every one left, at the end)."""
+        messages = []
+        for key in sorted(self.trades):
+            if key not in self.sent and (clock_ns is None or key[1] + MINUTE_NS <= clock_ns):
+                self.sent.add(key)
+                messages.append(self.bar(key, "b"))
+        for key in sorted(self.changed):
+            if clock_ns is None or key[1] + MINUTE_NS + UPDATE_AFTER_NS <= clock_ns:
+                self.changed.discard(key)
+                messages.append(self.bar(key, "u"))
+        return [message for message in messages if message is not None]
+
+    def bar(self, key: tuple[str, int], kind: str) -> dict | None:
+        items = sorted(self.trades[key], key=lambda item: (item[0], item[1]))
+        priced = [t for _, _, t in items if sets_price(t.conditions, t.tape)]
+        counted = [t for _, _, t in items if counts_in_volume(t.conditions)]
+        if not priced:
+            return None  # Alpaca sends no bar for a minute without a trade that sets a price
+        volume = sum(t.size for t in counted)
+        return {"T": kind, "S": key[0], "o": priced[0].price, "h": max(t.price for t in priced),
+                "l": min(t.price for t in priced), "c": priced[-1].price, "v": volume, "n": len(counted),
+                "vw": sum(t.price * t.size for t in counted) / volume, "t": msgpack_timestamp(key[1])}  # fmt: skip
 
 
 @dataclass
@@ -201,9 +283,9 @@ class FakeAlpaca:
             threading.Event().wait(0.05)
         raise TimeoutError(f"no {feed} client subscribed to {sorted(wanted)} within {timeout} s")
 
-    def publish(self, feed: str, messages: list[dict], per_frame: int = 10) -> int:
+    def publish(self, feed: str, messages: list[dict], per_frame: int = 10, timeout: float = 10) -> int:
         """Send messages to the feed's subscribers, ``per_frame`` to a frame; returns frames sent."""
-        return self._call(self._publish(feed, messages, per_frame))
+        return self._call(self._publish(feed, messages, per_frame), timeout)
 
     async def _publish(self, feed: str, messages: list[dict], per_frame: int) -> int:
         frames = 0
@@ -218,10 +300,35 @@ class FakeAlpaca:
 
     @staticmethod
     def _wants(conn: _Connection, message: dict) -> bool:
-        channel = {"t": "trades", "b": "bars", "q": "quotes", "x": "cancelErrors",
-                   "c": "corrections"}.get(message.get("T", ""), "")  # fmt: skip
+        channel = {"t": "trades", "b": "bars", "u": "updatedBars", "d": "dailyBars", "q": "quotes",
+                   "x": "cancelErrors", "c": "corrections"}.get(message.get("T", ""), "")  # fmt: skip
         symbols = conn.subscriptions.get(channel, set())
         return "*" in symbols or message.get("S") in symbols or channel == ""
+
+    def play(self, timeline: Iterable[tuple[int, Trade | TradeCancel | TradeCorrection | Quote]],
+             per_frame: int = 50) -> dict[str, list[dict]]:
+        """Stream a session (``TradeSimulator.timeline``: when each record is sent, and the record) to the
+        subscribers as Alpaca does, as fast as the sockets take it: each record as its message, and between them,
+        by the session's clock, the minute bars and updated bars Alpaca would send (``MinuteBars``). Returns the
+        messages sent per feed."""
+        bars = MinuteBars()
+        feeds: dict[str, list[dict]] = {"stocks": [], "crypto": []}
+
+        def route(message: dict) -> None:
+            feeds["crypto" if "/" in message["S"] else "stocks"].append(message)
+
+        for sent_ns, record in timeline:
+            for bar in bars.due(sent_ns):
+                route(bar)
+            if isinstance(record, Trade):
+                bars.add(record)
+            route(wire_message(record))
+        for bar in bars.due(None):
+            route(bar)
+        for feed, messages in feeds.items():
+            if messages:
+                self.publish(feed, messages, per_frame, timeout=600)
+        return feeds
 
     def publish_raw(self, feed: str, frame: bytes) -> None:
         async def send() -> None:

@@ -46,15 +46,17 @@ def stream_jvm(settings: Settings) -> Iterator[Any]:
 def action(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
            kafka_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
     """The bulk action the record rules make of one Kafka record: index, doc_id, source (parsed), op, version,
-    bar_key; ``kafka_ms`` is the record's Kafka time (default: now, as for a record that just arrived)."""
+    bar_key, alias_id and alias_source (a correction's); ``kafka_ms`` is the record's Kafka time (default: now, as
+    for a record that just arrived)."""
     if kafka_ms is None:
         import time
 
         kafka_ms = time.time_ns() // 1_000_000
-    index, doc_id, source, op, version, bar_key = json.loads(
+    index, doc_id, source, op, version, bar_key, alias_id, alias_source = json.loads(
         package.RecordUdfs.documentOf(rules, topic, partition, offset, kafka_ms, value))
     return {"index": index, "doc_id": doc_id, "source": json.loads(source), "op": op, "version": version,
-            "bar_key": bar_key}  # fmt: skip
+            "bar_key": bar_key, "alias_id": alias_id,
+            "alias_source": json.loads(alias_source) if alias_source else None}  # fmt: skip
 
 
 def document(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,

@@ -48,10 +48,15 @@ import javax.net.ssl.X509ExtendedTrustManager;
  *       retry_count} retries, {@link BulkWriteFailed} fails the batch, which Spark then replays.
  *   <li>A 409 for a {@code create} (the trade is there already) or a versioned {@code index} (a newer quote is
  *       there) is the action done, not a refusal; a 404 for a {@code delete} too (nothing to delete).
+ *   <li>Two actions on one document reach Elasticsearch in the order they were read (Kafka's): an action whose
+ *       document has an earlier action in a request still out waits for that request, and a transient failure
+ *       retried is retried with every later action on its document.
  *   <li>Updates (cancels, corrections) go last, after everything else of the task is written, one request at a
  *       time and in their order: a cancel in the same micro-batch as its trade finds it, and two corrections of
- *       one trade apply in the order the venue sent them. An update of a document that is not there (a cancel of
- *       a trade never seen) is refused with 404 and becomes a dead letter.
+ *       one trade apply in the order the venue sent them. Each is sent to its trade, found first (a real-time
+ *       multi-get) by its own id or by the alias an earlier correction wrote for the id it gave the trade; a
+ *       correction writes the alias of its own corrected id in the same request. An update whose trade is not
+ *       there (a cancel of a trade never seen) becomes a dead letter ({@code unknown_trade}).
  * </ul>
  */
 final class BulkClient {
@@ -65,11 +70,14 @@ final class BulkClient {
   private final SinkConfig config;
   private final HttpClient http;
   private final URI bulkUri;
+  private final URI mgetUri;
 
   BulkClient(SinkConfig config) {
     this.config = config;
     this.http = CLIENTS.computeIfAbsent(config.clientKey(), key -> newClient(config));
     this.bulkUri = URI.create(config.baseUrl + BULK_PATH);
+    this.mgetUri = URI.create(config.baseUrl + "/_mget?realtime=true&filter_path=docs.found,docs.error,"
+        + "docs._source.trade_doc_id");
   }
 
   /** A bulk request sent and not answered yet. */
@@ -85,13 +93,34 @@ final class BulkClient {
     }
   }
 
+  /** The keys of the documents in requests still out. */
+  private static final class Flying {
+    final ArrayDeque<InFlight> requests = new ArrayDeque<>();
+    final java.util.Set<String> keys = new java.util.HashSet<>();
+
+    void add(InFlight request) {
+      requests.add(request);
+      for (Doc doc : request.docs) {
+        keys.add(doc.key());
+      }
+    }
+
+    InFlight poll() {
+      InFlight request = requests.poll();
+      for (Doc doc : request.docs) {
+        keys.remove(doc.key());
+      }
+      return request;
+    }
+  }
+
   /** Index every document of the iterator; the report says what was indexed and what was refused. Up to
    * {@code max_in_flight} requests are out at once, so reading and encoding the next documents overlaps
    * Elasticsearch's work on the last ones. */
   WriteReport write(Iterator<Doc> docs) {
     long began = System.nanoTime();
     WriteReport report = new WriteReport();
-    ArrayDeque<InFlight> inFlight = new ArrayDeque<>();
+    Flying flying = new Flying();
     List<Doc> pending = new ArrayList<>();
     List<Doc> updates = new ArrayList<>();
     long size = 0;
@@ -102,10 +131,15 @@ final class BulkClient {
         updates.add(doc);
         continue;
       }
+      if (flying.keys.contains(doc.key())) { // an earlier action on this document is out: it lands first
+        while (!flying.requests.isEmpty()) {
+          settle(flying.poll(), report);
+        }
+      }
       if (!pending.isEmpty() && (pending.size() >= config.batchEntries || size + doc.size() > config.batchBytes)) {
-        inFlight.add(send(pending, report));
-        while (inFlight.size() >= config.maxInFlight) {
-          settle(inFlight.poll(), report);
+        flying.add(send(pending, report));
+        while (flying.requests.size() >= config.maxInFlight) {
+          settle(flying.poll(), report);
         }
         pending = new ArrayList<>();
         size = 0;
@@ -114,18 +148,108 @@ final class BulkClient {
       size += doc.size();
     }
     if (!pending.isEmpty()) {
-      inFlight.add(send(pending, report));
+      flying.add(send(pending, report));
     }
-    while (!inFlight.isEmpty()) {
-      settle(inFlight.poll(), report);
+    while (!flying.requests.isEmpty()) {
+      settle(flying.poll(), report);
     }
-    for (int i = 0; i < updates.size(); i += config.batchEntries) {
-      flush(new ArrayList<>(updates.subList(i, Math.min(i + config.batchEntries, updates.size()))), report);
-    }
+    applyUpdates(updates, report);
     deadLetter(report);
     report.tasks = 1;
     report.taskNanos = System.nanoTime() - began;
     return report;
+  }
+
+  /** Cancels and corrections, in their order: each sent to the trade it names (by its id, or by an id a correction
+   * gave the trade), a correction with the alias of its corrected id; a trade not found -> unknown_trade. */
+  private void applyUpdates(List<Doc> updates, WriteReport report) {
+    java.util.Set<String> present = new java.util.HashSet<>(); // trades found in this task
+    Map<String, String> aliases = new java.util.HashMap<>(); // alias ids written in this task -> their trade
+    for (int i = 0; i < updates.size(); i += config.batchEntries) {
+      List<Doc> chunk = updates.subList(i, Math.min(i + config.batchEntries, updates.size()));
+      List<String> unknown = new ArrayList<>();
+      for (Doc doc : chunk) {
+        if (!present.contains(doc.id) && !aliases.containsKey(doc.id) && !unknown.contains(doc.id)) {
+          unknown.add(doc.id);
+        }
+      }
+      Map<String, String> found = lookup(doc0(chunk).index, unknown, report);
+      List<Doc> resolved = new ArrayList<>();
+      for (Doc doc : chunk) {
+        String target = present.contains(doc.id) ? doc.id
+            : aliases.containsKey(doc.id) ? aliases.get(doc.id) : found.get(doc.id);
+        if (target == null) {
+          report.rejected.add(new WriteReport.Rejection(doc, 404, "document_missing_exception",
+              "no trade " + doc.id + " and no correction that gave a trade this id"));
+          continue;
+        }
+        present.add(target);
+        resolved.add(target.equals(doc.id) ? doc : doc.withId(target));
+        if (doc.aliasId != null && doc.aliasSource != null) {
+          aliases.put(doc.aliasId, target);
+          resolved.add(new Doc(config.tradeAliasesIndex, doc.aliasId, withTarget(doc.aliasSource, target)));
+        }
+      }
+      if (!resolved.isEmpty()) {
+        flush(resolved, report);
+      }
+    }
+  }
+
+  private static Doc doc0(List<Doc> docs) {
+    return docs.get(0);
+  }
+
+  private static String withTarget(String aliasSource, String target) {
+    String quoted = new String(JsonStringEncoder.getInstance().quoteAsUTF8(target), StandardCharsets.UTF_8);
+    return aliasSource.substring(0, aliasSource.length() - 1) + ",\"trade_doc_id\":\"" + quoted + "\"}";
+  }
+
+  /** Which of {@code ids} name a trade in {@code tradesIndex} (-> itself) or an alias (-> its trade), read in real
+   * time (no refresh needed); an id that names neither is absent from the answer. */
+  private Map<String, String> lookup(String tradesIndex, List<String> ids, WriteReport report) {
+    Map<String, String> found = new java.util.HashMap<>();
+    if (ids.isEmpty()) {
+      return found;
+    }
+    ByteArrayOutputStream body = new ByteArrayOutputStream();
+    JsonStringEncoder encoder = JsonStringEncoder.getInstance();
+    write(body, "{\"docs\":[".getBytes(StandardCharsets.UTF_8));
+    for (int i = 0; i < ids.size(); i++) {
+      byte[] id = encoder.quoteAsUTF8(ids.get(i));
+      String sep = i == 0 ? "" : ",";
+      write(body, (sep + "{\"_index\":\"" + tradesIndex + "\",\"_source\":false,\"_id\":\"").getBytes(StandardCharsets.UTF_8));
+      write(body, id);
+      write(body, ("\"},{\"_index\":\"" + config.tradeAliasesIndex + "\",\"_source\":[\"trade_doc_id\"],\"_id\":\"")
+          .getBytes(StandardCharsets.UTF_8));
+      write(body, id);
+      write(body, "\"}".getBytes(StandardCharsets.UTF_8));
+    }
+    write(body, "]}".getBytes(StandardCharsets.UTF_8));
+    Response response = post(mgetUri, body.toByteArray(), report, 1);
+    if (response.status >= 300) {
+      String[] why = requestError(response);
+      throw new BulkWriteFailed("Elasticsearch at " + config.baseUrl + " refused a multi-get of "
+          + ids.size() + " trades: HTTP " + response.status + " " + why[0] + ": " + why[1], null);
+    }
+    JsonNode docs = parse(response.body).path("docs");
+    for (int i = 0; i < ids.size(); i++) {
+      JsonNode trade = docs.path(2 * i);
+      JsonNode alias = docs.path(2 * i + 1);
+      for (JsonNode doc : new JsonNode[] {trade, alias}) {
+        JsonNode error = doc.path("error");
+        if (error.isObject() && !"index_not_found_exception".equals(error.path("type").asText())) {
+          throw new BulkWriteFailed("Elasticsearch could not read trade " + ids.get(i) + ": "
+              + error.path("type").asText() + ": " + error.path("reason").asText(), null);
+        }
+      }
+      if (trade.path("found").asBoolean(false)) {
+        found.put(ids.get(i), ids.get(i));
+      } else if (alias.path("found").asBoolean(false) && alias.path("_source").path("trade_doc_id").isTextual()) {
+        found.put(ids.get(i), alias.path("_source").path("trade_doc_id").asText());
+      }
+    }
+    return found;
   }
 
   /** Refused documents -> dead letters, in this task. One refused too is written again without its raw
@@ -259,6 +383,7 @@ final class BulkClient {
     JsonNode body = parse(response.body);
     JsonNode items = body.path("items");
     boolean errors = body.path("errors").asBoolean(true);
+    java.util.Set<String> retriedKeys = new java.util.HashSet<>();
     for (int i = 0; i < docs.size(); i++) {
       Doc doc = docs.get(i);
       if (!errors && !doc.op.equals(Doc.UPDATE)) {
@@ -267,12 +392,18 @@ final class BulkClient {
       }
       JsonNode result = items.path(i).elements().hasNext() ? items.path(i).elements().next() : null;
       int status = result == null ? 500 : result.path("status").asInt(500);
+      if (retriedKeys.contains(doc.key())) {
+        // an earlier action on this document is retried: this one goes again after it, whatever it got
+        again.add(doc);
+        continue;
+      }
       if (status < 300) {
         report.indexed(doc, config.returnIds, doc.op.equals(Doc.UPDATE) ? barKey(result) : doc.barKey);
       } else if ((status == 409 && doc.conflictIsDone()) || (status == 404 && doc.op.equals(Doc.DELETE))) {
         report.done(doc);
       } else if (status == 429 || status >= 500) {
         again.add(doc);
+        retriedKeys.add(doc.key());
         statuses.merge(status, 1, Integer::sum);
       } else {
         String[] why = itemError(result.path("error"));
@@ -314,10 +445,14 @@ final class BulkClient {
   }
 
   private HttpRequest request(byte[] body) {
+    return request(bulkUri, body);
+  }
+
+  private HttpRequest request(URI uri, byte[] body) {
     HttpRequest.Builder request =
-        HttpRequest.newBuilder(bulkUri)
+        HttpRequest.newBuilder(uri)
             .timeout(Duration.ofMillis(config.requestTimeoutMs))
-            .header("Content-Type", "application/x-ndjson")
+            .header("Content-Type", uri == bulkUri ? "application/x-ndjson" : "application/json")
             .POST(HttpRequest.BodyPublishers.ofByteArray(body));
     if (config.authorization != null) {
       request.header("Authorization", config.authorization);
@@ -331,8 +466,11 @@ final class BulkClient {
   }
 
   private Response post(List<Doc> docs, WriteReport report, int firstAttempt) {
-    byte[] body = body(docs);
-    HttpRequest built = request(body);
+    return post(bulkUri, body(docs), report, firstAttempt);
+  }
+
+  private Response post(URI uri, byte[] body, WriteReport report, int firstAttempt) {
+    HttpRequest built = request(uri, body);
     for (int attempt = firstAttempt; ; attempt++) {
       long began = System.nanoTime();
       String problem;

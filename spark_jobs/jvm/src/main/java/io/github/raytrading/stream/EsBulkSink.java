@@ -32,13 +32,20 @@ public final class EsBulkSink {
     List<String> columns = List.of(documents.columns());
     boolean timed = columns.contains("produced_ms");
     boolean actions = columns.contains("op");
+    boolean located = columns.contains("offset");
+    boolean aliased = columns.contains("alias_id");
     Dataset<Row> rows =
         documents.selectExpr(
             "index", "doc_id", "source",
             actions ? "op" : "CAST(NULL AS STRING) AS op",
             actions ? "CAST(version AS BIGINT) AS version" : "CAST(NULL AS BIGINT) AS version",
             actions ? "bar_key" : "CAST(NULL AS STRING) AS bar_key",
-            timed ? "CAST(produced_ms AS BIGINT) AS produced_ms" : "CAST(NULL AS BIGINT) AS produced_ms");
+            timed ? "CAST(produced_ms AS BIGINT) AS produced_ms" : "CAST(NULL AS BIGINT) AS produced_ms",
+            located ? "topic" : "CAST(NULL AS STRING) AS topic",
+            located ? "CAST(partition AS INT) AS partition" : "CAST(NULL AS INT) AS partition",
+            located ? "CAST(offset AS BIGINT) AS offset" : "CAST(NULL AS BIGINT) AS offset",
+            aliased ? "alias_id" : "CAST(NULL AS STRING) AS alias_id",
+            aliased ? "alias_source" : "CAST(NULL AS STRING) AS alias_source");
     FlatMapFunction<Iterator<Row>, WriteReport> bulk =
         partition -> {
           long[] newest = {Long.MIN_VALUE};
@@ -55,8 +62,13 @@ public final class EsBulkSink {
                   if (!row.isNullAt(6)) {
                     newest[0] = Math.max(newest[0], row.getLong(6));
                   }
-                  return new Doc(row.getString(0), row.getString(1), row.getString(2), row.getString(3),
-                      row.isNullAt(4) ? null : row.getLong(4), row.getString(5));
+                  String op = row.getString(3);
+                  boolean update = Doc.UPDATE.equals(op); // only an update needs its Kafka record and alias
+                  return new Doc(row.getString(0), row.getString(1), row.getString(2), op,
+                      row.isNullAt(4) ? null : row.getLong(4), row.getString(5),
+                      update ? row.getString(7) : null, update && !row.isNullAt(8) ? row.getInt(8) : null,
+                      update && !row.isNullAt(9) ? row.getLong(9) : null, update ? row.getString(10) : null,
+                      update ? row.getString(11) : null);
                 }
               };
           WriteReport report = new BulkClient(config).write(docs);

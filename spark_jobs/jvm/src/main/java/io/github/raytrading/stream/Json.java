@@ -14,6 +14,7 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Instant;
+import java.time.ZoneId;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
 import java.util.HexFormat;
@@ -93,6 +94,13 @@ final class Json {
     return SECONDS.format(Instant.ofEpochSecond(seconds)) + "." + String.format("%09d", nanos) + "Z";
   }
 
+  private static final ZoneId NEW_YORK = ZoneId.of("America/New_York");
+
+  /** The US trading day of an instant: its New York calendar date, 2026-11-30 (ray_app.times.trading_day). */
+  static String tradingDay(long epochNanos) {
+    return Instant.ofEpochSecond(Math.floorDiv(epochNanos, NANOS)).atZone(NEW_YORK).toLocalDate().toString();
+  }
+
   static String formatSeconds(long epochSeconds) {
     return SECONDS.format(Instant.ofEpochSecond(epochSeconds)) + "Z";
   }
@@ -157,6 +165,17 @@ final class Json {
         if (value != null) {
           gen.writeBooleanField(field, value);
         }
+        return this;
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    }
+
+    /** A field whose value is JSON already (an object of parameters). */
+    Doc putJson(String field, String json) {
+      try {
+        gen.writeFieldName(field);
+        gen.writeRawValue(json);
         return this;
       } catch (IOException e) {
         throw new UncheckedIOException(e);

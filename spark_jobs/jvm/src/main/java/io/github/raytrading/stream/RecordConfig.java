@@ -21,6 +21,9 @@ public final class RecordConfig implements Serializable {
   final String bars1mIndex;
   final String bars1hIndex;
   final String deadLettersIndex;
+  final String vendorBars1mIndex;
+  final String vendorBars1hIndex;
+  final String tradeAliasesIndex;
   final long maxFutureMs;
   final int symbolMaxLength;
   final int tradeIdMaxBytes;
@@ -47,6 +50,9 @@ public final class RecordConfig implements Serializable {
     bars1mIndex = indices.path("bars_1m").asText();
     bars1hIndex = indices.path("bars_1h").asText();
     deadLettersIndex = indices.path("dead_letters").asText();
+    vendorBars1mIndex = indices.path("vendor_bars_1m").asText();
+    vendorBars1hIndex = indices.path("vendor_bars_1h").asText();
+    tradeAliasesIndex = indices.path("trade_aliases").asText();
     maxFutureMs = node.path("max_future_s").asLong() * 1000;
     symbolMaxLength = limits.path("symbol_max_length").asInt();
     tradeIdMaxBytes = limits.path("trade_id_max_bytes").asInt();

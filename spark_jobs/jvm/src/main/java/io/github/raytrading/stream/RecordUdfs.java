@@ -14,7 +14,7 @@ import org.apache.spark.sql.types.StructType;
  *
  * <pre>
  *   ray_app_record_document(topic, partition, offset, kafka_ms, value)
- *     -> struct&lt;index, doc_id, source, op, version, bar_key&gt;
+ *     -> struct&lt;index, doc_id, source, op, version, bar_key, alias_id, alias_source&gt;
  * </pre>
  *
  * Nondeterministic (it reads the clock for the future-timestamp rule), which also keeps Spark from evaluating it
@@ -30,27 +30,30 @@ public final class RecordUdfs {
           .add("source", DataTypes.StringType)
           .add("op", DataTypes.StringType)
           .add("version", DataTypes.LongType)
-          .add("bar_key", DataTypes.StringType);
+          .add("bar_key", DataTypes.StringType)
+          .add("alias_id", DataTypes.StringType)
+          .add("alias_source", DataTypes.StringType);
 
   public static void register(SparkSession spark, String configJson) {
     RecordConfig config = RecordConfig.parse(configJson);
     UDF5<String, Integer, Long, Long, byte[], Row> document =
         (topic, partition, offset, kafkaMs, value) -> {
           Records.Document doc = Records.document(topic, partition, offset, kafkaMs, value, config);
-          return RowFactory.create(doc.index, doc.id, doc.source, doc.op, doc.version, doc.barKey);
+          return RowFactory.create(doc.index, doc.id, doc.source, doc.op, doc.version, doc.barKey, doc.aliasId,
+              doc.aliasSource);
         };
     UserDefinedFunction documentUdf = functions.udf(document, DOCUMENT).asNondeterministic();
     spark.udf().register("ray_app_record_document", documentUdf);
   }
 
-  /** For tests and tools: one record's action as JSON [index, doc_id, source, op, version, bar_key], without
-   * Spark. */
+  /** For tests and tools: one record's action as JSON [index, doc_id, source, op, version, bar_key, alias_id,
+   * alias_source], without Spark. */
   public static String documentOf(String configJson, String topic, int partition, long offset, Long kafkaMs,
       byte[] value) {
     Records.Document doc = Records.document(topic, partition, offset, kafkaMs, value, RecordConfig.parse(configJson));
     try {
       return Json.READER.writeValueAsString(
-          new Object[] {doc.index, doc.id, doc.source, doc.op, doc.version, doc.barKey});
+          new Object[] {doc.index, doc.id, doc.source, doc.op, doc.version, doc.barKey, doc.aliasId, doc.aliasSource});
     } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
       throw new IllegalStateException(e);
     }

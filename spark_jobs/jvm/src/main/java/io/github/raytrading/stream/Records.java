@@ -41,10 +41,13 @@ final class Records {
     String takerSide;
     String source;
     long tsNanos;
+    String tradingDay; // a stock trade's New York date; null for crypto
   }
 
   /** One bulk action: where it goes, its id, its JSON, how it is written ({@link Doc} says what each op does),
-   * and the 1-minute bar it touches (symbol|start seconds) when the record says so. */
+   * and the 1-minute bar it touches (symbol|start seconds) when the record says so. An update (a cancel or a
+   * correction) also carries the Kafka record it came from (its dead letter's id) and, for a correction, the alias
+   * document of its corrected id, which the sink writes once it has found the trade. */
   static final class Document {
     final String index;
     final String id;
@@ -52,6 +55,11 @@ final class Records {
     final String op;
     final Long version;
     final String barKey;
+    String topic;
+    Integer partition;
+    Long offset;
+    String aliasId;
+    String aliasSource; // TradeAliasDocument without trade_doc_id
 
     Document(String index, String id, String source) {
       this(index, id, source, Doc.INDEX, null, null);
@@ -254,16 +262,26 @@ final class Records {
     t.takerSide = side;
     t.source = Json.text(rec, "source");
     t.conditions = conditions(rec, "conditions", c);
+    t.tradingDay = tradingDay(t.symbol, t.tsNanos);
     return t;
   }
 
-  /** symbol|exchange|trade_id, or with sha256:<hex> for the trade id when that would pass 512 bytes. */
-  static String tradeId(Trade t, RecordConfig c) {
-    return tradeId(t.symbol, t.exchange, t.tradeId, c);
+  /** The day a stock trade's id is unique within: the New York date of the record's own time (a trade's execution
+   * time; a cancel's or a correction's sending time: venues send them the same day). Crypto ids are unique per
+   * symbol: null. */
+  static String tradingDay(String symbol, long tsNanos) {
+    return symbol.contains("/") ? null : Json.tradingDay(tsNanos);
   }
 
-  static String tradeId(String symbol, String exchange, String tradeId, RecordConfig c) {
-    String head = symbol + c.separator + (exchange == null ? "" : exchange) + c.separator;
+  /** A stock trade's document id symbol|exchange|trading day|trade_id (a venue numbers each day's trades afresh),
+   * a crypto trade's symbol|exchange|trade_id; the trade id as sha256:<hex> when the whole would pass 512 bytes. */
+  static String tradeId(Trade t, RecordConfig c) {
+    return tradeId(t.symbol, t.exchange, t.tradingDay, t.tradeId, c);
+  }
+
+  static String tradeId(String symbol, String exchange, String day, String tradeId, RecordConfig c) {
+    String head = symbol + c.separator + (exchange == null ? "" : exchange) + c.separator
+        + (day == null ? "" : day + c.separator);
     String natural = head + tradeId;
     if (Json.utf8Length(natural) <= c.esIdMaxBytes) {
       return natural;
@@ -275,7 +293,7 @@ final class Records {
   private static final String UPDATE_RETURNS = ",\"_source\":[\"symbol\",\"timestamp_ns\"]}";
 
   /** A cancel (or error) of a trade -> an update that marks the trade cancelled; the trade stays, its bars no
-   * longer count it. */
+   * longer count it. The trade is looked up on the cancel's trading day, by its id or an id a correction gave it. */
   static Document cancelDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     common(rec, "cancel", c);
     long ts = eventTime(rec, c, kafkaMs);
@@ -288,33 +306,49 @@ final class Records {
     String symbol = Json.text(rec, "symbol");
     Json.Doc fields = new Json.Doc().put("cancelled", true).put("cancelled_at", Json.formatNanos(ts))
         .put("cancel_action", action == null ? "C" : action);
-    return new Document(c.tradesIndex, tradeId(symbol, exchange, id, c), "{\"doc\":" + fields.json() + UPDATE_RETURNS,
-        Doc.UPDATE, null, null);
+    return new Document(c.tradesIndex, tradeId(symbol, exchange, tradingDay(symbol, ts), id, c),
+        "{\"doc\":" + fields.json() + UPDATE_RETURNS, Doc.UPDATE, null, null);
   }
 
-  /** A correction -> an update that puts the corrected price, size and conditions in place, keeping the original
-   * ones beside them. */
+  // the venue's first values stay in original_* through any number of corrections; a replay changes nothing
+  static final String CORRECTION_SCRIPT = "def s = ctx._source; if (s.original_price == null) { s.original_price"
+      + " = s.price; s.original_size = s.size; s.original_conditions = s.conditions == null ? [] : s.conditions; }"
+      + " s.price = params.price; s.size = params.size; s.notional = params.notional; s.conditions ="
+      + " params.conditions; s.corrected = true; s.corrected_at = params.at; s.corrected_trade_id = params.ci;"
+      + " if (s.corrected_trade_ids == null) { s.corrected_trade_ids = []; }"
+      + " if (!s.corrected_trade_ids.contains(params.ci)) { s.corrected_trade_ids.add(params.ci); }";
+
+  /** A correction -> a scripted update that puts the corrected price, size and conditions in place (the first
+   * values the trade had stay in original_*), and the alias of the corrected id, so that a cancel or a correction
+   * naming it finds the trade. The trade is looked up like a cancel's: by the original id on the correction's
+   * trading day, or an id an earlier correction gave it. */
   static Document correctionDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     common(rec, "correction", c);
     long ts = eventTime(rec, c, kafkaMs);
     String original = tradeIdField(rec, "original_trade_id", c);
     String corrected = tradeIdField(rec, "corrected_trade_id", c);
-    double originalPrice = number(rec, "original_price", true, true, c);
-    double originalSize = number(rec, "original_size", true, true, c);
+    number(rec, "original_price", true, true, c);
+    number(rec, "original_size", true, true, c);
     double price = number(rec, "corrected_price", true, true, c);
     double size = number(rec, "corrected_size", true, true, c);
-    List<String> originalConditions = conditions(rec, "original_conditions", c);
+    conditions(rec, "original_conditions", c);
     List<String> correctedConditions = conditions(rec, "corrected_conditions", c);
     String exchange = text(rec, "exchange", c.codeMaxLength, true, c);
     text(rec, "tape", c.codeMaxLength, false, c);
     String symbol = Json.text(rec, "symbol");
-    Json.Doc fields = new Json.Doc().put("price", price).put("size", size).put("notional", price * size)
+    String day = tradingDay(symbol, ts);
+    String at = Json.formatNanos(ts);
+    Json.Doc params = new Json.Doc().put("price", price).put("size", size).put("notional", price * size)
         .put("conditions", correctedConditions == null ? new ArrayList<String>() : correctedConditions)
-        .put("corrected", true).put("corrected_at", Json.formatNanos(ts)).put("corrected_trade_id", corrected)
-        .put("original_price", originalPrice).put("original_size", originalSize)
-        .put("original_conditions", originalConditions == null ? new ArrayList<String>() : originalConditions);
-    return new Document(c.tradesIndex, tradeId(symbol, exchange, original, c),
-        "{\"doc\":" + fields.json() + UPDATE_RETURNS, Doc.UPDATE, null, null);
+        .put("at", at).put("ci", corrected);
+    String body = new Json.Doc().putJson("script", new Json.Doc().put("lang", "painless")
+        .put("source", CORRECTION_SCRIPT).putJson("params", params.json()).json()).json();
+    Document doc = new Document(c.tradesIndex, tradeId(symbol, exchange, day, original, c),
+        body.substring(0, body.length() - 1) + UPDATE_RETURNS, Doc.UPDATE, null, null);
+    doc.aliasId = tradeId(symbol, exchange, day, corrected, c);
+    doc.aliasSource = new Json.Doc().put("symbol", symbol).put("exchange", exchange).put("trading_day", day)
+        .put("trade_id", corrected).put("created_at", at).json();
+    return doc;
   }
 
   /** A quote -> the top of the book of its symbol and second; of several in one second the latest stays
@@ -350,7 +384,7 @@ final class Records {
   static Document tradeDocument(Trade t, int partition, long offset, Long kafkaMs, RecordConfig c) {
     Json.Doc doc = new Json.Doc()
         .put("symbol", t.symbol).put("price", t.price).put("size", t.size).put("notional", t.price * t.size)
-        .put("trade_id", t.tradeId)
+        .put("trade_id", t.tradeId).put("trading_day", t.tradingDay)
         .put("exchange", t.exchange).put("conditions", t.conditions).put("tape", t.tape)
         .put("taker_side", t.takerSide).put("source", t.source).put("timestamp", Json.formatNanos(t.tsNanos))
         .put("timestamp_ns", t.tsNanos).put("schema_version", 1L)
@@ -366,7 +400,8 @@ final class Records {
     if (timeframe == null) {
       throw Invalid.missing("timeframe");
     }
-    String index = timeframe.equals("1Min") ? c.bars1mIndex : timeframe.equals("1Hour") ? c.bars1hIndex : null;
+    String index = timeframe.equals("1Min") ? c.vendorBars1mIndex : timeframe.equals("1Hour") ? c.vendorBars1hIndex
+        : null;
     if (index == null) {
       throw Invalid.value("field 'timeframe' must be one of ['1Hour', '1Min'] (got " + Json.quote(timeframe, c.quoteMax)
           + ")");
@@ -388,13 +423,17 @@ final class Records {
     String symbol = Json.text(rec, "symbol");
     long start = Math.floorDiv(ts, Json.NANOS);
     String source = Json.text(rec, "source");
+    Long ingested = kafkaNanos(kafkaMs);
     Json.Doc doc = new Json.Doc()
         .put("symbol", symbol).put("timeframe", timeframe).put("timestamp", Json.formatSeconds(start))
         .put("open", o).put("high", h).put("low", l).put("close", cl).put("volume", v)
         .put("trade_count", count == null ? null : Long.parseLong(count))
-        .put("vwap", Double.isNaN(vwap) ? null : vwap).put("range", h - l).put("notional", cl * v)
+        .put("vwap", Double.isNaN(vwap) ? null : vwap).put("range", h - l)
+        .put("notional", Double.isNaN(vwap) ? cl * v : vwap * v)
         .put("log_return", Math.log(cl / o)).put("source", source == null ? "alpaca-rest" : source)
-        .put("updated_at", Json.formatSeconds(System.currentTimeMillis() / 1000));
+        .put("updated_at", Json.formatSeconds(System.currentTimeMillis() / 1000))
+        .put("updated", "true".equals(Json.text(rec, "updated")))
+        .put("ingested_at", ingested == null ? null : Json.formatNanos(ingested));
     return new Document(index, symbol + c.separator + Json.formatSeconds(start), doc.json());
   }
 
@@ -498,6 +537,13 @@ final class Records {
     return new Document(c.deadLettersIndex, kafkaId(topic, partition, offset, c), doc.json());
   }
 
+  private static Document located(Document doc, String topic, int partition, long offset) {
+    doc.topic = topic;
+    doc.partition = partition;
+    doc.offset = offset;
+    return doc;
+  }
+
   /** Any record of the four topics -> its action: a trade, a cancel or correction of one, a quote, a bar, or a
    * dead letter. The trades topic holds trades (kind "trade", or none) and their cancels and corrections. */
   static Document document(String topic, int partition, long offset, Long kafkaMs, byte[] value, RecordConfig c) {
@@ -511,10 +557,10 @@ final class Records {
       if (trades) {
         String kind = Json.structured(rec, "kind") ? null : Json.text(rec, "kind");
         if ("cancel".equals(kind)) {
-          return cancelDocument(rec, c, kafkaMs);
+          return located(cancelDocument(rec, c, kafkaMs), topic, partition, offset);
         }
         if ("correction".equals(kind)) {
-          return correctionDocument(rec, c, kafkaMs);
+          return located(correctionDocument(rec, c, kafkaMs), topic, partition, offset);
         }
         return tradeDocument(trade(rec, c, kafkaMs), partition, offset, kafkaMs, c);
       }
@@ -523,7 +569,7 @@ final class Records {
       }
       return barDocument(rec, c, kafkaMs);
     } catch (Invalid why) {
-      String intended = trades ? c.tradesIndex : quotes ? c.quotesIndex : "bars";
+      String intended = trades ? c.tradesIndex : quotes ? c.quotesIndex : "vendor-bars";
       return deadLetter(why, intended, topic, partition, offset, kafkaMs, value, c);
     }
   }

@@ -29,6 +29,7 @@ public final class SinkConfig implements Serializable {
   final boolean returnIds;
   final int maxInFlight; // bulk requests out at once per task
   final String deadLettersIndex; // where documents Elasticsearch refuses go
+  final String tradeAliasesIndex; // where a corrected trade's new ids point to it
   final int rawMaxBytes;
   final int detailMax;
   final int textMax;
@@ -58,6 +59,7 @@ public final class SinkConfig implements Serializable {
     this.maxInFlight = Math.max(1, node.path("max_in_flight").asInt(2));
     JsonNode limits = node.path("limits");
     this.deadLettersIndex = node.path("dead_letters_index").asText();
+    this.tradeAliasesIndex = node.path("trade_aliases_index").asText("trade-aliases");
     this.rawMaxBytes = limits.path("raw_max_bytes").asInt(32768);
     this.detailMax = limits.path("detail_max").asInt(2000);
     this.textMax = limits.path("text_max").asInt(256);
@@ -91,6 +93,7 @@ public final class SinkConfig implements Serializable {
     this.returnIds = returnIds;
     this.maxInFlight = other.maxInFlight;
     this.deadLettersIndex = other.deadLettersIndex;
+    this.tradeAliasesIndex = other.tradeAliasesIndex;
     this.rawMaxBytes = other.rawMaxBytes;
     this.detailMax = other.detailMax;
     this.textMax = other.textMax;

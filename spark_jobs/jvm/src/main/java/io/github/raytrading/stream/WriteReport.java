@@ -26,6 +26,9 @@ public final class WriteReport implements Serializable {
     public final int status;
     public final String type;
     public final String reason;
+    public final String topic; // the Kafka record the document came from, when known
+    public final Integer partition;
+    public final Long offset;
 
     Rejection(Doc doc, int status, String type, String reason) {
       this.index = doc.index;
@@ -34,6 +37,13 @@ public final class WriteReport implements Serializable {
       this.status = status;
       this.type = type;
       this.reason = reason;
+      this.topic = doc.topic;
+      this.partition = doc.partition;
+      this.offset = doc.offset;
+    }
+
+    boolean located() {
+      return topic != null && partition != null && offset != null;
     }
   }
 
