@@ -52,9 +52,9 @@ from ray_app.es_indices import MAPPINGS, client, ensure_index
 from ray_app.ingest.simulator import TradeSimulator, history_window
 from ray_app.kafka_io import producer_config
 from ray_app.kafka_topics import ensure_topics
-from ray_app.schemas import Source, Trade
+from ray_app.schemas import Source, Trade, is_crypto, trade_doc_id
 from ray_app.stack import manager
-from ray_app.times import format_ns
+from ray_app.times import format_ns, trading_day
 
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ["AAPL", "MSFT", "GOOG", "IBM", "BTC/USD", "ETH/USD"]
@@ -93,7 +93,8 @@ def _trade_doc(trade: Trade, partition: int = 0, offset: int = 0) -> dict:
 
 
 def _doc_id(trade: Trade) -> str:
-    return f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}"
+    day = None if is_crypto(trade.symbol) else trading_day(trade.timestamp_ns)
+    return trade_doc_id(trade.symbol, trade.exchange, day, trade.trade_id)
 
 
 def _produce_all(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
@@ -299,7 +300,8 @@ def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: s
             batch.append((symbol, FastTrade.encode(symbol, ts_ns, 100 + n % 7, trade_id)))
             if k == 0:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(minute))
-                poller.add(Probe(trade_id, f"{symbol}|V|{trade_id}", f"{symbol}|{stamp}", ts_ns / 1e9,
+                day = None if is_crypto(symbol) else trading_day(ts_ns)
+                poller.add(Probe(trade_id, trade_doc_id(symbol, "V", day, trade_id), f"{symbol}|{stamp}", ts_ns / 1e9,
                                  counts[(symbol, minute)]))  # fmt: skip
         send(batch)
     feed_seconds = time.monotonic() - began

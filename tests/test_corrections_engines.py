@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 from ray_app.config import Settings, load_settings
 from ray_app.kafka_io import producer_config
 from ray_app.schemas import Quote, Source, Trade, TradeCancel, TradeCorrection
-from ray_app.testing.expected import assert_trades_and_bars, es_docs, standing_trades, trade_doc_id
+from ray_app.testing.expected import assert_trades_and_bars, es_docs, tape_of, trade_doc_id
 from ray_app.testing.settings import own_indices_env, settings_env
 from ray_app.testing.stack import environment, run_cli
 
@@ -34,6 +34,9 @@ pytestmark = pytest.mark.engines
 
 MINUTE_NS = 60 * 10**9
 TIMEOUT_S = 240
+# a fixed trading day (2026-11-30, a Monday), 10:00 New York: a trade's cancels and corrections, hours later, are
+# still on its day (ids are unique within a trading day only, so one sent the next day names another trade)
+BASE = 1_796_050_800 * 10**9
 Record = Trade | TradeCancel | TradeCorrection | Quote
 
 
@@ -56,26 +59,26 @@ def settings(stack: Settings, stack_dir: Path) -> Iterator[Settings]:
 
 
 class Sent:
-    """Every record this module produced, in Kafka order (one partition per symbol), and the dead letters due."""
+    """Every record this module produced, in Kafka order (one partition per symbol)."""
 
     def __init__(self) -> None:
         self.records: list[Record] = []
-        self.unknown: int = 0  # cancels and corrections of trades never seen
 
     @property
     def trades(self) -> list[Trade]:
-        first: dict[str, Trade] = {}
-        for record in self.records:
-            if isinstance(record, Trade):
-                first.setdefault(trade_doc_id(record), record)
-        return list(first.values())
+        return tape_of(self.records).sent()
+
+    @property
+    def unknown(self) -> int:
+        """Cancels and corrections of trades never seen: each a dead letter."""
+        return tape_of(self.records).unknown
 
     @property
     def quotes(self) -> list[Quote]:
         return [r for r in self.records if isinstance(r, Quote)]
 
     def standing(self) -> list[Trade]:
-        return standing_trades([r for r in self.records if not isinstance(r, Quote)])
+        return tape_of(self.records).standing()
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +161,7 @@ def _quotes(symbol: str, start_ns: int, seconds: int, mid: float) -> list[Quote]
 
 def test_a_cancel_and_a_correction_in_their_trade_s_micro_batch(settings: Settings, sent: Sent) -> None:
     """All produced before the job starts: its first micro-batch holds the trades and what undoes them."""
-    base = (time.time_ns() - 3 * 3600 * 10**9) // MINUTE_NS * MINUTE_NS  # three hours ago
+    base = BASE
     aapl = _trades("AAPL", base, 150, "same", 100.0)
     msft = _trades("MSFT", base + 30 * 10**9, 90, "same", 50.0, exchange="Q")
     quotes = _quotes("AAPL", base, 150, 100.0) + _quotes("MSFT", base, 120, 50.0)
@@ -184,8 +187,7 @@ def test_hours_late_after_newer_trades_again_and_of_a_trade_never_seen(settings:
     """Three hours after their trades, with an hour of newer trades in between (far beyond the ten minutes the
     job's watermark used to allow): still applied, bars exact. A corrected trade corrected again; a cancelled
     trade sent again stays cancelled; a cancel and a correction of trades never seen are dead letters."""
-    now = time.time_ns()
-    newer = _trades("AAPL", (now - 3600 * 10**9) // MINUTE_NS * MINUTE_NS, 120, "newer", 101.0)
+    newer = _trades("AAPL", BASE + 2 * 3600 * 10**9, 120, "newer", 101.0)
     _produce(settings, sent, newer)
     _wait_caught_up(settings)
     old = [t for t in sent.trades if t.trade_id.startswith("same-")]
@@ -194,8 +196,8 @@ def test_hours_late_after_newer_trades_again_and_of_a_trade_never_seen(settings:
     records: list[Record] = [_cancel(by_id["same-100"], 3 * 3600), _correct(by_id["same-10"], 3 * 3600, 101.0),
                              again, _cancel(again.model_copy(update={"trade_id": "never-seen"}), 5),
                              _correct(again.model_copy(update={"trade_id": "never-seen-2"}), 5, 1.0)]  # fmt: skip
-    sent.unknown += 2
     _produce(settings, sent, records)
+    assert sent.unknown == 2
     _wait_caught_up(settings)
     _check(settings, sent)
     doc = es_docs(settings, settings.elasticsearch.indices.trades)[trade_doc_id(by_id["same-10"])]
@@ -228,7 +230,9 @@ def test_the_simulator_s_cancels_corrections_and_quotes_land_as_it_sent_them(set
     simulator = TradeSimulator(["IBM", "GOOG", "ETH/USD"], seed=5, trades_per_minute=40,
                                cancel_share=sim.cancel_share, correction_share=sim.correction_share,
                                quotes_per_trade=sim.quotes_per_trade)  # fmt: skip
-    events = list(simulator.events(monday_open, monday_open + 2 * 3600 * 10**9))
+    # a first run: no cancel or correction of a trade it did not send (the pre-market's, reported before it)
+    events = list(simulator.events(monday_open, monday_open + 2 * 3600 * 10**9,
+                                   dict.fromkeys(["IBM", "GOOG", "ETH/USD"], monday_open)))  # fmt: skip
     producer = IngestProducer(settings)
     for event in events:
         assert producer.send(event)
@@ -242,12 +246,15 @@ def test_the_simulator_s_cancels_corrections_and_quotes_land_as_it_sent_them(set
     _check(settings, sent)
     trades = [d for d in es_docs(settings, settings.elasticsearch.indices.trades).values() if d["symbol"] == "IBM"
               or d["symbol"] == "GOOG"]  # fmt: skip
-    assert sum(bool(d.get("cancelled")) for d in trades) == counters.cancels
-    assert sum(bool(d.get("corrected")) for d in trades) == counters.corrections
+    tape = tape_of(events)
+    assert tape.unknown == 0  # every one named a trade the run sent, by its id or by one a correction gave it
+    assert sum(bool(d.get("cancelled")) for d in trades) == len(tape.cancelled)
+    assert sum(bool(d.get("corrected")) for d in trades) == len(tape.originals)
+    assert sum(len(d.get("corrected_trade_ids") or []) for d in trades) == counters.corrections
 
 
 def test_each_second_keeps_its_last_quote_whatever_order_they_arrive_in(settings: Settings, sent: Sent) -> None:
-    second = (time.time_ns() - 2 * 3600 * 10**9) // 10**9 * 10**9
+    second = BASE + 90 * 60 * 10**9 + 7 * 10**9
     late, early = (Quote(symbol="MSFT", timestamp_ns=second + offset, bid_price=50.0, bid_size=100.0,
                          ask_price=50.0 + spread, ask_size=100.0, source=Source.SIMULATOR)
                    for offset, spread in ((900_000_000, 0.07), (100_000_000, 0.03)))  # fmt: skip

@@ -108,11 +108,9 @@ def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: 
                                  kafka_partition=0, kafka_offset=0).model_dump()  # fmt: skip
             if "doc" in made["source"]:  # a cancel: fields merged
                 fields = made["source"]["doc"]
-            else:  # a correction: what its script sets, from its parameters (and the trade's first values)
-                params = made["source"]["script"]["params"]
-                fields = {"price": params["price"], "size": params["size"], "notional": params["notional"],
-                          "conditions": params["conditions"], "corrected": True, "corrected_at": params["at"],
-                          "corrected_trade_id": params["ci"], "corrected_trade_ids": [params["ci"]],
+            else:  # a correction: what the sink sets from it (and from the trade's first values)
+                correction = made["source"]["correction"]
+                fields = {**correction, "corrected": True, "corrected_trade_ids": [correction["corrected_trade_id"]],
                           "original_price": base["price"], "original_size": base["size"],
                           "original_conditions": base["conditions"]}  # fmt: skip
                 alias = {**made["alias_source"], "trade_doc_id": made["doc_id"]}

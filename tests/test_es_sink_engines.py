@@ -141,3 +141,94 @@ def test_a_dead_letter_refused_too_is_kept_without_its_raw_or_counted_never_fata
         assert report.rejected == 1 and report.lost_dead_letters == 1 and report.indexed[target] == 1
     finally:
         es.indices.delete(index=f"{strict},{hopeless}", ignore_unavailable=True)
+
+
+# --- cancels and corrections, and two actions on one document ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own(stack: Settings) -> Iterator[Settings]:
+    """Settings with indices of this module's own (trades, aliases, dead letters), created."""
+    from ray_app.config import load_settings
+    from ray_app.es_indices import ensure_indices
+    from ray_app.testing.settings import own_indices_env
+    from ray_app.testing.stack import environment
+
+    with environment(own_indices_env(stack, "sku")):
+        settings = load_settings()
+    ensure_indices(settings)
+    yield settings
+    client(settings).indices.delete(index=",".join(settings.elasticsearch.indices.by_key().values()),
+                                    ignore_unavailable=True)  # fmt: skip
+
+
+def _rows(jvm: Any, settings: Settings, records: list[Any], first_offset: int = 0) -> list[list[Any]]:
+    """The records as the record rules make them, with their Kafka coordinates: what the executors hand the sink."""
+    from ray_app.testing.jvm import action
+    from spark_jobs.records import rules_config
+
+    topic = settings.kafka.topics.trades.name
+    rows = []
+    for offset, record in enumerate(records, start=first_offset):
+        made = action(jvm, rules_config(settings), topic, record.to_json(), offset=offset, partition=4)
+        rows.append([made["index"], made["doc_id"], json.dumps(made["source"]), made["op"], topic, 4, offset,
+                     made["alias_id"], json.dumps(made["alias_source"]) if made["alias_source"] else None])  # fmt: skip
+    return rows
+
+
+def test_cancels_and_corrections_find_their_trade_by_any_id_of_its_chain_and_keep_the_first_values(
+    jvm: Any, own: Settings
+) -> None:
+    """A correction, a correction of it by its new id, another by the first id, a cancel naming the middle one, all
+    in one write and then again (a replay): the trade ends cancelled at the last correction's values, its first
+    values in original_*, every corrected id in order; the aliases point at it; a cancel of an id no trade has is
+    one dead letter named by its Kafka record."""
+    from ray_app.schemas import Source, Trade, TradeCancel, TradeCorrection
+
+    at = 1_795_965_600 * 10**9  # 2026-11-29 10:00 New York
+
+    def corrected(named: str, new: str, price: float, seconds: int) -> TradeCorrection:
+        return TradeCorrection(symbol="AAPL", timestamp_ns=at + seconds * 10**9, exchange="V",
+                               original_trade_id=named, original_price=1.0, original_size=1.0,
+                               corrected_trade_id=new, corrected_price=price, corrected_size=90.0,
+                               corrected_conditions=["@", "I"], source=Source.SIMULATOR)  # fmt: skip
+
+    trade = Trade(symbol="AAPL", timestamp_ns=at, price=110.0, size=100.0, trade_id="9", exchange="V",
+                  conditions=["@"], source=Source.SIMULATOR)  # fmt: skip
+    records = [trade, corrected("9", "109", 111.0, 10), corrected("109", "209", 112.0, 20),
+               corrected("9", "309", 113.0, 30),
+               TradeCancel(symbol="AAPL", timestamp_ns=at + 40 * 10**9, trade_id="209", exchange="V", price=1.0,
+                           size=1.0, source=Source.SIMULATOR),
+               TradeCancel(symbol="AAPL", timestamp_ns=at + 50 * 10**9, trade_id="777", exchange="V", price=1.0,
+                           size=1.0, source=Source.SIMULATOR)]  # fmt: skip
+    rows = _rows(jvm, own, records)
+    cfg = sink_config(own)
+    for replay in (False, True):
+        report = write(jvm, rows[1:] if replay else rows, cfg)
+        assert report.rejected == 1 and report.touched == [f"AAPL|{at // 10**9 // 60 * 60}"]
+    indices = own.elasticsearch.indices
+    doc = stored(own, indices.trades)["AAPL|V|2026-11-29|9"]
+    assert (doc["price"], doc["size"], doc["conditions"], doc["cancelled"]) == (113.0, 90.0, ["@", "I"], True)
+    assert (doc["original_price"], doc["original_size"], doc["original_conditions"]) == (110.0, 100.0, ["@"])
+    assert doc["corrected_trade_ids"] == ["109", "209", "309"] and doc["corrected_trade_id"] == "309"
+    aliases = stored(own, indices.trade_aliases)
+    assert {k: v["trade_doc_id"] for k, v in aliases.items()} == {
+        f"AAPL|V|2026-11-29|{n}": "AAPL|V|2026-11-29|9" for n in ("109", "209", "309")}  # fmt: skip
+    letters = stored(own, indices.dead_letters)
+    letter = letters[f"{own.kafka.topics.trades.name}|4|5"]
+    assert (letter["reason"], letter["partition"], letter["offset"]) == ("unknown_trade", 4, 5)
+
+
+def test_two_actions_on_one_document_land_in_the_order_read_with_requests_in_flight_and_retries(
+    jvm: Any, stack: Settings, indices: tuple[str, str]
+) -> None:
+    """300 versions of 3 documents, interleaved, in requests of 7 with two out at once, through a proxy that answers
+    429 for items now and then: each document ends as its last version."""
+    target, letters = indices
+    docs = [(target, f"doc-{n % 3}", json.dumps({"n": n})) for n in range(300)]
+    with FaultyElasticsearch(stack.elasticsearch.url) as proxy:
+        proxy.refuse_items(3, 429, requests=4)
+        report = write(jvm, docs, config(stack, letters, url=proxy.url, batch_entries=7, max_in_flight=2,
+                                         retry_count=10))  # fmt: skip
+    assert report.rejected == 0 and report.retried_items > 0
+    assert {k: v["n"] for k, v in stored(stack, target).items()} == {"doc-0": 297, "doc-1": 298, "doc-2": 299}

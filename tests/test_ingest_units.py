@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 
 import msgpack
@@ -140,18 +141,74 @@ def test_the_same_seed_gives_the_same_trades_whatever_window_a_run_covers() -> N
     assert abs(after["price"] / before["price"] - 1) < 0.005
 
 
-def test_simulator_trades_stocks_only_in_market_hours_and_crypto_all_day() -> None:
+def test_simulator_trades_stocks_in_the_extended_session_and_crypto_all_day() -> None:
+    """Stocks 04:00-20:00 New York on weekdays, most of it in the regular session; every extended-hours trade is
+    Form T (or, reported out of sequence, U); crypto around the clock. Trades come in the order the tape reports
+    them: a late print comes after trades that happened up to 10 s after it."""
+    from ray_app.ingest.simulator import MAX_LATE_S, session_phase
+
     sim = TradeSimulator(["AAPL", "BTC/USD"], seed=1, trades_per_minute=10)
     saturday = WEEK_START + 5 * 86400 * 10**9
     trades = list(sim.trades(WEEK_START, saturday + 86400 * 10**9))
-    stock_minutes = {TradeSimulator.stock_minute_of_session(t.timestamp_ns - t.timestamp_ns % MINUTE_NS)
-                     for t in trades if t.symbol == "AAPL"}  # fmt: skip
-    assert None not in stock_minutes  # every AAPL trade falls in 09:30-16:00 New York on a weekday
-    assert not [t for t in trades if t.symbol == "AAPL" and t.timestamp_ns >= saturday]
+    aapl = [t for t in trades if t.symbol == "AAPL"]
+    phases = [session_phase(t.timestamp_ns - t.timestamp_ns % MINUTE_NS) for t in aapl]
+    assert None not in phases and {p[0] for p in phases if p} == {"pre", "regular", "post"}
+    regular = [t for t, p in zip(aapl, phases, strict=True) if p and p[0] == "regular"]
+    assert len(regular) > 0.85 * len(aapl)
+    auction = {"6", "M", "9"}  # the closing auction's prints and a corrected close, just after 16:00
+    for trade, phase in zip(aapl, phases, strict=True):
+        if phase and phase[0] != "regular" and not auction & set(trade.conditions):
+            assert {"T", "U"} & set(trade.conditions), trade
+        if phase and phase[0] == "regular":
+            assert not {"T", "U"} & set(trade.conditions), trade
     crypto_hours = {(t.timestamp_ns // 3_600_000_000_000) % 24 for t in trades if t.symbol == "BTC/USD"}
     assert crypto_hours == set(range(24))
-    stamps = [t.timestamp_ns for t in trades]
-    assert stamps == sorted(stamps)
+    newest = 0
+    for trade in trades:
+        assert trade.timestamp_ns > newest - MAX_LATE_S * 10**9  # reported at most 10 s after it happened
+        newest = max(newest, trade.timestamp_ns)
+    late = sum(1 for a, b in itertools.pairwise(aapl) if b.timestamp_ns < a.timestamp_ns)
+    assert 0.002 < late / len(aapl) < 0.03
+
+
+def test_trade_ids_restart_every_day_per_exchange_in_the_order_the_tape_reports_them() -> None:
+    """A venue numbers each day's trades from 1 (exchange D, the reporting facility, from its own offset): the same
+    ids come back every day, so only (symbol, trading day, exchange, id) names a trade."""
+    from ray_app.ingest.simulator import TRF_ID_BASE
+    from ray_app.testing.alpaca_rules import new_york_date
+
+    sim = TradeSimulator(["MSFT"], seed=4, trades_per_minute=15)
+    trades = list(sim.trades(WEEK_START, WEEK_START + 2 * 86400 * 10**9))
+    by_day: dict[tuple[str, str | None], list[int]] = {}
+    for trade in trades:  # in the order the tape reports them
+        by_day.setdefault((new_york_date(trade.timestamp_ns), trade.exchange), []).append(int(trade.trade_id))
+    days = sorted({day for day, _ in by_day})
+    assert len(days) == 2
+    for (_, exchange), ids in by_day.items():
+        base = TRF_ID_BASE if exchange == "D" else 0
+        assert ids == list(range(base + 1, base + len(ids) + 1)), exchange  # consecutive, from 1, no gaps
+    reused = {(e, i) for (d, e), ids in by_day.items() if d == days[0] for i in ids} & {
+        (e, i) for (d, e), ids in by_day.items() if d == days[1] for i in ids}  # fmt: skip
+    assert len(reused) > 0.9 * sum(len(ids) for (d, _), ids in by_day.items() if d == days[1])
+
+
+def test_the_simulator_sends_the_tape_s_sale_conditions_in_realistic_shares() -> None:
+    sim = TradeSimulator(["IBM", "MSFT"], seed=6, trades_per_minute=40)
+    trades = list(sim.trades(WEEK_START, WEEK_START + 5 * 86400 * 10**9))
+    regular = [t for t in trades if TradeSimulator.stock_minute_of_session(t.timestamp_ns // MINUTE_NS * MINUTE_NS)
+               is not None]  # fmt: skip
+    odd_lots = [t for t in regular if "I" in t.conditions]
+    assert 0.35 < len(odd_lots) / len(regular) < 0.45 and all(t.size < 100 for t in odd_lots)
+    codes = {code for t in trades for code in t.conditions}
+    assert {"@", "I", "F", "T", "O", "Q", "6", "M", "4", "7", "C", "N", "R", "H", "P", "G", "V", "X", "L", "Z", "U",
+            "1", "9"} <= codes  # fmt: skip
+    # the average-price code is the feed's: B on CTS (IBM, tape A), W on UTDF (MSFT, tape C)
+    assert {t.tape for t in trades if "B" in t.conditions} == {"A"}
+    assert {t.tape for t in trades if "W" in t.conditions} == {"C"}
+    for symbol, listing in (("IBM", "N"), ("MSFT", "Q")):  # each day: the listing market's auctions and officials
+        for code in ("O", "Q", "6", "M"):
+            prints = [t for t in trades if t.symbol == symbol and code in t.conditions]
+            assert len(prints) == 5 and {t.exchange for t in prints} == {listing}, (symbol, code)
 
 
 def test_simulator_volume_profile_and_volatility_clustering() -> None:
@@ -247,24 +304,35 @@ def _day_of_events(seed: int = 7) -> list:
 
 
 def test_the_simulator_sends_a_small_share_of_cancels_and_corrections_of_earlier_stock_trades() -> None:
-    from ray_app.ingest.simulator import MAX_ADJUST_DELAY_S
+    """Each names a trade it sent before it, on the same trading day, by the trade's id or by the id a correction
+    gave it; some corrected trades are corrected again or cancelled (a chain)."""
+    from ray_app.ingest.simulator import MAX_ADJUST_DELAY_S, MAX_CHAIN_DELAY_S
     from ray_app.schemas import Quote, TradeCancel, TradeCorrection
+    from ray_app.testing.expected import tape_of, trade_key
 
     events = _day_of_events()
-    assert [e.timestamp_ns for e in events] == sorted(e.timestamp_ns for e in events)
-    trades = {(e.symbol, e.exchange, e.trade_id): e for e in events if isinstance(e, Trade)}
-    stock_trades = sum(1 for key in trades if key[0] != "BTC/USD")
+    trades = [e for e in events if isinstance(e, Trade)]
+    stock_trades = sum(1 for t in trades if t.symbol != "BTC/USD")
     cancels = [e for e in events if isinstance(e, TradeCancel)]
     corrections = [e for e in events if isinstance(e, TradeCorrection)]
-    assert 0.003 < len(cancels) / stock_trades < 0.008 and 0.0015 < len(corrections) / stock_trades < 0.005
-    for adjustment in [*cancels, *corrections]:
-        trade_id = adjustment.trade_id if isinstance(adjustment, TradeCancel) else adjustment.original_trade_id
-        trade = trades[(adjustment.symbol, adjustment.exchange, trade_id)]
-        assert adjustment.symbol != "BTC/USD"  # Alpaca's crypto feed sends none
-        assert 0.5 * 10**9 <= adjustment.timestamp_ns - trade.timestamp_ns <= MAX_ADJUST_DELAY_S * 10**9
+    assert 0.003 < len(cancels) / stock_trades < 0.009 and 0.002 < len(corrections) / stock_trades < 0.006
+    tape = tape_of([])
+    chained = 0
+    for event in events:
+        if isinstance(event, TradeCancel | TradeCorrection):
+            named = event.trade_id if isinstance(event, TradeCancel) else event.original_trade_id
+            key = trade_key(event.symbol, event.exchange, event.timestamp_ns, named)
+            found = tape._find(key)
+            assert found is not None, event  # it names a trade sent before it (or a correction's id of one)
+            chained += key not in tape.trades
+            trade = tape.first_sent[found]
+            assert event.symbol != "BTC/USD"  # Alpaca's crypto feed sends none
+            delay = event.timestamp_ns - trade.timestamp_ns
+            assert 0.5 * 10**9 <= delay <= (MAX_ADJUST_DELAY_S + MAX_CHAIN_DELAY_S) * 10**9
+        tape.apply(event)
+    assert tape.unknown == 0 and chained > 0
     assert {c.action for c in cancels} == {"C", "E"}
     assert all(c.corrected_price != c.original_price or c.corrected_size != c.original_size for c in corrections)
-    assert len({(c.symbol, c.original_trade_id) for c in corrections} & {(c.symbol, c.trade_id) for c in cancels}) == 0
     quotes = [e for e in events if isinstance(e, Quote)]
     assert 1.2 < len(quotes) / len(trades) < 1.8
     assert all(0 < q.bid_price < q.ask_price for q in quotes)
@@ -285,16 +353,14 @@ def test_the_simulator_s_events_are_the_same_whatever_window_a_run_covers() -> N
 
 def test_a_first_run_sends_no_cancel_or_correction_of_a_trade_it_did_not_send() -> None:
     from ray_app.schemas import TradeCancel, TradeCorrection
+    from ray_app.testing.expected import tape_of
 
     sim = TradeSimulator(["AAPL", "MSFT"], seed=9, trades_per_minute=120, cancel_share=0.05, correction_share=0.05)
     open_ns = WEEK_START + 14 * 3600 * 10**9 + 30 * 60 * 10**9
     start = open_ns + 600 * 10**9
     events = list(sim.events(start, start + 300 * 10**9, {"AAPL": start, "MSFT": start}))
-    sent = {(e.symbol, e.trade_id) for e in events if isinstance(e, Trade)}
     adjustments = [e for e in events if isinstance(e, TradeCancel | TradeCorrection)]
-    assert adjustments
-    for a in adjustments:
-        assert (a.symbol, a.trade_id if isinstance(a, TradeCancel) else a.original_trade_id) in sent
+    assert adjustments and tape_of(events).unknown == 0  # each names a trade this run sent
     # without the mark (a run going on from an earlier one), the earlier trades' adjustments come too
     assert len([e for e in sim.events(start, start + 300 * 10**9) if isinstance(e, TradeCancel)]) > len(
         [a for a in adjustments if isinstance(a, TradeCancel)])

@@ -68,7 +68,7 @@ def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, r
     assert len(doc_id.encode()) <= ES_ID_MAX_BYTES
     if case.refused_by_elasticsearch:  # valid: an update of a trade, which Elasticsearch answers 404
         assert (index, made["op"]) == (indices.trades, "update"), doc
-        assert doc["_source"] == ["symbol", "timestamp_ns"] and (doc.get("doc") or doc.get("script"))
+        assert doc["_source"] == ["symbol", "timestamp_ns"] and (doc.get("doc") or doc.get("correction"))
         return
     if case.quote is not None:
         assert (index, made["op"], made["version"]) == (indices.quotes, "index", case.quote["timestamp_ns"]), doc
@@ -227,10 +227,10 @@ def test_a_cancel_and_a_correction_update_their_trade_found_by_its_id_on_their_d
                                  source=Source.ALPACA_STREAM)  # fmt: skip
     corrected = action(jvm, rules, topic_of(settings, "trades"), correction.to_json())
     assert (corrected["doc_id"], corrected["op"]) == (created["doc_id"], "update")
-    script = corrected["source"]["script"]
-    assert script["params"] == {"price": 100.25, "size": 40.0, "notional": 100.25 * 40.0, "conditions": ["@", "I"],
-                                "at": correction.timestamp, "ci": "990"}  # fmt: skip
-    assert "original_price == null" in script["source"]  # the first values stay through any number of corrections
+    # the sink makes the update from this and the trade as it finds it (the first values kept in original_*)
+    assert corrected["source"]["correction"] == {
+        "price": 100.25, "size": 40.0, "notional": 100.25 * 40.0, "conditions": ["@", "I"],
+        "corrected_at": correction.timestamp, "corrected_trade_id": "990"}  # fmt: skip
     day = new_york_date(correction.timestamp_ns)
     assert corrected["alias_id"] == f"AAPL|V|{day}|990"
     assert corrected["alias_source"] == {"symbol": "AAPL", "exchange": "V", "trading_day": day, "trade_id": "990",

@@ -181,9 +181,11 @@ def test_an_hour_bar_from_its_minute_bars_equals_one_computed_from_the_trades() 
                     key=lambda t: t[1])  # fmt: skip
     minutes = _minute_bars(trades)
     rng.shuffle(minutes)  # the multi-get answers in any order
-    bar = hour_bar("AAPL", start, minutes, "2026-12-01T00:00:00Z")
     prices = [p for _, _, p, _ in trades]
     volume = sum(s for _, _, _, s in trades)
+    # the prices come from the minute bars, the volume from the hour's trades (one sum aggregation)
+    sums = {"volume": volume, "notional": sum(p * s for _, _, p, s in trades), "trade_count": len(trades)}
+    bar = hour_bar("AAPL", start, minutes, sums, "2026-12-01T00:00:00Z")
     assert (bar["open"], bar["close"], bar["high"], bar["low"]) == (trades[0][2], trades[-1][2], max(prices),
                                                                     min(prices))  # fmt: skip
     assert bar["trade_count"] == len(trades) and math.isclose(bar["volume"], volume, rel_tol=1e-12)

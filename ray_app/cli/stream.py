@@ -218,7 +218,12 @@ def stream_upgrade(ctx: typer.Context) -> None:
         fail(f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then upgrade")
     try:
         with checkpoint_lock(settings.stream_checkpoint_dir), console.status("upgrading") as spinner:
-            report = upgrade(settings, client(settings), lambda text: (spinner.update(text), console.print(text)))
+
+            def step(text: str) -> None:
+                spinner.update(text)
+                console.print(text, highlight=False)
+
+            report = upgrade(settings, client(settings), step)
     except CheckpointInUse as exc:
         fail(str(exc))
     except (UpgradeFailed, IncompleteRead, TransportError, ApiError) as exc:

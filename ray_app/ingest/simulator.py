@@ -25,7 +25,8 @@ What the tape carries, as a real feed does (``ray_app.conditions`` says what eac
   trade on average, around the price path, the spread a few basis points and at least a cent for stocks), and for
   stocks the venue's later cancels (``TradeCancel``, ``cancel_share`` of the trades, a tenth of them as errors) and
   corrections (``TradeCorrection``, ``correction_share``: a price a few basis points off, sometimes a new size, and
-  a new id for the corrected trade), each between half a second and ``MAX_ADJUST_DELAY_S`` after its trade; a
+  a new id for the corrected trade), each between half a second and ``MAX_ADJUST_DELAY_S`` after its trade was
+  reported; a
   quarter of the corrected trades are corrected again or cancelled later still, naming either the trade's first
   id or the one its correction gave it.
 
@@ -141,7 +142,7 @@ class Print:
     size: float
     exchange: str | None
     conditions: tuple[str, ...]
-    taker_side: str | None = None
+    taker_side: Literal["B", "S"] | None = None
 
 
 @dataclass
@@ -328,13 +329,13 @@ class TradeSimulator:
             extras.append((at, self._quote(state, rng, at, near.price)))
         if state.crypto:  # Alpaca's crypto feed sends no cancels or corrections
             return extras
-        for _, trade in trades:
+        for reported, trade in trades:  # after the trade as the tape reported it, so always behind it in Kafka
             draw = rng.random()
             delay = int(rng.uniform(0.5, MAX_ADJUST_DELAY_S) * NANOS)
             if draw < self.cancel_share:
-                extras.append(self._cancel(trade, trade.trade_id, trade.timestamp_ns + delay, rng))
+                extras.append(self._cancel(trade, trade.trade_id, reported + delay, rng))
             elif draw < self.cancel_share + self.correction_share:
-                first = self._correction(trade, trade.trade_id, trade, 1, trade.timestamp_ns + delay, rng)
+                first = self._correction(trade, trade.trade_id, trade, 1, reported + delay, rng)
                 extras.append(first)
                 if rng.random() < CHAIN_SHARE:
                     corrected = first[1]
@@ -531,7 +532,7 @@ class TradeSimulator:
         """One trade's size, conditions, exchange and reporting delay."""
         if state.crypto:
             size = round(float(rng.lognormal(math.log(state.lot / 10), 1.2)), 6) or 1e-6
-            side = "B" if rng.random() < 0.5 else "S"
+            side: Literal["B", "S"] = "B" if rng.random() < 0.5 else "S"
             return Print(at_ns, at_ns, round(price, 2), size, None, (), side)
         exchange = str(rng.choice(_STOCK_EXCHANGES, p=_STOCK_EXCHANGE_WEIGHTS))
         draw = rng.random()

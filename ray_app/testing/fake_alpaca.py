@@ -109,8 +109,8 @@ def wire_message(record: Trade | TradeCancel | TradeCorrection | Quote) -> dict:
         extra: dict[str, Any] = {"tks": record.taker_side} if record.taker_side else {}
         if record.exchange is not None:
             extra.update(x=record.exchange, c=list(record.conditions), z=record.tape)
-        return trade_message(record.symbol, record.timestamp_ns, record.price, record.size, wire_id(record.trade_id),
-                             **extra)  # type: ignore[arg-type]  # fmt: skip
+        return trade_message(record.symbol, record.timestamp_ns, record.price, record.size,
+                             wire_id(record.trade_id), **extra)  # type: ignore[arg-type]  # fmt: skip
     if isinstance(record, TradeCancel):
         return cancel_message(record.symbol, record.timestamp_ns, wire_id(record.trade_id), record.price,  # type: ignore[arg-type]
                               record.size, record.action or "C", x=record.exchange, z=record.tape)  # fmt: skip

@@ -77,7 +77,7 @@ final class BulkClient {
     this.http = CLIENTS.computeIfAbsent(config.clientKey(), key -> newClient(config));
     this.bulkUri = URI.create(config.baseUrl + BULK_PATH);
     this.mgetUri = URI.create(config.baseUrl + "/_mget?realtime=true&filter_path=docs.found,docs.error,"
-        + "docs._source.trade_doc_id");
+        + "docs._source");
   }
 
   /** A bulk request sent and not answered yet. */
@@ -160,31 +160,53 @@ final class BulkClient {
     return report;
   }
 
+  /** A trade as the updates of this task find it: whether it has its first values in original_* already, the ids
+   * its corrections gave it, and its current price, size and conditions. */
+  private static final class TradeState {
+    boolean hasOriginals;
+    final List<String> correctedIds = new ArrayList<>();
+    JsonNode price;
+    JsonNode size;
+    JsonNode conditions;
+
+    static TradeState of(JsonNode source) {
+      TradeState state = new TradeState();
+      state.hasOriginals = source.hasNonNull("original_price");
+      source.path("corrected_trade_ids").forEach(id -> state.correctedIds.add(id.asText()));
+      state.price = source.path("price");
+      state.size = source.path("size");
+      state.conditions = source.path("conditions");
+      return state;
+    }
+  }
+
   /** Cancels and corrections, in their order: each sent to the trade it names (by its id, or by an id a correction
-   * gave the trade), a correction with the alias of its corrected id; a trade not found -> unknown_trade. */
+   * gave the trade), a correction with the alias of its corrected id; a trade not found -> unknown_trade. A
+   * correction's update is made here, from the trade as found: the first correction keeps the trade's values in
+   * original_*, every one appends its id to corrected_trade_ids (a replay finds both there and adds nothing). */
   private void applyUpdates(List<Doc> updates, WriteReport report) {
-    java.util.Set<String> present = new java.util.HashSet<>(); // trades found in this task
-    Map<String, String> aliases = new java.util.HashMap<>(); // alias ids written in this task -> their trade
+    Map<String, TradeState> trades = new java.util.HashMap<>(); // trades found in this task, by document id
+    Map<String, String> aliases = new java.util.HashMap<>(); // alias ids met in this task -> their trade
     for (int i = 0; i < updates.size(); i += config.batchEntries) {
       List<Doc> chunk = updates.subList(i, Math.min(i + config.batchEntries, updates.size()));
+      String index = chunk.get(0).index;
       List<String> unknown = new ArrayList<>();
       for (Doc doc : chunk) {
-        if (!present.contains(doc.id) && !aliases.containsKey(doc.id) && !unknown.contains(doc.id)) {
+        if (!trades.containsKey(doc.id) && !aliases.containsKey(doc.id) && !unknown.contains(doc.id)) {
           unknown.add(doc.id);
         }
       }
-      Map<String, String> found = lookup(doc0(chunk).index, unknown, report);
+      lookup(index, unknown, trades, aliases, report);
       List<Doc> resolved = new ArrayList<>();
       for (Doc doc : chunk) {
-        String target = present.contains(doc.id) ? doc.id
-            : aliases.containsKey(doc.id) ? aliases.get(doc.id) : found.get(doc.id);
-        if (target == null) {
+        String target = trades.containsKey(doc.id) ? doc.id : aliases.get(doc.id);
+        if (target == null || !trades.containsKey(target)) {
           report.rejected.add(new WriteReport.Rejection(doc, 404, "document_missing_exception",
               "no trade " + doc.id + " and no correction that gave a trade this id"));
           continue;
         }
-        present.add(target);
-        resolved.add(target.equals(doc.id) ? doc : doc.withId(target));
+        Doc update = correction(doc, trades.get(target));
+        resolved.add(update.id.equals(target) ? update : update.withId(target));
         if (doc.aliasId != null && doc.aliasSource != null) {
           aliases.put(doc.aliasId, target);
           resolved.add(new Doc(config.tradeAliasesIndex, doc.aliasId, withTarget(doc.aliasSource, target)));
@@ -196,8 +218,42 @@ final class BulkClient {
     }
   }
 
-  private static Doc doc0(List<Doc> docs) {
-    return docs.get(0);
+  static final String CORRECTION = "correction";
+  private static final String UPDATE_RETURNS = ",\"_source\":[\"symbol\",\"timestamp_ns\"]}";
+
+  /** A correction's update from the trade as it stands (and the state updated as if applied); any other update
+   * as it is. */
+  private static Doc correction(Doc doc, TradeState trade) {
+    JsonNode body;
+    try {
+      body = JSON.readTree(doc.source);
+    } catch (IOException e) {
+      return doc;
+    }
+    JsonNode corrected = body.path(CORRECTION);
+    if (!corrected.isObject()) {
+      return doc;
+    }
+    String id = corrected.path("corrected_trade_id").asText();
+    com.fasterxml.jackson.databind.node.ObjectNode fields = ((com.fasterxml.jackson.databind.node.ObjectNode) corrected)
+        .deepCopy();
+    fields.put("corrected", true);
+    if (!trade.hasOriginals) {
+      fields.set("original_price", trade.price);
+      fields.set("original_size", trade.size);
+      fields.set("original_conditions", trade.conditions.isArray() ? trade.conditions : JSON.createArrayNode());
+      trade.hasOriginals = true;
+    }
+    if (!trade.correctedIds.contains(id)) {
+      trade.correctedIds.add(id);
+    }
+    com.fasterxml.jackson.databind.node.ArrayNode ids = fields.putArray("corrected_trade_ids");
+    trade.correctedIds.forEach(ids::add);
+    trade.price = corrected.path("price");
+    trade.size = corrected.path("size");
+    trade.conditions = corrected.path("conditions");
+    return new Doc(doc.index, doc.id, "{\"doc\":" + fields + UPDATE_RETURNS, doc.op, doc.version, doc.barKey,
+        doc.topic, doc.partition, doc.offset, doc.aliasId, doc.aliasSource);
   }
 
   private static String withTarget(String aliasSource, String target) {
@@ -205,25 +261,62 @@ final class BulkClient {
     return aliasSource.substring(0, aliasSource.length() - 1) + ",\"trade_doc_id\":\"" + quoted + "\"}";
   }
 
-  /** Which of {@code ids} name a trade in {@code tradesIndex} (-> itself) or an alias (-> its trade), read in real
-   * time (no refresh needed); an id that names neither is absent from the answer. */
-  private Map<String, String> lookup(String tradesIndex, List<String> ids, WriteReport report) {
-    Map<String, String> found = new java.util.HashMap<>();
+  /** Find {@code ids} in real time (no refresh needed): a trade by that id goes into {@code trades} with its state;
+   * an alias by that id into {@code aliases}, and then its trade into {@code trades}. An id naming neither is left
+   * out. */
+  private void lookup(String tradesIndex, List<String> ids, Map<String, TradeState> trades,
+      Map<String, String> aliases, WriteReport report) {
     if (ids.isEmpty()) {
-      return found;
+      return;
     }
+    JsonNode docs = mget(ids, tradesIndex, true, report);
+    List<String> targets = new ArrayList<>();
+    for (int i = 0; i < ids.size(); i++) {
+      JsonNode trade = docs.path(2 * i);
+      JsonNode alias = docs.path(2 * i + 1);
+      if (trade.path("found").asBoolean(false)) {
+        trades.put(ids.get(i), TradeState.of(trade.path("_source")));
+      } else if (alias.path("found").asBoolean(false) && alias.path("_source").path("trade_doc_id").isTextual()) {
+        String target = alias.path("_source").path("trade_doc_id").asText();
+        aliases.put(ids.get(i), target);
+        if (!trades.containsKey(target) && !targets.contains(target)) {
+          targets.add(target);
+        }
+      }
+    }
+    if (targets.isEmpty()) {
+      return;
+    }
+    JsonNode found = mget(targets, tradesIndex, false, report);
+    for (int i = 0; i < targets.size(); i++) {
+      JsonNode trade = found.path(i);
+      if (trade.path("found").asBoolean(false)) {
+        trades.put(targets.get(i), TradeState.of(trade.path("_source")));
+      }
+    }
+  }
+
+  private static final String TRADE_FIELDS =
+      "[\"original_price\",\"price\",\"size\",\"conditions\",\"corrected_trade_ids\"]";
+
+  /** A real-time multi-get of trades by id (and, with {@code aliases}, of the alias of each id after it); every item
+   * read, or the batch fails. */
+  private JsonNode mget(List<String> ids, String tradesIndex, boolean aliases, WriteReport report) {
     ByteArrayOutputStream body = new ByteArrayOutputStream();
     JsonStringEncoder encoder = JsonStringEncoder.getInstance();
     write(body, "{\"docs\":[".getBytes(StandardCharsets.UTF_8));
     for (int i = 0; i < ids.size(); i++) {
       byte[] id = encoder.quoteAsUTF8(ids.get(i));
-      String sep = i == 0 ? "" : ",";
-      write(body, (sep + "{\"_index\":\"" + tradesIndex + "\",\"_source\":false,\"_id\":\"").getBytes(StandardCharsets.UTF_8));
-      write(body, id);
-      write(body, ("\"},{\"_index\":\"" + config.tradeAliasesIndex + "\",\"_source\":[\"trade_doc_id\"],\"_id\":\"")
-          .getBytes(StandardCharsets.UTF_8));
+      write(body, ((i == 0 ? "" : ",") + "{\"_index\":\"" + tradesIndex + "\",\"_source\":" + TRADE_FIELDS
+          + ",\"_id\":\"").getBytes(StandardCharsets.UTF_8));
       write(body, id);
       write(body, "\"}".getBytes(StandardCharsets.UTF_8));
+      if (aliases) {
+        write(body, (",{\"_index\":\"" + config.tradeAliasesIndex + "\",\"_source\":[\"trade_doc_id\"],\"_id\":\"")
+            .getBytes(StandardCharsets.UTF_8));
+        write(body, id);
+        write(body, "\"}".getBytes(StandardCharsets.UTF_8));
+      }
     }
     write(body, "]}".getBytes(StandardCharsets.UTF_8));
     Response response = post(mgetUri, body.toByteArray(), report, 1);
@@ -233,23 +326,14 @@ final class BulkClient {
           + ids.size() + " trades: HTTP " + response.status + " " + why[0] + ": " + why[1], null);
     }
     JsonNode docs = parse(response.body).path("docs");
-    for (int i = 0; i < ids.size(); i++) {
-      JsonNode trade = docs.path(2 * i);
-      JsonNode alias = docs.path(2 * i + 1);
-      for (JsonNode doc : new JsonNode[] {trade, alias}) {
-        JsonNode error = doc.path("error");
-        if (error.isObject() && !"index_not_found_exception".equals(error.path("type").asText())) {
-          throw new BulkWriteFailed("Elasticsearch could not read trade " + ids.get(i) + ": "
-              + error.path("type").asText() + ": " + error.path("reason").asText(), null);
-        }
-      }
-      if (trade.path("found").asBoolean(false)) {
-        found.put(ids.get(i), ids.get(i));
-      } else if (alias.path("found").asBoolean(false) && alias.path("_source").path("trade_doc_id").isTextual()) {
-        found.put(ids.get(i), alias.path("_source").path("trade_doc_id").asText());
+    for (JsonNode doc : docs) {
+      JsonNode error = doc.path("error");
+      if (error.isObject() && !"index_not_found_exception".equals(error.path("type").asText())) {
+        throw new BulkWriteFailed("Elasticsearch could not read a trade (" + error.path("type").asText() + ": "
+            + error.path("reason").asText() + "); the batch is replayed", null);
       }
     }
-    return found;
+    return docs;
   }
 
   /** Refused documents -> dead letters, in this task. One refused too is written again without its raw

@@ -83,7 +83,9 @@ public final class EsBulkSink {
   }
 
   /** Write documents given as JSON ({@code [[index, doc_id, source], ...]}, a fourth item {@code "delete"}
-   * with a null source for a deletion) from this JVM (the driver). */
+   * with a null source for a deletion, or any op; an update may add its Kafka record and a correction's alias:
+   * {@code [index, doc_id, source, "update", topic, partition, offset, alias_id, alias_source]}) from this JVM (the
+   * driver, or a test's plain JVM). */
   public static String writeLocal(String documentsJson, String configJson) {
     SinkConfig config = SinkConfig.parse(configJson);
     List<Doc> docs = new ArrayList<>();
@@ -91,11 +93,17 @@ public final class EsBulkSink {
       for (JsonNode item : new ObjectMapper().readTree(documentsJson)) {
         String op = item.path(3).isTextual() ? item.path(3).asText() : Doc.INDEX;
         String source = item.path(2).isNull() || item.path(2).isMissingNode() ? null : item.path(2).asText();
-        docs.add(new Doc(item.path(0).asText(), item.path(1).asText(), source, op, null, null));
+        docs.add(new Doc(item.path(0).asText(), item.path(1).asText(), source, op, null, null, text(item, 4),
+            item.path(5).isNumber() ? item.path(5).asInt() : null,
+            item.path(6).isNumber() ? item.path(6).asLong() : null, text(item, 7), text(item, 8)));
       }
     } catch (IOException e) {
       throw new IllegalArgumentException("documents must be a JSON list of [index, doc_id, source]", e);
     }
     return new BulkClient(config).write(docs.iterator()).toJson();
+  }
+
+  private static String text(JsonNode item, int position) {
+    return item.path(position).isTextual() ? item.path(position).asText() : null;
   }
 }

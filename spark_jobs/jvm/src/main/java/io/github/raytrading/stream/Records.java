@@ -310,18 +310,11 @@ final class Records {
         "{\"doc\":" + fields.json() + UPDATE_RETURNS, Doc.UPDATE, null, null);
   }
 
-  // the venue's first values stay in original_* through any number of corrections; a replay changes nothing
-  static final String CORRECTION_SCRIPT = "def s = ctx._source; if (s.original_price == null) { s.original_price"
-      + " = s.price; s.original_size = s.size; s.original_conditions = s.conditions == null ? [] : s.conditions; }"
-      + " s.price = params.price; s.size = params.size; s.notional = params.notional; s.conditions ="
-      + " params.conditions; s.corrected = true; s.corrected_at = params.at; s.corrected_trade_id = params.ci;"
-      + " if (s.corrected_trade_ids == null) { s.corrected_trade_ids = []; }"
-      + " if (!s.corrected_trade_ids.contains(params.ci)) { s.corrected_trade_ids.add(params.ci); }";
-
-  /** A correction -> a scripted update that puts the corrected price, size and conditions in place (the first
-   * values the trade had stay in original_*), and the alias of the corrected id, so that a cancel or a correction
-   * naming it finds the trade. The trade is looked up like a cancel's: by the original id on the correction's
-   * trading day, or an id an earlier correction gave it. */
+  /** A correction -> an update that puts the corrected price, size and conditions in place (the sink adds the
+   * values the trade had before its first correction as original_*, and the ids of every correction, from the trade
+   * as it finds it: {@link BulkClient}), and the alias of the corrected id, so that a cancel or a correction naming
+   * it finds the trade. The trade is looked up like a cancel's: by the original id on the correction's trading
+   * day, or an id an earlier correction gave it. */
   static Document correctionDocument(JsonNode rec, RecordConfig c, Long kafkaMs) throws Invalid {
     common(rec, "correction", c);
     long ts = eventTime(rec, c, kafkaMs);
@@ -338,13 +331,11 @@ final class Records {
     String symbol = Json.text(rec, "symbol");
     String day = tradingDay(symbol, ts);
     String at = Json.formatNanos(ts);
-    Json.Doc params = new Json.Doc().put("price", price).put("size", size).put("notional", price * size)
+    Json.Doc correction = new Json.Doc().put("price", price).put("size", size).put("notional", price * size)
         .put("conditions", correctedConditions == null ? new ArrayList<String>() : correctedConditions)
-        .put("at", at).put("ci", corrected);
-    String body = new Json.Doc().putJson("script", new Json.Doc().put("lang", "painless")
-        .put("source", CORRECTION_SCRIPT).putJson("params", params.json()).json()).json();
+        .put("corrected_at", at).put("corrected_trade_id", corrected);
     Document doc = new Document(c.tradesIndex, tradeId(symbol, exchange, day, original, c),
-        body.substring(0, body.length() - 1) + UPDATE_RETURNS, Doc.UPDATE, null, null);
+        "{\"" + BulkClient.CORRECTION + "\":" + correction.json() + UPDATE_RETURNS, Doc.UPDATE, null, null);
     doc.aliasId = tradeId(symbol, exchange, day, corrected, c);
     doc.aliasSource = new Json.Doc().put("symbol", symbol).put("exchange", exchange).put("trading_day", day)
         .put("trade_id", corrected).put("created_at", at).json();
