@@ -64,8 +64,12 @@ def _env(tag: str, state_dir: Path, cache_dir: Path, indices: dict[str, str]) ->
     env = {f"RAY_APP_KAFKA__TOPICS__{key.upper()}__NAME": f"bench-{name}-{tag}"
            for key, name in (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"),
                              ("quotes", "quotes"))}  # fmt: skip
-    env |= {"RAY_APP_STATE_DIR": str(bench), "RAY_APP_CACHE_DIR": str(cache_dir),
-            "RAY_APP_STREAM__CHECKPOINT_DIR": str(bench / "checkpoints"), "RAY_APP_STREAM__APP_NAME": f"bench-{tag}"}
+    env |= {
+        "RAY_APP_STATE_DIR": str(bench),
+        "RAY_APP_CACHE_DIR": str(cache_dir),
+        "RAY_APP_STREAM__CHECKPOINT_DIR": str(bench / "checkpoints"),
+        "RAY_APP_STREAM__APP_NAME": f"bench-{tag}",
+    }
     env |= {f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"bench-{tag}-{name}" for key, name in indices.items()}
     return env
 
@@ -184,8 +188,14 @@ def main(
     for column in ("symbol", "compared", "adjusted", "only ours", "only vendor", *FIELDS):
         table.add_column(column, justify="left" if column == "symbol" else "right")
     for item in result.values():
-        table.add_row(item.symbol, f"{item.compared:,}", f"{item.adjusted:,}", f"{item.only_ours:,}",
-                      f"{item.only_vendor:,}", *(f"{item.share(f):.1%}" if item.compared else "-" for f in FIELDS))
+        table.add_row(
+            item.symbol,
+            f"{item.compared:,}",
+            f"{item.adjusted:,}",
+            f"{item.only_ours:,}",
+            f"{item.only_vendor:,}",
+            *(f"{item.share(f):.1%}" if item.compared else "-" for f in FIELDS),
+        )
     console.print(table)
     compared = sum(item.compared for item in result.values())
     overall = {f: sum(item.equal[f] for item in result.values()) / compared if compared else None for f in FIELDS}
@@ -213,4 +223,3 @@ def main(
 
 if __name__ == "__main__":
     typer.run(main)
-

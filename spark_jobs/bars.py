@@ -135,9 +135,17 @@ def _composite(es: Any, index: str, query: dict[str, Any], time_field: str, aggs
             composite["after"] = after
 
         def page(composite: dict[str, Any] = composite) -> dict[str, Any]:
-            return complete(es.search(index=index, size=0, query=query, request_cache=False,
-                                      allow_partial_search_results=False,
-                                      aggs={"bars": {"composite": composite, "aggs": aggs}}), f"a search of {index}")
+            return complete(
+                es.search(
+                    index=index,
+                    size=0,
+                    query=query,
+                    request_cache=False,
+                    allow_partial_search_results=False,
+                    aggs={"bars": {"composite": composite, "aggs": aggs}},
+                ),
+                f"a search of {index}",
+            )
 
         result = reading(page, f"the bars' read of {index}")["aggregations"]["bars"]
         yield from result["buckets"]
@@ -261,9 +269,14 @@ def hour_volumes(es: Any, trades_index: str, hours: list[Key]) -> dict[Key, dict
     query = {"bool": {"filter": [_in_windows(hours, "timestamp_ns", NANOS, HOUR_S)],
                       "must_not": [CANCELLED, NOT_IN_VOLUME]}}  # fmt: skip
     aggs = {"volume": {"sum": {"field": "size"}}, "notional": {"sum": {"field": "notional"}}}
-    return {(bucket["key"]["symbol"], bucket["key"]["window"] // 1000): {
-        "volume": bucket["volume"]["value"], "notional": bucket["notional"]["value"],
-        "trade_count": bucket["doc_count"]} for bucket in _composite(es, trades_index, query, "timestamp", aggs, "1h")}
+    return {
+        (bucket["key"]["symbol"], bucket["key"]["window"] // 1000): {
+            "volume": bucket["volume"]["value"],
+            "notional": bucket["notional"]["value"],
+            "trade_count": bucket["doc_count"],
+        }
+        for bucket in _composite(es, trades_index, query, "timestamp", aggs, "1h")
+    }
 
 
 def hour_bar(symbol: str, hour_start: int, minutes: list[dict[str, Any]], volumes: dict[str, float] | None,

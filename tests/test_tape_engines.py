@@ -290,7 +290,11 @@ def test_correction_chains_apply_link_by_link_and_refusals_are_one_dead_letter_e
         topic, partition, offset = where[position]
         letter = letters[f"{topic}|{partition}|{offset}"]  # one per record, named by the record
         assert (letter["reason"], letter["topic"], letter["partition"], letter["offset"]) == (
-            "unknown_trade", topic, partition, offset)
+            "unknown_trade",
+            topic,
+            partition,
+            offset,
+        )
         assert json.loads(letter["raw"])  # the update the record became, as refused
 
 
@@ -317,10 +321,27 @@ def test_the_backfill_live_boundary_keeps_alpaca_s_bars_and_the_more_complete_ho
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hour // 10**9))
     assert vendor[f"IBM|{stamp}"]["trade_count"] == 500 and vendor[f"IBM|{stamp}"]["volume"] == 50_000.0
     assert f"IBM|{stamp}" not in es_docs(settings, settings.elasticsearch.indices.bars_1h)
-    live = trades("IBM", hour + 31 * 60 * 10**9 + 30 * 10**9, 40, [f"b{n}" for n in range(40)], 201.0, exchange="N",
-                  tape="A", gap_s=45.0)  # 14:31:30 - 15:00:45: most in the 14:00 hour, some in the 15:00 one
-    live_bar = Bar(symbol="IBM", timestamp_ns=hour + 32 * 60 * 10**9, timeframe="1Min", open=201.0, high=201.0,
-                   low=201.0, close=201.0, volume=1.0, source=Source.ALPACA_STREAM)  # Alpaca's live minute bar
+    live = trades(
+        "IBM",
+        hour + 31 * 60 * 10**9 + 30 * 10**9,
+        40,
+        [f"b{n}" for n in range(40)],
+        201.0,
+        exchange="N",
+        tape="A",
+        gap_s=45.0,
+    )  # 14:31:30 - 15:00:45: most in the 14:00 hour, some in the 15:00 one
+    live_bar = Bar(
+        symbol="IBM",
+        timestamp_ns=hour + 32 * 60 * 10**9,
+        timeframe="1Min",
+        open=201.0,
+        high=201.0,
+        low=201.0,
+        close=201.0,
+        volume=1.0,
+        source=Source.ALPACA_STREAM,
+    )  # Alpaca's live minute bar
     produce(settings, sent, [*live, live_bar])
     wait_caught_up(settings)
     check(settings, sent)
@@ -449,6 +470,9 @@ def test_the_expected_bars_are_not_the_stream_s_rule(settings: Settings, sent: S
     everything = [t.model_copy(update={"conditions": ["@"]}) for t in tape.standing()]
     naive = expected_bars(everything, 60)
     minutes = es_docs(settings, settings.elasticsearch.indices.bars_1m)
-    differs = sum(1 for key, bar in naive.items()
-                  if key in minutes and (bar["volume"], bar["high"]) != (minutes[key]["volume"], minutes[key]["high"]))
+    differs = sum(
+        1
+        for key, bar in naive.items()
+        if key in minutes and (bar["volume"], bar["high"]) != (minutes[key]["volume"], minutes[key]["high"])
+    )
     assert differs > 20

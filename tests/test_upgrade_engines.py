@@ -53,14 +53,21 @@ def test_an_upgrade_renames_stock_trades_moves_alpaca_s_bars_and_recomputes_ever
                     source=Source.SIMULATOR) for n in range(400)]  # fmt: skip
     actions = [_old_trade(indices.trades, t, n) for n, t in enumerate(trades)]
     corrected = trades[1]
-    actions[1]["_source"] |= {"corrected": True, "corrected_trade_id": "9001", "original_price": 50.0,
-                              "original_size": 1.0, "corrected_at": format_ns(corrected.timestamp_ns + 10**9)}
+    actions[1]["_source"] |= {
+        "corrected": True,
+        "corrected_trade_id": "9001",
+        "original_price": 50.0,
+        "original_size": 1.0,
+        "corrected_at": format_ns(corrected.timestamp_ns + 10**9),
+    }
     stamp = "2026-11-23T15:00:00Z"
     vendor = BarDocument(symbol="AAPL", timeframe="1Hour", timestamp=stamp, open=1.0, high=2.0, low=1.0, close=2.0,
                          volume=10.0, trade_count=3, vwap=1.5, range=1.0, notional=20.0, log_return=0.69,
                          source="alpaca-rest", updated_at=stamp).model_dump()  # fmt: skip
-    actions += [{"_index": indices.bars_1h, "_id": f"AAPL|{stamp}", "_source": vendor},
-                {"_index": indices.bars_1m, "_id": f"AAPL|{stamp}", "_source": {**vendor, "timeframe": "1Min"}}]
+    actions += [
+        {"_index": indices.bars_1h, "_id": f"AAPL|{stamp}", "_source": vendor},
+        {"_index": indices.bars_1m, "_id": f"AAPL|{stamp}", "_source": {**vendor, "timeframe": "1Min"}},
+    ]
     bulk(es, actions, refresh=True)
 
     steps: list[str] = []

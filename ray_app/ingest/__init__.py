@@ -133,12 +133,13 @@ class _SimulatedRun:
         start, live_start = history_window(days, now_ns())
         starts = {s: max(start, self.done.get(s, 0)) for s in self.symbols}
         first = min(starts.values())
+        # runs are cut by the time a record is sent (a late print after the trades that happened after it)
         if days > 0 and first < live_start:
             # the cancels and corrections of trades an earlier run sent; none of trades no run sent
             sent_since = {s: 0 if s in self.resumed else starts[s] for s in self.symbols}
-            for event in self.simulator.events(first, live_start, sent_since):
-                if event.timestamp_ns >= starts[event.symbol]:
-                    self.until_ns = event.timestamp_ns + 1
+            for sent_ns, event in self.simulator.timeline(first, live_start, sent_since):
+                if sent_ns >= starts[event.symbol]:
+                    self.until_ns = sent_ns + 1
                     yield event
             if self.stop.is_set():
                 return
@@ -149,9 +150,9 @@ class _SimulatedRun:
             forever = live_from + 100 * 365 * 86_400 * 1_000_000_000
             history_sent = days > 0 and first < live_start
             sent_since = {s: 0 if s in self.resumed or history_sent else live_from for s in self.symbols}
-            for event in paced(self.simulator.events(live_from, forever, sent_since), lambda e: e.timestamp_ns,
-                               self.options.speed, self.stop, self.idle):  # fmt: skip
-                self.until_ns = event.timestamp_ns + 1
+            timeline = self.simulator.timeline(live_from, forever, sent_since)
+            for sent_ns, event in paced(timeline, lambda item: item[0], self.options.speed, self.stop, self.idle):
+                self.until_ns = sent_ns + 1
                 yield event
 
     def progress_records(self) -> list[tuple[str, bytes]]:

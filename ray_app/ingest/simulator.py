@@ -201,8 +201,16 @@ class TradeSimulator:
     garch_alpha = 0.08
     garch_beta = 0.90
 
-    def __init__(self, symbols: list[str], seed: int, trades_per_minute: float, anchor_on_real_data: bool = True,
-                 cancel_share: float = 0.005, correction_share: float = 0.003, quotes_per_trade: float = 1.5):
+    def __init__(
+        self,
+        symbols: list[str],
+        seed: int,
+        trades_per_minute: float,
+        anchor_on_real_data: bool = True,
+        cancel_share: float = 0.005,
+        correction_share: float = 0.003,
+        quotes_per_trade: float = 1.5,
+    ):
         if trades_per_minute <= 0:
             raise ValueError("trades_per_minute must be positive")
         self.symbols = symbols

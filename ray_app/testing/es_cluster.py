@@ -11,6 +11,7 @@ them back from its disk.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -74,10 +75,8 @@ class _Node(ElasticsearchService):
             return
         family = [process, *process.children(recursive=True)]
         for member in family:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 member.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(family, timeout=30)
         self.pid_file.unlink(missing_ok=True)
 
