@@ -40,7 +40,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ray_app.bars.parity import FIELDS, _adjusted, _bars, compare
+from ray_app.bars.parity import FIELDS, adjusted_minutes, compare, minute_bars
 from ray_app.config import load_settings
 from ray_app.es_indices import client
 from ray_app.ingest.producer import IngestProducer
@@ -150,10 +150,10 @@ def main(
         found = settings.elasticsearch.indices
         es.indices.refresh(index=f"{found.trades},{found.bars_1m}")
         window = (start // 10**9, start // 10**9 + (days + 1) * 86_400)
-        built = _bars(es, found.bars_1m, names, *window)
-        adjusted = _adjusted(es, found.trades, names, *window)
+        built = minute_bars(es, found.bars_1m, names, *window)
+        adjusted = adjusted_minutes(es, found.trades, names, *window)
         result = compare(built, vendor, adjusted, names)
-        through = (compare(built, _bars(es, found.vendor_bars_1m, names, *window), adjusted, names)
+        through = (compare(built, minute_bars(es, found.vendor_bars_1m, names, *window), adjusted, names)
                    if ours else None)  # fmt: skip
         sent: dict[str, set] = defaultdict(set)
         for record in records:

@@ -286,7 +286,7 @@ def hour_bar(symbol: str, hour_start: int, minutes: list[dict[str, Any]], volume
     open_, close = ordered[0]["open"], ordered[-1]["close"]
     high = max(bar["high"] for bar in ordered)
     low = min(bar["low"] for bar in ordered)
-    if volumes is None:  # no trade of the hour in the volume: only what the minute bars say (never for ours)
+    if volumes is None:  # the hour's sums are not known: its minute bars' (a trade that sets a price is in them)
         volumes = {"volume": math.fsum(bar["volume"] for bar in ordered),
                    "notional": math.fsum(bar.get("notional") or 0.0 for bar in ordered),
                    "trade_count": sum(int(bar.get("trade_count") or 0) for bar in ordered)}  # fmt: skip

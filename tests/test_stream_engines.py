@@ -80,10 +80,11 @@ def settings(stream_env: dict[str, str]) -> Settings:
 
     settings = load_settings()
     ensure_topics(settings)
-    # the trades index as an operator changed it under the job: `tape` mapped as a number, so a valid trade with a
-    # tape is refused by Elasticsearch itself (the job's put_mapping cannot change it back)
+    # the trades index as an operator changed it under the job: `taker_side` mapped as a number, so a valid trade
+    # with a taker side is refused by Elasticsearch itself (the job's put_mapping cannot change it back); a field the
+    # bars do not read (they read `tape`: a sale condition's meaning depends on it)
     ensure_index(settings, es_client(settings), settings.elasticsearch.indices.trades,
-                 MAPPINGS["trades"] | {"tape": {"type": "long"}})  # fmt: skip
+                 MAPPINGS["trades"] | {"taker_side": {"type": "long"}})  # fmt: skip
     return settings
 
 
@@ -186,7 +187,7 @@ def _assert_state(settings: Settings, produced: Produced) -> None:
     assert len(trades) == len(want_ids), f"{len(trades)} trade documents for {len(want_ids)} produced trades"
     assert set(trades) == want_ids
     sample = next(t for t in produced.trades if t.exchange)
-    doc = trades[f"{sample.symbol}|V|{sample.trade_id}"]
+    doc = trades[trade_doc_id(sample)]
     assert (doc["price"], doc["size"], doc["timestamp"], doc["timestamp_ns"]) == (
         sample.price,
         sample.size,
@@ -317,7 +318,7 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
     # for the whole record batch); the rules' tests cover such a record without a broker
     corpus = [case for case in cases(now_ns, "poison") if (case.kafka_ms or 0) < now_ns // 10**6 + 3_600_000]
     refused = Trade(symbol="AAPL", timestamp_ns=now_ns - 3600 * 10**9 + 999, price=123.0, size=2.0,
-                    trade_id="refused-by-es", exchange="V", tape="C", source=Source.SIMULATOR)  # fmt: skip
+                    trade_id="refused-by-es", exchange="V", taker_side="B", source=Source.SIMULATOR)  # fmt: skip
     topics = settings.kafka.topics
     failed: list[str] = []
     producer = Producer(producer_config(settings))

@@ -68,7 +68,7 @@ class SymbolParity:
                 "differences": self.differences}  # fmt: skip
 
 
-def _bars(es: Elasticsearch, index: str, symbols: list[str], start: int, end: int) -> dict[str, dict[str, Any]]:
+def minute_bars(es: Elasticsearch, index: str, symbols: list[str], start: int, end: int) -> dict[str, dict[str, Any]]:
     query = {"query": {"bool": {"filter": [
         {"terms": {"symbol": symbols}},
         {"range": {"timestamp": {"gte": format_seconds(start), "lt": format_seconds(end)}}},
@@ -79,7 +79,7 @@ def _bars(es: Elasticsearch, index: str, symbols: list[str], start: int, end: in
             for hit in scan(es, index=index, query=query, size=5000)}  # fmt: skip
 
 
-def _adjusted(es: Elasticsearch, index: str, symbols: list[str], start: int, end: int) -> set[str]:
+def adjusted_minutes(es: Elasticsearch, index: str, symbols: list[str], start: int, end: int) -> set[str]:
     """The minutes (``symbol|timestamp``) holding a trade that was cancelled or corrected."""
     query = {"bool": {"filter": [
         {"terms": {"symbol": symbols}},
@@ -132,9 +132,9 @@ def compare(ours: dict[str, dict[str, Any]], vendor: dict[str, dict[str, Any]], 
 def parity(es: Elasticsearch, settings: Settings, symbols: list[str], start: int, end: int) -> dict[str, SymbolParity]:
     """Our minute bars against the vendor's for ``symbols`` over [start, end) (epoch seconds)."""
     indices = settings.elasticsearch.indices
-    ours = _bars(es, indices.bars_1m, symbols, start, end)
-    vendor = _bars(es, indices.vendor_bars_1m, symbols, start, end)
-    return compare(ours, vendor, _adjusted(es, indices.trades, symbols, start, end), symbols)
+    ours = minute_bars(es, indices.bars_1m, symbols, start, end)
+    vendor = minute_bars(es, indices.vendor_bars_1m, symbols, start, end)
+    return compare(ours, vendor, adjusted_minutes(es, indices.trades, symbols, start, end), symbols)
 
 
 def window(hours: float | None, since: str | None, until: str | None, now: int) -> tuple[int, int]:

@@ -219,7 +219,6 @@ final class BulkClient {
   }
 
   static final String CORRECTION = "correction";
-  private static final String UPDATE_RETURNS = ",\"_source\":[\"symbol\",\"timestamp_ns\"]}";
 
   /** A correction's update from the trade as it stands (and the state updated as if applied); any other update
    * as it is. */
@@ -252,7 +251,7 @@ final class BulkClient {
     trade.price = corrected.path("price");
     trade.size = corrected.path("size");
     trade.conditions = corrected.path("conditions");
-    return new Doc(doc.index, doc.id, "{\"doc\":" + fields + UPDATE_RETURNS, doc.op, doc.version, doc.barKey,
+    return new Doc(doc.index, doc.id, "{\"doc\":" + fields + Records.UPDATE_RETURNS, doc.op, doc.version, doc.barKey,
         doc.topic, doc.partition, doc.offset, doc.aliasId, doc.aliasSource);
   }
 

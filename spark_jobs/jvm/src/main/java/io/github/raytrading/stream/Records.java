@@ -290,7 +290,7 @@ final class Records {
   }
 
   // an update answers with the trade's symbol and time: the 1-minute bar it changed
-  private static final String UPDATE_RETURNS = ",\"_source\":[\"symbol\",\"timestamp_ns\"]}";
+  static final String UPDATE_RETURNS = ",\"_source\":[\"symbol\",\"timestamp_ns\"]}";
 
   /** A cancel (or error) of a trade -> an update that marks the trade cancelled; the trade stays, its bars no
    * longer count it. The trade is looked up on the cancel's trading day, by its id or an id a correction gave it. */
