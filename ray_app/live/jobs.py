@@ -27,7 +27,7 @@ class LivePart:
 # in the order data flows; stopped the other way round, sources first (`ray-app down`)
 PARTS = [
     LivePart("simulator", "python -m ray_app live run simulator",
-             "the simulator's live trades -> Kafka (crypto around the clock, stocks in market hours)"),
+             "the simulator's live trades -> Kafka (crypto around the clock, stocks 04:00-20:00 New York)"),
     LivePart("stream", ENTRYPOINT, "Spark on Ray: Kafka -> trades, bars, dead letters in Elasticsearch"),
     LivePart("indicators", "python -m ray_app live run indicators",
              "RSI, EMA, MACD, Bollinger on 1-minute bars -> indicators-1m"),
