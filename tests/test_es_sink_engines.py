@@ -149,17 +149,10 @@ def test_a_dead_letter_refused_too_is_kept_without_its_raw_or_counted_never_fata
 @pytest.fixture(scope="module")
 def own(stack: Settings) -> Iterator[Settings]:
     """Settings with indices of this module's own (trades, aliases, dead letters), created."""
-    from ray_app.config import load_settings
-    from ray_app.es_indices import ensure_indices
-    from ray_app.testing.settings import own_indices_env
-    from ray_app.testing.stack import environment
+    from ray_app.testing.settings import own_indices_created
 
-    with environment(own_indices_env(stack, "sku")):
-        settings = load_settings()
-    ensure_indices(settings)
-    yield settings
-    client(settings).indices.delete(index=",".join(settings.elasticsearch.indices.by_key().values()),
-                                    ignore_unavailable=True)  # fmt: skip
+    with own_indices_created(stack, "sku") as settings:
+        yield settings
 
 
 def _rows(jvm: Any, settings: Settings, records: list[Any], first_offset: int = 0) -> list[list[Any]]:

@@ -9,13 +9,12 @@ from collections.abc import Iterator
 import pytest
 from elasticsearch.helpers import bulk
 
-from ray_app.config import Settings, load_settings
+from ray_app.config import Settings
 from ray_app.documents import BarDocument
-from ray_app.es_indices import client, ensure_indices
+from ray_app.es_indices import client
 from ray_app.schemas import Source, Trade
 from ray_app.testing.expected import assert_bars_equal, es_docs, expected_bars, trade_doc_id
-from ray_app.testing.settings import own_indices_env
-from ray_app.testing.stack import environment
+from ray_app.testing.settings import own_indices_created
 from ray_app.times import format_ns
 
 pytestmark = pytest.mark.engines
@@ -25,12 +24,8 @@ START = 1_795_446_000  # 2026-11-23 10:00 New York
 
 @pytest.fixture(scope="module")
 def settings(stack: Settings) -> Iterator[Settings]:
-    with environment(own_indices_env(stack, "up")):
-        settings = load_settings()
-    ensure_indices(settings)
-    yield settings
-    client(settings).indices.delete(index=",".join(settings.elasticsearch.indices.by_key().values()),
-                                    ignore_unavailable=True)  # fmt: skip
+    with own_indices_created(stack, "up") as settings:
+        yield settings
 
 
 def _old_trade(index: str, trade: Trade, offset: int, **extra: object) -> dict:

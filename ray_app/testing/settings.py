@@ -10,7 +10,8 @@ A key that is not a setting fails at once, naming it (a misspelt variable would 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,21 @@ def own_indices(settings: Settings, prefix: str) -> dict[str, Any]:
 def own_indices_env(settings: Settings, prefix: str) -> dict[str, str]:
     """``own_indices`` as RAY_APP_* variables."""
     return settings_env(own_indices(settings, prefix))
+
+
+@contextmanager
+def own_indices_created(settings: Settings, prefix: str) -> Iterator[Settings]:
+    """Settings whose indices are ``<prefix>-<index>``, created (with their templates) for the block and deleted
+    after it."""
+    from ray_app.config import load_settings
+    from ray_app.es_indices import client, ensure_indices
+    from ray_app.testing.stack import environment
+
+    with environment(own_indices_env(settings, prefix)):
+        own = load_settings()
+    ensure_indices(own)
+    try:
+        yield own
+    finally:
+        names = ",".join(own.elasticsearch.indices.by_key().values())
+        client(own).indices.delete(index=names, ignore_unavailable=True)
