@@ -45,12 +45,12 @@ def main(
     os.environ.update(env)
     from ray import serve
 
-    from ray_app.cli.serve import deploy
     from ray_app.config import load_settings
     from ray_app.ray_cluster import connect
     from ray_app.stack import manager
     from ray_app.testing.language_model import build_test_model
     from ray_app.testing.serve_load import load_and_watch, timeline_table
+    from serve_deployments.deploy import deploy
 
     settings = load_settings()
     manager.up(settings)

@@ -39,8 +39,9 @@ from rich.table import Table
 from ray_app.config import load_settings
 from ray_app.forecast.calendar import CRYPTO, STOCK, Market
 from ray_app.forecast.engine import SymbolForecast, forecast_history, incoherent_hours
-from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, default_cv_step, make_model, mase
+from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, make_model, mase
 from ray_app.forecast.series import SymbolHistory
+from ray_app.markets import default_cv_step
 from ray_app.testing.bars import real_daily_stocks, real_eurusd_hourly, synthetic_bars
 
 TARGETS = ["high", "low", "close", "volume"]

@@ -24,7 +24,7 @@ from rich.table import Table
 from ray_app.config import TopicSettings, load_settings
 from ray_app.ingest.producer import IngestProducer
 from ray_app.ingest.simulator import TradeSimulator
-from ray_app.kafka_io import producer_config
+from ray_app.kafka_clients import producer_config
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack import manager
 

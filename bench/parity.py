@@ -42,16 +42,16 @@ from rich.table import Table
 
 from ray_app.bars.parity import FIELDS, adjusted_minutes, compare, minute_bars
 from ray_app.config import load_settings
-from ray_app.es_indices import client
+from ray_app.es_indices import es_client
 from ray_app.ingest.producer import IngestProducer
 from ray_app.ingest.simulator import TradeSimulator
 from ray_app.kafka_topics import ensure_topics
 from ray_app.schemas import Bar, Source, Trade, is_crypto
 from ray_app.stack import manager
-from ray_app.stream_control import lags
 from ray_app.testing.alpaca_rules import new_york_date
 from ray_app.testing.fake_alpaca import MinuteBars
 from ray_app.times import NEW_YORK, format_seconds
+from spark_jobs.control import lags
 
 REPO = Path(__file__).resolve().parent.parent
 FIRST_DAY = datetime(2026, 11, 23, tzinfo=NEW_YORK)  # a Monday, midnight in New York
@@ -117,7 +117,7 @@ def main(
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
-    es = client(settings)
+    es = es_client(settings)
     start = int(FIRST_DAY.timestamp()) * 10**9
     simulator = TradeSimulator(names, seed=31, trades_per_minute=trades_per_minute)
     timeline = list(simulator.timeline(start, start + days * 86_400 * 10**9, dict.fromkeys(names, start)))
@@ -135,7 +135,7 @@ def main(
     checkout = code or REPO
     log_path = Path(env["RAY_APP_STATE_DIR"]) / "stream.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.stream_trades"], cwd=checkout, env={**os.environ},
+    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.job"], cwd=checkout, env={**os.environ},
                               stdout=log_path.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
     began = time.monotonic()
     try:
@@ -177,7 +177,7 @@ def main(
             es.indices.delete(index=name, ignore_unavailable=True)
         from confluent_kafka.admin import AdminClient
 
-        from ray_app.kafka_io import admin_config
+        from ray_app.kafka_clients import admin_config
 
         AdminClient(admin_config(settings)).delete_topics([t.name for t in settings.kafka.topics.all()])
         if not os.environ.get("BENCH_KEEP_STATE"):

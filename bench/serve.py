@@ -72,12 +72,12 @@ def _serve_variant(settings, name: str, prefix: str, **recommend: Any):
 
 
 def prepare_run(settings) -> None:
-    from ray_app.es_indices import MAPPINGS, client, ensure_index
+    from ray_app.es_indices import MAPPINGS, ensure_index, es_client
     from ray_app.forecast.calendar import market_of
     from ray_app.forecast.runner import run_forecast
     from ray_app.testing.bars import bar_actions, synthetic_bars
 
-    es = client(settings)
+    es = es_client(settings)
     ensure_index(settings, es, settings.elasticsearch.indices.bars_1h, MAPPINGS["bars_1h"])
     for seed, symbol in enumerate(SYMBOLS):
         bars = synthetic_bars(market_of(symbol), AS_OF - pd.Timedelta(days=12), AS_OF, "random_walk", seed=seed)
@@ -195,11 +195,11 @@ def main(
     from ray import serve
 
     os.environ.update(_env("bench-sv"))
-    from ray_app.cli.serve import deploy
     from ray_app.config import load_settings
     from ray_app.ray_cluster import connect
     from ray_app.stack import manager
     from ray_app.testing.language_model import build_test_model
+    from serve_deployments.deploy import deploy
     from serve_deployments.forecast_reader import ForecastReader
     from serve_deployments.language_model import TextGenerator, packaged_model
 
@@ -231,7 +231,7 @@ def main(
     for cache, ttl in () if skip_forecast else (("TTL 5 s", settings.serve.cache_ttl_s), ("none (ES each time)", 0.0)):
         tag = f"fc{int(ttl)}"
         variant = _variant(base, "serve", cache_ttl_s=ttl, app_name=f"bench-{tag}", route_prefix=f"/{tag}")
-        startups[f"forecast app, cache {cache}"] = deploy(variant, timeout=600)
+        startups[f"forecast app, cache {cache}"] = deploy(variant, timeout=600).seconds
         reader = ForecastReader(variant)
         url = f"{variant.serve.url}/forecast/BTC-USD"
         httpx.get(url, timeout=60).raise_for_status()  # warm
@@ -276,7 +276,7 @@ def main(
                                                  batch_wait_timeout_s=wait)  # fmt: skip
         for (batch, wait), variant in variants.items():
             startups[f"recommender app ({model_label}), max_batch_size {batch}, wait {wait:g} s"] = deploy(
-                variant, timeout=900)  # fmt: skip
+                variant, timeout=900).seconds  # fmt: skip
         first_url = f"{variants[(1, 0.0)].serve.url}"
         model = httpx.get(f"{first_url}/model", timeout=60).json()
         slugs = [SYMBOLS[i % 4].replace("/", "-") for i in range(recommendations)]

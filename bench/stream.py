@@ -48,9 +48,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ray_app.config import Settings, load_settings
-from ray_app.es_indices import MAPPINGS, client, ensure_index
+from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 from ray_app.ingest.simulator import TradeSimulator, history_window
-from ray_app.kafka_io import producer_config
+from ray_app.kafka_clients import producer_config
 from ray_app.kafka_topics import ensure_topics
 from ray_app.schemas import Source, Trade, is_crypto, trade_doc_id
 from ray_app.stack import manager
@@ -227,7 +227,7 @@ class CpuMeter:
             return "elasticsearch"
         if name == "java" and "kafka" in line:
             return "kafka"
-        if "spark_jobs.stream_trades" in line or "stream driver" in line:
+        if "spark_jobs.job" in line or "stream driver" in line:
             return "spark driver (Python)"
         if "worker_daemon" in line or "pyspark.daemon" in line or "pyspark/daemon" in line:
             return "spark python workers"
@@ -320,7 +320,7 @@ def _status(settings_env: dict[str, str]) -> dict[str, Any]:
     """The driver's status: from Elasticsearch (index stream-status), or from the status file older versions wrote."""
     index, app = settings_env["RAY_APP_ELASTICSEARCH__INDICES__STREAM_STATUS"], settings_env["RAY_APP_STREAM__APP_NAME"]
     try:
-        found = client(load_settings()).get(index=index, id=app)
+        found = es_client(load_settings()).get(index=index, id=app)
         return found["_source"]["status"]["queries"]
     except Exception:
         pass
@@ -393,7 +393,7 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
-    es = client(settings)
+    es = es_client(settings)
     indices = settings.elasticsearch.indices
     simulated: list[Trade] = []
     start_ns, end_ns = history_window(7, time.time_ns() - 3600 * 10**9)
@@ -408,7 +408,7 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
     log_path = Path(env["RAY_APP_STATE_DIR"]) / f"stream-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
-    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.stream_trades"], stdout=log, stderr=subprocess.STDOUT,
+    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.job"], stdout=log, stderr=subprocess.STDOUT,
                               cwd=REPO, env={**os.environ})  # fmt: skip
     latency: list[LatencyRun] = []
     counts: Counter = Counter()
@@ -530,7 +530,7 @@ def _warm_count(counts: Counter) -> int:
 def _clean_up(settings: Settings, es: Elasticsearch, tag: str, state: Path) -> None:
     from confluent_kafka.admin import AdminClient
 
-    from ray_app.kafka_io import admin_config
+    from ray_app.kafka_clients import admin_config
 
     for name in es.indices.get(index=f"bench-{tag}-*"):  # wildcard deletes are refused by default, rightly
         es.indices.delete(index=name)

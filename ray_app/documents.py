@@ -1,9 +1,9 @@
 """Every document the platform writes to Elasticsearch, as a typed model: the one spelling of each.
 
-The index mappings (``ray_app.es_indices.MAPPINGS``) and the Spark schemas (``spark_jobs.records.spark_schema``)
+The index mappings (``ray_app.es_indices.MAPPINGS``) and the Spark schemas (``spark_jobs.record_rules.spark_schema``)
 are derived from these models through one small type table (``TYPES``): a field's Python type gives its
 Elasticsearch and Spark types, and an ``Es(...)`` mark where Elasticsearch needs more than the Python type says
-(``date``, ``date_nanos``, ``text``, ``integer``). tests/test_documents_units.py holds every producer (the stream's
+(``date``, ``date_nanos``, ``text``, ``integer``). tests/unit/test_documents.py holds every producer (the stream's
 JVM rules and Spark columns, the forecast store, the evaluation, the recommendations) to these models.
 
 A model with ``extra="allow"`` names what it declares and says which fields a document may add (an interval level
@@ -316,7 +316,7 @@ class ForecastDocument(OpenDocument):
     created_at: Date
 
 
-class ForecastRunRecord(Document):
+class ForecastRunDocument(Document):
     """``forecast-runs``, ``record: run``: one per run, id = run id."""
 
     record: Literal["run"]
@@ -339,7 +339,7 @@ class ForecastRunRecord(Document):
     targets_beating_naive: int | None = None
 
 
-class ForecastSymbolRecord(OpenDocument):
+class ForecastSymbolDocument(OpenDocument):
     """``forecast-runs``, ``record: symbol``: a symbol's outcome in a run (ok, skipped, failed, or writing while its
     rows are written), its history and its 7-day summary. A skipped symbol adds the details of why."""
 
@@ -378,7 +378,7 @@ class ForecastSymbolRecord(OpenDocument):
     targets_beating_naive: int | None = None
 
 
-class ForecastTargetRecord(OpenDocument):
+class ForecastTargetDocument(OpenDocument):
     """``forecast-runs``, ``record: target``: a target's chosen model and its cross-validation beside naive's.
     Adds ``coverage_<level>`` per interval level."""
 
@@ -487,7 +487,7 @@ class Recommendation(MarketFacts, Judgement):
     generation_s: float
     generated_at: Date
 
-    def document_id(self) -> str:
+    def doc_id(self) -> str:
         return f"{self.symbol}|{self.last_bar_at}|{self.run_id}|{self.model}"
 
 
@@ -506,7 +506,7 @@ DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "bars_1m": (BarDocument,),
     "bars_1h": (BarDocument,),
     "forecasts": (ForecastDocument,),
-    "forecast_runs": (ForecastRunRecord, ForecastSymbolRecord, ForecastTargetRecord),
+    "forecast_runs": (ForecastRunDocument, ForecastSymbolDocument, ForecastTargetDocument),
     "forecast_evaluations": (ForecastEvaluationDocument,),
     "recommendations": (RecommendationDocument,),
     "dead_letters": (DeadLetterDocument,),

@@ -30,8 +30,29 @@ _DYNAMIC_TEMPLATES = [
 MAPPINGS: dict[str, dict[str, Any]] = {key: mapping(*models) for key, models in DOCUMENTS.items()}
 
 
-def client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(**settings.elasticsearch.client_kwargs())
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``elasticsearch.Elasticsearch`` from the ``elasticsearch:`` section."""
+    es = settings.elasticsearch
+    kwargs: dict[str, Any] = {"hosts": [es.url], "request_timeout": es.request_timeout_s, "verify_certs": es.verify_certs}
+    if es.api_key:
+        kwargs["api_key"] = es.api_key.get_secret_value()
+    if es.username and es.password:
+        kwargs["basic_auth"] = (es.username, es.password.get_secret_value())
+    if es.ca_certs:
+        kwargs["ca_certs"] = str(es.ca_certs)
+    return kwargs
+
+
+def es_client(settings: Settings) -> Elasticsearch:
+    """The Elasticsearch client every stage uses."""
+    return Elasticsearch(**client_kwargs(settings))
+
+
+def document_counts(settings: Settings) -> dict[str, int]:
+    """Documents per project index (0 for one that does not exist yet)."""
+    es = es_client(settings)
+    return {index: es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+            for index in settings.elasticsearch.indices.by_key().values()}  # fmt: skip
 
 
 def template_body(settings: Settings, index: str, properties: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +98,7 @@ def ensure_index(settings: Settings, es: Elasticsearch, index: str, properties: 
 
 def ensure_indices(settings: Settings, es: Elasticsearch | None = None) -> list[str]:
     """Every project index with its template; returns what was created, for the report."""
-    es = es or client(settings)
+    es = es or es_client(settings)
     return [
         f"created index {index}"
         for key, index in settings.elasticsearch.indices.by_key().items()

@@ -1,6 +1,6 @@
-"""Find Java and Maven, and resolve the JVM artifacts (Kafka, Elasticsearch, Spark's connectors, the streaming job's
-own code) from Maven Central into the cache, once. Platform layer: the local stack and the production streaming job
-(on every cluster node) both use it.
+"""Find Java and Maven, and resolve the JVM artifacts (Kafka, Elasticsearch, Spark's connectors) from Maven Central
+into the cache, once. Platform layer: the local stack and the production streaming job (on every cluster node) both
+use it; the streaming job's own JVM code is compiled by ``spark_jobs.stream_jar``.
 
 Bundles are the profiles of ``configs/jvm/pom.xml``. Each lands in ``<cache_dir>/jvm/<bundle>-<pom hash>/`` with
 a ``.complete`` marker, so a second `stack up` downloads nothing and a changed pom resolves afresh.
@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import time
-import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ POM_FILE = PROJECT_ROOT / "configs" / "jvm" / "pom.xml"
 MIN_JAVA_MAJOR = 17
 Bundle = Literal["kafka", "elasticsearch", "spark"]
 BUNDLES: tuple[Bundle, ...] = ("kafka", "elasticsearch", "spark")
-_COMPLETE = ".complete"
+COMPLETE = ".complete"
 
 
 class ArtifactError(ActionableError):
@@ -78,14 +77,6 @@ def find_java(settings: Settings) -> Java:
     return Java(home=home, major=major)
 
 
-def pom_versions() -> dict[str, str]:
-    """The <properties> of the pom (kafka.version, elasticsearch.version, ...): the one place versions live."""
-    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    root = ET.parse(POM_FILE).getroot()
-    props = root.find("m:properties", ns)
-    return {child.tag.split("}", 1)[1]: (child.text or "").strip() for child in (props if props is not None else [])}
-
-
 def _pom_digest() -> str:
     return hashlib.sha256(POM_FILE.read_bytes()).hexdigest()[:10]
 
@@ -97,7 +88,7 @@ def bundle_dir(settings: Settings, bundle: Bundle) -> Path:
 def ready_bundle(settings: Settings, bundle: Bundle) -> Path | None:
     """The bundle's folder if it was resolved completely before, else None (nothing is downloaded)."""
     path = bundle_dir(settings, bundle)
-    return path if (path / _COMPLETE).is_file() else None
+    return path if (path / COMPLETE).is_file() else None
 
 
 def ensure_bundle(settings: Settings, bundle: Bundle) -> tuple[Path, bool]:
@@ -133,7 +124,7 @@ def ensure_bundle(settings: Settings, bundle: Bundle) -> tuple[Path, bool]:
         )
     if bundle == "elasticsearch":
         _unpack_elasticsearch(staging)
-    (staging / _COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
+    (staging / COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target, True
@@ -170,71 +161,3 @@ def elasticsearch_home(bundle_path: Path) -> Path:
 
 def jars(bundle_path: Path) -> list[Path]:
     return sorted((bundle_path / "lib").glob("*.jar"))
-
-
-# --- the streaming job's own JVM code (record rules and Elasticsearch sink) ---------------------------------
-STREAM_SOURCES = PROJECT_ROOT / "spark_jobs" / "jvm" / "src" / "main" / "java"
-STREAM_JAR = "ray-app-stream.jar"
-
-
-def _stream_sources() -> list[Path]:
-    return sorted(STREAM_SOURCES.rglob("*.java"))
-
-
-def _spark_jars() -> Path:
-    import pyspark
-
-    return Path(pyspark.__file__).parent / "jars"
-
-
-def stream_jar_dir(settings: Settings) -> Path:
-    digest = hashlib.sha256()
-    for source in _stream_sources():
-        digest.update(source.relative_to(STREAM_SOURCES).as_posix().encode() + b"\0" + source.read_bytes())
-    return settings.cache_dir / "jvm" / f"stream-{digest.hexdigest()[:10]}"
-
-
-def ensure_stream_jar(settings: Settings) -> tuple[Path, bool]:
-    """Compile the streaming job's JVM code (spark_jobs/jvm: the record rules and the Elasticsearch sink) against
-    pyspark's own jars into a jar, once per source version. Returns (jar, built_now). Needs a JDK (javac)."""
-    target = stream_jar_dir(settings)
-    jar = target / STREAM_JAR
-    if (target / _COMPLETE).is_file():
-        return jar, False
-    java = find_java(settings)
-    javac = java.home / "bin" / "javac"
-    if not javac.is_file():
-        raise ArtifactError(
-            f"javac not found in {java.home}: the streaming job's JVM code is compiled once with a JDK; "
-            "install one (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME to a JDK"
-        )
-    staging = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    classes = staging / "classes"
-    classes.mkdir(parents=True)
-    log_file = settings.logs_dir / "javac.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = [str(javac), "--release", "17", "-encoding", "UTF-8", "-nowarn", "-cp", f"{_spark_jars()}/*",
-            "-d", str(classes), *(str(source) for source in _stream_sources())]  # fmt: skip
-    with log_file.open("a") as log:
-        log.write(f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(argv)}\n")
-        log.flush()
-        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
-    if code != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        lines = log_file.read_text(errors="replace").splitlines()
-        first = next((line for line in reversed(lines) if ": error:" in line), "see the log")
-        raise ArtifactError(f"compiling the streaming job's JVM code failed: {first.strip()[:300]}", log_file)
-    with zipfile.ZipFile(staging / STREAM_JAR, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: ray-app\n\n")
-        for path in sorted(classes.rglob("*.class")):
-            archive.write(path, path.relative_to(classes).as_posix())
-    shutil.rmtree(classes)
-    (staging / _COMPLETE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
-    try:
-        staging.rename(target)
-    except OSError:  # another process built the same sources meanwhile
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / _COMPLETE).is_file():
-            raise
-    return jar, True

@@ -6,7 +6,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ray_app.config import Settings, TopicSettings
-from ray_app.kafka_io import admin_config, probe, watermark_offsets
+from ray_app.kafka_clients import admin_config, probe, watermark_offsets
 
 
 def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None, timeout_s: float = 30) -> list[str]:
@@ -75,7 +75,7 @@ def _watermarks(settings: Settings, names: list[str], timeout_s: float) -> dict[
 
     from confluent_kafka import Consumer
 
-    from ray_app.kafka_io import consumer_config
+    from ray_app.kafka_clients import consumer_config
 
     consumer = Consumer(consumer_config(settings, f"ray-app-sizes-{uuid.uuid4().hex}"))
     try:

@@ -1,4 +1,5 @@
-"""Stopping long-running work cleanly: a flag that Ctrl-C and SIGTERM set, checked between units of work."""
+"""Running a stage until it is stopped: the contract every stage keeps (``run(settings, stop) -> Report``) and the
+flag that Ctrl-C and SIGTERM set, checked between units of work."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ray_app.config import Settings
 
 
 class StopFlag:
@@ -43,3 +49,36 @@ class StopFlag:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+class Report(Protocol):
+    """What every stage's run ends with: whether it did its part, and that in one line for people."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def line(self) -> str: ...
+
+
+class Stage(Protocol):
+    """The one contract of every stage that runs until stopped: ``run(settings, stop) -> Report``. The live
+    platform's parts are stages (``ray_app.live.parts``); the CLI runs one in a process (`ray-app live run NAME`)."""
+
+    def __call__(self, settings: Settings, stop: StopFlag, /) -> Report: ...
+
+
+@dataclass
+class LoopReport:
+    """The report of a stage that works in rounds (indicators, forecaster, recommender, monitor): how many rounds
+    ran and how many failed (a failed round is retried; the stage ends only when stopped)."""
+
+    name: str
+    rounds: int = 0
+    failures: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    def line(self) -> str:
+        return f"{self.name}: stopped after {self.rounds:,} rounds ({self.failures:,} failed and retried)"

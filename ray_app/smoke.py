@@ -18,10 +18,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from ray_app.config import Settings
-from ray_app.es_indices import client as es_client
-from ray_app.es_indices import ensure_index
-from ray_app.kafka_io import consumer_config, producer_config
+from ray_app.es_indices import ensure_index, es_client
+from ray_app.kafka_clients import consumer_config, producer_config
 from ray_app.kafka_topics import ensure_topics
+from ray_app.ray_cluster import use_auth_mode
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ RAY_SMOKE_ENTRYPOINT = (
 
 
 def ray_job_round_trip(settings: Settings) -> str:
-    settings.ray.use_auth_mode()
+    use_auth_mode(settings)
     jobs = JobSubmissionClient(settings.ray.dashboard_url)
     job_id = jobs.submit_job(entrypoint=RAY_SMOKE_ENTRYPOINT)
     deadline = time.monotonic() + 120

@@ -45,8 +45,9 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
 
-from ray_app.config import Settings, load_settings, redact, redact_log_records
-from ray_app.es_indices import client
+from ray_app.config import Settings, load_settings
+from ray_app.config.redaction import redact, redact_log_records
+from ray_app.es_indices import es_client
 from serve_deployments import auth
 from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback
 from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavailable, ForecastReader
@@ -249,7 +250,7 @@ class Recommender:
         self.forecast = forecast
         self.forecast_limit = Limit("Forecast", settings.serve.forecast.request_timeout_s)
         self.lm = TextGenerator(settings.recommend)
-        self.es = client(settings)
+        self.es = es_client(settings)
         # the decorator's values are fixed at import; the settings' replace them (public setters, no getters:
         # `describe` reports the settings, which are what was set)
         batched: Any = self.generate  # @serve.batch's wrapper; its type hints show only the call

@@ -14,8 +14,9 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from ray_app.config import Settings, redact
-from ray_app.es_indices import client
+from ray_app.config import Settings
+from ray_app.config.redaction import redact
+from ray_app.es_indices import es_client
 from ray_app.forecast import store
 from ray_app.times import iso
 from serve_deployments.market_facts import build_facts
@@ -57,7 +58,7 @@ class ForecastReader:
         self, settings: Settings, es: Elasticsearch | None = None, clock: Callable[[], float] = time.monotonic
     ):
         self.settings = settings
-        self.es = es or client(settings)
+        self.es = es or es_client(settings)
         self._cache = TtlCache(settings.serve.cache_ttl_s, CACHE_MAX_ENTRIES, clock)
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from ray_app.config import RecommendSettings
+from ray_app.config.serve import RecommendSettings
 
 TEST_MODEL_MARK = "ray_app_untrained_test_model"
 HUB_PROBE_TIMEOUT_S = 5.0

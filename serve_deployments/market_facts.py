@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from ray_app.config import SignalRules
+from ray_app.config.serve import SignalRules
 from ray_app.documents import Direction, Judgement, MarketFacts, Sentiment, Signal
 from ray_app.times import iso
 

@@ -45,7 +45,7 @@ def write_recommendations(es: Elasticsearch, settings: Settings, answers: list[d
     for answer in answers:
         recommendation = Recommendation.model_validate(answer)
         document = RecommendationDocument(**recommendation.model_dump(), timestamp=recommendation.last_bar_at)
-        actions.append({"_index": index, "_id": recommendation.document_id(), "_source": document.model_dump()})
+        actions.append({"_index": index, "_id": recommendation.doc_id(), "_source": document.model_dump()})
     written, _ = bulk(es, actions, refresh="wait_for")
     return written
 

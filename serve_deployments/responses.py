@@ -2,7 +2,7 @@
 
 The forecast rows are flat (one column per target, model and interval bound: ``close``, ``close_model``,
 ``close_lo_80`` ...), the shape Grafana's Infinity datasource reads directly; the columns of the default targets and
-levels (80, 95) are declared (tests/test_serve_units.py holds them to the settings' targets), and a run made with
+levels (80, 95) are declared (tests/unit/test_serve.py holds them to the settings' targets), and a run made with
 other levels adds its own (``extra="allow"``).
 """
 

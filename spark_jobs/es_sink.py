@@ -34,7 +34,7 @@ SINK_CLASS = "io.github.raytrading.stream.EsBulkSink"
 
 def sink_config(settings: Settings, return_ids: bool = False) -> str:
     """The sink's configuration (JSON; it travels to the executors with each task, so it holds the credentials)."""
-    from spark_jobs.records import limits
+    from spark_jobs.record_rules import limits
 
     es = settings.elasticsearch
     stream = settings.stream

@@ -14,8 +14,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from ray_app.config import Settings
-from ray_app.jvm_artifacts import ensure_bundle, ensure_stream_jar, find_java, jars
+from ray_app.jvm_artifacts import ensure_bundle, find_java, jars
 from ray_app.ray_cluster import connect
+from spark_jobs.stream_jar import ensure_stream_jar
 
 # every micro-batch brings the JVMs new generated classes; with the JVM's default tiered compilation the
 # optimizing compiler (C2) then used more than half of the driver's and the executors' CPU on two cores

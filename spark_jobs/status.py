@@ -91,10 +91,10 @@ class StatusPublisher:
     A failed write is retried with the next status (or after ``retry_s``), and logged once per outage."""
 
     def __init__(self, settings: Settings, retry_s: float = 2.0) -> None:
-        from ray_app.es_indices import MAPPINGS, client, ensure_index
+        from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 
         self._settings, self._retry_s = settings, retry_s
-        self._es = client(settings)
+        self._es = es_client(settings)
         self._index = settings.elasticsearch.indices.stream_status
         self._node_id = current_node_id()
         try:
@@ -163,10 +163,10 @@ def read_status(settings: Settings) -> StreamStatus | None:
     Elasticsearch cannot be read)."""
     from elasticsearch import ApiError, NotFoundError, TransportError
 
-    from ray_app.es_indices import client
+    from ray_app.es_indices import es_client
 
     try:
-        found = client(settings).get(index=settings.elasticsearch.indices.stream_status, id=settings.stream.app_name)
+        found = es_client(settings).get(index=settings.elasticsearch.indices.stream_status, id=settings.stream.app_name)
     except (NotFoundError, ApiError, TransportError):
         return None
     try:

@@ -9,7 +9,7 @@ stopped). Idempotent: run it again and it finds nothing left to do.
 2. **Alpaca's bars out of ours.** Earlier versions wrote Alpaca's bars (backfill, live ``b``) into ``bars-1m`` /
    ``bars-1h`` under the ids of the bars built from trades; they move to ``vendor-bars-1m`` / ``vendor-bars-1h``.
 3. **Every bar recomputed** from the trades as they stand, with the sale-condition rules of this version
-   (``spark_jobs.bars``): every minute that has trades or a bar, then every hour of those minutes.
+   (``spark_jobs.bar_recompute``): every minute that has trades or a bar, then every hour of those minutes.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _as_bulk(actions: list[tuple[str, str, str | None, str]]) -> Iterator[dict[s
 
 def recompute_bars(es: Elasticsearch, settings: Settings, on_step: Callable[[str], None]) -> tuple[int, int]:
     """Step 3: every minute with trades or a bar, then every hour of them, recomputed (minutes, hours)."""
-    from spark_jobs.bars import hour_bar_actions, minute_bar_actions, touched_hours
+    from spark_jobs.bar_recompute import hour_bar_actions, minute_bar_actions, touched_hours
 
     indices = settings.elasticsearch.indices
     es.indices.refresh(index=f"{indices.trades},{indices.quotes},{indices.bars_1m},{indices.bars_1h}")

@@ -35,7 +35,7 @@ def bars_parity(
     from elasticsearch import ApiError
 
     from ray_app.bars.parity import FIELDS, parity, window
-    from ray_app.es_indices import client
+    from ray_app.es_indices import es_client
 
     settings = settings_of(ctx)
     wanted = symbols or settings.symbols
@@ -44,7 +44,7 @@ def bars_parity(
     except ValueError as exc:
         fail(f"--since/--until must be UTC times like 2026-11-30T14:30:00Z ({exc})", 2)
     try:
-        results = parity(client(settings), settings, wanted, start, end)
+        results = parity(es_client(settings), settings, wanted, start, end)
     except (TransportError, ApiError) as exc:
         fail(f"Elasticsearch at {settings.elasticsearch.url} could not be read: {exc}")
     if as_json:

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ray_app.config import ConfigError, Settings, load_settings, redact, redact_log_records
+from ray_app.config import ConfigError, Settings, load_settings
+from ray_app.config.redaction import redact, redact_log_records
+from ray_app.ray_cluster import use_auth_mode
 
 redact_log_records()  # every command: no log record shows a password, whichever library writes it
 
@@ -61,5 +63,5 @@ def settings_of(ctx: typer.Context) -> Settings:
         settings = load_settings(ctx.find_root().obj)
     except ConfigError as exc:
         fail(str(exc), code=2)
-    settings.ray.use_auth_mode()
+    use_auth_mode(settings)
     return settings

@@ -43,7 +43,7 @@ def _symbols(settings: Settings, chosen: list[str] | None) -> list[str]:
         fail(f"--symbol: {exc}")
 
 
-def _symbol_line(report) -> str:
+def symbol_line(report) -> str:
     fields = report.fields
     from ray_app.forecast.report import STATUS_STYLE
 
@@ -55,7 +55,7 @@ def _symbol_line(report) -> str:
     return line + escape(str(report.reason))
 
 
-def _print_run(settings: Settings, es, run: dict[str, Any], plot_dir: Path | None) -> None:
+def print_run(settings: Settings, es, run: dict[str, Any], plot_dir: Path | None) -> None:
     from ray_app.forecast import report, store
 
     console.print(report.run_line(run), highlight=False)
@@ -73,7 +73,7 @@ def _print_run(settings: Settings, es, run: dict[str, Any], plot_dir: Path | Non
 
 def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | None, plot_dir: Path | None) -> str:
     """One forecast run with a progress bar, then its summary and CV tables (and plots); returns the run status."""
-    from ray_app.es_indices import client
+    from ray_app.es_indices import es_client
     from ray_app.forecast.runner import run_forecast
 
     columns = (SpinnerColumn(), TextColumn("forecasting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -81,12 +81,12 @@ def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | 
         task = progress.add_task("symbols", total=len(symbols))
 
         def on_symbol(symbol_report) -> None:
-            progress.console.print(_symbol_line(symbol_report), highlight=False)
+            progress.console.print(symbol_line(symbol_report), highlight=False)
             progress.advance(task)
 
         result = run_forecast(settings, symbols=symbols, as_of=as_of, on_symbol=on_symbol)
-    es = client(settings)
-    _print_run(settings, es, es.get(index=settings.elasticsearch.indices.forecast_runs, id=result.run_id)["_source"],
+    es = es_client(settings)
+    print_run(settings, es, es.get(index=settings.elasticsearch.indices.forecast_runs, id=result.run_id)["_source"],
                plot_dir)  # fmt: skip
     return result.status
 
@@ -94,15 +94,21 @@ def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | 
 def evaluate_and_print(settings: Settings, run_ids: list[str] | None = None, max_age_days: float = 30) -> int:
     """Score past runs against the bars that arrived since (forecast-evaluations) and print the table."""
     from ray_app.forecast.evaluation import evaluate
-    from ray_app.forecast.report import evaluation_table
 
     evaluations = evaluate(settings, run_ids=run_ids, max_age_days=max_age_days)
+    print_evaluations(evaluations)
+    return len(evaluations)
+
+
+def print_evaluations(evaluations: list) -> None:
+    """Scored runs as a table, or why there is none."""
+    from ray_app.forecast.report import evaluation_table
+
     if evaluations:
         console.print(evaluation_table([e.model_dump() for e in evaluations]))
     else:
         console.print("forecast evaluate: no run to score yet (or every one is complete): a run is scored once the "
                       "first hour of its horizon has a bar", highlight=False)  # fmt: skip
-    return len(evaluations)
 
 
 def _unreachable(settings: Settings, exc: Exception) -> str:
@@ -187,11 +193,11 @@ def show(
     plot: Annotated[Path | None, typer.Option(help="Write one PNG per symbol (history, forecast, intervals).")] = None,
 ) -> None:
     """The latest finished forecast run (or --run-id): summary per symbol and cross-validation per target."""
-    from ray_app.es_indices import client
+    from ray_app.es_indices import es_client
     from ray_app.forecast import store
 
     settings = settings_of(ctx)
-    es = client(settings)
+    es = es_client(settings)
     try:
         if run_id:
             try:
@@ -202,7 +208,7 @@ def show(
             run = store.latest_run(es, settings)
             if run is None:
                 fail("no finished forecast run yet: run `ray-app forecast`")
-        _print_run(settings, es, run, plot)
+        print_run(settings, es, run, plot)
     except ESConnectionError as exc:
         fail(_unreachable(settings, exc))
 

@@ -38,7 +38,7 @@ def ingest(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="As `ray-app --config`.")] = None,
 ) -> None:
     """Market data into Kafka (topics trades, bars; bad records to dead-letters). Ctrl-C flushes and exits."""
-    from ray_app.ingest import IngestFailed, IngestOptions, KafkaUnreachable, SourceName, run_ingest
+    from ray_app.ingest import IngestFailed, IngestOptions, IngestSource, KafkaUnreachable, run_ingest
     from ray_app.ingest.alpaca_stream import AlpacaStreamError
     from ray_app.ingest.backfill import BackfillError
     from ray_app.ingest.journal import JournalBusy
@@ -47,9 +47,9 @@ def ingest(
         ctx.find_root().obj = config
     settings = settings_of(ctx)
     try:
-        chosen = SourceName(source)
+        chosen = IngestSource(source)
     except ValueError:
-        fail(f"--source must be one of {', '.join(s.value for s in SourceName)} (got {source!r})", code=2)
+        fail(f"--source must be one of {', '.join(s.value for s in IngestSource)} (got {source!r})", code=2)
     if timeframe is not None and timeframe not in STORED_TIMEFRAMES:
         fail(f"--timeframe must be {' or '.join(STORED_TIMEFRAMES)}, the bars the stream stores (got {timeframe!r})",
              code=2)  # fmt: skip

@@ -36,54 +36,27 @@ def serve(
 
 
 def deploy(settings: Settings, timeout: float) -> float:
-    """Check the model, deploy (or update) the app and wait until /healthz answers; returns the seconds it took."""
-    from ray import serve as ray_serve
+    """Deploy the app (``serve_deployments.deploy``) and say so; returns the seconds it took."""
+    from serve_deployments.deploy import DeployFailed
+    from serve_deployments.deploy import deploy as deploy_app
 
-    from ray_app.ray_cluster import connect
-    from serve_deployments.app import application
-    from serve_deployments.language_model import ModelUnavailable, available_model
+    try:
+        deployed = deploy_app(settings, timeout)
+    except DeployFailed as exc:
+        fail(str(exc))
+    print_deployed(settings, deployed)
+    return deployed.seconds
 
-    began = time.perf_counter()
-    try:
-        recommend, note = available_model(settings.recommend)
-    except ModelUnavailable as exc:
-        fail(f"the Recommender cannot load its model: {exc}")
-    if note:
-        console.print(f"[yellow]serve: {note}[/]", highlight=False)
-        settings = settings.model_copy(update={"recommend": recommend})
-    try:
-        connect(settings)
-    except ConnectionError as exc:
-        fail(f"cannot reach Ray at {settings.ray.address} ({exc}); is the stack up (`ray-app stack up`)?")
-    ray_serve.start(proxy_location=settings.serve.proxy_location,
-                    http_options={"host": settings.serve.http_host, "port": settings.serve.http_port})  # fmt: skip
-    name = settings.serve.app_name
-    # not waiting inside Serve: a replica short of CPUs never starts, and the loop below gives up with the reason
-    target = ray_serve.RunTarget(application(settings), name=name, route_prefix=settings.serve.route_prefix)
-    ray_serve.run_many([target], wait_for_applications_running=False)
-    deadline = time.monotonic() + timeout
-    while (app := ray_serve.status().applications.get(name)) is None or _text(app.status) != "RUNNING":
-        if app is not None and _text(app.status) == "DEPLOY_FAILED":
-            fail(f"the app failed to deploy: {app.message}")
-        if time.monotonic() > deadline:
-            why = (
-                "; ".join(f"{d}: {_text(info.status)} {info.message}" for d, info in app.deployments.items())
-                if app
-                else ""
-            )
-            fail(f"the app is not running after {timeout:.0f} s ({why}); see `ray-app serve status`")
-        time.sleep(1)
-    try:
-        health = httpx.get(f"{settings.serve.url}/healthz", timeout=30)
-    except httpx.HTTPError as exc:
-        fail(f"the app runs but {settings.serve.url}/healthz does not answer: {exc}")
-    seconds = time.perf_counter() - began
+
+def print_deployed(settings: Settings, deployed) -> None:
+    """The app runs: where, after how long, with which model (and why not the configured one)."""
+    if deployed.note:
+        console.print(f"[yellow]serve: {escape(deployed.note)}[/]", highlight=False)
     console.print(
-        f"serve: app '{settings.serve.app_name}' running at {settings.serve.url} (OpenAPI: {settings.serve.url}/docs) "
-        f"after {seconds:.1f} s; recommendation model: {settings.recommend.model}; health: {health.json()}",
+        f"serve: app '{settings.serve.app_name}' running at {deployed.url} (OpenAPI: {deployed.url}/docs) "
+        f"after {deployed.seconds:.1f} s; recommendation model: {deployed.model}; health: {deployed.health}",
         highlight=False,
     )
-    return seconds
 
 
 def _text(status) -> str:

@@ -11,7 +11,8 @@ from rich.table import Table
 from ray_app.cli.common import console, fail, settings_of
 from ray_app.config import Settings
 from ray_app.errors import ActionableError
-from ray_app.jvm_artifacts import BUNDLES, ArtifactError, ensure_bundle, ensure_stream_jar
+from ray_app.jvm_artifacts import BUNDLES, ArtifactError, ensure_bundle
+from spark_jobs.stream_jar import ensure_stream_jar
 
 stack_app = typer.Typer(no_args_is_help=True, help="The local stack of real engines: Kafka, Elasticsearch, Ray.")
 
@@ -39,6 +40,11 @@ def start_stack(settings: Settings) -> None:
 
     with console.status("starting the local stack") as spinner:
         report = manager.up(settings, progress=lambda step: spinner.update(step))
+    show_stack(settings, report)
+
+
+def show_stack(settings: Settings, report) -> None:
+    """The stack's table after `stack up`, what was downloaded, its notes."""
     console.print(status_table(report.services, f"local stack up in {report.seconds:.1f} s", settings))
     if report.downloaded:
         console.print(f"downloaded once into {settings.cache_dir}: {', '.join(report.downloaded)}")

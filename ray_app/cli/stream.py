@@ -20,12 +20,12 @@ stream_app = typer.Typer(
 )
 
 
-def _lag_text(lags) -> str:
+def lag_text(lags) -> str:
     return ", ".join(f"{lag.query} {'-' if lag.messages is None else f'{lag.messages:,}'}" for lag in lags)
 
 
 def start_stream(settings: Settings, config_file: Path | None, wait: bool, timeout_s: float) -> None:
-    from ray_app.stream_control import StreamControlError, submit, wait_caught_up
+    from spark_jobs.control import StreamControlError, submit, wait_caught_up
 
     try:
         submission_id, submitted = submit(settings, str(config_file) if config_file else None)
@@ -40,23 +40,25 @@ def start_stream(settings: Settings, config_file: Path | None, wait: bool, timeo
         with console.status("waiting for the streaming job") as spinner:
 
             def tick(state, lags) -> None:
-                spinner.update(f"streaming job {state.value.lower()}; messages behind Kafka: {_lag_text(lags) or '-'}")
+                spinner.update(f"streaming job {state.value.lower()}; messages behind Kafka: {lag_text(lags) or '-'}")
 
             lags = wait_caught_up(settings, submission_id, timeout_s, on_tick=tick)
-        console.print(f"caught up with Kafka ({_lag_text(lags)} messages behind)", highlight=False)
+        console.print(f"caught up with Kafka ({lag_text(lags)} messages behind)", highlight=False)
     except StreamControlError as exc:
         fail(str(exc))
 
 
 def index_table(settings: Settings, title: str) -> Table:
-    from ray_app.es_indices import client
+    from ray_app.es_indices import document_counts
 
-    es = client(settings)
+    return document_table(document_counts(settings), title)
+
+
+def document_table(documents: dict[str, int], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("index")
     table.add_column("documents", justify="right")
-    for index in settings.elasticsearch.indices.by_key().values():
-        count = es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+    for index, count in documents.items():
         table.add_row(index, f"{count:,}")
     return table
 
@@ -86,11 +88,12 @@ def stream(
     settings = settings_of(ctx)
     config_file = ctx.find_root().obj
     if reset:
-        from ray_app.stream_control import StreamControlError, client, running_job
-        from spark_jobs.stream_trades import CheckpointInUse, reset_checkpoints
+        from ray_app.ray_cluster import job_client
+        from spark_jobs.checkpoints import CheckpointInUse, reset_checkpoints
+        from spark_jobs.control import StreamControlError, running_job
 
         try:
-            current = None if foreground else running_job(client(settings))
+            current = None if foreground else running_job(job_client(settings))
         except StreamControlError as exc:
             fail(str(exc))
         if current is not None:
@@ -109,7 +112,7 @@ def stream(
 @stream_app.command("stop")
 def stream_stop(ctx: typer.Context) -> None:
     """Stop the streaming job (its queries stop; the checkpoints stay, so the next start goes on from there)."""
-    from ray_app.stream_control import StreamControlError, stop
+    from spark_jobs.control import StreamControlError, stop
 
     try:
         stopped = stop(settings_of(ctx))
@@ -121,12 +124,13 @@ def stream_stop(ctx: typer.Context) -> None:
 @stream_app.command("status")
 def stream_status(ctx: typer.Context) -> None:
     """The streaming job, its queries (batches, documents, restarts, lag behind Kafka) and the indices."""
-    from ray_app.stream_control import StreamControlError, client, lags, running_job
+    from ray_app.ray_cluster import job_client
+    from spark_jobs.control import StreamControlError, lags, running_job
     from spark_jobs.status import read_status
 
     settings = settings_of(ctx)
     try:
-        job = running_job(client(settings))
+        job = running_job(job_client(settings))
     except StreamControlError as exc:
         fail(str(exc))
     status = read_status(settings)
@@ -171,13 +175,19 @@ def run_driver(settings: Settings, reset: bool = False) -> int:
 
     Refusals a person can act on (the checkpoints in use by another driver, Kafka refusing or unreachable, Java
     or an artifact missing) end it with their one-line message."""
-    from ray_app.kafka_io import KafkaUnavailable
-    from ray_app.shared_storage import NotSharedStorage
-    from spark_jobs.stream_trades import CheckpointInUse, configure_logging, run
+    from ray_app.kafka_clients import KafkaUnavailable
+    from ray_app.lifecycle import StopFlag
+    from ray_app.ray_cluster import connect
+    from spark_jobs.checkpoints import CheckpointInUse
+    from spark_jobs.job import configure_logging, run
+    from spark_jobs.shared_storage import NotSharedStorage
 
     configure_logging()
     try:
-        return run(settings, reset=reset)
+        connect(settings)  # first: ray.init installs its own SIGTERM handler, the stop flag's goes over it
+        with StopFlag().on_signals() as stop:
+            report = run(settings, stop, reset=reset)
+        return 0 if report.ok else 1
     except (CheckpointInUse, KafkaUnavailable, NotSharedStorage) as exc:
         fail(str(exc))
     except ArtifactError as exc:
@@ -190,7 +200,7 @@ def stream_driver(
     reset: Annotated[bool, typer.Option("--reset", help="Discard the checkpoints first (re-read Kafka).")] = False,
 ) -> None:
     """The streaming job's driver itself: what `ray-app stream` submits as a Ray job (`python -m ray_app stream
-    driver`), run here in the foreground. Also `python -m spark_jobs.stream_trades`."""
+    driver`), run here in the foreground. Also `python -m ray_app stream driver`."""
     raise typer.Exit(run_driver(settings_of(ctx), reset=reset))
 
 
@@ -203,11 +213,11 @@ def stream_upgrade(ctx: typer.Context) -> None:
     from elasticsearch import ApiError
 
     from ray_app.bars.upgrade import UpgradeFailed, upgrade
-    from ray_app.es_indices import client
-    from ray_app.stream_control import StreamControlError, running_job
-    from ray_app.stream_control import client as jobs_client
-    from spark_jobs.bars import IncompleteRead
-    from spark_jobs.stream_trades import CheckpointInUse, checkpoint_lock
+    from ray_app.es_indices import es_client
+    from ray_app.ray_cluster import job_client as jobs_client
+    from spark_jobs.bar_recompute import IncompleteRead
+    from spark_jobs.checkpoints import CheckpointInUse, checkpoint_lock
+    from spark_jobs.control import StreamControlError, running_job
 
     settings = settings_of(ctx)
     try:
@@ -223,7 +233,7 @@ def stream_upgrade(ctx: typer.Context) -> None:
                 spinner.update(text)
                 console.print(text, highlight=False)
 
-            report = upgrade(settings, client(settings), step)
+            report = upgrade(settings, es_client(settings), step)
     except CheckpointInUse as exc:
         fail(str(exc))
     except (UpgradeFailed, IncompleteRead, TransportError, ApiError) as exc:

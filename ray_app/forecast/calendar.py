@@ -9,39 +9,22 @@ holidays get forecasts like any weekday. Crypto trades every hour of every day: 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from ray_app.markets import SESSION_FIRST_BAR_HOUR, SESSION_LAST_BAR_HOUR, SESSIONS_PER_WEEK, MarketHours
 from ray_app.schemas import is_crypto
 
 NEW_YORK = ZoneInfo("America/New_York")
-SESSION_FIRST_BAR_HOUR = 9  # local hour of the first bar (09:30 open)
-SESSION_LAST_BAR_HOUR = 15  # local hour of the last bar (16:00 close)
-SESSIONS_PER_WEEK = 5
 HOUR = pd.Timedelta(hours=1)
 
 
 @dataclass(frozen=True)
-class Market:
-    """The trading calendar of a kind of symbol, on UTC hour starts."""
-
-    name: Literal["stock", "crypto"]
-
-    @property
-    def bars_per_day(self) -> int:
-        """Hourly bars in one trading day: the season length of the series."""
-        return SESSION_LAST_BAR_HOUR - SESSION_FIRST_BAR_HOUR + 1 if self.name == "stock" else 24
-
-    def horizon_steps(self, days: int) -> int:
-        """Hourly steps in `days` calendar days: 24 a day for crypto, 7 per session and 5 sessions a week for stocks."""
-        if self.name == "crypto":
-            return days * 24
-        return math.ceil(days * SESSIONS_PER_WEEK / 7) * self.bars_per_day
+class Market(MarketHours):
+    """The trading calendar of a kind of symbol, on UTC hour starts (its counts: ``ray_app.markets``)."""
 
     def in_session(self, hours: pd.DatetimeIndex) -> np.ndarray:
         """Which UTC hour starts are bars of the series."""

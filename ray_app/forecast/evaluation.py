@@ -30,7 +30,7 @@ from elasticsearch import Elasticsearch
 
 from ray_app.config import Settings
 from ray_app.documents import ForecastEvaluationDocument, TargetEvaluation
-from ray_app.es_indices import MAPPINGS, client, ensure_index
+from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import finite_or_none
@@ -163,7 +163,7 @@ def evaluate(
 ) -> list[TargetEvaluation]:
     """Score the given runs (default: every finished run of the last ``max_age_days`` whose horizon has begun)
     and write the evaluations; a run whose every target is already complete is not scored again."""
-    es = client(settings)
+    es = es_client(settings)
     index = settings.elasticsearch.indices.forecast_evaluations
     ensure_index(settings, es, index, MAPPINGS["forecast_evaluations"])
     now = pd.Timestamp.now(tz="UTC") if now is None else now

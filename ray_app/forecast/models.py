@@ -26,17 +26,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from ray_app.config import ForecastSettings
+from ray_app.config.forecast import ForecastSettings
 from ray_app.forecast.calendar import Market
+from ray_app.markets import default_cv_step
 
 NAIVE = "Naive"
 SEASONAL_NAIVE = "SeasonalNaive"
 BASELINES = (NAIVE, SEASONAL_NAIVE)
-
-
-def default_cv_step(horizon: int) -> int:
-    """CV origins half a horizon apart (overlapping windows): twice the evidence from the same history."""
-    return max(1, math.ceil(horizon / 2))
 
 
 @dataclass(frozen=True)

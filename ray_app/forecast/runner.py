@@ -21,7 +21,7 @@ import ray
 
 from ray_app import metrics
 from ray_app.config import Settings
-from ray_app.es_indices import MAPPINGS, client, ensure_index
+from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import SymbolForecast, forecast_history
@@ -67,7 +67,7 @@ def forecast_symbols(
     settings: Settings, symbols: list[str], run: store.RunContext, compute: Compute = forecast_history
 ) -> list[SymbolReport]:
     """Read, forecast and write some symbols; runs inside a Ray task (or in-process in tests)."""
-    es = client(settings)
+    es = es_client(settings)
     start = run.as_of - pd.Timedelta(days=settings.forecast.lookback_days)
     loaded = time.perf_counter()
     bars = store.load_bars(es, settings, symbols, start, run.as_of)
@@ -133,7 +133,7 @@ def run_forecast(
     symbols = list(symbols or settings.symbols)
     as_of = cut_off() if as_of is None else pd.Timestamp(as_of).tz_convert("UTC")
     run = store.RunContext(store.run_id_for(settings, as_of, symbols), as_of)
-    es = client(settings)
+    es = es_client(settings)
     for key in ("bars_1h", "forecasts", "forecast_runs"):  # bars-1h too: before the first bar, symbols are skipped
         ensure_index(settings, es, getattr(settings.elasticsearch.indices, key), MAPPINGS[key])
     started_at, began = now_iso(), time.perf_counter()
@@ -206,7 +206,7 @@ def record_durations(status: str, seconds: float, symbols: list[tuple[str, str, 
 def record_stored_run(settings: Settings, run: dict[str, Any]) -> None:
     """The gauges of a run read back from forecast-runs (one a previous process made: the forecaster found this
     hour's run complete already)."""
-    es = client(settings)
+    es = es_client(settings)
     symbols = [(doc["symbol"], doc.get("status", "?"), doc.get("duration_s"))
                for doc in store.run_records(es, settings, run["run_id"], "symbol")]  # fmt: skip
     record_durations(run["status"], float(run.get("duration_s", 0.0)), symbols)

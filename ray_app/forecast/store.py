@@ -34,9 +34,9 @@ from elasticsearch.helpers import streaming_bulk
 from ray_app.config import Settings
 from ray_app.documents import (
     ForecastDocument,
-    ForecastRunRecord,
-    ForecastSymbolRecord,
-    ForecastTargetRecord,
+    ForecastRunDocument,
+    ForecastSymbolDocument,
+    ForecastTargetDocument,
     checked,
 )
 from ray_app.forecast.engine import Extreme, SymbolForecast, finite_or_none
@@ -163,7 +163,7 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
         yield {
             "_index": runs_index,
             "_id": f"{run.run_id}|{symbol}|{target}",
-            "_source": checked(ForecastTargetRecord, {
+            "_source": checked(ForecastTargetDocument, {
                 **run.base(),
                 "record": "target",
                 "symbol": symbol,
@@ -214,7 +214,7 @@ def symbol_action(settings: Settings, run: RunContext, symbol: str, fields: dict
     return {
         "_index": settings.elasticsearch.indices.forecast_runs,
         "_id": f"{run.run_id}|{symbol}",
-        "_source": checked(ForecastSymbolRecord, {**run.base(), "record": "symbol", "symbol": symbol,
+        "_source": checked(ForecastSymbolDocument, {**run.base(), "record": "symbol", "symbol": symbol,
                                                   "created_at": now_iso(), **fields}),
     }
 
@@ -256,7 +256,7 @@ def write_run(es: Elasticsearch, settings: Settings, run: RunContext, fields: di
     es.index(
         index=settings.elasticsearch.indices.forecast_runs,
         id=run.run_id,
-        document=checked(ForecastRunRecord, {**run.base(), "record": "run", "updated_at": now_iso(), **fields}),
+        document=checked(ForecastRunDocument, {**run.base(), "record": "run", "updated_at": now_iso(), **fields}),
         refresh="wait_for",
     )
 

@@ -1,6 +1,6 @@
 """The indicators traders read next to candles, on one symbol's bar closes: pure functions, no engines.
 
-Definitions are TA-Lib's (the reference the tests hold them to, tests/test_indicators_units.py), vectorised with
+Definitions are TA-Lib's (the reference the tests hold them to, tests/unit/test_indicators.py), vectorised with
 ``scipy.signal.lfilter`` so a whole history is recomputed in milliseconds:
 
 - EMA(n): seeded with the simple mean of the first n closes, then ``ema += 2/(n+1) * (close - ema)``.

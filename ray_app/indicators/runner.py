@@ -31,9 +31,9 @@ from elasticsearch.helpers import streaming_bulk
 from ray_app import metrics
 from ray_app.config import Settings
 from ray_app.documents import IndicatorDocument, checked
-from ray_app.es_indices import client
+from ray_app.es_indices import es_client
 from ray_app.indicators.core import COLUMNS, indicators
-from ray_app.lifecycle import StopFlag
+from ray_app.lifecycle import LoopReport, StopFlag
 from ray_app.schemas import ID_SEPARATOR
 from ray_app.times import format_seconds, now_iso, parse_seconds
 
@@ -117,7 +117,7 @@ class IndicatorStep:
 
     def __init__(self, settings: Settings, es: Elasticsearch | None = None) -> None:
         self.settings = settings
-        self.es = es or client(settings)
+        self.es = es or es_client(settings)
         self.series: dict[str, Series] = {symbol: Series() for symbol in settings.symbols}
         self.read_at: dict[str, float] = {}  # when each symbol's bars were last read (the clock, seconds)
 
@@ -215,15 +215,27 @@ class IndicatorStep:
         return ok
 
 
+def run(settings: Settings, stop: StopFlag) -> LoopReport:
+    """The indicators part: a cycle every ``indicators.interval_s`` until stopped, each logged when it wrote."""
+
+    def cycle(report: CycleReport) -> None:
+        if written := sum(report.written.values()):
+            LOG.info("indicators: %d documents in %.2f s", written, report.seconds)
+
+    return run_indicators(settings, stop, on_cycle=cycle)
+
+
 def run_indicators(settings: Settings, stop: StopFlag, once: bool = False,
-                   on_cycle: Callable[[CycleReport], None] | None = None) -> None:  # fmt: skip
+                   on_cycle: Callable[[CycleReport], None] | None = None) -> LoopReport:  # fmt: skip
     """Cycle every ``indicators.interval_s`` until stopped (or once). A failed cycle (Elasticsearch away) is logged
     and the next one tries again from the same series."""
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
     step = IndicatorStep(settings)
+    loop = LoopReport("indicators")
     while True:
+        loop.rounds += 1
         try:
             report = step.cycle()
             metrics.set_gauge("indicator_cycle_duration_seconds", report.seconds)
@@ -234,6 +246,7 @@ def run_indicators(settings: Settings, stop: StopFlag, once: bool = False,
         except (TransportError, ApiError) as exc:
             if once:
                 raise
+            loop.failures += 1
             LOG.warning("indicators: this cycle failed, the next one retries: %s", exc)
         if once or stop.wait(settings.indicators.interval_s):
-            return
+            return loop

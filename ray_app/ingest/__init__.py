@@ -1,12 +1,13 @@
 """Stage 1: market data into Kafka, from Alpaca (live websockets, REST backfill), a recording, or the simulator.
 
-``run_ingest`` is the one entry point: `ray-app ingest` and `python -m ray_app.ingest` (for `ray job submit`) both
+``run_ingest`` is the one entry point: `ray-app ingest` and `python -m ray_app ingest` (for `ray job submit`) both
 call it. Records go to the ``trades`` and ``bars`` topics keyed by symbol; anything malformed goes to
 ``dead-letters`` with the reason and the raw payload, and the ingest keeps running.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -20,7 +21,7 @@ from ray_app.config import Settings
 from ray_app.ingest.journal import SpillJournal
 from ray_app.ingest.metering import IngestMetering
 from ray_app.ingest.producer import BackgroundSender, Counters, IngestItem, IngestProducer, pump
-from ray_app.kafka_io import KafkaUnavailable
+from ray_app.kafka_clients import KafkaUnavailable
 from ray_app.kafka_topics import ensure_topics
 from ray_app.lifecycle import StopFlag
 
@@ -29,7 +30,9 @@ class KafkaUnreachable(RuntimeError):
     pass
 
 
-class SourceName(StrEnum):
+class IngestSource(StrEnum):
+    """Where an ingest run reads from (`ray-app ingest --source`); a record's own origin is ``schemas.Source``."""
+
     SIMULATE = "simulate"
     ALPACA = "alpaca"
     BACKFILL = "backfill"
@@ -38,7 +41,7 @@ class SourceName(StrEnum):
 
 @dataclass
 class IngestOptions:
-    source: SourceName = SourceName.SIMULATE
+    source: IngestSource = IngestSource.SIMULATE
     symbols: list[str] | None = None
     # simulate
     history_days: float | None = None
@@ -176,7 +179,7 @@ def _stop_after(stop: StopFlag, seconds: float | None) -> None:
 def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer: IngestProducer,
            on_message: Callable[[str], None] | None) -> Iterator[IngestItem]:  # fmt: skip
     """The records of replay and backfill (the simulator is ``_SimulatedRun``; the live Alpaca streams push)."""
-    if options.source is SourceName.REPLAY:
+    if options.source is IngestSource.REPLAY:
         from ray_app.ingest.recording import replay
 
         if not options.file:
@@ -206,7 +209,7 @@ def _pull(settings: Settings, options: IngestOptions, stop: StopFlag, producer: 
     if journal is not None and journal.pending() and (sent := producer.send_journal(stop)):
         producer.flush(settings.ingest.flush_timeout_s)
         say(f"sent {sent:,} records a previous run left in {journal.path}")
-    if options.source is not SourceName.SIMULATE:
+    if options.source is not IngestSource.SIMULATE:
         pump(_items(settings, options, stop, producer, on_message), producer, stop)
         return
     simulated = _SimulatedRun(settings, options, stop, producer.poll)
@@ -219,7 +222,7 @@ def _pull(settings: Settings, options: IngestOptions, stop: StopFlag, producer: 
             producer.produce_bookkeeping(settings.kafka.topics.simulator_progress.name, key, value)
 
 
-def journal_path(settings: Settings, source: SourceName) -> Path:
+def journal_path(settings: Settings, source: IngestSource) -> Path:
     return settings.state_dir / "ingest" / f"spill-{source.value}-{settings.kafka.topics.trades.name}.journal"
 
 
@@ -235,7 +238,7 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
     ``on_message`` hears what a person should know (a source's notes); ``watch`` is entered around the run with
     the live counters when progress is on (the CLI's progress line)."""
     stop = stop or StopFlag()
-    if options.source is SourceName.ALPACA:
+    if options.source is IngestSource.ALPACA:
         from ray_app.ingest.alpaca_stream import check_ready
 
         check_ready(settings, options.symbols or settings.symbols)
@@ -268,7 +271,7 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         progress = watch(producer.counters, options.source.value) if show_progress and watch else nullcontext()
         with stop.on_signals(), progress:
             _stop_after(stop, options.duration_s)
-            if options.source is SourceName.ALPACA:
+            if options.source is IngestSource.ALPACA:
                 from ray_app.ingest.alpaca_stream import AlpacaLiveSource
                 from ray_app.ingest.recording import FrameRecorder
 
@@ -294,3 +297,10 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         raise IngestFailed(error, report) from error
     return report
 
+
+
+def run(settings: Settings, stop: StopFlag) -> IngestReport:
+    """The simulator part of the live platform: the simulator's live trades into Kafka until stopped (what
+    `ray-app ingest --source simulate --live` does), its notes logged."""
+    options = IngestOptions(source=IngestSource.SIMULATE, live=True, progress=False)
+    return run_ingest(settings, options, stop, on_message=logging.getLogger(__name__).info)

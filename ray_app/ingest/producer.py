@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from ray_app.config import Settings
 from ray_app.ingest.journal import JournalEntry, SpillJournal
-from ray_app.kafka_io import producer_config
+from ray_app.kafka_clients import producer_config
 from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Bar, DeadLetter, Quote, Trade, TradeCancel, TradeCorrection
 

@@ -17,7 +17,7 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 
 from ray_app.config import Settings
-from ray_app.kafka_io import consumer_config, watermark_offsets
+from ray_app.kafka_clients import consumer_config, watermark_offsets
 
 
 def _key(settings: Settings, symbol: str) -> str:

@@ -14,32 +14,8 @@ from dataclasses import dataclass
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
 from ray_app.config import Settings
-from ray_app.stream_control import ACTIVE, ENTRYPOINT, STOP_GRACE, client, job_environment
-
-
-@dataclass(frozen=True)
-class LivePart:
-    name: str
-    entrypoint: str
-    does: str
-
-
-# in the order data flows; stopped the other way round, sources first (`ray-app down`)
-PARTS = [
-    LivePart("simulator", "python -m ray_app live run simulator",
-             "the simulator's live trades -> Kafka (crypto around the clock, stocks 04:00-20:00 New York)"),
-    LivePart("stream", ENTRYPOINT, "Spark on Ray: Kafka -> trades, bars, dead letters in Elasticsearch"),
-    LivePart("indicators", "python -m ray_app live run indicators",
-             "RSI, EMA, MACD, Bollinger on 1-minute bars -> indicators-1m"),
-    LivePart("forecaster", "python -m ray_app live run forecaster",
-             "hourly forecasts of every symbol, and their scoring against what happened"),
-    LivePart("recommender", "python -m ray_app live run recommender",
-             "every symbol's recommendation through Serve, on a schedule"),
-    LivePart("monitor", "python -m ray_app live run monitor",
-             "lag, trade age, dead letters -> Prometheus gauges"),
-]  # fmt: skip
-PART_NAMES = [part.name for part in PARTS]
-STOP_ORDER = ["simulator", "recommender", "forecaster", "indicators", "monitor", "stream"]
+from ray_app.live.parts import PART_NAMES, PARTS, STOP_ORDER
+from ray_app.ray_cluster import ACTIVE, STOP_GRACE, job_client, job_environment
 
 
 def part_jobs(jobs: JobSubmissionClient) -> dict[str, list[JobDetails]]:
@@ -67,9 +43,9 @@ class Started:
 
 def start_parts(settings: Settings, config_file: str | None, names: list[str] | None = None) -> list[Started]:
     """Submit each part (default: all) that has no active job; the stream through ``stream_control.submit``."""
-    from ray_app import stream_control
+    from spark_jobs import control as stream_control
 
-    jobs = client(settings)
+    jobs = job_client(settings)
     current = part_jobs(jobs)
     result = []
     for part in PARTS:
@@ -84,7 +60,7 @@ def start_parts(settings: Settings, config_file: str | None, names: list[str] | 
             result.append(Started(part.name, submission_id, submitted))
             continue
         submission_id = f"ray-app-{part.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        jobs.submit_job(entrypoint=part.entrypoint, submission_id=submission_id,
+        jobs.submit_job(entrypoint=part.command, submission_id=submission_id,
                         runtime_env={"env_vars": {**job_environment(settings, config_file), **STOP_GRACE}},
                         metadata={"ray_app": part.name})  # fmt: skip
         result.append(Started(part.name, submission_id, True))
@@ -93,7 +69,7 @@ def start_parts(settings: Settings, config_file: str | None, names: list[str] | 
 
 def stop_parts(settings: Settings, names: list[str] | None = None, timeout_s: float = 90) -> list[str]:
     """Stop the active jobs of each part (default: all), in ``STOP_ORDER``, each waited on; the ids stopped."""
-    jobs = client(settings)
+    jobs = job_client(settings)
     current = part_jobs(jobs)
     stopped = []
     for name in STOP_ORDER:
@@ -112,7 +88,7 @@ def stop_parts(settings: Settings, names: list[str] | None = None, timeout_s: fl
 
 def job_states(settings: Settings) -> dict[str, JobDetails | None]:
     """Per part, its active job, else its newest one (None: never submitted)."""
-    current = part_jobs(client(settings))
+    current = part_jobs(job_client(settings))
     return {name: active(listed) or (listed[0] if listed else None) for name, listed in current.items()}
 
 

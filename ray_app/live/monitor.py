@@ -14,8 +14,8 @@ from elasticsearch import Elasticsearch
 
 from ray_app import metrics
 from ray_app.config import Settings
-from ray_app.lifecycle import StopFlag
-from ray_app.stream_control import TopicLag, topic_lags
+from ray_app.lifecycle import LoopReport, StopFlag
+from spark_jobs.control import TopicLag, topic_lags
 
 LOG = logging.getLogger(__name__)
 ALL_REASONS = "(all)"
@@ -86,18 +86,21 @@ def export_parity(settings: Settings, es: Elasticsearch) -> None:
                 metrics.set_gauge("bar_parity_ratio", share, symbol=symbol, field=name)
 
 
-def run_monitor(settings: Settings, stop: StopFlag) -> None:
+def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
     """Export a reading every ``live.monitor_every_s`` (and parity every ``live.parity_every_s``) until stopped; a
     failed reading is logged and retried."""
-    from ray_app.es_indices import client
+    from ray_app.es_indices import es_client
 
-    es = client(settings)
+    es = es_client(settings)
     reasons: set[str] = set()
     parity_due = 0.0
+    report = LoopReport("monitor")
     while not stop.is_set():
+        report.rounds += 1
         try:
             export(read_health(settings, es), reasons)
         except Exception as exc:  # Kafka or Elasticsearch away: the next reading tries again
+            report.failures += 1
             LOG.warning("monitor: this reading failed: %s", exc)
         if time.monotonic() >= parity_due:
             parity_due = time.monotonic() + settings.live.parity_every_s
@@ -106,3 +109,4 @@ def run_monitor(settings: Settings, stop: StopFlag) -> None:
             except Exception as exc:
                 LOG.warning("monitor: the parity reading failed: %s", exc)
         stop.wait(settings.live.monitor_every_s)
+    return report

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from ray_app.config import Settings
-from ray_app.lifecycle import StopFlag
+from ray_app.lifecycle import LoopReport, StopFlag
 
 LOG = logging.getLogger(__name__)
 SETTLE_S = 60  # after the hour: the last hourly bar is closed and in Elasticsearch
@@ -29,31 +29,35 @@ def retry_delay_s(failures: int, every_s: float) -> float:
     return min(15.0 * 2 ** (failures - 1), every_s)
 
 
-def _loop(name: str, every_s: float, stop: StopFlag, work: Callable[[], float]) -> None:
+def _loop(name: str, every_s: float, stop: StopFlag, work: Callable[[], float]) -> LoopReport:
     """Run ``work`` (which returns the seconds until its next round) until stopped, backing off after failures."""
+    report = LoopReport(name)
     failures = 0
     while not stop.is_set():
+        report.rounds += 1
         try:
             wait_s = work()
             failures = 0
         except Exception as exc:  # the next round tries again; a schedule outlives a restart of any engine
+            report.failures += 1
             failures += 1
             wait_s = retry_delay_s(failures, every_s)
             LOG.warning("%s: this round failed (%d in a row), retrying in %.0f s: %s: %s", name, failures, wait_s,
                         type(exc).__name__, exc)  # fmt: skip
         stop.wait(max(wait_s, 1.0))
+    return report
 
 
 def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float:
     """This hour's forecast unless it is done, the scoring of due runs; seconds until the next round."""
-    from ray_app.es_indices import client
+    from ray_app.es_indices import es_client
     from ray_app.forecast import store
     from ray_app.forecast.evaluation import evaluate
     from ray_app.forecast.runner import cut_off, record_stored_run, run_forecast
 
     now = now or pd.Timestamp.now(tz="UTC")
     as_of = cut_off(now.to_pydatetime())
-    done = store.complete_run(client(settings), settings, as_of)
+    done = store.complete_run(es_client(settings), settings, as_of)
     if done is not None:
         LOG.info("forecaster: run %s is complete already", done["run_id"])
         record_stored_run(settings, done)  # its durations are the latest run's, whoever ran it
@@ -73,8 +77,9 @@ def next_round_in_s(as_of: pd.Timestamp, now: pd.Timestamp, every_s: float) -> f
     return max((next_round - now).total_seconds(), 1.0)
 
 
-def run_forecaster(settings: Settings, stop: StopFlag) -> None:
-    _loop("forecaster", settings.live.forecast_every_s, stop, lambda: forecast_round(settings))
+def run_forecaster(settings: Settings, stop: StopFlag) -> LoopReport:
+    """The forecaster part: this hour's forecast and the scoring of due runs, every ``live.forecast_every_s``."""
+    return _loop("forecaster", settings.live.forecast_every_s, stop, lambda: forecast_round(settings))
 
 
 def recommend_round(settings: Settings) -> float:
@@ -90,5 +95,6 @@ def recommend_round(settings: Settings) -> float:
     return settings.live.recommend_every_s - (time.monotonic() - began)
 
 
-def run_recommender(settings: Settings, stop: StopFlag) -> None:
-    _loop("recommender", settings.live.recommend_every_s, stop, lambda: recommend_round(settings))
+def run_recommender(settings: Settings, stop: StopFlag) -> LoopReport:
+    """The recommender part: every symbol's recommendation through Serve, every ``live.recommend_every_s``."""
+    return _loop("recommender", settings.live.recommend_every_s, stop, lambda: recommend_round(settings))

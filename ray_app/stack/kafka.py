@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ray_app.config import Settings
 from ray_app.jvm_artifacts import Java, ensure_bundle, jars
-from ray_app.kafka_io import KafkaUnavailable, jaas_config, probe
+from ray_app.kafka_clients import KafkaUnavailable, jaas_config, probe
 from ray_app.kafka_topics import ensure_topics
 from ray_app.stack.processes import StackError, last_log_line
 from ray_app.stack.service import Launch, Listener, Service

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray_app.config import Settings
-from ray_app.jvm_artifacts import BUNDLES, ensure_bundle, ensure_stream_jar, find_java
+from ray_app.jvm_artifacts import BUNDLES, ensure_bundle, find_java
 from ray_app.stack.elasticsearch import ElasticsearchService
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import (
@@ -23,6 +23,7 @@ from ray_app.stack.processes import (
 from ray_app.stack.prometheus import PrometheusService
 from ray_app.stack.ray_head import RayHeadService
 from ray_app.stack.service import Service
+from spark_jobs.stream_jar import ensure_stream_jar
 
 Progress = Callable[[str], None]
 

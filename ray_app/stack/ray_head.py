@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ray_app.jvm_artifacts import Java
+from ray_app.ray_cluster import use_auth_mode
 from ray_app.stack.service import Launch, Listener, Service
 
 MIN_LIVE_CPUS = 4
@@ -84,7 +85,7 @@ class RayHeadService(Service):
     def _auth_headers(self) -> dict[str, str]:
         if self.settings.ray.auth_mode != "token":
             return {}
-        self.settings.ray.use_auth_mode()
+        use_auth_mode(self.settings)
         from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
         from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython class, no stub
 

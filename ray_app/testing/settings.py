@@ -5,6 +5,10 @@ variables that carry it to every process a test starts (the `ray-app` CLI, Ray j
     -> {"RAY_APP_STREAM__CHECKPOINT_DIR": "/tmp/...", "RAY_APP_STREAM__TRIGGER_INTERVAL_S": "1"}
 
 A key that is not a setting fails at once, naming it (a misspelt variable would otherwise be ignored silently).
+
+The one settings factory of the engine tests is :func:`module_settings`: a test module's own topics, indices, Spark
+app and checkpoints, and its overrides, in the environment for the block (every process the module starts reads
+them), topics and indices created.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def own_indices_created(settings: Settings, prefix: str) -> Iterator[Settings]:
     """Settings whose indices are ``<prefix>-<index>``, created (with their templates) for the block and deleted
     after it."""
     from ray_app.config import load_settings
-    from ray_app.es_indices import client, ensure_indices
+    from ray_app.es_indices import ensure_indices, es_client
     from ray_app.testing.stack import environment
 
     with environment(own_indices_env(settings, prefix)):
@@ -74,4 +78,49 @@ def own_indices_created(settings: Settings, prefix: str) -> Iterator[Settings]:
         yield own
     finally:
         names = ",".join(own.elasticsearch.indices.by_key().values())
-        client(own).indices.delete(index=names, ignore_unavailable=True)
+        es_client(own).indices.delete(index=names, ignore_unavailable=True)
+
+
+STREAM_TOPICS = ("trades", "bars", "dead_letters", "quotes")
+
+
+def _merge(into: dict[str, Any], other: Overrides) -> dict[str, Any]:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def own_overrides(stack: Settings, tag: str, overrides: Overrides | None = None,
+                  topics: tuple[str, ...] = STREAM_TOPICS) -> dict[str, Any]:  # fmt: skip
+    """Overrides giving a test module a world of its own, deep-merged with ``overrides``: topics ``<name>-<tag>``
+    (``topics``: which ones), indices ``<tag>-<index>``, the stream's Spark app ``test-stream-<tag>`` and its
+    checkpoints in ``<state_dir>/<tag>-checkpoints``."""
+    names = stack.kafka.topics
+    own: dict[str, Any] = {
+        "kafka": {"topics": {key: {"name": f"{getattr(names, key).name}-{tag}"} for key in topics}},
+        "stream": {"app_name": f"test-stream-{tag}", "checkpoint_dir": stack.state_dir / f"{tag}-checkpoints"},
+        **own_indices(stack, tag),
+    }
+    return _merge(own, overrides or {})
+
+
+@contextmanager
+def module_settings(stack: Settings, tag: str, overrides: Overrides | None = None, create: bool = True,
+                  topics: tuple[str, ...] = STREAM_TOPICS) -> Iterator[Settings]:  # fmt: skip
+    """The settings of a test module's own (:func:`own_overrides`), set in the environment for the block; with
+    ``create``, its topics and indices exist."""
+    from ray_app.config import load_settings
+    from ray_app.testing.stack import environment
+
+    with environment(settings_env(own_overrides(stack, tag, overrides, topics))):
+        settings = load_settings()
+        if create:
+            from ray_app.es_indices import ensure_indices
+            from ray_app.kafka_topics import ensure_topics
+
+            ensure_topics(settings)
+            ensure_indices(settings)
+        yield settings

@@ -1,0 +1,82 @@
+"""The streaming job's Spark code on a local Spark session, rows in and bulk actions out: no Kafka, no
+Elasticsearch, no Ray (tests/support/spark.py). The record rules through Spark SQL: every dead-letter reason of the
+poison corpus, and the columns the sink writes by (op, version, the 1-minute bar a record touches). The bars are
+recomputed from Elasticsearch after each batch (spark_jobs/bars.py; tests/unit/test_bars.py and the engine tests)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ray_app.config import Settings, load_settings
+from ray_app.documents import DeadLetterDocument, QuoteDocument, TradeDocument
+from ray_app.testing.settings import settings_env
+from tests.support.poison import cases
+
+NS = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in settings_env({"state_dir": tmp_path_factory.mktemp("spark-local")}).items():
+            patch.setenv(key, value)
+        return load_settings()
+
+
+@pytest.fixture(scope="module")
+def spark(settings: Settings) -> Iterator[Any]:
+    from tests.support.spark import local_spark
+
+    with local_spark(settings) as session:
+        yield session
+
+
+def _kafka_rows(spark: Any, rows: list[tuple[str, int, int, int, bytes | None]]) -> Any:
+    """(topic, partition, offset, kafka time in ms, value) -> the columns `stream_trades.kafka_stream` reads."""
+    from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
+
+    schema = StructType([StructField("topic", StringType()), StructField("partition", IntegerType()),
+                         StructField("offset", LongType()), StructField("kafka_ts", TimestampType()),
+                         StructField("value", BinaryType())])  # fmt: skip
+    data = [(t, p, o, datetime.fromtimestamp(ms / 1000, UTC), v) for t, p, o, ms, v in rows]
+    return spark.createDataFrame(data, schema)
+
+
+# --- records: every Kafka record becomes its document or a dead letter with the reason -------------------------
+
+
+def test_every_record_of_the_corpus_becomes_its_document_or_a_dead_letter_with_its_reason(spark, settings) -> None:
+    from spark_jobs.record_rules import record_documents
+
+    now_ms = time.time_ns() // 1_000_000
+    corpus = cases(time.time_ns(), "spark")
+    topics = settings.kafka.topics
+    rows = [(getattr(topics, case.topic).name, 0, offset, case.kafka_ms if case.kafka_ms is not None else now_ms,
+             case.value) for offset, case in enumerate(corpus)]  # fmt: skip
+    out = record_documents(_kafka_rows(spark, rows)).collect()  # in the order of the rows
+    indices = settings.elasticsearch.indices
+    assert len(out) == len(corpus)
+    for row, case in zip(out, corpus, strict=True):
+        doc = json.loads(row["source"])
+        if case.refused_by_elasticsearch:  # an update of a trade never seen: Elasticsearch answers 404
+            assert (row["index"], row["op"]) == (indices.trades, "update"), case.what
+        elif case.quote is not None:
+            assert (row["index"], row["op"], row["version"]) == (indices.quotes, "index", case.quote["timestamp_ns"])
+            QuoteDocument.model_validate(doc)
+        elif case.reason is None:
+            assert case.trade is not None
+            assert (row["index"], row["op"]) == (indices.trades, "create")
+            assert row["bar_key"] == f"{case.trade.symbol}|{case.trade.timestamp_ns // NS // 60 * 60}"
+            TradeDocument.model_validate(doc)
+        else:
+            assert row["index"] == indices.dead_letters and row["op"] == "index", case.what
+            assert doc["reason"] == case.reason, (case.what, doc["detail"])
+            DeadLetterDocument.model_validate(doc)
+    reasons = {case.reason for case in corpus if case.reason}
+    assert {"unparseable", "unknown_type", "missing_field", "invalid_value"} <= reasons  # the corpus has them all
