@@ -59,20 +59,31 @@ def main(
     model = build_test_model(Path(tempfile.mkdtemp(prefix="bench-as-model-")), "tiny")
     delays = {"upscale_delay_s": upscale_delay, "downscale_delay_s": downscale_delay}
     scaled = {name: getattr(settings.serve, name).model_copy(update=delays) for name in ("forecast", "recommender")}
-    app = settings.model_copy(update={
-        "serve": settings.serve.model_copy(update={"cache_ttl_s": 0, "app_name": "bench-autoscale",
-                                                   "route_prefix": "/as", **scaled}),
-        "recommend": settings.recommend.model_copy(update={"model": str(model)})})  # fmt: skip
+    app = settings.model_copy(
+        update={
+            "serve": settings.serve.model_copy(
+                update={"cache_ttl_s": 0, "app_name": "bench-autoscale", "route_prefix": "/as", **scaled}
+            ),
+            "recommend": settings.recommend.model_copy(update={"model": str(model)}),
+        }
+    )
     deploy(app, timeout=600)
     base = app.serve.url  # with the route prefix
     most = {"Forecast": app.serve.forecast.max_replicas, "Recommender": app.serve.recommender.max_replicas}
     target = app.serve.forecast.target_ongoing_requests
-    console.print(f"load: {concurrency} clients on GET /forecast and GET /recommendation for {load_seconds:.0f} s "
-                  f"(target {target:g} ongoing per replica, max {most})")  # fmt: skip
+    console.print(
+        f"load: {concurrency} clients on GET /forecast and GET /recommendation for {load_seconds:.0f} s "
+        f"(target {target:g} ongoing per replica, max {most})"
+    )
     try:
-        timeline = load_and_watch("bench-autoscale", [f"{base}/forecast/BTC-USD", f"{base}/recommendation/BTC-USD"],
-                                  concurrency=concurrency, load_s=load_seconds, settle_s=settle_seconds,
-                                  settle_until={"Forecast": 1, "Recommender": 1})  # fmt: skip
+        timeline = load_and_watch(
+            "bench-autoscale",
+            [f"{base}/forecast/BTC-USD", f"{base}/recommendation/BTC-USD"],
+            concurrency=concurrency,
+            load_s=load_seconds,
+            settle_s=settle_seconds,
+            settle_until={"Forecast": 1, "Recommender": 1},
+        )
     finally:
         serve.delete("bench-autoscale")
     table = Table(title="replicas over time (RUNNING, from Serve's status)", title_justify="left")
@@ -85,12 +96,16 @@ def main(
         "statuses": {str(k): v for k, v in timeline.statuses.items()},
         "peak": {name: timeline.peak(name) for name in DEPLOYMENTS},
         "reached_max_at_s": {name: timeline.first_at(name, count) for name, count in most.items()},
-        "back_to_min_at_s": next((s.seconds for s in timeline.samples
-                                  if not s.loaded and all(s.running.get(name, 0) <= 1 for name in most)), None),
+        "back_to_min_at_s": next(
+            (s.seconds for s in timeline.samples if not s.loaded and all(s.running.get(name, 0) <= 1 for name in most)),
+            None,
+        ),
         "timeline": [{"s": s.seconds, "load": s.loaded, "requests": s.requests, **s.running} for s in timeline.samples],
     }
-    console.print(f"answers by HTTP status: {summary['statuses']}; reached the maximum at {summary['reached_max_at_s']}"
-                  f" s; back to one replica each at {summary['back_to_min_at_s']} s")  # fmt: skip
+    console.print(
+        f"answers by HTTP status: {summary['statuses']}; reached the maximum at {summary['reached_max_at_s']}"
+        f" s; back to one replica each at {summary['back_to_min_at_s']} s"
+    )
     if as_json:
         print(json.dumps(summary))
 

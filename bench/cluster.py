@@ -62,9 +62,13 @@ def _fan_out(histories: list[Any], spec: Any) -> dict[str, Any]:
     results = ray.get([_forecast_one.remote(history, spec) for history in histories])
     wall = time.perf_counter() - began
     nodes = Counter(node for node, _ in results)
-    return {"symbols": len(histories), "wall_s": round(wall, 1), "symbols_per_s": round(len(histories) / wall, 2),
-            "cpu_s_per_symbol": round(sum(cpu for _, cpu in results) / len(histories), 3),
-            "tasks_per_node": sorted(nodes.values(), reverse=True)}  # fmt: skip
+    return {
+        "symbols": len(histories),
+        "wall_s": round(wall, 1),
+        "symbols_per_s": round(len(histories) / wall, 2),
+        "cpu_s_per_symbol": round(sum(cpu for _, cpu in results) / len(histories), 3),
+        "tasks_per_node": sorted(nodes.values(), reverse=True),
+    }
 
 
 def forecast_part(symbols: int, cpus: int, production_sample: int) -> dict[str, Any]:
@@ -76,13 +80,23 @@ def forecast_part(symbols: int, cpus: int, production_sample: int) -> dict[str, 
     try:
         result["one_node"] = _fan_out(histories, run_spec)
         end = pd.Timestamp("2026-11-27T00:00Z")  # the speed inputs' end (bench/forecast.py)
-        sample = [history_of(f"P{i}", synthetic_bars(STOCK, end - pd.Timedelta(days=30), end,
-                                                     "daily_cycle" if i % 2 else "random_walk", seed=i), STOCK)
-                  for i in range(production_sample)]  # fmt: skip
+        sample = [
+            history_of(
+                f"P{i}",
+                synthetic_bars(
+                    STOCK, end - pd.Timedelta(days=30), end, "daily_cycle" if i % 2 else "random_walk", seed=i
+                ),
+                STOCK,
+            )
+            for i in range(production_sample)
+        ]
         spec = production_spec(tuple(load_settings().forecast.models), STOCK.horizon_steps(7), STOCK.bars_per_day)
         console.print(f"forecast: the production spec on {production_sample} symbols ...")
-        result["production"] = {**_fan_out(sample, spec), "models": list(spec.candidates),
-                                "cv_windows": spec.cv_windows}  # fmt: skip
+        result["production"] = {
+            **_fan_out(sample, spec),
+            "models": list(spec.candidates),
+            "cv_windows": spec.cv_windows,
+        }
     finally:
         ray.shutdown()
     from ray.cluster_utils import Cluster
@@ -108,35 +122,75 @@ def _stream_run(label: str, worker_cpus: list[int], rate: int, trades: int) -> d
 
     with ExitStack() as nodes:
         for i, cpus in enumerate(worker_cpus):
-            nodes.enter_context(worker_node(settings, resources={RESOURCE: cpus}, num_cpus=cpus, private=None,
-                                            log_file=work / f"worker-{i}.log"))  # fmt: skip
+            nodes.enter_context(
+                worker_node(
+                    settings, resources={RESOURCE: cpus}, num_cpus=cpus, private=None, log_file=work / f"worker-{i}.log"
+                )
+            )
         console.print(f"stream ({label}): bench/stream.py --rates {rate} ...")
-        env = {**os.environ, "RAY_APP_STREAM__EXECUTOR_RESOURCES": json.dumps({RESOURCE: 1}),
-               "RAY_APP_STREAM__EXECUTOR_CORES": "1"}  # fmt: skip
-        done = subprocess.run([sys.executable, str(REPO / "bench" / "stream.py"), "--executors", "2", "--rates",
-                               str(rate), "--trades", str(trades), "--seconds", "20", "--json"], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=3600)  # fmt: skip
+        env = {
+            **os.environ,
+            "RAY_APP_STREAM__EXECUTOR_RESOURCES": json.dumps({RESOURCE: 1}),
+            "RAY_APP_STREAM__EXECUTOR_CORES": "1",
+        }
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "bench" / "stream.py"),
+                "--executors",
+                "2",
+                "--rates",
+                str(rate),
+                "--trades",
+                str(trades),
+                "--seconds",
+                "20",
+                "--json",
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"bench/stream.py failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {key: summary[key] for key in ("throughput_trades_s", "trades_indexed_s", "bare_trades_s",
-                                          "throughput_ratio", "rate_trades_s", "latency_p50_s", "latency_p99_s",
-                                          "bar_latency_p50_s")}  # fmt: skip
+    return {
+        key: summary[key]
+        for key in (
+            "throughput_trades_s",
+            "trades_indexed_s",
+            "bare_trades_s",
+            "throughput_ratio",
+            "rate_trades_s",
+            "latency_p50_s",
+            "latency_p99_s",
+            "bar_latency_p50_s",
+        )
+    }
 
 
 def stream_part(rate: int, trades: int) -> dict[str, Any]:
     from ray_app.stack import manager
 
     manager.up(load_settings())
-    return {"one_node": _stream_run("2 executors on one worker node", [2], rate, trades),
-            "two_nodes": _stream_run("1 executor on each of two worker nodes", [1, 1], rate, trades)}
+    return {
+        "one_node": _stream_run("2 executors on one worker node", [2], rate, trades),
+        "two_nodes": _stream_run("1 executor on each of two worker nodes", [1, 1], rate, trades),
+    }
 
 
 def _projection(result: dict[str, Any], node_cores: int) -> Table:
-    table = Table(title=f"projection: N worker nodes of {node_cores} cores (from the costs measured above)",
-                  title_justify="left")  # fmt: skip
-    for column in ("worker nodes", "forecast: symbols per hour (production spec)", "1,000 symbols take",
-                   "stream: trades/s the executors take (Elasticsearch not counted)"):  # fmt: skip
+    table = Table(
+        title=f"projection: N worker nodes of {node_cores} cores (from the costs measured above)", title_justify="left"
+    )
+    for column in (
+        "worker nodes",
+        "forecast: symbols per hour (production spec)",
+        "1,000 symbols take",
+        "stream: trades/s the executors take (Elasticsearch not counted)",
+    ):
         table.add_column(column, justify="right")
     per_symbol = result.get("forecast", {}).get("production", {}).get("cpu_s_per_symbol")
     stream = result.get("stream", {}).get("one_node")
@@ -165,31 +219,57 @@ def main(
     if not skip_forecast:
         result["forecast"] = forecast_part(symbols, cpus, production_sample)
         spec = result["forecast"]["spec"]
-        table = Table(title=f"forecast fan-out, {symbols:,} symbols ({', '.join(spec['models'])}; "
-                            f"{spec['cv_windows']} CV windows), {cpus} CPUs in all", title_justify="left")  # fmt: skip
+        table = Table(
+            title=f"forecast fan-out, {symbols:,} symbols ({', '.join(spec['models'])}; "
+            f"{spec['cv_windows']} CV windows), {cpus} CPUs in all",
+            title_justify="left",
+        )
         for column in ("layout", "wall s", "symbols/s", "CPU s per symbol", "tasks per node", "vs one node"):
             table.add_column(column, justify="right")
         one = result["forecast"]["one_node"]
         for label, key in (("one node", "one_node"), ("two nodes", "two_nodes")):
             run = result["forecast"][key]
-            table.add_row(label, f"{run['wall_s']:,.1f}", f"{run['symbols_per_s']:.2f}",
-                          f"{run['cpu_s_per_symbol']:.2f}", " + ".join(map(str, run["tasks_per_node"])),
-                          f"{one['wall_s'] / run['wall_s']:.2f}x")  # fmt: skip
+            table.add_row(
+                label,
+                f"{run['wall_s']:,.1f}",
+                f"{run['symbols_per_s']:.2f}",
+                f"{run['cpu_s_per_symbol']:.2f}",
+                " + ".join(map(str, run["tasks_per_node"])),
+                f"{one['wall_s'] / run['wall_s']:.2f}x",
+            )
         console.print(table)
         production = result["forecast"]["production"]
-        console.print(f"production spec ({', '.join(production['models'])}; {production['cv_windows']} CV windows): "
-                      f"{production['cpu_s_per_symbol']:.2f} CPU s per symbol", highlight=False)  # fmt: skip
+        console.print(
+            f"production spec ({', '.join(production['models'])}; {production['cv_windows']} CV windows): "
+            f"{production['cpu_s_per_symbol']:.2f} CPU s per symbol",
+            highlight=False,
+        )
     if not skip_stream:
         result["stream"] = stream_part(stream_rate, stream_trades)
         table = Table(title="stream, 2 RayDP executors (1 task slot each), whole job", title_justify="left")
-        for column in ("layout", "trades/s searchable", "trades/s with bars", "bare loader", "ratio",
-                       f"p50 at {stream_rate:,}/s", "p99", "bar p50"):  # fmt: skip
+        for column in (
+            "layout",
+            "trades/s searchable",
+            "trades/s with bars",
+            "bare loader",
+            "ratio",
+            f"p50 at {stream_rate:,}/s",
+            "p99",
+            "bar p50",
+        ):
             table.add_column(column, justify="right")
         for label, key in (("one worker node", "one_node"), ("two worker nodes", "two_nodes")):
             run = result["stream"][key]
-            table.add_row(label, f"{run['trades_indexed_s']:,.0f}", f"{run['throughput_trades_s']:,.0f}",
-                          f"{run['bare_trades_s']:,.0f}", f"{run['throughput_ratio']:.2f}",
-                          f"{run['latency_p50_s']} s", f"{run['latency_p99_s']} s", f"{run['bar_latency_p50_s']} s")
+            table.add_row(
+                label,
+                f"{run['trades_indexed_s']:,.0f}",
+                f"{run['throughput_trades_s']:,.0f}",
+                f"{run['bare_trades_s']:,.0f}",
+                f"{run['throughput_ratio']:.2f}",
+                f"{run['latency_p50_s']} s",
+                f"{run['latency_p99_s']} s",
+                f"{run['bar_latency_p50_s']} s",
+            )
         console.print(table)
     console.print(_projection(result, node_cores))
     if as_json:

@@ -49,8 +49,17 @@ console = Console(width=140)
 
 
 def spec(models: tuple[str, ...], horizon: int, season: int, windows: int = 3, step: int | None = None) -> ForecastSpec:
-    return ForecastSpec(horizon=horizon, season_length=season, models=models, levels=(80, 95), cv_windows=windows,
-                        cv_step=step or horizon, refit=True, min_improvement=0.1, arima_approximation=True)  # fmt: skip
+    return ForecastSpec(
+        horizon=horizon,
+        season_length=season,
+        models=models,
+        levels=(80, 95),
+        cv_windows=windows,
+        cv_step=step or horizon,
+        refit=True,
+        min_improvement=0.1,
+        arima_approximation=True,
+    )
 
 
 def production_spec(models: tuple[str, ...], horizon: int, season: int) -> ForecastSpec:
@@ -81,15 +90,25 @@ def statsforecast_own(histories: list[SymbolHistory], spec: ForecastSpec) -> flo
     from statsforecast import StatsForecast
 
     frame = pd.concat(
-        [pd.DataFrame({"unique_id": f"{h.symbol}|{t}", "ds": np.arange(h.points), "y": h.values[t]})
-         for h in histories for t in TARGETS], ignore_index=True,
-    )  # fmt: skip
+        [
+            pd.DataFrame({"unique_id": f"{h.symbol}|{t}", "ds": np.arange(h.points), "y": h.values[t]})
+            for h in histories
+            for t in TARGETS
+        ],
+        ignore_index=True,
+    )
     began = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         engine = StatsForecast(models=[make_model(name, spec) for name in spec.candidates], freq=1, n_jobs=-1)
-        cv = engine.cross_validation(df=frame, h=spec.horizon, n_windows=spec.cv_windows, step_size=spec.cv_step,
-                                     level=list(spec.levels), refit=spec.refit)  # fmt: skip
+        cv = engine.cross_validation(
+            df=frame,
+            h=spec.horizon,
+            n_windows=spec.cv_windows,
+            step_size=spec.cv_step,
+            level=list(spec.levels),
+            refit=spec.refit,
+        )
         mae = {name: (cv[name] - cv["y"]).abs().groupby(cv["unique_id"]).mean() for name in spec.candidates}
         _chosen = pd.DataFrame(mae).idxmin(axis=1)  # the same kind of choice, for the same work
         engine.forecast(df=frame, h=spec.horizon, level=list(spec.levels))
@@ -101,24 +120,48 @@ def speed_inputs(sizes: list[int], models: tuple[str, ...]) -> tuple[ForecastSpe
     run_spec = spec(models, horizon=market.horizon_steps(7), season=market.bars_per_day)
     end = pd.Timestamp("2026-11-27T00:00Z")
     histories = {
-        n: [history_of(f"S{i}", synthetic_bars(market, end - pd.Timedelta(days=30), end,
-                                               "daily_cycle" if i % 2 else "random_walk", seed=i), market)
-            for i in range(n)]
+        n: [
+            history_of(
+                f"S{i}",
+                synthetic_bars(
+                    market, end - pd.Timedelta(days=30), end, "daily_cycle" if i % 2 else "random_walk", seed=i
+                ),
+                market,
+            )
+            for i in range(n)
+        ]
         for n in sizes
-    }  # fmt: skip
+    }
     return run_spec, histories
 
 
 def speed_table(run_spec: ForecastSpec, bare: dict[int, float], ours_s: dict[int, float], cpus: int) -> Table:
-    table = Table(title=f"speed: series/s ({', '.join(run_spec.candidates)}; 30 days of hourly stock bars, 7 days "
-                        f"ahead, {run_spec.cv_windows} CV windows; {cpus} CPUs)", title_justify="left")  # fmt: skip
-    for column in ("symbols", "series", "statsforecast n_jobs=-1 s", "series/s", "ours on Ray s", "series/s",
-                   "ours / statsforecast"):  # fmt: skip
+    table = Table(
+        title=f"speed: series/s ({', '.join(run_spec.candidates)}; 30 days of hourly stock bars, 7 days "
+        f"ahead, {run_spec.cv_windows} CV windows; {cpus} CPUs)",
+        title_justify="left",
+    )
+    for column in (
+        "symbols",
+        "series",
+        "statsforecast n_jobs=-1 s",
+        "series/s",
+        "ours on Ray s",
+        "series/s",
+        "ours / statsforecast",
+    ):
         table.add_column(column, justify="right")
     for n, bare_s in bare.items():
         series = n * len(TARGETS)
-        table.add_row(f"{n:,}", f"{series:,}", f"{bare_s:.1f}", f"{series / bare_s:.1f}", f"{ours_s[n]:.1f}",
-                      f"{series / ours_s[n]:.1f}", f"{series / ours_s[n] / (series / bare_s):.2f}")  # fmt: skip
+        table.add_row(
+            f"{n:,}",
+            f"{series:,}",
+            f"{bare_s:.1f}",
+            f"{series / bare_s:.1f}",
+            f"{ours_s[n]:.1f}",
+            f"{series / ours_s[n]:.1f}",
+            f"{series / ours_s[n] / (series / bare_s):.2f}",
+        )
     return table
 
 
@@ -136,8 +179,11 @@ def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
     datasets.append(("EURUSD hourly 2017 (30 days -> 5 days)", production_spec(models, horizon=120, season=24), fx))
     stocks = real_daily_stocks()
     tickers = [ticker for ticker, frame in stocks.items() if len(frame) >= 4 * 255]  # AAPL, GOOG, IBM, MSFT
-    daily = [(f"{ticker}#{i}", tr, ho) for ticker in tickers
-             for i, (tr, ho) in enumerate(_windows(stocks[ticker], 250, 5, 4))]  # fmt: skip
+    daily = [
+        (f"{ticker}#{i}", tr, ho)
+        for ticker in tickers
+        for i, (tr, ho) in enumerate(_windows(stocks[ticker], 250, 5, 4))
+    ]
     title = f"daily {', '.join(tickers)} up to {max(f.index[-1] for f in stocks.values()):%Y-%m} (250 days -> 5 days)"
     datasets.append((title, production_spec(models, horizon=5, season=5), daily))
 
@@ -165,8 +211,11 @@ def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
                 held[(target, "naive")].append(naive)
                 beats[target] += chosen < naive * (1 - 1e-9)  # not float noise: Naive/Naive rebuilt via exp(log)
                 chosen_count[target][forecast.model] += 1
-        table = Table(title=f"accuracy: {title}, {len(windows)} windows x 4 targets; MASE (lower is better), "
-                            f"{seconds:.0f} s on Ray", title_justify="left")  # fmt: skip
+        table = Table(
+            title=f"accuracy: {title}, {len(windows)} windows x 4 targets; MASE (lower is better), "
+            f"{seconds:.0f} s on Ray",
+            title_justify="left",
+        )
         table.add_column("target")
         for name in run_spec.candidates:
             table.add_column(f"CV {name}", justify="right")
@@ -185,10 +234,16 @@ def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
         tables.append(table)
         summary[title.split(" (")[0]] = {
             "incoherent_hours": incoherent,
-            **{target: {"held_out_chosen_mase": float(np.mean(held[(target, "chosen")])),
-                        "held_out_naive_mase": float(np.mean(held[(target, "naive")])),
-                        "windows_beating_naive": beats[target], "windows": len(windows)} for target in TARGETS},
-        }  # fmt: skip
+            **{
+                target: {
+                    "held_out_chosen_mase": float(np.mean(held[(target, "chosen")])),
+                    "held_out_naive_mase": float(np.mean(held[(target, "naive")])),
+                    "windows_beating_naive": beats[target],
+                    "windows": len(windows),
+                }
+                for target in TARGETS
+            },
+        }
     return tables, summary
 
 
@@ -222,9 +277,12 @@ def main(
         ray.shutdown()
     for table in tables:
         console.print(table)
-    console.print(f"baselines in every run: {', '.join(BASELINES)}; a model is chosen only if its CV MASE is 10% "
-                  f"below {NAIVE}'s in the default settings' CV windows (for prices: on high, low and close, "
-                  "reconstructed from the log close and the spreads)", highlight=False)  # fmt: skip
+    console.print(
+        f"baselines in every run: {', '.join(BASELINES)}; a model is chosen only if its CV MASE is 10% "
+        f"below {NAIVE}'s in the default settings' CV windows (for prices: on high, low and close, "
+        "reconstructed from the log close and the spreads)",
+        highlight=False,
+    )
     if as_json:
         print(json.dumps(summary))
 

@@ -27,9 +27,17 @@ console = Console(width=140)
 def reference(closes: np.ndarray) -> dict[str, np.ndarray]:
     macd, signal, histogram = talib.MACD(closes, 12, 26, 9)
     upper, middle, lower = talib.BBANDS(closes, 20, 2, 2)
-    return {"rsi": talib.RSI(closes, 14), "ema_fast": talib.EMA(closes, 12), "ema_slow": talib.EMA(closes, 26),
-            "macd": macd, "macd_signal": signal, "macd_histogram": histogram, "bb_upper": upper,
-            "bb_middle": middle, "bb_lower": lower}  # fmt: skip
+    return {
+        "rsi": talib.RSI(closes, 14),
+        "ema_fast": talib.EMA(closes, 12),
+        "ema_slow": talib.EMA(closes, 26),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_histogram": histogram,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+    }
 
 
 def best_ms(work, closes: np.ndarray, repeat: int) -> float:
@@ -53,15 +61,29 @@ def main(
         # against the price level: a MACD histogram near 0 makes any relative measure meaningless
         worst = max(float(np.nanmax(np.abs(ours[c] - theirs[c]))) for c in COLUMNS) / float(np.max(closes))
         ours_ms, talib_ms = best_ms(indicators, closes, repeat), best_ms(reference, closes, repeat)
-        rows.append({"bars": count, "ours_ms": round(ours_ms, 3), "talib_ms": round(talib_ms, 3),
-                     "ratio": round(ours_ms / talib_ms, 2), "max_difference_of_price": worst})  # fmt: skip
-    table = Table(title="indicators over one series: ours (numpy + lfilter) vs TA-Lib (C), best of "
-                        f"{repeat}", title_justify="left")  # fmt: skip
+        rows.append(
+            {
+                "bars": count,
+                "ours_ms": round(ours_ms, 3),
+                "talib_ms": round(talib_ms, 3),
+                "ratio": round(ours_ms / talib_ms, 2),
+                "max_difference_of_price": worst,
+            }
+        )
+    table = Table(
+        title=f"indicators over one series: ours (numpy + lfilter) vs TA-Lib (C), best of {repeat}",
+        title_justify="left",
+    )
     for column in ("bars", "ours ms", "TA-Lib ms", "ours / TA-Lib", "max difference / price"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(f"{row['bars']:,}", f"{row['ours_ms']:.3f}", f"{row['talib_ms']:.3f}", f"{row['ratio']:.2f}x",
-                      f"{row['max_difference_of_price']:.1e}")  # fmt: skip
+        table.add_row(
+            f"{row['bars']:,}",
+            f"{row['ours_ms']:.3f}",
+            f"{row['talib_ms']:.3f}",
+            f"{row['ratio']:.2f}x",
+            f"{row['max_difference_of_price']:.1e}",
+        )
     console.print(table)
     if as_json:
         print(json.dumps({"bench": "indicators", "repeat": repeat, "rows": rows}))

@@ -5,16 +5,20 @@ fresh 6-partition topic, alternating bare and ours, median of --repeat runs. "ou
 object encoded to JSON and sent through IngestProducer (delivery callbacks, back-pressure). "bare" produces the
 already-encoded bytes in a plain loop. Also reports how fast the simulator makes trades.
 
-    .venv/bin/python bench/ingest.py [--messages 200000] [--repeat 3]
+    .venv/bin/python bench/ingest.py [--messages 200000] [--repeat 3] [--json]
+
+With --json it prints one JSON object last (the rates, the ratios against the bare loop, every run's seconds).
 
 It starts the local stack if it is not running (`ray-app stack up`), with the usual settings.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import uuid
+from typing import Annotated
 
 import typer
 from confluent_kafka import Producer
@@ -89,7 +93,11 @@ def our_path(settings, topic: str, trades: list) -> float:
     return seconds
 
 
-def main(messages: int = 200_000, repeat: int = 3) -> None:
+def main(
+    messages: Annotated[int, typer.Option(help="simulated trades per run")] = 200_000,
+    repeat: Annotated[int, typer.Option(help="runs of each path; the median counts")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object last")] = False,
+) -> None:
     console = Console(width=120)
     settings = load_settings()
     with console.status("local stack up"):
@@ -116,21 +124,54 @@ def main(messages: int = 200_000, repeat: int = 3) -> None:
 
     bare_rate = len(trades) / statistics.median(bare)
     our_rate = len(trades) / statistics.median(ours)
-    table = Table(title=f"ingest into Kafka at {settings.kafka.bootstrap_servers}: {len(trades):,} trades "
-                        f"(~{size:.0f} B JSON), median of {repeat}, idempotent acks=all lz4")  # fmt: skip
+    table = Table(
+        title=f"ingest into Kafka at {settings.kafka.bootstrap_servers}: {len(trades):,} trades "
+        f"(~{size:.0f} B JSON), median of {repeat}, idempotent acks=all lz4"
+    )
     for column in ("path", "seconds (median)", "msgs/s", "vs bare"):
         table.add_column(column, justify="right" if column != "path" else "left")
-    table.add_row("bare confluent-kafka loop (pre-encoded bytes)", f"{statistics.median(bare):.2f}",
-                  f"{bare_rate:,.0f}", "1.00")  # fmt: skip
-    table.add_row("ours: Trade -> JSON -> IngestProducer.send", f"{statistics.median(ours):.2f}",
-                  f"{our_rate:,.0f}", f"{our_rate / bare_rate:.2f}")  # fmt: skip
+    table.add_row(
+        "bare confluent-kafka loop (pre-encoded bytes)", f"{statistics.median(bare):.2f}", f"{bare_rate:,.0f}", "1.00"
+    )
+    table.add_row(
+        "ours: Trade -> JSON -> IngestProducer.send",
+        f"{statistics.median(ours):.2f}",
+        f"{our_rate:,.0f}",
+        f"{our_rate / bare_rate:.2f}",
+    )
     wrapper_rate = len(trades) / statistics.median(wrapper)
-    table.add_row("ours, producer only: IngestProducer.produce (pre-encoded)", f"{statistics.median(wrapper):.2f}",
-                  f"{wrapper_rate:,.0f}", f"{wrapper_rate / bare_rate:.2f}")  # fmt: skip
-    table.add_row("simulator alone (make Trade objects)", f"{sim_seconds:.2f}",
-                  f"{len(trades) / sim_seconds:,.0f}", "-")  # fmt: skip
+    table.add_row(
+        "ours, producer only: IngestProducer.produce (pre-encoded)",
+        f"{statistics.median(wrapper):.2f}",
+        f"{wrapper_rate:,.0f}",
+        f"{wrapper_rate / bare_rate:.2f}",
+    )
+    table.add_row(
+        "simulator alone (make Trade objects)", f"{sim_seconds:.2f}", f"{len(trades) / sim_seconds:,.0f}", "-"
+    )
     console.print(table)
     console.print(f"runs (s): bare {[round(x, 2) for x in bare]}, ours {[round(x, 2) for x in ours]}")
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "messages": len(trades),
+                    "repeat": repeat,
+                    "message_bytes": round(size, 1),
+                    "bare_msgs_s": round(bare_rate),
+                    "ours_msgs_s": round(our_rate),
+                    "ours_ratio": round(our_rate / bare_rate, 3),
+                    "producer_only_msgs_s": round(wrapper_rate),
+                    "producer_only_ratio": round(wrapper_rate / bare_rate, 3),
+                    "simulator_trades_s": round(len(trades) / sim_seconds),
+                    "runs_s": {
+                        "bare": [round(x, 3) for x in bare],
+                        "ours": [round(x, 3) for x in ours],
+                        "producer_only": [round(x, 3) for x in wrapper],
+                    },
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

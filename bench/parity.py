@@ -61,9 +61,15 @@ console = Console(width=None if sys.stdout.isatty() else 140, stderr=False)
 
 def _env(tag: str, state_dir: Path, cache_dir: Path, indices: dict[str, str]) -> dict[str, str]:
     bench = state_dir / "bench" / tag
-    env = {f"RAY_APP_KAFKA__TOPICS__{key.upper()}__NAME": f"bench-{name}-{tag}"
-           for key, name in (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"),
-                             ("quotes", "quotes"))}  # fmt: skip
+    env = {
+        f"RAY_APP_KAFKA__TOPICS__{key.upper()}__NAME": f"bench-{name}-{tag}"
+        for key, name in (
+            ("trades", "trades"),
+            ("bars", "bars"),
+            ("dead_letters", "dead-letters"),
+            ("quotes", "quotes"),
+        )
+    }
     env |= {
         "RAY_APP_STATE_DIR": str(bench),
         "RAY_APP_CACHE_DIR": str(cache_dir),
@@ -87,14 +93,33 @@ def _vendor_minutes(records: list[tuple[int, Any]]) -> tuple[list[Bar], dict[str
     revisions, latest = [], {}
     for message in sent:
         start = message["t"].to_unix_nano()
-        revisions.append(Bar(symbol=message["S"], timestamp_ns=start, timeframe="1Min", open=message["o"],
-                             high=message["h"], low=message["l"], close=message["c"], volume=message["v"],
-                             trade_count=message["n"], vwap=message["vw"], updated=message["T"] == "u",
-                             source=Source.ALPACA_STREAM))  # fmt: skip
+        revisions.append(
+            Bar(
+                symbol=message["S"],
+                timestamp_ns=start,
+                timeframe="1Min",
+                open=message["o"],
+                high=message["h"],
+                low=message["l"],
+                close=message["c"],
+                volume=message["v"],
+                trade_count=message["n"],
+                vwap=message["vw"],
+                updated=message["T"] == "u",
+                source=Source.ALPACA_STREAM,
+            )
+        )
         latest[f"{message['S']}|{format_seconds(start // 10**9)}"] = {
-            "symbol": message["S"], "timestamp": format_seconds(start // 10**9), "open": message["o"],
-            "high": message["h"], "low": message["l"], "close": message["c"], "volume": message["v"],
-            "trade_count": message["n"], "vwap": message["vw"]}  # fmt: skip
+            "symbol": message["S"],
+            "timestamp": format_seconds(start // 10**9),
+            "open": message["o"],
+            "high": message["h"],
+            "low": message["l"],
+            "close": message["c"],
+            "volume": message["v"],
+            "trade_count": message["n"],
+            "vwap": message["vw"],
+        }
     return revisions, latest
 
 
@@ -111,8 +136,7 @@ def main(
     names = symbols.split(",")
     ours = code is None
     tag = uuid.uuid4().hex[:6]
-    indices = {key: name for key, name in base.elasticsearch.indices.by_key().items()
-               if ours or key not in NEW_INDICES}  # fmt: skip
+    indices = {key: name for key, name in base.elasticsearch.indices.by_key().items() if ours or key not in NEW_INDICES}
     env = _env(tag, base.state_dir, base.cache_dir, indices)
     os.environ.update(env)
     settings = load_settings()
@@ -123,8 +147,11 @@ def main(
     timeline = list(simulator.timeline(start, start + days * 86_400 * 10**9, dict.fromkeys(names, start)))
     records = [record for _, record in timeline]
     revisions, vendor = _vendor_minutes(timeline)
-    console.print(f"session: {len(records):,} records ({sum(isinstance(r, Trade) for r in records):,} trades), "
-                  f"{len(vendor):,} vendor minute bars ({len(revisions):,} revisions)", highlight=False)  # fmt: skip
+    console.print(
+        f"session: {len(records):,} records ({sum(isinstance(r, Trade) for r in records):,} trades), "
+        f"{len(vendor):,} vendor minute bars ({len(revisions):,} revisions)",
+        highlight=False,
+    )
     producer = IngestProducer(settings)
     for record in records:
         assert producer.send(record)
@@ -135,8 +162,13 @@ def main(
     checkout = code or REPO
     log_path = Path(env["RAY_APP_STATE_DIR"]) / "stream.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.job"], cwd=checkout, env={**os.environ},
-                              stdout=log_path.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.job"],
+        cwd=checkout,
+        env={**os.environ},
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     began = time.monotonic()
     try:
         time.sleep(20)
@@ -153,8 +185,9 @@ def main(
         built = minute_bars(es, found.bars_1m, names, *window)
         adjusted = adjusted_minutes(es, found.trades, names, *window)
         result = compare(built, vendor, adjusted, names)
-        through = (compare(built, minute_bars(es, found.vendor_bars_1m, names, *window), adjusted, names)
-                   if ours else None)  # fmt: skip
+        through = (
+            compare(built, minute_bars(es, found.vendor_bars_1m, names, *window), adjusted, names) if ours else None
+        )
         sent: dict[str, set] = defaultdict(set)
         for record in records:
             if isinstance(record, Trade) and not is_crypto(record.symbol):
@@ -163,8 +196,9 @@ def main(
         query = {"query": {"bool": {"must_not": [{"wildcard": {"symbol": "*/*"}}]}}}
         from elasticsearch.helpers import scan
 
-        for hit in scan(es, index=found.trades, query=query, size=5000, _source=["symbol", "exchange", "trade_id",
-                                                                                     "timestamp_ns"]):  # fmt: skip
+        for hit in scan(
+            es, index=found.trades, query=query, size=5000, _source=["symbol", "exchange", "trade_id", "timestamp_ns"]
+        ):
             doc = hit["_source"]
             stored[new_york_date(doc["timestamp_ns"])].add((doc["symbol"], doc.get("exchange"), doc["trade_id"]))
     finally:
@@ -201,8 +235,10 @@ def main(
     overall = {f: sum(item.equal[f] for item in result.values()) / compared if compared else None for f in FIELDS}
     lost = {day: len(sent[day] - stored[day]) for day in sorted(sent)}
     console.print(f"all symbols: {', '.join(f'{f} {v:.1%}' for f, v in overall.items() if v is not None)}")
-    console.print("stock trades sent and lost per trading day: " + "; ".join(
-        f"{day}: {len(sent[day]):,} sent, {lost[day]:,} lost" for day in sorted(sent)))  # fmt: skip
+    console.print(
+        "stock trades sent and lost per trading day: "
+        + "; ".join(f"{day}: {len(sent[day]):,} sent, {lost[day]:,} lost" for day in sorted(sent))
+    )
     reused = len({(s, e, i) for s, e, i in sent[min(sent)]} & {(s, e, i) for s, e, i in sent[max(sent)]})
     console.print(f"ids of the last day already used on the first: {reused:,} of {len(sent[max(sent)]):,}")
     if through is not None:
@@ -210,15 +246,26 @@ def main(
         console.print(f"`ray-app bars parity` (the vendor's bars through Kafka into vendor-bars-1m) agrees: {agree}")
     console.print(f"stream caught up in {seconds:.0f} s")
     if as_json:
-        print(json.dumps({
-            "code": label, "days": days, "records": len(records), "vendor_minutes": len(vendor),
-            "parity": {f: overall[f] for f in FIELDS}, "compared": compared,
-            "adjusted": sum(i.adjusted for i in result.values()),
-            "only_ours": sum(i.only_ours for i in result.values()),
-            "only_vendor": sum(i.only_vendor for i in result.values()),
-            "trades_sent": {d: len(v) for d, v in sent.items()}, "trades_lost": lost, "ids_reused": reused,
-            "through_vendor_index_agrees": None if through is None else agree, "seconds": round(seconds, 1),
-        }))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "code": label,
+                    "days": days,
+                    "records": len(records),
+                    "vendor_minutes": len(vendor),
+                    "parity": {f: overall[f] for f in FIELDS},
+                    "compared": compared,
+                    "adjusted": sum(i.adjusted for i in result.values()),
+                    "only_ours": sum(i.only_ours for i in result.values()),
+                    "only_vendor": sum(i.only_vendor for i in result.values()),
+                    "trades_sent": {d: len(v) for d, v in sent.items()},
+                    "trades_lost": lost,
+                    "ids_reused": reused,
+                    "through_vendor_index_agrees": None if through is None else agree,
+                    "seconds": round(seconds, 1),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ def _env(prefix: str) -> dict[str, str]:
 
     base = load_settings()
     return {
-        **{f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"{prefix}-{index}"
-           for key, index in base.elasticsearch.indices.by_key().items()},
+        **{
+            f"RAY_APP_ELASTICSEARCH__INDICES__{key.upper()}": f"{prefix}-{index}"
+            for key, index in base.elasticsearch.indices.by_key().items()
+        },
         "RAY_APP_SYMBOLS": json.dumps(SYMBOLS),
         "RAY_APP_FORECAST__LOOKBACK_DAYS": "12",
         "RAY_APP_FORECAST__HORIZON_DAYS": "1",
@@ -59,7 +61,7 @@ def _env(prefix: str) -> dict[str, str]:
         **{f"RAY_APP_SERVE__{name}__NUM_CPUS": "0.1" for name in ("FORECAST", "RECOMMENDER", "INGRESS")},
         # one replica each: the numbers are per replica, not the autoscaler's
         **{f"RAY_APP_SERVE__{name}__MAX_REPLICAS": "1" for name in ("FORECAST", "RECOMMENDER", "INGRESS")},
-    }  # fmt: skip
+    }
 
 
 def _variant(settings, section: str, **changes: Any):
@@ -160,8 +162,9 @@ def _rates(count: int, seconds: float, latencies: list[float]) -> dict[str, floa
     return {"req_s": round(count / seconds, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
 
 
-def _versus_hello_world(url: str, hello_url: str, concurrency: int, rounds: int, requests: int,
-                        max_seconds: float) -> tuple[dict[str, float], dict[str, float], float]:
+def _versus_hello_world(
+    url: str, hello_url: str, concurrency: int, rounds: int, requests: int, max_seconds: float
+) -> tuple[dict[str, float], dict[str, float], float]:
     """Ours and hello-world in alternating rounds (a 2-core machine drifts by +-20% over a minute); the medians of
     each side's req/s, p50 and p99, and the median of the per-round ratios."""
     ours: list[dict[str, float]] = []
@@ -182,8 +185,11 @@ def main(
     max_seconds: float = typer.Option(60, help="Stop a level after this many seconds."),
     recommendations: int = typer.Option(16, help="Concurrent recommendation requests per recommender case."),
     max_new_tokens: int = typer.Option(32, help="Tokens each recommendation generates."),
-    model: str = typer.Option("smollm2", help="smollm2 (the packaged SmolLM2-135M-Instruct, what runs offline) or "
-                                              "gpt2-shape (GPT-2 124M's shape, random weights)."),
+    model: str = typer.Option(
+        "smollm2",
+        help="smollm2 (the packaged SmolLM2-135M-Instruct, what runs offline) or "
+        "gpt2-shape (GPT-2 124M's shape, random weights).",
+    ),
     batch_waits: str = typer.Option("0.05,0.2,0.5", help="Serve batch waits (s) to try with max_batch_size 8."),
     skip_forecast: bool = typer.Option(False, help="Only the recommender tables."),
     skip_recommender: bool = typer.Option(False, help="Only the forecast tables."),
@@ -222,8 +228,10 @@ def main(
         model_label = "GPT-2 124M shape (random weights)"
 
     # --- forecast endpoint --------------------------------------------------------------------------------
-    table = Table(title="GET /forecast/{symbol}: Ray Serve over loopback HTTP vs the same function in-process",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title="GET /forecast/{symbol}: Ray Serve over loopback HTTP vs the same function in-process",
+        title_justify="left",
+    )
     for column in ("cache", "concurrency", "path", "requests", "req/s", "p50 ms", "p99 ms", "serve / in-process"):
         table.add_column(column, justify="left" if column in {"cache", "path"} else "right")
     startups: dict[str, float] = {}
@@ -246,9 +254,16 @@ def main(
                 summary.setdefault("forecast_vs_hello_world", {})[f"{tag}|c{concurrency}"] = versus
                 sides = ((f"serve ({rounds} rounds, median)", ours), ("hello-world Serve deployment", hello))
                 for path, rates in sides:
-                    table.add_row(cache, str(concurrency), path, f"{rounds} x {requests}", f"{rates['req_s']:,.0f}",
-                                  f"{rates['p50_ms']:.2f}", f"{rates['p99_ms']:.2f}",
-                                  f"serve / hello {versus:.3f}" if path.startswith("hello") else "")  # fmt: skip
+                    table.add_row(
+                        cache,
+                        str(concurrency),
+                        path,
+                        f"{rounds} x {requests}",
+                        f"{rates['req_s']:,.0f}",
+                        f"{rates['p50_ms']:.2f}",
+                        f"{rates['p99_ms']:.2f}",
+                        f"serve / hello {versus:.3f}" if path.startswith("hello") else "",
+                    )
             serve.delete("bench-hello")
         for concurrency in (1, 8, 32):
             served = asyncio.run(_http_load(url, concurrency, requests, max_seconds))
@@ -258,10 +273,21 @@ def main(
                 p50, p99 = _percentiles(latencies)
                 rates[path] = count / seconds
                 summary.setdefault("forecast", {})[f"{tag}|c{concurrency}|{path}"] = {
-                    "req_s": round(count / seconds, 1), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
+                    "req_s": round(count / seconds, 1),
+                    "p50_ms": round(p50, 2),
+                    "p99_ms": round(p99, 2),
+                }
                 ratio = f"{rates['serve'] / rates[path]:.3f}" if path == "in-process" else ""
-                table.add_row(cache, str(concurrency), path, str(count), f"{count / seconds:,.0f}", f"{p50:.2f}",
-                              f"{p99:.2f}", ratio)  # fmt: skip
+                table.add_row(
+                    cache,
+                    str(concurrency),
+                    path,
+                    str(count),
+                    f"{count / seconds:,.0f}",
+                    f"{p50:.2f}",
+                    f"{p99:.2f}",
+                    ratio,
+                )
         memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
         serve.delete(variant.serve.app_name)
     console.print(table)
@@ -272,21 +298,27 @@ def main(
         variants = {(1, 0.0): _serve_variant(base, "bench-rec-1", "/rec1", max_batch_size=1, batch_wait_timeout_s=0.0)}
         for wait in waits:
             tag = f"8w{int(wait * 1000)}"
-            variants[(8, wait)] = _serve_variant(base, f"bench-rec-{tag}", f"/rec{tag}", max_batch_size=8,
-                                                 batch_wait_timeout_s=wait)  # fmt: skip
+            variants[(8, wait)] = _serve_variant(
+                base, f"bench-rec-{tag}", f"/rec{tag}", max_batch_size=8, batch_wait_timeout_s=wait
+            )
         for (batch, wait), variant in variants.items():
             startups[f"recommender app ({model_label}), max_batch_size {batch}, wait {wait:g} s"] = deploy(
-                variant, timeout=900).seconds  # fmt: skip
+                variant, timeout=900
+            ).seconds
         first_url = f"{variants[(1, 0.0)].serve.url}"
         model = httpx.get(f"{first_url}/model", timeout=60).json()
         slugs = [SYMBOLS[i % 4].replace("/", "-") for i in range(recommendations)]
-        by_symbol = {slug: httpx.get(f"{first_url}/recommendation/{slug}", timeout=600).json()["prompt"]
-                     for slug in dict.fromkeys(slugs)}  # the app's own prompts, so both paths decode the same text
+        by_symbol = {
+            slug: httpx.get(f"{first_url}/recommendation/{slug}", timeout=600).json()["prompt"]
+            for slug in dict.fromkeys(slugs)
+        }  # the app's own prompts, so both paths decode the same text
         prompts = [by_symbol[slug] for slug in slugs]
         torch.set_num_threads(model["torch_threads"])  # in-process gets the threads a replica has
         lm = TextGenerator(base.recommend)
-        console.print(f"model: {lm.name}, {lm.parameters / 1e6:.1f}M parameters on {lm.device}; torch threads, replica "
-                      f"and in-process: {model['torch_threads']}")  # fmt: skip
+        console.print(
+            f"model: {lm.name}, {lm.parameters / 1e6:.1f}M parameters on {lm.device}; torch threads, replica "
+            f"and in-process: {model['torch_threads']}"
+        )
         lm.generate(prompts[:1])  # warm
         rows: list[tuple[str, int, float, int, int, float]] = []
         for batch in (1, 8):
@@ -308,13 +340,24 @@ def main(
             answers = asyncio.run(burst(slugs))
             seconds = time.perf_counter() - began
             sizes = statistics.mean(a["batch_size"] for a in answers)
-            rows.append((f"Serve /recommendation (mean batch {sizes:.1f})", batch, wait, len(answers),
-                         sum(a["new_tokens"] for a in answers), seconds))  # fmt: skip
+            rows.append(
+                (
+                    f"Serve /recommendation (mean batch {sizes:.1f})",
+                    batch,
+                    wait,
+                    len(answers),
+                    sum(a["new_tokens"] for a in answers),
+                    seconds,
+                )
+            )
             memory[variant.serve.app_name] = replica_memory(variant.serve.app_name)
         for variant in variants.values():
             serve.delete(variant.serve.app_name)
-        table = Table(title=f"Recommender, {model_label}: {recommendations} concurrent requests x up to "
-                            f"{max_new_tokens} new tokens, greedy", title_justify="left")  # fmt: skip
+        table = Table(
+            title=f"Recommender, {model_label}: {recommendations} concurrent requests x up to "
+            f"{max_new_tokens} new tokens, greedy",
+            title_justify="left",
+        )
         columns = ("path", "batch", "batch wait s", "requests", "tokens", "seconds", "tokens/s", "vs one at a time")
         for column in columns:
             table.add_column(column, justify="left" if column == "path" else "right")
@@ -325,8 +368,16 @@ def main(
             key = "in_process" if path.startswith("in-process") else f"serve_wait_{wait:g}"
             if batch == 8:
                 gains[key] = round(gain, 3)
-            table.add_row(path, str(batch), f"{wait:g}" if path.startswith("Serve") else "-", str(count), str(tokens),
-                          f"{seconds:.1f}", f"{tokens / seconds:.1f}", f"{gain:.2f}")  # fmt: skip
+            table.add_row(
+                path,
+                str(batch),
+                f"{wait:g}" if path.startswith("Serve") else "-",
+                str(count),
+                str(tokens),
+                f"{seconds:.1f}",
+                f"{tokens / seconds:.1f}",
+                f"{gain:.2f}",
+            )
         console.print(table)
         rates = {f"{r[0].split(' (')[0]}|batch {r[1]}|wait {r[2]:g}": round(r[4] / r[5], 2) for r in rows}
         summary["recommender"] = {"model": model_label, "batch_gain": gains, "tokens_s": rates}

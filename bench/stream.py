@@ -85,11 +85,23 @@ def _env(tag: str, settings: Settings, executors: int, batch_cap: int) -> dict[s
 
 def _trade_doc(trade: Trade, partition: int = 0, offset: int = 0) -> dict:
     """The trades document as the job writes it (records.trade_document_columns)."""
-    return {"symbol": trade.symbol, "price": trade.price, "size": trade.size, "trade_id": trade.trade_id,
-            "exchange": trade.exchange, "conditions": trade.conditions, "tape": trade.tape,
-            "taker_side": trade.taker_side, "source": trade.source.value, "timestamp": trade.timestamp,
-            "timestamp_ns": trade.timestamp_ns, "schema_version": 1, "ingested_at": trade.timestamp,
-            "kafka_partition": partition, "kafka_offset": offset}  # fmt: skip
+    return {
+        "symbol": trade.symbol,
+        "price": trade.price,
+        "size": trade.size,
+        "trade_id": trade.trade_id,
+        "exchange": trade.exchange,
+        "conditions": trade.conditions,
+        "tape": trade.tape,
+        "taker_side": trade.taker_side,
+        "source": trade.source.value,
+        "timestamp": trade.timestamp,
+        "timestamp_ns": trade.timestamp_ns,
+        "schema_version": 1,
+        "ingested_at": trade.timestamp,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+    }
 
 
 def _doc_id(trade: Trade) -> str:
@@ -115,8 +127,13 @@ def _count(es: Elasticsearch, index: str) -> int:
     return es.count(index=index)["count"] if es.indices.exists(index=index) else 0
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str, driver: subprocess.Popen | None = None,
-          env: dict[str, str] | None = None) -> None:  # fmt: skip
+def _wait(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    driver: subprocess.Popen | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if driver is not None and driver.poll() is not None:
@@ -138,8 +155,15 @@ class FastTrade:
     checked once against the model's own encoding."""
 
     def __init__(self) -> None:
-        sample = Trade(symbol="AAPL", timestamp_ns=1_700_000_000_123_456_789, price=101.5, size=1.0,
-                       trade_id="t-1", exchange="V", source=Source.REPLAY)  # fmt: skip
+        sample = Trade(
+            symbol="AAPL",
+            timestamp_ns=1_700_000_000_123_456_789,
+            price=101.5,
+            size=1.0,
+            trade_id="t-1",
+            exchange="V",
+            source=Source.REPLAY,
+        )
         assert json.loads(self.encode("AAPL", sample.timestamp_ns, 101.5, "t-1")) == json.loads(sample.to_json())
 
     @staticmethod
@@ -186,8 +210,12 @@ class Poller(threading.Thread):
                 unseen = [p for p in self.probes if p.searchable_at is None][:2000]
                 no_bar = [p for p in self.probes if self.bars and p.bar_at is None][:2000]
             if unseen:
-                found = self.es.search(index=self.trades, size=len(unseen), source=False,
-                                       query={"ids": {"values": [p.doc_id for p in unseen]}})  # fmt: skip
+                found = self.es.search(
+                    index=self.trades,
+                    size=len(unseen),
+                    source=False,
+                    query={"ids": {"values": [p.doc_id for p in unseen]}},
+                )
                 now = time.time()
                 hits = {hit["_id"] for hit in found["hits"]["hits"]}
                 for probe in unseen:
@@ -195,8 +223,9 @@ class Poller(threading.Thread):
                         probe.searchable_at = now
             if no_bar and self.bars:
                 ids = sorted({p.bar_id for p in no_bar})
-                found = self.es.search(index=self.bars, size=len(ids), source=["trade_count"],
-                                       query={"ids": {"values": ids}})  # fmt: skip
+                found = self.es.search(
+                    index=self.bars, size=len(ids), source=["trade_count"], query={"ids": {"values": ids}}
+                )
                 now = time.time()
                 counts = {hit["_id"]: hit["_source"]["trade_count"] for hit in found["hits"]["hits"]}
                 for probe in no_bar:
@@ -279,8 +308,17 @@ class LatencyRun:
 Send = Callable[[list[tuple[str, bytes]]], None]
 
 
-def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: str, counts: Counter, send: Send,
-          trades_index: str, bars_index: str | None) -> LatencyRun:  # fmt: skip
+def _feed(
+    settings: Settings,
+    es: Elasticsearch,
+    rate: int,
+    seconds: int,
+    tag: str,
+    counts: Counter,
+    send: Send,
+    trades_index: str,
+    bars_index: str | None,
+) -> LatencyRun:
     """`rate` trades/s in 50 ms slices for `seconds`; the first trade of each slice is a probe."""
     poller = Poller(es, trades_index, bars_index)
     poller.start()
@@ -301,8 +339,15 @@ def _feed(settings: Settings, es: Elasticsearch, rate: int, seconds: int, tag: s
             if k == 0:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(minute))
                 day = None if is_crypto(symbol) else trading_day(ts_ns)
-                poller.add(Probe(trade_id, trade_doc_id(symbol, "V", day, trade_id), f"{symbol}|{stamp}", ts_ns / 1e9,
-                                 counts[(symbol, minute)]))  # fmt: skip
+                poller.add(
+                    Probe(
+                        trade_id,
+                        trade_doc_id(symbol, "V", day, trade_id),
+                        f"{symbol}|{stamp}",
+                        ts_ns / 1e9,
+                        counts[(symbol, minute)],
+                    )
+                )
         send(batch)
     feed_seconds = time.monotonic() - began
     deadline = time.monotonic() + 90
@@ -352,16 +397,19 @@ def _caught_up(settings: Settings, env: dict[str, str]) -> bool:
     return True
 
 
-def _phase_means(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, dict[str, float]],
-                                                                        dict[str, dict[str, float]]]:  # fmt: skip
+def _phase_means(
+    before: dict[str, Any], after: dict[str, Any]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     phases, batches = {}, {}
     for name, query in after.items():
         old = before.get(name, {})
         timed = query.get("timed_batches", 0) - old.get("timed_batches", 0)
         done = query.get("batches", 0) - old.get("batches", 0)
         if timed > 0:
-            phases[name] = {phase: round((seconds - old.get("phase_seconds", {}).get(phase, 0.0)) / timed * 1000, 1)
-                            for phase, seconds in query.get("phase_seconds", {}).items()}  # fmt: skip
+            phases[name] = {
+                phase: round((seconds - old.get("phase_seconds", {}).get(phase, 0.0)) / timed * 1000, 1)
+                for phase, seconds in query.get("phase_seconds", {}).items()
+            }
         if done > 0:
             batches[name] = {"rows": round((query["rows"] - old.get("rows", 0)) / done, 1), "batches": done}
     return phases, batches
@@ -386,8 +434,17 @@ class ExecutorRun:
     bare_latency: LatencyRun | None
 
 
-def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seconds: int, batch_cap: int,
-             bare_latency: bool, warmup_s: int, warmup_rate: int) -> ExecutorRun:  # fmt: skip
+def _one_run(
+    base: Settings,
+    executors: int,
+    trades: int,
+    rates: list[int],
+    seconds: int,
+    batch_cap: int,
+    bare_latency: bool,
+    warmup_s: int,
+    warmup_rate: int,
+) -> ExecutorRun:
     tag = uuid.uuid4().hex[:6]
     env = _env(tag, base, executors, batch_cap)
     os.environ.update(env)
@@ -401,15 +458,19 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
         simulated.append(trade)
         if len(simulated) >= trades:
             break
-    console.print(f"[{executors} executor(s)] producing {len(simulated):,} simulated trades into "
-                  f"{settings.kafka.topics.trades.name} ...", highlight=False)  # fmt: skip
+    console.print(
+        f"[{executors} executor(s)] producing {len(simulated):,} simulated trades into "
+        f"{settings.kafka.topics.trades.name} ...",
+        highlight=False,
+    )
     _produce_all(settings, [(t.to_json(), t.symbol.encode()) for t in simulated])
 
     log_path = Path(env["RAY_APP_STATE_DIR"]) / f"stream-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
-    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.job"], stdout=log, stderr=subprocess.STDOUT,
-                              cwd=REPO, env={**os.environ})  # fmt: skip
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.job"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ}
+    )
     latency: list[LatencyRun] = []
     counts: Counter = Counter()
     try:
@@ -447,17 +508,23 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
         # the same trades, stamped over the last 9 minutes (as a live burst would be)
         first_ns = time.time_ns() - 540 * 10**9
         span = max(len(simulated) - 1, 1)
-        restamped = (t.model_copy(update={"trade_id": f"burst-{t.trade_id}",
-                                          "timestamp_ns": first_ns + i * 540 * 10**9 // span})
-                     for i, t in enumerate(simulated))  # fmt: skip
+        restamped = (
+            t.model_copy(update={"trade_id": f"burst-{t.trade_id}", "timestamp_ns": first_ns + i * 540 * 10**9 // span})
+            for i, t in enumerate(simulated)
+        )
         burst = [(t.to_json(), t.symbol.encode()) for t in restamped]
         console.print(f"[{executors} executor(s)] {len(burst):,} trades as fast as they can be produced ...")
         meter = CpuMeter()
         meter.start()
         began = time.monotonic()
         _produce_all(settings, burst)
-        _wait(lambda: _count(es, indices.trades) >= 2 * len(simulated) + _warm_count(counts), 1800,
-              "indexing the burst", driver, env)  # fmt: skip
+        _wait(
+            lambda: _count(es, indices.trades) >= 2 * len(simulated) + _warm_count(counts),
+            1800,
+            "indexing the burst",
+            driver,
+            env,
+        )
         warm_trades_done = time.monotonic() - began
         _wait(lambda: _caught_up(settings, env), 600, "the bars catching up with the burst", driver, env)
         warm_done = time.monotonic() - began
@@ -480,8 +547,9 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
             before = _status(env)
             meter = CpuMeter()
             meter.start()
-            run = _feed(settings, es, rate, seconds, f"lat-{tag}-{rate}", counts, to_kafka, indices.trades,
-                        indices.bars_1m)  # fmt: skip
+            run = _feed(
+                settings, es, rate, seconds, f"lat-{tag}-{rate}", counts, to_kafka, indices.trades, indices.bars_1m
+            )
             run.cores = meter.stop()
             run.phases, run.batch = _phase_means(before, _status(env))
             latency.append(run)
@@ -515,12 +583,15 @@ def _one_run(base: Settings, executors: int, trades: int, rates: list[int], seco
         _clean_up(settings, es, tag, Path(env["RAY_APP_STATE_DIR"]))
         for key in env:
             os.environ.pop(key, None)
-    return ExecutorRun(executors, len(simulated), len(simulated) / bare_seconds,
-                       cold=Throughput(len(simulated) / trades_done, len(simulated) / all_done, cold_phases,
-                                       cold_cores),
-                       warm=Throughput(len(simulated) / warm_trades_done, len(simulated) / warm_done, warm_phases,
-                                       warm_cores),
-                       latency=latency, bare_latency=bare_run)  # fmt: skip
+    return ExecutorRun(
+        executors,
+        len(simulated),
+        len(simulated) / bare_seconds,
+        cold=Throughput(len(simulated) / trades_done, len(simulated) / all_done, cold_phases, cold_cores),
+        warm=Throughput(len(simulated) / warm_trades_done, len(simulated) / warm_done, warm_phases, warm_cores),
+        latency=latency,
+        bare_latency=bare_run,
+    )
 
 
 def _warm_count(counts: Counter) -> int:
@@ -548,21 +619,53 @@ def _print(runs: list[ExecutorRun]) -> None:
     for column in ("executors", "path", "trades", "trades/s", "vs bare", "cores used (machine: 2)"):
         table.add_column(column, justify="left" if column in {"path", "cores used (machine: 2)"} else "right")
     for run in runs:
-        table.add_row(str(run.executors), "bare ES bulk loader (parallel_bulk, 2 threads)", f"{run.trades:,}",
-                      f"{run.bare_s:,.0f}", "1.00", "")  # fmt: skip
+        table.add_row(
+            str(run.executors),
+            "bare ES bulk loader (parallel_bulk, 2 threads)",
+            f"{run.trades:,}",
+            f"{run.bare_s:,.0f}",
+            "1.00",
+            "",
+        )
         for label, part in (("warm", run.warm), ("cold", run.cold)):
-            what = ("a burst into the running job" if label == "warm" else "the backlog at start")
+            what = "a burst into the running job" if label == "warm" else "the backlog at start"
             cores = ", ".join(f"{k} {v:.2f}" for k, v in part.cores.items() if v >= 0.05)
-            table.add_row("", f"ours, {what}: trades searchable", f"{run.trades:,}", f"{part.trades_indexed_s:,.0f}",
-                          f"{part.trades_indexed_s / run.bare_s:.2f}", "")  # fmt: skip
-            table.add_row("", f"ours, {what}: trades + bars caught up", f"{run.trades:,}", f"{part.caught_up_s:,.0f}",
-                          f"{part.caught_up_s / run.bare_s:.2f}", cores)  # fmt: skip
+            table.add_row(
+                "",
+                f"ours, {what}: trades searchable",
+                f"{run.trades:,}",
+                f"{part.trades_indexed_s:,.0f}",
+                f"{part.trades_indexed_s / run.bare_s:.2f}",
+                "",
+            )
+            table.add_row(
+                "",
+                f"ours, {what}: trades + bars caught up",
+                f"{run.trades:,}",
+                f"{part.caught_up_s:,.0f}",
+                f"{part.caught_up_s / run.bare_s:.2f}",
+                cores,
+            )
     console.print(table)
 
-    table = Table(title="latency: trade produced -> searchable (p50 / p99 ms) and -> its 1-minute bar updated",
-                  title_justify="left")  # fmt: skip
-    for column in ("executors", "rate/s", "achieved", "probes", "searchable p50", "p99", "max", "bar p50", "bar p99",
-                   "records batch", "bars batch", "cores used (machine: 2)"):  # fmt: skip
+    table = Table(
+        title="latency: trade produced -> searchable (p50 / p99 ms) and -> its 1-minute bar updated",
+        title_justify="left",
+    )
+    for column in (
+        "executors",
+        "rate/s",
+        "achieved",
+        "probes",
+        "searchable p50",
+        "p99",
+        "max",
+        "bar p50",
+        "bar p99",
+        "records batch",
+        "bars batch",
+        "cores used (machine: 2)",
+    ):
         table.add_column(column, justify="left" if column.startswith("cores") else "right")
     for run in runs:
         for lat in run.latency:
@@ -572,33 +675,74 @@ def _print(runs: list[ExecutorRun]) -> None:
                 total = sum(v for k, v in p.items() if k not in {"bulk", "state", "worker"})
                 batches.append(f"{b.get('rows', 0):,.0f} rows, {total:,.0f} ms" if b else "-")
             cores = ", ".join(f"{k} {v:.2f}" for k, v in lat.cores.items() if v >= 0.05)
-            table.add_row(str(run.executors), f"{lat.rate:,}", f"{lat.achieved_rate:,.0f}", str(lat.probes),
-                          _ms(_pct(lat.searchable, 0.5)), _ms(_pct(lat.searchable, 0.99)),
-                          _ms(max(lat.searchable) if lat.searchable else None), _ms(_pct(lat.bar, 0.5)),
-                          _ms(_pct(lat.bar, 0.99)), *batches, cores)  # fmt: skip
+            table.add_row(
+                str(run.executors),
+                f"{lat.rate:,}",
+                f"{lat.achieved_rate:,.0f}",
+                str(lat.probes),
+                _ms(_pct(lat.searchable, 0.5)),
+                _ms(_pct(lat.searchable, 0.99)),
+                _ms(max(lat.searchable) if lat.searchable else None),
+                _ms(_pct(lat.bar, 0.5)),
+                _ms(_pct(lat.bar, 0.99)),
+                *batches,
+                cores,
+            )
         if run.bare_latency:
             b = run.bare_latency
-            table.add_row(str(run.executors), f"{b.rate:,}", f"{b.achieved_rate:,.0f}", str(b.probes),
-                          _ms(_pct(b.searchable, 0.5)), _ms(_pct(b.searchable, 0.99)),
-                          _ms(max(b.searchable) if b.searchable else None), "-", "-",
-                          "bare: bulk straight into ES every 100 ms", "", "")  # fmt: skip
+            table.add_row(
+                str(run.executors),
+                f"{b.rate:,}",
+                f"{b.achieved_rate:,.0f}",
+                str(b.probes),
+                _ms(_pct(b.searchable, 0.5)),
+                _ms(_pct(b.searchable, 0.99)),
+                _ms(max(b.searchable) if b.searchable else None),
+                "-",
+                "-",
+                "bare: bulk straight into ES every 100 ms",
+                "",
+                "",
+            )
     console.print(table)
 
     # the phases the job's status reports (an older job reported "build": its plan made in Python per batch, and
     # "worker": time in the executors' Python workers, inside "write")
-    order = ["offsets", "build", "planning", "checkpoint", "write", "worker", "bulk", "state", "bars", "hours",
-             "refresh", "other"]  # fmt: skip
-    seen = {phase for run in runs for phases in [run.warm.phases, run.cold.phases, *(lat.phases for lat in run.latency)]
-            for values in phases.values() for phase in values}  # fmt: skip
+    order = [
+        "offsets",
+        "build",
+        "planning",
+        "checkpoint",
+        "write",
+        "worker",
+        "bulk",
+        "state",
+        "bars",
+        "hours",
+        "refresh",
+        "other",
+    ]
+    seen = {
+        phase
+        for run in runs
+        for phases in [run.warm.phases, run.cold.phases, *(lat.phases for lat in run.latency)]
+        for values in phases.values()
+        for phase in values
+    }
     PHASES = [phase for phase in order if phase in seen] + sorted(seen - set(order))
 
-    table = Table(title="where a micro-batch's time goes (mean ms per batch; worker, bulk and state are inside write)",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title="where a micro-batch's time goes (mean ms per batch; worker, bulk and state are inside write)",
+        title_justify="left",
+    )
     for column in ("executors", "phase of the run", "query", *PHASES):
         table.add_column(column, justify="left" if column in {"phase of the run", "query"} else "right")
     for run in runs:
-        for label, phases in [("burst (warm)", run.warm.phases), ("backlog (cold)", run.cold.phases),
-                              *((f"{lat.rate:,}/s", lat.phases) for lat in run.latency)]:  # fmt: skip
+        for label, phases in [
+            ("burst (warm)", run.warm.phases),
+            ("backlog (cold)", run.cold.phases),
+            *((f"{lat.rate:,}/s", lat.phases) for lat in run.latency),
+        ]:
             for name, values in phases.items():
                 table.add_row(str(run.executors), label, name, *(f"{values.get(p, 0):,.0f}" for p in PHASES))
     console.print(table)
@@ -621,14 +765,22 @@ def _summary(runs: list[ExecutorRun]) -> dict[str, Any]:
         "bar_latency_p99_s": _pct(first.bar, 0.99) if first else None,
         "bare_latency_p50_s": _pct(head.bare_latency.searchable, 0.5) if head.bare_latency else None,
         "runs": [
-            {**{k: v for k, v in asdict(run).items() if k not in {"latency", "bare_latency"}},
-             "latency": [{**{k: v for k, v in asdict(lat).items() if k not in {"searchable", "bar"}},
-                          "p50_s": _pct(lat.searchable, 0.5), "p99_s": _pct(lat.searchable, 0.99),
-                          "bar_p50_s": _pct(lat.bar, 0.5), "bar_p99_s": _pct(lat.bar, 0.99)}
-                         for lat in run.latency]}
+            {
+                **{k: v for k, v in asdict(run).items() if k not in {"latency", "bare_latency"}},
+                "latency": [
+                    {
+                        **{k: v for k, v in asdict(lat).items() if k not in {"searchable", "bar"}},
+                        "p50_s": _pct(lat.searchable, 0.5),
+                        "p99_s": _pct(lat.searchable, 0.99),
+                        "bar_p50_s": _pct(lat.bar, 0.5),
+                        "bar_p99_s": _pct(lat.bar, 0.99),
+                    }
+                    for lat in run.latency
+                ],
+            }
             for run in runs
         ],
-    }  # fmt: skip
+    }
 
 
 def main(

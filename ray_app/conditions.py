@@ -33,8 +33,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Field = Literal["minute_open_close", "minute_high_low", "minute_volume", "minute_trade_count",
-                "daily_open_close", "daily_high_low", "daily_volume"]  # fmt: skip
+Field = Literal[
+    "minute_open_close",
+    "minute_high_low",
+    "minute_volume",
+    "minute_trade_count",
+    "daily_open_close",
+    "daily_high_low",
+    "daily_volume",
+]
 CTS_TAPES = ("A", "B")
 UTDF_TAPES = ("C",)
 ALL_TAPES = CTS_TAPES + UTDF_TAPES
@@ -150,6 +157,16 @@ def excluded_query(field: Field) -> dict[str, Any]:
 
 def table_rows() -> list[dict[str, Any]]:
     """The table as plain rows (docs, `ray-app bars conditions`)."""
-    return [{"code": row.code, "name": row.name, "tapes": "".join(row.tapes), "minute_price": row.minute_price,
-             "minute_volume": row.minute_volume, "daily_open_close": row.daily_open_close,
-             "daily_high_low": row.daily_high_low, "daily_volume": row.daily_volume} for row in TABLE]  # fmt: skip
+    return [
+        {
+            "code": row.code,
+            "name": row.name,
+            "tapes": "".join(row.tapes),
+            "minute_price": row.minute_price,
+            "minute_volume": row.minute_volume,
+            "daily_open_close": row.daily_open_close,
+            "daily_high_low": row.daily_high_low,
+            "daily_volume": row.daily_volume,
+        }
+        for row in TABLE
+    ]

@@ -198,9 +198,9 @@ class QuoteDocument(Document):
 
 
 class BarDocument(Document):
-    """``bars-1m`` / ``bars-1h``: a bar built from the trades (spark_jobs/bars.py); id symbol|start. Prices from the
-    trades whose conditions set prices, volume, trade count, VWAP and notional from those that count in the volume
-    (``ray_app.conditions``)."""
+    """``bars-1m`` / ``bars-1h``: a bar built from the trades (spark_jobs/bar_recompute.py); id symbol|start. Prices
+    from the trades whose conditions set prices, volume, trade count, VWAP and notional from those that count in the
+    volume (``ray_app.conditions``)."""
 
     symbol: str
     timeframe: str

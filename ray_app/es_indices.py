@@ -33,7 +33,11 @@ MAPPINGS: dict[str, dict[str, Any]] = {key: mapping(*models) for key, models in 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``elasticsearch.Elasticsearch`` from the ``elasticsearch:`` section."""
     es = settings.elasticsearch
-    kwargs: dict[str, Any] = {"hosts": [es.url], "request_timeout": es.request_timeout_s, "verify_certs": es.verify_certs}
+    kwargs: dict[str, Any] = {
+        "hosts": [es.url],
+        "request_timeout": es.request_timeout_s,
+        "verify_certs": es.verify_certs,
+    }
     if es.api_key:
         kwargs["api_key"] = es.api_key.get_secret_value()
     if es.username and es.password:
@@ -51,8 +55,10 @@ def es_client(settings: Settings) -> Elasticsearch:
 def document_counts(settings: Settings) -> dict[str, int]:
     """Documents per project index (0 for one that does not exist yet)."""
     es = es_client(settings)
-    return {index: es.count(index=index)["count"] if es.indices.exists(index=index) else 0
-            for index in settings.elasticsearch.indices.by_key().values()}  # fmt: skip
+    return {
+        index: es.count(index=index)["count"] if es.indices.exists(index=index) else 0
+        for index in settings.elasticsearch.indices.by_key().values()
+    }
 
 
 def template_body(settings: Settings, index: str, properties: dict[str, Any]) -> dict[str, Any]:

@@ -72,8 +72,9 @@ def find_java(settings: Settings) -> Java:
     if major == 1 and match.group(2):  # "1.8.0" style
         major = int(match.group(2))
     if major < MIN_JAVA_MAJOR:
-        raise ArtifactError(f"Java {major} found at {home} (from {where}), but Java {MIN_JAVA_MAJOR}+ is needed; "
-                            f"{hint}")
+        raise ArtifactError(
+            f"Java {major} found at {home} (from {where}), but Java {MIN_JAVA_MAJOR}+ is needed; {hint}"
+        )
     return Java(home=home, major=major)
 
 
@@ -108,12 +109,19 @@ def ensure_bundle(settings: Settings, bundle: Bundle) -> tuple[Path, bool]:
     log_file = settings.logs_dir / "maven.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     argv = [
-        mvn, "-B", "-f", str(POM_FILE), "-P", bundle,
+        mvn,
+        "-B",
+        "-f",
+        str(POM_FILE),
+        "-P",
+        bundle,
         f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
         *(["-o"] if settings.stack.maven_offline else []),
         *settings.stack.maven_extra_args,
-        "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging / 'lib'}",
-    ]  # fmt: skip
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={staging / 'lib'}",
+    ]
     with log_file.open("a") as log:
         log.write(f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} resolving {bundle}: {' '.join(argv)}\n")
         log.flush()

@@ -20,10 +20,15 @@ LIBRDKAFKA_LOGGER.addHandler(logging.NullHandler())
 
 def jaas_config(mechanism: str, username: str, password: str) -> str:
     """The Java clients' (and brokers') SASL login line for a user: JAAS quotes values the way JSON does."""
-    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
-              else "org.apache.kafka.common.security.scram.ScramLoginModule")  # fmt: skip
-    return (f"{module} required username={json.dumps(username, ensure_ascii=False)} "
-            f"password={json.dumps(password, ensure_ascii=False)};")  # fmt: skip
+    module = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+        if mechanism == "PLAIN"
+        else "org.apache.kafka.common.security.scram.ScramLoginModule"
+    )
+    return (
+        f"{module} required username={json.dumps(username, ensure_ascii=False)} "
+        f"password={json.dumps(password, ensure_ascii=False)};"
+    )
 
 
 def client_config(settings: Settings) -> dict[str, str]:
@@ -86,11 +91,15 @@ def _refusal(settings: Settings, error: KafkaError) -> str | None:
     where = f"Kafka at {kafka.bootstrap_servers}"
     reason = error.str()
     if error.code() == KafkaError._AUTHENTICATION:
-        return (f"{where} refused the credentials of user {kafka.sasl_username!r} ({kafka.sasl_mechanism}): check "
-                f"kafka.sasl_username and kafka.sasl_password ({reason})")  # fmt: skip
+        return (
+            f"{where} refused the credentials of user {kafka.sasl_username!r} ({kafka.sasl_mechanism}): check "
+            f"kafka.sasl_username and kafka.sasl_password ({reason})"
+        )
     if error.code() == KafkaError._SSL:
-        return (f"the TLS handshake with {where} failed: check kafka.ssl_ca_location (the certificate authority "
-                f"clients trust) and that the brokers speak {kafka.security_protocol} ({reason})")  # fmt: skip
+        return (
+            f"the TLS handshake with {where} failed: check kafka.ssl_ca_location (the certificate authority "
+            f"clients trust) and that the brokers speak {kafka.security_protocol} ({reason})"
+        )
     if "security.protocol" in reason or "sasl" in reason.lower():
         return f"{where} and these settings disagree on the protocol: check kafka.security_protocol ({reason})"
     return None
@@ -120,10 +129,13 @@ def probe(settings: Settings, timeout_s: float = 10) -> None:
         if time.monotonic() >= deadline:
             hint = ""
             if any("in state APIVERSION_QUERY" in line for line in seen):  # accepted, then closed at the first request
-                hint = (f"; the brokers close the connection at its first request: do they speak "
-                        f"{settings.kafka.security_protocol} (kafka.security_protocol)?")  # fmt: skip
-            raise KafkaUnavailable(f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({last}){hint}",
-                                   refused=False)  # fmt: skip
+                hint = (
+                    f"; the brokers close the connection at its first request: do they speak "
+                    f"{settings.kafka.security_protocol} (kafka.security_protocol)?"
+                )
+            raise KafkaUnavailable(
+                f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({last}){hint}", refused=False
+            )
 
 
 def _collecting_logger() -> tuple[logging.Logger, list[str]]:

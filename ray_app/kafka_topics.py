@@ -33,8 +33,10 @@ def ensure_topics(settings: Settings, topics: list[TopicSettings] | None = None,
                 topic.name,
                 num_partitions=topic.partitions,
                 replication_factor=settings.kafka.replication_factor,
-                config={"min.insync.replicas": str(settings.kafka.min_insync_replicas),
-                        **({"cleanup.policy": "compact"} if topic.compacted else {})},
+                config={
+                    "min.insync.replicas": str(settings.kafka.min_insync_replicas),
+                    **({"cleanup.policy": "compact"} if topic.compacted else {}),
+                },
             )
         )
     if to_create:

@@ -37,35 +37,75 @@ class Metric:
         return f"ray_{self.ray_name}{suffix}"
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("ingest_messages", "counter", "records the ingest delivered to Kafka", ("source", "topic")),
-    Metric("ingest_failures", "counter", "records the ingest could not deliver or turned into dead letters",
-           ("source", "reason")),
-    Metric("stream_batch_duration_seconds", "gauge", "the last micro-batch's whole trigger, offsets to commit",
-           ("query",)),
-    Metric("stream_batch_rows", "gauge", "records in the last micro-batch", ("query",)),
-    Metric("stream_rows", "counter", "records the streaming job has written", ("query",)),
-    Metric("stream_indexed_latency_seconds", "histogram",
-           "a batch's newest record: produced to Kafka -> indexed and searchable", ("query",),
-           tuple(LATENCY_BOUNDARIES_S)),
-    Metric("stream_refused_documents", "counter", "documents Elasticsearch refused (each became a dead letter)",
-           ("query",)),
-    Metric("kafka_lag_messages", "gauge", "messages in Kafka the streaming job has not committed yet",
-           ("query", "topic")),
-    Metric("newest_trade_age_seconds", "gauge", "age of the newest trade searchable in Elasticsearch", ("symbol",)),
-    Metric("dead_letters_recent", "gauge", "dead letters indexed in the last live.dead_letter_window_s, by reason",
-           ("reason",)),
-    Metric("forecast_run_duration_seconds", "gauge", "the last forecast run, start to finish", ("status",)),
-    Metric("forecast_symbol_duration_seconds", "gauge", "the last forecast of each symbol (read, fit, write)",
-           ("symbol", "status")),
-    Metric("forecast_runs", "counter", "forecast runs finished, by status", ("status",)),
-    Metric("indicator_cycle_duration_seconds", "gauge", "the last indicators cycle over every symbol"),
-    Metric("indicator_documents", "counter", "indicator documents written", ("symbol",)),
-    Metric("bar_parity_ratio", "gauge", "share of minutes whose bar equals the vendor's, per field "
-           "(live.parity_window_s)", ("symbol", "field")),
-    Metric("bar_parity_minutes", "gauge", "minutes of our bars against the vendor's: compared, adjusted (a cancel or "
-           "correction), only_ours, only_vendor", ("symbol", "kind")),
-]}  # fmt: skip
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("ingest_messages", "counter", "records the ingest delivered to Kafka", ("source", "topic")),
+        Metric(
+            "ingest_failures",
+            "counter",
+            "records the ingest could not deliver or turned into dead letters",
+            ("source", "reason"),
+        ),
+        Metric(
+            "stream_batch_duration_seconds",
+            "gauge",
+            "the last micro-batch's whole trigger, offsets to commit",
+            ("query",),
+        ),
+        Metric("stream_batch_rows", "gauge", "records in the last micro-batch", ("query",)),
+        Metric("stream_rows", "counter", "records the streaming job has written", ("query",)),
+        Metric(
+            "stream_indexed_latency_seconds",
+            "histogram",
+            "a batch's newest record: produced to Kafka -> indexed and searchable",
+            ("query",),
+            tuple(LATENCY_BOUNDARIES_S),
+        ),
+        Metric(
+            "stream_refused_documents",
+            "counter",
+            "documents Elasticsearch refused (each became a dead letter)",
+            ("query",),
+        ),
+        Metric(
+            "kafka_lag_messages",
+            "gauge",
+            "messages in Kafka the streaming job has not committed yet",
+            ("query", "topic"),
+        ),
+        Metric("newest_trade_age_seconds", "gauge", "age of the newest trade searchable in Elasticsearch", ("symbol",)),
+        Metric(
+            "dead_letters_recent",
+            "gauge",
+            "dead letters indexed in the last live.dead_letter_window_s, by reason",
+            ("reason",),
+        ),
+        Metric("forecast_run_duration_seconds", "gauge", "the last forecast run, start to finish", ("status",)),
+        Metric(
+            "forecast_symbol_duration_seconds",
+            "gauge",
+            "the last forecast of each symbol (read, fit, write)",
+            ("symbol", "status"),
+        ),
+        Metric("forecast_runs", "counter", "forecast runs finished, by status", ("status",)),
+        Metric("indicator_cycle_duration_seconds", "gauge", "the last indicators cycle over every symbol"),
+        Metric("indicator_documents", "counter", "indicator documents written", ("symbol",)),
+        Metric(
+            "bar_parity_ratio",
+            "gauge",
+            "share of minutes whose bar equals the vendor's, per field (live.parity_window_s)",
+            ("symbol", "field"),
+        ),
+        Metric(
+            "bar_parity_minutes",
+            "gauge",
+            "minutes of our bars against the vendor's: compared, adjusted (a cancel or "
+            "correction), only_ours, only_vendor",
+            ("symbol", "kind"),
+        ),
+    ]
+}
 
 _made: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -99,8 +139,9 @@ def _metric(name: str) -> Any | None:
             elif spec.kind == "gauge":
                 _made[name] = ray_metrics.Gauge(spec.ray_name, spec.description, tag_keys=spec.tags)
             else:
-                _made[name] = ray_metrics.Histogram(spec.ray_name, spec.description, boundaries=list(spec.boundaries),
-                                                    tag_keys=spec.tags)  # fmt: skip
+                _made[name] = ray_metrics.Histogram(
+                    spec.ray_name, spec.description, boundaries=list(spec.boundaries), tag_keys=spec.tags
+                )
         return _made[name]
 
 

@@ -28,7 +28,7 @@ from ray_app.times import format_ns, now_ns
 SCHEMA_VERSION: Literal[1] = 1
 
 # What a record may hold, checked the same way by the ingest models below and by the streaming job
-# (spark_jobs/records.py), so nothing the ingest writes is refused downstream and nothing Elasticsearch would
+# (spark_jobs/record_rules.py), so nothing the ingest writes is refused downstream and nothing Elasticsearch would
 # refuse (an id over 512 bytes, a keyword over Lucene's 32 KB term limit) reaches it as a valid record.
 SYMBOL_MAX_LENGTH = 16
 TRADE_ID_MAX_BYTES = 1024  # far above any venue's ids (Alpaca: 64-bit integers); ids over 512 bytes are hashed
@@ -192,8 +192,9 @@ class Bar(Record):
     @model_validator(mode="after")
     def _consistent(self) -> Bar:
         if not self.low <= min(self.open, self.close) <= max(self.open, self.close) <= self.high:
-            raise ValueError(f"low <= open, close <= high does not hold (o={self.open} h={self.high} "
-                             f"l={self.low} c={self.close})")  # fmt: skip
+            raise ValueError(
+                f"low <= open, close <= high does not hold (o={self.open} h={self.high} l={self.low} c={self.close})"
+            )
         return self
 
 
@@ -206,8 +207,9 @@ class DeadLetter(BaseModel):
     stage: str
     # rejected: Elasticsearch refused the document the record became (e.g. a mapping conflict)
     # unserialisable: a record that validated and still could not be encoded for Kafka
-    reason: Literal["unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type", "rejected",
-                    "unserialisable"]
+    reason: Literal[
+        "unparseable", "missing_field", "invalid_value", "unknown_symbol", "unknown_type", "rejected", "unserialisable"
+    ]
     detail: str
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"

@@ -57,8 +57,9 @@ def kafka_round_trip(settings: Settings) -> str:
 
     for seq in range(settings.smoke.messages):
         key = keys[seq % len(keys)]
-        producer.produce(topic.name, key=key, value=json.dumps({"run": run, "key": key, "seq": seq}),
-                         on_delivery=on_delivery)  # fmt: skip
+        producer.produce(
+            topic.name, key=key, value=json.dumps({"run": run, "key": key, "seq": seq}), on_delivery=on_delivery
+        )
         producer.poll(0)
     if producer.flush(30) or errors:
         raise RuntimeError(f"not every message was delivered: {errors[:3]}")

@@ -119,9 +119,14 @@ class Authenticate:
         if auth.allowed(scope["method"], path, given, _DOCS):
             return await self.app(scope, receive, send)
         why = "missing" if given is None else "wrong"
-        refusal = JSONResponse(status_code=401, headers={"WWW-Authenticate": API_KEY_HEADER},
-                               content={"detail": f"the API key is {why}: send it in the {API_KEY_HEADER} header "
-                                                  "(serve.api_key, or the file state_dir/serve/api-key)"})  # fmt: skip
+        refusal = JSONResponse(
+            status_code=401,
+            headers={"WWW-Authenticate": API_KEY_HEADER},
+            content={
+                "detail": f"the API key is {why}: send it in the {API_KEY_HEADER} header "
+                "(serve.api_key, or the file state_dir/serve/api-key)"
+            },
+        )
         await refusal(scope, receive, send)
 
 
@@ -209,8 +214,10 @@ async def _answer(response: Any, limit: Limit | None = None) -> Any:
     except TimeoutError:
         response.cancel()
         assert limit is not None
-        raise TimedOut(f"the {limit.deployment} deployment did not answer within {limit.timeout_s:g} s "
-                       f"(serve.{limit.deployment.lower()}.request_timeout_s)") from None  # fmt: skip
+        raise TimedOut(
+            f"the {limit.deployment} deployment did not answer within {limit.timeout_s:g} s "
+            f"(serve.{limit.deployment.lower()}.request_timeout_s)"
+        ) from None
     except BackPressureError:
         what = limit.deployment if limit else "the"
         raise Busy(f"the {what} deployment is busy (its queue is full): try again in a moment") from None
@@ -267,8 +274,9 @@ class Recommender:
         judgement = judge(facts, self.settings.recommend.rules)
         prompt = (chat_prompt_for if self.lm.chat else prompt_for)(facts, judgement)
         generation = await self.generate(prompt)
-        return recommendation_of(facts, judgement, prompt, generation, self.lm.name,
-                                 not self.lm.is_untrained_test_model, self.lm.note).model_dump()  # fmt: skip
+        return recommendation_of(
+            facts, judgement, prompt, generation, self.lm.name, not self.lm.is_untrained_test_model, self.lm.note
+        ).model_dump()
 
     async def record(self, symbols: list[str]) -> dict[str, Any]:
         """Recommend for `symbols` (default: every symbol the latest run forecast) and index the answers."""
@@ -287,15 +295,22 @@ class Recommender:
             else:
                 answers.append(outcome)
         written = await asyncio.to_thread(write_recommendations, self.es, self.settings, answers)
-        return {"index": self.settings.elasticsearch.indices.recommendations, "written": written,
-                "skipped": skipped, "recommendations": answers}  # fmt: skip
+        return {
+            "index": self.settings.elasticsearch.indices.recommendations,
+            "written": written,
+            "skipped": skipped,
+            "recommendations": answers,
+        }
 
     def latest(self) -> list[dict[str, Any]]:
         return latest_recommendations(self.es, self.settings)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.lm.describe(), "max_batch_size": self.settings.recommend.max_batch_size,
-                "batch_wait_timeout_s": self.settings.recommend.batch_wait_timeout_s}  # fmt: skip
+        return {
+            **self.lm.describe(),
+            "max_batch_size": self.settings.recommend.max_batch_size,
+            "batch_wait_timeout_s": self.settings.recommend.batch_wait_timeout_s,
+        }
 
 
 @serve.deployment
@@ -363,8 +378,9 @@ class Ingress:
 
     @api.get("/indicators/{symbol:path}", response_model=list[IndicatorRow])
     async def indicators(self, symbol: str = SymbolPath, minutes: int = MinutesQuery) -> Response:
-        return await self._read(("indicators", symbol, str(minutes)),
-                                lambda: self.forecasts.indicators.remote(symbol, minutes))  # fmt: skip
+        return await self._read(
+            ("indicators", symbol, str(minutes)), lambda: self.forecasts.indicators.remote(symbol, minutes)
+        )
 
     @api.get("/quote/{symbol:path}", response_model=LatestQuote)
     async def quote(self, symbol: str = SymbolPath) -> Response:
@@ -378,14 +394,30 @@ class Ingress:
     async def record(self, symbol: list[str] | None = SymbolsQuery) -> dict[str, Any]:
         bad = [(i, value) for i, value in enumerate(symbol or []) if not re.fullmatch(SYMBOL_PATTERN, value)]
         if bad:  # a pattern on list items breaks Serve's OpenAPI page, so the 422 is raised here, in FastAPI's shape
-            raise RequestValidationError([{"type": "string_pattern_mismatch", "loc": ("query", "symbol", i),
-                                           "msg": f"String should match pattern '{SYMBOL_PATTERN}'", "input": value}
-                                          for i, value in bad])  # fmt: skip
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "string_pattern_mismatch",
+                        "loc": ("query", "symbol", i),
+                        "msg": f"String should match pattern '{SYMBOL_PATTERN}'",
+                        "input": value,
+                    }
+                    for i, value in bad
+                ]
+            )
         wanted = list(dict.fromkeys(value.upper().replace("-", "/") for value in symbol or []))  # each once
         if len(wanted) > self.max_symbols:
-            raise RequestValidationError([{"type": "too_long", "loc": ("query", "symbol"), "input": len(wanted),
-                                           "msg": f"at most {self.max_symbols} different symbols per request "
-                                                  f"(serve.max_symbols_per_request); got {len(wanted)}"}])  # fmt: skip
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "too_long",
+                        "loc": ("query", "symbol"),
+                        "input": len(wanted),
+                        "msg": f"at most {self.max_symbols} different symbols per request "
+                        f"(serve.max_symbols_per_request); got {len(wanted)}",
+                    }
+                ]
+            )
         return await _answer(self.recommender.record.remote(wanted), self.recommender_limit)
 
     @api.get("/model", response_model=ModelDescription)
@@ -408,12 +440,20 @@ def application(settings: Settings) -> serve.Application:
     forecast = _deployment(Forecast).options(**serve_settings.forecast.deployment_options()).bind(settings)
     recommender_options = serve_settings.recommender.deployment_options()
     recommender = _deployment(Recommender).options(**recommender_options).bind(settings, forecast)
-    return _deployment(Ingress).options(**serve_settings.ingress.deployment_options()).bind(
-        forecast, recommender, SecretStr(api_key(settings)), not is_loopback(serve_settings.http_host),
-        serve_settings.max_symbols_per_request,
-        serve_settings.forecast.request_timeout_s, serve_settings.recommender.request_timeout_s,
-        serve_settings.cache_ttl_s,
-    )  # fmt: skip
+    return (
+        _deployment(Ingress)
+        .options(**serve_settings.ingress.deployment_options())
+        .bind(
+            forecast,
+            recommender,
+            SecretStr(api_key(settings)),
+            not is_loopback(serve_settings.http_host),
+            serve_settings.max_symbols_per_request,
+            serve_settings.forecast.request_timeout_s,
+            serve_settings.recommender.request_timeout_s,
+            serve_settings.cache_ttl_s,
+        )
+    )
 
 
 def build_app(args: dict[str, str] | None = None) -> serve.Application:

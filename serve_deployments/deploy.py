@@ -50,10 +50,13 @@ def deploy(settings: Settings, timeout: float) -> Deployed:
     try:
         connect(settings)
     except ConnectionError as exc:
-        raise DeployFailed(f"cannot reach Ray at {settings.ray.address} ({exc}); is the stack up (`ray-app stack up`)?"
-                           ) from None  # fmt: skip
-    ray_serve.start(proxy_location=settings.serve.proxy_location,
-                    http_options={"host": settings.serve.http_host, "port": settings.serve.http_port})  # fmt: skip
+        raise DeployFailed(
+            f"cannot reach Ray at {settings.ray.address} ({exc}); is the stack up (`ray-app stack up`)?"
+        ) from None
+    ray_serve.start(
+        proxy_location=settings.serve.proxy_location,
+        http_options={"host": settings.serve.http_host, "port": settings.serve.http_port},
+    )
     name = settings.serve.app_name
     # not waiting inside Serve: a replica short of CPUs never starts, and the loop below gives up with the reason
     target = ray_serve.RunTarget(application(settings), name=name, route_prefix=settings.serve.route_prefix)
@@ -63,7 +66,11 @@ def deploy(settings: Settings, timeout: float) -> Deployed:
         if app is not None and _text(app.status) == "DEPLOY_FAILED":
             raise DeployFailed(f"the app failed to deploy: {app.message}")
         if time.monotonic() > deadline:
-            why = "; ".join(f"{d}: {_text(info.status)} {info.message}" for d, info in app.deployments.items()) if app else ""
+            why = (
+                "; ".join(f"{d}: {_text(info.status)} {info.message}" for d, info in app.deployments.items())
+                if app
+                else ""
+            )
             raise DeployFailed(f"the app is not running after {timeout:.0f} s ({why}); see `ray-app serve status`")
         time.sleep(1)
     try:

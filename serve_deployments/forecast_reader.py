@@ -23,9 +23,17 @@ from serve_deployments.market_facts import build_facts
 from serve_deployments.ttl_cache import TtlCache
 
 SUMMARY_FIELDS = (
-    "highest_volume", "highest_volume_at", "highest_price", "highest_price_at", "lowest_price", "lowest_price_at",
-    "forecast_start", "forecast_end", "chosen_models", "targets_beating_naive",
-)  # fmt: skip
+    "highest_volume",
+    "highest_volume_at",
+    "highest_price",
+    "highest_price_at",
+    "lowest_price",
+    "lowest_price_at",
+    "forecast_start",
+    "forecast_end",
+    "chosen_models",
+    "targets_beating_naive",
+)
 
 
 CACHE_MAX_ENTRIES = 512  # answers kept per replica: a few per symbol and question, far more than a platform has
@@ -96,10 +104,17 @@ class ForecastReader:
 
     def symbols(self) -> list[dict[str, Any]]:
         return [
-            {"symbol": symbol, "slug": slug(symbol), "market": doc.get("market"), "status": doc.get("status"),
-             "reason": doc.get("reason"), "run_id": doc["run_id"], "as_of": doc["as_of"]}
+            {
+                "symbol": symbol,
+                "slug": slug(symbol),
+                "market": doc.get("market"),
+                "status": doc.get("status"),
+                "reason": doc.get("reason"),
+                "run_id": doc["run_id"],
+                "as_of": doc["as_of"],
+            }
             for symbol, doc in sorted(self._symbol_docs().items())
-        ]  # fmt: skip
+        ]
 
     def forecast(self, symbol_or_slug: str) -> list[dict[str, Any]]:
         """One row per forecast hour: each target's value and interval bounds as columns (close, close_lo_80 ...)."""
@@ -127,8 +142,12 @@ class ForecastReader:
         doc = self._symbol_docs()[symbol]
         if doc.get("status") != "ok":
             raise UnknownSymbol(f"{symbol} was not forecast in run {doc['run_id']}: {doc.get('reason')}")
-        return {"symbol": symbol, "run_id": doc["run_id"], "as_of": doc["as_of"],
-                **{field: doc.get(field) for field in SUMMARY_FIELDS}}  # fmt: skip
+        return {
+            "symbol": symbol,
+            "run_id": doc["run_id"],
+            "as_of": doc["as_of"],
+            **{field: doc.get(field) for field in SUMMARY_FIELDS},
+        }
 
     def _target_docs(self, run_id: str) -> list[dict[str, Any]]:
         return self._cached(("targets", run_id), lambda: store.run_records(self.es, self.settings, run_id, "target"))
@@ -142,11 +161,21 @@ class ForecastReader:
             if doc["symbol"] != symbol:
                 continue
             mase, naive = doc.get("mase"), doc.get("naive_mase")
-            rows.append({"symbol": symbol, "run_id": run_id, "target": doc["target"], "model": doc.get("chosen_model"),
-                         "mase": mase, "naive_mase": naive, "smape": doc.get("smape"),
-                         "naive_smape": doc.get("naive_smape"), "beats_naive": doc.get("beats_naive"),
-                         "mase_vs_naive_pct": None if not mase or not naive else round((mase / naive - 1) * 100, 2),
-                         **{key: value for key, value in doc.items() if key.startswith("coverage_")}})  # fmt: skip
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "run_id": run_id,
+                    "target": doc["target"],
+                    "model": doc.get("chosen_model"),
+                    "mase": mase,
+                    "naive_mase": naive,
+                    "smape": doc.get("smape"),
+                    "naive_smape": doc.get("naive_smape"),
+                    "beats_naive": doc.get("beats_naive"),
+                    "mase_vs_naive_pct": None if not mase or not naive else round((mase / naive - 1) * 100, 2),
+                    **{key: value for key, value in doc.items() if key.startswith("coverage_")},
+                }
+            )
         return rows
 
     def accuracy(self, symbol_or_slug: str) -> list[dict[str, Any]]:
@@ -160,8 +189,10 @@ class ForecastReader:
 
         rows = self._cached(("accuracy", symbol), load)
         if not rows:
-            raise NoForecastYet(f"no forecast of {symbol} has been scored yet: its horizon has not begun, or run "
-                                "`ray-app forecast evaluate`")  # fmt: skip
+            raise NoForecastYet(
+                f"no forecast of {symbol} has been scored yet: its horizon has not begun, or run "
+                "`ray-app forecast evaluate`"
+            )
         return rows
 
     def vs_realized(self, symbol_or_slug: str) -> list[dict[str, Any]]:
@@ -225,9 +256,13 @@ class ForecastReader:
         symbol = self._traded(symbol_or_slug)
 
         def load() -> dict[str, Any]:
-            found = self.es.search(index=self.settings.elasticsearch.indices.quotes,
-                                   query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
-                                   sort=[{"quoted_ns": "desc"}], size=1, track_total_hits=False)  # fmt: skip
+            found = self.es.search(
+                index=self.settings.elasticsearch.indices.quotes,
+                query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                sort=[{"quoted_ns": "desc"}],
+                size=1,
+                track_total_hits=False,
+            )
             hits = found["hits"]["hits"]
             if not hits:
                 raise NoQuoteYet(f"no quote for {symbol} yet: the quotes index has none")
@@ -261,8 +296,15 @@ class ForecastReader:
             raise NoForecastYet(f"run {summary['run_id']} has no close forecast for {symbol} (forecast.targets)")
         targets = self._target_docs(summary["run_id"])
         beats = any(doc["symbol"] == symbol and doc["target"] == "close" and doc.get("beats_naive") for doc in targets)
-        facts = build_facts(symbol, self.recent_bars(symbol), rows, self._symbol_docs()[symbol], beats,
-                            summary, self.settings.recommend.rules)  # fmt: skip
+        facts = build_facts(
+            symbol,
+            self.recent_bars(symbol),
+            rows,
+            self._symbol_docs()[symbol],
+            beats,
+            summary,
+            self.settings.recommend.rules,
+        )
         return facts.model_dump()
 
     def health(self) -> dict[str, Any]:

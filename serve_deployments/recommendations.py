@@ -19,8 +19,9 @@ from ray_app.times import now_iso
 from serve_deployments.language_model import Generation
 
 
-def recommendation_of(facts: MarketFacts, judgement: Judgement, prompt: str, generation: Generation, model: str,
-                      trained: bool, note: str) -> Recommendation:  # fmt: skip
+def recommendation_of(
+    facts: MarketFacts, judgement: Judgement, prompt: str, generation: Generation, model: str, trained: bool, note: str
+) -> Recommendation:
     """The answer from its parts: the facts, the rules' verdict, the prompt and what the model wrote."""
     return Recommendation(
         **facts.model_dump(),
@@ -58,8 +59,14 @@ def latest_recommendations(es: Elasticsearch, settings: Settings) -> list[dict[s
     page = es.search(
         index=index,
         size=0,
-        aggs={"per_symbol": {"terms": {"field": "symbol", "size": 1000}, "aggs": {
-            "newest": {"top_hits": {"size": 1, "sort": [{"timestamp": "desc"}, {"generated_at": "desc"}]}}}}},
-    )  # fmt: skip
+        aggs={
+            "per_symbol": {
+                "terms": {"field": "symbol", "size": 1000},
+                "aggs": {
+                    "newest": {"top_hits": {"size": 1, "sort": [{"timestamp": "desc"}, {"generated_at": "desc"}]}}
+                },
+            }
+        },
+    )
     buckets = page["aggregations"]["per_symbol"]["buckets"]
     return sorted((b["newest"]["hits"]["hits"][0]["_source"] for b in buckets), key=lambda doc: doc["symbol"])

@@ -38,4 +38,3 @@ class TtlCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
-

@@ -87,8 +87,10 @@ def complete(answer: dict[str, Any], what: str) -> dict[str, Any]:
     read = shards.get("successful", 0) + shards.get("skipped", 0)
     if answer.get("timed_out") or shards.get("failed", 0) or read < total:
         reasons = "; ".join(str((f.get("reason") or {}).get("reason", f))[:200] for f in shards.get("failures", [])[:3])
-        raise IncompleteRead(f"{what} read {read} of {total} shards (timed out: {bool(answer.get('timed_out'))})"
-                             + (f": {reasons}" if reasons else ""))  # fmt: skip
+        raise IncompleteRead(
+            f"{what} read {read} of {total} shards (timed out: {bool(answer.get('timed_out'))})"
+            + (f": {reasons}" if reasons else "")
+        )
     return answer
 
 
@@ -117,17 +119,32 @@ def reading(call: Callable[[], T], what: str, tries: int = READ_TRIES, wait_s: f
 
 def _in_windows(keys: list[Key], field: str, scale: int, seconds: int) -> dict[str, Any]:
     """A filter for the documents of these (symbol, window start) pairs; ``field`` in units of 1/``scale`` s."""
-    return {"bool": {"minimum_should_match": 1, "should": [
-        {"bool": {"filter": [{"term": {"symbol": symbol}},
-                             {"range": {field: {"gte": start * scale, "lt": (start + seconds) * scale}}}]}}
-        for symbol, start in keys]}}  # fmt: skip
+    return {
+        "bool": {
+            "minimum_should_match": 1,
+            "should": [
+                {
+                    "bool": {
+                        "filter": [
+                            {"term": {"symbol": symbol}},
+                            {"range": {field: {"gte": start * scale, "lt": (start + seconds) * scale}}},
+                        ]
+                    }
+                }
+                for symbol, start in keys
+            ],
+        }
+    }
 
 
-def _composite(es: Any, index: str, query: dict[str, Any], time_field: str, aggs: dict[str, Any],
-               interval: str = "1m") -> Iterator[dict]:  # fmt: skip
+def _composite(
+    es: Any, index: str, query: dict[str, Any], time_field: str, aggs: dict[str, Any], interval: str = "1m"
+) -> Iterator[dict]:
     """Every (symbol, window) bucket of ``query``, with ``aggs``, page by page; every shard read or none."""
-    sources = [{"symbol": {"terms": {"field": "symbol"}}},
-               {"window": {"date_histogram": {"field": time_field, "fixed_interval": interval}}}]  # fmt: skip
+    sources = [
+        {"symbol": {"terms": {"field": "symbol"}}},
+        {"window": {"date_histogram": {"field": time_field, "fixed_interval": interval}}},
+    ]
     after: dict[str, Any] | None = None
     while True:
         composite: dict[str, Any] = {"size": 1000, "sources": sources}
@@ -160,17 +177,23 @@ def _first(bucket: dict[str, Any], name: str) -> dict[str, Any]:
 
 TRADE_ORDER = ["timestamp_ns", "kafka_partition", "kafka_offset"]
 TRADE_AGGS = {
-    "priced": {"filter": {"bool": {"must_not": [SETS_NO_PRICE]}}, "aggs": {
-        "high": {"max": {"field": "price"}},
-        "low": {"min": {"field": "price"}},
-        "open": {"top_hits": {"size": 1, "_source": ["price"], "sort": [{f: "asc"} for f in TRADE_ORDER]}},
-        "close": {"top_hits": {"size": 1, "_source": ["price"], "sort": [{f: "desc"} for f in TRADE_ORDER]}},
-    }},
-    "counted": {"filter": {"bool": {"must_not": [NOT_IN_VOLUME]}}, "aggs": {
-        "volume": {"sum": {"field": "size"}},
-        "notional": {"sum": {"field": "notional"}},
-    }},
-}  # fmt: skip
+    "priced": {
+        "filter": {"bool": {"must_not": [SETS_NO_PRICE]}},
+        "aggs": {
+            "high": {"max": {"field": "price"}},
+            "low": {"min": {"field": "price"}},
+            "open": {"top_hits": {"size": 1, "_source": ["price"], "sort": [{f: "asc"} for f in TRADE_ORDER]}},
+            "close": {"top_hits": {"size": 1, "_source": ["price"], "sort": [{f: "desc"} for f in TRADE_ORDER]}},
+        },
+    },
+    "counted": {
+        "filter": {"bool": {"must_not": [NOT_IN_VOLUME]}},
+        "aggs": {
+            "volume": {"sum": {"field": "size"}},
+            "notional": {"sum": {"field": "notional"}},
+        },
+    },
+}
 
 
 def minute_trades(es: Any, trades_index: str, keys: list[Key]) -> dict[Key, dict[str, Any]]:
@@ -182,10 +205,15 @@ def minute_trades(es: Any, trades_index: str, keys: list[Key]) -> dict[Key, dict
         if not priced["doc_count"]:
             continue  # only trades that set no price (odd lots, ...): no bar; their volume counts in the hour
         key = (bucket["key"]["symbol"], bucket["key"]["window"] // 1000)
-        found[key] = {"open": _first(priced, "open")["price"], "close": _first(priced, "close")["price"],
-                      "high": priced["high"]["value"], "low": priced["low"]["value"],
-                      "volume": counted["volume"]["value"], "notional": counted["notional"]["value"],
-                      "trade_count": counted["doc_count"]}  # fmt: skip
+        found[key] = {
+            "open": _first(priced, "open")["price"],
+            "close": _first(priced, "close")["price"],
+            "high": priced["high"]["value"],
+            "low": priced["low"]["value"],
+            "volume": counted["volume"]["value"],
+            "notional": counted["notional"]["value"],
+            "trade_count": counted["doc_count"],
+        }
     return found
 
 
@@ -209,8 +237,9 @@ def time_weighted_spread(start: int, book: list[tuple[int, float | None]]) -> tu
 
 def minute_spreads(es: Any, quotes_index: str, keys: list[Key]) -> dict[Key, tuple[float | None, int]]:
     query = {"bool": {"filter": [_in_windows(keys, "quoted_ns", NANOS, MINUTE_S)]}}
-    aggs = {"book": {"top_hits": {"size": MINUTE_S, "_source": ["quoted_ns", "spread"],
-                                  "sort": [{"quoted_ns": "asc"}]}}}  # fmt: skip
+    aggs = {
+        "book": {"top_hits": {"size": MINUTE_S, "_source": ["quoted_ns", "spread"], "sort": [{"quoted_ns": "asc"}]}}
+    }
     spreads = {}
     for bucket in _composite(es, quotes_index, query, "timestamp", aggs):
         key = (bucket["key"]["symbol"], bucket["key"]["window"] // 1000)
@@ -219,21 +248,36 @@ def minute_spreads(es: Any, quotes_index: str, keys: list[Key]) -> dict[Key, tup
     return spreads
 
 
-def minute_bar(symbol: str, start: int, trades: dict[str, Any], spread: tuple[float | None, int] | None,
-               updated_at: str) -> dict[str, Any]:  # fmt: skip
+def minute_bar(
+    symbol: str, start: int, trades: dict[str, Any], spread: tuple[float | None, int] | None, updated_at: str
+) -> dict[str, Any]:
     """One 1-minute bar document from its trades' aggregation (and its quotes' spread)."""
     o, h, low, c, v = (trades[name] for name in ("open", "high", "low", "close", "volume"))
     spread_twa, seconds = spread if spread else (None, None)
     return BarDocument(
-        symbol=symbol, timeframe="1Min", timestamp=format_seconds(start), open=o, high=h, low=low, close=c, volume=v,
-        trade_count=int(trades["trade_count"]), vwap=trades["notional"] / v if v > 0 else None,
-        range=h - low, notional=trades["notional"], log_return=math.log(c / o), spread_twa=spread_twa,
-        spread_seconds=seconds or None, source=BAR_SOURCE, updated_at=updated_at,
-    ).model_dump()  # fmt: skip
+        symbol=symbol,
+        timeframe="1Min",
+        timestamp=format_seconds(start),
+        open=o,
+        high=h,
+        low=low,
+        close=c,
+        volume=v,
+        trade_count=int(trades["trade_count"]),
+        vwap=trades["notional"] / v if v > 0 else None,
+        range=h - low,
+        notional=trades["notional"],
+        log_return=math.log(c / o),
+        spread_twa=spread_twa,
+        spread_seconds=seconds or None,
+        source=BAR_SOURCE,
+        updated_at=updated_at,
+    ).model_dump()
 
 
-def minute_bar_actions(es: Any, trades_index: str, quotes_index: str, minute_index: str,
-                       keys: set[Key]) -> list[Action]:  # fmt: skip
+def minute_bar_actions(
+    es: Any, trades_index: str, quotes_index: str, minute_index: str, keys: set[Key]
+) -> list[Action]:
     """The write (or delete) of every touched 1-minute bar, recomputed from the trades and quotes."""
     updated_at = format_seconds(int(time.time()))
     ordered = sorted(keys)
@@ -266,8 +310,9 @@ def minute_ids(symbol: str, hour_start: int) -> list[str]:
 
 def hour_volumes(es: Any, trades_index: str, hours: list[Key]) -> dict[Key, dict[str, float]]:
     """Volume, notional and trade count of each hour's trades that count in the volume (not cancelled)."""
-    query = {"bool": {"filter": [_in_windows(hours, "timestamp_ns", NANOS, HOUR_S)],
-                      "must_not": [CANCELLED, NOT_IN_VOLUME]}}  # fmt: skip
+    query = {
+        "bool": {"filter": [_in_windows(hours, "timestamp_ns", NANOS, HOUR_S)], "must_not": [CANCELLED, NOT_IN_VOLUME]}
+    }
     aggs = {"volume": {"sum": {"field": "size"}}, "notional": {"sum": {"field": "notional"}}}
     return {
         (bucket["key"]["symbol"], bucket["key"]["window"] // 1000): {
@@ -279,28 +324,46 @@ def hour_volumes(es: Any, trades_index: str, hours: list[Key]) -> dict[Key, dict
     }
 
 
-def hour_bar(symbol: str, hour_start: int, minutes: list[dict[str, Any]], volumes: dict[str, float] | None,
-             updated_at: str) -> dict[str, Any]:  # fmt: skip
+def hour_bar(
+    symbol: str, hour_start: int, minutes: list[dict[str, Any]], volumes: dict[str, float] | None, updated_at: str
+) -> dict[str, Any]:
     """One hour bar from its minute bars (any order) and the sums over its trades in the volume."""
     ordered = sorted(minutes, key=lambda bar: bar["timestamp"])
     open_, close = ordered[0]["open"], ordered[-1]["close"]
     high = max(bar["high"] for bar in ordered)
     low = min(bar["low"] for bar in ordered)
     if volumes is None:  # the hour's sums are not known: its minute bars' (a trade that sets a price is in them)
-        volumes = {"volume": math.fsum(bar["volume"] for bar in ordered),
-                   "notional": math.fsum(bar.get("notional") or 0.0 for bar in ordered),
-                   "trade_count": sum(int(bar.get("trade_count") or 0) for bar in ordered)}  # fmt: skip
+        volumes = {
+            "volume": math.fsum(bar["volume"] for bar in ordered),
+            "notional": math.fsum(bar.get("notional") or 0.0 for bar in ordered),
+            "trade_count": sum(int(bar.get("trade_count") or 0) for bar in ordered),
+        }
     volume, notional = volumes["volume"], volumes["notional"]
     spread_seconds = sum(int(bar.get("spread_seconds") or 0) for bar in ordered if bar.get("spread_twa") is not None)
-    spread = math.fsum(bar["spread_twa"] * int(bar["spread_seconds"]) for bar in ordered
-                       if bar.get("spread_twa") is not None and bar.get("spread_seconds"))  # fmt: skip
+    spread = math.fsum(
+        bar["spread_twa"] * int(bar["spread_seconds"])
+        for bar in ordered
+        if bar.get("spread_twa") is not None and bar.get("spread_seconds")
+    )
     return BarDocument(
-        symbol=symbol, timeframe="1Hour", timestamp=format_seconds(hour_start),
-        open=open_, high=high, low=low, close=close, volume=volume, trade_count=int(volumes["trade_count"]),
-        vwap=notional / volume if volume > 0 else None, range=high - low, notional=notional,
-        log_return=math.log(close / open_), spread_twa=spread / spread_seconds if spread_seconds else None,
-        spread_seconds=spread_seconds or None, source=BAR_SOURCE, updated_at=updated_at,
-    ).model_dump()  # fmt: skip
+        symbol=symbol,
+        timeframe="1Hour",
+        timestamp=format_seconds(hour_start),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        trade_count=int(volumes["trade_count"]),
+        vwap=notional / volume if volume > 0 else None,
+        range=high - low,
+        notional=notional,
+        log_return=math.log(close / open_),
+        spread_twa=spread / spread_seconds if spread_seconds else None,
+        spread_seconds=spread_seconds or None,
+        source=BAR_SOURCE,
+        updated_at=updated_at,
+    ).model_dump()
 
 
 def _minute_docs(es: Any, minute_index: str, wanted: list[tuple[str, int, str]]) -> dict[Key, list[dict[str, Any]]]:
@@ -312,8 +375,9 @@ def _minute_docs(es: Any, minute_index: str, wanted: list[tuple[str, int, str]])
             docs = es.mget(index=minute_index, ids=[doc_id for _, _, doc_id in part], realtime=True)["docs"]
             failed = [doc for doc in docs if "error" in doc]
             if failed:
-                raise IncompleteRead(f"a multi-get of {minute_index} failed for {len(failed)} bars: "
-                                     f"{str(failed[0]['error'])[:200]}")  # fmt: skip
+                raise IncompleteRead(
+                    f"a multi-get of {minute_index} failed for {len(failed)} bars: {str(failed[0]['error'])[:200]}"
+                )
             return docs
 
         for (symbol, start, _), doc in zip(part, reading(read, f"the hours' read of {minute_index}"), strict=True):
@@ -322,8 +386,7 @@ def _minute_docs(es: Any, minute_index: str, wanted: list[tuple[str, int, str]])
     return found
 
 
-def hour_bar_actions(es: Any, trades_index: str, minute_index: str, hour_index: str,
-                     hours: set[Key]) -> list[Action]:  # fmt: skip
+def hour_bar_actions(es: Any, trades_index: str, minute_index: str, hour_index: str, hours: set[Key]) -> list[Action]:
     """The write of every touched hour, recomputed from its minute bars and its trades; the delete of an hour that
     has no minute bar left."""
     updated_at = format_seconds(int(time.time()))

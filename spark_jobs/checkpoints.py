@@ -60,6 +60,8 @@ def check_executors_share(settings: Settings) -> None:
     the driver writes (a Ray cluster without shared storage would lose the stream's state); raise naming the key."""
     executor_nodes = eligible_nodes(ray_nodes(), settings.stream.executor_resources)
     if not executor_nodes:
-        raise NotSharedStorage(f"stream.executor_resources: no Ray node offers {settings.stream.executor_resources}"
-                               " (start one with `ray start --resources ...`)")  # fmt: skip
+        raise NotSharedStorage(
+            f"stream.executor_resources: no Ray node offers {settings.stream.executor_resources}"
+            " (start one with `ray start --resources ...`)"
+        )
     check_shared(settings.stream_checkpoint_dir, "stream.checkpoint_dir", executor_nodes, ray_probe)

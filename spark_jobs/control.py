@@ -49,8 +49,9 @@ def submit(settings: Settings, config_file: str | None = None) -> tuple[str, boo
     jobs.submit_job(
         entrypoint=ENTRYPOINT,
         submission_id=submission_id,
-        runtime_env={"env_vars": {**job_environment(settings, config_file), SUBMISSION_ENV: submission_id,
-                                  **STOP_GRACE}},
+        runtime_env={
+            "env_vars": {**job_environment(settings, config_file), SUBMISSION_ENV: submission_id, **STOP_GRACE}
+        },
         metadata=dict(JOB_METADATA),
     )
     return submission_id, True
@@ -119,8 +120,10 @@ def lags(settings: Settings, job: JobDetails | None = None) -> list[Lag]:
     per_query: dict[str, list[int | None]] = {}
     for lag in topic_lags(settings, job):
         per_query.setdefault(lag.query, []).append(lag.messages)
-    return [Lag(query, None if any(m is None for m in counts) else sum(m or 0 for m in counts))
-            for query, counts in per_query.items()]  # fmt: skip
+    return [
+        Lag(query, None if any(m is None for m in counts) else sum(m or 0 for m in counts))
+        for query, counts in per_query.items()
+    ]
 
 
 def written_by(status: StreamStatus, job: JobDetails) -> bool:

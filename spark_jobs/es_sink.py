@@ -46,15 +46,24 @@ def sink_config(settings: Settings, return_ids: bool = False) -> str:
     elif es.username and es.password:
         pair = f"{es.username}:{es.password.get_secret_value()}".encode()
         authorization = f"Basic {base64.b64encode(pair).decode()}"
-    return json.dumps({
-        "url": es.url, "authorization": authorization, "ca_certs": str(es.ca_certs) if es.ca_certs else None,
-        "verify_certs": es.verify_certs, "request_timeout_s": es.request_timeout_s,
-        "batch_entries": stream.es_batch_entries, "batch_bytes": int(text.rstrip("kmb")) * multiplier,
-        "retry_count": stream.es_retry_count, "retry_wait_s": stream.es_retry_wait_s, "return_ids": return_ids,
-        "max_in_flight": stream.es_max_in_flight,
-        "dead_letters_index": es.indices.dead_letters, "trade_aliases_index": es.indices.trade_aliases,
-        "limits": limits(),
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "url": es.url,
+            "authorization": authorization,
+            "ca_certs": str(es.ca_certs) if es.ca_certs else None,
+            "verify_certs": es.verify_certs,
+            "request_timeout_s": es.request_timeout_s,
+            "batch_entries": stream.es_batch_entries,
+            "batch_bytes": int(text.rstrip("kmb")) * multiplier,
+            "retry_count": stream.es_retry_count,
+            "retry_wait_s": stream.es_retry_wait_s,
+            "return_ids": return_ids,
+            "max_in_flight": stream.es_max_in_flight,
+            "dead_letters_index": es.indices.dead_letters,
+            "trade_aliases_index": es.indices.trade_aliases,
+            "limits": limits(),
+        }
+    )
 
 
 @dataclass
@@ -91,14 +100,23 @@ class WriteReport:
         for index, ids in other.ids.items():
             self.ids.setdefault(index, []).extend(ids)
         self.touched = sorted(set(self.touched) | set(other.touched))
-        for name in ("rejected", "lost_dead_letters", "documents", "bytes", "requests", "splits", "retried_items",
-                     "retried_requests", "tasks", "duplicates"):  # fmt: skip
+        for name in (
+            "rejected",
+            "lost_dead_letters",
+            "documents",
+            "bytes",
+            "requests",
+            "splits",
+            "retried_items",
+            "retried_requests",
+            "tasks",
+            "duplicates",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.bulk_seconds += other.bulk_seconds
         self.task_seconds += other.task_seconds
         if other.newest_produced_ms is not None:
-            self.newest_produced_ms = max(self.newest_produced_ms or other.newest_produced_ms,
-                                          other.newest_produced_ms)  # fmt: skip
+            self.newest_produced_ms = max(self.newest_produced_ms or other.newest_produced_ms, other.newest_produced_ms)
 
 
 def write_frame(documents: DataFrame, config: str) -> WriteReport:
@@ -108,8 +126,9 @@ def write_frame(documents: DataFrame, config: str) -> WriteReport:
     return WriteReport.from_json(_sink(jvm).write(documents._jdf, config))
 
 
-def write_local(spark: SparkSession, documents: list[tuple[str, str, str]] | list[tuple[str, str, str | None, str]],
-                config: str) -> WriteReport:  # fmt: skip
+def write_local(
+    spark: SparkSession, documents: list[tuple[str, str, str]] | list[tuple[str, str, str | None, str]], config: str
+) -> WriteReport:
     """Write a few documents from the driver (the same bulk code, in the driver's JVM): (index, doc_id, source),
     or (index, doc_id, source or None, "index" | "delete")."""
     if not documents:

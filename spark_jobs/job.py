@@ -65,8 +65,16 @@ RATE_WINDOW_S = 60.0
 def indices_written(settings: Settings) -> list[str]:
     """The Elasticsearch indices the stream writes."""
     indices = settings.elasticsearch.indices
-    return [indices.trades, indices.quotes, indices.bars_1m, indices.bars_1h, indices.vendor_bars_1m,
-            indices.vendor_bars_1h, indices.trade_aliases, indices.dead_letters]  # fmt: skip
+    return [
+        indices.trades,
+        indices.quotes,
+        indices.bars_1m,
+        indices.bars_1h,
+        indices.vendor_bars_1m,
+        indices.vendor_bars_1h,
+        indices.trade_aliases,
+        indices.dead_letters,
+    ]
 
 
 @dataclass
@@ -99,8 +107,13 @@ class StreamJob:
         self.es = es_client(settings)
         self.checkpoints = settings.stream_checkpoint_dir
         started = format_ns(now_ns())
-        self.status = StreamStatus(pid=os.getpid(), submission_id=os.environ.get(SUBMISSION_ENV), started_at=started,
-                                   updated_at=started, checkpoint_dir=str(self.checkpoints))  # fmt: skip
+        self.status = StreamStatus(
+            pid=os.getpid(),
+            submission_id=os.environ.get(SUBMISSION_ENV),
+            started_at=started,
+            updated_at=started,
+            checkpoint_dir=str(self.checkpoints),
+        )
         self.status.queries[QUERY] = QueryStatus(name=QUERY, writes=indices_written(settings))
         self.publisher = StatusPublisher(settings)
         self.supervisor = Supervisor(settings, self.status, self.publisher, self._start)
@@ -151,12 +164,17 @@ class StreamJob:
         indices = self.settings.elasticsearch.indices
         keys = parse_keys(touched)
         with clock.phase("bars"):
-            minutes = write_local(self.spark, minute_bar_actions(
-                self.es, indices.trades, indices.quotes, indices.bars_1m, keys), self.sink)  # fmt: skip
+            minutes = write_local(
+                self.spark,
+                minute_bar_actions(self.es, indices.trades, indices.quotes, indices.bars_1m, keys),
+                self.sink,
+            )
         with clock.phase("hours"):  # prices from the minutes by a real-time multi-get: no refresh in between
-            hours = write_local(self.spark, hour_bar_actions(self.es, indices.trades, indices.bars_1m,
-                                                             indices.bars_1h, touched_hours(keys)),
-                                self.sink)  # fmt: skip
+            hours = write_local(
+                self.spark,
+                hour_bar_actions(self.es, indices.trades, indices.bars_1m, indices.bars_1h, touched_hours(keys)),
+                self.sink,
+            )
         minutes.add(hours)
         self._refresh(clock, {indices.bars_1m, indices.bars_1h})  # deletes count as writes too
         minutes.documents = 0  # the batch's rows are its Kafka records; bars are what they caused
@@ -213,12 +231,23 @@ class StreamJob:
         record_batch_metrics(name, status, report.rejected, report.newest_produced_ms is not None)
         if report.rejected:
             first = report.samples[0] if report.samples else {}
-            LOG.warning("%s batch %d: Elasticsearch refused %d documents, written as dead letters (first: %s, HTTP %s "
-                        "%s: %s)", name, batch_id, report.rejected, first.get("doc_id"), first.get("status"),
-                        first.get("type"), str(first.get("reason"))[:300])  # fmt: skip
+            LOG.warning(
+                "%s batch %d: Elasticsearch refused %d documents, written as dead letters (first: %s, HTTP %s %s: %s)",
+                name,
+                batch_id,
+                report.rejected,
+                first.get("doc_id"),
+                first.get("status"),
+                first.get("type"),
+                str(first.get("reason"))[:300],
+            )
         if report.lost_dead_letters:
-            LOG.error("%s batch %d: %d dead letters were refused too; the executor log has the documents", name,
-                      batch_id, report.lost_dead_letters)  # fmt: skip
+            LOG.error(
+                "%s batch %d: %d dead letters were refused too; the executor log has the documents",
+                name,
+                batch_id,
+                report.lost_dead_letters,
+            )
         if rows:
             clock.phases["bulk"] = report.bulk_seconds
             self.supervisor.pending_phases[batch_id] = clock.phases
@@ -269,14 +298,22 @@ def run(settings: Settings, stop: StopFlag, reset: bool = False) -> StreamReport
         ensure_indices(settings)
         connect(settings)
         check_executors_share(settings)
-        LOG.info("starting Spark on Ray (%d executor(s) x %d cores, %s)", settings.stream.num_executors,
-                 settings.stream.executor_cores, settings.stream.executor_memory)  # fmt: skip
+        LOG.info(
+            "starting Spark on Ray (%d executor(s) x %d cores, %s)",
+            settings.stream.num_executors,
+            settings.stream.executor_cores,
+            settings.stream.executor_memory,
+        )
         spark = start_spark(settings)
         LOG.info(metrics.series_note())
         try:
             job = StreamJob(spark, settings)
-            LOG.info("streaming %s -> Elasticsearch %s; checkpoints in %s", ", ".join(
-                t.name for t in settings.kafka.topics.all()), settings.elasticsearch.url, job.checkpoints)  # fmt: skip
+            LOG.info(
+                "streaming %s -> Elasticsearch %s; checkpoints in %s",
+                ", ".join(t.name for t in settings.kafka.topics.all()),
+                settings.elasticsearch.url,
+                job.checkpoints,
+            )
             try:
                 job.supervisor.run(stop)
             finally:
@@ -291,8 +328,6 @@ def run(settings: Settings, stop: StopFlag, reset: bool = False) -> StreamReport
 def configure_logging() -> None:
     """The driver's log: INFO to stdout (what `ray job logs` shows), passwords masked, the chatty clients quiet."""
     redact_log_records()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     for noisy in ("py4j", "elastic_transport", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-

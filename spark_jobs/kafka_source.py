@@ -32,8 +32,9 @@ def kafka_options(settings: Settings) -> dict[str, str]:
     }
     if kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password:
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
-        options["kafka.sasl.jaas.config"] = jaas_config(kafka.sasl_mechanism, kafka.sasl_username,
-                                                        kafka.sasl_password.get_secret_value())  # fmt: skip
+        options["kafka.sasl.jaas.config"] = jaas_config(
+            kafka.sasl_mechanism, kafka.sasl_username, kafka.sasl_password.get_secret_value()
+        )
     if kafka.ssl_ca_location:
         options["kafka.ssl.truststore.type"] = "PEM"
         options["kafka.ssl.truststore.location"] = str(kafka.ssl_ca_location)

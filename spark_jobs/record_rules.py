@@ -107,27 +107,46 @@ DETAIL_MAX = 2000
 def limits() -> dict[str, int | str]:
     """The limits every record and dead letter is held to, for the JVM code."""
     return {
-        "symbol_max_length": SYMBOL_MAX_LENGTH, "trade_id_max_bytes": TRADE_ID_MAX_BYTES,
-        "code_max_length": CODE_MAX_LENGTH, "max_conditions": MAX_CONDITIONS, "source_max_length": SOURCE_MAX_LENGTH,
-        "es_id_max_bytes": ES_ID_MAX_BYTES, "raw_max_bytes": RAW_MAX_BYTES, "quote_max": QUOTE_MAX,
-        "text_max": TEXT_MAX, "detail_max": DETAIL_MAX, "id_separator": ID_SEPARATOR,
-    }  # fmt: skip
+        "symbol_max_length": SYMBOL_MAX_LENGTH,
+        "trade_id_max_bytes": TRADE_ID_MAX_BYTES,
+        "code_max_length": CODE_MAX_LENGTH,
+        "max_conditions": MAX_CONDITIONS,
+        "source_max_length": SOURCE_MAX_LENGTH,
+        "es_id_max_bytes": ES_ID_MAX_BYTES,
+        "raw_max_bytes": RAW_MAX_BYTES,
+        "quote_max": QUOTE_MAX,
+        "text_max": TEXT_MAX,
+        "detail_max": DETAIL_MAX,
+        "id_separator": ID_SEPARATOR,
+    }
 
 
 def rules_config(settings: Settings) -> str:
     """The record rules' configuration (JSON): topics and indices from the settings, and the limits."""
     topics = settings.kafka.topics
     indices = settings.elasticsearch.indices
-    return json.dumps({
-        "topics": {"trades": topics.trades.name, "bars": topics.bars.name, "dead_letters": topics.dead_letters.name,
-                   "quotes": topics.quotes.name},
-        "indices": {"trades": indices.trades, "bars_1m": indices.bars_1m, "bars_1h": indices.bars_1h,
-                    "dead_letters": indices.dead_letters, "quotes": indices.quotes,
-                    "vendor_bars_1m": indices.vendor_bars_1m, "vendor_bars_1h": indices.vendor_bars_1h,
-                    "trade_aliases": indices.trade_aliases},
-        "max_future_s": settings.stream.max_future_s,
-        "limits": limits(),
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "topics": {
+                "trades": topics.trades.name,
+                "bars": topics.bars.name,
+                "dead_letters": topics.dead_letters.name,
+                "quotes": topics.quotes.name,
+            },
+            "indices": {
+                "trades": indices.trades,
+                "bars_1m": indices.bars_1m,
+                "bars_1h": indices.bars_1h,
+                "dead_letters": indices.dead_letters,
+                "quotes": indices.quotes,
+                "vendor_bars_1m": indices.vendor_bars_1m,
+                "vendor_bars_1h": indices.vendor_bars_1h,
+                "trade_aliases": indices.trade_aliases,
+            },
+            "max_future_s": settings.stream.max_future_s,
+            "limits": limits(),
+        }
+    )
 
 
 def register_rules(spark: SparkSession, settings: Settings) -> None:
@@ -148,15 +167,30 @@ def record_documents(kafka: DataFrame) -> DataFrame:
     corrections, quotes and bars; dead letters for the rest, the ingest stage's dead letters copied), the 1-minute
     bar it touches, the Kafka record (a refused cancel's dead letter is named by it) and a correction's alias."""
     document = F.expr("ray_app_record_document(topic, partition, offset, unix_millis(kafka_ts), value)")
-    return kafka.select(document.alias("doc"), _kafka_ms().alias("produced_ms"), "topic", "partition",
-                        "offset").select(
-        "doc.index", "doc.doc_id", "doc.source", "doc.op", "doc.version", "doc.bar_key", "produced_ms", "topic",
-        "partition", "offset", "doc.alias_id", "doc.alias_source",
-    )  # fmt: skip
+    return kafka.select(document.alias("doc"), _kafka_ms().alias("produced_ms"), "topic", "partition", "offset").select(
+        "doc.index",
+        "doc.doc_id",
+        "doc.source",
+        "doc.op",
+        "doc.version",
+        "doc.bar_key",
+        "produced_ms",
+        "topic",
+        "partition",
+        "offset",
+        "doc.alias_id",
+        "doc.alias_source",
+    )
 
 
-_SPARK_TYPES = {"string": StringType(), "double": DoubleType(), "bigint": LongType(), "int": IntegerType(),
-                "boolean": BooleanType(), "map<string,string>": MapType(StringType(), StringType())}  # fmt: skip
+_SPARK_TYPES = {
+    "string": StringType(),
+    "double": DoubleType(),
+    "bigint": LongType(),
+    "int": IntegerType(),
+    "boolean": BooleanType(),
+    "map<string,string>": MapType(StringType(), StringType()),
+}
 
 
 def _spark_type(name: str) -> DataType:
@@ -167,6 +201,6 @@ def _spark_type(name: str) -> DataType:
 
 def spark_schema(model: type[BaseModel]) -> StructType:
     """A document model as a Spark schema, field for field in the model's order (``ray_app.documents`` types)."""
-    return StructType([StructField(name, _spark_type(kind.spark), kind.nullable)
-                       for name, kind in fields_of(model).items()])  # fmt: skip
-
+    return StructType(
+        [StructField(name, _spark_type(kind.spark), kind.nullable) for name, kind in fields_of(model).items()]
+    )

@@ -56,8 +56,10 @@ def spark_configs(settings: Settings) -> dict[str, str]:
     own, _ = ensure_stream_jar(settings)
     java_options = " ".join([*JAVA17_OPTIONS, *JIT_OPTIONS[settings.stream.jit]])
     stream = settings.stream
-    placement = {f"spark.ray.raydp_spark_executor.actor.resource.{name}": str(amount)
-                 for name, amount in stream.executor_resources.items()}  # fmt: skip
+    placement = {
+        f"spark.ray.raydp_spark_executor.actor.resource.{name}": str(amount)
+        for name, amount in stream.executor_resources.items()
+    }
     return placement | {
         # the driver serves these to every executor (Spark's file server): no node but the driver's needs the cache
         "spark.jars": ",".join(str(jar) for jar in [*jars(bundle), own]),

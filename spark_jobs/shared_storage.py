@@ -62,8 +62,11 @@ def ray_nodes() -> list[Node]:
     """The cluster's live nodes, from Ray."""
     import ray
 
-    return [Node(n["NodeID"], n.get("NodeManagerAddress", "?"), dict(n.get("Resources", {})))
-            for n in ray.nodes() if n.get("Alive")]  # fmt: skip
+    return [
+        Node(n["NodeID"], n.get("NodeManagerAddress", "?"), dict(n.get("Resources", {})))
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
 
 
 def ray_probe(node: Node, marker: Path) -> str | None:

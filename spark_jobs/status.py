@@ -127,11 +127,20 @@ class StatusPublisher:
     def _document(self, status: StreamStatus) -> dict[str, Any]:
         from ray_app.documents import StreamStatusDocument, checked
 
-        return checked(StreamStatusDocument, {
-            "app_name": self._settings.stream.app_name, "submission_id": status.submission_id,
-            "node_id": self._node_id, "host": socket.gethostname(), "pid": status.pid, "state": status.state,
-            "started_at": status.started_at, "updated_at": status.updated_at, "status": status.model_dump(mode="json"),
-        })  # fmt: skip
+        return checked(
+            StreamStatusDocument,
+            {
+                "app_name": self._settings.stream.app_name,
+                "submission_id": status.submission_id,
+                "node_id": self._node_id,
+                "host": socket.gethostname(),
+                "pid": status.pid,
+                "state": status.state,
+                "started_at": status.started_at,
+                "updated_at": status.updated_at,
+                "status": status.model_dump(mode="json"),
+            },
+        )
 
     def _loop(self) -> None:
         while True:

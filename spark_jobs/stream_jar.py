@@ -55,8 +55,19 @@ def ensure_stream_jar(settings: Settings) -> tuple[Path, bool]:
     classes.mkdir(parents=True)
     log_file = settings.logs_dir / "javac.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = [str(javac), "--release", "17", "-encoding", "UTF-8", "-nowarn", "-cp", f"{_spark_jars()}/*",
-            "-d", str(classes), *(str(source) for source in _stream_sources())]  # fmt: skip
+    argv = [
+        str(javac),
+        "--release",
+        "17",
+        "-encoding",
+        "UTF-8",
+        "-nowarn",
+        "-cp",
+        f"{_spark_jars()}/*",
+        "-d",
+        str(classes),
+        *(str(source) for source in _stream_sources()),
+    ]
     with log_file.open("a") as log:
         log.write(f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(argv)}\n")
         log.flush()

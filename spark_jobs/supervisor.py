@@ -43,8 +43,9 @@ class Supervised:
 class Supervisor:
     """Runs the query until stopped, restarting it when it fails; publishes the stream's status."""
 
-    def __init__(self, settings: Settings, status: StreamStatus, publisher: StatusPublisher,
-                 start: Callable[[], StreamingQuery]) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, status: StreamStatus, publisher: StatusPublisher, start: Callable[[], StreamingQuery]
+    ) -> None:
         self.settings = settings
         self.status = status
         self.publisher = publisher
@@ -78,8 +79,9 @@ class Supervisor:
             for phase, seconds in batch_phases(progress, measured).items():
                 status.phase_seconds[phase] = round(status.phase_seconds.get(phase, 0.0) + seconds, 4)
             status.timed_batches += 1
-        self.pending_phases = {batch: phases for batch, phases in self.pending_phases.items()
-                               if batch > progress.get("batchId", -1)}  # fmt: skip
+        self.pending_phases = {
+            batch: phases for batch, phases in self.pending_phases.items() if batch > progress.get("batchId", -1)
+        }
         return True
 
     def run(self, stop: StopFlag) -> int:
@@ -125,11 +127,15 @@ class Supervisor:
         status.last_error = status.last_failure = message
         status.last_failure_at = format_ns(now_ns())
         status.state = "restarting"
-        delay = min(stream.restart_backoff_min_s * 2 ** (status.consecutive_failures - 1),
-                    stream.restart_backoff_max_s)  # fmt: skip
+        delay = min(stream.restart_backoff_min_s * 2 ** (status.consecutive_failures - 1), stream.restart_backoff_max_s)
         supervised.restart_at = time.monotonic() + delay
-        LOG.error("query %s failed (%d in a row): %s; restarting from its checkpoint in %.0f s",
-                  supervised.name, status.consecutive_failures, message, delay)  # fmt: skip
+        LOG.error(
+            "query %s failed (%d in a row): %s; restarting from its checkpoint in %.0f s",
+            supervised.name,
+            status.consecutive_failures,
+            message,
+            delay,
+        )
         if status.consecutive_failures >= stream.max_consecutive_failures:
             status.state = "failed"
             LOG.error("query %s failed %d times in a row; giving up", supervised.name, status.consecutive_failures)

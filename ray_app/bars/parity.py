@@ -62,39 +62,67 @@ class SymbolParity:
         return self.equal[name] / self.compared if self.compared else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"symbol": self.symbol, "ours": self.ours, "vendor": self.vendor, "compared": self.compared,
-                "adjusted": self.adjusted, "only_ours": self.only_ours, "only_vendor": self.only_vendor,
-                "equal": self.equal, "share": {name: self.share(name) for name in FIELDS},
-                "differences": self.differences}  # fmt: skip
+        return {
+            "symbol": self.symbol,
+            "ours": self.ours,
+            "vendor": self.vendor,
+            "compared": self.compared,
+            "adjusted": self.adjusted,
+            "only_ours": self.only_ours,
+            "only_vendor": self.only_vendor,
+            "equal": self.equal,
+            "share": {name: self.share(name) for name in FIELDS},
+            "differences": self.differences,
+        }
 
 
 def minute_bars(es: Elasticsearch, index: str, symbols: list[str], start: int, end: int) -> dict[str, dict[str, Any]]:
-    query = {"query": {"bool": {"filter": [
-        {"terms": {"symbol": symbols}},
-        {"range": {"timestamp": {"gte": format_seconds(start), "lt": format_seconds(end)}}},
-    ]}}, "_source": ["symbol", "timestamp", *FIELDS]}  # fmt: skip
+    query = {
+        "query": {
+            "bool": {
+                "filter": [
+                    {"terms": {"symbol": symbols}},
+                    {"range": {"timestamp": {"gte": format_seconds(start), "lt": format_seconds(end)}}},
+                ]
+            }
+        },
+        "_source": ["symbol", "timestamp", *FIELDS],
+    }
     if not es.indices.exists(index=index):
         return {}
-    return {f"{hit['_source']['symbol']}|{hit['_source']['timestamp']}": hit["_source"]
-            for hit in scan(es, index=index, query=query, size=5000)}  # fmt: skip
+    return {
+        f"{hit['_source']['symbol']}|{hit['_source']['timestamp']}": hit["_source"]
+        for hit in scan(es, index=index, query=query, size=5000)
+    }
 
 
 def adjusted_minutes(es: Elasticsearch, index: str, symbols: list[str], start: int, end: int) -> set[str]:
     """The minutes (``symbol|timestamp``) holding a trade that was cancelled or corrected."""
-    query = {"bool": {"filter": [
-        {"terms": {"symbol": symbols}},
-        {"range": {"timestamp_ns": {"gte": start * 10**9, "lt": end * 10**9}}},
-        {"bool": {"should": [{"term": {"cancelled": True}}, {"term": {"corrected": True}}],
-                  "minimum_should_match": 1}},
-    ]}}  # fmt: skip
-    sources = [{"symbol": {"terms": {"field": "symbol"}}},
-               {"minute": {"date_histogram": {"field": "timestamp", "fixed_interval": "1m"}}}]  # fmt: skip
+    query = {
+        "bool": {
+            "filter": [
+                {"terms": {"symbol": symbols}},
+                {"range": {"timestamp_ns": {"gte": start * 10**9, "lt": end * 10**9}}},
+                {
+                    "bool": {
+                        "should": [{"term": {"cancelled": True}}, {"term": {"corrected": True}}],
+                        "minimum_should_match": 1,
+                    }
+                },
+            ]
+        }
+    }
+    sources = [
+        {"symbol": {"terms": {"field": "symbol"}}},
+        {"minute": {"date_histogram": {"field": "timestamp", "fixed_interval": "1m"}}},
+    ]
     found: set[str] = set()
     after = None
     while True:
         composite: dict[str, Any] = {"size": 1000, "sources": sources, **({"after": after} if after else {})}
-        answer = es.search(index=index, size=0, query=query, aggs={"m": {"composite": composite}},
-                           ignore_unavailable=True)  # fmt: skip
+        answer = es.search(
+            index=index, size=0, query=query, aggs={"m": {"composite": composite}}, ignore_unavailable=True
+        )
         result = answer.get("aggregations", {}).get("m", {"buckets": []})
         found |= {f"{b['key']['symbol']}|{format_seconds(b['key']['minute'] // 1000)}" for b in result["buckets"]}
         after = result.get("after_key")
@@ -102,8 +130,9 @@ def adjusted_minutes(es: Elasticsearch, index: str, symbols: list[str], start: i
             return found
 
 
-def compare(ours: dict[str, dict[str, Any]], vendor: dict[str, dict[str, Any]], adjusted: set[str],
-            symbols: Iterable[str]) -> dict[str, SymbolParity]:  # fmt: skip
+def compare(
+    ours: dict[str, dict[str, Any]], vendor: dict[str, dict[str, Any]], adjusted: set[str], symbols: Iterable[str]
+) -> dict[str, SymbolParity]:
     """Parity per symbol of two sets of minute bars by id (``symbol|timestamp``)."""
     result = {symbol: SymbolParity(symbol) for symbol in symbols}
     for key in sorted(set(ours) | set(vendor)):
@@ -124,8 +153,9 @@ def compare(ours: dict[str, dict[str, Any]], vendor: dict[str, dict[str, Any]], 
                 if equal(name, mine.get(name), theirs.get(name)):
                     parity.equal[name] += 1
                 elif len(parity.differences) < EXAMPLES:
-                    parity.differences.append({"minute": mine["timestamp"], "field": name, "ours": mine.get(name),
-                                               "vendor": theirs.get(name)})  # fmt: skip
+                    parity.differences.append(
+                        {"minute": mine["timestamp"], "field": name, "ours": mine.get(name), "vendor": theirs.get(name)}
+                    )
     return result
 
 

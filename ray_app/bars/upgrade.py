@@ -49,8 +49,9 @@ class UpgradeReport:
 def _bulk(es: Elasticsearch, actions: Iterable[dict[str, Any]]) -> int:
     """Send the actions; a create finding its document (409) or a delete finding none (404) is done already."""
     done = 0
-    for ok, item in streaming_bulk(es, actions, chunk_size=1000, max_retries=5, raise_on_error=False,
-                                   raise_on_exception=True):  # fmt: skip
+    for ok, item in streaming_bulk(
+        es, actions, chunk_size=1000, max_retries=5, raise_on_error=False, raise_on_exception=True
+    ):
         status = next(iter(item.values())).get("status", 500)
         if not ok and status not in (404, 409):
             raise UpgradeFailed(f"Elasticsearch refused {item}")
@@ -61,8 +62,7 @@ def _bulk(es: Elasticsearch, actions: Iterable[dict[str, Any]]) -> int:
 def rename_stock_trades(es: Elasticsearch, settings: Settings) -> tuple[int, int]:
     """Step 1: (trades renamed, aliases written)."""
     indices = settings.elasticsearch.indices
-    query = {"query": {"bool": {"must_not": [{"exists": {"field": "trading_day"}},
-                                             {"wildcard": {"symbol": "*/*"}}]}}}  # fmt: skip
+    query = {"query": {"bool": {"must_not": [{"exists": {"field": "trading_day"}}, {"wildcard": {"symbol": "*/*"}}]}}}
     renamed = aliases = 0
 
     def actions() -> Iterator[dict[str, Any]]:
@@ -80,10 +80,17 @@ def rename_stock_trades(es: Elasticsearch, settings: Settings) -> tuple[int, int
                 yield {"_op_type": "delete", "_index": indices.trades, "_id": hit["_id"]}
             renamed += 1
             if corrected:
-                alias = checked(TradeAliasDocument, {
-                    "symbol": doc["symbol"], "exchange": doc.get("exchange"), "trading_day": day,
-                    "trade_id": corrected, "trade_doc_id": new_id,
-                    "created_at": doc.get("corrected_at") or format_ns(int(doc["timestamp_ns"]))})  # fmt: skip
+                alias = checked(
+                    TradeAliasDocument,
+                    {
+                        "symbol": doc["symbol"],
+                        "exchange": doc.get("exchange"),
+                        "trading_day": day,
+                        "trade_id": corrected,
+                        "trade_doc_id": new_id,
+                        "created_at": doc.get("corrected_at") or format_ns(int(doc["timestamp_ns"])),
+                    },
+                )
                 yield {
                     "_op_type": "index",
                     "_index": indices.trade_aliases,
@@ -110,8 +117,12 @@ def move_vendor_bars(es: Elasticsearch, settings: Settings) -> int:
                 if bar.get("vwap") is not None:
                     bar["notional"] = bar["vwap"] * bar["volume"]
                 bar["updated"] = False
-                yield {"_op_type": "index", "_index": vendor, "_id": hit["_id"],
-                       "_source": checked(VendorBarDocument, bar)}  # fmt: skip
+                yield {
+                    "_op_type": "index",
+                    "_index": vendor,
+                    "_id": hit["_id"],
+                    "_source": checked(VendorBarDocument, bar),
+                }
                 yield {"_op_type": "delete", "_index": ours, "_id": hit["_id"]}
                 moved += 1
 
@@ -121,8 +132,10 @@ def move_vendor_bars(es: Elasticsearch, settings: Settings) -> int:
 
 def _keys(es: Elasticsearch, index: str, time_field: str, interval: str) -> set[tuple[str, int]]:
     """Every (symbol, window start) with a document in ``index``."""
-    sources = [{"symbol": {"terms": {"field": "symbol"}}},
-               {"window": {"date_histogram": {"field": time_field, "fixed_interval": interval}}}]  # fmt: skip
+    sources = [
+        {"symbol": {"terms": {"field": "symbol"}}},
+        {"window": {"date_histogram": {"field": time_field, "fixed_interval": interval}}},
+    ]
     keys: set[tuple[str, int]] = set()
     after = None
     while True:

@@ -50,17 +50,25 @@ def bars_parity(
     if as_json:
         print(json.dumps({"start": start, "end": end, "symbols": [r.as_dict() for r in results.values()]}))
         return
-    table = Table(title=f"Our 1-minute bars against Alpaca's, {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))}"
-                  f" - {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} UTC: share of minutes equal",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title=f"Our 1-minute bars against Alpaca's, {time.strftime('%Y-%m-%d %H:%M', time.gmtime(start))}"
+        f" - {time.strftime('%Y-%m-%d %H:%M', time.gmtime(end))} UTC: share of minutes equal",
+        title_justify="left",
+    )
     table.add_column("symbol")
     for column in ("compared", "adjusted", "only ours", "only vendor"):
         table.add_column(column, justify="right")
     for name in FIELDS:
         table.add_column(name, justify="right")
     for result in results.values():
-        table.add_row(result.symbol, f"{result.compared:,}", f"{result.adjusted:,}", f"{result.only_ours:,}",
-                      f"{result.only_vendor:,}", *(_share(result.share(name)) for name in FIELDS))  # fmt: skip
+        table.add_row(
+            result.symbol,
+            f"{result.compared:,}",
+            f"{result.adjusted:,}",
+            f"{result.only_ours:,}",
+            f"{result.only_vendor:,}",
+            *(_share(result.share(name)) for name in FIELDS),
+        )
     console.print(table)
     console.print(
         "adjusted: minutes where a cancel or correction changed a trade (Alpaca's live bars keep it), counted"
@@ -69,8 +77,11 @@ def bars_parity(
     )
     for result in results.values():
         for difference in result.differences:
-            console.print(f"  {result.symbol} {difference['minute']} {difference['field']}: ours {difference['ours']}"
-                          f", Alpaca's {difference['vendor']}", highlight=False)  # fmt: skip
+            console.print(
+                f"  {result.symbol} {difference['minute']} {difference['field']}: ours {difference['ours']}"
+                f", Alpaca's {difference['vendor']}",
+                highlight=False,
+            )
 
 
 @bars_app.command("conditions")
@@ -79,12 +90,27 @@ def bars_conditions() -> None:
     from ray_app.conditions import table_rows
 
     table = Table(title="Sale conditions (ray_app/conditions.py: sources in its docstring)", title_justify="left")
-    for column in ("code", "tapes", "name", "minute: prices", "minute: volume", "daily: open/close", "daily: high/low",
-                   "daily: volume"):  # fmt: skip
+    for column in (
+        "code",
+        "tapes",
+        "name",
+        "minute: prices",
+        "minute: volume",
+        "daily: open/close",
+        "daily: high/low",
+        "daily: volume",
+    ):
         table.add_column(column)
     yes = {True: "yes", False: "-"}
     for row in table_rows():
-        table.add_row(repr(row["code"]), row["tapes"], row["name"], yes[row["minute_price"]],
-                      yes[row["minute_volume"]], yes[row["daily_open_close"]], yes[row["daily_high_low"]],
-                      yes[row["daily_volume"]])  # fmt: skip
+        table.add_row(
+            repr(row["code"]),
+            row["tapes"],
+            row["name"],
+            yes[row["minute_price"]],
+            yes[row["minute_volume"]],
+            yes[row["daily_open_close"]],
+            yes[row["daily_high_low"]],
+            yes[row["daily_volume"]],
+        )
     console.print(table)

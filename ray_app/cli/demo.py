@@ -24,8 +24,12 @@ def smoke_table(results: list[Any]) -> Table:
     for column in ("engine", "result", "detail", "seconds"):
         table.add_column(column, overflow="fold")
     for result in results:
-        table.add_row(result.engine, "[green]ok[/]" if result.ok else "[red]FAILED[/]", escape(result.detail),
-                      f"{result.seconds:.2f}")  # fmt: skip
+        table.add_row(
+            result.engine,
+            "[green]ok[/]" if result.ok else "[red]FAILED[/]",
+            escape(result.detail),
+            f"{result.seconds:.2f}",
+        )
     return table
 
 
@@ -85,9 +89,13 @@ class DemoView:
     def stream(self, submission_id: str, submitted: bool, lags: list[Any], documents: dict[str, int]) -> None:
         from ray_app.cli.stream import document_table, lag_text
 
-        console.print(f"streaming job {submission_id} " + ("submitted" if submitted else "is already running (not "
-                      "started again)") + f"; logs: ray job logs --address {self.settings.ray.dashboard_url} -f "
-                      f"{submission_id}", highlight=False)  # fmt: skip
+        console.print(
+            f"streaming job {submission_id} "
+            + ("submitted" if submitted else "is already running (not started again)")
+            + f"; logs: ray job logs --address {self.settings.ray.dashboard_url} -f "
+            f"{submission_id}",
+            highlight=False,
+        )
         console.print(f"caught up with Kafka ({lag_text(lags)} messages behind)", highlight=False)
         console.print(document_table(documents, "Elasticsearch documents per index"))
 
@@ -130,11 +138,15 @@ class DemoView:
         console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
 
     def charts(self, paths: list[Path]) -> None:
-        console.print(f"\ncharts of the Grafana panels (same queries): {', '.join(str(c) for c in paths)}",
-                      highlight=False)  # fmt: skip
-        console.print('Grafana: the `docker run` in docs/grafana.md (bound to 127.0.0.1, a password of its own, the '
-                      "Serve API key from RAY_APP_SERVE__API_KEY) -> http://127.0.0.1:3000, folder ray-app",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"\ncharts of the Grafana panels (same queries): {', '.join(str(c) for c in paths)}", highlight=False
+        )
+        console.print(
+            "Grafana: the `docker run` in docs/grafana.md (bound to 127.0.0.1, a password of its own, the "
+            "Serve API key from RAY_APP_SERVE__API_KEY) -> http://127.0.0.1:3000, folder ray-app",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def parts(self, started: list[Any]) -> None:
         from ray_app.cli.live import print_started
@@ -172,8 +184,9 @@ def demo(ctx: typer.Context) -> None:
     except StreamControlError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        err_console.print("\n[yellow]interrupted.[/] What is up keeps running; stop it with: ray-app down "
-                          "(data is kept)")  # fmt: skip
+        err_console.print(
+            "\n[yellow]interrupted.[/] What is up keeps running; stop it with: ray-app down (data is kept)"
+        )
         raise typer.Exit(130) from None
     closing_report(settings, report)
     if not report.ok:

@@ -86,8 +86,9 @@ def run_and_print(settings: Settings, symbols: list[str], as_of: pd.Timestamp | 
 
         result = run_forecast(settings, symbols=symbols, as_of=as_of, on_symbol=on_symbol)
     es = es_client(settings)
-    print_run(settings, es, es.get(index=settings.elasticsearch.indices.forecast_runs, id=result.run_id)["_source"],
-               plot_dir)  # fmt: skip
+    print_run(
+        settings, es, es.get(index=settings.elasticsearch.indices.forecast_runs, id=result.run_id)["_source"], plot_dir
+    )
     return result.status
 
 
@@ -107,8 +108,11 @@ def print_evaluations(evaluations: list) -> None:
     if evaluations:
         console.print(evaluation_table([e.model_dump() for e in evaluations]))
     else:
-        console.print("forecast evaluate: no run to score yet (or every one is complete): a run is scored once the "
-                      "first hour of its horizon has a bar", highlight=False)  # fmt: skip
+        console.print(
+            "forecast evaluate: no run to score yet (or every one is complete): a run is scored once the "
+            "first hour of its horizon has a bar",
+            highlight=False,
+        )
 
 
 def _unreachable(settings: Settings, exc: Exception) -> str:
@@ -177,8 +181,11 @@ def forecast(
 
                     wait_s = retry_delay_s(failures, every * 60)
                     problem = escape(_transient_text(settings, exc))
-                    err_console.print(f"[red]forecast run failed[/] ({problem}); retrying in {wait_s:.0f} s "
-                                      f"(failure {failures} in a row)", highlight=False)  # fmt: skip
+                    err_console.print(
+                        f"[red]forecast run failed[/] ({problem}); retrying in {wait_s:.0f} s "
+                        f"(failure {failures} in a row)",
+                        highlight=False,
+                    )
                 stop.wait(wait_s)
     except (ESConnectionError, ConnectionError) as exc:
         fail(_unreachable(settings, exc))

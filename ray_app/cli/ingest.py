@@ -26,8 +26,9 @@ def ingest(
     live: Annotated[bool, typer.Option("--live", help="simulate: then go on in real time (paced by --speed).")] = False,
     trades_per_minute: Annotated[float | None, typer.Option(help="simulate: average trades/min per symbol.")] = None,
     seed: Annotated[int | None, typer.Option(help="simulate: random seed (same seed, same trades, every run).")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume",
-                                         help="simulate: go on from where earlier runs left each symbol.")] = True,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="simulate: go on from where earlier runs left each symbol.")
+    ] = True,
     duration: Annotated[float | None, typer.Option(help="alpaca, simulate --live: stop after N seconds.")] = None,
     speed: Annotated[float, typer.Option(help="replay, simulate --live: x real time; 0 = as fast as possible.")] = 1.0,
     record: Annotated[Path | None, typer.Option(help="alpaca: also write the raw websocket frames here.")] = None,
@@ -51,29 +52,47 @@ def ingest(
     except ValueError:
         fail(f"--source must be one of {', '.join(s.value for s in IngestSource)} (got {source!r})", code=2)
     if timeframe is not None and timeframe not in STORED_TIMEFRAMES:
-        fail(f"--timeframe must be {' or '.join(STORED_TIMEFRAMES)}, the bars the stream stores (got {timeframe!r})",
-             code=2)  # fmt: skip
+        fail(
+            f"--timeframe must be {' or '.join(STORED_TIMEFRAMES)}, the bars the stream stores (got {timeframe!r})",
+            code=2,
+        )
     options = IngestOptions(
         source=chosen,
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
-        history_days=history_days, live=live, trades_per_minute=trades_per_minute, seed=seed, duration_s=duration,
-        speed=speed, record=record, days=days, timeframe=timeframe, file=file, progress=progress, resume=resume,
-    )  # fmt: skip
+        history_days=history_days,
+        live=live,
+        trades_per_minute=trades_per_minute,
+        seed=seed,
+        duration_s=duration,
+        speed=speed,
+        record=record,
+        days=days,
+        timeframe=timeframe,
+        file=file,
+        progress=progress,
+        resume=resume,
+    )
     try:
-        report = run_ingest(settings, options, on_message=lambda text: err_console.print(escape(text)),
-                            watch=progress_line)
+        report = run_ingest(
+            settings, options, on_message=lambda text: err_console.print(escape(text)), watch=progress_line
+        )
     except IngestFailed as exc:
         console.print(exc.report.line(), highlight=False)
         fail(f"ingest stopped: {exc}")
     except (AlpacaStreamError, BackfillError, KafkaUnreachable, JournalBusy, ValueError, OSError) as exc:
         fail(str(exc))
     # one line whatever the terminal's width: scripts and logs read it
-    console.print(report.line() + (f"; recorded {report.recorded_frames} frames to {record}" if record else ""),
-                  highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(
+        report.line() + (f"; recorded {report.recorded_frames} frames to {record}" if record else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     if not report.ok:
         counters = report.counters
-        fail(f"{counters.failed + counters.dropped + report.undelivered + report.kept} messages were not delivered"
-             + (f": {counters.errors[:3]}" if counters.errors else ""))
+        fail(
+            f"{counters.failed + counters.dropped + report.undelivered + report.kept} messages were not delivered"
+            + (f": {counters.errors[:3]}" if counters.errors else "")
+        )
 
 
 @contextmanager

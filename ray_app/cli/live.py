@@ -48,8 +48,9 @@ def print_started(started) -> None:
 @live_app.command("start")
 def start(
     ctx: typer.Context,
-    part: Annotated[list[str] | None, typer.Option("--part", "-p", help=f"Only this part: {', '.join(PART_NAMES)}.")]
-    = None,
+    part: Annotated[
+        list[str] | None, typer.Option("--part", "-p", help=f"Only this part: {', '.join(PART_NAMES)}.")
+    ] = None,
 ) -> None:
     """Submit the live parts as Ray jobs (each at most once: a running part is left alone)."""
     unknown = sorted(set(part or []) - set(PART_NAMES))
@@ -60,8 +61,7 @@ def start(
 
 
 def _job_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     for noisy in ("elastic_transport", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -104,8 +104,12 @@ def status_screen(reading: PipelineStatus, settings: Settings) -> list[Table | s
     for column in ("part", "job", "state", "does"):
         jobs.add_column(column, overflow="fold")
     for part in reading.parts:
-        jobs.add_row(part.part, "-" if part.submission_id is None else part.submission_id,
-                     f"[green]{part.state}[/]" if part.running else f"[red]{part.state}[/]", part.does)  # fmt: skip
+        jobs.add_row(
+            part.part,
+            "-" if part.submission_id is None else part.submission_id,
+            f"[green]{part.state}[/]" if part.running else f"[red]{part.state}[/]",
+            part.does,
+        )
     shown.append(jobs)
     serve_line = f"Serve app '{settings.serve.app_name}': {reading.serve_status}   " + "   ".join(
         f"{name} {', '.join(f'{count} {state}' for state, count in counts.items()) or 'no replicas'}"
@@ -118,13 +122,19 @@ def status_screen(reading: PipelineStatus, settings: Settings) -> list[Table | s
     for item in reading.lags:
         lag.add_row(item.query, item.topic, "-" if item.messages is None else f"{item.messages:,}")
     shown.append(lag)
-    ages = ", ".join(f"{symbol} {'-' if age is None else f'{age:.0f} s'}" for symbol, age in reading.trade_age_s.items())
+    ages = ", ".join(
+        f"{symbol} {'-' if age is None else f'{age:.0f} s'}" for symbol, age in reading.trade_age_s.items()
+    )
     shown.append(escape(f"newest trade searchable in Elasticsearch, age: {ages}"))
     shown.append(escape(f"latest forecast run: {reading.latest_run}"))
     letters = ", ".join(f"{reason} {count:,}" for reason, count in sorted(reading.dead_letters.items())) or "none"
     shown.append(escape(f"dead letters in the last {reading.dead_letter_window_s / 60:.0f} min: {letters}"))
-    shown.append(escape(f"watch: Ray dashboard {settings.ray.dashboard_url}   Prometheus {settings.prometheus.url}   "
-                        "Grafana: docs/grafana.md (Trading, Forecasting, Pipeline health)"))  # fmt: skip
+    shown.append(
+        escape(
+            f"watch: Ray dashboard {settings.ray.dashboard_url}   Prometheus {settings.prometheus.url}   "
+            "Grafana: docs/grafana.md (Trading, Forecasting, Pipeline health)"
+        )
+    )
     return shown
 
 

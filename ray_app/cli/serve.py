@@ -96,8 +96,12 @@ def config(ctx: typer.Context) -> None:
     """Print the Serve config file for `serve deploy` (what configs/serve.yaml holds for the defaults)."""
     from serve_deployments.config_file import HEADER, serve_config
 
-    console.print(HEADER + yaml.safe_dump(serve_config(settings_of(ctx)), sort_keys=False), end="", highlight=False,
-                  soft_wrap=True)  # fmt: skip
+    console.print(
+        HEADER + yaml.safe_dump(serve_config(settings_of(ctx)), sort_keys=False),
+        end="",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _money(value: float | None) -> str:
@@ -134,8 +138,12 @@ def recommend(
     params = {"symbol": list(symbols or [])}  # repeated: ?symbol=AAPL&symbol=BTC-USD
     while True:
         try:
-            response = httpx.post(f"{settings.serve.url}/recommendations", params=params, timeout=timeout,
-                                  headers={API_KEY_HEADER: api_key(settings)})  # fmt: skip
+            response = httpx.post(
+                f"{settings.serve.url}/recommendations",
+                params=params,
+                timeout=timeout,
+                headers={API_KEY_HEADER: api_key(settings)},
+            )
             problem = None if response.status_code == 200 else f"{response.status_code}: {response.text}"
         except httpx.HTTPError as exc:
             problem = f"no answer ({exc}); deploy the app with `ray-app serve`"

@@ -29,8 +29,14 @@ def status_table(states, title: str, settings: Settings) -> Table:
         health = "[green]yes[/]" if state.healthy else "[red]no[/]"
         pid = str(state.pid) if state.pid else "-"
         note = f" ({state.action})" if getattr(state, "action", "") else ""
-        table.add_row(state.name + note, pid, state.address, health, _short(state.data_dir, settings),
-                      _short(state.log_file, settings))  # fmt: skip
+        table.add_row(
+            state.name + note,
+            pid,
+            state.address,
+            health,
+            _short(state.data_dir, settings),
+            _short(state.log_file, settings),
+        )
     return table
 
 
@@ -86,8 +92,9 @@ def stack_fetch(
                 jar, built = ensure_stream_jar(settings)
             except ArtifactError as exc:
                 fail(exc.one_line())
-            console.print(f"the streaming job's JVM code: {'compiled into' if built else 'already in'} {jar}",
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"the streaming job's JVM code: {'compiled into' if built else 'already in'} {jar}", highlight=False
+            )
 
 
 @stack_app.command("down")

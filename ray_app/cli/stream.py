@@ -136,36 +136,70 @@ def stream_status(ctx: typer.Context) -> None:
     status = read_status(settings)
     # the driver's own view (its node's paths), from Elasticsearch: this machine may be neither the driver's nor a node
     checkpoints = status.checkpoint_dir if status else settings.stream_checkpoint_dir
-    console.print(f"streaming job: {f'{job.submission_id} {job.status.value}' if job else 'not running'}; "
-                  f"checkpoints: {checkpoints}", highlight=False)  # fmt: skip
+    console.print(
+        f"streaming job: {f'{job.submission_id} {job.status.value}' if job else 'not running'}; "
+        f"checkpoints: {checkpoints}",
+        highlight=False,
+    )
     behind = {lag.query: lag.messages for lag in lags(settings)}
     table = Table(title="streaming queries (this driver)", title_justify="left")
-    columns = ("query", "writes", "state", "batches", "rows", "rows/s", "last batch", "latency", "documents",
-               "refused", "copies", "restarts", "behind", "last error")  # fmt: skip
+    columns = (
+        "query",
+        "writes",
+        "state",
+        "batches",
+        "rows",
+        "rows/s",
+        "last batch",
+        "latency",
+        "documents",
+        "refused",
+        "copies",
+        "restarts",
+        "behind",
+        "last error",
+    )
     for column in columns:
-        table.add_column(column, justify="left" if column in {"query", "writes", "state", "last error"} else "right",
-                         overflow="fold")  # fmt: skip
+        table.add_column(
+            column, justify="left" if column in {"query", "writes", "state", "last error"} else "right", overflow="fold"
+        )
     for name, query in status.queries.items() if status else []:
         documents = sum(query.indexed.values())
         lag = behind.get(name)
         latency = "-" if query.last_batch_latency_s is None else f"{query.last_batch_latency_s:,.1f} s"
-        table.add_row(name, ", ".join(query.writes), query.state, f"{query.batches:,}", f"{query.rows:,}",
-                      f"{query.rows_per_s:,.0f}", f"{query.last_batch_seconds:.2f} s", latency, f"{documents:,}",
-                      f"{query.rejected:,}", f"{query.duplicates:,}", str(query.restarts),
-                      "-" if lag is None else f"{lag:,}", escape(query.last_error or ""))  # fmt: skip
+        table.add_row(
+            name,
+            ", ".join(query.writes),
+            query.state,
+            f"{query.batches:,}",
+            f"{query.rows:,}",
+            f"{query.rows_per_s:,.0f}",
+            f"{query.last_batch_seconds:.2f} s",
+            latency,
+            f"{documents:,}",
+            f"{query.rejected:,}",
+            f"{query.duplicates:,}",
+            str(query.restarts),
+            "-" if lag is None else f"{lag:,}",
+            escape(query.last_error or ""),
+        )
     console.print(table)
     timed = [query for query in status.queries.values() if query.timed_batches] if status else []
     if timed:
         from spark_jobs.status import PHASES
 
-        phases = Table(title="where a batch's time goes (mean per batch, ms; `bulk` and `state` are inside `write`)",
-                       title_justify="left")  # fmt: skip
+        phases = Table(
+            title="where a batch's time goes (mean per batch, ms; `bulk` and `state` are inside `write`)",
+            title_justify="left",
+        )
         phases.add_column("query")
         for phase in PHASES:
             phases.add_column(phase, justify="right")
         for query in timed:
-            phases.add_row(query.name, *(f"{query.phase_seconds.get(phase, 0) / query.timed_batches * 1000:,.0f}"
-                                         for phase in PHASES))  # fmt: skip
+            phases.add_row(
+                query.name,
+                *(f"{query.phase_seconds.get(phase, 0) / query.timed_batches * 1000:,.0f}" for phase in PHASES),
+            )
         console.print(phases)
     console.print(index_table(settings, "Elasticsearch"))
 
@@ -238,7 +272,9 @@ def stream_upgrade(ctx: typer.Context) -> None:
         fail(str(exc))
     except (UpgradeFailed, IncompleteRead, TransportError, ApiError) as exc:
         fail(f"the upgrade stopped (run it again to go on): {exc}")
-    console.print(f"upgraded in {report.seconds:.1f} s: {report.trades_renamed:,} stock trades under per-day ids, "
-                  f"{report.aliases:,} aliases of corrected ids, {report.vendor_bars_moved:,} of Alpaca's bars moved "
-                  f"to the vendor indices, {report.minutes:,} minute and {report.hours:,} hour bars recomputed",
-                  highlight=False)  # fmt: skip
+    console.print(
+        f"upgraded in {report.seconds:.1f} s: {report.trades_renamed:,} stock trades under per-day ids, "
+        f"{report.aliases:,} aliases of corrected ids, {report.vendor_bars_moved:,} of Alpaca's bars moved "
+        f"to the vendor indices, {report.minutes:,} minute and {report.hours:,} hour bars recomputed",
+        highlight=False,
+    )

@@ -38,8 +38,18 @@ from ray_app.config.serve import RecommendSettings, ServeSettings
 from ray_app.config.stream import StreamSettings
 from ray_app.markets import hours_held, hours_needed, market_hours
 
-__all__ = ["CONFIG_FILE_ENV", "DEFAULT_CONFIG_FILE", "ENV_NESTED_DELIMITER", "ENV_PREFIX", "PROJECT_ROOT",
-           "SECRET_FIELDS", "ConfigError", "Settings", "TopicSettings", "load_settings"]  # fmt: skip
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "DEFAULT_CONFIG_FILE",
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
+    "PROJECT_ROOT",
+    "SECRET_FIELDS",
+    "ConfigError",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+]
 
 ENV_PREFIX = "RAY_APP_"
 ENV_NESTED_DELIMITER = "__"

@@ -69,8 +69,10 @@ class KafkaSettings(_Section):
     @model_validator(mode="after")
     def _isr_within_replicas(self) -> KafkaSettings:
         if self.min_insync_replicas > self.replication_factor:
-            raise ValueError(f"min_insync_replicas {self.min_insync_replicas} is more than replication_factor "
-                             f"{self.replication_factor}: no write could ever succeed")  # fmt: skip
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} is more than replication_factor "
+                f"{self.replication_factor}: no write could ever succeed"
+            )
         return self
 
     @model_validator(mode="after")

@@ -26,7 +26,6 @@ class RaySettings(_Section):
     temp_dir: Path | None = None
     auth_mode: Literal["disabled", "token"]
 
-
     @field_validator("dashboard_url")
     @classmethod
     def _valid_dashboard(cls, value: str) -> str:

@@ -50,7 +50,8 @@ class StreamSettings(_Section):
         read and dropped with a warning, so an older config file still loads."""
         if isinstance(data, dict) and (old := sorted(RETIRED_STREAM_SETTINGS & set(data))):
             logging.getLogger(__name__).warning(
-                "stream.%s: no longer used (bars are recomputed from the trades index; docs/stream.md)", ", ".join(old))
+                "stream.%s: no longer used (bars are recomputed from the trades index; docs/stream.md)", ", ".join(old)
+            )
             data = {key: value for key, value in data.items() if key not in RETIRED_STREAM_SETTINGS}
         return data
 

@@ -39,8 +39,16 @@ from serve_deployments.auth import API_KEY_HEADER, KEY_ENV
 GRAFANA_DIR = PROJECT_ROOT / "grafana"
 ES_TYPE = "elasticsearch"
 SERVE_UID = "ray-app-serve"
-ES_INDICES = ("trades", "bars_1m", "bars_1h", "dead_letters", "recommendations", "forecast_evaluations",
-              "indicators_1m", "quotes")  # fmt: skip
+ES_INDICES = (
+    "trades",
+    "bars_1m",
+    "bars_1h",
+    "dead_letters",
+    "recommendations",
+    "forecast_evaluations",
+    "indicators_1m",
+    "quotes",
+)
 PROMETHEUS_TYPE = "prometheus"
 PROMETHEUS_UID = "ray-app-prometheus"
 PROMETHEUS_NAME = "Prometheus"  # the name Ray's generated dashboards look for (RAY_PROMETHEUS_NAME's default)
@@ -184,8 +192,19 @@ def trading() -> db.Dashboard:
         .span(12)
         .height(8)
     )
-    band_fields = ["timestamp", "open", "high", "low", "close", "volume", "bb_upper", "bb_middle", "bb_lower",
-                   "ema_fast", "ema_slow"]  # fmt: skip
+    band_fields = [
+        "timestamp",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "bb_upper",
+        "bb_middle",
+        "bb_lower",
+        "ema_fast",
+        "ema_slow",
+    ]
     bands = (
         candlestick.Panel()
         .title("Bollinger bands (20, 2 sigma) and EMA 12 / 26 over the 1-minute candles")
@@ -195,8 +214,9 @@ def trading() -> db.Dashboard:
         .candle_style(candlestick_models.CandleStyle.CANDLES)
         .fields(candlestick.CandlestickFieldMap().open("open").high("high").low("low").close("close").volume("volume"))
         .include_all_fields(True)
-        .with_transformation(DataTransformerConfig(id_val="filterFieldsByName",
-                                                   options={"include": {"names": band_fields}}))
+        .with_transformation(
+            DataTransformerConfig(id_val="filterFieldsByName", options={"include": {"names": band_fields}})
+        )
         .unit("currencyUSD")
         .span(24)
         .height(10)
@@ -215,8 +235,14 @@ def trading() -> db.Dashboard:
         timeseries.Panel()
         .title("MACD (12, 26, 9): MACD, signal, histogram")
         .datasource(es_ref("indicators_1m"))
-        .with_target(_histogram(SYMBOL, es.Average().id("1").field("macd"), es.Average().id("3").field("macd_signal"),
-                                es.Average().id("4").field("macd_histogram")))
+        .with_target(
+            _histogram(
+                SYMBOL,
+                es.Average().id("1").field("macd"),
+                es.Average().id("3").field("macd_signal"),
+                es.Average().id("4").field("macd_histogram"),
+            )
+        )
         .override_by_name("Average macd_histogram", [DynamicConfigValue(id_val="custom.drawStyle", value="bars")])
         .span(12)
         .height(7)
@@ -226,8 +252,14 @@ def trading() -> db.Dashboard:
         timeseries.Panel()
         .title("Bid and ask (top of the book, USD)")
         .datasource(es_ref("quotes"))
-        .with_target(_histogram(SYMBOL, es.Average().id("1").field("bid_price"),
-                                es.Average().id("3").field("ask_price"), es.Average().id("4").field("mid")))
+        .with_target(
+            _histogram(
+                SYMBOL,
+                es.Average().id("1").field("bid_price"),
+                es.Average().id("3").field("ask_price"),
+                es.Average().id("4").field("mid"),
+            )
+        )
         .unit("currencyUSD")
         .span(12)
         .height(8)
@@ -429,43 +461,87 @@ def _prom_panel(title: str, unit: str, *queries: tuple[str, str]) -> timeseries.
 
 
 def _latency_quantiles(bucket: str, by: str) -> list[tuple[str, str]]:
-    return [(f"histogram_quantile({q}, sum by (le, {by}) (rate({bucket}[5m])))", f"p{int(q * 100)} {{{{{by}}}}}")
-            for q in (0.5, 0.99)]  # fmt: skip
+    return [
+        (f"histogram_quantile({q}, sum by (le, {by}) (rate({bucket}[5m])))", f"p{int(q * 100)} {{{{{by}}}}}")
+        for q in (0.5, 0.99)
+    ]
 
 
 def pipeline_health() -> db.Dashboard:
     """The running pipeline from Prometheus: the platform's metrics (ray_app.metrics) and Ray Serve's own."""
     panels = [
-        _prom_panel("Ingest: messages delivered to Kafka per second, by topic", "short",
-                    (f"sum by (topic) (rate({promql('ingest_messages')}[1m]))", "{{topic}}")),
-        _prom_panel("Ingest: failures and dead letters per minute, by reason", "short",
-                    (f"sum by (reason) (rate({promql('ingest_failures')}[5m])) * 60", "{{reason}}")),
-        _prom_panel("Stream: last micro-batch's duration, by query", "s",
-                    (f"max by (query) ({promql('stream_batch_duration_seconds')})", "{{query}}")),
-        _prom_panel("Stream: rows in the last micro-batch, and rows per second", "short",
-                    (f"max by (query) ({promql('stream_batch_rows')})", "batch {{query}}"),
-                    (f"sum by (query) (rate({promql('stream_rows')}[1m]))", "per s {{query}}")),
-        _prom_panel("Trade -> indexed and searchable: p50 and p99 over 5 minutes", "s",
-                    *_latency_quantiles(promql("stream_indexed_latency_seconds", "_bucket"), "query")),
-        _prom_panel("Lag behind Kafka: messages the stream has not committed, by topic", "short",
-                    (f"max by (query, topic) ({promql('kafka_lag_messages')})", "{{query}} {{topic}}")),
-        _prom_panel("Newest trade searchable in Elasticsearch: age by symbol", "s",
-                    (f"max by (symbol) ({promql('newest_trade_age_seconds')})", "{{symbol}}")),
-        _prom_panel("Dead letters in the last hour, by reason", "short",
-                    (f"max by (reason) ({promql('dead_letters_recent')})", "{{reason}}")),
-        _prom_panel("Forecast: the last run's duration", "s",
-                    (f"max by (status) ({promql('forecast_run_duration_seconds')})", "run {{status}}")),
-        _prom_panel("Forecast: each symbol's last duration (read, fit, write)", "s",
-                    (f"max by (symbol) ({promql('forecast_symbol_duration_seconds')})", "{{symbol}}")),
-        _prom_panel("Serve: request latency p50 and p99 by route (Ray's own metric)", "ms",
-                    *_latency_quantiles("ray_serve_http_request_latency_ms_bucket", "route")),
-        _prom_panel("Indicators: the last cycle's duration over every symbol", "s",
-                    (f"max({promql('indicator_cycle_duration_seconds')})", "cycle")),
-        _prom_panel("Vendor parity: share of minutes whose bar equals Alpaca's, by field (worst symbol)", "percentunit",
-                    (f"min by (field) ({promql('bar_parity_ratio')})", "{{field}}")),
-        _prom_panel("Vendor parity: minutes compared, adjusted by a cancel or correction, on one side only", "short",
-                    (f"sum by (kind) ({promql('bar_parity_minutes')})", "{{kind}}")),
-    ]  # fmt: skip
+        _prom_panel(
+            "Ingest: messages delivered to Kafka per second, by topic",
+            "short",
+            (f"sum by (topic) (rate({promql('ingest_messages')}[1m]))", "{{topic}}"),
+        ),
+        _prom_panel(
+            "Ingest: failures and dead letters per minute, by reason",
+            "short",
+            (f"sum by (reason) (rate({promql('ingest_failures')}[5m])) * 60", "{{reason}}"),
+        ),
+        _prom_panel(
+            "Stream: last micro-batch's duration, by query",
+            "s",
+            (f"max by (query) ({promql('stream_batch_duration_seconds')})", "{{query}}"),
+        ),
+        _prom_panel(
+            "Stream: rows in the last micro-batch, and rows per second",
+            "short",
+            (f"max by (query) ({promql('stream_batch_rows')})", "batch {{query}}"),
+            (f"sum by (query) (rate({promql('stream_rows')}[1m]))", "per s {{query}}"),
+        ),
+        _prom_panel(
+            "Trade -> indexed and searchable: p50 and p99 over 5 minutes",
+            "s",
+            *_latency_quantiles(promql("stream_indexed_latency_seconds", "_bucket"), "query"),
+        ),
+        _prom_panel(
+            "Lag behind Kafka: messages the stream has not committed, by topic",
+            "short",
+            (f"max by (query, topic) ({promql('kafka_lag_messages')})", "{{query}} {{topic}}"),
+        ),
+        _prom_panel(
+            "Newest trade searchable in Elasticsearch: age by symbol",
+            "s",
+            (f"max by (symbol) ({promql('newest_trade_age_seconds')})", "{{symbol}}"),
+        ),
+        _prom_panel(
+            "Dead letters in the last hour, by reason",
+            "short",
+            (f"max by (reason) ({promql('dead_letters_recent')})", "{{reason}}"),
+        ),
+        _prom_panel(
+            "Forecast: the last run's duration",
+            "s",
+            (f"max by (status) ({promql('forecast_run_duration_seconds')})", "run {{status}}"),
+        ),
+        _prom_panel(
+            "Forecast: each symbol's last duration (read, fit, write)",
+            "s",
+            (f"max by (symbol) ({promql('forecast_symbol_duration_seconds')})", "{{symbol}}"),
+        ),
+        _prom_panel(
+            "Serve: request latency p50 and p99 by route (Ray's own metric)",
+            "ms",
+            *_latency_quantiles("ray_serve_http_request_latency_ms_bucket", "route"),
+        ),
+        _prom_panel(
+            "Indicators: the last cycle's duration over every symbol",
+            "s",
+            (f"max({promql('indicator_cycle_duration_seconds')})", "cycle"),
+        ),
+        _prom_panel(
+            "Vendor parity: share of minutes whose bar equals Alpaca's, by field (worst symbol)",
+            "percentunit",
+            (f"min by (field) ({promql('bar_parity_ratio')})", "{{field}}"),
+        ),
+        _prom_panel(
+            "Vendor parity: minutes compared, adjusted by a cancel or correction, on one side only",
+            "short",
+            (f"sum by (kind) ({promql('bar_parity_minutes')})", "{{kind}}"),
+        ),
+    ]
     board = (
         db.Dashboard("Pipeline health")
         .uid("ray-app-pipeline-health")
@@ -510,20 +586,42 @@ def datasources(settings: Settings) -> dict[str, Any]:
     indices = settings.elasticsearch.indices.by_key()
     time_fields = {"dead_letters": DEAD_LETTER_TIME, "forecast_evaluations": EVALUATION_TIME}
     sources: list[dict[str, Any]] = [
-        {"name": f"ray-app {indices[key]}", "uid": es_uid(key), "type": ES_TYPE, "access": "proxy",
-         "url": settings.elasticsearch.url, "editable": False,
-         "jsonData": {"index": indices[key], "timeField": time_fields.get(key, "timestamp")}}
+        {
+            "name": f"ray-app {indices[key]}",
+            "uid": es_uid(key),
+            "type": ES_TYPE,
+            "access": "proxy",
+            "url": settings.elasticsearch.url,
+            "editable": False,
+            "jsonData": {"index": indices[key], "timeField": time_fields.get(key, "timestamp")},
+        }
         for key in ES_INDICES
-    ]  # fmt: skip
+    ]
     # the key from Grafana's environment (Grafana expands ${VAR} in provisioning files): never in a committed file
-    sources.append({"name": "ray-app Serve", "uid": SERVE_UID, "type": INFINITY_TYPE, "url": settings.serve.url,
-                    "editable": False,
-                    "jsonData": {"allowedHosts": [settings.serve.url], "httpHeaderName1": API_KEY_HEADER},
-                    "secureJsonData": {"httpHeaderValue1": f"${{{KEY_ENV}}}"}})  # fmt: skip
+    sources.append(
+        {
+            "name": "ray-app Serve",
+            "uid": SERVE_UID,
+            "type": INFINITY_TYPE,
+            "url": settings.serve.url,
+            "editable": False,
+            "jsonData": {"allowedHosts": [settings.serve.url], "httpHeaderName1": API_KEY_HEADER},
+            "secureJsonData": {"httpHeaderValue1": f"${{{KEY_ENV}}}"},
+        }
+    )
     # the default datasource: Ray's generated dashboards use the default Prometheus one
-    sources.append({"name": PROMETHEUS_NAME, "uid": PROMETHEUS_UID, "type": PROMETHEUS_TYPE, "access": "proxy",
-                    "url": settings.prometheus.url, "isDefault": True, "editable": False,
-                    "jsonData": {"timeInterval": f"{settings.prometheus.scrape_interval_s:g}s"}})  # fmt: skip
+    sources.append(
+        {
+            "name": PROMETHEUS_NAME,
+            "uid": PROMETHEUS_UID,
+            "type": PROMETHEUS_TYPE,
+            "access": "proxy",
+            "url": settings.prometheus.url,
+            "isDefault": True,
+            "editable": False,
+            "jsonData": {"timeInterval": f"{settings.prometheus.scrape_interval_s:g}s"},
+        }
+    )
     return {"apiVersion": 1, "datasources": sources}
 
 
@@ -536,14 +634,26 @@ def dashboard_provider() -> dict[str, Any]:
     return {
         "apiVersion": 1,
         "providers": [
-            {"name": "ray-app", "folder": "ray-app", "type": "file", "disableDeletion": True,
-             "updateIntervalSeconds": 30, "options": {"path": "/var/lib/grafana/dashboards/ray-app"}},
+            {
+                "name": "ray-app",
+                "folder": "ray-app",
+                "type": "file",
+                "disableDeletion": True,
+                "updateIntervalSeconds": 30,
+                "options": {"path": "/var/lib/grafana/dashboards/ray-app"},
+            },
             # the dashboards the Ray head generates for its version (<ray temp dir>/session_latest/metrics/grafana/
             # dashboards, mounted here: docs/grafana.md)
-            {"name": "ray", "folder": "Ray", "type": "file", "disableDeletion": True,
-             "updateIntervalSeconds": 30, "options": {"path": "/var/lib/grafana/dashboards/ray"}},
+            {
+                "name": "ray",
+                "folder": "Ray",
+                "type": "file",
+                "disableDeletion": True,
+                "updateIntervalSeconds": 30,
+                "options": {"path": "/var/lib/grafana/dashboards/ray"},
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def generated_files(settings: Settings) -> dict[Path, str]:
@@ -569,4 +679,3 @@ def write_files(settings: Settings) -> list[Path]:
         target.write_text(text)
         written.append(target)
     return written
-

@@ -58,20 +58,31 @@ def search_for(
     query = {
         "bool": {
             "filter": [
-                {"range": {field: {"gte": int(start.timestamp() * 1000), "lte": int(end.timestamp() * 1000),
-                                   "format": "epoch_millis"}}},
+                {
+                    "range": {
+                        field: {
+                            "gte": int(start.timestamp() * 1000),
+                            "lte": int(end.timestamp() * 1000),
+                            "format": "epoch_millis",
+                        }
+                    }
+                },
                 {"query_string": {"analyze_wildcard": True, "query": lucene}},
             ]
         }
-    }  # fmt: skip
+    }
     metrics = target["metrics"]
     if metrics and metrics[0]["type"] == "raw_data":
         size = int(metrics[0].get("settings", {}).get("size", 500))
         return PanelSearch(
-            body={"size": size, "query": query,
-                  "sort": [{field: {"order": "desc", "unmapped_type": "boolean"}}, {"_doc": {"order": "desc"}}]},
-            reads=[], raw=True,
-        )  # fmt: skip
+            body={
+                "size": size,
+                "query": query,
+                "sort": [{field: {"order": "desc", "unmapped_type": "boolean"}}, {"_doc": {"order": "desc"}}],
+            },
+            reads=[],
+            raw=True,
+        )
     leaf: dict[str, Any] = {}
     for metric in metrics:
         if metric["type"] != "count":
@@ -82,12 +93,24 @@ def search_for(
         if bucket["type"] == "date_histogram":
             interval = settings.get("interval", "auto")
             bounds = {"min": int(start.timestamp() * 1000), "max": int(end.timestamp() * 1000)}
-            definition: dict[str, Any] = {"date_histogram": {
-                "field": bucket["field"], "min_doc_count": 0, "format": "epoch_millis", "extended_bounds": bounds,
-                "fixed_interval": auto_interval(start, end) if interval == "auto" else interval}}  # fmt: skip
+            definition: dict[str, Any] = {
+                "date_histogram": {
+                    "field": bucket["field"],
+                    "min_doc_count": 0,
+                    "format": "epoch_millis",
+                    "extended_bounds": bounds,
+                    "fixed_interval": auto_interval(start, end) if interval == "auto" else interval,
+                }
+            }
         elif bucket["type"] == "terms":
-            definition = {"terms": {"field": bucket["field"], "size": int(settings.get("size", "10")),
-                                    "order": {"_count": "desc"}, "min_doc_count": 1}}  # fmt: skip
+            definition = {
+                "terms": {
+                    "field": bucket["field"],
+                    "size": int(settings.get("size", "10")),
+                    "order": {"_count": "desc"},
+                    "min_doc_count": 1,
+                }
+            }
         else:
             raise ValueError(f"bucket aggregation {bucket['type']!r} is not one the dashboards use")
         if aggs:
@@ -103,11 +126,23 @@ def variable_search(query: str, time_field: str, start: pd.Timestamp, end: pd.Ti
     find = json.loads(query)
     return {
         "size": 0,
-        "query": {"bool": {"filter": [{"range": {time_field: {"gte": int(start.timestamp() * 1000),
-                                                               "lte": int(end.timestamp() * 1000),
-                                                               "format": "epoch_millis"}}}]}},
+        "query": {
+            "bool": {
+                "filter": [
+                    {
+                        "range": {
+                            time_field: {
+                                "gte": int(start.timestamp() * 1000),
+                                "lte": int(end.timestamp() * 1000),
+                                "format": "epoch_millis",
+                            }
+                        }
+                    }
+                ]
+            }
+        },
         "aggs": {"1": {"terms": {"field": find["field"], "size": 500, "order": {"_key": "asc"}}}},
-    }  # fmt: skip
+    }
 
 
 def es_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:

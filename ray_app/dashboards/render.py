@@ -59,8 +59,11 @@ def render_trading(es: Elasticsearch, settings: Settings, symbol: str, end: pd.T
     if not bars.empty:
         bars["timestamp"] = pd.to_datetime(bars["timestamp"], utc=True)
         bars = bars.sort_values("timestamp").set_index("timestamp")
-        candles = bars.resample("15min").agg({"open": "first", "high": "max", "low": "min", "close": "last",
-                                             "volume": "sum"}).dropna()  # fmt: skip
+        candles = (
+            bars.resample("15min")
+            .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+            .dropna()
+        )
         width = pd.Timedelta(minutes=10)
         for moment, row in candles.iterrows():
             color = "tab:green" if row["close"] >= row["open"] else "tab:red"
@@ -72,8 +75,11 @@ def render_trading(es: Elasticsearch, settings: Settings, symbol: str, end: pd.T
         twin.set_yticks([])
     ax.set_title("OHLC candles with volume (1-minute bars, 15-minute candles)")
 
-    for ax, prefix, label in ((axes[0][1], "Close price", "USD"), (axes[1][0], "Volatility", "high - low, USD"),
-                              (axes[1][1], "Market", "close x volume, USD")):  # fmt: skip
+    for ax, prefix, label in (
+        (axes[0][1], "Close price", "USD"),
+        (axes[1][0], "Volatility", "high - low, USD"),
+        (axes[1][1], "Market", "close x volume, USD"),
+    ):
         panel = _panel(dashboard, prefix)
         search, result = _run(es, settings, panel, symbol, start, end)
         names = {m["id"]: m.get("field", m["type"]) for m in panel["targets"][0]["metrics"]}
@@ -111,12 +117,20 @@ def _plot_close_band(response: httpx.Response, label: str, title: str, out: Path
     rows["timestamp"] = pd.to_datetime(rows["timestamp"], utc=True)
     figure, ax = plt.subplots(figsize=(12, 4.5), constrained_layout=True)
     for level, alpha in ((95, 0.15), (80, 0.3)):
-        ax.fill_between(rows["timestamp"], rows[f"close_lo_{level}"], rows[f"close_hi_{level}"], alpha=alpha,
-                        color="tab:blue", label=f"{level}% interval", step="mid")  # fmt: skip
+        ax.fill_between(
+            rows["timestamp"],
+            rows[f"close_lo_{level}"],
+            rows[f"close_hi_{level}"],
+            alpha=alpha,
+            color="tab:blue",
+            label=f"{level}% interval",
+            step="mid",
+        )
     ax.plot(rows["timestamp"], rows["close"], color="tab:blue", label=f"{label} ({rows['close_model'].iloc[0]})")
     if realized:
-        ax.plot(rows["timestamp"], rows["actual_close"].astype(float), color="black", linewidth=2,
-                label="realized close")  # fmt: skip
+        ax.plot(
+            rows["timestamp"], rows["actual_close"].astype(float), color="black", linewidth=2, label="realized close"
+        )
         title = f"{title}, run {rows['run_id'].iloc[0]}"
     ax.set_title(title)
     ax.legend(loc="upper left")

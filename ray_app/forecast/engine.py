@@ -165,16 +165,26 @@ def reconstruct(log_close: Band, up: Band | None, down: Band | None) -> dict[str
         up = up.ordered()
         bands["high"] = Band(
             np.exp(log_close.value + np.maximum(up.value, 0.0)),
-            {lv: (np.exp(log_close.bounds[lv][0] + np.maximum(up.bounds[lv][0], 0.0)),
-                  np.exp(log_close.bounds[lv][1] + np.maximum(up.bounds[lv][1], 0.0))) for lv in levels},
-        )  # fmt: skip
+            {
+                lv: (
+                    np.exp(log_close.bounds[lv][0] + np.maximum(up.bounds[lv][0], 0.0)),
+                    np.exp(log_close.bounds[lv][1] + np.maximum(up.bounds[lv][1], 0.0)),
+                )
+                for lv in levels
+            },
+        )
     if down is not None:
         down = down.ordered()
         bands["low"] = Band(
             np.exp(log_close.value - np.maximum(down.value, 0.0)),
-            {lv: (np.exp(log_close.bounds[lv][0] - np.maximum(down.bounds[lv][1], 0.0)),
-                  np.exp(log_close.bounds[lv][1] - np.maximum(down.bounds[lv][0], 0.0))) for lv in levels},
-        )  # fmt: skip
+            {
+                lv: (
+                    np.exp(log_close.bounds[lv][0] - np.maximum(down.bounds[lv][1], 0.0)),
+                    np.exp(log_close.bounds[lv][1] - np.maximum(down.bounds[lv][0], 0.0)),
+                )
+                for lv in levels
+            },
+        )
     return bands
 
 
@@ -218,9 +228,10 @@ def choose_price_models(
             pair_scores[(close_model, spread_model)] = {t: _derived_score(windows, values, t) for t in targets}
     naive = pair_scores[(NAIVE, NAIVE)]
     passing = [
-        pair for pair, scores in pair_scores.items()
+        pair
+        for pair, scores in pair_scores.items()
         if pair != (NAIVE, NAIVE) and all(beats(scores[t], naive[t], spec.min_improvement) for t in targets)
-    ]  # fmt: skip
+    ]
     close_model, spread_model = min(
         passing, key=lambda pair: sum(pair_scores[pair][t].mase for t in targets), default=(NAIVE, NAIVE)
     )
@@ -251,8 +262,10 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
     values = history.values
     targets = list(values)
     price_targets = [t for t in targets if t in PRICE_TARGETS]
-    series = {**(price_components(values) if price_targets else {}),
-              **({"volume": values["volume"]} if "volume" in values else {})}  # fmt: skip
+    series = {
+        **(price_components(values) if price_targets else {}),
+        **({"volume": values["volume"]} if "volume" in values else {}),
+    }
     cv, seconds = cross_validate_windows(series, spec)
     chosen_scores: dict[str, dict[str, ModelScore]] = {}
     models: dict[str, str] = {}
@@ -261,8 +274,10 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
         chosen_scores.update(choice.scores)
         models.update({LOG_CLOSE: choice.close_model, SPREAD_UP: choice.spread_model, SPREAD_DOWN: choice.spread_model})
     if "volume" in values:
-        volume_scores = {name: ModelScore(error=w) if isinstance(w, str) else score_windows(w, values["volume"])
-                         for name, w in cv["volume"].items()}  # fmt: skip
+        volume_scores = {
+            name: ModelScore(error=w) if isinstance(w, str) else score_windows(w, values["volume"])
+            for name, w in cv["volume"].items()
+        }
         chosen_scores["volume"] = volume_scores
         models["volume"] = choose_model(volume_scores, spec.min_improvement)
     for target_scores in chosen_scores.values():
@@ -293,9 +308,11 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
         bands = reconstruct(Band(close.value, close.bounds), band(SPREAD_UP), band(SPREAD_DOWN))
         note = "; ".join(sorted(set(notes.values()) - {notes.get("volume")})) or None
         for target in price_targets:
-            components = {LOG_CLOSE: used[LOG_CLOSE],
-                          **({SPREAD_UP: used[SPREAD_UP]} if target == "high" else {}),
-                          **({SPREAD_DOWN: used[SPREAD_DOWN]} if target == "low" else {})}  # fmt: skip
+            components = {
+                LOG_CLOSE: used[LOG_CLOSE],
+                **({SPREAD_UP: used[SPREAD_UP]} if target == "high" else {}),
+                **({SPREAD_DOWN: used[SPREAD_DOWN]} if target == "low" else {}),
+            }
             scores = chosen_scores[target]
             label = (
                 used[LOG_CLOSE]
@@ -304,8 +321,17 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
             )
             if label not in scores:  # a fit fell back to Naive: show the score of what was used
                 scores = {**scores, label: scores.get(NAIVE, ModelScore())}
-            result[target] = TargetForecast(target, label, scores, hours, bands[target].value, bands[target].bounds,
-                                            note=note, method=PRICE_METHOD[target], components=components)  # fmt: skip
+            result[target] = TargetForecast(
+                target,
+                label,
+                scores,
+                hours,
+                bands[target].value,
+                bands[target].bounds,
+                note=note,
+                method=PRICE_METHOD[target],
+                components=components,
+            )
     if "volume" in values:
         point = points["volume"]
         value = np.maximum(point.value, 0.0)
@@ -313,9 +339,17 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
             value, {lv: (np.maximum(lo, 0.0), np.maximum(hi, 0.0)) for lv, (lo, hi) in point.bounds.items()}
         )
         scores = chosen_scores["volume"]
-        result["volume"] = TargetForecast("volume", used["volume"], scores, hours, value, bounds,
-                                          note=notes.get("volume"), method="volume, floored at 0",
-                                          components={"volume": used["volume"]})  # fmt: skip
+        result["volume"] = TargetForecast(
+            "volume",
+            used["volume"],
+            scores,
+            hours,
+            value,
+            bounds,
+            note=notes.get("volume"),
+            method="volume, floored at 0",
+            components={"volume": used["volume"]},
+        )
     done = time.perf_counter()
     ordered_targets = {target: result[target] for target in targets}
     return SymbolForecast(history, ordered_targets, cv_seconds=cv_done - started, fit_seconds=done - cv_done)
@@ -345,8 +379,12 @@ def incoherent_hours(result: SymbolForecast, tolerance: float = 1e-9) -> list[st
 
     for target, forecast in targets.items():
         levels = sorted(forecast.bounds)
-        check(f"{target}: not finite", np.isfinite(forecast.value) & np.all(
-            [np.isfinite(b) for lv in levels for b in forecast.bounds[lv]], axis=0), forecast.hours)  # fmt: skip
+        check(
+            f"{target}: not finite",
+            np.isfinite(forecast.value)
+            & np.all([np.isfinite(b) for lv in levels for b in forecast.bounds[lv]], axis=0),
+            forecast.hours,
+        )
         inner_lo, inner_hi = forecast.value, forecast.value
         for level in levels:
             lo, hi = forecast.bounds[level]

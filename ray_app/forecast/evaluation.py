@@ -94,8 +94,14 @@ def _training_history(settings: Settings, es: Elasticsearch, symbol: str, as_of:
     """The series the run trained on, rebuilt from bars-1h with the run's own rules."""
     start = as_of - pd.Timedelta(days=settings.forecast.lookback_days)
     bars = store.load_bars(es, settings, [symbol], start, as_of)[symbol]
-    history = build_history(symbol, bars_frame(bars), market_of(symbol), ["high", "low", "close", "volume"],
-                            min_points=1, max_gap_fraction=1.0)  # fmt: skip
+    history = build_history(
+        symbol,
+        bars_frame(bars),
+        market_of(symbol),
+        ["high", "low", "close", "volume"],
+        min_points=1,
+        max_gap_fraction=1.0,
+    )
     return history if isinstance(history, SymbolHistory) else None
 
 
@@ -122,18 +128,34 @@ def evaluate_run_symbol(
         if scores is None:
             continue
         horizon = len(forecast)
-        base = {"run_id": run["run_id"], "as_of": iso(as_of), "symbol": symbol, "market": history.market.name,
-                "target": str(target), "model": str(forecast["model"].iloc[0]), "horizon": horizon}  # fmt: skip
+        base = {
+            "run_id": run["run_id"],
+            "as_of": iso(as_of),
+            "symbol": symbol,
+            "market": history.market.name,
+            "target": str(target),
+            "model": str(forecast["model"].iloc[0]),
+            "horizon": horizon,
+        }
         through = forecast.index.intersection(realized.index).max()
-        evaluations.append(TargetEvaluation(
-            **base, elapsed_hours=scores.elapsed, complete=scores.elapsed >= horizon, through=iso(through),
-            mase=finite_or_none(scores.mase), naive_mase=finite_or_none(scores.naive_mase),
-            mae=finite_or_none(scores.mae), naive_mae=finite_or_none(scores.naive_mae),
-            # Naive rebuilt through exp(log) differs from naive itself only by rounding: that is not a win
-            beats_naive=forecast["model"].iloc[0] != "Naive" and scores.mase < scores.naive_mase * (1 - 1e-9),
-            coverage_80=scores.coverage.get(80), coverage_95=scores.coverage.get(95),
-            direction=scores.direction, direction_hit_rate=scores.direction_hit_rate,
-        ))  # fmt: skip
+        evaluations.append(
+            TargetEvaluation(
+                **base,
+                elapsed_hours=scores.elapsed,
+                complete=scores.elapsed >= horizon,
+                through=iso(through),
+                mase=finite_or_none(scores.mase),
+                naive_mase=finite_or_none(scores.naive_mase),
+                mae=finite_or_none(scores.mae),
+                naive_mae=finite_or_none(scores.naive_mae),
+                # Naive rebuilt through exp(log) differs from naive itself only by rounding: that is not a win
+                beats_naive=forecast["model"].iloc[0] != "Naive" and scores.mase < scores.naive_mase * (1 - 1e-9),
+                coverage_80=scores.coverage.get(80),
+                coverage_95=scores.coverage.get(95),
+                direction=scores.direction,
+                direction_hit_rate=scores.direction_hit_rate,
+            )
+        )
     return evaluations
 
 
@@ -142,19 +164,27 @@ def runs_to_evaluate(es: Elasticsearch, settings: Settings, now: pd.Timestamp, m
     index = settings.elasticsearch.indices.forecast_runs
     if not es.indices.exists(index=index):
         return
-    query = {"bool": {"filter": [
-        {"term": {"record": "run"}}, {"terms": {"status": list(store.WITH_FORECASTS)}},
-        {"range": {"as_of": {"lte": iso(now), "gte": iso(now - pd.Timedelta(days=max_age_days))}}},
-    ]}}  # fmt: skip
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"record": "run"}},
+                {"terms": {"status": list(store.WITH_FORECASTS)}},
+                {"range": {"as_of": {"lte": iso(now), "gte": iso(now - pd.Timedelta(days=max_age_days))}}},
+            ]
+        }
+    }
     page = es.search(index=index, query=query, sort=[{"as_of": "desc"}], size=1000)
     yield from (hit["_source"] for hit in page["hits"]["hits"])
 
 
 def _already_complete(es: Elasticsearch, settings: Settings, run_id: str) -> set[str]:
     index = settings.elasticsearch.indices.forecast_evaluations
-    page = es.search(index=index, query={"bool": {"filter": [{"term": {"run_id": run_id}},
-                                                              {"term": {"complete": True}}]}},
-                     source_includes=["symbol", "target"], size=10_000)  # fmt: skip
+    page = es.search(
+        index=index,
+        query={"bool": {"filter": [{"term": {"run_id": run_id}}, {"term": {"complete": True}}]}},
+        source_includes=["symbol", "target"],
+        size=10_000,
+    )
     return {f"{hit['_source']['symbol']}|{hit['_source']['target']}" for hit in page["hits"]["hits"]}
 
 
@@ -183,8 +213,17 @@ def evaluate(
             if {f"{symbol}|{target}" for target in targets} <= done:
                 continue
             evaluations = evaluate_run_symbol(settings, es, run, symbol)
-            store.write(es, ({"_index": index, "_id": e.doc_id, "_source": ForecastEvaluationDocument(
-                **e.model_dump(), evaluated_at=evaluated_at).model_dump()} for e in evaluations))  # fmt: skip
+            store.write(
+                es,
+                (
+                    {
+                        "_index": index,
+                        "_id": e.doc_id,
+                        "_source": ForecastEvaluationDocument(**e.model_dump(), evaluated_at=evaluated_at).model_dump(),
+                    }
+                    for e in evaluations
+                ),
+            )
             results.extend(evaluations)
     es.indices.refresh(index=index)
     return results
@@ -195,6 +234,7 @@ def symbol_evaluations(es: Elasticsearch, settings: Settings, symbol: str, runs:
     index = settings.elasticsearch.indices.forecast_evaluations
     if not es.indices.exists(index=index):
         return []
-    page = es.search(index=index, query={"term": {"symbol": symbol}}, size=runs * 4,
-                     sort=[{"as_of": "desc"}, {"target": "asc"}])  # fmt: skip
+    page = es.search(
+        index=index, query={"term": {"symbol": symbol}}, size=runs * 4, sort=[{"as_of": "desc"}, {"target": "asc"}]
+    )
     return [hit["_source"] for hit in page["hits"]["hits"]]

@@ -167,8 +167,12 @@ def score_windows(windows: CvWindows, y: np.ndarray) -> ModelScore:
         mase(actual[k], windows.value[k], y[: int(cutoff) + 1]) for k, cutoff in enumerate(windows.cutoffs)
     )
     coverage = {level: float(((actual >= lo) & (actual <= hi)).mean()) for level, (lo, hi) in windows.bounds.items()}
-    return ModelScore(mase=float(np.mean(window_mase)), smape=smape(actual.ravel(), windows.value.ravel()),
-                      coverage=coverage, window_mase=window_mase)  # fmt: skip
+    return ModelScore(
+        mase=float(np.mean(window_mase)),
+        smape=smape(actual.ravel(), windows.value.ravel()),
+        coverage=coverage,
+        window_mase=window_mase,
+    )
 
 
 def _cross_validate_model(

@@ -63,9 +63,14 @@ def render_symbol(
         for level in sorted(_BAND_ALPHA, reverse=True):
             if f"lo_{level}" in rows:
                 axis.fill_between(
-                    rows["timestamp"], rows[f"lo_{level}"], rows[f"hi_{level}"], color="#1f77b4",
-                    alpha=_BAND_ALPHA[level], linewidth=0, label=f"{level}% interval",
-                )  # fmt: skip
+                    rows["timestamp"],
+                    rows[f"lo_{level}"],
+                    rows[f"hi_{level}"],
+                    color="#1f77b4",
+                    alpha=_BAND_ALPHA[level],
+                    linewidth=0,
+                    label=f"{level}% interval",
+                )
         axis.plot(rows["timestamp"], rows["value"], color="#1f77b4", linewidth=1.2, label="forecast")
         axis.axvline(as_of, color="#999999", linestyle="--", linewidth=0.8)
         report = target_reports.get(target, {})

@@ -33,8 +33,16 @@ def run_line(run: dict[str, Any]) -> str:
 def summary_table(symbols: list[dict[str, Any]], horizon_days: int) -> Table:
     """Per symbol: the next days' highest volume, highest price and lowest price, each with its hour."""
     table = Table(title=f"Next {horizon_days} days per symbol (from the forecasts)", title_justify="left")
-    for column in ("symbol", "status", "highest volume", "at (UTC)", "highest price", "at (UTC)", "lowest price",
-                   "at (UTC)"):  # fmt: skip
+    for column in (
+        "symbol",
+        "status",
+        "highest volume",
+        "at (UTC)",
+        "highest price",
+        "at (UTC)",
+        "lowest price",
+        "at (UTC)",
+    ):
         table.add_column(column, justify="right" if column.startswith(("highest", "lowest")) else "left")
     table.add_column("note", overflow="fold")
     for doc in symbols:
@@ -59,8 +67,18 @@ def summary_table(symbols: list[dict[str, Any]], horizon_days: int) -> Table:
 def cv_table(targets: list[dict[str, Any]]) -> Table:
     """Per symbol and target: the chosen model beside naive in rolling-origin cross-validation."""
     table = Table(title="Cross-validation: chosen model vs naive (MASE < naive's is better)", title_justify="left")
-    for column in ("symbol", "target", "chosen", "MASE", "naive MASE", "sMAPE %", "naive sMAPE %", "cover 80%",
-                   "cover 95%", "best other model"):  # fmt: skip
+    for column in (
+        "symbol",
+        "target",
+        "chosen",
+        "MASE",
+        "naive MASE",
+        "sMAPE %",
+        "naive sMAPE %",
+        "cover 80%",
+        "cover 95%",
+        "best other model",
+    ):
         table.add_column(
             column, justify="left" if column in {"symbol", "target", "chosen", "best other model"} else "right"
         )
@@ -94,17 +112,40 @@ def _pct(value: float | None) -> str:
 def evaluation_table(rows: list[dict[str, Any]]) -> Table:
     """Past runs scored against what happened: per run, symbol and target, MASE beside naive's, interval
     coverage and (close) the direction's hit rate."""
-    table = Table(title="Forecasts vs what happened (forecast-evaluations; MASE: lower is better, below naive's "
-                        "beats it)", title_justify="left")  # fmt: skip
-    for column in ("run", "symbol", "target", "model", "hours", "MASE", "naive MASE", "beats naive", "80% in",
-                   "95% in", "direction", "hit rate"):  # fmt: skip
-        table.add_column(column, justify="left" if column in {"run", "symbol", "target", "model", "direction"}
-                         else "right")  # fmt: skip
+    table = Table(
+        title="Forecasts vs what happened (forecast-evaluations; MASE: lower is better, below naive's beats it)",
+        title_justify="left",
+    )
+    for column in (
+        "run",
+        "symbol",
+        "target",
+        "model",
+        "hours",
+        "MASE",
+        "naive MASE",
+        "beats naive",
+        "80% in",
+        "95% in",
+        "direction",
+        "hit rate",
+    ):
+        table.add_column(
+            column, justify="left" if column in {"run", "symbol", "target", "model", "direction"} else "right"
+        )
     for row in rows:
         table.add_row(
-            row["run_id"], row["symbol"], row["target"], row["model"],
-            f"{row['elapsed_hours']}/{row['horizon']}", _number(row.get("mase"), 3), _number(row.get("naive_mase"), 3),
-            "[green]yes[/]" if row.get("beats_naive") else "no", _pct(row.get("coverage_80")),
-            _pct(row.get("coverage_95")), row.get("direction") or "", _pct(row.get("direction_hit_rate")),
-        )  # fmt: skip
+            row["run_id"],
+            row["symbol"],
+            row["target"],
+            row["model"],
+            f"{row['elapsed_hours']}/{row['horizon']}",
+            _number(row.get("mase"), 3),
+            _number(row.get("naive_mase"), 3),
+            "[green]yes[/]" if row.get("beats_naive") else "no",
+            _pct(row.get("coverage_80")),
+            _pct(row.get("coverage_95")),
+            row.get("direction") or "",
+            _pct(row.get("direction_hit_rate")),
+        )
     return table

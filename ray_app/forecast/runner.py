@@ -138,15 +138,26 @@ def run_forecast(
         ensure_index(settings, es, getattr(settings.elasticsearch.indices, key), MAPPINGS[key])
     started_at, began = now_iso(), time.perf_counter()
     forecast = settings.forecast
-    store.write_run(es, settings, run, {
-        "status": "running", "started_at": started_at, "symbols": symbols, "models": forecast.models,
-        "lookback_days": forecast.lookback_days, "horizon_days": forecast.horizon_days, "host": socket.gethostname(),
-    })  # fmt: skip
+    store.write_run(
+        es,
+        settings,
+        run,
+        {
+            "status": "running",
+            "started_at": started_at,
+            "symbols": symbols,
+            "models": forecast.models,
+            "lookback_days": forecast.lookback_days,
+            "horizon_days": forecast.horizon_days,
+            "host": socket.gethostname(),
+        },
+    )
 
     connect(settings)
     batches = [symbols[i : i + forecast.symbols_per_task] for i in range(0, len(symbols), forecast.symbols_per_task)]
-    task = _forecast_task.options(num_cpus=forecast.task_num_cpus, resources=dict(forecast.task_resources),
-                                  max_retries=forecast.task_max_retries)  # fmt: skip
+    task = _forecast_task.options(
+        num_cpus=forecast.task_num_cpus, resources=dict(forecast.task_resources), max_retries=forecast.task_max_retries
+    )
     pending = {task.remote(settings, batch, run, compute): batch for batch in batches}
     reports: list[SymbolReport] = []
     while pending:
@@ -174,14 +185,27 @@ def run_forecast(
     ok = sum(report.status == "ok" for report in reports)
     status = "complete" if ok == len(symbols) else "partial" if ok else "failed"
     seconds = time.perf_counter() - began
-    store.write_run(es, settings, run, {
-        "status": status, "started_at": started_at, "finished_at": now_iso(), "duration_s": seconds,
-        "symbols": symbols, "forecasted": ok, "skipped": sum(r.status == "skipped" for r in reports),
-        "failed": sum(r.status == "failed" for r in reports), "models": forecast.models,
-        "targets_beating_naive": sum(r.fields.get("targets_beating_naive", 0) for r in reports),
-        "targets": ok * len(forecast.targets), "lookback_days": forecast.lookback_days,
-        "horizon_days": forecast.horizon_days, "host": socket.gethostname(),
-    })  # fmt: skip
+    store.write_run(
+        es,
+        settings,
+        run,
+        {
+            "status": status,
+            "started_at": started_at,
+            "finished_at": now_iso(),
+            "duration_s": seconds,
+            "symbols": symbols,
+            "forecasted": ok,
+            "skipped": sum(r.status == "skipped" for r in reports),
+            "failed": sum(r.status == "failed" for r in reports),
+            "models": forecast.models,
+            "targets_beating_naive": sum(r.fields.get("targets_beating_naive", 0) for r in reports),
+            "targets": ok * len(forecast.targets),
+            "lookback_days": forecast.lookback_days,
+            "horizon_days": forecast.horizon_days,
+            "host": socket.gethostname(),
+        },
+    )
     es.indices.refresh(index=[settings.elasticsearch.indices.forecasts, settings.elasticsearch.indices.forecast_runs])
     report = RunReport(run.run_id, as_of, status, reports, seconds)
     record_run_metrics(report)
@@ -191,8 +215,9 @@ def run_forecast(
 def record_run_metrics(report: RunReport) -> None:
     """The run in the platform's metrics (ray_app.metrics): the durations its forecast-runs documents hold."""
     metrics.inc("forecast_runs", 1, status=report.status)
-    record_durations(report.status, report.seconds,
-                     [(s.symbol, s.status, s.fields.get("duration_s")) for s in report.symbols])  # fmt: skip
+    record_durations(
+        report.status, report.seconds, [(s.symbol, s.status, s.fields.get("duration_s")) for s in report.symbols]
+    )
 
 
 def record_durations(status: str, seconds: float, symbols: list[tuple[str, str, float | None]]) -> None:
@@ -207,6 +232,8 @@ def record_stored_run(settings: Settings, run: dict[str, Any]) -> None:
     """The gauges of a run read back from forecast-runs (one a previous process made: the forecaster found this
     hour's run complete already)."""
     es = es_client(settings)
-    symbols = [(doc["symbol"], doc.get("status", "?"), doc.get("duration_s"))
-               for doc in store.run_records(es, settings, run["run_id"], "symbol")]  # fmt: skip
+    symbols = [
+        (doc["symbol"], doc.get("status", "?"), doc.get("duration_s"))
+        for doc in store.run_records(es, settings, run["run_id"], "symbol")
+    ]
     record_durations(run["status"], float(run.get("duration_s", 0.0)), symbols)

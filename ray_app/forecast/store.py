@@ -87,8 +87,9 @@ def more_complete(ours: dict[str, Any], vendor: dict[str, Any] | None) -> dict[s
     return vendor if seen(vendor) > seen(ours) else ours
 
 
-def _read_hours(es: Elasticsearch, index: str, symbols: list[str], start: pd.Timestamp,
-                end: pd.Timestamp) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+def _read_hours(
+    es: Elasticsearch, index: str, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp
+) -> dict[str, list[dict[str, Any]]]:
     query = {
         "bool": {
             "filter": [
@@ -157,44 +158,50 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
             for level, (lo, hi) in forecast.bounds.items():
                 doc[f"lo_{level}"] = float(lo[step])
                 doc[f"hi_{level}"] = float(hi[step])
-            yield {"_index": forecasts_index, "_id": f"{run.run_id}|{symbol}|{target}|{iso(hour)}",
-                   "_source": checked(ForecastDocument, doc)}  # fmt: skip
+            yield {
+                "_index": forecasts_index,
+                "_id": f"{run.run_id}|{symbol}|{target}|{iso(hour)}",
+                "_source": checked(ForecastDocument, doc),
+            }
         chosen, naive = forecast.chosen, forecast.naive
         yield {
             "_index": runs_index,
             "_id": f"{run.run_id}|{symbol}|{target}",
-            "_source": checked(ForecastTargetDocument, {
-                **run.base(),
-                "record": "target",
-                "symbol": symbol,
-                "market": market,
-                "target": target,
-                "status": "ok",
-                "chosen_model": forecast.model,
-                "method": forecast.method,
-                "series_models": forecast.components,
-                "mase": finite_or_none(chosen.mase),
-                "smape": finite_or_none(chosen.smape),
-                "naive_mase": finite_or_none(naive.mase),
-                "naive_smape": finite_or_none(naive.smape),
-                "beats_naive": forecast.beats_naive,
-                **{f"coverage_{level}": value for level, value in chosen.coverage.items()},
-                "cv": {
-                    name: {
-                        "mase": finite_or_none(score.mase),
-                        "smape": finite_or_none(score.smape),
-                        **{f"coverage_{level}": value for level, value in score.coverage.items()},
-                        "seconds": score.seconds,
-                        **({"error": score.error} if score.error else {}),
-                    }
-                    for name, score in forecast.scores.items()
+            "_source": checked(
+                ForecastTargetDocument,
+                {
+                    **run.base(),
+                    "record": "target",
+                    "symbol": symbol,
+                    "market": market,
+                    "target": target,
+                    "status": "ok",
+                    "chosen_model": forecast.model,
+                    "method": forecast.method,
+                    "series_models": forecast.components,
+                    "mase": finite_or_none(chosen.mase),
+                    "smape": finite_or_none(chosen.smape),
+                    "naive_mase": finite_or_none(naive.mase),
+                    "naive_smape": finite_or_none(naive.smape),
+                    "beats_naive": forecast.beats_naive,
+                    **{f"coverage_{level}": value for level, value in chosen.coverage.items()},
+                    "cv": {
+                        name: {
+                            "mase": finite_or_none(score.mase),
+                            "smape": finite_or_none(score.smape),
+                            **{f"coverage_{level}": value for level, value in score.coverage.items()},
+                            "seconds": score.seconds,
+                            **({"error": score.error} if score.error else {}),
+                        }
+                        for name, score in forecast.scores.items()
+                    },
+                    "note": forecast.note,
+                    "train_points": result.history.points,
+                    "horizon": len(forecast.hours),
+                    "created_at": created,
                 },
-                "note": forecast.note,
-                "train_points": result.history.points,
-                "horizon": len(forecast.hours),
-                "created_at": created,
-            }),
-        }  # fmt: skip
+            ),
+        }
 
 
 def history_fields(history: SymbolHistory) -> dict[str, Any]:
@@ -214,8 +221,10 @@ def symbol_action(settings: Settings, run: RunContext, symbol: str, fields: dict
     return {
         "_index": settings.elasticsearch.indices.forecast_runs,
         "_id": f"{run.run_id}|{symbol}",
-        "_source": checked(ForecastSymbolDocument, {**run.base(), "record": "symbol", "symbol": symbol,
-                                                  "created_at": now_iso(), **fields}),
+        "_source": checked(
+            ForecastSymbolDocument,
+            {**run.base(), "record": "symbol", "symbol": symbol, "created_at": now_iso(), **fields},
+        ),
     }
 
 
@@ -238,8 +247,9 @@ def write(es: Elasticsearch, actions: Iterable[dict[str, Any]]) -> int:
     return sum(ok for ok, _ in streaming_bulk(es, actions, chunk_size=2000, max_retries=5, raise_on_error=True))
 
 
-def write_forecasts(es: Elasticsearch, settings: Settings, run: RunContext, symbol: str, result: SymbolForecast,
-                    fields: dict[str, Any]) -> None:  # fmt: skip
+def write_forecasts(
+    es: Elasticsearch, settings: Settings, run: RunContext, symbol: str, result: SymbolForecast, fields: dict[str, Any]
+) -> None:
     """A symbol's forecast rows, so that no reader ever sees part of them: the symbol's record says ``writing``
     first (seen at once when it replaces an ``ok`` of the same run id: a re-run), and the rows are searchable
     before the caller writes ``ok``."""

@@ -103,8 +103,15 @@ def bollinger(closes: Floats, period: int, sigmas: float) -> Bands:
 COLUMNS = ("rsi", "ema_fast", "ema_slow", "macd", "macd_signal", "macd_histogram", "bb_upper", "bb_middle", "bb_lower")
 
 
-def indicators(closes: Floats, rsi_period: int = 14, ema_fast: int = 12, ema_slow: int = 26, macd_signal: int = 9,
-               bollinger_period: int = 20, bollinger_sigmas: float = 2.0) -> dict[str, Floats]:  # fmt: skip
+def indicators(
+    closes: Floats,
+    rsi_period: int = 14,
+    ema_fast: int = 12,
+    ema_slow: int = 26,
+    macd_signal: int = 9,
+    bollinger_period: int = 20,
+    bollinger_sigmas: float = 2.0,
+) -> dict[str, Floats]:
     """Every indicator on ``closes`` (oldest first), by column name."""
     closes = np.asarray(closes, dtype=np.float64)
     lines = macd(closes, ema_fast, ema_slow, macd_signal)

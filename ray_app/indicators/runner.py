@@ -74,16 +74,24 @@ def _read_bars(es: Elasticsearch, index: str, symbol: str, since: int | None) ->
     rows: list[list[float]] = []
     after = None
     while True:
-        page = es.search(index=index, query={"bool": {"filter": filters}}, sort=[{"timestamp": "asc"}],
-                         source_includes=["timestamp", *BAR_FIELDS], size=PAGE_SIZE, search_after=after,
-                         track_total_hits=False)  # fmt: skip
+        page = es.search(
+            index=index,
+            query={"bool": {"filter": filters}},
+            sort=[{"timestamp": "asc"}],
+            source_includes=["timestamp", *BAR_FIELDS],
+            size=PAGE_SIZE,
+            search_after=after,
+            track_total_hits=False,
+        )
         hits = page["hits"]["hits"]
         for hit in hits:
             starts.append(parse_seconds(hit["_source"]["timestamp"]))
             rows.append([float(hit["_source"][name]) for name in BAR_FIELDS])
         if len(hits) < PAGE_SIZE:
-            return (np.asarray(starts, dtype=np.int64),
-                    np.asarray(rows, dtype=np.float64).reshape(len(rows), len(BAR_FIELDS)))  # fmt: skip
+            return (
+                np.asarray(starts, dtype=np.int64),
+                np.asarray(rows, dtype=np.float64).reshape(len(rows), len(BAR_FIELDS)),
+            )
         after = hits[-1]["sort"]
 
 
@@ -95,13 +103,18 @@ def first_change(old: Series, new: Series) -> int:
     return int(found[0]) if len(found) else overlap
 
 
-def documents(symbol: str, series: Series, values: dict[str, np.ndarray], begin: int,
-              updated_at: str) -> list[dict[str, Any]]:  # fmt: skip
+def documents(
+    symbol: str, series: Series, values: dict[str, np.ndarray], begin: int, updated_at: str
+) -> list[dict[str, Any]]:
     """The indicator documents of positions ``begin`` onwards (a NaN value is left out)."""
     docs = []
     for i in range(begin, len(series.starts)):
-        fields: dict[str, Any] = {"symbol": symbol, "timestamp": format_seconds(int(series.starts[i])),
-                                  "bars": i + 1, "updated_at": updated_at}  # fmt: skip
+        fields: dict[str, Any] = {
+            "symbol": symbol,
+            "timestamp": format_seconds(int(series.starts[i])),
+            "bars": i + 1,
+            "updated_at": updated_at,
+        }
         fields.update(zip(BAR_FIELDS, map(float, series.bars[i]), strict=True))
         for column in COLUMNS:
             value = float(values[column][i])
@@ -146,8 +159,13 @@ class IndicatorStep:
         """The start of the oldest 1-minute bar of ``symbol`` the stream wrote at ``after`` or later, if any."""
         rewritten = {"range": {"updated_at": {"gte": format_seconds(int(max(after, 0)))}}}
         query = {"bool": {"filter": [{"term": {"symbol": symbol}}, rewritten]}}
-        hits = self.es.search(index=self.settings.elasticsearch.indices.bars_1m, query=query, size=1,
-                              sort=[{"timestamp": "asc"}], source_includes=["timestamp"])["hits"]["hits"]  # fmt: skip
+        hits = self.es.search(
+            index=self.settings.elasticsearch.indices.bars_1m,
+            query=query,
+            size=1,
+            sort=[{"timestamp": "asc"}],
+            source_includes=["timestamp"],
+        )["hits"]["hits"]
         return parse_seconds(hits[0]["_source"]["timestamp"]) if hits else None
 
     def _count_before(self, symbol: str, until: int | None) -> int:
@@ -172,9 +190,15 @@ class IndicatorStep:
             begin = max(begin, int(np.searchsorted(series.starts, oldest_written)))
             written[symbol] = 0
             if begin < len(series.starts):
-                values = indicators(series.closes, options.rsi_period, options.ema_fast, options.ema_slow,
-                                    options.macd_signal, options.bollinger_period,
-                                    options.bollinger_sigmas)  # fmt: skip
+                values = indicators(
+                    series.closes,
+                    options.rsi_period,
+                    options.ema_fast,
+                    options.ema_slow,
+                    options.macd_signal,
+                    options.bollinger_period,
+                    options.bollinger_sigmas,
+                )
                 docs = documents(symbol, series, values, begin, updated_at)
                 written[symbol] = self._write(docs)
             self.series[symbol] = series  # only once written: a failed write is redone by the next cycle
@@ -187,9 +211,16 @@ class IndicatorStep:
         after = None
         index = self.settings.elasticsearch.indices.indicators_1m
         while True:
-            page = self.es.search(index=index, query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
-                                  sort=[{"timestamp": "asc"}], source_includes=["timestamp"], size=PAGE_SIZE,
-                                  search_after=after, track_total_hits=False, ignore_unavailable=True)  # fmt: skip
+            page = self.es.search(
+                index=index,
+                query={"bool": {"filter": [{"term": {"symbol": symbol}}]}},
+                sort=[{"timestamp": "asc"}],
+                source_includes=["timestamp"],
+                size=PAGE_SIZE,
+                search_after=after,
+                track_total_hits=False,
+                ignore_unavailable=True,
+            )
             hits = page["hits"]["hits"]
             starts += [parse_seconds(hit["_source"]["timestamp"]) for hit in hits]
             if len(hits) < PAGE_SIZE:
@@ -201,16 +232,19 @@ class IndicatorStep:
         if not len(starts):
             return
         index = self.settings.elasticsearch.indices.indicators_1m
-        actions = ({"_op_type": "delete", "_index": index, "_id": f"{symbol}{ID_SEPARATOR}{format_seconds(int(t))}"}
-                   for t in starts)  # fmt: skip
+        actions = (
+            {"_op_type": "delete", "_index": index, "_id": f"{symbol}{ID_SEPARATOR}{format_seconds(int(t))}"}
+            for t in starts
+        )
         for ok, item in streaming_bulk(self.es, actions, chunk_size=2000, max_retries=5, raise_on_error=False):
             if not ok and item.get("delete", {}).get("status") != 404:
                 LOG.warning("indicators: the document of a deleted bar stays: %s", item)
 
     def _write(self, docs: list[dict[str, Any]]) -> int:
         index = self.settings.elasticsearch.indices.indicators_1m
-        actions = ({"_index": index, "_id": f"{doc['symbol']}{ID_SEPARATOR}{doc['timestamp']}", "_source": doc}
-                   for doc in docs)  # fmt: skip
+        actions = (
+            {"_index": index, "_id": f"{doc['symbol']}{ID_SEPARATOR}{doc['timestamp']}", "_source": doc} for doc in docs
+        )
         ok = sum(done for done, _ in streaming_bulk(self.es, actions, chunk_size=2000, max_retries=5))
         return ok
 
@@ -225,8 +259,9 @@ def run(settings: Settings, stop: StopFlag) -> LoopReport:
     return run_indicators(settings, stop, on_cycle=cycle)
 
 
-def run_indicators(settings: Settings, stop: StopFlag, once: bool = False,
-                   on_cycle: Callable[[CycleReport], None] | None = None) -> LoopReport:  # fmt: skip
+def run_indicators(
+    settings: Settings, stop: StopFlag, once: bool = False, on_cycle: Callable[[CycleReport], None] | None = None
+) -> LoopReport:
     """Cycle every ``indicators.interval_s`` until stopped (or once). A failed cycle (Elasticsearch away) is logged
     and the next one tries again from the same series."""
     from elastic_transport import TransportError

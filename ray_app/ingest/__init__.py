@@ -82,10 +82,12 @@ class IngestReport:
     def line(self) -> str:
         """What a run delivered, failed and left undelivered, in one line (the CLI prints it on every exit)."""
         c = self.counters
-        text = (f"ingest {self.source}: {c.delivered:,} delivered in {self.seconds:.1f} s "
-                f"({c.delivered / max(self.seconds, 1e-9):,.0f} msg/s): {c.trades:,} trades, {c.cancels:,} cancels, "
-                f"{c.corrections:,} corrections, {c.quotes:,} quotes, {c.bars:,} bars, {c.dead_letters:,} dead "
-                f"letters; failed {c.failed}, undelivered {self.undelivered}")  # fmt: skip
+        text = (
+            f"ingest {self.source}: {c.delivered:,} delivered in {self.seconds:.1f} s "
+            f"({c.delivered / max(self.seconds, 1e-9):,.0f} msg/s): {c.trades:,} trades, {c.cancels:,} cancels, "
+            f"{c.corrections:,} corrections, {c.quotes:,} quotes, {c.bars:,} bars, {c.dead_letters:,} dead "
+            f"letters; failed {c.failed}, undelivered {self.undelivered}"
+        )
         if c.spilled or c.replayed:
             text += f"; spilled {c.spilled:,} to the journal, sent {c.replayed:,} from it"
         if self.kept:
@@ -119,10 +121,15 @@ class _SimulatedRun:
         self.symbols = options.symbols or settings.symbols
         self.seed = sim.seed if options.seed is None else options.seed
         self.trades_per_minute = options.trades_per_minute or sim.trades_per_minute
-        self.simulator = TradeSimulator(self.symbols, seed=self.seed, trades_per_minute=self.trades_per_minute,
-                                        anchor_on_real_data=sim.anchor_on_real_data, cancel_share=sim.cancel_share,
-                                        correction_share=sim.correction_share,
-                                        quotes_per_trade=sim.quotes_per_trade)  # fmt: skip
+        self.simulator = TradeSimulator(
+            self.symbols,
+            seed=self.seed,
+            trades_per_minute=self.trades_per_minute,
+            anchor_on_real_data=sim.anchor_on_real_data,
+            cancel_share=sim.cancel_share,
+            correction_share=sim.correction_share,
+            quotes_per_trade=sim.quotes_per_trade,
+        )
         self.done = read_progress(settings) if options.resume else {}
         self.until_ns: int | None = None
         self.resumed = {s: self.done[s] for s in self.symbols if s in self.done}
@@ -163,8 +170,12 @@ class _SimulatedRun:
 
         if self.until_ns is None:
             return []
-        return [progress_record(self.settings, s, max(self.until_ns, self.done.get(s, 0)), self.seed,
-                                self.trades_per_minute) for s in self.symbols]  # fmt: skip
+        return [
+            progress_record(
+                self.settings, s, max(self.until_ns, self.done.get(s, 0)), self.seed, self.trades_per_minute
+            )
+            for s in self.symbols
+        ]
 
 
 def _stop_after(stop: StopFlag, seconds: float | None) -> None:
@@ -176,8 +187,13 @@ def _stop_after(stop: StopFlag, seconds: float | None) -> None:
         timer.start()
 
 
-def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer: IngestProducer,
-           on_message: Callable[[str], None] | None) -> Iterator[IngestItem]:  # fmt: skip
+def _items(
+    settings: Settings,
+    options: IngestOptions,
+    stop: StopFlag,
+    producer: IngestProducer,
+    on_message: Callable[[str], None] | None,
+) -> Iterator[IngestItem]:
     """The records of replay and backfill (the simulator is ``_SimulatedRun``; the live Alpaca streams push)."""
     if options.source is IngestSource.REPLAY:
         from ray_app.ingest.recording import replay
@@ -187,21 +203,33 @@ def _items(settings: Settings, options: IngestOptions, stop: StopFlag, producer:
         return replay(options.file, options.symbols or settings.symbols, options.speed, stop, producer.poll)
     from ray_app.ingest.backfill import backfill
 
-    return backfill(settings, options.days or settings.alpaca.backfill_days,
-                    options.timeframe or settings.alpaca.backfill_timeframe, stop,
-                    symbols=options.symbols, on_retry=on_message)  # fmt: skip
+    return backfill(
+        settings,
+        options.days or settings.alpaca.backfill_days,
+        options.timeframe or settings.alpaca.backfill_timeframe,
+        stop,
+        symbols=options.symbols,
+        on_retry=on_message,
+    )
 
 
 def _resumed_text(resumed: dict[str, int]) -> str:
     from ray_app.times import format_ns
 
     until = min(resumed.values())
-    return (f"simulate: {len(resumed)} symbol(s) already simulated up to {format_ns(until)[:19]}Z or later "
-            "(simulator-progress); going on from there")
+    return (
+        f"simulate: {len(resumed)} symbol(s) already simulated up to {format_ns(until)[:19]}Z or later "
+        "(simulator-progress); going on from there"
+    )
 
 
-def _pull(settings: Settings, options: IngestOptions, stop: StopFlag, producer: IngestProducer,
-          on_message: Callable[[str], None] | None) -> None:  # fmt: skip
+def _pull(
+    settings: Settings,
+    options: IngestOptions,
+    stop: StopFlag,
+    producer: IngestProducer,
+    on_message: Callable[[str], None] | None,
+) -> None:
     """A source that yields its records: first what a previous run left in the journal, then the source; the
     simulator then records how far it got (``progress.py``)."""
     say = on_message or (lambda _: None)
@@ -229,9 +257,13 @@ def journal_path(settings: Settings, source: IngestSource) -> Path:
 Watch = Callable[[Counters, str], AbstractContextManager[object]]
 
 
-def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None = None,
-               on_message: Callable[[str], None] | None = None,
-               watch: Watch | None = None) -> IngestReport:  # fmt: skip
+def run_ingest(
+    settings: Settings,
+    options: IngestOptions,
+    stop: StopFlag | None = None,
+    on_message: Callable[[str], None] | None = None,
+    watch: Watch | None = None,
+) -> IngestReport:
     """Run one source into Kafka until it ends, fails or is stopped; on every one of those exits flush, keep what
     Kafka did not take in the spill journal, and report what was delivered (``IngestFailed`` carries the report).
 
@@ -245,8 +277,11 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
     try:
         ensure_topics(settings)
     except KafkaUnavailable as exc:
-        advice = "" if exc.refused else ("; start the local stack with `ray-app stack up` or point "
-                                         "kafka.bootstrap_servers at your brokers")  # fmt: skip
+        advice = (
+            ""
+            if exc.refused
+            else ("; start the local stack with `ray-app stack up` or point kafka.bootstrap_servers at your brokers")
+        )
         raise KafkaUnreachable(f"{exc}{advice}") from None
     except KafkaException as exc:
         raise KafkaUnreachable(
@@ -255,12 +290,16 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         ) from None
     ingest = settings.ingest
     journal = SpillJournal(journal_path(settings, options.source), ingest.spill_max_mb * 1024 * 1024)
-    producer = IngestProducer(settings, journal, **{
-        "queue.buffering.max.messages": ingest.queue_max_messages,
-        "queue.buffering.max.kbytes": ingest.queue_max_mb * 1024,
-        # never give a record up because the brokers are away; memory is bounded by the queues above
-        "message.timeout.ms": 0,
-    })  # fmt: skip
+    producer = IngestProducer(
+        settings,
+        journal,
+        **{
+            "queue.buffering.max.messages": ingest.queue_max_messages,
+            "queue.buffering.max.kbytes": ingest.queue_max_mb * 1024,
+            # never give a record up because the brokers are away; memory is bounded by the queues above
+            "message.timeout.ms": 0,
+        },
+    )
     began = time.monotonic()
     metering = IngestMetering(producer.counters, options.source.value).start()
     show_progress = ingest.progress if options.progress is None else options.progress
@@ -291,12 +330,18 @@ def run_ingest(settings: Settings, options: IngestOptions, stop: StopFlag | None
         undelivered = producer.close(ingest.flush_timeout_s, leftover)
         metering.close()
     recorded = recorder.frames if recorder else 0
-    report = IngestReport(options.source.value, producer.counters, time.monotonic() - began, undelivered, recorded,
-                          kept=journal.count(), journal=journal.path)  # fmt: skip
+    report = IngestReport(
+        options.source.value,
+        producer.counters,
+        time.monotonic() - began,
+        undelivered,
+        recorded,
+        kept=journal.count(),
+        journal=journal.path,
+    )
     if error is not None:
         raise IngestFailed(error, report) from error
     return report
-
 
 
 def run(settings: Settings, stop: StopFlag) -> IngestReport:

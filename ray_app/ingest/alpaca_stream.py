@@ -29,8 +29,14 @@ from ray_app.lifecycle import StopFlag
 from ray_app.schemas import Source, is_crypto
 
 # Alpaca's error codes that no reconnect can fix
-FATAL_CODES = {401: "not authenticated", 402: "auth failed", 404: "auth timeout", 405: "symbol limit exceeded",
-               406: "connection limit exceeded", 409: "insufficient subscription"}  # fmt: skip
+FATAL_CODES = {
+    401: "not authenticated",
+    402: "auth failed",
+    404: "auth timeout",
+    405: "symbol limit exceeded",
+    406: "connection limit exceeded",
+    409: "insufficient subscription",
+}
 
 
 class AlpacaStreamError(RuntimeError):
@@ -132,8 +138,14 @@ class AlpacaLiveSource:
         stocks = [s for s in self.symbols if not is_crypto(s)]
         crypto = [s for s in self.symbols if is_crypto(s)]
         if stocks:
-            stock_stream = _StockStream(key, secret, raw_data=True, feed=DataFeed(alpaca.feed), websocket_params=params,
-                                  url_override=alpaca.stock_stream_url)  # fmt: skip
+            stock_stream = _StockStream(
+                key,
+                secret,
+                raw_data=True,
+                feed=DataFeed(alpaca.feed),
+                websocket_params=params,
+                url_override=alpaca.stock_stream_url,
+            )
             stock_stream._setup_hooks(self._on_frame)
             stock_stream.subscribe_trades(self._ignore, *stocks)
             # Alpaca sends a trade's cancels/errors and corrections to its trades' subscribers; alpaca-py dispatches
@@ -146,8 +158,9 @@ class AlpacaLiveSource:
             stock_stream.subscribe_updated_bars(self._ignore, *stocks)
             self.streams.append(stock_stream)
         if crypto:
-            crypto_stream = _CryptoStream(key, secret, raw_data=True, websocket_params=params,
-                                          url_override=alpaca.crypto_stream_url)  # fmt: skip
+            crypto_stream = _CryptoStream(
+                key, secret, raw_data=True, websocket_params=params, url_override=alpaca.crypto_stream_url
+            )
             crypto_stream._setup_hooks(self._on_frame)
             crypto_stream.subscribe_trades(self._ignore, *crypto)
             crypto_stream.subscribe_quotes(self._ignore, *crypto)

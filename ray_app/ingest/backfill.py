@@ -54,8 +54,8 @@ def _clients(settings: Settings) -> tuple[StockHistoricalDataClient | None, Cryp
             client._retry = alpaca.rest_retry_attempts
             client._retry_wait = alpaca.rest_retry_wait_s  # type: ignore[assignment]  # alpaca-py hints int; float works
             # alpaca-py sets no timeout: a stalled server would hold a request forever
-            client._session.request = functools.partial(_with_timeout, client._session.request,  # type: ignore[method-assign]
-                                                        alpaca.rest_timeout_s)  # fmt: skip
+            timed = functools.partial(_with_timeout, client._session.request, alpaca.rest_timeout_s)
+            client._session.request = timed  # type: ignore[method-assign]
     return stocks, crypto
 
 
@@ -84,8 +84,9 @@ def backfill(
     symbols = symbols or settings.symbols
     stocks, crypto = _clients(settings)
     if stocks is None and any(not is_crypto(s) for s in symbols):
-        raise BackfillError("stock bars need Alpaca API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY "
-                            "(crypto works without them)")  # fmt: skip
+        raise BackfillError(
+            "stock bars need Alpaca API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY (crypto works without them)"
+        )
     end = end or datetime.now(UTC)
     start = end - timedelta(days=days)
     alpaca = settings.alpaca
@@ -96,12 +97,18 @@ def backfill(
             request: CryptoBarsRequest | StockBarsRequest
             fetch: Callable[..., Any]
             if is_crypto(symbol):
-                request = CryptoBarsRequest(symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe],
-                                            start=chunk_start, end=chunk_end)  # fmt: skip
+                request = CryptoBarsRequest(
+                    symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe], start=chunk_start, end=chunk_end
+                )
                 fetch = crypto.get_crypto_bars
             else:
-                request = StockBarsRequest(symbol_or_symbols=symbol, timeframe=TIMEFRAMES[timeframe],
-                                           start=chunk_start, end=chunk_end, feed=DataFeed(alpaca.feed))  # fmt: skip
+                request = StockBarsRequest(
+                    symbol_or_symbols=symbol,
+                    timeframe=TIMEFRAMES[timeframe],
+                    start=chunk_start,
+                    end=chunk_end,
+                    feed=DataFeed(alpaca.feed),
+                )
                 assert stocks is not None  # refused above: stock symbols need keys
                 fetch = stocks.get_stock_bars
             raw = _with_backoff(fetch, request, settings, stop, f"{symbol} {chunk_start:%Y-%m-%d}", on_retry)

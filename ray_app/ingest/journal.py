@@ -50,8 +50,9 @@ class SpillJournal:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
-            raise JournalBusy(f"another ingest is using the spill journal {path}: run one ingest per source and "
-                              "state_dir at a time") from None  # fmt: skip
+            raise JournalBusy(
+                f"another ingest is using the spill journal {path}: run one ingest per source and state_dir at a time"
+            ) from None
         self._read_offset = 0
 
     def __len__(self) -> int:

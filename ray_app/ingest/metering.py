@@ -44,8 +44,9 @@ class IngestMetering:
             self._sent_topics[topic] = count
         counts = (self.counters.failed, self.counters.dropped, self.counters.dead_letters)
         for reason, count in zip(FAILURE_REASONS, counts, strict=True):
-            metrics.inc("ingest_failures", count - self._sent_failures.get(reason, 0), source=self.source,
-                        reason=reason)  # fmt: skip
+            metrics.inc(
+                "ingest_failures", count - self._sent_failures.get(reason, 0), source=self.source, reason=reason
+            )
             self._sent_failures[reason] = count
 
     def close(self) -> None:

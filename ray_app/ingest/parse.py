@@ -132,45 +132,80 @@ def stream_trade(message: dict[str, Any], source: Source, allowed: Collection[st
 def trade_cancel(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> TradeCancel:
     """Alpaca's trade cancel or error (``T:"x"``): the trade's id ``i``, exchange ``x``, price ``p``, size ``s``,
     the action ``a`` (C: cancel, E: error), the tape ``z``."""
-    return _validated(TradeCancel, {
-        "symbol": _check_symbol(_field(message, "S", "symbol"), allowed), "timestamp_ns": _timestamp(message),
-        "trade_id": str(_field(message, "i", "trade id")), "exchange": message.get("x"),
-        "price": _field(message, "p", "price"), "size": _field(message, "s", "size"), "action": message.get("a"),
-        "tape": message.get("z"), "source": source,
-    })  # type: ignore[return-value]  # fmt: skip
+    return _validated(
+        TradeCancel,
+        {
+            "symbol": _check_symbol(_field(message, "S", "symbol"), allowed),
+            "timestamp_ns": _timestamp(message),
+            "trade_id": str(_field(message, "i", "trade id")),
+            "exchange": message.get("x"),
+            "price": _field(message, "p", "price"),
+            "size": _field(message, "s", "size"),
+            "action": message.get("a"),
+            "tape": message.get("z"),
+            "source": source,
+        },
+    )  # type: ignore[return-value]
 
 
 def trade_correction(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> TradeCorrection:
     """Alpaca's trade correction (``T:"c"``): original ``oi op os oc``, corrected ``ci cp cs cc``, exchange ``x``."""
-    return _validated(TradeCorrection, {
-        "symbol": _check_symbol(_field(message, "S", "symbol"), allowed), "timestamp_ns": _timestamp(message),
-        "exchange": message.get("x"), "original_trade_id": str(_field(message, "oi", "original trade id")),
-        "original_price": _field(message, "op", "original price"),
-        "original_size": _field(message, "os", "original size"), "original_conditions": _conditions(message, "oc"),
-        "corrected_trade_id": str(_field(message, "ci", "corrected trade id")),
-        "corrected_price": _field(message, "cp", "corrected price"),
-        "corrected_size": _field(message, "cs", "corrected size"), "corrected_conditions": _conditions(message, "cc"),
-        "tape": message.get("z"), "source": source,
-    })  # type: ignore[return-value]  # fmt: skip
+    return _validated(
+        TradeCorrection,
+        {
+            "symbol": _check_symbol(_field(message, "S", "symbol"), allowed),
+            "timestamp_ns": _timestamp(message),
+            "exchange": message.get("x"),
+            "original_trade_id": str(_field(message, "oi", "original trade id")),
+            "original_price": _field(message, "op", "original price"),
+            "original_size": _field(message, "os", "original size"),
+            "original_conditions": _conditions(message, "oc"),
+            "corrected_trade_id": str(_field(message, "ci", "corrected trade id")),
+            "corrected_price": _field(message, "cp", "corrected price"),
+            "corrected_size": _field(message, "cs", "corrected size"),
+            "corrected_conditions": _conditions(message, "cc"),
+            "tape": message.get("z"),
+            "source": source,
+        },
+    )  # type: ignore[return-value]
 
 
 def quote(message: dict[str, Any], source: Source, allowed: Collection[str] | None) -> Quote:
     """Alpaca's quote (``T:"q"``): bid ``bp bs bx``, ask ``ap as ax``, conditions ``c``, tape ``z``."""
-    return _validated(Quote, {
-        "symbol": _check_symbol(_field(message, "S", "symbol"), allowed), "timestamp_ns": _timestamp(message),
-        "bid_price": _field(message, "bp", "bid price"), "bid_size": _field(message, "bs", "bid size"),
-        "bid_exchange": message.get("bx"), "ask_price": _field(message, "ap", "ask price"),
-        "ask_size": _field(message, "as", "ask size"), "ask_exchange": message.get("ax"),
-        "conditions": _conditions(message, "c"), "tape": message.get("z"), "source": source,
-    })  # type: ignore[return-value]  # fmt: skip
+    return _validated(
+        Quote,
+        {
+            "symbol": _check_symbol(_field(message, "S", "symbol"), allowed),
+            "timestamp_ns": _timestamp(message),
+            "bid_price": _field(message, "bp", "bid price"),
+            "bid_size": _field(message, "bs", "bid size"),
+            "bid_exchange": message.get("bx"),
+            "ask_price": _field(message, "ap", "ask price"),
+            "ask_size": _field(message, "as", "ask size"),
+            "ask_exchange": message.get("ax"),
+            "conditions": _conditions(message, "c"),
+            "tape": message.get("z"),
+            "source": source,
+        },
+    )  # type: ignore[return-value]
 
 
 STREAM_RECORDS: dict[str, Callable[[dict[str, Any], Source, Collection[str] | None], Parsed]] = {
-    "t": stream_trade, "x": trade_cancel, "c": trade_correction, "q": quote}  # fmt: skip
+    "t": stream_trade,
+    "x": trade_cancel,
+    "c": trade_correction,
+    "q": quote,
+}
 
 
-def bar(message: dict[str, Any], symbol: Any, timeframe: str, source: Source, allowed: Collection[str] | None,
-        updated: bool = False) -> Bar:  # fmt: skip
+def bar(
+    message: dict[str, Any],
+    symbol: Any,
+    timeframe: str,
+    source: Source,
+    allowed: Collection[str] | None,
+    updated: bool = False,
+) -> Bar:
     """A bar of Alpaca's: a live minute bar (``T:"b"``), its revision after a late print (``T:"u"``, ``updated``), or
     a REST bar."""
     return _validated(

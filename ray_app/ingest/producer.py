@@ -1,6 +1,6 @@
 """The ingest side of Kafka: records to their topics, keyed by symbol, nothing dropped, nothing silently lost.
 
-confluent-kafka with idempotence and acks=all (``kafka_io.producer_config``). Every delivery report is counted, so
+confluent-kafka with idempotence and acks=all (``kafka_clients.producer_config``). Every delivery report is counted, so
 the end of a run can say exactly what reached the broker, what failed and what was left undelivered.
 
 Two ways in:
@@ -233,8 +233,9 @@ class BackgroundSender:
     spill journal, and the thread sends the journal, oldest first, before it takes from the queue again.
     """
 
-    def __init__(self, producer: IngestProducer, memory_messages: int,
-                 on_message: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, producer: IngestProducer, memory_messages: int, on_message: Callable[[str], None] | None = None
+    ) -> None:
         if producer.journal is None:
             raise ValueError("a BackgroundSender needs a producer with a spill journal")
         self.producer = producer
@@ -256,8 +257,7 @@ class BackgroundSender:
                     return
                 except queue.Full:
                     self._spilling = True
-                    self._say("Kafka is not taking records: spilling to the journal "
-                              f"{self.journal.path} until it does")  # fmt: skip
+                    self._say(f"Kafka is not taking records: spilling to the journal {self.journal.path} until it does")
             self.producer._keep(entry)
 
     def _say(self, text: str) -> None:

@@ -52,7 +52,7 @@ def read_progress(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
             key = (message.key() or b"").decode("utf-8", "replace")
             if key.startswith(prefix) and value:
                 try:
-                    found[key[len(prefix):]] = int(json.loads(value)["until_ns"])
+                    found[key[len(prefix) :]] = int(json.loads(value)["until_ns"])
                 except (ValueError, KeyError, TypeError):
                     continue  # not ours to understand: simulate that symbol's window again
         return found

@@ -64,8 +64,9 @@ def read_frames(path: Path) -> Iterator[RecordedFrame | DeadLetter]:
             except Exception as exc:  # corrupt or truncated: msgpack cannot find the next entry's start
                 file.seek(position)
                 rest = file.read(RAW_TAIL_BYTES)
-                detail = (f"the recording {path.name} cannot be read from byte {position} on: "
-                          f"{type(exc).__name__}: {exc}")  # fmt: skip
+                detail = (
+                    f"the recording {path.name} cannot be read from byte {position} on: {type(exc).__name__}: {exc}"
+                )
                 yield parse.dead_letter(rest, "unparseable", detail, Source.REPLAY)
                 return
             if _is_recorded_frame(entry):
@@ -77,8 +78,12 @@ def read_frames(path: Path) -> Iterator[RecordedFrame | DeadLetter]:
 
 
 def _is_recorded_frame(entry: object) -> bool:
-    return (isinstance(entry, dict) and isinstance(entry.get("feed"), str)
-            and isinstance(entry.get("received_ns"), int) and isinstance(entry.get("frame"), bytes | str))  # fmt: skip
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("feed"), str)
+        and isinstance(entry.get("received_ns"), int)
+        and isinstance(entry.get("frame"), bytes | str)
+    )
 
 
 def frame_items(frame: bytes, source: Source, allowed: Collection[str] | None) -> list[IngestItem]:
@@ -113,8 +118,9 @@ def split_frame(frame: bytes, source: Source, allowed: Collection[str] | None) -
 _EMPTY_FRAME = msgpack.packb([])
 
 
-def replay(path: Path, allowed: Collection[str] | None, speed: float, stop: StopFlag,
-           on_idle=None) -> Iterator[IngestItem]:  # fmt: skip
+def replay(
+    path: Path, allowed: Collection[str] | None, speed: float, stop: StopFlag, on_idle=None
+) -> Iterator[IngestItem]:
     """The recording's records at ``speed`` x the pace they were received (0: as fast as possible)."""
     for recorded in paced(read_frames(path), lambda f: getattr(f, "received_ns", None), speed, stop, on_idle):
         if isinstance(recorded, DeadLetter):

@@ -78,11 +78,21 @@ Phase = Literal["pre", "regular", "post"]
 
 # (conditions, share of regular-hours trades, exchange it goes to or None); the rest are regular sales or odd lots
 _RARE: list[tuple[tuple[str, ...], float, str | None]] = [
-    (("@", "4"), 0.010, TRF_EXCHANGE), (("@", "7"), 0.004, TRF_EXCHANGE), (("@", "AVG"), 0.004, TRF_EXCHANGE),
-    (("@", "C"), 0.002, None), (("@", "N"), 0.001, None), (("@", "R"), 0.001, None), (("@", "H"), 0.002, None),
-    (("@", "P"), 0.002, None), (("@", "G"), 0.001, None), (("@", "V"), 0.002, None), (("@", "X"), 0.003, None),
-    (("@", "L"), 0.002, None), (("@", "1"), 0.001, None), (("@", "Z"), 0.003, None),
-]  # fmt: skip
+    (("@", "4"), 0.010, TRF_EXCHANGE),
+    (("@", "7"), 0.004, TRF_EXCHANGE),
+    (("@", "AVG"), 0.004, TRF_EXCHANGE),
+    (("@", "C"), 0.002, None),
+    (("@", "N"), 0.001, None),
+    (("@", "R"), 0.001, None),
+    (("@", "H"), 0.002, None),
+    (("@", "P"), 0.002, None),
+    (("@", "G"), 0.001, None),
+    (("@", "V"), 0.002, None),
+    (("@", "X"), 0.003, None),
+    (("@", "L"), 0.002, None),
+    (("@", "1"), 0.001, None),
+    (("@", "Z"), 0.003, None),
+]
 _RARE_SHARE = sum(share for _, share, _ in _RARE)
 
 
@@ -173,8 +183,9 @@ def session_phase(minute_start_ns: int) -> tuple[Phase, int] | None:
     minute = local.hour * 60 + local.minute
     if not PRE_MARKET_MINUTE <= minute < AFTER_HOURS_END_MINUTE:
         return None
-    phase: Phase = ("pre" if minute < MARKET_OPEN_MINUTE
-                    else "regular" if minute < MARKET_OPEN_MINUTE + MARKET_MINUTES else "post")  # fmt: skip
+    phase: Phase = (
+        "pre" if minute < MARKET_OPEN_MINUTE else "regular" if minute < MARKET_OPEN_MINUTE + MARKET_MINUTES else "post"
+    )
     return phase, minute - PRE_MARKET_MINUTE
 
 
@@ -182,8 +193,10 @@ def _session_minutes(day: int) -> list[int]:
     """Every minute start (epoch ns) of a New York date's extended session, 04:00-20:00 local."""
     local = date.fromordinal(day + _EPOCH_ORDINAL)
     first = datetime(local.year, local.month, local.day, 4, 0, tzinfo=NEW_YORK)
-    return [int((first + timedelta(minutes=m)).timestamp()) * NANOS
-            for m in range(AFTER_HOURS_END_MINUTE - PRE_MARKET_MINUTE)]  # fmt: skip
+    return [
+        int((first + timedelta(minutes=m)).timestamp()) * NANOS
+        for m in range(AFTER_HOURS_END_MINUTE - PRE_MARKET_MINUTE)
+    ]
 
 
 def _new_york_day(epoch_ns: int) -> int:
@@ -286,8 +299,9 @@ class TradeSimulator:
         for _, event in self.timeline(start_ns, end_ns, sent_since):
             yield event
 
-    def timeline(self, start_ns: int, end_ns: int,
-                 sent_since: Mapping[str, int] | None = None) -> Iterator[tuple[int, Event]]:  # fmt: skip
+    def timeline(
+        self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None = None
+    ) -> Iterator[tuple[int, Event]]:
         """(when the feed sends it, record) for every trade, quote, cancel and correction sent in [start_ns,
         end_ns), in that order: a trade when the tape reports it (its own time, or later for a late print), the
         rest at their own time. The minutes before ``start_ns`` are simulated too, for what they send after it;
@@ -295,8 +309,9 @@ class TradeSimulator:
         run sent (a first run)."""
         return self._timeline(start_ns, end_ns, sent_since, extras=True)
 
-    def _timeline(self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None,
-                  extras: bool) -> Iterator[tuple[int, Event]]:  # fmt: skip
+    def _timeline(
+        self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None, extras: bool
+    ) -> Iterator[tuple[int, Event]]:
         pending: list[tuple[int, int, Event]] = []  # sent after their minute: (time sent, sequence, record)
         sequence = 0
         lookback = (MAX_ADJUST_DELAY_S + MAX_CHAIN_DELAY_S + MAX_LATE_S + 1) if extras else MAX_LATE_S + 1
@@ -350,8 +365,9 @@ class TradeSimulator:
                     assert isinstance(corrected, TradeCorrection)
                     named = corrected.corrected_trade_id if rng.random() < 0.5 else trade.trade_id
                     later = first[0] + int(rng.uniform(0.5, MAX_CHAIN_DELAY_S) * NANOS)
-                    now = trade.model_copy(update={"price": corrected.corrected_price,
-                                                   "size": corrected.corrected_size})  # fmt: skip
+                    now = trade.model_copy(
+                        update={"price": corrected.corrected_price, "size": corrected.corrected_size}
+                    )
                     if rng.random() < 0.5:
                         extras.append(self._correction(now, named, trade, 2, later, rng))
                     else:
@@ -359,12 +375,21 @@ class TradeSimulator:
         return extras
 
     def _cancel(self, trade: Trade, named: str, at: int, rng: np.random.Generator) -> tuple[int, Event]:
-        return at, TradeCancel(symbol=trade.symbol, timestamp_ns=at, trade_id=named, exchange=trade.exchange,
-                               price=trade.price, size=trade.size, action="E" if rng.random() < 0.1 else "C",
-                               tape=trade.tape, source=Source.SIMULATOR)  # fmt: skip
+        return at, TradeCancel(
+            symbol=trade.symbol,
+            timestamp_ns=at,
+            trade_id=named,
+            exchange=trade.exchange,
+            price=trade.price,
+            size=trade.size,
+            action="E" if rng.random() < 0.1 else "C",
+            tape=trade.tape,
+            source=Source.SIMULATOR,
+        )
 
-    def _correction(self, now: Trade, named: str, trade: Trade, step: int, at: int,
-                    rng: np.random.Generator) -> tuple[int, Event]:  # fmt: skip
+    def _correction(
+        self, now: Trade, named: str, trade: Trade, step: int, at: int, rng: np.random.Generator
+    ) -> tuple[int, Event]:
         """A correction of ``now`` (the trade as it stands) naming ``named``; the corrected trade's new id is the
         trade's first id plus ``step`` times CORRECTED_ID_STEP."""
         price = max(0.01, round(now.price * (1 + rng.normal(0, 0.0005)), 2))
@@ -372,27 +397,54 @@ class TradeSimulator:
         if price == now.price and size == now.size:  # a correction changes something
             price = round(now.price + 0.01, 2)
         return at, TradeCorrection(
-            symbol=now.symbol, timestamp_ns=at, exchange=now.exchange, original_trade_id=named,
-            original_price=now.price, original_size=now.size, original_conditions=now.conditions,
-            corrected_trade_id=str(int(trade.trade_id) + step * CORRECTED_ID_STEP), corrected_price=price,
-            corrected_size=size, corrected_conditions=now.conditions, tape=now.tape,
-            source=Source.SIMULATOR)  # fmt: skip
+            symbol=now.symbol,
+            timestamp_ns=at,
+            exchange=now.exchange,
+            original_trade_id=named,
+            original_price=now.price,
+            original_size=now.size,
+            original_conditions=now.conditions,
+            corrected_trade_id=str(int(trade.trade_id) + step * CORRECTED_ID_STEP),
+            corrected_price=price,
+            corrected_size=size,
+            corrected_conditions=now.conditions,
+            tape=now.tape,
+            source=Source.SIMULATOR,
+        )
 
     def _quote(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float) -> Quote:
         """The book around ``price``: a spread of a few basis points (at least a cent for a stock)."""
-        spread = max(price * float(rng.lognormal(math.log(1.5e-4 if state.crypto else 3e-4), 0.5)),
-                     0.01 if not state.crypto else 0.0)  # fmt: skip
+        spread = max(
+            price * float(rng.lognormal(math.log(1.5e-4 if state.crypto else 3e-4), 0.5)),
+            0.01 if not state.crypto else 0.0,
+        )
         bid = round(price - spread * float(rng.uniform(0.2, 0.8)), 2)
         ask = round(max(bid + 0.01, bid + spread), 2)
         if state.crypto:
             sizes = [round(float(rng.lognormal(math.log(state.lot / 5), 1.0)), 6) or 1e-6 for _ in range(2)]
-            return Quote(symbol=state.symbol, timestamp_ns=at_ns, bid_price=bid, bid_size=sizes[0], ask_price=ask,
-                         ask_size=sizes[1], source=Source.SIMULATOR)  # fmt: skip
+            return Quote(
+                symbol=state.symbol,
+                timestamp_ns=at_ns,
+                bid_price=bid,
+                bid_size=sizes[0],
+                ask_price=ask,
+                ask_size=sizes[1],
+                source=Source.SIMULATOR,
+            )
         exchanges = rng.choice(_STOCK_EXCHANGES, size=2, p=_STOCK_EXCHANGE_WEIGHTS)
-        return Quote(symbol=state.symbol, timestamp_ns=at_ns, bid_price=bid, bid_size=float(100 * rng.geometric(0.4)),
-                     bid_exchange=str(exchanges[0]), ask_price=ask, ask_size=float(100 * rng.geometric(0.4)),
-                     ask_exchange=str(exchanges[1]), conditions=["R"], tape=state.tape,
-                     source=Source.SIMULATOR)  # fmt: skip
+        return Quote(
+            symbol=state.symbol,
+            timestamp_ns=at_ns,
+            bid_price=bid,
+            bid_size=float(100 * rng.geometric(0.4)),
+            bid_exchange=str(exchanges[0]),
+            ask_price=ask,
+            ask_size=float(100 * rng.geometric(0.4)),
+            ask_exchange=str(exchanges[1]),
+            conditions=["R"],
+            tape=state.tape,
+            source=Source.SIMULATOR,
+        )
 
     def _log_price_at_day_start(self, state: _SymbolState, day: int) -> float:
         cycle = len(state.daily_returns)
@@ -439,8 +491,11 @@ class TradeSimulator:
             base = TRF_ID_BASE if exchange == TRF_EXCHANGE else 0
             for sequence, (_, _, minute, position) in enumerate(sorted(entries), start=1):
                 ids[(minute, position)] = str(base + sequence)
-        return {minute: [(item, ids[(minute, position)]) for position, item in enumerate(items)]
-                for minute, items in prints.items() if items}  # fmt: skip
+        return {
+            minute: [(item, ids[(minute, position)]) for position, item in enumerate(items)]
+            for minute, items in prints.items()
+            if items
+        }
 
     def _minute(self, state: _SymbolState, minute_ns: int) -> list[tuple[int, Trade]]:
         """The minute's trades, each with the time the tape reports it."""
@@ -449,13 +504,17 @@ class TradeSimulator:
             self._start_day(state, int(day))
             prints = self._crypto_prints(state, minute_ns)
             base = minute_ns // MINUTE_NS * 100_000
-            return [(item.reported_ns, self._trade(state, item, str(base + position)))
-                    for position, item in enumerate(prints)]  # fmt: skip
+            return [
+                (item.reported_ns, self._trade(state, item, str(base + position)))
+                for position, item in enumerate(prints)
+            ]
         if session_phase(minute_ns) is None:
             return []
         self._start_day(state, _new_york_day(minute_ns))
-        return [(item.reported_ns, self._trade(state, item, trade_id))
-                for item, trade_id in state.day_prints.get(minute_ns, [])]  # fmt: skip
+        return [
+            (item.reported_ns, self._trade(state, item, trade_id))
+            for item, trade_id in state.day_prints.get(minute_ns, [])
+        ]
 
     def _crypto_prints(self, state: _SymbolState, minute_ns: int) -> list[Print]:
         activity = self.crypto_activity(minute_ns)
@@ -472,8 +531,9 @@ class TradeSimulator:
             return self._priced_prints(state, minute_ns, index, self.stock_activity(index), "regular")
         return self._extended_prints(state, minute_ns, name)
 
-    def _priced_prints(self, state: _SymbolState, minute_ns: int, index: int, activity: float,
-                       phase: Phase) -> list[Print]:  # fmt: skip
+    def _priced_prints(
+        self, state: _SymbolState, minute_ns: int, index: int, activity: float, phase: Phase
+    ) -> list[Print]:
         """A regular-session (or crypto) minute: a Brownian bridge from the minute's first to its last price along
         the day's GARCH path, with bid-ask bounce; the listing market's opening prints at 09:30."""
         assert state.day_returns is not None and state.day_variance is not None
@@ -499,8 +559,10 @@ class TradeSimulator:
         )
         bounce = rng.choice([-1.0, 1.0], size=count) * 0.0001
         prices = np.exp(log_path) * (1 + bounce)
-        return prints + [self._print(state, rng, minute_ns + int(offset), float(price), phase)
-                         for offset, price in zip(offsets, prices, strict=True)]  # fmt: skip
+        return prints + [
+            self._print(state, rng, minute_ns + int(offset), float(price), phase)
+            for offset, price in zip(offsets, prices, strict=True)
+        ]
 
     def _extended_prints(self, state: _SymbolState, minute_ns: int, phase: Phase) -> list[Print]:
         """A pre-market or after-hours minute: a few trades around the last close (before the open) or the day's
@@ -513,30 +575,48 @@ class TradeSimulator:
         if phase == "post" and (local.hour, local.minute) == (16, 0):
             prints += self._auction(state, rng, minute_ns, math.exp(anchor), ("@", "6"), ("M",))
         if phase == "post" and (local.hour, local.minute) == (16, 25) and rng.random() < 0.3:
-            prints.append(Print(minute_ns + 250_000_000, minute_ns + 250_000_000, round(math.exp(anchor), 2),
-                                float(100 * rng.integers(50, 500)), self._listing(state), ("9",)))  # fmt: skip
+            prints.append(
+                Print(
+                    minute_ns + 250_000_000,
+                    minute_ns + 250_000_000,
+                    round(math.exp(anchor), 2),
+                    float(100 * rng.integers(50, 500)),
+                    self._listing(state),
+                    ("9",),
+                )
+            )
         count = int(rng.poisson(self.trades_per_minute * EXTENDED_ACTIVITY[phase]))
         if count == 0:
             return prints
         offsets = np.sort(rng.integers(0, MINUTE_NS, size=count))
         walk = np.cumsum(rng.normal(0.0, state.minute_vol * 0.7, size=count))
-        return prints + [self._print(state, rng, minute_ns + int(offset), float(math.exp(anchor + step)), phase)
-                         for offset, step in zip(offsets, walk, strict=True)]  # fmt: skip
+        return prints + [
+            self._print(state, rng, minute_ns + int(offset), float(math.exp(anchor + step)), phase)
+            for offset, step in zip(offsets, walk, strict=True)
+        ]
 
     def _listing(self, state: _SymbolState) -> str:
         return "N" if state.tape == "A" else "Q"
 
-    def _auction(self, state: _SymbolState, rng: np.random.Generator, minute_ns: int, price: float,
-                 cross: tuple[str, ...], official: tuple[str, ...]) -> list[Print]:  # fmt: skip
+    def _auction(
+        self,
+        state: _SymbolState,
+        rng: np.random.Generator,
+        minute_ns: int,
+        price: float,
+        cross: tuple[str, ...],
+        official: tuple[str, ...],
+    ) -> list[Print]:
         """The listing market's auction print and, a moment later, its official open or close of the same size."""
         at = minute_ns + int(rng.integers(1_000_000, 40_000_000))
         size = float(100 * rng.integers(20, 400))
         exchange = self._listing(state)
-        return [Print(at, at, round(price, 2), size, exchange, cross),
-                Print(at + 1_500_000, at + 1_500_000, round(price, 2), size, exchange, official)]  # fmt: skip
+        return [
+            Print(at, at, round(price, 2), size, exchange, cross),
+            Print(at + 1_500_000, at + 1_500_000, round(price, 2), size, exchange, official),
+        ]
 
-    def _print(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float,
-               phase: Phase) -> Print:  # fmt: skip
+    def _print(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float, phase: Phase) -> Print:
         """One trade's size, conditions, exchange and reporting delay."""
         if state.crypto:
             size = round(float(rng.lognormal(math.log(state.lot / 10), 1.2)), 6) or 1e-6
@@ -580,11 +660,26 @@ class TradeSimulator:
 
     def _trade(self, state: _SymbolState, item: Print, trade_id: str) -> Trade:
         if state.crypto:
-            return Trade(symbol=state.symbol, timestamp_ns=item.at_ns, price=item.price, size=item.size,
-                         trade_id=trade_id, taker_side=item.taker_side, source=Source.SIMULATOR)  # fmt: skip
-        return Trade(symbol=state.symbol, timestamp_ns=item.at_ns, price=item.price, size=item.size,
-                     trade_id=trade_id, exchange=item.exchange, conditions=list(item.conditions), tape=state.tape,
-                     source=Source.SIMULATOR)  # fmt: skip
+            return Trade(
+                symbol=state.symbol,
+                timestamp_ns=item.at_ns,
+                price=item.price,
+                size=item.size,
+                trade_id=trade_id,
+                taker_side=item.taker_side,
+                source=Source.SIMULATOR,
+            )
+        return Trade(
+            symbol=state.symbol,
+            timestamp_ns=item.at_ns,
+            price=item.price,
+            size=item.size,
+            trade_id=trade_id,
+            exchange=item.exchange,
+            conditions=list(item.conditions),
+            tape=state.tape,
+            source=Source.SIMULATOR,
+        )
 
 
 def history_window(days: float, now_ns: int) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 Every part is a Ray job with ``metadata={"ray_app": <name>}``, so the Ray dashboard's Jobs view lists them with
 their logs and `ray-app status` / `ray-app down` find them whoever submitted them. A part with an active job is
 never submitted again: `make run` a second time leaves what runs alone and starts only what is missing. The
-environment a job gets is ``stream_control.job_environment``'s (settings without secrets).
+environment a job gets is ``ray_app.ray_cluster.job_environment``'s (settings without secrets).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Started:
 
 
 def start_parts(settings: Settings, config_file: str | None, names: list[str] | None = None) -> list[Started]:
-    """Submit each part (default: all) that has no active job; the stream through ``stream_control.submit``."""
+    """Submit each part (default: all) that has no active job; the stream through ``spark_jobs.control.submit``."""
     from spark_jobs import control as stream_control
 
     jobs = job_client(settings)
@@ -60,9 +60,12 @@ def start_parts(settings: Settings, config_file: str | None, names: list[str] | 
             result.append(Started(part.name, submission_id, submitted))
             continue
         submission_id = f"ray-app-{part.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        jobs.submit_job(entrypoint=part.command, submission_id=submission_id,
-                        runtime_env={"env_vars": {**job_environment(settings, config_file), **STOP_GRACE}},
-                        metadata={"ray_app": part.name})  # fmt: skip
+        jobs.submit_job(
+            entrypoint=part.command,
+            submission_id=submission_id,
+            runtime_env={"env_vars": {**job_environment(settings, config_file), **STOP_GRACE}},
+            metadata={"ray_app": part.name},
+        )
         result.append(Started(part.name, submission_id, True))
     return result
 

@@ -30,10 +30,17 @@ class Health:
 
 
 def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float | None]:
-    answer = es.search(index=settings.elasticsearch.indices.trades, size=0, ignore_unavailable=True, aggs={
-        "symbols": {"terms": {"field": "symbol", "size": max(len(settings.symbols), 1) * 2},
-                    "aggs": {"newest": {"max": {"field": "timestamp"}}}},
-    })  # fmt: skip
+    answer = es.search(
+        index=settings.elasticsearch.indices.trades,
+        size=0,
+        ignore_unavailable=True,
+        aggs={
+            "symbols": {
+                "terms": {"field": "symbol", "size": max(len(settings.symbols), 1) * 2},
+                "aggs": {"newest": {"max": {"field": "timestamp"}}},
+            },
+        },
+    )
     now = time.time()
     ages: dict[str, float | None] = dict.fromkeys(settings.symbols)
     for bucket in answer.get("aggregations", {}).get("symbols", {}).get("buckets", []):  # none: no index yet
@@ -44,17 +51,22 @@ def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float 
 
 
 def recent_dead_letters(settings: Settings, es: Elasticsearch, window_s: float) -> dict[str, int]:
-    answer = es.search(index=settings.elasticsearch.indices.dead_letters, size=0, ignore_unavailable=True,
-                       query={"range": {"timestamp": {"gte": f"now-{int(window_s)}s"}}},
-                       aggs={"reasons": {"terms": {"field": "reason", "size": 100}}})  # fmt: skip
+    answer = es.search(
+        index=settings.elasticsearch.indices.dead_letters,
+        size=0,
+        ignore_unavailable=True,
+        query={"range": {"timestamp": {"gte": f"now-{int(window_s)}s"}}},
+        aggs={"reasons": {"terms": {"field": "reason", "size": 100}}},
+    )
     buckets = answer.get("aggregations", {}).get("reasons", {}).get("buckets", [])  # none: no index yet
     return {bucket["key"]: bucket["doc_count"] for bucket in buckets}
 
 
 def read_health(settings: Settings, es: Elasticsearch) -> Health:
     window = settings.live.dead_letter_window_s
-    return Health(topic_lags(settings), newest_trade_ages(settings, es), recent_dead_letters(settings, es, window),
-                  window)  # fmt: skip
+    return Health(
+        topic_lags(settings), newest_trade_ages(settings, es), recent_dead_letters(settings, es, window), window
+    )
 
 
 def export(health: Health, reasons_seen: set[str]) -> None:

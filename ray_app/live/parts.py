@@ -35,19 +35,37 @@ class LivePart:
 
 # in the order data flows
 PARTS = [
-    LivePart("simulator", "ray_app.ingest:run", 0,
-             "the simulator's live trades -> Kafka (crypto around the clock, stocks 04:00-20:00 New York)",
-             flushes_metrics=True),
-    LivePart("stream", "spark_jobs.job:run", 5, "Spark on Ray: Kafka -> trades, bars, dead letters in Elasticsearch",
-             entrypoint="python -m ray_app stream driver"),
-    LivePart("indicators", "ray_app.indicators.runner:run", 3,
-             "RSI, EMA, MACD, Bollinger on 1-minute bars -> indicators-1m"),
-    LivePart("forecaster", "ray_app.live.schedule:run_forecaster", 2,
-             "hourly forecasts of every symbol, and their scoring against what happened"),
-    LivePart("recommender", "ray_app.live.schedule:run_recommender", 1,
-             "every symbol's recommendation through Serve, on a schedule"),
+    LivePart(
+        "simulator",
+        "ray_app.ingest:run",
+        0,
+        "the simulator's live trades -> Kafka (crypto around the clock, stocks 04:00-20:00 New York)",
+        flushes_metrics=True,
+    ),
+    LivePart(
+        "stream",
+        "spark_jobs.job:run",
+        5,
+        "Spark on Ray: Kafka -> trades, bars, dead letters in Elasticsearch",
+        entrypoint="python -m ray_app stream driver",
+    ),
+    LivePart(
+        "indicators", "ray_app.indicators.runner:run", 3, "RSI, EMA, MACD, Bollinger on 1-minute bars -> indicators-1m"
+    ),
+    LivePart(
+        "forecaster",
+        "ray_app.live.schedule:run_forecaster",
+        2,
+        "hourly forecasts of every symbol, and their scoring against what happened",
+    ),
+    LivePart(
+        "recommender",
+        "ray_app.live.schedule:run_recommender",
+        1,
+        "every symbol's recommendation through Serve, on a schedule",
+    ),
     LivePart("monitor", "ray_app.live.monitor:run_monitor", 4, "lag, trade age, dead letters -> Prometheus gauges"),
-]  # fmt: skip
+]
 PART_NAMES = [part.name for part in PARTS]
 BY_NAME = {part.name: part for part in PARTS}
 STOP_ORDER = [part.name for part in sorted(PARTS, key=lambda part: part.stop_rank)]

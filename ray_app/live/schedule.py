@@ -42,8 +42,14 @@ def _loop(name: str, every_s: float, stop: StopFlag, work: Callable[[], float]) 
             report.failures += 1
             failures += 1
             wait_s = retry_delay_s(failures, every_s)
-            LOG.warning("%s: this round failed (%d in a row), retrying in %.0f s: %s: %s", name, failures, wait_s,
-                        type(exc).__name__, exc)  # fmt: skip
+            LOG.warning(
+                "%s: this round failed (%d in a row), retrying in %.0f s: %s: %s",
+                name,
+                failures,
+                wait_s,
+                type(exc).__name__,
+                exc,
+            )
         stop.wait(max(wait_s, 1.0))
     return report
 
@@ -63,8 +69,14 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
         record_stored_run(settings, done)  # its durations are the latest run's, whoever ran it
     else:
         report = run_forecast(settings, as_of=as_of)
-        LOG.info("forecaster: run %s %s in %.0f s (%d of %d symbols)", report.run_id, report.status, report.seconds,
-                 report.count("ok"), len(report.symbols))  # fmt: skip
+        LOG.info(
+            "forecaster: run %s %s in %.0f s (%d of %d symbols)",
+            report.run_id,
+            report.status,
+            report.seconds,
+            report.count("ok"),
+            len(report.symbols),
+        )
     scored = evaluate(settings)
     LOG.info("forecaster: %d target evaluations written", len(scored))
     return next_round_in_s(as_of, pd.Timestamp.now(tz="UTC"), settings.live.forecast_every_s)
@@ -88,8 +100,11 @@ def recommend_round(settings: Settings) -> float:
     from serve_deployments.auth import API_KEY_HEADER, api_key
 
     began = time.monotonic()
-    answer = httpx.post(f"{settings.serve.url}/recommendations", headers={API_KEY_HEADER: api_key(settings)},
-                        timeout=(settings.serve.recommender.request_timeout_s or 600) + 30)  # fmt: skip
+    answer = httpx.post(
+        f"{settings.serve.url}/recommendations",
+        headers={API_KEY_HEADER: api_key(settings)},
+        timeout=(settings.serve.recommender.request_timeout_s or 600) + 30,
+    )
     answer.raise_for_status()
     LOG.info("recommender: %s recommendations written", answer.json().get("written"))
     return settings.live.recommend_every_s - (time.monotonic() - began)

@@ -121,14 +121,20 @@ def ingest_stage(settings: Settings, view: View) -> bool:
     from ray_app.kafka_topics import topic_sizes
 
     if _simulator_job_running(settings):
-        view.note("ingest: the live simulator job is running (a previous `make run`) and feeds Kafka from where the "
-                  "history ended; nothing to add")  # fmt: skip
+        view.note(
+            "ingest: the live simulator job is running (a previous `make run`) and feeds Kafka from where the "
+            "history ended; nothing to add"
+        )
         return True
-    view.begin("ingest", f"simulating {settings.simulator.history_days:g} days of trades for "
-                         f"{', '.join(settings.symbols)} (seed {settings.simulator.seed}, source=simulator)")  # fmt: skip
+    view.begin(
+        "ingest",
+        f"simulating {settings.simulator.history_days:g} days of trades for "
+        f"{', '.join(settings.symbols)} (seed {settings.simulator.seed}, source=simulator)",
+    )
     try:
-        report = run_ingest(settings, IngestOptions(source=IngestSource.SIMULATE), on_message=view.note,
-                            watch=view.ingest_watch())  # fmt: skip
+        report = run_ingest(
+            settings, IngestOptions(source=IngestSource.SIMULATE), on_message=view.note, watch=view.ingest_watch()
+        )
     except IngestFailed as exc:
         view.note(exc.report.line())
         view.problem("ingest", str(exc))
@@ -190,13 +196,18 @@ def forecast_stage(settings: Settings, view: View) -> bool:
     from ray_app.forecast.runner import cut_off
 
     if (done := _complete_run(settings, cut_off())) is not None:
-        view.note(f"forecast: run {done['run_id']} (cut-off {done['as_of']}) is complete already: not run again "
-                  "(`ray-app forecast show`)")  # fmt: skip
+        view.note(
+            f"forecast: run {done['run_id']} (cut-off {done['as_of']}) is complete already: not run again "
+            "(`ray-app forecast show`)"
+        )
         return True
     forecast = settings.forecast
-    view.begin("forecast", f"the last {forecast.lookback_days:g} days of hourly bars -> the next "
-                           f"{forecast.horizon_days} days, {', '.join(forecast.models)} cross-validated against naive, "
-                           "one Ray task per symbol")  # fmt: skip
+    view.begin(
+        "forecast",
+        f"the last {forecast.lookback_days:g} days of hourly bars -> the next "
+        f"{forecast.horizon_days} days, {', '.join(forecast.models)} cross-validated against naive, "
+        "one Ray task per symbol",
+    )
     try:
         return _forecast(settings, view, None, settings.state_dir / "forecast-plots") in {"complete", "partial"}
     except (ApiError, ESConnectionError, ConnectionError) as exc:
@@ -215,12 +226,17 @@ def scored_forecast_stage(settings: Settings, view: View) -> bool:
 
     as_of = cut_off() - pd.Timedelta(days=BACKTEST_DAYS)
     if (done := _complete_run(settings, as_of)) is not None:
-        view.note(f"forecast: run {done['run_id']} (cut-off {done['as_of']}) is complete already: not run again "
-                  "(`ray-app forecast show`)")  # fmt: skip
+        view.note(
+            f"forecast: run {done['run_id']} (cut-off {done['as_of']}) is complete already: not run again "
+            "(`ray-app forecast show`)"
+        )
         return True
-    view.begin("forecast, scored", f"the same forecast from a cut-off {BACKTEST_DAYS} days back "
-                                   f"({as_of:%Y-%m-%d %H:%M} UTC), then scored against the bars since "
-                                   "(`ray-app forecast evaluate`)")  # fmt: skip
+    view.begin(
+        "forecast, scored",
+        f"the same forecast from a cut-off {BACKTEST_DAYS} days back "
+        f"({as_of:%Y-%m-%d %H:%M} UTC), then scored against the bars since "
+        "(`ray-app forecast evaluate`)",
+    )
     try:
         from ray_app.forecast.runner import run_forecast
 
@@ -320,4 +336,3 @@ def bring_up(settings: Settings, config_file: Path | None, view: View) -> BringU
     report.stages["live"] = live_stage(settings, config_file, view)
     report.seconds = time.monotonic() - began
     return report
-

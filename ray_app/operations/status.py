@@ -68,8 +68,10 @@ def latest_run_line(settings: Settings, es: Any) -> tuple[str, bool]:
     run = store.latest_run(es, settings)
     if run is None:
         return "none yet", False
-    text = (f"{run.get('run_id')} {run.get('status')}: {run.get('forecasted', 0)} of {len(run.get('symbols', []))} "
-            f"symbols, cut-off {run.get('as_of')}, {run.get('duration_s', 0):.0f} s, finished {run.get('finished_at')}")
+    text = (
+        f"{run.get('run_id')} {run.get('status')}: {run.get('forecasted', 0)} of {len(run.get('symbols', []))} "
+        f"symbols, cut-off {run.get('as_of')}, {run.get('duration_s', 0):.0f} s, finished {run.get('finished_at')}"
+    )
     return text, run.get("status") in {"complete", "partial"}
 
 
@@ -94,8 +96,7 @@ def pipeline_status(settings: Settings) -> PipelineStatus:
         job = states.get(part.name)
         state = job.status.value if job else "NOT STARTED"
         running = is_running(job)
-        status.parts.append(PartState(part.name, (job.submission_id or "") if job else None, state, running,
-                                      part.does))  # fmt: skip
+        status.parts.append(PartState(part.name, (job.submission_id or "") if job else None, state, running, part.does))
         if not running:
             status.down.append(f"job: {part.name} ({state})")
 

@@ -34,9 +34,10 @@ class ElasticsearchService(Service):
             raise StackError("the local stack serves Elasticsearch over plain http: elasticsearch.url must be http://")
         return [
             Listener(url.hostname or "127.0.0.1", url.port or 9200, "Elasticsearch HTTP"),
-            Listener(url.hostname or "127.0.0.1", self.settings.stack.elasticsearch_transport_port,
-                     "Elasticsearch transport"),
-        ]  # fmt: skip
+            Listener(
+                url.hostname or "127.0.0.1", self.settings.stack.elasticsearch_transport_port, "Elasticsearch transport"
+            ),
+        ]
 
     def _elasticsearch_yml(self) -> str:
         http, transport = self.listeners()
@@ -74,14 +75,20 @@ class ElasticsearchService(Service):
         env = {key: value for key, value in os.environ.items() if not key.startswith(("ES_", "JAVA_TOOL_OPTIONS"))}
         tmp = self.settings.state_dir / "tmp"
         # CLI_JAVA_OPTS: the launcher JVM's scratch files go to the state dir too, not /tmp
-        env.update(ES_JAVA_HOME=str(java.home), ES_PATH_CONF=str(self.config_dir), ES_TMPDIR=str(tmp),
-                   CLI_JAVA_OPTS=f"-Djava.io.tmpdir={tmp}")  # fmt: skip
+        env.update(
+            ES_JAVA_HOME=str(java.home),
+            ES_PATH_CONF=str(self.config_dir),
+            ES_TMPDIR=str(tmp),
+            CLI_JAVA_OPTS=f"-Djava.io.tmpdir={tmp}",
+        )
         argv = [str(home / "bin" / "elasticsearch")]
         if os.geteuid() == 0:
             unshare = shutil.which("unshare")
             if not unshare:
-                raise StackError("Elasticsearch cannot run as root and `unshare` (util-linux) is missing: "
-                                 "run the stack as a regular user or install util-linux")  # fmt: skip
+                raise StackError(
+                    "Elasticsearch cannot run as root and `unshare` (util-linux) is missing: "
+                    "run the stack as a regular user or install util-linux"
+                )
             argv = [unshare, "--user", f"--map-user={_NOBODY}", f"--map-group={_NOBODY}", *argv]
         return Launch(argv=argv, env=env)
 

@@ -104,23 +104,32 @@ class KafkaService(Service):
         """What the node's client listener speaks, checked: the part of the settings formatting depends on."""
         kafka = self.settings.kafka
         if kafka.replication_factor > self.nodes:
-            raise StackError(f"kafka.replication_factor {kafka.replication_factor} needs as many brokers; the local "
-                             f"stack runs {self.nodes} (one per address of kafka.bootstrap_servers)")  # fmt: skip
+            raise StackError(
+                f"kafka.replication_factor {kafka.replication_factor} needs as many brokers; the local "
+                f"stack runs {self.nodes} (one per address of kafka.bootstrap_servers)"
+            )
         protocol = kafka.security_protocol
         if protocol not in {"PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"}:
-            raise StackError(f"the local stack runs Kafka with PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (SCRAM); "
-                             f"kafka.security_protocol is {protocol}")  # fmt: skip
+            raise StackError(
+                f"the local stack runs Kafka with PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (SCRAM); "
+                f"kafka.security_protocol is {protocol}"
+            )
         if protocol == "PLAINTEXT":
             return {"protocol": protocol}
         if not (kafka.sasl_mechanism or "").startswith("SCRAM-"):
-            raise StackError(f"the local stack's Kafka authenticates with SCRAM: set kafka.sasl_mechanism to "
-                             f"SCRAM-SHA-512 or SCRAM-SHA-256 (got {kafka.sasl_mechanism})")  # fmt: skip
+            raise StackError(
+                f"the local stack's Kafka authenticates with SCRAM: set kafka.sasl_mechanism to "
+                f"SCRAM-SHA-512 or SCRAM-SHA-256 (got {kafka.sasl_mechanism})"
+            )
         if not _USERNAME.match(kafka.sasl_username or ""):
-            raise StackError("kafka.sasl_username: the local stack's Kafka user is 1-64 letters, digits, '.', '_' "
-                             "or '-'")  # fmt: skip
+            raise StackError(
+                "kafka.sasl_username: the local stack's Kafka user is 1-64 letters, digits, '.', '_' or '-'"
+            )
         if protocol == "SASL_SSL" and kafka.ssl_ca_location is None:
-            raise StackError("kafka.ssl_ca_location: set it to where the local stack should write the certificate of "
-                             "its own authority (clients trust it), e.g. ~/.ray-app/tls/kafka-ca.pem")  # fmt: skip
+            raise StackError(
+                "kafka.ssl_ca_location: set it to where the local stack should write the certificate of "
+                "its own authority (clients trust it), e.g. ~/.ray-app/tls/kafka-ca.pem"
+            )
         return {"protocol": protocol, "mechanism": kafka.sasl_mechanism or "", "username": kafka.sasl_username or ""}
 
     def _certificate(self) -> ServerCertificate:
@@ -160,7 +169,7 @@ class KafkaService(Service):
                 f"sasl.enabled.mechanisms={mechanism}",
                 f"sasl.mechanism.inter.broker.protocol={mechanism}",
                 f"listener.name.{protocol.lower()}.{mechanism.lower()}.sasl.jaas.config={_property_value(jaas)}",
-            ]  # fmt: skip
+            ]
             if tls:
                 files = self._certificate()
                 lines += [
@@ -212,8 +221,15 @@ class KafkaService(Service):
         log4j.write_text(_LOG4J2)
         classpath = os.pathsep.join(str(jar) for jar in jars(bundle))
         heap = self.settings.stack.kafka_heap
-        jvm = [str(java.executable), f"-Xms{heap}", f"-Xmx{heap}", f"-Dlog4j2.configurationFile={log4j}",
-               f"-Dkafka.logs.dir={self.settings.logs_dir}", "-cp", classpath]  # fmt: skip
+        jvm = [
+            str(java.executable),
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.settings.logs_dir}",
+            "-cp",
+            classpath,
+        ]
         if not formatted:
             self._format_storage(jvm, properties, security)
         return Launch(argv=[*jvm, "kafka.Kafka", str(properties)], env=dict(os.environ))
@@ -221,8 +237,9 @@ class KafkaService(Service):
     def _check_formatted_for(self, security: dict[str, str]) -> None:
         """A node formatted without a SCRAM user, or with another, cannot authenticate these settings' user: its
         SCRAM users live in its metadata, written when it was formatted."""
-        formatted = json.loads(self._format_marker.read_text()) if self._format_marker.is_file() else {
-            "protocol": "PLAINTEXT"}  # fmt: skip
+        formatted = (
+            json.loads(self._format_marker.read_text()) if self._format_marker.is_file() else {"protocol": "PLAINTEXT"}
+        )
         if formatted.get("voters", self._voters) != self._voters:
             raise StackError(
                 f"the local Kafka in {self.data_dir} was formatted for the controller quorum {formatted['voters']}, "
@@ -242,8 +259,14 @@ class KafkaService(Service):
     def _format_storage(self, jvm: list[str], properties: Path, security: dict[str, str]) -> None:
         """Format the KRaft metadata log once; a formatted node keeps its cluster id, data and SCRAM users forever."""
 
-        argv = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={self._cluster_id()}", "--config",
-                str(properties)]  # fmt: skip
+        argv = [
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={self._cluster_id()}",
+            "--config",
+            str(properties),
+        ]
         if "username" in security:
             argv += ["--add-scram", _scram_credential(self.settings, security)]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -308,5 +331,7 @@ def _scram_credential(settings: Settings, security: dict[str, str]) -> str:
     salt = secrets.token_bytes(32)
     salted = hashlib.pbkdf2_hmac(digest, password.get_secret_value().encode(), salt, SCRAM_ITERATIONS)
     encode = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    return (f"{security['mechanism']}=[name={security['username']},iterations={SCRAM_ITERATIONS},"
-            f"salt={encode(salt)},saltedpassword={encode(salted)}]")  # fmt: skip
+    return (
+        f"{security['mechanism']}=[name={security['username']},iterations={SCRAM_ITERATIONS},"
+        f"salt={encode(salt)},saltedpassword={encode(salted)}]"
+    )

@@ -31,8 +31,12 @@ Progress = Callable[[str], None]
 def services(settings: Settings) -> list[Service]:
     """The services in start order (stopped in reverse)."""
     kafka_nodes = len(settings.kafka.bootstrap_servers.split(","))
-    return [*(KafkaService(settings, node) for node in range(1, kafka_nodes + 1)), ElasticsearchService(settings),
-            RayHeadService(settings), PrometheusService(settings)]  # fmt: skip
+    return [
+        *(KafkaService(settings, node) for node in range(1, kafka_nodes + 1)),
+        ElasticsearchService(settings),
+        RayHeadService(settings),
+        PrometheusService(settings),
+    ]
 
 
 @dataclass
@@ -106,8 +110,9 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpReport:
         if proc is None:  # it died between the check above and now
             raise StackError(f"{service.name} is not running any more", service.log_file)
         try:
-            wait_until_healthy(service.name, service.healthy, proc,
-                               timeout_s=settings.stack.start_timeout_s, log_file=service.log_file)  # fmt: skip
+            wait_until_healthy(
+                service.name, service.healthy, proc, timeout_s=settings.stack.start_timeout_s, log_file=service.log_file
+            )
         except StackError:
             if service.name in started:
                 stop_process(service.pid_file, settings.stack.stop_timeout_s)

@@ -48,8 +48,10 @@ def prometheus_binary(settings: Settings) -> Path:
         return unpacked
     apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
     if not apt_get or not dpkg_deb:
-        raise StackError("Prometheus is not installed and this is not a Debian-like system to fetch it from: "
-                         "install Prometheus 2.x and put `prometheus` on PATH, or set prometheus.binary")  # fmt: skip
+        raise StackError(
+            "Prometheus is not installed and this is not a Debian-like system to fetch it from: "
+            "install Prometheus 2.x and put `prometheus` on PATH, or set prometheus.binary"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.deb"):
         old.unlink()
@@ -57,8 +59,10 @@ def prometheus_binary(settings: Settings) -> Path:
     packages = sorted(folder.glob(f"{PACKAGE}_*.deb"))
     if download.returncode != 0 or not packages:
         last = (download.stderr or download.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise StackError(f"could not download Debian's {PACKAGE} package with apt-get ({last[0]}); install Prometheus "
-                         "and put `prometheus` on PATH, or set prometheus.binary")  # fmt: skip
+        raise StackError(
+            f"could not download Debian's {PACKAGE} package with apt-get ({last[0]}); install Prometheus "
+            "and put `prometheus` on PATH, or set prometheus.binary"
+        )
     subprocess.run([dpkg_deb, "-x", str(packages[-1]), str(folder / "root")], check=True, timeout=300)
     return unpacked
 
@@ -80,8 +84,10 @@ class PrometheusService(Service):
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "scrape_configs": [
                 # re-read on change and every 10 s: the file appears once the Ray head is up
-                {"job_name": SCRAPE_JOB, "file_sd_configs": [{"files": [str(ray_discovery_file(self.settings))],
-                                                              "refresh_interval": "10s"}]},
+                {
+                    "job_name": SCRAPE_JOB,
+                    "file_sd_configs": [{"files": [str(ray_discovery_file(self.settings))], "refresh_interval": "10s"}],
+                },
                 {"job_name": "prometheus", "static_configs": [{"targets": [urlsplit(self.address).netloc]}]},
             ],
         }

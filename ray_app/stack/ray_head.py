@@ -59,7 +59,10 @@ class RayHeadService(Service):
         command = [str(ray_cli)] if ray_cli.exists() else [sys.executable, "-m", "ray.scripts.scripts"]
         argv = [
             *command,
-            "start", "--head", "--block", "--disable-usage-stats",
+            "start",
+            "--head",
+            "--block",
+            "--disable-usage-stats",
             f"--node-ip-address={ray.address.rsplit(':', 1)[0]}",
             f"--port={ray.gcs_port}",
             "--include-dashboard=true",
@@ -67,7 +70,7 @@ class RayHeadService(Service):
             f"--dashboard-port={ray.dashboard_port}",
             f"--ray-client-server-port={ray.client_server_port}",
             f"--dashboard-agent-listen-port={ray.dashboard_agent_port}",
-        ]  # fmt: skip
+        ]
         argv.append(f"--num-cpus={head_cpus(ray.num_cpus)}")
         if ray.object_store_memory_mb:
             argv.append(f"--object-store-memory={ray.object_store_memory_mb * 1024 * 1024}")
@@ -76,10 +79,15 @@ class RayHeadService(Service):
         # Java for RayDP's Spark executors later; the jobs inherit the head's environment.
         # `python` in a job's entrypoint must be this environment's interpreter, which has the project installed.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        env = dict(os.environ, PATH=path, RAY_USAGE_STATS_ENABLED="0", JAVA_HOME=str(java.home),
-                   RAY_AUTH_MODE=ray.auth_mode,
-                   # the dashboard's metrics view reads the stack's Prometheus
-                   RAY_PROMETHEUS_HOST=self.settings.prometheus.url)  # fmt: skip
+        env = dict(
+            os.environ,
+            PATH=path,
+            RAY_USAGE_STATS_ENABLED="0",
+            JAVA_HOME=str(java.home),
+            RAY_AUTH_MODE=ray.auth_mode,
+            # the dashboard's metrics view reads the stack's Prometheus
+            RAY_PROMETHEUS_HOST=self.settings.prometheus.url,
+        )
         return Launch(argv=argv, env=env)
 
     def _auth_headers(self) -> dict[str, str]:
@@ -94,8 +102,9 @@ class RayHeadService(Service):
 
     def healthy(self) -> bool:
         try:
-            response = httpx.get(f"{self.settings.ray.dashboard_url}/api/version", timeout=2,
-                                 headers=self._auth_headers())  # fmt: skip
+            response = httpx.get(
+                f"{self.settings.ray.dashboard_url}/api/version", timeout=2, headers=self._auth_headers()
+            )
             return response.status_code == 200 and "ray_version" in response.json()
         except (httpx.HTTPError, ValueError):
             return False

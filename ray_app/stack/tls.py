@@ -56,8 +56,9 @@ def _names(host: str) -> list[x509.GeneralName]:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())  # fmt: skip
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _usable(files: ServerCertificate, host: str) -> bool:
@@ -76,23 +77,43 @@ def _usable(files: ServerCertificate, host: str) -> bool:
 
 def ensure_server_certificate(directory: Path, host: str, service: str) -> ServerCertificate:
     """The authority and a server certificate for ``host`` in ``directory``, made now when missing or stale."""
-    files = ServerCertificate(directory / "ca.pem", directory / "ca-key.pem", directory / f"{service}.pem",
-                              directory / f"{service}-key.pem", directory / f"{service}-keystore.pem")  # fmt: skip
+    files = ServerCertificate(
+        directory / "ca.pem",
+        directory / "ca-key.pem",
+        directory / f"{service}.pem",
+        directory / f"{service}-key.pem",
+        directory / f"{service}-keystore.pem",
+    )
     if _usable(files, host):
         return files
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ray-app local stack CA ({directory})"[:64])])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=VALID_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()

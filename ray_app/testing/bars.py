@@ -73,8 +73,21 @@ def bar_actions(index: str, symbol: str, bars: pd.DataFrame, source: str = "test
     for hour, row in bars.iterrows():
         stamp = iso(hour)
         o, h, l, c, v = (float(row[name]) for name in ("open", "high", "low", "close", "volume"))  # noqa: E741
-        bar = BarDocument(symbol=symbol, timeframe="1Hour", timestamp=stamp, open=o, high=h, low=l, close=c, volume=v,
-                          range=h - l, notional=c * v, log_return=math.log(c / o), source=source, updated_at=stamp)
+        bar = BarDocument(
+            symbol=symbol,
+            timeframe="1Hour",
+            timestamp=stamp,
+            open=o,
+            high=h,
+            low=l,
+            close=c,
+            volume=v,
+            range=h - l,
+            notional=c * v,
+            log_return=math.log(c / o),
+            source=source,
+            updated_at=stamp,
+        )
         yield {"_index": index, "_id": f"{symbol}|{stamp}", "_source": bar.model_dump(exclude_none=True)}
 
 
@@ -121,8 +134,13 @@ def real_daily_stocks() -> dict[str, pd.DataFrame]:
         frame.index = pd.to_datetime(frame["Date"], utc=True)
         # adjusted prices (splits would look like crashes): scale high/low/close by adj close / close
         factor = frame["Adj Close"].astype(float) / frame["Close"].astype(float)
-        result[ticker] = pd.DataFrame({
-            "high": frame["High"].astype(float) * factor, "low": frame["Low"].astype(float) * factor,
-            "close": frame["Adj Close"].astype(float), "volume": frame["Volume"].astype(float),
-        }, index=frame.index).sort_index()  # fmt: skip
+        result[ticker] = pd.DataFrame(
+            {
+                "high": frame["High"].astype(float) * factor,
+                "low": frame["Low"].astype(float) * factor,
+                "close": frame["Adj Close"].astype(float),
+                "volume": frame["Volume"].astype(float),
+            },
+            index=frame.index,
+        ).sort_index()
     return result

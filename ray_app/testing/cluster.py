@@ -36,8 +36,12 @@ class WorkerNode:
 def private_mounts_work() -> bool:
     """Whether this process may give a child a mount namespace of its own (root, or the capability)."""
     try:
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True,
-                              timeout=10).returncode == 0  # fmt: skip
+        return (
+            subprocess.run(
+                ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, timeout=10
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -46,23 +50,40 @@ def _node_with(settings: Settings, resource: str) -> str | None:
     from ray.util.state import list_nodes
 
     # without raise_on_missing_output Ray counts the nodes a filter left out (dead ones) as lost and raises
-    for node in list_nodes(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")],
-                           raise_on_missing_output=False):
+    for node in list_nodes(
+        address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False
+    ):
         if resource in (node.resources_total or {}):
             return node.node_id
     return None
 
 
 @contextmanager
-def worker_node(settings: Settings, *, resources: dict[str, float], num_cpus: int, private: Path | None,
-                log_file: Path, timeout_s: float = 120) -> Iterator[WorkerNode]:  # fmt: skip
+def worker_node(
+    settings: Settings,
+    *,
+    resources: dict[str, float],
+    num_cpus: int,
+    private: Path | None,
+    log_file: Path,
+    timeout_s: float = 120,
+) -> Iterator[WorkerNode]:
     """A worker node joined to the head at ``settings.ray.address``, offering ``resources`` (the first names it)."""
     ray_cli = Path(sys.executable).with_name("ray")
     agent, metrics = free_ports(2)
-    argv = [str(ray_cli), "start", "--block", "--disable-usage-stats", f"--address={settings.ray.address}",
-            f"--node-ip-address={settings.ray.address.rsplit(':', 1)[0]}", f"--num-cpus={num_cpus}",
-            f"--resources={json.dumps(resources)}", "--object-store-memory=268435456",
-            f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={metrics}"]  # fmt: skip
+    argv = [
+        str(ray_cli),
+        "start",
+        "--block",
+        "--disable-usage-stats",
+        f"--address={settings.ray.address}",
+        f"--node-ip-address={settings.ray.address.rsplit(':', 1)[0]}",
+        f"--num-cpus={num_cpus}",
+        f"--resources={json.dumps(resources)}",
+        "--object-store-memory=268435456",
+        f"--dashboard-agent-listen-port={agent}",
+        f"--metrics-export-port={metrics}",
+    ]
     use_private = private is not None and private_mounts_work()
     if use_private:
         assert private is not None
@@ -71,12 +92,19 @@ def worker_node(settings: Settings, *, resources: dict[str, float], num_cpus: in
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(private), *argv]
     state_dir = (private if use_private and private else log_file.parent) / "state"
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, PATH=path, JAVA_HOME=str(find_java(settings).home), RAY_USAGE_STATS_ENABLED="0",
-               RAY_AUTH_MODE=settings.ray.auth_mode, RAY_APP_STATE_DIR=str(state_dir))  # fmt: skip
+    env = dict(
+        os.environ,
+        PATH=path,
+        JAVA_HOME=str(find_java(settings).home),
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE=settings.ray.auth_mode,
+        RAY_APP_STATE_DIR=str(state_dir),
+    )
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     name = next(iter(resources))
     try:
         deadline = time.monotonic() + timeout_s

@@ -46,8 +46,18 @@ from ray_app.times import format_ns
 
 STOCK_PATHS = ("/v2/iex", "/v2/sip")
 CRYPTO_PATH = "/v1beta3/crypto/us"
-CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds", "corrections",
-            "cancelErrors", "orderbooks")  # fmt: skip
+CHANNELS = (
+    "trades",
+    "quotes",
+    "bars",
+    "updatedBars",
+    "dailyBars",
+    "statuses",
+    "lulds",
+    "corrections",
+    "cancelErrors",
+    "orderbooks",
+)
 _TIMEFRAME_SECONDS = {"1Min": 60, "1Hour": 3600, "1Day": 86400, "1T": 60, "1H": 3600, "1D": 86400}
 
 
@@ -66,31 +76,70 @@ def trade_message(symbol: str, epoch_ns: int, price: float, size: float, trade_i
     return message
 
 
-def cancel_message(symbol: str, epoch_ns: int, trade_id: int, price: float, size: float, action: str = "C",
-                   **extra: Any) -> dict:  # fmt: skip
+def cancel_message(
+    symbol: str, epoch_ns: int, trade_id: int, price: float, size: float, action: str = "C", **extra: Any
+) -> dict:
     """A trade cancel or error as Alpaca's stock stream sends it (``a``: C cancel, E error)."""
-    return {"T": "x", "S": symbol, "i": trade_id, "x": extra.pop("x", "V"), "p": price, "s": size, "a": action,
-            "z": extra.pop("z", "C"), "t": msgpack_timestamp(epoch_ns), **extra}  # fmt: skip
+    return {
+        "T": "x",
+        "S": symbol,
+        "i": trade_id,
+        "x": extra.pop("x", "V"),
+        "p": price,
+        "s": size,
+        "a": action,
+        "z": extra.pop("z", "C"),
+        "t": msgpack_timestamp(epoch_ns),
+        **extra,
+    }
 
 
-def correction_message(symbol: str, epoch_ns: int, original_id: int, original_price: float, original_size: float,
-                       corrected_id: int, corrected_price: float, corrected_size: float, **extra: Any) -> dict:
+def correction_message(
+    symbol: str,
+    epoch_ns: int,
+    original_id: int,
+    original_price: float,
+    original_size: float,
+    corrected_id: int,
+    corrected_price: float,
+    corrected_size: float,
+    **extra: Any,
+) -> dict:
     """A trade correction as Alpaca's stock stream sends it: the original ``oi op os oc``, the corrected
     ``ci cp cs cc``."""
-    return {"T": "c", "S": symbol, "x": extra.pop("x", "V"), "oi": original_id, "op": original_price,
-            "os": original_size, "oc": extra.pop("oc", ["@"]), "ci": corrected_id, "cp": corrected_price,
-            "cs": corrected_size, "cc": extra.pop("cc", ["@"]), "z": extra.pop("z", "C"),
-            "t": msgpack_timestamp(epoch_ns), **extra}  # fmt: skip
+    return {
+        "T": "c",
+        "S": symbol,
+        "x": extra.pop("x", "V"),
+        "oi": original_id,
+        "op": original_price,
+        "os": original_size,
+        "oc": extra.pop("oc", ["@"]),
+        "ci": corrected_id,
+        "cp": corrected_price,
+        "cs": corrected_size,
+        "cc": extra.pop("cc", ["@"]),
+        "z": extra.pop("z", "C"),
+        "t": msgpack_timestamp(epoch_ns),
+        **extra,
+    }
 
 
-def quote_message(symbol: str, epoch_ns: int, bid: float, ask: float, bid_size: float = 100, ask_size: float = 100,
-                  **extra: Any) -> dict:  # fmt: skip
+def quote_message(
+    symbol: str, epoch_ns: int, bid: float, ask: float, bid_size: float = 100, ask_size: float = 100, **extra: Any
+) -> dict:
     """A quote as Alpaca's stream sends it (stocks carry exchanges, conditions and tape)."""
-    message = {"T": "q", "S": symbol, "bp": bid, "bs": bid_size, "ap": ask, "as": ask_size,
-               "t": msgpack_timestamp(epoch_ns)}  # fmt: skip
+    message = {
+        "T": "q",
+        "S": symbol,
+        "bp": bid,
+        "bs": bid_size,
+        "ap": ask,
+        "as": ask_size,
+        "t": msgpack_timestamp(epoch_ns),
+    }
     if "/" not in symbol:
-        message.update(bx=extra.pop("bx", "V"), ax=extra.pop("ax", "Q"), c=extra.pop("c", ["R"]),
-                       z=extra.pop("z", "C"))  # fmt: skip
+        message.update(bx=extra.pop("bx", "V"), ax=extra.pop("ax", "Q"), c=extra.pop("c", ["R"]), z=extra.pop("z", "C"))
     message.update(extra)
     return message
 
@@ -109,22 +158,46 @@ def wire_message(record: Trade | TradeCancel | TradeCorrection | Quote) -> dict:
         extra: dict[str, Any] = {"tks": record.taker_side} if record.taker_side else {}
         if record.exchange is not None:
             extra.update(x=record.exchange, c=list(record.conditions), z=record.tape)
-        return trade_message(record.symbol, record.timestamp_ns, record.price, record.size,
-                             wire_id(record.trade_id), **extra)  # type: ignore[arg-type]  # fmt: skip
+        trade_id: Any = wire_id(record.trade_id)  # Alpaca sends ids as numbers, and as text where they are not
+        return trade_message(record.symbol, record.timestamp_ns, record.price, record.size, trade_id, **extra)
     if isinstance(record, TradeCancel):
-        return cancel_message(record.symbol, record.timestamp_ns, wire_id(record.trade_id), record.price,  # type: ignore[arg-type]
-                              record.size, record.action or "C", x=record.exchange, z=record.tape)  # fmt: skip
+        return cancel_message(
+            record.symbol,
+            record.timestamp_ns,
+            wire_id(record.trade_id),  # type: ignore[arg-type]
+            record.price,
+            record.size,
+            record.action or "C",
+            x=record.exchange,
+            z=record.tape,
+        )
     if isinstance(record, TradeCorrection):
-        return correction_message(record.symbol, record.timestamp_ns, wire_id(record.original_trade_id),  # type: ignore[arg-type]
-                                  record.original_price, record.original_size, wire_id(record.corrected_trade_id),  # type: ignore[arg-type]
-                                  record.corrected_price, record.corrected_size, x=record.exchange,
-                                  oc=list(record.original_conditions), cc=list(record.corrected_conditions),
-                                  z=record.tape)  # fmt: skip
+        return correction_message(
+            record.symbol,
+            record.timestamp_ns,
+            wire_id(record.original_trade_id),  # type: ignore[arg-type]
+            record.original_price,
+            record.original_size,
+            wire_id(record.corrected_trade_id),  # type: ignore[arg-type]
+            record.corrected_price,
+            record.corrected_size,
+            x=record.exchange,
+            oc=list(record.original_conditions),
+            cc=list(record.corrected_conditions),
+            z=record.tape,
+        )
     extra = {}
     if record.bid_exchange is not None:
         extra.update(bx=record.bid_exchange, ax=record.ask_exchange, c=list(record.conditions), z=record.tape)
-    return quote_message(record.symbol, record.timestamp_ns, record.bid_price, record.ask_price, record.bid_size,
-                         record.ask_size, **extra)  # fmt: skip
+    return quote_message(
+        record.symbol,
+        record.timestamp_ns,
+        record.bid_price,
+        record.ask_price,
+        record.bid_size,
+        record.ask_size,
+        **extra,
+    )
 
 
 @dataclass
@@ -165,9 +238,18 @@ class MinuteBars:
         if not priced:
             return None  # Alpaca sends no bar for a minute without a trade that sets a price
         volume = sum(t.size for t in counted)
-        return {"T": kind, "S": key[0], "o": priced[0].price, "h": max(t.price for t in priced),
-                "l": min(t.price for t in priced), "c": priced[-1].price, "v": volume, "n": len(counted),
-                "vw": sum(t.price * t.size for t in counted) / volume, "t": msgpack_timestamp(key[1])}  # fmt: skip
+        return {
+            "T": kind,
+            "S": key[0],
+            "o": priced[0].price,
+            "h": max(t.price for t in priced),
+            "l": min(t.price for t in priced),
+            "c": priced[-1].price,
+            "v": volume,
+            "n": len(counted),
+            "vw": sum(t.price * t.size for t in counted) / volume,
+            "t": msgpack_timestamp(key[1]),
+        }
 
 
 @dataclass
@@ -300,13 +382,21 @@ class FakeAlpaca:
 
     @staticmethod
     def _wants(conn: _Connection, message: dict) -> bool:
-        channel = {"t": "trades", "b": "bars", "u": "updatedBars", "d": "dailyBars", "q": "quotes",
-                   "x": "cancelErrors", "c": "corrections"}.get(message.get("T", ""), "")  # fmt: skip
+        channel = {
+            "t": "trades",
+            "b": "bars",
+            "u": "updatedBars",
+            "d": "dailyBars",
+            "q": "quotes",
+            "x": "cancelErrors",
+            "c": "corrections",
+        }.get(message.get("T", ""), "")
         symbols = conn.subscriptions.get(channel, set())
         return "*" in symbols or message.get("S") in symbols or channel == ""
 
-    def play(self, timeline: Iterable[tuple[int, Trade | TradeCancel | TradeCorrection | Quote]],
-             per_frame: int = 50) -> dict[str, list[dict]]:
+    def play(
+        self, timeline: Iterable[tuple[int, Trade | TradeCancel | TradeCorrection | Quote]], per_frame: int = 50
+    ) -> dict[str, list[dict]]:
         """Stream a session (``TradeSimulator.timeline``: when each record is sent, and the record) to the
         subscribers as Alpaca does, as fast as the sockets take it: each record as its message, and between them,
         by the session's clock, the minute bars and updated bars Alpaca would send (``MinuteBars``). Returns the

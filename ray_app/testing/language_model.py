@@ -38,8 +38,11 @@ def _corpus(lines: int = 400) -> list[str]:
     corpus = []
     for i in range(lines):
         numbers = f"{rng.uniform(1, 90000):.2f} {rng.uniform(-9, 9):+.2f}% {rng.uniform(0, 5):.2f}%"
-        corpus.append(f"Market report for AAPL BTC/USD at 2026-11-{1 + i % 28:02d} {i % 24:02d}:00 UTC. {numbers} "
-                      + " ".join(rng.choice(WORDS_TEXT.split()) for _ in range(12)) + ".")  # fmt: skip
+        corpus.append(
+            f"Market report for AAPL BTC/USD at 2026-11-{1 + i % 28:02d} {i % 24:02d}:00 UTC. {numbers} "
+            + " ".join(rng.choice(WORDS_TEXT.split()) for _ in range(12))
+            + "."
+        )
     return corpus
 
 

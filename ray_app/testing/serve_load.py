@@ -38,13 +38,28 @@ def running_replicas(app_name: str) -> dict[str, int]:
     app = serve.status().applications.get(app_name)
     if app is None:
         return {}
-    return {name: sum(count for state, count in deployment.replica_states.items() if str(getattr(state, "value", state))
-                      == "RUNNING") for name, deployment in app.deployments.items()}  # fmt: skip
+    return {
+        name: sum(
+            count
+            for state, count in deployment.replica_states.items()
+            if str(getattr(state, "value", state)) == "RUNNING"
+        )
+        for name, deployment in app.deployments.items()
+    }
 
 
-def load_and_watch(app_name: str, urls: Sequence[str], *, concurrency: int, load_s: float,
-                   settle_until: Mapping[str, int], settle_s: float, headers: Mapping[str, str] | None = None,
-                   every_s: float = 1.0, stop_when: Mapping[str, int] | None = None) -> Timeline:  # fmt: skip
+def load_and_watch(
+    app_name: str,
+    urls: Sequence[str],
+    *,
+    concurrency: int,
+    load_s: float,
+    settle_until: Mapping[str, int],
+    settle_s: float,
+    headers: Mapping[str, str] | None = None,
+    every_s: float = 1.0,
+    stop_when: Mapping[str, int] | None = None,
+) -> Timeline:
     """``concurrency`` clients cycle through ``urls`` for ``load_s`` seconds (or until every deployment in
     ``stop_when`` has that many replicas), then the replicas are watched until each deployment is back at
     ``settle_until`` (at most ``settle_s`` more)."""

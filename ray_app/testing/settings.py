@@ -93,8 +93,9 @@ def _merge(into: dict[str, Any], other: Overrides) -> dict[str, Any]:
     return into
 
 
-def own_overrides(stack: Settings, tag: str, overrides: Overrides | None = None,
-                  topics: tuple[str, ...] = STREAM_TOPICS) -> dict[str, Any]:  # fmt: skip
+def own_overrides(
+    stack: Settings, tag: str, overrides: Overrides | None = None, topics: tuple[str, ...] = STREAM_TOPICS
+) -> dict[str, Any]:
     """Overrides giving a test module a world of its own, deep-merged with ``overrides``: topics ``<name>-<tag>``
     (``topics``: which ones), indices ``<tag>-<index>``, the stream's Spark app ``test-stream-<tag>`` and its
     checkpoints in ``<state_dir>/<tag>-checkpoints``."""
@@ -108,8 +109,13 @@ def own_overrides(stack: Settings, tag: str, overrides: Overrides | None = None,
 
 
 @contextmanager
-def module_settings(stack: Settings, tag: str, overrides: Overrides | None = None, create: bool = True,
-                  topics: tuple[str, ...] = STREAM_TOPICS) -> Iterator[Settings]:  # fmt: skip
+def module_settings(
+    stack: Settings,
+    tag: str,
+    overrides: Overrides | None = None,
+    create: bool = True,
+    topics: tuple[str, ...] = STREAM_TOPICS,
+) -> Iterator[Settings]:
     """The settings of a test module's own (:func:`own_overrides`), set in the environment for the block; with
     ``create``, its topics and indices exist."""
     from ray_app.config import load_settings

@@ -41,11 +41,18 @@ def stack_overrides(state_dir: Path, cache_dir: Path | None = None) -> dict[str,
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka}"},
         "stack": {"kafka_controller_ports": [controller], "elasticsearch_transport_port": es_transport},
         "elasticsearch": {"url": f"http://127.0.0.1:{es_http}"},
-        "ray": {"address": f"127.0.0.1:{gcs}", "gcs_port": gcs, "dashboard_url": f"http://127.0.0.1:{dashboard}",
-                "dashboard_port": dashboard, "client_server_port": client, "dashboard_agent_port": agent,
-                "temp_dir": state_dir / "ray", "object_store_memory_mb": 512},
+        "ray": {
+            "address": f"127.0.0.1:{gcs}",
+            "gcs_port": gcs,
+            "dashboard_url": f"http://127.0.0.1:{dashboard}",
+            "dashboard_port": dashboard,
+            "client_server_port": client,
+            "dashboard_agent_port": agent,
+            "temp_dir": state_dir / "ray",
+            "object_store_memory_mb": 512,
+        },
         "prometheus": {"url": f"http://127.0.0.1:{prometheus}", "scrape_interval_s": 2},
-    }  # fmt: skip
+    }
     if cache_dir is not None:
         overrides["cache_dir"] = cache_dir
     return overrides

@@ -28,8 +28,13 @@ TIMEOUT_S = 240
 
 @pytest.fixture(scope="module")
 def worker(stack: Settings, stack_dir: Path) -> Iterator[WorkerNode]:
-    with worker_node(stack, resources={WORKER: 100}, num_cpus=2, private=stack_dir / "worker-private",
-                     log_file=stack_dir / "logs" / "worker-node.log") as node:  # fmt: skip
+    with worker_node(
+        stack,
+        resources={WORKER: 100},
+        num_cpus=2,
+        private=stack_dir / "worker-private",
+        log_file=stack_dir / "logs" / "worker-node.log",
+    ) as node:
         yield node
 
 
@@ -38,13 +43,26 @@ def cli_env(stack: Settings, stack_dir: Path, worker: WorkerNode) -> Iterator[di
     """The CLI's machine: a state directory no node has, the cluster's addresses, placement on the worker."""
     overrides = {
         "state_dir": stack_dir / "cli-machine",
-        "kafka": {"topics": {key: {"name": f"{name}-cl"} for key, name in
-                             (("trades", "trades"), ("bars", "bars"), ("dead_letters", "dead-letters"),
-                              ("quotes", "quotes"))}},
-        "stream": {"app_name": "cluster-stream", "checkpoint_dir": stack_dir / "cluster-checkpoints",
-                   "trigger_interval_s": 0.5, "executor_resources": {WORKER: 1}, "spark_log_level": "WARN"},
+        "kafka": {
+            "topics": {
+                key: {"name": f"{name}-cl"}
+                for key, name in (
+                    ("trades", "trades"),
+                    ("bars", "bars"),
+                    ("dead_letters", "dead-letters"),
+                    ("quotes", "quotes"),
+                )
+            }
+        },
+        "stream": {
+            "app_name": "cluster-stream",
+            "checkpoint_dir": stack_dir / "cluster-checkpoints",
+            "trigger_interval_s": 0.5,
+            "executor_resources": {WORKER: 1},
+            "spark_log_level": "WARN",
+        },
         "forecast": {"task_resources": {WORKER: 1}},
-    }  # fmt: skip
+    }
     env = {**settings_env(overrides), **own_indices_env(stack, "cl")}
     with environment(env):
         yield env
@@ -101,9 +119,18 @@ def test_checkpoints_the_worker_cannot_see_fail_the_start_naming_the_key(
 
 def _trades(count: int) -> list[Trade]:
     start = (time.time_ns() // 60_000_000_000 - 30) * 60_000_000_000
-    return [Trade(symbol=("AAPL", "MSFT")[n % 2], timestamp_ns=start + n * 997_000_000, price=100 + n % 13 * 0.25,
-                  size=float(1 + n % 5), trade_id=f"cl-{n}", exchange="V", source=Source.SIMULATOR)
-            for n in range(count)]  # fmt: skip
+    return [
+        Trade(
+            symbol=("AAPL", "MSFT")[n % 2],
+            timestamp_ns=start + n * 997_000_000,
+            price=100 + n % 13 * 0.25,
+            size=float(1 + n % 5),
+            trade_id=f"cl-{n}",
+            exchange="V",
+            source=Source.SIMULATOR,
+        )
+        for n in range(count)
+    ]
 
 
 def test_the_stream_runs_its_executors_on_the_worker_and_any_machine_reads_its_status(
@@ -120,8 +147,11 @@ def test_the_stream_runs_its_executors_on_the_worker_and_any_machine_reads_its_s
     assert started.returncode == 0, started.stdout + started.stderr
     assert _count(settings, settings.elasticsearch.indices.trades) == len(trades)
 
-    executors = [actor for actor in list_actors(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")])
-                 if "Executor" in (actor.class_name or "")]  # fmt: skip
+    executors = [
+        actor
+        for actor in list_actors(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")])
+        if "Executor" in (actor.class_name or "")
+    ]
     assert executors and {actor.node_id for actor in executors} == {worker.node_id}, executors
 
     # the CLI's machine has no status file and no checkpoint: what it shows comes from Elasticsearch
@@ -161,17 +191,31 @@ def test_a_forecast_replica_runs_on_the_worker_and_answers_through_the_head(
     from ray_app.testing.stack import free_ports
 
     (port,) = free_ports(1)
-    env = {**cli_env, **settings_env({
-        "serve": {"app_name": "cluster-api", "http_port": port, "proxy_location": "HeadOnly",
-                  "forecast": {"resources": {WORKER: 1}, "num_cpus": 0.1},
-                  "recommender": {"num_cpus": 0.1}, "ingress": {"num_cpus": 0.1}},
-        "recommend": {"model": tiny_model}})}  # fmt: skip
+    env = {
+        **cli_env,
+        **settings_env(
+            {
+                "serve": {
+                    "app_name": "cluster-api",
+                    "http_port": port,
+                    "proxy_location": "HeadOnly",
+                    "forecast": {"resources": {WORKER: 1}, "num_cpus": 0.1},
+                    "recommender": {"num_cpus": 0.1},
+                    "ingress": {"num_cpus": 0.1},
+                },
+                "recommend": {"model": tiny_model},
+            }
+        ),
+    }
     deployed = run_cli("serve", "--timeout", "240", env=env, timeout=300)
     try:
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         alive = list_actors(address=settings.ray.dashboard_url, filters=[("state", "=", "ALIVE")])
-        replicas = [actor for actor in alive if "cluster-api" in (actor.class_name or "")
-                    and "Forecast" in (actor.class_name or "")]  # fmt: skip
+        replicas = [
+            actor
+            for actor in alive
+            if "cluster-api" in (actor.class_name or "") and "Forecast" in (actor.class_name or "")
+        ]
         assert replicas and {actor.node_id for actor in replicas} == {worker.node_id}, replicas
         answer = httpx.get(f"http://127.0.0.1:{port}/symbols", timeout=30)
         assert answer.status_code == 200, answer.text

@@ -77,8 +77,12 @@ def _produce(settings: Settings, sent: Sent, records: list[Record]) -> None:
     failed: list[str] = []
     for record in records:
         topic = settings.kafka.topics.quotes.name if isinstance(record, Quote) else settings.kafka.topics.trades.name
-        producer.produce(topic, value=record.to_json(), key=record.symbol.encode(),
-                         on_delivery=lambda error, _: failed.append(str(error)) if error else None)  # fmt: skip
+        producer.produce(
+            topic,
+            value=record.to_json(),
+            key=record.symbol.encode(),
+            on_delivery=lambda error, _: failed.append(str(error)) if error else None,
+        )
         producer.poll(0)
     assert producer.flush(60) == 0 and not failed, failed[:3]
     sent.records += records
@@ -111,25 +115,49 @@ def _trades(symbol: str, start_ns: int, count: int, tag: str, price: float, exch
     trades = []
     for n in range(count):
         at = start_ns + (n - (1 if n % 5 == 4 else 0)) * 997_000_000
-        trades.append(Trade(symbol=symbol, timestamp_ns=at, price=round(price + (n % 7) * 0.05, 2),
-                            size=float(1 + n % 4), trade_id=f"{tag}-{n}", exchange=exchange, conditions=["@"],
-                            source=Source.SIMULATOR))  # fmt: skip
+        trades.append(
+            Trade(
+                symbol=symbol,
+                timestamp_ns=at,
+                price=round(price + (n % 7) * 0.05, 2),
+                size=float(1 + n % 4),
+                trade_id=f"{tag}-{n}",
+                exchange=exchange,
+                conditions=["@"],
+                source=Source.SIMULATOR,
+            )
+        )
     return trades
 
 
 def _cancel(trade: Trade, after_s: float, action: str = "C") -> TradeCancel:
-    return TradeCancel(symbol=trade.symbol, timestamp_ns=trade.timestamp_ns + int(after_s * 10**9),
-                       trade_id=trade.trade_id, exchange=trade.exchange, price=trade.price, size=trade.size,
-                       action=action, source=Source.SIMULATOR)  # fmt: skip
+    return TradeCancel(
+        symbol=trade.symbol,
+        timestamp_ns=trade.timestamp_ns + int(after_s * 10**9),
+        trade_id=trade.trade_id,
+        exchange=trade.exchange,
+        price=trade.price,
+        size=trade.size,
+        action=action,
+        source=Source.SIMULATOR,
+    )
 
 
 def _correct(trade: Trade, after_s: float, price: float, size: float | None = None) -> TradeCorrection:
-    return TradeCorrection(symbol=trade.symbol, timestamp_ns=trade.timestamp_ns + int(after_s * 10**9),
-                           exchange=trade.exchange, original_trade_id=trade.trade_id, original_price=trade.price,
-                           original_size=trade.size, original_conditions=trade.conditions,
-                           corrected_trade_id=f"{trade.trade_id}c", corrected_price=price,
-                           corrected_size=size if size is not None else trade.size,
-                           corrected_conditions=["@", "I"], source=Source.SIMULATOR)  # fmt: skip
+    return TradeCorrection(
+        symbol=trade.symbol,
+        timestamp_ns=trade.timestamp_ns + int(after_s * 10**9),
+        exchange=trade.exchange,
+        original_trade_id=trade.trade_id,
+        original_price=trade.price,
+        original_size=trade.size,
+        original_conditions=trade.conditions,
+        corrected_trade_id=f"{trade.trade_id}c",
+        corrected_price=price,
+        corrected_size=size if size is not None else trade.size,
+        corrected_conditions=["@", "I"],
+        source=Source.SIMULATOR,
+    )
 
 
 def _quotes(symbol: str, start_ns: int, seconds: int, mid: float) -> list[Quote]:
@@ -139,9 +167,17 @@ def _quotes(symbol: str, start_ns: int, seconds: int, mid: float) -> list[Quote]
         for k, spread in ((0, 0.04), (600_000_000, 0.02 + (s % 5) * 0.01)):
             bid = round(mid + s * 0.001, 2)
             one_sided = s % 21 == 0 and k
-            out.append(Quote(symbol=symbol, timestamp_ns=start_ns + s * 10**9 + 1_000 + k, bid_price=0.0 if one_sided
-                             else bid, bid_size=0.0 if one_sided else 300.0, ask_price=round(bid + spread, 2),
-                             ask_size=200.0, source=Source.SIMULATOR))  # fmt: skip
+            out.append(
+                Quote(
+                    symbol=symbol,
+                    timestamp_ns=start_ns + s * 10**9 + 1_000 + k,
+                    bid_price=0.0 if one_sided else bid,
+                    bid_size=0.0 if one_sided else 300.0,
+                    ask_price=round(bid + spread, 2),
+                    ask_size=200.0,
+                    source=Source.SIMULATOR,
+                )
+            )
     return out
 
 
@@ -179,9 +215,13 @@ def test_hours_late_after_newer_trades_again_and_of_a_trade_never_seen(settings:
     old = [t for t in sent.trades if t.trade_id.startswith("same-")]
     by_id = {t.trade_id: t for t in old}
     again = by_id["same-3"]  # cancelled in the first micro-batch
-    records: list[Record] = [_cancel(by_id["same-100"], 3 * 3600), _correct(by_id["same-10"], 3 * 3600, 101.0),
-                             again, _cancel(again.model_copy(update={"trade_id": "never-seen"}), 5),
-                             _correct(again.model_copy(update={"trade_id": "never-seen-2"}), 5, 1.0)]  # fmt: skip
+    records: list[Record] = [
+        _cancel(by_id["same-100"], 3 * 3600),
+        _correct(by_id["same-10"], 3 * 3600, 101.0),
+        again,
+        _cancel(again.model_copy(update={"trade_id": "never-seen"}), 5),
+        _correct(again.model_copy(update={"trade_id": "never-seen-2"}), 5, 1.0),
+    ]
     _produce(settings, sent, records)
     assert sent.unknown == 2
     _wait_caught_up(settings)
@@ -213,12 +253,20 @@ def test_the_simulator_s_cancels_corrections_and_quotes_land_as_it_sent_them(set
 
     monday_open = 1_795_444_200 * 10**9  # 2026-11-23 14:30 UTC: 09:30 New York
     sim = load_settings().simulator
-    simulator = TradeSimulator(["IBM", "GOOG", "ETH/USD"], seed=5, trades_per_minute=40,
-                               cancel_share=sim.cancel_share, correction_share=sim.correction_share,
-                               quotes_per_trade=sim.quotes_per_trade)  # fmt: skip
+    simulator = TradeSimulator(
+        ["IBM", "GOOG", "ETH/USD"],
+        seed=5,
+        trades_per_minute=40,
+        cancel_share=sim.cancel_share,
+        correction_share=sim.correction_share,
+        quotes_per_trade=sim.quotes_per_trade,
+    )
     # a first run: no cancel or correction of a trade it did not send (the pre-market's, reported before it)
-    events = list(simulator.events(monday_open, monday_open + 2 * 3600 * 10**9,
-                                   dict.fromkeys(["IBM", "GOOG", "ETH/USD"], monday_open)))  # fmt: skip
+    events = list(
+        simulator.events(
+            monday_open, monday_open + 2 * 3600 * 10**9, dict.fromkeys(["IBM", "GOOG", "ETH/USD"], monday_open)
+        )
+    )
     producer = IngestProducer(settings)
     for event in events:
         assert producer.send(event)
@@ -230,8 +278,11 @@ def test_the_simulator_s_cancels_corrections_and_quotes_land_as_it_sent_them(set
     sent.records += events
     _wait_caught_up(settings)
     _check(settings, sent)
-    trades = [d for d in es_docs(settings, settings.elasticsearch.indices.trades).values() if d["symbol"] == "IBM"
-              or d["symbol"] == "GOOG"]  # fmt: skip
+    trades = [
+        d
+        for d in es_docs(settings, settings.elasticsearch.indices.trades).values()
+        if d["symbol"] == "IBM" or d["symbol"] == "GOOG"
+    ]
     tape = tape_of(events)
     assert tape.unknown == 0  # every one named a trade the run sent, by its id or by one a correction gave it
     assert sum(bool(d.get("cancelled")) for d in trades) == len(tape.cancelled)
@@ -241,11 +292,27 @@ def test_the_simulator_s_cancels_corrections_and_quotes_land_as_it_sent_them(set
 
 def test_each_second_keeps_its_last_quote_whatever_order_they_arrive_in(settings: Settings, sent: Sent) -> None:
     second = BASE + 90 * 60 * 10**9 + 7 * 10**9
-    late, early = (Quote(symbol="MSFT", timestamp_ns=second + offset, bid_price=50.0, bid_size=100.0,
-                         ask_price=50.0 + spread, ask_size=100.0, source=Source.SIMULATOR)
-                   for offset, spread in ((900_000_000, 0.07), (100_000_000, 0.03)))  # fmt: skip
-    trade = Trade(symbol="MSFT", timestamp_ns=second + 500_000_000, price=50.02, size=5.0, trade_id="q-1",
-                  exchange="Q", source=Source.SIMULATOR)  # fmt: skip
+    late, early = (
+        Quote(
+            symbol="MSFT",
+            timestamp_ns=second + offset,
+            bid_price=50.0,
+            bid_size=100.0,
+            ask_price=50.0 + spread,
+            ask_size=100.0,
+            source=Source.SIMULATOR,
+        )
+        for offset, spread in ((900_000_000, 0.07), (100_000_000, 0.03))
+    )
+    trade = Trade(
+        symbol="MSFT",
+        timestamp_ns=second + 500_000_000,
+        price=50.02,
+        size=5.0,
+        trade_id="q-1",
+        exchange="Q",
+        source=Source.SIMULATOR,
+    )
     _produce(settings, sent, [late, trade])
     _wait_caught_up(settings)
     _produce(settings, sent, [early])  # older than the one kept: it changes nothing

@@ -32,8 +32,10 @@ def indices(stack: Settings, request: pytest.FixtureRequest) -> Iterator[tuple[s
     es = es_client(stack)
     name = f"sink-{request.node.name.lower()[:40]}"
     target, letters = f"{name}-docs", f"{name}-dead"
-    es.indices.create(index=target, mappings={"properties": {"n": {"type": "long"}, "k": {"type": "keyword"},
-                                                             "t": {"type": "date_nanos"}}})  # fmt: skip
+    es.indices.create(
+        index=target,
+        mappings={"properties": {"n": {"type": "long"}, "k": {"type": "keyword"}, "t": {"type": "date_nanos"}}},
+    )
     ensure_index(stack, es, letters, MAPPINGS["dead_letters"])
     yield target, letters
     es.indices.delete(index=f"{target},{letters}", ignore_unavailable=True)
@@ -162,8 +164,19 @@ def _rows(jvm: Any, settings: Settings, records: list[Any], first_offset: int = 
     rows = []
     for offset, record in enumerate(records, start=first_offset):
         made = action(jvm, rules_config(settings), topic, record.to_json(), offset=offset, partition=4)
-        rows.append([made["index"], made["doc_id"], json.dumps(made["source"]), made["op"], topic, 4, offset,
-                     made["alias_id"], json.dumps(made["alias_source"]) if made["alias_source"] else None])  # fmt: skip
+        rows.append(
+            [
+                made["index"],
+                made["doc_id"],
+                json.dumps(made["source"]),
+                made["op"],
+                topic,
+                4,
+                offset,
+                made["alias_id"],
+                json.dumps(made["alias_source"]) if made["alias_source"] else None,
+            ]
+        )
     return rows
 
 
@@ -179,19 +192,54 @@ def test_cancels_and_corrections_find_their_trade_by_any_id_of_its_chain_and_kee
     at = 1_795_965_600 * 10**9  # 2026-11-29 10:00 New York
 
     def corrected(named: str, new: str, price: float, seconds: int) -> TradeCorrection:
-        return TradeCorrection(symbol="AAPL", timestamp_ns=at + seconds * 10**9, exchange="V",
-                               original_trade_id=named, original_price=1.0, original_size=1.0,
-                               corrected_trade_id=new, corrected_price=price, corrected_size=90.0,
-                               corrected_conditions=["@", "I"], source=Source.SIMULATOR)  # fmt: skip
+        return TradeCorrection(
+            symbol="AAPL",
+            timestamp_ns=at + seconds * 10**9,
+            exchange="V",
+            original_trade_id=named,
+            original_price=1.0,
+            original_size=1.0,
+            corrected_trade_id=new,
+            corrected_price=price,
+            corrected_size=90.0,
+            corrected_conditions=["@", "I"],
+            source=Source.SIMULATOR,
+        )
 
-    trade = Trade(symbol="AAPL", timestamp_ns=at, price=110.0, size=100.0, trade_id="9", exchange="V",
-                  conditions=["@"], source=Source.SIMULATOR)  # fmt: skip
-    records = [trade, corrected("9", "109", 111.0, 10), corrected("109", "209", 112.0, 20),
-               corrected("9", "309", 113.0, 30),
-               TradeCancel(symbol="AAPL", timestamp_ns=at + 40 * 10**9, trade_id="209", exchange="V", price=1.0,
-                           size=1.0, source=Source.SIMULATOR),
-               TradeCancel(symbol="AAPL", timestamp_ns=at + 50 * 10**9, trade_id="777", exchange="V", price=1.0,
-                           size=1.0, source=Source.SIMULATOR)]  # fmt: skip
+    trade = Trade(
+        symbol="AAPL",
+        timestamp_ns=at,
+        price=110.0,
+        size=100.0,
+        trade_id="9",
+        exchange="V",
+        conditions=["@"],
+        source=Source.SIMULATOR,
+    )
+    records = [
+        trade,
+        corrected("9", "109", 111.0, 10),
+        corrected("109", "209", 112.0, 20),
+        corrected("9", "309", 113.0, 30),
+        TradeCancel(
+            symbol="AAPL",
+            timestamp_ns=at + 40 * 10**9,
+            trade_id="209",
+            exchange="V",
+            price=1.0,
+            size=1.0,
+            source=Source.SIMULATOR,
+        ),
+        TradeCancel(
+            symbol="AAPL",
+            timestamp_ns=at + 50 * 10**9,
+            trade_id="777",
+            exchange="V",
+            price=1.0,
+            size=1.0,
+            source=Source.SIMULATOR,
+        ),
+    ]
     rows = _rows(jvm, own, records)
     cfg = sink_config(own)
     for replay in (False, True):
@@ -204,7 +252,8 @@ def test_cancels_and_corrections_find_their_trade_by_any_id_of_its_chain_and_kee
     assert doc["corrected_trade_ids"] == ["109", "209", "309"] and doc["corrected_trade_id"] == "309"
     aliases = stored(own, indices.trade_aliases)
     assert {k: v["trade_doc_id"] for k, v in aliases.items()} == {
-        f"AAPL|V|2026-11-29|{n}": "AAPL|V|2026-11-29|9" for n in ("109", "209", "309")}  # fmt: skip
+        f"AAPL|V|2026-11-29|{n}": "AAPL|V|2026-11-29|9" for n in ("109", "209", "309")
+    }
     letters = stored(own, indices.dead_letters)
     letter = letters[f"{own.kafka.topics.trades.name}|4|5"]
     assert (letter["reason"], letter["partition"], letter["offset"]) == ("unknown_trade", 4, 5)
@@ -219,7 +268,8 @@ def test_two_actions_on_one_document_land_in_the_order_read_with_requests_in_fli
     docs = [(target, f"doc-{n % 3}", json.dumps({"n": n})) for n in range(300)]
     with FaultyElasticsearch(stack.elasticsearch.url) as proxy:
         proxy.refuse_items(3, 429, requests=4)
-        report = write(jvm, docs, config(stack, letters, url=proxy.url, batch_entries=7, max_in_flight=2,
-                                         retry_count=10))  # fmt: skip
+        report = write(
+            jvm, docs, config(stack, letters, url=proxy.url, batch_entries=7, max_in_flight=2, retry_count=10)
+        )
     assert report.rejected == 0 and report.retried_items > 0
     assert {k: v["n"] for k, v in stored(stack, target).items()} == {"doc-0": 297, "doc-1": 298, "doc-2": 299}

@@ -45,8 +45,14 @@ TARGETS = ["high", "low", "close", "volume"]
 @pytest.fixture(scope="module")
 def forecast_env(stack: Settings) -> Iterator[dict[str, str]]:
     """Indices of this module's own and a small forecast (1 day ahead, 2 CV windows, 2 models)."""
-    small = {"lookback_days": 12, "horizon_days": 1, "cv_windows": 2, "models": ["AutoETS", "AutoTheta"],
-             "symbols_per_task": 2, "task_num_cpus": 0.5}  # fmt: skip
+    small = {
+        "lookback_days": 12,
+        "horizon_days": 1,
+        "cv_windows": 2,
+        "models": ["AutoETS", "AutoTheta"],
+        "symbols_per_task": 2,
+        "task_num_cpus": 0.5,
+    }
     env = {**own_indices_env(stack, "fc"), **settings_env({"symbols": SYMBOLS, "forecast": small})}
     with environment(env):
         yield env
@@ -88,7 +94,12 @@ def first_run(settings: Settings) -> RunReport:
 def test_each_symbol_is_forecast_skipped_or_failed_with_its_reason(first_run: RunReport) -> None:
     by_symbol = {report.symbol: report for report in first_run.symbols}
     assert {s: r.status for s, r in by_symbol.items()} == {
-        "BTC/USD": "ok", "ETH/USD": "ok", "AAPL": "ok", "MSFT": "failed", "IBM": "skipped"}  # fmt: skip
+        "BTC/USD": "ok",
+        "ETH/USD": "ok",
+        "AAPL": "ok",
+        "MSFT": "failed",
+        "IBM": "skipped",
+    }
     assert "injected failure for MSFT" in by_symbol["MSFT"].reason
     assert "trading hours of history" in by_symbol["IBM"].reason and "at least 25" in by_symbol["IBM"].reason
     assert first_run.status == "partial"
@@ -108,8 +119,12 @@ def test_forecasts_cover_the_horizon_on_trading_hours_with_ordered_intervals(
     stock = (docs["symbol"] == "AAPL").to_numpy()
     assert bool(STOCK.in_session(hours[stock]).all())
     assert hours[~stock].min() == AS_OF  # crypto: the first forecast hour is the cut-off hour itself
-    assert ((docs["lo_95"] <= docs["lo_80"]) & (docs["lo_80"] <= docs["value"]) & (docs["value"] <= docs["hi_80"])
-            & (docs["hi_80"] <= docs["hi_95"])).all()  # fmt: skip
+    assert (
+        (docs["lo_95"] <= docs["lo_80"])
+        & (docs["lo_80"] <= docs["value"])
+        & (docs["value"] <= docs["hi_80"])
+        & (docs["hi_80"] <= docs["hi_95"])
+    ).all()
     # the bars after the cut-off (priced around 1e6) were not training data
     assert docs[docs["symbol"] == "BTC/USD"]["value"].max() < 1e3 * 10
 
@@ -117,8 +132,10 @@ def test_forecasts_cover_the_horizon_on_trading_hours_with_ordered_intervals(
 def test_the_known_answers_come_out_and_the_report_compares_every_model_with_naive(
     settings: Settings, first_run: RunReport
 ) -> None:
-    targets = {(doc["symbol"], doc["target"]): doc
-               for doc in store.run_records(es_client(settings), settings, first_run.run_id, "target")}  # fmt: skip
+    targets = {
+        (doc["symbol"], doc["target"]): doc
+        for doc in store.run_records(es_client(settings), settings, first_run.run_id, "target")
+    }
     for symbol in ("BTC/USD", "AAPL"):  # strong daily cycle
         for target in ("close", "volume"):
             doc = targets[(symbol, target)]
@@ -135,7 +152,9 @@ def test_the_known_answers_come_out_and_the_report_compares_every_model_with_nai
 
 def test_summary_is_computed_from_the_stored_forecasts(settings: Settings, first_run: RunReport) -> None:
     docs = pd.DataFrame(_forecast_docs(settings, first_run.run_id))
-    symbols = {doc["symbol"]: doc for doc in store.run_records(es_client(settings), settings, first_run.run_id, "symbol")}
+    symbols = {
+        doc["symbol"]: doc for doc in store.run_records(es_client(settings), settings, first_run.run_id, "symbol")
+    }
     for symbol in ("BTC/USD", "ETH/USD", "AAPL"):
         rows = docs[docs["symbol"] == symbol]
         low, high, volume = (
@@ -161,8 +180,9 @@ def test_running_the_same_run_again_overwrites_and_the_latest_run_is_found(
 
 
 def test_a_dying_worker_fails_its_symbols_only(settings: Settings) -> None:
-    report = run_forecast(settings, symbols=["ETH/USD", "BTC/USD", "AAPL"], as_of=AS_OF,
-                          compute=FailOn(frozenset({"AAPL"}), how="exit"))  # fmt: skip
+    report = run_forecast(
+        settings, symbols=["ETH/USD", "BTC/USD", "AAPL"], as_of=AS_OF, compute=FailOn(frozenset({"AAPL"}), how="exit")
+    )
     statuses = {r.symbol: r.status for r in report.symbols}
     assert statuses == {"ETH/USD": "ok", "BTC/USD": "ok", "AAPL": "failed"}, report.symbols
     failed = next(r for r in report.symbols if r.symbol == "AAPL")
@@ -172,8 +192,9 @@ def test_a_dying_worker_fails_its_symbols_only(settings: Settings) -> None:
 
 
 def test_cli_prints_the_summary_and_plots_every_symbol(settings: Settings, tmp_path: Path) -> None:
-    result = run_cli("forecast", "--symbol", "BTC/USD", "--symbol", "AAPL", "--as-of", "2026-11-11T00:00Z",
-                     "--plot", str(tmp_path))  # fmt: skip
+    result = run_cli(
+        "forecast", "--symbol", "BTC/USD", "--symbol", "AAPL", "--as-of", "2026-11-11T00:00Z", "--plot", str(tmp_path)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Next 1 days per symbol" in result.stdout and "Cross-validation" in result.stdout
     assert "complete" in result.stdout
@@ -209,11 +230,17 @@ def test_every_n_minutes_survives_elasticsearch_being_away_and_runs_until_sigter
     target = urlsplit(settings.elasticsearch.url)
     log_path = stack_dir / "forecast-every.log"
     # Elasticsearch is away when the schedule starts: the first run fails, the job goes on and retries
-    with TcpProxy(target.hostname or "127.0.0.1", target.port or 9200, forwarding=False) as proxy, \
-            log_path.open("w") as log:  # fmt: skip
+    with (
+        TcpProxy(target.hostname or "127.0.0.1", target.port or 9200, forwarding=False) as proxy,
+        log_path.open("w") as log,
+    ):
         env = {**os.environ, **settings_env({"elasticsearch": {"url": f"http://127.0.0.1:{proxy.port}"}})}
-        proc = subprocess.Popen([sys.executable, "-m", "ray_app", "forecast", "--every", "1", "-s", "SOL/USD"],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ray_app", "forecast", "--every", "1", "-s", "SOL/USD"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         # the run's cut-off is the hour it starts in (this one, or the next if the hour turns meanwhile)
         run_ids = [store.run_id_for(settings, now + pd.Timedelta(hours=k), ["SOL/USD"]) for k in (0, 1)]
         try:
@@ -226,8 +253,9 @@ def test_every_n_minutes_survives_elasticsearch_being_away_and_runs_until_sigter
             proxy.forwarding = True
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
-                found = es.options(ignore_status=404).mget(index=settings.elasticsearch.indices.forecast_runs,
-                                                           ids=run_ids)  # fmt: skip
+                found = es.options(ignore_status=404).mget(
+                    index=settings.elasticsearch.indices.forecast_runs, ids=run_ids
+                )
                 if any(doc.get("found") and doc["_source"]["status"] == "complete" for doc in found["docs"]):
                     break
                 assert proc.poll() is None, log_path.read_text()
@@ -246,11 +274,27 @@ def test_every_n_minutes_survives_elasticsearch_being_away_and_runs_until_sigter
 def test_as_a_ray_job(settings: Settings, forecast_env: dict[str, str]) -> None:
     ray_cli = Path(sys.executable).with_name("ray")
     result = subprocess.run(
-        [str(ray_cli), "job", "submit", "--address", settings.ray.dashboard_url,
-         "--runtime-env-json", json.dumps({"env_vars": forecast_env}), "--",
-         "python", "-m", "ray_app.forecast", "--symbol", "ETH/USD", "--as-of", "2026-11-11T00:00Z"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(ray_cli),
+            "job",
+            "submit",
+            "--address",
+            settings.ray.dashboard_url,
+            "--runtime-env-json",
+            json.dumps({"env_vars": forecast_env}),
+            "--",
+            "python",
+            "-m",
+            "ray_app.forecast",
+            "--symbol",
+            "ETH/USD",
+            "--as-of",
+            "2026-11-11T00:00Z",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded" in result.stdout.lower() and "ETH/USD" in result.stdout
     run_id = store.run_id_for(settings, AS_OF, ["ETH/USD"])
@@ -258,8 +302,9 @@ def test_as_a_ray_job(settings: Settings, forecast_env: dict[str, str]) -> None:
     assert run["status"] == "complete" and run["forecasted"] == 1
 
 
-def test_a_past_run_is_scored_against_the_bars_that_came_after(settings: Settings, first_run: RunReport,
-                                                               forecast_env: dict[str, str]) -> None:  # fmt: skip
+def test_a_past_run_is_scored_against_the_bars_that_came_after(
+    settings: Settings, first_run: RunReport, forecast_env: dict[str, str]
+) -> None:
     """Bars arriving after the cut-off score the run: MASE beside naive's, coverage, direction; rewritten as more
     hours pass, complete at the horizon's end, never doubled."""
     import numpy as np
@@ -306,19 +351,36 @@ def test_a_past_run_is_scored_against_the_bars_that_came_after(settings: Setting
     result = run_cli("forecast", "evaluate", "--run-id", first_run.run_id)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Forecasts vs what happened" in result.stdout and "24/24" in result.stdout
-    docs = [hit["_source"] for hit in es.search(index=index, query={"term": {"run_id": first_run.run_id}},
-                                                size=100)["hits"]["hits"]]  # fmt: skip
+    docs = [
+        hit["_source"]
+        for hit in es.search(index=index, query={"term": {"run_id": first_run.run_id}}, size=100)["hits"]["hits"]
+    ]
     assert len(docs) == 8 and len({(d["symbol"], d["target"]) for d in docs}) == 8  # 2 symbols x 4 targets
     assert all(d["complete"] and d["elapsed_hours"] == 24 for d in docs if d["symbol"] == "ETH/USD")
 
     # and as a Ray job, the same command
     ray_cli = Path(sys.executable).with_name("ray")
     job = subprocess.run(
-        [str(ray_cli), "job", "submit", "--address", settings.ray.dashboard_url,
-         "--runtime-env-json", json.dumps({"env_vars": forecast_env}), "--",
-         "python", "-m", "ray_app.forecast", "evaluate", "--run-id", first_run.run_id],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(ray_cli),
+            "job",
+            "submit",
+            "--address",
+            settings.ray.dashboard_url,
+            "--runtime-env-json",
+            json.dumps({"env_vars": forecast_env}),
+            "--",
+            "python",
+            "-m",
+            "ray_app.forecast",
+            "evaluate",
+            "--run-id",
+            first_run.run_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert job.returncode == 0, job.stdout + job.stderr
     assert "succeeded" in job.stdout.lower()
     assert es.count(index=index, query={"term": {"run_id": first_run.run_id}})["count"] == 8
@@ -356,14 +418,24 @@ def test_a_symbols_complete_forecast_is_never_hidden_nor_served_in_part(settings
         """A newer run's driver that died with BTC/USD half written (its record left `writing`, or `failed`)."""
         store.write_run(es, settings, run, {"status": "running", "started_at": now_iso()})
         store.write(es, [store.symbol_action(settings, run, "BTC/USD", {"status": status})])
-        page = es.search(index=settings.elasticsearch.indices.forecasts, size=10_000,
-                         query={"bool": {"filter": [{"term": {"run_id": subset.run_id}},
-                                                    {"term": {"symbol": "BTC/USD"}}]}})  # fmt: skip
+        page = es.search(
+            index=settings.elasticsearch.indices.forecasts,
+            size=10_000,
+            query={"bool": {"filter": [{"term": {"run_id": subset.run_id}}, {"term": {"symbol": "BTC/USD"}}]}},
+        )
         docs = [hit["_source"] for hit in page["hits"]["hits"]]
-        es_bulk(es, [{"_index": settings.elasticsearch.indices.forecasts,
-                      "_id": f"{run.run_id}|{d['symbol']}|{d['target']}|{d['timestamp']}",
-                      "_source": {**d, "run_id": run.run_id, "value": d["value"] * 2}}
-                     for d in docs[: len(docs) // 2]], refresh="wait_for")  # fmt: skip
+        es_bulk(
+            es,
+            [
+                {
+                    "_index": settings.elasticsearch.indices.forecasts,
+                    "_id": f"{run.run_id}|{d['symbol']}|{d['target']}|{d['timestamp']}",
+                    "_source": {**d, "run_id": run.run_id, "value": d["value"] * 2},
+                }
+                for d in docs[: len(docs) // 2]
+            ],
+            refresh="wait_for",
+        )
         es.indices.refresh(index=settings.elasticsearch.indices.forecast_runs)
 
     for status in ("writing", "failed"):

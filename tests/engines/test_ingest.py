@@ -47,11 +47,23 @@ def _settings(stack: Settings, fake: FakeAlpaca | None = None, **alpaca: object)
         secret = alpaca.pop("secret_key", fake.secret_key)
         from pydantic import SecretStr
 
-        settings = settings.model_copy(update={"alpaca": settings.alpaca.model_copy(update={
-            "api_key": SecretStr(fake.api_key), "secret_key": SecretStr(str(secret)),
-            "stock_stream_url": fake.stock_stream_url, "crypto_stream_url": fake.crypto_stream_url,
-            "data_url": fake.http_url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "rest_retry_wait_s": 0.1,
-            **alpaca})})  # fmt: skip
+        settings = settings.model_copy(
+            update={
+                "alpaca": settings.alpaca.model_copy(
+                    update={
+                        "api_key": SecretStr(fake.api_key),
+                        "secret_key": SecretStr(str(secret)),
+                        "stock_stream_url": fake.stock_stream_url,
+                        "crypto_stream_url": fake.crypto_stream_url,
+                        "data_url": fake.http_url,
+                        "reconnect_min_s": 0.2,
+                        "reconnect_max_s": 1.0,
+                        "rest_retry_wait_s": 0.1,
+                        **alpaca,
+                    }
+                )
+            }
+        )
     ensure_topics(settings)
     return settings
 
@@ -73,8 +85,10 @@ def _live(settings: Settings, stop: StopFlag, record: Path | None = None) -> tup
 
 
 def _trades(symbol: str, start: int, count: int, first_id: int = 1) -> list[dict]:
-    return [trade_message(symbol, T0 + (start + i) * 1_000_003, 100 + i / 100, 1 + i % 7, first_id + i)
-            for i in range(count)]  # fmt: skip
+    return [
+        trade_message(symbol, T0 + (start + i) * 1_000_003, 100 + i / 100, 1 + i % 7, first_id + i)
+        for i in range(count)
+    ]
 
 
 def _values(messages: list) -> list[dict]:
@@ -91,8 +105,18 @@ def test_live_streams_into_kafka_with_dead_letters_and_a_recording(stack: Settin
 
     fake_alpaca.publish("stocks", _trades("AAPL", 0, 50) + _trades("MSFT", 0, 30), per_frame=7)
     fake_alpaca.publish("crypto", _trades("BTC/USD", 0, 40), per_frame=5)
-    bar = {"T": "b", "S": "AAPL", "o": 100.0, "h": 101.0, "l": 99.5, "c": 100.5, "v": 1200, "n": 12, "vw": 100.3,
-           "t": trade_message("AAPL", T0 - T0 % 60_000_000_000, 1, 1, 1)["t"]}  # fmt: skip
+    bar = {
+        "T": "b",
+        "S": "AAPL",
+        "o": 100.0,
+        "h": 101.0,
+        "l": 99.5,
+        "c": 100.5,
+        "v": 1200,
+        "n": 12,
+        "vw": 100.3,
+        "t": trade_message("AAPL", T0 - T0 % 60_000_000_000, 1, 1, 1)["t"],
+    }
     bad = [
         trade_message("AAPL", T0, -5.0, 10, 999),  # negative price
         {k: v for k, v in trade_message("MSFT", T0, 10.0, 1, 998).items() if k != "s"},  # missing size
@@ -138,8 +162,9 @@ def test_live_streams_into_kafka_with_dead_letters_and_a_recording(stack: Settin
     assert recording.stat().st_size > 0
     replay_settings = with_own_topics(settings, "replay")
     ensure_topics(replay_settings)
-    replayed = run_ingest(replay_settings, IngestOptions(source=IngestSource.REPLAY, file=recording, speed=0,
-                                                         progress=False))  # fmt: skip
+    replayed = run_ingest(
+        replay_settings, IngestOptions(source=IngestSource.REPLAY, file=recording, speed=0, progress=False)
+    )
     assert replayed.counters.trades == 120 and replayed.counters.bars == 1 and replayed.counters.dead_letters == 4
     again = _values(read_topic(replay_settings, replay_settings.kafka.topics.trades.name))
     assert {v["source"] for v in again} == {"replay"}
@@ -216,8 +241,9 @@ def test_backfill_pages_and_retries_429(stack: Settings, fake_alpaca) -> None:
     messages: list[str] = []
     from ray_app.ingest.backfill import backfill
 
-    items = list(backfill(settings, 4, "1Hour", StopFlag(), symbols=["BTC/USD", "AAPL"], end=end,
-                          on_retry=messages.append))  # fmt: skip
+    items = list(
+        backfill(settings, 4, "1Hour", StopFlag(), symbols=["BTC/USD", "AAPL"], end=end, on_retry=messages.append)
+    )
     expected = {
         s: len(fake_alpaca.bars_between(s, end - timedelta(days=4), end, 3600, "/" in s)) for s in ("BTC/USD", "AAPL")
     }
@@ -229,8 +255,9 @@ def test_backfill_pages_and_retries_429(stack: Settings, fake_alpaca) -> None:
     statuses = len(fake_alpaca.rest_requests)
     assert statuses >= 3 + 2 * 2 + len(tokens)  # the three 429s were retried
 
-    report = run_ingest(settings, IngestOptions(source=IngestSource.BACKFILL, days=2, progress=False,
-                                                symbols=["BTC/USD"]))  # fmt: skip
+    report = run_ingest(
+        settings, IngestOptions(source=IngestSource.BACKFILL, days=2, progress=False, symbols=["BTC/USD"])
+    )
     assert report.ok and report.counters.bars == 48
     bars = read_topic(settings, settings.kafka.topics.bars.name)
     assert len(bars) == 48 and {m.key() for m in bars} == {b"BTC/USD"}
@@ -238,9 +265,17 @@ def test_backfill_pages_and_retries_429(stack: Settings, fake_alpaca) -> None:
 
 def test_simulated_history_lands_in_kafka_exactly(stack: Settings) -> None:
     settings = _settings(stack)
-    report = run_ingest(settings, IngestOptions(source=IngestSource.SIMULATE, history_days=0.25, seed=11,
-                                                trades_per_minute=20, symbols=["BTC/USD", "ETH/USD"],
-                                                progress=False))  # fmt: skip
+    report = run_ingest(
+        settings,
+        IngestOptions(
+            source=IngestSource.SIMULATE,
+            history_days=0.25,
+            seed=11,
+            trades_per_minute=20,
+            symbols=["BTC/USD", "ETH/USD"],
+            progress=False,
+        ),
+    )
     assert report.ok
     messages = read_topic(settings, settings.kafka.topics.trades.name)
     assert len(messages) == report.counters.trades == report.counters.delivered - report.counters.quotes > 1000
@@ -266,10 +301,27 @@ def test_a_full_local_queue_waits_instead_of_dropping(stack: Settings) -> None:
 
 def test_sigterm_flushes_and_exits_cleanly_as_a_process(stack: Settings, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ray_app.ingest", "--source", "simulate", "--history-days", "0", "--live",
-         "--symbols", "BTC/USD", "--trades-per-minute", "3000", "--no-progress"],
-        cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ray_app.ingest",
+            "--source",
+            "simulate",
+            "--history-days",
+            "0",
+            "--live",
+            "--symbols",
+            "BTC/USD",
+            "--trades-per-minute",
+            "3000",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(8)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -289,11 +341,33 @@ def test_trade_schema_round_trips_through_json() -> None:
 def test_ingest_runs_as_a_ray_job(stack: Settings) -> None:
     ray_cli = Path(sys.executable).with_name("ray")
     result = subprocess.run(
-        [str(ray_cli), "job", "submit", "--address", stack.ray.dashboard_url, "--working-dir", ".", "--",
-         "python", "-m", "ray_app.ingest", "--source", "simulate", "--history-days", "0.02", "--symbols", "ETH/USD",
-         "--seed", "4", "--no-progress"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(ray_cli),
+            "job",
+            "submit",
+            "--address",
+            stack.ray.dashboard_url,
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "-m",
+            "ray_app.ingest",
+            "--source",
+            "simulate",
+            "--history-days",
+            "0.02",
+            "--symbols",
+            "ETH/USD",
+            "--seed",
+            "4",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "succeeded" in result.stdout.lower()
     assert re.search(r"ingest simulate: [\d,]+ delivered .* failed 0, undelivered 0", result.stdout), result.stdout
@@ -336,8 +410,13 @@ def test_live_ingest_rides_out_kafka_being_away_and_keeps_what_is_left_for_the_n
 
     with own_kafka(stack, tmp_path / "own") as broker:
         settings = _settings(broker.settings, fake_alpaca).model_copy(update={"symbols": ["AAPL"]})
-        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={
-            "queue_max_messages": 1000, "memory_queue_messages": 200, "flush_timeout_s": 3})})  # fmt: skip
+        settings = settings.model_copy(
+            update={
+                "ingest": settings.ingest.model_copy(
+                    update={"queue_max_messages": 1000, "memory_queue_messages": 200, "flush_timeout_s": 3}
+                )
+            }
+        )
         from ray_app.ingest import journal_path
 
         journal = journal_path(settings, IngestSource.ALPACA)
@@ -399,8 +478,10 @@ def test_a_source_that_fails_midway_still_flushes_and_reports_what_was_delivered
 
     fake_alpaca._bars = refuse_after_first
     with pytest.raises(IngestFailed, match="HTTP 403") as failed:
-        run_ingest(settings, IngestOptions(source=IngestSource.BACKFILL, days=3, timeframe="1Hour", progress=False,
-                                           symbols=["BTC/USD"]))  # fmt: skip
+        run_ingest(
+            settings,
+            IngestOptions(source=IngestSource.BACKFILL, days=3, timeframe="1Hour", progress=False, symbols=["BTC/USD"]),
+        )
     report = failed.value.report
     assert report.counters.delivered == report.counters.bars == 24 and report.undelivered == 0
     assert len(read_topic(settings, topic)) == 24
@@ -409,8 +490,14 @@ def test_a_source_that_fails_midway_still_flushes_and_reports_what_was_delivered
 
 def test_simulating_again_never_doubles_the_history_even_after_a_settings_change(stack: Settings) -> None:
     settings = _settings(stack)
-    options = {"source": IngestSource.SIMULATE, "history_days": 0.1, "seed": 11, "trades_per_minute": 20,
-               "symbols": ["BTC/USD", "ETH/USD"], "progress": False}  # fmt: skip
+    options = {
+        "source": IngestSource.SIMULATE,
+        "history_days": 0.1,
+        "seed": 11,
+        "trades_per_minute": 20,
+        "symbols": ["BTC/USD", "ETH/USD"],
+        "progress": False,
+    }
     first = run_ingest(settings, IngestOptions(**options))
     assert first.ok and first.counters.trades > 200
     again = run_ingest(settings, IngestOptions(**options))

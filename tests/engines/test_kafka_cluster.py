@@ -44,15 +44,26 @@ def cluster(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def cluster_env(cluster: OwnKafkaCluster, stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
     kafka = cluster.settings.kafka
     env = {
-        **settings_env({
-            "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "replication_factor": 3, "min_insync_replicas": 2},
-            "stream": {"app_name": "test-stream-3-brokers", "checkpoint_dir": stack_dir / "kafka-3-checkpoints",
-                       "trigger_interval_s": 0.5, "restart_backoff_min_s": 1, "restart_backoff_max_s": 4,
-                       "spark_log_level": "WARN"},
-            "state_dir": stack_dir / "kafka-3-cli",
-        }),
+        **settings_env(
+            {
+                "kafka": {
+                    "bootstrap_servers": kafka.bootstrap_servers,
+                    "replication_factor": 3,
+                    "min_insync_replicas": 2,
+                },
+                "stream": {
+                    "app_name": "test-stream-3-brokers",
+                    "checkpoint_dir": stack_dir / "kafka-3-checkpoints",
+                    "trigger_interval_s": 0.5,
+                    "restart_backoff_min_s": 1,
+                    "restart_backoff_max_s": 4,
+                    "spark_log_level": "WARN",
+                },
+                "state_dir": stack_dir / "kafka-3-cli",
+            }
+        ),
         **own_indices_env(stack, "k3"),
-    }  # fmt: skip
+    }
     with environment(env):
         yield env
     run_cli("stream", "stop", env=env, timeout=120)
@@ -79,7 +90,8 @@ def test_every_topic_lives_on_three_brokers_and_a_write_needs_two(cluster: OwnKa
         assert config["unclean.leader.election.enable"].value == "false"
     # Kafka's own offsets topic is created on first use by a consumer group: replicated as the data is
     assert "replication.factor=3" in (cluster.nodes[0].service.config_dir / "server.properties").read_text().replace(
-        "offsets.topic.", "")  # fmt: skip
+        "offsets.topic.", ""
+    )
 
 
 def test_the_clients_wait_for_every_in_sync_copy_and_never_skip_data() -> None:
@@ -94,8 +106,9 @@ def test_the_clients_wait_for_every_in_sync_copy_and_never_skip_data() -> None:
     assert kafka_options(settings)["failOnDataLoss"] == "true"
 
 
-def _kill_and_restart(cluster: OwnKafkaCluster, node: int, down_s: float, log: list[str],
-                      ingest: subprocess.Popen[str]) -> None:  # fmt: skip
+def _kill_and_restart(
+    cluster: OwnKafkaCluster, node: int, down_s: float, log: list[str], ingest: subprocess.Popen[str]
+) -> None:
     assert ingest.poll() is None, "the ingest ended before the broker died: the kill would prove nothing"
     cluster.nodes[node - 1].kill()
     log.append(f"{time.strftime('%H:%M:%S')} killed kafka-{node} (SIGKILL)")
@@ -111,10 +124,31 @@ def test_a_broker_killed_mid_ingest_and_mid_stream_loses_and_doubles_nothing(
     assert started.returncode == 0, started.stdout + started.stderr
 
     ingest = subprocess.Popen(
-        [sys.executable, "-m", "ray_app.ingest", "--source", "simulate", "--symbols", SYMBOLS, "--history-days", "0",
-         "--live", "--trades-per-minute", "1200", "--duration", str(INGEST_S), "--seed", "31", "--no-progress"],
-        cwd=REPO, env={**os.environ, **cluster_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ray_app.ingest",
+            "--source",
+            "simulate",
+            "--symbols",
+            SYMBOLS,
+            "--history-days",
+            "0",
+            "--live",
+            "--trades-per-minute",
+            "1200",
+            "--duration",
+            str(INGEST_S),
+            "--seed",
+            "31",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env={**os.environ, **cluster_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     events: list[str] = []
     time.sleep(8)
     _kill_and_restart(cluster, 1, 8, events, ingest)  # a controller voter and leader of a third of the partitions
@@ -128,8 +162,9 @@ def test_a_broker_killed_mid_ingest_and_mid_stream_loses_and_doubles_nothing(
     delivered, quotes = (int(report.group(n).replace(",", "")) for n in (1, 2))
 
     messages = read_topic(settings, settings.kafka.topics.trades.name)
-    trades = [Trade.model_validate({k: v for k, v in json.loads(m.value()).items() if k != "timestamp"})
-              for m in messages]  # fmt: skip
+    trades = [
+        Trade.model_validate({k: v for k, v in json.loads(m.value()).items() if k != "timestamp"}) for m in messages
+    ]
     assert len(trades) == delivered > 500, (len(trades), delivered, events)  # crypto: no cancels or corrections
     assert len(read_topic(settings, settings.kafka.topics.quotes.name)) == quotes
     assert len({(t.symbol, t.trade_id) for t in trades}) == len(trades), "a retry doubled a trade in Kafka"

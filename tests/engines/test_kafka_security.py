@@ -40,19 +40,33 @@ FAST_S = 15  # "within seconds": a refusal is known after one round trip; this l
 @pytest.fixture(scope="module")
 def broker(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnKafka]:
     state = tmp_path_factory.mktemp("sasl-ssl")
-    with own_kafka(stack, state, security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                   sasl_username="ray-app", sasl_password=SecretStr(PASSWORD),
-                   ssl_ca_location=state / "tls" / "kafka-ca.pem") as own:  # fmt: skip
+    with own_kafka(
+        stack,
+        state,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="ray-app",
+        sasl_password=SecretStr(PASSWORD),
+        ssl_ca_location=state / "tls" / "kafka-ca.pem",
+    ) as own:
         yield own
 
 
 def _env(settings: Settings, **kafka: str) -> dict[str, str]:
     """RAY_APP_* variables that point a subprocess at the SASL_SSL broker (``kafka``: what to change)."""
-    return settings_env({"kafka": {
-        "bootstrap_servers": settings.kafka.bootstrap_servers, "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "ray-app", "sasl_password": PASSWORD,
-        "ssl_ca_location": settings.kafka.ssl_ca_location, **kafka,
-    }})  # fmt: skip
+    return settings_env(
+        {
+            "kafka": {
+                "bootstrap_servers": settings.kafka.bootstrap_servers,
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": "ray-app",
+                "sasl_password": PASSWORD,
+                "ssl_ca_location": settings.kafka.ssl_ca_location,
+                **kafka,
+            }
+        }
+    )
 
 
 def _with(settings: Settings, **kafka: object) -> Settings:
@@ -75,23 +89,49 @@ def test_a_trade_goes_from_ingest_to_elasticsearch_over_sasl_ssl(
     env = {
         **_env(broker.settings),
         **own_indices_env(stack, "sec"),
-        **settings_env({"stream": {"app_name": "test-stream-sasl", "checkpoint_dir": tmp_path / "checkpoints",
-                                   "trigger_interval_s": 0.5, "spark_log_level": "WARN"}}),
-    }  # fmt: skip
-    ingest = run_cli("ingest", "--source", "simulate", "--symbols", "AAPL,BTC/USD", "--history-days", "0.02",
-                     "--trades-per-minute", "3", "--no-progress", env=env, timeout=180)  # fmt: skip
+        **settings_env(
+            {
+                "stream": {
+                    "app_name": "test-stream-sasl",
+                    "checkpoint_dir": tmp_path / "checkpoints",
+                    "trigger_interval_s": 0.5,
+                    "spark_log_level": "WARN",
+                }
+            }
+        ),
+    }
+    ingest = run_cli(
+        "ingest",
+        "--source",
+        "simulate",
+        "--symbols",
+        "AAPL,BTC/USD",
+        "--history-days",
+        "0.02",
+        "--trades-per-minute",
+        "3",
+        "--no-progress",
+        env=env,
+        timeout=180,
+    )
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
     assert PASSWORD not in ingest.stdout + ingest.stderr
     settings = broker.settings
     # a consumer over SASL_SSL; the trades topic holds the trades' cancels and corrections too
-    produced = [m for m in read_topic(settings, settings.kafka.topics.trades.name)
-                if json.loads(m.value())["kind"] == "trade"]  # fmt: skip
+    produced = [
+        m for m in read_topic(settings, settings.kafka.topics.trades.name) if json.loads(m.value())["kind"] == "trade"
+    ]
     assert len(produced) > 20
 
     log_path = tmp_path / "driver.log"
     with log_path.open("w") as log:
-        driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.job"], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **env})  # fmt: skip
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "spark_jobs.job"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **env},
+        )
         try:
             index = {**os.environ, **env}["RAY_APP_ELASTICSEARCH__INDICES__TRADES"]
             es = es_client(stack)
@@ -127,8 +167,18 @@ def test_settings_the_broker_refuses_fail_fast_naming_the_setting(
 ) -> None:
     env = _env(broker.settings, **change)
     began = time.monotonic()
-    ingest = run_cli("ingest", "--source", "simulate", "--symbols", "AAPL", "--history-days", "0.01",
-                     "--no-progress", env=env, timeout=120)  # fmt: skip
+    ingest = run_cli(
+        "ingest",
+        "--source",
+        "simulate",
+        "--symbols",
+        "AAPL",
+        "--history-days",
+        "0.01",
+        "--no-progress",
+        env=env,
+        timeout=120,
+    )
     ingest_s = time.monotonic() - began
     output = ingest.stdout + ingest.stderr
     assert ingest.returncode == 1 and says in output, output
@@ -137,8 +187,14 @@ def test_settings_the_broker_refuses_fail_fast_naming_the_setting(
         assert ingest_s < FAST_S, f"took {ingest_s:.1f} s"
 
         began = time.monotonic()
-        driver = subprocess.run([sys.executable, "-m", "spark_jobs.job"], capture_output=True, text=True,
-                                cwd=REPO, env={**os.environ, **env}, timeout=120)  # fmt: skip
+        driver = subprocess.run(
+            [sys.executable, "-m", "spark_jobs.job"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+            timeout=120,
+        )
         assert driver.returncode == 1 and says in driver.stderr, driver.stdout[-2000:] + driver.stderr[-2000:]
         assert time.monotonic() - began < FAST_S + 10  # the interpreter's imports, then one probe; no Spark started
         assert "starting Spark" not in driver.stdout
@@ -148,8 +204,10 @@ def test_a_wrong_password_is_refused_by_every_client_within_seconds(broker: OwnK
     from ray_app.kafka_topics import ensure_topics
 
     wrong = _with(broker.settings, sasl_password=SecretStr(WRONG))
-    for name, attempt in (("probe", lambda: probe(wrong, timeout_s=60)),
-                          ("admin (topics)", lambda: ensure_topics(wrong, timeout_s=60))):  # fmt: skip
+    for name, attempt in (
+        ("probe", lambda: probe(wrong, timeout_s=60)),
+        ("admin (topics)", lambda: ensure_topics(wrong, timeout_s=60)),
+    ):
         began = time.monotonic()
         with pytest.raises(KafkaUnavailable) as refused:
             attempt()

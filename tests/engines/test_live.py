@@ -62,7 +62,7 @@ def settings(stack: Settings, stack_dir: Path) -> Iterator[Settings]:
         "indicators": {"interval_s": 1},
         "live": {"monitor_every_s": 1, "recommend_every_s": 10, "parity_every_s": 10},
         "serve": {"http_port": serve_port},  # nothing listens: the recommender's rounds fail and back off
-    }  # fmt: skip
+    }
     topics = ("trades", "bars", "dead_letters", "quotes", "simulator_progress")
     with module_settings(stack, "lv", overrides, create=False, topics=topics) as settings:
         try:
@@ -100,22 +100,26 @@ def started(settings: Settings) -> list[Started]:
     return result
 
 
-def test_every_part_runs_as_a_ray_job_and_starting_again_doubles_nothing(settings: Settings,
-                                                                         started: list[Started]) -> None:  # fmt: skip
+def test_every_part_runs_as_a_ray_job_and_starting_again_doubles_nothing(
+    settings: Settings, started: list[Started]
+) -> None:
     assert [item.part for item in started] == PART_NAMES and all(item.submitted for item in started)
     again = start_parts(settings, None)
     assert not any(item.submitted for item in again)
     assert [item.submission_id for item in again] == [item.submission_id for item in started]
     current = part_jobs(jobs_client(settings))
     # one running job per part, the one started here (jobs that ended before, e.g. other modules' streams, aside)
-    running = {name: [job.submission_id for job in listed if job.status.value in {"PENDING", "RUNNING"}]
-               for name, listed in current.items()}  # fmt: skip
+    running = {
+        name: [job.submission_id for job in listed if job.status.value in {"PENDING", "RUNNING"}]
+        for name, listed in current.items()
+    }
     assert running == {item.part: [item.submission_id] for item in started}
     assert all((job.metadata or {}).get("ray_app") == name for name, listed in current.items() for job in listed)
 
 
-def test_status_shows_every_part_and_exits_1_naming_exactly_what_is_down(settings: Settings,
-                                                                          started: list[Started]) -> None:  # fmt: skip
+def test_status_shows_every_part_and_exits_1_naming_exactly_what_is_down(
+    settings: Settings, started: list[Started]
+) -> None:
     result = run_cli("status", timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     for item in started:
@@ -141,7 +145,7 @@ def test_the_simulators_count_reaches_prometheus_exactly(settings: Settings, sta
     assert wait_for_value(settings, expr, delivered) == delivered, line
     trades = int(re.search(r"([\d,]+)\s+trades", line).group(1).replace(",", ""))
     topic = f'topic="{settings.kafka.topics.quotes.name}", WorkerId="{worker}"'
-    quotes = prometheus_value(settings, f'sum(max_over_time({metric("ingest_messages")}{{{topic}}}[10m]))')
+    quotes = prometheus_value(settings, f"sum(max_over_time({metric('ingest_messages')}{{{topic}}}[10m]))")
     assert quotes is not None and 0 < trades <= quotes  # the simulator's quotes: 1.5 a trade on average
 
 
@@ -151,8 +155,10 @@ def _stream_idle(settings: Settings) -> None:
 
     _wait("the stream caught up", lambda: all(lag.messages == 0 for lag in topic_lags(settings)))
     indices = settings.elasticsearch.indices
-    _wait("an indicator document per bar",
-          lambda: _count(settings, indices.indicators_1m) == _count(settings, indices.bars_1m))  # fmt: skip
+    _wait(
+        "an indicator document per bar",
+        lambda: _count(settings, indices.indicators_1m) == _count(settings, indices.bars_1m),
+    )
 
 
 def test_indicators_equal_talib_on_the_bars_the_stream_wrote(settings: Settings, started: list[Started]) -> None:
@@ -173,17 +179,26 @@ def test_indicators_equal_talib_on_the_bars_the_stream_wrote(settings: Settings,
     assert [d["close"] for d in docs] == list(closes) and [d["high"] for d in docs] == [b["high"] for b in bars]
     macd, signal, histogram = talib.MACD(closes, 12, 26, 9)
     upper, middle, lower = talib.BBANDS(closes, 20, 2, 2)
-    reference = {"rsi": talib.RSI(closes, 14), "ema_fast": talib.EMA(closes, 12), "ema_slow": talib.EMA(closes, 26),
-                 "macd": macd, "macd_signal": signal, "macd_histogram": histogram, "bb_upper": upper,
-                 "bb_middle": middle, "bb_lower": lower}  # fmt: skip
+    reference = {
+        "rsi": talib.RSI(closes, 14),
+        "ema_fast": talib.EMA(closes, 12),
+        "ema_slow": talib.EMA(closes, 26),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_histogram": histogram,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+    }
     for column, values in reference.items():
         ours = np.array([doc.get(column, np.nan) for doc in docs], dtype=float)
         assert np.array_equal(np.isnan(ours), np.isnan(values)), column
         np.testing.assert_allclose(ours, values, rtol=1e-9, atol=1e-6, err_msg=column)
 
 
-def test_the_trading_dashboards_indicator_panels_read_what_the_job_wrote(settings: Settings,
-                                                                         started: list[Started]) -> None:  # fmt: skip
+def test_the_trading_dashboards_indicator_panels_read_what_the_job_wrote(
+    settings: Settings, started: list[Started]
+) -> None:
     """Bollinger and EMAs over the candles, RSI, MACD: each panel's search, as Grafana sends it, has its fields."""
     import pandas as pd
 
@@ -222,10 +237,13 @@ def test_the_streams_metrics_are_its_status(settings: Settings, started: list[St
     records = status.queries["records"]
     assert wait_for_value(settings, f"sum({metric('stream_rows')}{job})", records.rows) == records.rows
     # the last batch's numbers are the newest ones the driver wrote; an idle trigger writes no batch
-    assert wait_for_value(settings, f"max({metric('stream_batch_rows')}{job})",
-                          records.last_batch_rows) == records.last_batch_rows  # fmt: skip
-    assert wait_for_value(settings, f"max({metric('stream_batch_duration_seconds')}{job})",
-                          records.last_batch_seconds) == pytest.approx(records.last_batch_seconds)  # fmt: skip
+    assert (
+        wait_for_value(settings, f"max({metric('stream_batch_rows')}{job})", records.last_batch_rows)
+        == records.last_batch_rows
+    )
+    assert wait_for_value(
+        settings, f"max({metric('stream_batch_duration_seconds')}{job})", records.last_batch_seconds
+    ) == pytest.approx(records.last_batch_seconds)
     batches = prometheus_value(settings, f"sum({metric('stream_indexed_latency_seconds', '_count')}{job})")
     assert batches is not None and 0 < batches <= records.batches
 
@@ -297,9 +315,19 @@ def _vendor_bars_like_ours(settings: Settings, count: int = 20) -> None:
     producer = Producer(producer_config(settings))
     for hit in hits:
         bar = hit["_source"]
-        record = Bar(symbol=bar["symbol"], timestamp_ns=parse_seconds(bar["timestamp"]) * 10**9, timeframe="1Min",
-                     open=bar["open"], high=bar["high"], low=bar["low"], close=bar["close"], volume=bar["volume"],
-                     trade_count=bar["trade_count"], vwap=bar["vwap"], source=Source.ALPACA_STREAM)  # fmt: skip
+        record = Bar(
+            symbol=bar["symbol"],
+            timestamp_ns=parse_seconds(bar["timestamp"]) * 10**9,
+            timeframe="1Min",
+            open=bar["open"],
+            high=bar["high"],
+            low=bar["low"],
+            close=bar["close"],
+            volume=bar["volume"],
+            trade_count=bar["trade_count"],
+            vwap=bar["vwap"],
+            source=Source.ALPACA_STREAM,
+        )
         producer.produce(settings.kafka.topics.bars.name, key=record.symbol.encode(), value=record.to_json())
     assert producer.flush(30) == 0 and hits
 

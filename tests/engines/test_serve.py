@@ -44,8 +44,10 @@ def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
         "symbols": list(SHAPES),
         "forecast": {"lookback_days": 12, "horizon_days": 1, "cv_windows": 2, "models": ["AutoETS"]},
         # four apps (this one, its dead-Elasticsearch twin, the CLI's, the YAML's) share 2 CPUs with the stack
-        "serve": {"http_port": http_port, **{name: {"num_cpus": 0.1} for name in ("forecast", "recommender",
-                                                                                  "ingress")}},
+        "serve": {
+            "http_port": http_port,
+            **{name: {"num_cpus": 0.1} for name in ("forecast", "recommender", "ingress")},
+        },
         # the concurrency test's requests land in one batch
         "recommend": {"model": tiny_model, "max_new_tokens": 16, "batch_wait_timeout_s": 0.5},
     }
@@ -188,8 +190,12 @@ def test_the_generated_config_file_deploys_with_rays_serve_cli(settings: Setting
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
     serve_cli = Path(sys.executable).with_name("serve")
-    result = subprocess.run([str(serve_cli), "deploy", str(path), "--address", settings.ray.dashboard_url],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [str(serve_cli), "deploy", str(path), "--address", settings.ray.dashboard_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     deadline = time.monotonic() + 180
     status = None
@@ -257,15 +263,17 @@ def test_recording_writes_one_document_per_symbol_and_again_overwrites(settings:
     assert result["written"] == 2 and result["skipped"][0]["symbol"] == "IBM"
     assert http.post("/recommendations").json()["written"] == 2
     assert es.count(index=index)["count"] == 2  # same facts and model -> same ids
-    stored = es.get(index=index, id=f"AAPL|2026-11-10T20:00:00Z|{result['recommendations'][0]['run_id']}|"
-                    f"{settings.recommend.model}")["_source"]  # fmt: skip
+    stored = es.get(
+        index=index, id=f"AAPL|2026-11-10T20:00:00Z|{result['recommendations'][0]['run_id']}|{settings.recommend.model}"
+    )["_source"]
     assert stored["timestamp"] == stored["last_bar_at"] and stored["model_is_trained"] is False
     latest = http.get("/recommendations/latest").json()
     assert [row["symbol"] for row in latest] == ["AAPL", "BTC/USD"]
 
 
-def test_recording_is_bounded_deduplicated_and_a_bad_symbol_fails_only_itself(settings: Settings,
-                                                                              http: httpx.Client) -> None:  # fmt: skip
+def test_recording_is_bounded_deduplicated_and_a_bad_symbol_fails_only_itself(
+    settings: Settings, http: httpx.Client
+) -> None:
     repeated = http.post("/recommendations", params={"symbol": ["AAPL"] * 64}, timeout=120)
     assert repeated.status_code == 200, repeated.text
     assert repeated.json()["written"] == 1 and len(repeated.json()["recommendations"]) == 1  # one generation
@@ -298,8 +306,9 @@ def test_ray_app_serve_fails_fast_when_the_model_is_missing(tmp_path: Path) -> N
     assert time.monotonic() - began < 60
 
 
-def test_indicators_answer_the_stored_documents_oldest_first_equal_to_talib(settings: Settings,
-                                                                            http: httpx.Client) -> None:  # fmt: skip
+def test_indicators_answer_the_stored_documents_oldest_first_equal_to_talib(
+    settings: Settings, http: httpx.Client
+) -> None:
     """1-minute bars -> the indicators step -> GET /indicators/{symbol}: the newest N bars' values, TA-Lib's."""
     import numpy as np
     import talib
@@ -313,10 +322,28 @@ def test_indicators_answer_the_stored_documents_oldest_first_equal_to_talib(sett
         ensure_index(settings, es, getattr(indices, key), MAPPINGS[key])
     count, first = 300, (int(time.time()) // 60 - 300) * 60
     closes = 60_000 * np.exp(np.cumsum(np.random.default_rng(4).normal(0, 0.001, count)))
-    bars = [{"_index": indices.bars_1m, "_id": f"BTC/USD|{format_seconds(first + 60 * i)}", "_source": {
-        "symbol": "BTC/USD", "timeframe": "1Min", "timestamp": format_seconds(first + 60 * i), "open": close,
-        "high": close + 5, "low": close - 5, "close": close, "volume": 1.5, "range": 10.0, "notional": close * 1.5,
-        "log_return": 0.0, "source": "trades", "updated_at": format_seconds(first)}} for i, close in enumerate(closes)]
+    bars = [
+        {
+            "_index": indices.bars_1m,
+            "_id": f"BTC/USD|{format_seconds(first + 60 * i)}",
+            "_source": {
+                "symbol": "BTC/USD",
+                "timeframe": "1Min",
+                "timestamp": format_seconds(first + 60 * i),
+                "open": close,
+                "high": close + 5,
+                "low": close - 5,
+                "close": close,
+                "volume": 1.5,
+                "range": 10.0,
+                "notional": close * 1.5,
+                "log_return": 0.0,
+                "source": "trades",
+                "updated_at": format_seconds(first),
+            },
+        }
+        for i, close in enumerate(closes)
+    ]
     late = bars[100:110]  # bars a catch-up batch writes after newer ones (its tasks write in no time order)
     bulk(es, bars[:100] + bars[110:], refresh="wait_for")
     step = IndicatorStep(settings, es)
@@ -337,8 +364,14 @@ def test_indicators_answer_the_stored_documents_oldest_first_equal_to_talib(sett
     assert [row["timestamp"] for row in rows] == [format_seconds(first + 60 * i) for i in range(count - 50, count)]
     macd, signal, _ = talib.MACD(closes, 12, 26, 9)
     upper, _, lower = talib.BBANDS(closes, 20, 2, 2)
-    for column, reference in (("rsi", talib.RSI(closes, 14)), ("ema_slow", talib.EMA(closes, 26)), ("macd", macd),
-                              ("macd_signal", signal), ("bb_upper", upper), ("bb_lower", lower)):  # fmt: skip
+    for column, reference in (
+        ("rsi", talib.RSI(closes, 14)),
+        ("ema_slow", talib.EMA(closes, 26)),
+        ("macd", macd),
+        ("macd_signal", signal),
+        ("bb_upper", upper),
+        ("bb_lower", lower),
+    ):
         np.testing.assert_allclose([row[column] for row in rows], reference[-50:], rtol=1e-9, err_msg=column)
     assert rows[-1]["close"] == closes[-1] and rows[-1]["bars"] == count
     assert len(http.get("/indicators/BTC/USD").json()) == 120  # the default: two hours of minutes
@@ -371,8 +404,9 @@ def test_serve_latency_reaches_prometheus_as_rays_own_metric(settings: Settings,
 # --- Grafana's Infinity panels --------------------------------------------------------------------------------
 
 
-def test_accuracy_is_the_back_dated_run_scored_on_the_bars_that_followed(settings: Settings,
-                                                                        http: httpx.Client) -> None:  # fmt: skip
+def test_accuracy_is_the_back_dated_run_scored_on_the_bars_that_followed(
+    settings: Settings, http: httpx.Client
+) -> None:
     rows = http.get("/forecast/BTC-USD/accuracy").json()
     back_dated = store.run_id_for(settings, BACK_DATED, list(SHAPES))
     assert {row["run_id"] for row in rows} == {back_dated}  # the current run's horizon has no bar yet
@@ -465,8 +499,14 @@ def test_a_headless_browser_sees_the_app_in_the_ray_dashboard_and_every_endpoint
             page.wait_for_selector(".opblock-summary-path", timeout=60_000)
             assert page.title() == "ray-app - Swagger UI"
             paths = set(page.locator(".opblock-summary-path").all_inner_texts())
-            assert {"/forecast/{symbol}", "/forecast/{symbol}/summary", "/recommendation/{symbol}", "/healthz",
-                    "/symbols", "/recommendations"} <= paths, paths  # fmt: skip
+            assert {
+                "/forecast/{symbol}",
+                "/forecast/{symbol}/summary",
+                "/recommendation/{symbol}",
+                "/healthz",
+                "/symbols",
+                "/recommendations",
+            } <= paths, paths
 
             page.goto(f"{settings.ray.dashboard_url}/#/serve")
             page.get_by_text("test-api", exact=True).first.wait_for(timeout=90_000)
@@ -486,11 +526,20 @@ def guarded(settings: Settings) -> Iterator[str]:
     from serve_deployments.app import application
 
     serve_settings = settings.serve
-    recommender = serve_settings.recommender.model_copy(update={
-        "max_ongoing_requests": 1, "target_ongoing_requests": 1, "max_queued_requests": 1, "request_timeout_s": 2.0})
-    guarded_settings = settings.model_copy(update={
-        "serve": serve_settings.model_copy(update={"recommender": recommender, "http_host": "0.0.0.0"}),
-        "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 5.0})})  # fmt: skip
+    recommender = serve_settings.recommender.model_copy(
+        update={
+            "max_ongoing_requests": 1,
+            "target_ongoing_requests": 1,
+            "max_queued_requests": 1,
+            "request_timeout_s": 2.0,
+        }
+    )
+    guarded_settings = settings.model_copy(
+        update={
+            "serve": serve_settings.model_copy(update={"recommender": recommender, "http_host": "0.0.0.0"}),
+            "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 5.0}),
+        }
+    )
     serve.run(application(guarded_settings), name="test-api-guarded", route_prefix="/guarded")
     try:
         yield f"{settings.serve.url}/guarded"
@@ -510,8 +559,9 @@ def test_a_full_queue_is_503_at_once_and_a_slow_answer_504_both_in_plain_words(g
     busy = next(answer for answer in answers if answer.status_code == 503)
     assert "busy" in busy.json()["detail"] and busy.headers["retry-after"] == "1"
     late = next(answer for answer in answers if answer.status_code == 504)
-    assert late.json()["detail"] == ("the Recommender deployment did not answer within 2 s "
-                                     "(serve.recommender.request_timeout_s)")  # fmt: skip
+    assert late.json()["detail"] == (
+        "the Recommender deployment did not answer within 2 s (serve.recommender.request_timeout_s)"
+    )
     assert seconds < 15  # nobody waited for the 5 s batches to finish
     assert http.get(f"{guarded}/forecast/AAPL/summary").status_code == 200  # the app's other deployment answers
 
@@ -569,19 +619,37 @@ def test_the_forecast_and_recommender_deployments_grow_under_load_and_shrink_aft
 
     default_max = {name: getattr(defaults().serve, name.lower()).max_replicas for name in ("Forecast", "Recommender")}
     assert all(count >= 2 for count in default_max.values()), default_max  # the defaults can grow at all
-    scaled = {name: getattr(settings.serve, name).model_copy(update={
-        "min_replicas": 1, "max_replicas": default_max[name.capitalize()], "target_ongoing_requests": 1,
-        "max_ongoing_requests": 8, "upscale_delay_s": 1, "downscale_delay_s": 3})
-        for name in ("forecast", "recommender")}  # fmt: skip
-    auto = settings.model_copy(update={
-        "serve": settings.serve.model_copy(update={"cache_ttl_s": 0, **scaled}),  # every read reaches Forecast
-        "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 0.3})})  # fmt: skip
+    scaled = {
+        name: getattr(settings.serve, name).model_copy(
+            update={
+                "min_replicas": 1,
+                "max_replicas": default_max[name.capitalize()],
+                "target_ongoing_requests": 1,
+                "max_ongoing_requests": 8,
+                "upscale_delay_s": 1,
+                "downscale_delay_s": 3,
+            }
+        )
+        for name in ("forecast", "recommender")
+    }
+    auto = settings.model_copy(
+        update={
+            "serve": settings.serve.model_copy(update={"cache_ttl_s": 0, **scaled}),  # every read reaches Forecast
+            "recommend": settings.recommend.model_copy(update={"batch_wait_timeout_s": 0.3}),
+        }
+    )
     serve.run(application(auto), name="test-autoscale", route_prefix="/auto")
     try:
         base = f"{settings.serve.url}/auto"
-        timeline = load_and_watch("test-autoscale", [f"{base}/forecast/BTC-USD", f"{base}/recommendation/BTC-USD"],
-                                  concurrency=12, load_s=120, stop_when=default_max, settle_s=150,
-                                  settle_until={"Forecast": 1, "Recommender": 1})  # fmt: skip
+        timeline = load_and_watch(
+            "test-autoscale",
+            [f"{base}/forecast/BTC-USD", f"{base}/recommendation/BTC-USD"],
+            concurrency=12,
+            load_s=120,
+            stop_when=default_max,
+            settle_s=150,
+            settle_until={"Forecast": 1, "Recommender": 1},
+        )
     finally:
         serve.delete("test-autoscale")
     rows = [(s.seconds, s.loaded, s.running) for s in timeline.samples]
@@ -604,17 +672,40 @@ def test_the_latest_quote_is_each_symbol_s_newest_top_of_the_book(settings: Sett
     docs = []
     for offset, bid in ((-30, 90_000.0), (-2, 90_010.0), (-65, 89_000.0)):
         at = now + offset * 10**9 + 5
-        docs.append({"_index": index, "_id": f"BTC/USD|{format_seconds(at // 10**9)}", "_source": checked(
-            QuoteDocument, {"symbol": "BTC/USD", "timestamp": format_seconds(at // 10**9), "quoted_at": format_ns(at),
-                            "quoted_ns": at, "bid_price": bid, "bid_size": 0.5, "ask_price": bid + 2.5,
-                            "ask_size": 0.25, "spread": 2.5, "mid": bid + 1.25, "source": "simulator",
-                            "kafka_partition": 0, "kafka_offset": offset + 100})})  # fmt: skip
+        docs.append(
+            {
+                "_index": index,
+                "_id": f"BTC/USD|{format_seconds(at // 10**9)}",
+                "_source": checked(
+                    QuoteDocument,
+                    {
+                        "symbol": "BTC/USD",
+                        "timestamp": format_seconds(at // 10**9),
+                        "quoted_at": format_ns(at),
+                        "quoted_ns": at,
+                        "bid_price": bid,
+                        "bid_size": 0.5,
+                        "ask_price": bid + 2.5,
+                        "ask_size": 0.25,
+                        "spread": 2.5,
+                        "mid": bid + 1.25,
+                        "source": "simulator",
+                        "kafka_partition": 0,
+                        "kafka_offset": offset + 100,
+                    },
+                ),
+            }
+        )
     bulk(es, docs, refresh="wait_for")
     answer = http.get("/quote/BTC-USD")
     assert answer.status_code == 200, answer.text
     quote = answer.json()
-    assert (quote["bid_price"], quote["ask_price"], quote["spread"], quote["mid"]) == (90_010.0, 90_012.5, 2.5,
-                                                                                        90_011.25)  # fmt: skip
+    assert (quote["bid_price"], quote["ask_price"], quote["spread"], quote["mid"]) == (
+        90_010.0,
+        90_012.5,
+        2.5,
+        90_011.25,
+    )
     assert http.get("/quote/BTC/USD").json() == quote
     assert http.get("/quote/AAPL").status_code == 404  # traded, but no quote yet
     unknown = http.get("/quote/DOGE")

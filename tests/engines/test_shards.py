@@ -1,5 +1,6 @@
-"""A bar is never written, nor deleted, from part of its trades: the stream's recomputation (spark_jobs/bars.py) on
-a real two-node Elasticsearch whose trades and bars indices have a shard on each node, one node killed with SIGKILL.
+"""A bar is never written, nor deleted, from part of its trades: the stream's recomputation
+(spark_jobs/bar_recompute.py) on a real two-node Elasticsearch whose trades and bars indices have a shard on each node,
+one node killed with SIGKILL.
 
 Elasticsearch answers a search with a shard away as a success with fewer shards read (and the sums of half the
 trades); a multi-get with an error for each document on the lost shard. The recomputation refuses both: it retries,
@@ -33,8 +34,9 @@ SYMBOLS = ("AAPL", "MSFT", "IBM")
 @pytest.fixture(scope="module")
 def cluster(stack: Settings, stack_dir: Path) -> Iterator[tuple[TwoNodeElasticsearch, Settings]]:
     with TwoNodeElasticsearch(stack) as nodes:
-        with environment(settings_env({"elasticsearch": {"url": nodes.url, "number_of_shards": 2,
-                                                         "number_of_replicas": 0}})):  # fmt: skip
+        with environment(
+            settings_env({"elasticsearch": {"url": nodes.url, "number_of_shards": 2, "number_of_replicas": 0}})
+        ):
             settings = load_settings()
         yield nodes, settings
 
@@ -52,11 +54,23 @@ def _trades() -> list[dict]:
     for s_index, symbol in enumerate(SYMBOLS):
         for n in range(600):  # 20 minutes, a trade every 2 s
             at = (START + 2 * n) * 10**9 + s_index
-            doc = TradeDocument(symbol=symbol, timestamp=format_ns(at), price=100.0 + s_index + (n % 13) * 0.01,
-                                size=float(1 + n % 7), notional=0.0, timestamp_ns=at, trade_id=str(n + 1),
-                                trading_day=trading_day(at), exchange="V", conditions=["@", "I"] if n % 5 == 0
-                                else ["@"], tape="C", source="test", schema_version=1, kafka_partition=0,
-                                kafka_offset=n).model_dump(exclude_none=True)  # fmt: skip
+            doc = TradeDocument(
+                symbol=symbol,
+                timestamp=format_ns(at),
+                price=100.0 + s_index + (n % 13) * 0.01,
+                size=float(1 + n % 7),
+                notional=0.0,
+                timestamp_ns=at,
+                trade_id=str(n + 1),
+                trading_day=trading_day(at),
+                exchange="V",
+                conditions=["@", "I"] if n % 5 == 0 else ["@"],
+                tape="C",
+                source="test",
+                schema_version=1,
+                kafka_partition=0,
+                kafka_offset=n,
+            ).model_dump(exclude_none=True)
             doc["notional"] = doc["price"] * doc["size"]
             docs.append(doc)
     return docs
@@ -70,9 +84,18 @@ def test_a_shard_away_fails_the_recomputation_and_its_return_gives_the_same_bars
     for index in (indices.trades, indices.bars_1m):
         _spread(es, index)
     trades = _trades()
-    bulk(es, ({"_index": indices.trades, "_id": trade_doc_id(d["symbol"], d["exchange"], d["trading_day"],
-                                                              d["trade_id"]), "_source": d} for d in trades),
-         refresh=True)  # fmt: skip
+    bulk(
+        es,
+        (
+            {
+                "_index": indices.trades,
+                "_id": trade_doc_id(d["symbol"], d["exchange"], d["trading_day"], d["trade_id"]),
+                "_source": d,
+            }
+            for d in trades
+        ),
+        refresh=True,
+    )
     keys = {(symbol, START + 60 * m) for symbol in SYMBOLS for m in range(20)}
     minutes = minute_bar_actions(es, indices.trades, indices.quotes, indices.bars_1m, keys)
     bulk(es, ({"_index": i, "_id": d, "_source": s} for i, d, s, _ in minutes), refresh=True)

@@ -196,8 +196,10 @@ def test_ray_job_submit_from_the_command_line(stack: Settings) -> None:
     ray_cli = Path(sys.executable).with_name("ray")
     result = subprocess.run(
         [str(ray_cli), "job", "submit", "--address", stack.ray.dashboard_url, "--", "python", "-c", "print(6 * 7)"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "42" in result.stdout
     assert "succeeded" in result.stdout.lower()
@@ -219,8 +221,9 @@ def test_down_then_up_keeps_kafka_messages_and_es_documents(stack: Settings) -> 
     marker = uuid.uuid4().hex
     _produce(stack, topic.name, [("MSFT", {"marker": marker, "seq": i}) for i in range(50)])
     index = stack.elasticsearch.indices.bars_1m
-    es_client(stack).index(index=index, id=f"durable-{marker}", document={"symbol": "MSFT", "close": 412.37},
-                           refresh="wait_for")  # fmt: skip
+    es_client(stack).index(
+        index=index, id=f"durable-{marker}", document={"symbol": "MSFT", "close": 412.37}, refresh="wait_for"
+    )
     pids = [read_pid_file(s.pid_file).pid for s in manager.services(stack)]
 
     down = run_cli("stack", "down")

@@ -57,11 +57,13 @@ def stream_env(stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
         "stream": {
             "trigger_interval_s": 0.5,
             "max_offsets_per_trigger": 3000,  # several batches, so a kill lands mid-stream
-            "restart_backoff_min_s": 1, "restart_backoff_max_s": 4,
-            "es_retry_count": 1, "es_retry_wait_s": 1,  # so an Elasticsearch outage fails the query (and it restarts)
+            "restart_backoff_min_s": 1,
+            "restart_backoff_max_s": 4,
+            "es_retry_count": 1,
+            "es_retry_wait_s": 1,  # so an Elasticsearch outage fails the query (and it restarts)
             "spark_log_level": "WARN",
         },
-    }  # fmt: skip
+    }
     env = settings_env(own_overrides(stack, "st", overrides))
     with environment(env):
         yield env
@@ -78,8 +80,12 @@ def settings(stream_env: dict[str, str]) -> Settings:
     # the trades index as an operator changed it under the job: `taker_side` mapped as a number, so a valid trade
     # with a taker side is refused by Elasticsearch itself (the job's put_mapping cannot change it back); a field the
     # bars do not read (they read `tape`: a sale condition's meaning depends on it)
-    ensure_index(settings, es_client(settings), settings.elasticsearch.indices.trades,
-                 MAPPINGS["trades"] | {"taker_side": {"type": "long"}})  # fmt: skip
+    ensure_index(
+        settings,
+        es_client(settings),
+        settings.elasticsearch.indices.trades,
+        MAPPINGS["trades"] | {"taker_side": {"type": "long"}},
+    )
     return settings
 
 
@@ -110,12 +116,17 @@ def _trades(start_ns: int, minutes: int, per_minute: int, tag: str) -> list[Trad
                 if k % 7 == 6:
                     offset = ((k - 1) * 60_000_000_000 // per_minute) + 1_234 * s_index  # a tie in time
                 price = 100 + 10 * s_index + math.sin(n / 17) * 3 + (n % 5) * 0.01
-                trades.append(Trade(
-                    symbol=symbol, timestamp_ns=start_ns + minute * MINUTE_NS + offset, price=round(price, 4),
-                    size=float(1 + n % 9) if symbol != "BTC/USD" else round(0.001 * (1 + n % 13), 6),
-                    trade_id=f"{tag}-{n}", exchange=None if symbol == "BTC/USD" else "V",
-                    source=Source.SIMULATOR,
-                ))  # fmt: skip
+                trades.append(
+                    Trade(
+                        symbol=symbol,
+                        timestamp_ns=start_ns + minute * MINUTE_NS + offset,
+                        price=round(price, 4),
+                        size=float(1 + n % 9) if symbol != "BTC/USD" else round(0.001 * (1 + n % 13), 6),
+                        trade_id=f"{tag}-{n}",
+                        exchange=None if symbol == "BTC/USD" else "V",
+                        source=Source.SIMULATOR,
+                    )
+                )
     trades.sort(key=lambda t: t.timestamp_ns)
     return trades
 
@@ -145,9 +156,16 @@ def _bad_records(settings: Settings, now_ns: int) -> list[tuple[str, bytes, str]
     bars = settings.kafka.topics.bars.name
 
     def trade(**fields: object) -> bytes:
-        base: dict[str, object] = {"schema_version": 1, "kind": "trade", "symbol": "AAPL",
-                                   "timestamp_ns": now_ns - 3600 * 10**9, "source": "simulator", "price": 10.0,
-                                   "size": 1.0, "trade_id": "bad"}  # fmt: skip
+        base: dict[str, object] = {
+            "schema_version": 1,
+            "kind": "trade",
+            "symbol": "AAPL",
+            "timestamp_ns": now_ns - 3600 * 10**9,
+            "source": "simulator",
+            "price": 10.0,
+            "size": 1.0,
+            "trade_id": "bad",
+        }
         base.update(fields)
         return json.dumps({k: v for k, v in base.items() if v is not None}).encode()
 
@@ -164,12 +182,41 @@ def _bad_records(settings: Settings, now_ns: int) -> list[tuple[str, bytes, str]
         (trades, trade(timestamp_ns=now_ns + 86_400 * 10**9), "invalid_value"),
         (trades, trade(conditions="@"), "invalid_value"),
         (trades, trade(kind="quote"), "unknown_type"),
-        (bars, json.dumps({"kind": "bar", "symbol": "AAPL", "timeframe": "1Hour", "timestamp_ns": now_ns,
-                           "open": 5, "high": 6, "low": 5.5, "close": 5.8, "volume": 10}).encode(),
-         "invalid_value"),  # low > open
-        (bars, json.dumps({"kind": "bar", "symbol": "AAPL", "timeframe": "1Day", "timestamp_ns": now_ns,
-                           "open": 5, "high": 6, "low": 4, "close": 5.8, "volume": 10}).encode(), "invalid_value"),
-    ]  # fmt: skip
+        (
+            bars,
+            json.dumps(
+                {
+                    "kind": "bar",
+                    "symbol": "AAPL",
+                    "timeframe": "1Hour",
+                    "timestamp_ns": now_ns,
+                    "open": 5,
+                    "high": 6,
+                    "low": 5.5,
+                    "close": 5.8,
+                    "volume": 10,
+                }
+            ).encode(),
+            "invalid_value",
+        ),  # low > open
+        (
+            bars,
+            json.dumps(
+                {
+                    "kind": "bar",
+                    "symbol": "AAPL",
+                    "timeframe": "1Day",
+                    "timestamp_ns": now_ns,
+                    "open": 5,
+                    "high": 6,
+                    "low": 4,
+                    "close": 5.8,
+                    "volume": 10,
+                }
+            ).encode(),
+            "invalid_value",
+        ),
+    ]
 
 
 def _assert_state(settings: Settings, produced: Produced) -> None:
@@ -201,7 +248,8 @@ def _assert_state(settings: Settings, produced: Produced) -> None:
     assert binary["reason"] == "unparseable"
     quotes = es_docs(settings, indices.quotes)
     assert {(q["symbol"], q["timestamp"]) for q in quotes.values()} == {
-        (symbol, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))) for symbol, second in produced.quote_seconds}
+        (symbol, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))) for symbol, second in produced.quote_seconds
+    }
 
 
 def _wait_caught_up(settings: Settings, timeout_s: float = STREAM_TIMEOUT_S) -> None:
@@ -247,15 +295,27 @@ def test_kill9_mid_stream_then_restart_as_ray_job_loses_and_doubles_nothing(
     start_ns = (now_ns - 3 * 3600 * 10**9) // MINUTE_NS * MINUTE_NS
     produced.trades += _trades(start_ns, minutes=90, per_minute=60, tag="a")  # 16,200 trades, 90 minutes
     produced.bad += _bad_records(settings, now_ns)
-    upstream = {"schema_version": 1, "stage": "ingest", "reason": "unknown_symbol", "detail": "symbol 'ZZZZ'",
-                "raw": "{}", "source": "alpaca-stream", "received_at": "2026-11-28T06:00:00.000000001Z"}  # fmt: skip
+    upstream = {
+        "schema_version": 1,
+        "stage": "ingest",
+        "reason": "unknown_symbol",
+        "detail": "symbol 'ZZZZ'",
+        "raw": "{}",
+        "source": "alpaca-stream",
+        "received_at": "2026-11-28T06:00:00.000000001Z",
+    }
     produced.bad.append((settings.kafka.topics.dead_letters.name, json.dumps(upstream).encode(), "unknown_symbol"))
     _produce_trades(settings, produced.trades)
     _produce(settings, [(topic, raw, b"AAPL") for topic, raw, _ in produced.bad])
 
     log = (stack_dir / "stream-driver-1.log").open("w")
-    driver = subprocess.Popen([sys.executable, "-m", "spark_jobs.job"], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **stream_env})  # fmt: skip
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.job"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, **stream_env},
+    )
     try:
         deadline = time.monotonic() + STREAM_TIMEOUT_S
         indexed = 0
@@ -309,13 +369,20 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
     before = read_status(settings)
     restarts = {name: query.restarts for name, query in before.queries.items()}
     now_ns = time.time_ns()
-    good = _trades((now_ns - 3600 * 10**9) // MINUTE_NS * MINUTE_NS - 10 * MINUTE_NS, minutes=2, per_minute=60,
-                   tag="p")  # fmt: skip
+    good = _trades((now_ns - 3600 * 10**9) // MINUTE_NS * MINUTE_NS - 10 * MINUTE_NS, minutes=2, per_minute=60, tag="p")
     # Kafka 4 itself refuses a producer's timestamp more than an hour ahead (log.message.timestamp.after.max.ms,
     # for the whole record batch); the rules' tests cover such a record without a broker
     corpus = [case for case in cases(now_ns, "poison") if (case.kafka_ms or 0) < now_ns // 10**6 + 3_600_000]
-    refused = Trade(symbol="AAPL", timestamp_ns=now_ns - 3600 * 10**9 + 999, price=123.0, size=2.0,
-                    trade_id="refused-by-es", exchange="V", taker_side="B", source=Source.SIMULATOR)  # fmt: skip
+    refused = Trade(
+        symbol="AAPL",
+        timestamp_ns=now_ns - 3600 * 10**9 + 999,
+        price=123.0,
+        size=2.0,
+        trade_id="refused-by-es",
+        exchange="V",
+        taker_side="B",
+        source=Source.SIMULATOR,
+    )
     topics = settings.kafka.topics
     failed: list[str] = []
     producer = Producer(producer_config(settings))
@@ -324,16 +391,23 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
         producer.produce(topics.trades.name, value=trade.to_json(), key=trade.symbol.encode())
         if case is not None:
             extra = {"timestamp": case.kafka_ms} if case.kafka_ms is not None else {}
-            producer.produce(getattr(topics, case.topic).name, value=case.value, key=b"AAPL",
-                             on_delivery=lambda error, _: failed.append(str(error)) if error else None, **extra)
+            producer.produce(
+                getattr(topics, case.topic).name,
+                value=case.value,
+                key=b"AAPL",
+                on_delivery=lambda error, _: failed.append(str(error)) if error else None,
+                **extra,
+            )
         producer.poll(0)
     producer.produce(topics.trades.name, value=refused.to_json(), key=b"AAPL")
     assert producer.flush(60) == 0 and not failed, failed[:3]
     produced.trades += good + [case.trade for case in corpus if case.trade is not None]
-    produced.quote_seconds |= {(case.quote["symbol"], case.quote["timestamp_ns"] // 10**9) for case in corpus
-                               if case.quote is not None}  # fmt: skip
-    produced.bad += [(getattr(topics, case.topic).name, case.value or b"", case.reason) for case in corpus
-                     if case.reason is not None]  # fmt: skip
+    produced.quote_seconds |= {
+        (case.quote["symbol"], case.quote["timestamp_ns"] // 10**9) for case in corpus if case.quote is not None
+    }
+    produced.bad += [
+        (getattr(topics, case.topic).name, case.value or b"", case.reason) for case in corpus if case.reason is not None
+    ]
     produced.bad.append((topics.trades.name, refused.to_json(), "rejected"))
     produced.refused.append(refused)
     _wait_caught_up(settings)
@@ -342,16 +416,16 @@ def test_poison_records_become_dead_letters_and_stop_nothing(settings: Settings,
     assert {name: query.restarts for name, query in after.queries.items()} == restarts, "a poison record failed a batch"
     assert all(query.state == "running" for query in after.queries.values())
     assert after.queries["records"].rejected >= 1
-    letter = next(d for d in es_docs(settings, settings.elasticsearch.indices.dead_letters).values()
-                  if d["reason"] == "rejected")  # fmt: skip
+    letter = next(
+        d for d in es_docs(settings, settings.elasticsearch.indices.dead_letters).values() if d["reason"] == "rejected"
+    )
     assert "document_parsing_exception" in letter["detail"] and json.loads(letter["raw"])["trade_id"] == "refused-by-es"
 
 
 def test_kafka_broker_restart_mid_stream(settings: Settings, produced: Produced, stack: Settings) -> None:
     last = produced.trades[-1].timestamp_ns
     batch_b = _trades(last // MINUTE_NS * MINUTE_NS + MINUTE_NS, minutes=10, per_minute=60, tag="b")
-    batch_c = _trades(batch_b[-1].timestamp_ns // MINUTE_NS * MINUTE_NS + MINUTE_NS, minutes=5, per_minute=60,
-                      tag="c")  # fmt: skip
+    batch_c = _trades(batch_b[-1].timestamp_ns // MINUTE_NS * MINUTE_NS + MINUTE_NS, minutes=5, per_minute=60, tag="c")
     _produce_trades(settings, batch_b)
     produced.trades += batch_b
     kafka = manager.services(stack)[0]
@@ -367,8 +441,15 @@ def test_kafka_broker_restart_mid_stream(settings: Settings, produced: Produced,
 
 def test_a_trade_hours_late_is_indexed_and_counted_in_its_bars(settings: Settings, produced: Produced) -> None:
     """No watermark: a trade however late changes its minute and hour bars (recomputed from the trades index)."""
-    late = Trade(symbol="AAPL", timestamp_ns=produced.trades[0].timestamp_ns + 5, price=999.0, size=1.0,
-                 trade_id="late-1", exchange="V", source=Source.SIMULATOR)  # fmt: skip
+    late = Trade(
+        symbol="AAPL",
+        timestamp_ns=produced.trades[0].timestamp_ns + 5,
+        price=999.0,
+        size=1.0,
+        trade_id="late-1",
+        exchange="V",
+        source=Source.SIMULATOR,
+    )
     assert time.time_ns() - late.timestamp_ns > 3600 * 10**9
     _produce_trades(settings, [late])
     produced.late.append(late)
@@ -428,14 +509,18 @@ def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: 
     end = max(pd.Timestamp(max(times), unit="ns", tz="UTC"), pd.Timestamp.now(tz="UTC")) + pd.Timedelta(hours=1)
     dashboard = json.loads((GRAFANA_DIR / "dashboards" / "trading.json").read_text())
     variable = dashboard["templating"]["list"][0]
-    found = es.search(index=sources[variable["datasource"]["uid"]]["index"],
-                      body=variable_search(variable["query"], "timestamp", start, end))  # fmt: skip
+    found = es.search(
+        index=sources[variable["datasource"]["uid"]]["index"],
+        body=variable_search(variable["query"], "timestamp", start, end),
+    )
     assert symbol in [bucket["key"] for bucket in found["aggregations"]["1"]["buckets"]]
     for panel in es_panels(dashboard):
         source = sources[panel["datasource"]["uid"]]
-        if source["index"] in {settings.elasticsearch.indices.recommendations,
-                               settings.elasticsearch.indices.indicators_1m}:
-            continue  # the Serve app and the indicators job write these: tests/engines/test_serve.py, tests/engines/test_live.py
+        if source["index"] in {
+            settings.elasticsearch.indices.recommendations,
+            settings.elasticsearch.indices.indicators_1m,
+        }:
+            continue  # the Serve app and the indicators job write these (tests/engines/test_serve.py, test_live.py)
         for target in panel["targets"]:
             search = search_for(target, source["timeField"], start, end, {"symbol": symbol})
             result = es.search(index=source["index"], body=search.body)
@@ -451,8 +536,11 @@ def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: 
                 assert any(bucket[metric]["value"] is not None for bucket in outer), (panel["title"], metric)
             if target["bucketAggs"][0]["type"] == "terms":
                 keys = {bucket["key"] for bucket in outer}
-                expected = ({reason for _, _, reason in produced.bad} if "dead" in source["index"]
-                            else {t.symbol for t in produced.trades})  # fmt: skip
+                expected = (
+                    {reason for _, _, reason in produced.bad}
+                    if "dead" in source["index"]
+                    else {t.symbol for t in produced.trades}
+                )
                 assert keys == expected, panel["title"]
 
 
@@ -477,8 +565,15 @@ def test_status_then_stop_leaves_no_actors(settings: Settings) -> None:
 
     shown = run_cli("stream", "status")
     assert shown.returncode == 0, shown.stderr
-    for name in ("records", "bars", settings.elasticsearch.indices.bars_1h, settings.elasticsearch.indices.trades,
-                 "latency", "rows/s", "where a batch's time goes"):  # fmt: skip
+    for name in (
+        "records",
+        "bars",
+        settings.elasticsearch.indices.bars_1h,
+        settings.elasticsearch.indices.trades,
+        "latency",
+        "rows/s",
+        "where a batch's time goes",
+    ):
         assert name in shown.stdout, name
     job = running_job(job_client(settings))
     assert job is not None

@@ -55,9 +55,14 @@ def new_york(text: str) -> int:
 def settings(stack: Settings) -> Iterator[Settings]:
     overrides = {
         "symbols": SYMBOLS,
-        "stream": {"trigger_interval_s": 0.5, "spark_log_level": "WARN", "refresh_after_batch": False,
-                   "es_batch_entries": 40, "es_max_in_flight": 2},
-    }  # fmt: skip
+        "stream": {
+            "trigger_interval_s": 0.5,
+            "spark_log_level": "WARN",
+            "refresh_after_batch": False,
+            "es_batch_entries": 40,
+            "es_max_in_flight": 2,
+        },
+    }
     with module_settings(stack, "tp", overrides) as settings:
         yield settings
         run_cli("stream", "stop", timeout=120)
@@ -98,8 +103,9 @@ def produce(settings: Settings, sent: Sent, records: list[Record]) -> list[tuple
         return delivered
 
     for position, record in enumerate(records):
-        topic = (topics.quotes if isinstance(record, Quote) else topics.bars if isinstance(record, Bar)
-                 else topics.trades).name  # fmt: skip
+        topic = (
+            topics.quotes if isinstance(record, Quote) else topics.bars if isinstance(record, Bar) else topics.trades
+        ).name
         producer.produce(topic, value=record.to_json(), key=record.symbol.encode(), on_delivery=report(position))
         producer.poll(0)
     assert producer.flush(60) == 0 and not failed, failed[:3]
@@ -135,27 +141,70 @@ def check(settings: Settings, sent: Sent) -> None:
     assert sum(1 for d in letters if d["reason"] == "unknown_trade") == tape.unknown
 
 
-def trades(symbol: str, start_ns: int, count: int, ids: list[str], price: float, exchange: str | None = "V",
-           tape: str | None = None, conditions: list[str] | None = None,
-           gap_s: float = 3.1) -> list[Trade]:  # fmt: skip
-    return [Trade(symbol=symbol, timestamp_ns=start_ns + int(n * gap_s * 10**9),
-                  price=round(price + (n % 7) * 0.05, 2), size=float(100 + n % 4), trade_id=ids[n], exchange=exchange,
-                  tape=tape,
-                  conditions=conditions if conditions is not None else ["@"], source=Source.SIMULATOR)
-            for n in range(count)]  # fmt: skip
+def trades(
+    symbol: str,
+    start_ns: int,
+    count: int,
+    ids: list[str],
+    price: float,
+    exchange: str | None = "V",
+    tape: str | None = None,
+    conditions: list[str] | None = None,
+    gap_s: float = 3.1,
+) -> list[Trade]:
+    return [
+        Trade(
+            symbol=symbol,
+            timestamp_ns=start_ns + int(n * gap_s * 10**9),
+            price=round(price + (n % 7) * 0.05, 2),
+            size=float(100 + n % 4),
+            trade_id=ids[n],
+            exchange=exchange,
+            tape=tape,
+            conditions=conditions if conditions is not None else ["@"],
+            source=Source.SIMULATOR,
+        )
+        for n in range(count)
+    ]
 
 
 def cancel(symbol: str, trade_id: str, at_ns: int, exchange: str | None = "V", price: float = 1.0) -> TradeCancel:
-    return TradeCancel(symbol=symbol, timestamp_ns=at_ns, trade_id=trade_id, exchange=exchange, price=price, size=1.0,
-                       action="C", source=Source.SIMULATOR)  # fmt: skip
+    return TradeCancel(
+        symbol=symbol,
+        timestamp_ns=at_ns,
+        trade_id=trade_id,
+        exchange=exchange,
+        price=price,
+        size=1.0,
+        action="C",
+        source=Source.SIMULATOR,
+    )
 
 
-def correct(symbol: str, named: str, new_id: str, at_ns: int, price: float, size: float = 100.0,
-            exchange: str | None = "V", conditions: list[str] | None = None) -> TradeCorrection:  # fmt: skip
-    return TradeCorrection(symbol=symbol, timestamp_ns=at_ns, exchange=exchange, original_trade_id=named,
-                           original_price=1.0, original_size=1.0, original_conditions=["@"], corrected_trade_id=new_id,
-                           corrected_price=price, corrected_size=size, corrected_conditions=conditions or ["@"],
-                           source=Source.SIMULATOR)  # fmt: skip
+def correct(
+    symbol: str,
+    named: str,
+    new_id: str,
+    at_ns: int,
+    price: float,
+    size: float = 100.0,
+    exchange: str | None = "V",
+    conditions: list[str] | None = None,
+) -> TradeCorrection:
+    return TradeCorrection(
+        symbol=symbol,
+        timestamp_ns=at_ns,
+        exchange=exchange,
+        original_trade_id=named,
+        original_price=1.0,
+        original_size=1.0,
+        original_conditions=["@"],
+        corrected_trade_id=new_id,
+        corrected_price=price,
+        corrected_size=size,
+        corrected_conditions=conditions or ["@"],
+        source=Source.SIMULATOR,
+    )
 
 
 DAY1, DAY2 = "2026-11-23", "2026-11-24"  # a Monday and a Tuesday
@@ -170,10 +219,20 @@ def test_two_trading_days_reusing_every_trade_id_keep_both_days(settings: Settin
     records: list[Record] = []
     for start, base in ((day1, 100.0), (day2, 110.0)):
         records += trades("AAPL", start, 40, ids, base, exchange="V", tape="C")
-        records += trades("AAPL", start + 500_000_000, 40, [str(52_983_525_000_000 + int(i)) for i in ids],
-                          base + 0.5, exchange="D", tape="C")  # fmt: skip
-    records += [cancel("AAPL", "3", day1 + 200 * 10**9), cancel("AAPL", "7", day2 + 200 * 10**9),
-                correct("AAPL", "9", "10000009", day2 + 210 * 10**9, 111.11)]  # fmt: skip
+        records += trades(
+            "AAPL",
+            start + 500_000_000,
+            40,
+            [str(52_983_525_000_000 + int(i)) for i in ids],
+            base + 0.5,
+            exchange="D",
+            tape="C",
+        )
+    records += [
+        cancel("AAPL", "3", day1 + 200 * 10**9),
+        cancel("AAPL", "7", day2 + 200 * 10**9),
+        correct("AAPL", "9", "10000009", day2 + 210 * 10**9, 111.11),
+    ]
     btc = trades("BTC/USD", day1, 5, ["77", "78", "79", "80", "81"], 90_000.0, exchange=None)
     records += [*btc, btc[0].model_copy(update={"timestamp_ns": day2, "price": 1.0})]  # the same crypto trade again
     produce(settings, sent, records)
@@ -190,8 +249,44 @@ def test_two_trading_days_reusing_every_trade_id_keep_both_days(settings: Settin
     assert len([d for d in docs.values() if d["symbol"] == "BTC/USD"]) == 5 and "trading_day" not in docs["BTC/USD||77"]
 
 
-CODES = [" ", "@", "A", "B", "C", "D", "E", "F", "G", "H", "I", "K", "L", "M", "N", "O", "P", "Q", "R", "S", "T",
-         "U", "V", "W", "X", "Y", "Z", "1", "2", "3", "4", "5", "6", "7", "8", "9"]  # fmt: skip
+CODES = [
+    " ",
+    "@",
+    "A",
+    "B",
+    "C",
+    "D",
+    "E",
+    "F",
+    "G",
+    "H",
+    "I",
+    "K",
+    "L",
+    "M",
+    "N",
+    "O",
+    "P",
+    "Q",
+    "R",
+    "S",
+    "T",
+    "U",
+    "V",
+    "W",
+    "X",
+    "Y",
+    "Z",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+]
 
 
 def test_every_sale_condition_counts_where_alpaca_counts_it(settings: Settings, sent: Sent) -> None:
@@ -204,14 +299,40 @@ def test_every_sale_condition_counts_where_alpaca_counts_it(settings: Settings, 
         for k, code in enumerate(CODES):
             minute = start + 2 * k * 60 * 10**9
             records += [
-                Trade(symbol=symbol, timestamp_ns=minute + 5 * 10**9, price=100.0, size=100.0, trade_id=f"c{k}a",
-                      exchange="N", tape=tape_code, conditions=["@"], source=Source.SIMULATOR),
-                Trade(symbol=symbol, timestamp_ns=minute + 20 * 10**9, price=150.0 + k, size=37.0, trade_id=f"c{k}b",
-                      exchange="N", tape=tape_code, conditions=[code], source=Source.SIMULATOR),
-                Trade(symbol=symbol, timestamp_ns=minute + 70 * 10**9, price=90.0 - k / 10, size=11.0,
-                      trade_id=f"c{k}c", exchange="D", tape=tape_code, conditions=["@", code],
-                      source=Source.SIMULATOR),
-            ]  # fmt: skip
+                Trade(
+                    symbol=symbol,
+                    timestamp_ns=minute + 5 * 10**9,
+                    price=100.0,
+                    size=100.0,
+                    trade_id=f"c{k}a",
+                    exchange="N",
+                    tape=tape_code,
+                    conditions=["@"],
+                    source=Source.SIMULATOR,
+                ),
+                Trade(
+                    symbol=symbol,
+                    timestamp_ns=minute + 20 * 10**9,
+                    price=150.0 + k,
+                    size=37.0,
+                    trade_id=f"c{k}b",
+                    exchange="N",
+                    tape=tape_code,
+                    conditions=[code],
+                    source=Source.SIMULATOR,
+                ),
+                Trade(
+                    symbol=symbol,
+                    timestamp_ns=minute + 70 * 10**9,
+                    price=90.0 - k / 10,
+                    size=11.0,
+                    trade_id=f"c{k}c",
+                    exchange="D",
+                    tape=tape_code,
+                    conditions=["@", code],
+                    source=Source.SIMULATOR,
+                ),
+            ]
     produce(settings, sent, records)
     wait_caught_up(settings)
     check(settings, sent)
@@ -248,7 +369,7 @@ def test_correction_chains_apply_link_by_link_and_refusals_are_one_dead_letter_e
         cancel("GOOG", "204", later(), exchange="Q"),  # an id no trade has
         correct("GOOG", "999", "1999", later(), 1.0, exchange="Q"),  # the same unknown trade, corrected ...
         cancel("GOOG", "999", later(), exchange="Q"),  # ... and cancelled: two dead letters
-    ]  # fmt: skip
+    ]
     yesterday = trades("GOOG", new_york(f"{DAY1} 12:00:00"), 1, ["888"], 40.0, exchange="Q", tape="C")
     records = [*yesterday, *records, correct("GOOG", "888", "1888", later(), 41.0, exchange="Q")]  # another day's id
     where = produce(settings, sent, records)
@@ -261,10 +382,15 @@ def test_correction_chains_apply_link_by_link_and_refusals_are_one_dead_letter_e
     assert (docs[f"GOOG|Q|{DAY2}|103"]["original_price"], docs[f"GOOG|Q|{DAY2}|103"]["price"]) == (50.1, 52.0)
     assert docs[f"GOOG|Q|{DAY1}|888"]["price"] == 40.0 and "corrected" not in docs[f"GOOG|Q|{DAY1}|888"]
     letters = es_docs(settings, settings.elasticsearch.indices.dead_letters)
-    refused = {position for position, record in enumerate(records)
-               if isinstance(record, TradeCancel | TradeCorrection)
-               and (getattr(record, "trade_id", None) in {"204", "999"}
-                    or getattr(record, "original_trade_id", None) in {"999", "888"})}  # fmt: skip
+    refused = {
+        position
+        for position, record in enumerate(records)
+        if isinstance(record, TradeCancel | TradeCorrection)
+        and (
+            getattr(record, "trade_id", None) in {"204", "999"}
+            or getattr(record, "original_trade_id", None) in {"999", "888"}
+        )
+    }
     assert len(refused) == 4
     for position in refused:
         topic, partition, offset = where[position]
@@ -288,13 +414,33 @@ def test_the_backfill_live_boundary_keeps_alpaca_s_bars_and_the_more_complete_ho
     from ray_app.forecast.store import load_bars
 
     hour = new_york(f"{DAY2} 09:00:00")  # 14:00 UTC
-    backfill = [Bar(symbol="IBM", timestamp_ns=hour - h * 3600 * 10**9, timeframe="1Hour", open=200.0, high=202.0,
-                    low=199.0, close=201.0, volume=50_000.0 + h, trade_count=500 + h, vwap=200.5,
-                    source=Source.ALPACA_REST) for h in (3, 2, 1, 0)]  # fmt: skip
+    backfill = [
+        Bar(
+            symbol="IBM",
+            timestamp_ns=hour - h * 3600 * 10**9,
+            timeframe="1Hour",
+            open=200.0,
+            high=202.0,
+            low=199.0,
+            close=201.0,
+            volume=50_000.0 + h,
+            trade_count=500 + h,
+            vwap=200.5,
+            source=Source.ALPACA_REST,
+        )
+        for h in (3, 2, 1, 0)
+    ]
     produce(settings, sent, [*backfill])
     wait_caught_up(settings)
-    quote = Quote(symbol="IBM", timestamp_ns=hour + 31 * 60 * 10**9 + 5 * 10**9, bid_price=200.0, bid_size=100.0,
-                  ask_price=200.05, ask_size=100.0, source=Source.SIMULATOR)  # fmt: skip
+    quote = Quote(
+        symbol="IBM",
+        timestamp_ns=hour + 31 * 60 * 10**9 + 5 * 10**9,
+        bid_price=200.0,
+        bid_size=100.0,
+        ask_price=200.05,
+        ask_size=100.0,
+        source=Source.SIMULATOR,
+    )
     produce(settings, sent, [quote])
     wait_caught_up(settings)
     vendor = es_docs(settings, settings.elasticsearch.indices.vendor_bars_1h)
@@ -331,8 +477,13 @@ def test_the_backfill_live_boundary_keeps_alpaca_s_bars_and_the_more_complete_ho
     minute = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hour // 10**9 + 32 * 60))
     assert es_docs(settings, settings.elasticsearch.indices.bars_1m)[f"IBM|{minute}"]["source"] == "trades"
     assert es_docs(settings, settings.elasticsearch.indices.vendor_bars_1m)[f"IBM|{minute}"]["volume"] == 1.0
-    read = load_bars(es_client(settings), settings, ["IBM"], pd.Timestamp(hour - 3 * 3600 * 10**9, tz="UTC"),
-                     pd.Timestamp(hour + 2 * 3600 * 10**9, tz="UTC"))["IBM"]  # fmt: skip
+    read = load_bars(
+        es_client(settings),
+        settings,
+        ["IBM"],
+        pd.Timestamp(hour - 3 * 3600 * 10**9, tz="UTC"),
+        pd.Timestamp(hour + 2 * 3600 * 10**9, tz="UTC"),
+    )["IBM"]
     assert [bar["trade_count"] for bar in read[:4]] == [503, 502, 501, 500]  # Alpaca's: we saw none or less
     assert read[4]["source"] == "trades" and len(read) == 5  # 15:00: only ours
 
@@ -341,12 +492,26 @@ def test_equal_keys_in_flight_land_in_kafka_order(settings: Settings, sent: Sent
     """400 revisions of three vendor minute bars, interleaved, in requests of 40 with two in flight: each bar ends as
     its last revision; a trade sent twice, far apart in one batch, keeps its first copy (its Kafka offset)."""
     start = new_york(f"{DAY2} 13:00:00")
-    revisions = [Bar(symbol="AAPL", timestamp_ns=start + (n % 3) * 60 * 10**9, timeframe="1Min", open=10.0, high=12.0,
-                     low=9.0, close=11.0, volume=float(n + 1), trade_count=n + 1, updated=n % 2 == 1,
-                     source=Source.ALPACA_STREAM) for n in range(400)]  # fmt: skip
+    revisions = [
+        Bar(
+            symbol="AAPL",
+            timestamp_ns=start + (n % 3) * 60 * 10**9,
+            timeframe="1Min",
+            open=10.0,
+            high=12.0,
+            low=9.0,
+            close=11.0,
+            volume=float(n + 1),
+            trade_count=n + 1,
+            updated=n % 2 == 1,
+            source=Source.ALPACA_STREAM,
+        )
+        for n in range(400)
+    ]
     copy = trades("AAPL", start, 1, ["q1"], 10.0, exchange="V", tape="C")[0]
-    filler = trades("AAPL", start + 10**9, 120, [f"q{n}" for n in range(2, 122)], 10.0, exchange="V", tape="C",
-                    gap_s=0.4)  # fmt: skip
+    filler = trades(
+        "AAPL", start + 10**9, 120, [f"q{n}" for n in range(2, 122)], 10.0, exchange="V", tape="C", gap_s=0.4
+    )
     where = produce(settings, sent, [copy, *revisions, *filler, copy])
     wait_caught_up(settings)
     check(settings, sent)
@@ -369,8 +534,11 @@ def test_a_simulated_multi_day_session_through_the_fake_alpaca_has_full_vendor_p
     symbols = ["IBM", "MSFT", "BTC/USD"]
     simulator = TradeSimulator(symbols, seed=29, trades_per_minute=12, cancel_share=0.02, correction_share=0.02)
     monday, tuesday = "2026-11-30", "2026-12-01"  # days no other test of the module trades on
-    windows = [(f"{monday} 09:20:00", f"{monday} 09:50:00"), (f"{monday} 15:55:00", f"{monday} 16:30:00"),
-               (f"{tuesday} 09:20:00", f"{tuesday} 09:50:00")]  # fmt: skip
+    windows = [
+        (f"{monday} 09:20:00", f"{monday} 09:50:00"),
+        (f"{monday} 15:55:00", f"{monday} 16:30:00"),
+        (f"{tuesday} 09:20:00", f"{tuesday} 09:50:00"),
+    ]
     timeline = []
     for begin, end in windows:
         start_ns = new_york(begin)
@@ -378,9 +546,14 @@ def test_a_simulated_multi_day_session_through_the_fake_alpaca_has_full_vendor_p
     records = [record for _, record in timeline]
     with FakeAlpaca() as fake:
         env = {**fake.settings_env(), "RAY_APP_SYMBOLS": json.dumps(symbols), "RAY_APP_INGEST__PROGRESS": "false"}
-        ingest = subprocess.Popen([sys.executable, "-m", "ray_app", "ingest", "--source", "alpaca"], cwd=REPO,
-                                  env={**__import__("os").environ, **env}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "ray_app", "ingest", "--source", "alpaca"],
+            cwd=REPO,
+            env={**__import__("os").environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             fake.wait_subscribed("stocks", ["IBM", "MSFT"], timeout=120)
             fake.wait_subscribed("crypto", ["BTC/USD"], timeout=120)
@@ -396,9 +569,16 @@ def test_a_simulated_multi_day_session_through_the_fake_alpaca_has_full_vendor_p
     wait_caught_up(settings)
     check(settings, sent)
     first, last = new_york(windows[0][0]) // 10**9, new_york(windows[-1][1]) // 10**9 + 120
-    answer = run_cli("bars", "parity", "--json", "--since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first)),
-                     "--until", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
-                     *(arg for symbol in symbols for arg in ("-s", symbol)))  # fmt: skip
+    answer = run_cli(
+        "bars",
+        "parity",
+        "--json",
+        "--since",
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first)),
+        "--until",
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
+        *(arg for symbol in symbols for arg in ("-s", symbol)),
+    )
     assert answer.returncode == 0, answer.stderr
     result: dict[str, Any] = json.loads(answer.stdout)
     for parity in result["symbols"]:
@@ -425,9 +605,24 @@ def test_indicator_documents_follow_their_bars_also_across_a_restart(settings: S
     def stamp(minute: int) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + 60 * minute))
 
-    bars = [BarDocument(symbol="GHOST", timeframe="1Min", timestamp=stamp(m), open=10 + m, high=11 + m, low=9 + m,
-                        close=10.5 + m, volume=100, range=2, notional=1000, log_return=0.01, source="trades",
-                        updated_at=stamp(m)).model_dump() for m in range(30)]  # fmt: skip
+    bars = [
+        BarDocument(
+            symbol="GHOST",
+            timeframe="1Min",
+            timestamp=stamp(m),
+            open=10 + m,
+            high=11 + m,
+            low=9 + m,
+            close=10.5 + m,
+            volume=100,
+            range=2,
+            notional=1000,
+            log_return=0.01,
+            source="trades",
+            updated_at=stamp(m),
+        ).model_dump()
+        for m in range(30)
+    ]
     bulk(es, ({"_index": index, "_id": f"GHOST|{bar['timestamp']}", "_source": bar} for bar in bars), refresh=True)
     step = IndicatorStep(mine, es)
     step.cycle()

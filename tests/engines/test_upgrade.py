@@ -28,11 +28,27 @@ def settings(stack: Settings) -> Iterator[Settings]:
 
 def _old_trade(index: str, trade: Trade, offset: int, **extra: object) -> dict:
     """A trade document as the previous version wrote it: no trading day, the id without it."""
-    return {"_index": index, "_id": f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}", "_source": {
-        "symbol": trade.symbol, "timestamp": format_ns(trade.timestamp_ns), "price": trade.price, "size": trade.size,
-        "notional": trade.price * trade.size, "timestamp_ns": trade.timestamp_ns, "trade_id": trade.trade_id,
-        "exchange": trade.exchange, "conditions": trade.conditions, "tape": trade.tape, "source": "simulator",
-        "schema_version": 1, "kafka_partition": 0, "kafka_offset": offset, **extra}}  # fmt: skip
+    return {
+        "_index": index,
+        "_id": f"{trade.symbol}|{trade.exchange or ''}|{trade.trade_id}",
+        "_source": {
+            "symbol": trade.symbol,
+            "timestamp": format_ns(trade.timestamp_ns),
+            "price": trade.price,
+            "size": trade.size,
+            "notional": trade.price * trade.size,
+            "timestamp_ns": trade.timestamp_ns,
+            "trade_id": trade.trade_id,
+            "exchange": trade.exchange,
+            "conditions": trade.conditions,
+            "tape": trade.tape,
+            "source": "simulator",
+            "schema_version": 1,
+            "kafka_partition": 0,
+            "kafka_offset": offset,
+            **extra,
+        },
+    }
 
 
 def test_an_upgrade_renames_stock_trades_moves_alpaca_s_bars_and_recomputes_every_bar(settings: Settings) -> None:
@@ -40,10 +56,20 @@ def test_an_upgrade_renames_stock_trades_moves_alpaca_s_bars_and_recomputes_ever
 
     es = es_client(settings)
     indices = settings.elasticsearch.indices
-    trades = [Trade(symbol="AAPL" if n % 3 else "BTC/USD", timestamp_ns=(START + 7 * n) * 10**9, price=100 + n % 9,
-                    size=float(1 + n % 120), trade_id=str(1000 + n), exchange="V" if n % 3 else None,
-                    tape="C" if n % 3 else None, conditions=(["@", "I"] if n % 4 == 0 else ["@"]) if n % 3 else [],
-                    source=Source.SIMULATOR) for n in range(400)]  # fmt: skip
+    trades = [
+        Trade(
+            symbol="AAPL" if n % 3 else "BTC/USD",
+            timestamp_ns=(START + 7 * n) * 10**9,
+            price=100 + n % 9,
+            size=float(1 + n % 120),
+            trade_id=str(1000 + n),
+            exchange="V" if n % 3 else None,
+            tape="C" if n % 3 else None,
+            conditions=(["@", "I"] if n % 4 == 0 else ["@"]) if n % 3 else [],
+            source=Source.SIMULATOR,
+        )
+        for n in range(400)
+    ]
     actions = [_old_trade(indices.trades, t, n) for n, t in enumerate(trades)]
     corrected = trades[1]
     actions[1]["_source"] |= {
@@ -54,9 +80,23 @@ def test_an_upgrade_renames_stock_trades_moves_alpaca_s_bars_and_recomputes_ever
         "corrected_at": format_ns(corrected.timestamp_ns + 10**9),
     }
     stamp = "2026-11-23T15:00:00Z"
-    vendor = BarDocument(symbol="AAPL", timeframe="1Hour", timestamp=stamp, open=1.0, high=2.0, low=1.0, close=2.0,
-                         volume=10.0, trade_count=3, vwap=1.5, range=1.0, notional=20.0, log_return=0.69,
-                         source="alpaca-rest", updated_at=stamp).model_dump()  # fmt: skip
+    vendor = BarDocument(
+        symbol="AAPL",
+        timeframe="1Hour",
+        timestamp=stamp,
+        open=1.0,
+        high=2.0,
+        low=1.0,
+        close=2.0,
+        volume=10.0,
+        trade_count=3,
+        vwap=1.5,
+        range=1.0,
+        notional=20.0,
+        log_return=0.69,
+        source="alpaca-rest",
+        updated_at=stamp,
+    ).model_dump()
     actions += [
         {"_index": indices.bars_1h, "_id": f"AAPL|{stamp}", "_source": vendor},
         {"_index": indices.bars_1m, "_id": f"AAPL|{stamp}", "_source": {**vendor, "timeframe": "1Min"}},

@@ -34,8 +34,13 @@ from ray_app.testing.stack import free_ports
 CLUSTER_FILE = PROJECT_ROOT / "ray-cluster.yaml"
 
 
-def local_config(cluster: Mapping[str, Any], *, gcs_address: str, detected: Mapping[str, Mapping[str, float]],
-                 idle_timeout_minutes: float) -> dict[str, Any]:  # fmt: skip
+def local_config(
+    cluster: Mapping[str, Any],
+    *,
+    gcs_address: str,
+    detected: Mapping[str, Mapping[str, float]],
+    idle_timeout_minutes: float,
+) -> dict[str, Any]:
     """``cluster`` with the fake_multinode provider; ``detected``: per node type, the CPUs and GPUs a cloud provider
     would have read off its instance type. Defaults are filled in first by Ray's own ``prepare_config``, with the
     file's provider, as `ray up` does before it writes the head's bootstrap config."""
@@ -43,8 +48,13 @@ def local_config(cluster: Mapping[str, Any], *, gcs_address: str, detected: Mapp
 
     config = copy.deepcopy(prepare_config(dict(cluster)))
     # node ids stand for IP addresses (every fake node has this machine's); no updaters: a fake node is set up already
-    config["provider"] = {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
-                          "disable_node_updaters": True, "disable_launch_config_check": True}  # fmt: skip
+    config["provider"] = {
+        "type": "fake_multinode",
+        "gcs_address": gcs_address,
+        "use_node_id_as_ip": True,
+        "disable_node_updaters": True,
+        "disable_launch_config_check": True,
+    }
     for name, node_type in config["available_node_types"].items():
         node_type["node_config"] = {}
         node_type["resources"] = {**node_type.get("resources", {}), **detected[name]}
@@ -64,23 +74,38 @@ def run_setup_commands(cluster: Mapping[str, Any], home: Path, env: Mapping[str,
     with suppress(FileExistsError):
         (home / "ray-app").symlink_to(PROJECT_ROOT)
     for command in cluster["setup_commands"]:
-        done = subprocess.run(_shell(command), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              env={**os.environ, **env, "HOME": str(home)}, timeout=900)  # fmt: skip
+        done = subprocess.run(
+            _shell(command),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env, "HOME": str(home)},
+            timeout=900,
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"setup command failed ({done.returncode}): {command}\n{done.stdout[-2000:]}"
-                               f"{done.stderr[-2000:]}")  # fmt: skip
+            raise RuntimeError(
+                f"setup command failed ({done.returncode}): {command}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
 
 
-def _head_command(cluster: Mapping[str, Any], *, gcs_port: int, dashboard_port: int, temp_dir: Path,
-                  num_cpus: float) -> str:  # fmt: skip
+def _head_command(
+    cluster: Mapping[str, Any], *, gcs_port: int, dashboard_port: int, temp_dir: Path, num_cpus: float
+) -> str:
     """The file's last head start command with its ports moved, a temp dir of its own and the head's CPUs."""
     command = " ".join(cluster["head_start_ray_commands"][-1].split())
     command = re.sub(r"--port=\d+", f"--port={gcs_port}", command)
     command = re.sub(r"--dashboard-port=\d+", f"--dashboard-port={dashboard_port}", command)
     agent, metrics, client = free_ports(3)
-    extra = ["--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", f"--num-cpus={num_cpus:g}",
-             "--disable-usage-stats", f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={metrics}",
-             f"--ray-client-server-port={client}", "--object-store-memory=268435456"]  # fmt: skip
+    extra = [
+        "--node-ip-address=127.0.0.1",
+        f"--temp-dir={temp_dir}",
+        f"--num-cpus={num_cpus:g}",
+        "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={agent}",
+        f"--metrics-export-port={metrics}",
+        f"--ray-client-server-port={client}",
+        "--object-store-memory=268435456",
+    ]
     return f"{command} {' '.join(shlex.quote(arg) for arg in extra)}"
 
 
@@ -107,29 +132,39 @@ def _processes_of(temp_dir: Path, gcs_port: int) -> list[psutil.Process]:
 
 
 @contextmanager
-def local_cluster(workdir: Path, *, detected: Mapping[str, Mapping[str, float]], idle_timeout_minutes: float,
-                  env: Mapping[str, str]) -> Iterator[LocalCluster]:  # fmt: skip
+def local_cluster(
+    workdir: Path, *, detected: Mapping[str, Mapping[str, float]], idle_timeout_minutes: float, env: Mapping[str, str]
+) -> Iterator[LocalCluster]:
     """ray-cluster.yaml up on this machine; every process it started is stopped by pid at the end."""
     cluster = yaml.safe_load(CLUSTER_FILE.read_text())
     gcs_port, dashboard_port = free_ports(2)
     home, temp_dir = workdir / "home", workdir / "ray"
     gcs_address = f"127.0.0.1:{gcs_port}"
-    config = local_config(cluster, gcs_address=gcs_address, detected=detected,
-                          idle_timeout_minutes=idle_timeout_minutes)  # fmt: skip
+    config = local_config(
+        cluster, gcs_address=gcs_address, detected=detected, idle_timeout_minutes=idle_timeout_minutes
+    )
     run_setup_commands(cluster, home, env)
     (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(config))  # where the launcher puts it
     head_cpus = detected[cluster["head_node_type"]].get("CPU", 1)
-    command = _head_command(cluster, gcs_port=gcs_port, dashboard_port=dashboard_port, temp_dir=temp_dir,
-                            num_cpus=head_cpus)  # fmt: skip
+    command = _head_command(
+        cluster, gcs_port=gcs_port, dashboard_port=dashboard_port, temp_dir=temp_dir, num_cpus=head_cpus
+    )
     # the head as the fake provider knows it: its node id (what Ray's own AutoscalingCluster sets)
     from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 
-    start_env = {**os.environ, **env, "HOME": str(home), "RAY_FAKE_CLUSTER": "1",
-                 "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID,
-                 "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID}  # fmt: skip
+    start_env = {
+        **os.environ,
+        **env,
+        "HOME": str(home),
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID,
+        "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
+    }
     try:
-        started = subprocess.run(_shell(command), stdin=subprocess.DEVNULL, env=start_env, capture_output=True,
-                                 text=True, timeout=300)  # fmt: skip
+        started = subprocess.run(
+            _shell(command), stdin=subprocess.DEVNULL, env=start_env, capture_output=True, text=True, timeout=300
+        )
         if started.returncode != 0:
             raise RuntimeError(f"the head did not start: {started.stdout[-2000:]}{started.stderr[-2000:]}")
         dashboard_url = f"http://127.0.0.1:{dashboard_port}"

@@ -31,8 +31,9 @@ CLUSTER = "ray-app-two-nodes"
 
 
 class _Node(ElasticsearchService):
-    def __init__(self, settings: Settings, node: str, http_port: int, transport_port: int, seeds: list[int],
-                 roles: list[str]) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, node: str, http_port: int, transport_port: int, seeds: list[int], roles: list[str]
+    ) -> None:
         super().__init__(settings)
         self.name = f"elasticsearch-{node}"
         self.node = node
@@ -48,14 +49,23 @@ class _Node(ElasticsearchService):
     def _elasticsearch_yml(self) -> str:
         logs = self.settings.logs_dir / self.name
         logs.mkdir(parents=True, exist_ok=True)
-        return "\n".join([
-            f"cluster.name: {CLUSTER}", f"node.name: {self.node}", f"node.roles: [{', '.join(self.roles)}]",
-            f"discovery.seed_hosts: [{', '.join(f'127.0.0.1:{port}' for port in self.seeds)}]",
-            *(["cluster.initial_master_nodes: [master]"] if "master" in self.roles else []),
-            "network.host: 127.0.0.1", f"http.port: {self.http_port}",
-            f"transport.port: {self.transport_port}", f"path.data: {self.data_dir}", f"path.logs: {logs}",
-            "xpack.security.enabled: false", "cluster.routing.allocation.disk.threshold_enabled: false", "",
-        ])  # fmt: skip
+        return "\n".join(
+            [
+                f"cluster.name: {CLUSTER}",
+                f"node.name: {self.node}",
+                f"node.roles: [{', '.join(self.roles)}]",
+                f"discovery.seed_hosts: [{', '.join(f'127.0.0.1:{port}' for port in self.seeds)}]",
+                *(["cluster.initial_master_nodes: [master]"] if "master" in self.roles else []),
+                "network.host: 127.0.0.1",
+                f"http.port: {self.http_port}",
+                f"transport.port: {self.transport_port}",
+                f"path.data: {self.data_dir}",
+                f"path.logs: {logs}",
+                "xpack.security.enabled: false",
+                "cluster.routing.allocation.disk.threshold_enabled: false",
+                "",
+            ]
+        )
 
     def healthy(self) -> bool:
         try:
@@ -110,15 +120,18 @@ class TwoNodeElasticsearch:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                health = httpx.get(f"{self.url}/_cluster/health", params={"wait_for_nodes": str(count),
-                                                                        "timeout": "5s"}, timeout=10)  # fmt: skip
+                health = httpx.get(
+                    f"{self.url}/_cluster/health", params={"wait_for_nodes": str(count), "timeout": "5s"}, timeout=10
+                )
                 if health.status_code == 200 and health.json().get("number_of_nodes") == count:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        raise TimeoutError(f"the two-node cluster did not reach {count} nodes in {timeout_s:.0f} s "
-                           f"(logs: {self.master.log_file}, {self.data.log_file})")  # fmt: skip
+        raise TimeoutError(
+            f"the two-node cluster did not reach {count} nodes in {timeout_s:.0f} s "
+            f"(logs: {self.master.log_file}, {self.data.log_file})"
+        )
 
     def __enter__(self) -> TwoNodeElasticsearch:
         try:

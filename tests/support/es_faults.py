@@ -81,8 +81,10 @@ class FaultyElasticsearch:
                 if refuse == 413:
                     return self._answer(413, b"")
                 if refuse is not None:
-                    error = {"error": {"type": "es_rejected_execution_exception", "reason": "injected"},
-                             "status": refuse}  # fmt: skip
+                    error = {
+                        "error": {"type": "es_rejected_execution_exception", "reason": "injected"},
+                        "status": refuse,
+                    }
                     return self._answer(refuse, json.dumps(error).encode())
                 headers = {k: v for k, v in self.headers.items() if k.lower() in {"content-type", "authorization"}}
                 answer = httpx.request(method, proxy.upstream + self.path, content=body, headers=headers, timeout=60)

@@ -74,9 +74,13 @@ class Tape:
             self.cancelled.add(found)
             return
         self.originals.setdefault(found, self.trades[found])
-        self.trades[found] = self.trades[found].model_copy(update={
-            "price": record.corrected_price, "size": record.corrected_size,
-            "conditions": record.corrected_conditions})  # fmt: skip
+        self.trades[found] = self.trades[found].model_copy(
+            update={
+                "price": record.corrected_price,
+                "size": record.corrected_size,
+                "conditions": record.corrected_conditions,
+            }
+        )
         self.aliases[trade_key(record.symbol, record.exchange, record.timestamp_ns, record.corrected_trade_id)] = found
         self.corrected_ids[found].append(record.corrected_trade_id)
 
@@ -117,8 +121,11 @@ def expected_spreads(quotes: list[Quote]) -> dict[str, tuple[float, int]]:
     for (symbol, start), book in minutes.items():
         book.sort(key=lambda q: q.timestamp_ns)
         ends = [q.timestamp_ns for q in book[1:]] + [(start + 60) * 10**9]
-        held = [(q, (end - q.timestamp_ns) / 10**9) for q, end in zip(book, ends, strict=True)
-                if q.bid_price > 0 and q.ask_price > 0]  # fmt: skip
+        held = [
+            (q, (end - q.timestamp_ns) / 10**9)
+            for q, end in zip(book, ends, strict=True)
+            if q.bid_price > 0 and q.ask_price > 0
+        ]
         if not held:
             continue
         weighted = sum((q.ask_price - q.bid_price) * h for q, h in held)
@@ -148,9 +155,15 @@ def expected_bars(trades: list[Trade], seconds: int) -> dict[str, dict[str, Any]
         notional = sum(t.price * t.size for t in counted)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
         bars[f"{symbol}|{stamp}"] = {
-            "open": priced[0].price, "high": max(prices), "low": min(prices), "close": priced[-1].price,
-            "volume": volume, "trade_count": len(counted), "notional": notional, "vwap": notional / volume,
-        }  # fmt: skip
+            "open": priced[0].price,
+            "high": max(prices),
+            "low": min(prices),
+            "close": priced[-1].price,
+            "volume": volume,
+            "trade_count": len(counted),
+            "notional": notional,
+            "vwap": notional / volume,
+        }
     return bars
 
 
@@ -178,8 +191,9 @@ def es_docs(settings: Settings, index: str) -> dict[str, dict[str, Any]]:
     return {hit["_id"]: hit["_source"] for hit in hits}
 
 
-def assert_trades_and_bars(settings: Settings, trades: list[Trade], standing: list[Trade] | None = None,
-                           quotes: list[Quote] | None = None) -> None:  # fmt: skip
+def assert_trades_and_bars(
+    settings: Settings, trades: list[Trade], standing: list[Trade] | None = None, quotes: list[Quote] | None = None
+) -> None:
     """``trades`` indexed once each (nothing more) and every minute and hour bar equal to a direct computation over
     ``standing`` (the trades as they stand after cancels and corrections; default: all of ``trades``), with the
     minute bars' spreads from ``quotes`` when given."""

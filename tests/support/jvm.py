@@ -26,8 +26,14 @@ def stream_jvm(settings: Settings) -> Iterator[Any]:
     jar, _ = ensure_stream_jar(settings)
     classpath = [*sorted(glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "*.jar"))), str(jar)]
     java = str(find_java(settings).executable)
-    port, process = launch_gateway(classpath=os.pathsep.join(classpath), java_path=java, die_on_exit=True,
-                                   return_proc=True, redirect_stdout=None, redirect_stderr=None)  # fmt: skip
+    port, process = launch_gateway(
+        classpath=os.pathsep.join(classpath),
+        java_path=java,
+        die_on_exit=True,
+        return_proc=True,
+        redirect_stdout=None,
+        redirect_stderr=None,
+    )
     gateway = JavaGateway(gateway_parameters=GatewayParameters(port=port, auto_convert=True))
     try:
         package: Any = gateway.jvm
@@ -44,8 +50,15 @@ def stream_jvm(settings: Settings) -> Iterator[Any]:
             process.wait(10)
 
 
-def action(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
-           kafka_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
+def action(
+    package: Any,
+    rules: str,
+    topic: str,
+    value: bytes | None,
+    offset: int = 0,
+    partition: int = 0,
+    kafka_ms: int | None = None,
+) -> dict[str, Any]:
     """The bulk action the record rules make of one Kafka record: index, doc_id, source (parsed), op, version,
     bar_key, alias_id and alias_source (a correction's); ``kafka_ms`` is the record's Kafka time (default: now, as
     for a record that just arrived)."""
@@ -54,14 +67,29 @@ def action(package: Any, rules: str, topic: str, value: bytes | None, offset: in
 
         kafka_ms = time.time_ns() // 1_000_000
     index, doc_id, source, op, version, bar_key, alias_id, alias_source = json.loads(
-        package.RecordUdfs.documentOf(rules, topic, partition, offset, kafka_ms, value))
-    return {"index": index, "doc_id": doc_id, "source": json.loads(source), "op": op, "version": version,
-            "bar_key": bar_key, "alias_id": alias_id,
-            "alias_source": json.loads(alias_source) if alias_source else None}  # fmt: skip
+        package.RecordUdfs.documentOf(rules, topic, partition, offset, kafka_ms, value)
+    )
+    return {
+        "index": index,
+        "doc_id": doc_id,
+        "source": json.loads(source),
+        "op": op,
+        "version": version,
+        "bar_key": bar_key,
+        "alias_id": alias_id,
+        "alias_source": json.loads(alias_source) if alias_source else None,
+    }
 
 
-def document(package: Any, rules: str, topic: str, value: bytes | None, offset: int = 0, partition: int = 0,
-             kafka_ms: int | None = None) -> tuple[str, str, dict[str, Any]]:  # fmt: skip
+def document(
+    package: Any,
+    rules: str,
+    topic: str,
+    value: bytes | None,
+    offset: int = 0,
+    partition: int = 0,
+    kafka_ms: int | None = None,
+) -> tuple[str, str, dict[str, Any]]:
     """(index, doc_id, document) the record rules make of one Kafka record (``action`` for how it is written)."""
     made = action(package, rules, topic, value, offset, partition, kafka_ms)
     return made["index"], made["doc_id"], made["source"]

@@ -26,10 +26,10 @@ class OwnKafka:
 
     def start(self) -> None:
         launch = self.service.launch(find_java(self.settings))
-        proc = start_process(launch.argv, pid_file=self.service.pid_file, log_file=self.service.log_file,
-                             env=launch.env, cwd=launch.cwd)  # fmt: skip
-        wait_until_healthy(self.service.name, self.service.healthy, proc, timeout_s=120,
-                           log_file=self.service.log_file)  # fmt: skip
+        proc = start_process(
+            launch.argv, pid_file=self.service.pid_file, log_file=self.service.log_file, env=launch.env, cwd=launch.cwd
+        )
+        wait_until_healthy(self.service.name, self.service.healthy, proc, timeout_s=120, log_file=self.service.log_file)
 
     def stop(self) -> None:
         stop_process(self.service.pid_file, 30)
@@ -61,13 +61,15 @@ class OwnKafkaCluster:
         for node in self.nodes:
             if not node.running:
                 launch = node.service.launch(java)
-                started[node.service.name] = start_process(launch.argv, pid_file=node.service.pid_file,
-                                                           log_file=node.service.log_file, env=launch.env)  # fmt: skip
+                started[node.service.name] = start_process(
+                    launch.argv, pid_file=node.service.pid_file, log_file=node.service.log_file, env=launch.env
+                )
         for node in self.nodes:
             proc = started.get(node.service.name) or running_process(node.service.pid_file)
             assert proc is not None, f"{node.service.name} is not running"
-            wait_until_healthy(node.service.name, node.service.healthy, proc, timeout_s=180,
-                               log_file=node.service.log_file)  # fmt: skip
+            wait_until_healthy(
+                node.service.name, node.service.healthy, proc, timeout_s=180, log_file=node.service.log_file
+            )
         self.nodes[-1].service.after_start()
 
     def stop(self) -> None:
@@ -78,12 +80,15 @@ class OwnKafkaCluster:
 def _own_settings(stack: Settings, state_dir: Path, nodes: int, kafka: dict[str, Any], heap: str) -> Settings:
     ports = free_ports(2 * nodes)
     brokers, controllers = ports[:nodes], ports[nodes:]
-    return stack.model_copy(update={
-        "state_dir": state_dir,
-        "kafka": stack.kafka.model_copy(update={
-            "bootstrap_servers": ",".join(f"127.0.0.1:{port}" for port in brokers), **kafka}),
-        "stack": stack.stack.model_copy(update={"kafka_controller_ports": controllers, "kafka_heap": heap}),
-    })  # fmt: skip
+    return stack.model_copy(
+        update={
+            "state_dir": state_dir,
+            "kafka": stack.kafka.model_copy(
+                update={"bootstrap_servers": ",".join(f"127.0.0.1:{port}" for port in brokers), **kafka}
+            ),
+            "stack": stack.stack.model_copy(update={"kafka_controller_ports": controllers, "kafka_heap": heap}),
+        }
+    )
 
 
 @contextmanager
@@ -99,8 +104,9 @@ def own_kafka(stack: Settings, state_dir: Path, **kafka: Any) -> Iterator[OwnKaf
 
 
 @contextmanager
-def own_kafka_cluster(stack: Settings, state_dir: Path, nodes: int = 3, heap: str = "384m",
-                      **kafka: Any) -> Iterator[OwnKafkaCluster]:  # fmt: skip
+def own_kafka_cluster(
+    stack: Settings, state_dir: Path, nodes: int = 3, heap: str = "384m", **kafka: Any
+) -> Iterator[OwnKafkaCluster]:
     """``nodes`` brokers of its own on free ports, replicating every topic on all of them with a write needing
     all but one (``kafka`` overrides that)."""
     kafka = {"replication_factor": nodes, "min_insync_replicas": max(1, nodes - 1), **kafka}

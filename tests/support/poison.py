@@ -64,10 +64,20 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
 
     def trade(**changes: Any) -> dict[str, Any]:
         n = next(serial)
-        fields: dict[str, Any] = {"schema_version": 1, "kind": "trade", "symbol": symbol, "timestamp_ns": ts + n,
-                                  "source": "simulator", "price": 100.0 + n % 7, "size": 1.0 + n % 3,
-                                  "trade_id": f"{tag}-{n}", "exchange": "V", "conditions": ["@"], "tape": None,
-                                  "taker_side": None}  # fmt: skip
+        fields: dict[str, Any] = {
+            "schema_version": 1,
+            "kind": "trade",
+            "symbol": symbol,
+            "timestamp_ns": ts + n,
+            "source": "simulator",
+            "price": 100.0 + n % 7,
+            "size": 1.0 + n % 3,
+            "trade_id": f"{tag}-{n}",
+            "exchange": "V",
+            "conditions": ["@"],
+            "tape": None,
+            "taker_side": None,
+        }
         fields.update(changes)
         return fields
 
@@ -75,28 +85,49 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
         out.append(Case(topic, value, reason, what, kafka_ms=kafka_ms))
 
     def good(fields: dict[str, Any], what: str, kafka_ms: int | None = None) -> None:
-        model = Trade(**{k: v for k, v in fields.items() if k not in {"kind", "schema_version"} and v is not _DROP
-                         and k != "junk"} | {"source": Source(fields.get("source", "simulator")),
-                                              "price": float(fields["price"]), "size": float(fields["size"]),
-                                              "trade_id": str(fields["trade_id"])})  # fmt: skip
+        model = Trade(
+            **{
+                k: v
+                for k, v in fields.items()
+                if k not in {"kind", "schema_version"} and v is not _DROP and k != "junk"
+            }
+            | {
+                "source": Source(fields.get("source", "simulator")),
+                "price": float(fields["price"]),
+                "size": float(fields["size"]),
+                "trade_id": str(fields["trade_id"]),
+            }
+        )
         out.append(Case("trades", _json(fields), None, what, model, kafka_ms))
 
     # --- not a record at all, on every topic
     for topic in ("trades", "quotes", "bars"):
-        for value, what in [(b"\xff\xfe\x00binary", "binary"), (b"", "empty"), (None, "a tombstone"),
-                            (b"not json", "text"), (b"[1, 2, 3]", "a JSON list"), (b"42", "a JSON number"),
-                            (b'"trade"', "a JSON string"), (b"null", "JSON null"),
-                            (b"[" * 500 + b"]" * 500, "nesting 500 deep"),
-                            (_json(trade()) + b" trailing", "trailing bytes"),
-                            (b'{"symbol": "AAPL", "symbol": "MSFT"}', "a key twice"),
-                            (b'{"a": "' + b"\xf0\x28\x8c\x28" * 10 + b'"}', "invalid UTF-8 inside a string"),
-                            (b"[" + b"1," * (NEAR_KAFKA_LIMIT // 2 - 1) + b"1]", "a 990 KB JSON list")]:  # fmt: skip
+        for value, what in [
+            (b"\xff\xfe\x00binary", "binary"),
+            (b"", "empty"),
+            (None, "a tombstone"),
+            (b"not json", "text"),
+            (b"[1, 2, 3]", "a JSON list"),
+            (b"42", "a JSON number"),
+            (b'"trade"', "a JSON string"),
+            (b"null", "JSON null"),
+            (b"[" * 500 + b"]" * 500, "nesting 500 deep"),
+            (_json(trade()) + b" trailing", "trailing bytes"),
+            (b'{"symbol": "AAPL", "symbol": "MSFT"}', "a key twice"),
+            (b'{"a": "' + b"\xf0\x28\x8c\x28" * 10 + b'"}', "invalid UTF-8 inside a string"),
+            (b"[" + b"1," * (NEAR_KAFKA_LIMIT // 2 - 1) + b"1]", "a 990 KB JSON list"),
+        ]:
             bad(topic, value, "unparseable", f"{topic}: {what}")
 
     # --- trades: every field, every wrong type
     structured = [({"a": 1}, "an object"), (["x"], "a list")]
-    for field, limit in [("symbol", SYMBOL_MAX_LENGTH), ("exchange", CODE_MAX_LENGTH), ("tape", CODE_MAX_LENGTH),
-                         ("source", SOURCE_MAX_LENGTH), ("trade_id", TRADE_ID_MAX_BYTES)]:  # fmt: skip
+    for field, limit in [
+        ("symbol", SYMBOL_MAX_LENGTH),
+        ("exchange", CODE_MAX_LENGTH),
+        ("tape", CODE_MAX_LENGTH),
+        ("source", SOURCE_MAX_LENGTH),
+        ("trade_id", TRADE_ID_MAX_BYTES),
+    ]:
         for value, what in structured:
             bad("trades", _json(trade(**{field: value})), "invalid_value", f"trade {field}: {what}")
         bad("trades", _json(trade(**{field: "x" * (limit + 1)})), "invalid_value", f"trade {field}: over its limit")
@@ -109,36 +140,70 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
     for field in ("symbol", "exchange"):
         bad("trades", _json(trade(**{field: "A|B"})), "invalid_value", f"trade {field}: with the id separator")
     for field in ("price", "size"):
-        wrong = [(_DROP, "missing"), (None, "null"), ("abc", "text"), (True, "a bool"), ({"v": 1}, "an object"),
-                 ([1], "a list"), (0, "zero"), (-5, "negative"), ("NaN", "NaN"), ("Infinity", "infinity"),
-                 ("1e400", "overflowing"), ("1" * BIG, "40,000 digits")]
+        wrong = [
+            (_DROP, "missing"),
+            (None, "null"),
+            ("abc", "text"),
+            (True, "a bool"),
+            ({"v": 1}, "an object"),
+            ([1], "a list"),
+            (0, "zero"),
+            (-5, "negative"),
+            ("NaN", "NaN"),
+            ("Infinity", "infinity"),
+            ("1e400", "overflowing"),
+            ("1" * BIG, "40,000 digits"),
+        ]
         for value, what in wrong:
             reason = "missing_field" if what in {"missing", "null"} else "invalid_value"
             bad("trades", _json(trade(**{field: value})), reason, f"trade {field}: {what}")
-    for value, what in [(_DROP, "missing"), ("abc", "text"), (1.5e18, "a float"), (-1, "negative"), (0, "zero"),
-                        ("99999999999999999999", "over 64 bits"), (True, "a bool"), ([1], "a list"),
-                        (now_ns + 86_400 * 10**9, "a day in the future")]:  # fmt: skip
+    for value, what in [
+        (_DROP, "missing"),
+        ("abc", "text"),
+        (1.5e18, "a float"),
+        (-1, "negative"),
+        (0, "zero"),
+        ("99999999999999999999", "over 64 bits"),
+        (True, "a bool"),
+        ([1], "a list"),
+        (now_ns + 86_400 * 10**9, "a day in the future"),
+    ]:
         reason = "missing_field" if what == "missing" else "invalid_value"
-        bad("trades", _json(trade(timestamp_ns=value, **({"timestamp": _DROP} if what == "missing" else {}))), reason,
-            f"trade timestamp_ns: {what}")
-    for value, what in [("@", "a string"), ({"c": 1}, "an object"), ([{"c": 1}], "a list holding an object"),
-                        (["x" * (CODE_MAX_LENGTH + 1)], "a code over its limit"),
-                        (["z" * BIG], "a 40,000-character code"),
-                        (["@"] * (MAX_CONDITIONS + 1), "too many codes"), ([None], "a null code")]:  # fmt: skip
+        bad(
+            "trades",
+            _json(trade(timestamp_ns=value, **({"timestamp": _DROP} if what == "missing" else {}))),
+            reason,
+            f"trade timestamp_ns: {what}",
+        )
+    for value, what in [
+        ("@", "a string"),
+        ({"c": 1}, "an object"),
+        ([{"c": 1}], "a list holding an object"),
+        (["x" * (CODE_MAX_LENGTH + 1)], "a code over its limit"),
+        (["z" * BIG], "a 40,000-character code"),
+        (["@"] * (MAX_CONDITIONS + 1), "too many codes"),
+        ([None], "a null code"),
+    ]:
         bad("trades", _json(trade(conditions=value)), "invalid_value", f"trade conditions: {what}")
     bad("trades", _json(trade(taker_side="X")), "invalid_value", "trade taker_side: not B or S")
     bad("trades", _json(trade(kind="quote")), "unknown_type", "a quote on the trades topic")
     bad("trades", _json(trade(schema_version=2)), "invalid_value", "trade schema_version 2")
-    bad("trades", _json(trade(junk="j" * NEAR_KAFKA_LIMIT, price="abc")), "invalid_value",
-        "a 990 KB trade with a bad price")
+    bad(
+        "trades",
+        _json(trade(junk="j" * NEAR_KAFKA_LIMIT, price="abc")),
+        "invalid_value",
+        "a 990 KB trade with a bad price",
+    )
 
     # --- unusual but valid trades: indexed, counted in the bars
     good(trade(trade_id=f"{tag}-long-" + "x" * 600), "a 600-character trade id (a hashed document id)")
     head = f"{tag}-wide-"
     room = TRADE_ID_MAX_BYTES - len(head.encode())
     good(trade(trade_id=head + "-" * (room % 2) + "é" * (room // 2)), "a trade id of exactly 1,024 bytes (multi-byte)")
-    good(trade(exchange="E" * CODE_MAX_LENGTH, conditions=["c" * CODE_MAX_LENGTH] * MAX_CONDITIONS),
-         "codes at their limits")
+    good(
+        trade(exchange="E" * CODE_MAX_LENGTH, conditions=["c" * CODE_MAX_LENGTH] * MAX_CONDITIONS),
+        "codes at their limits",
+    )
     good(trade(price="101.25", size="2"), "price and size as decimal text")
     good(trade(junk="j" * NEAR_KAFKA_LIMIT), "a 990 KB trade (an unknown field, ignored)")
     good(trade(), "a Kafka timestamp of 0", kafka_ms=0)
@@ -148,20 +213,41 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
     # --- cancels and corrections on the trades topic
     def cancel(**changes: Any) -> dict[str, Any]:
         n = next(serial)
-        fields: dict[str, Any] = {"schema_version": 1, "kind": "cancel", "symbol": symbol, "timestamp_ns": ts + n,
-                                  "source": "simulator", "trade_id": f"{tag}-never-{n}", "exchange": "V",
-                                  "price": 100.0, "size": 1.0, "action": "C", "tape": "C"}  # fmt: skip
+        fields: dict[str, Any] = {
+            "schema_version": 1,
+            "kind": "cancel",
+            "symbol": symbol,
+            "timestamp_ns": ts + n,
+            "source": "simulator",
+            "trade_id": f"{tag}-never-{n}",
+            "exchange": "V",
+            "price": 100.0,
+            "size": 1.0,
+            "action": "C",
+            "tape": "C",
+        }
         fields.update(changes)
         return fields
 
     def correction(**changes: Any) -> dict[str, Any]:
         n = next(serial)
-        fields: dict[str, Any] = {"schema_version": 1, "kind": "correction", "symbol": symbol,
-                                  "timestamp_ns": ts + n, "source": "simulator", "exchange": "V",
-                                  "original_trade_id": f"{tag}-never-{n}", "original_price": 100.0,
-                                  "original_size": 1.0, "original_conditions": ["@"],
-                                  "corrected_trade_id": f"{tag}-fixed-{n}", "corrected_price": 100.5,
-                                  "corrected_size": 1.0, "corrected_conditions": ["@"], "tape": "C"}  # fmt: skip
+        fields: dict[str, Any] = {
+            "schema_version": 1,
+            "kind": "correction",
+            "symbol": symbol,
+            "timestamp_ns": ts + n,
+            "source": "simulator",
+            "exchange": "V",
+            "original_trade_id": f"{tag}-never-{n}",
+            "original_price": 100.0,
+            "original_size": 1.0,
+            "original_conditions": ["@"],
+            "corrected_trade_id": f"{tag}-fixed-{n}",
+            "corrected_price": 100.5,
+            "corrected_size": 1.0,
+            "corrected_conditions": ["@"],
+            "tape": "C",
+        }
         fields.update(changes)
         return fields
 
@@ -183,8 +269,12 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
             bad("trades", _json(correction(**{field: value})), "invalid_value", f"correction {field}: {what}")
     for field in ("original_conditions", "corrected_conditions"):
         bad("trades", _json(correction(**{field: "@"})), "invalid_value", f"correction {field}: a string")
-        bad("trades", _json(correction(**{field: ["@"] * (MAX_CONDITIONS + 1)})), "invalid_value",
-            f"correction {field}: too many codes")
+        bad(
+            "trades",
+            _json(correction(**{field: ["@"] * (MAX_CONDITIONS + 1)})),
+            "invalid_value",
+            f"correction {field}: too many codes",
+        )
     bad("trades", _json(cancel(timestamp_ns=now_ns + 86_400 * 10**9)), "invalid_value", "cancel: a day in the future")
     bad("trades", _json(cancel(kind={"k": 1})), "unknown_type", "cancel kind: an object")
     # valid records Elasticsearch refuses: there is no such trade
@@ -194,10 +284,21 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
     # --- quotes topic
     def quote(**changes: Any) -> dict[str, Any]:
         n = next(serial)
-        fields: dict[str, Any] = {"schema_version": 1, "kind": "quote", "symbol": symbol, "timestamp_ns": ts + n,
-                                  "source": "simulator", "bid_price": 99.5, "bid_size": 300.0, "bid_exchange": "V",
-                                  "ask_price": 99.6, "ask_size": 200.0, "ask_exchange": "Q", "conditions": ["R"],
-                                  "tape": "C"}  # fmt: skip
+        fields: dict[str, Any] = {
+            "schema_version": 1,
+            "kind": "quote",
+            "symbol": symbol,
+            "timestamp_ns": ts + n,
+            "source": "simulator",
+            "bid_price": 99.5,
+            "bid_size": 300.0,
+            "bid_exchange": "V",
+            "ask_price": 99.6,
+            "ask_size": 200.0,
+            "ask_exchange": "Q",
+            "conditions": ["R"],
+            "tape": "C",
+        }
         fields.update(changes)
         return fields
 
@@ -205,10 +306,20 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
         out.append(Case("quotes", _json(fields), None, what, quote=fields))
 
     for field in ("bid_price", "ask_price", "bid_size", "ask_size"):
-        for value, what in [(_DROP, "missing"), ("abc", "text"), (-1, "negative"), ("NaN", "NaN"), ({"v": 1},
-                            "an object"), ("1" * BIG, "40,000 digits")]:  # fmt: skip
-            bad("quotes", _json(quote(**{field: value})), "missing_field" if what == "missing" else "invalid_value",
-                f"quote {field}: {what}")
+        for value, what in [
+            (_DROP, "missing"),
+            ("abc", "text"),
+            (-1, "negative"),
+            ("NaN", "NaN"),
+            ({"v": 1}, "an object"),
+            ("1" * BIG, "40,000 digits"),
+        ]:
+            bad(
+                "quotes",
+                _json(quote(**{field: value})),
+                "missing_field" if what == "missing" else "invalid_value",
+                f"quote {field}: {what}",
+            )
     for field in ("bid_exchange", "ask_exchange", "tape", "symbol"):
         bad("quotes", _json(quote(**{field: ["x"]})), "invalid_value", f"quote {field}: a list")
         bad("quotes", _json(quote(**{field: "q" * BIG})), "invalid_value", f"quote {field}: 40,000 characters")
@@ -222,9 +333,21 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
 
     # --- bars topic
     def bar(**changes: Any) -> dict[str, Any]:
-        fields: dict[str, Any] = {"schema_version": 1, "kind": "bar", "symbol": "IBM", "timeframe": "1Hour",
-                                  "timestamp_ns": ts, "source": "alpaca-rest", "open": 5, "high": 6, "low": 4,
-                                  "close": 5.5, "volume": 10, "trade_count": 3, "vwap": 5.2}  # fmt: skip
+        fields: dict[str, Any] = {
+            "schema_version": 1,
+            "kind": "bar",
+            "symbol": "IBM",
+            "timeframe": "1Hour",
+            "timestamp_ns": ts,
+            "source": "alpaca-rest",
+            "open": 5,
+            "high": 6,
+            "low": 4,
+            "close": 5.5,
+            "volume": 10,
+            "trade_count": 3,
+            "vwap": 5.2,
+        }
         fields.update(changes)
         return fields
 
@@ -242,21 +365,43 @@ def cases(now_ns: int, tag: str, symbol: str = "AAPL") -> list[Case]:
 
     # --- the ingest stage's dead letters: never refused, whatever they hold
     def letter(**changes: Any) -> dict[str, Any]:
-        fields: dict[str, Any] = {"schema_version": 1, "stage": "ingest", "reason": "unknown_symbol",
-                                  "detail": "symbol 'ZZZZ'", "raw": "{}", "source": "alpaca-stream",
-                                  "received_at": "2026-11-28T06:00:00.000000001Z"}  # fmt: skip
+        fields: dict[str, Any] = {
+            "schema_version": 1,
+            "stage": "ingest",
+            "reason": "unknown_symbol",
+            "detail": "symbol 'ZZZZ'",
+            "raw": "{}",
+            "source": "alpaca-stream",
+            "received_at": "2026-11-28T06:00:00.000000001Z",
+        }
         fields.update(changes)
         return fields
 
     bad("dead_letters", _json(letter(raw="r" * NEAR_KAFKA_LIMIT)), "unknown_symbol", "upstream: a 990 KB raw")
-    bad("dead_letters", _json(letter(source="s" * BIG, stage="t" * BIG, reason="invalid_value")), "invalid_value",
-        "upstream: 40,000-character keywords")  # the reason itself is cut to 256 characters, not refused
-    bad("dead_letters", _json(letter(received_at="not a time", reason="missing_field")), "missing_field",
-        "upstream: a bad received_at")
-    bad("dead_letters", _json(letter(detail={"nested": ["junk"]}, reason="unparseable")), "unparseable",
-        "upstream: a detail that is an object")
+    bad(
+        "dead_letters",
+        _json(letter(source="s" * BIG, stage="t" * BIG, reason="invalid_value")),
+        "invalid_value",
+        "upstream: 40,000-character keywords",
+    )  # the reason itself is cut to 256 characters, not refused
+    bad(
+        "dead_letters",
+        _json(letter(received_at="not a time", reason="missing_field")),
+        "missing_field",
+        "upstream: a bad received_at",
+    )
+    bad(
+        "dead_letters",
+        _json(letter(detail={"nested": ["junk"]}, reason="unparseable")),
+        "unparseable",
+        "upstream: a detail that is an object",
+    )
     bad("dead_letters", b"\x00\x01binary", "unparseable", "upstream: binary")
     bad("dead_letters", None, "unparseable", "upstream: a tombstone")
-    bad("dead_letters", _json(letter(raw="////", raw_encoding="base64", reason="unparseable")), "unparseable",
-        "upstream: base64 raw")
+    bad(
+        "dead_letters",
+        _json(letter(raw="////", raw_encoding="base64", reason="unparseable")),
+        "unparseable",
+        "upstream: base64 raw",
+    )
     return out

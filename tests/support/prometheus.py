@@ -13,8 +13,11 @@ from ray_app.config import Settings
 def prometheus_range(settings: Settings, expr: str, minutes: float = 60) -> list[dict[str, Any]]:
     """``expr`` over the last ``minutes`` (step 15 s), as a time series panel asks for it: the series with points."""
     now = time.time()
-    answer = httpx.get(f"{settings.prometheus.url}/api/v1/query_range",
-                       params={"query": expr, "start": now - minutes * 60, "end": now, "step": 15}, timeout=30)
+    answer = httpx.get(
+        f"{settings.prometheus.url}/api/v1/query_range",
+        params={"query": expr, "start": now - minutes * 60, "end": now, "step": 15},
+        timeout=30,
+    )
     if answer.status_code != 200:
         raise AssertionError(f"Prometheus refused {expr!r}: {answer.text}")
     return [series for series in answer.json()["data"]["result"] if series["values"]]

@@ -29,8 +29,12 @@ def local_spark(settings: Settings) -> Iterator[SparkSession]:
     for key, value in spark_configs(settings).items():
         if not key.startswith("spark.ray."):
             builder = builder.config(key, value)
-    spark = (builder.config("spark.sql.shuffle.partitions", "1").config("spark.driver.memory", "1g")
-             .config("spark.ui.enabled", "false").getOrCreate())  # fmt: skip
+    spark = (
+        builder.config("spark.sql.shuffle.partitions", "1")
+        .config("spark.driver.memory", "1g")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     register_rules(spark, settings)
     try:

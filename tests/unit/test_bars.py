@@ -1,5 +1,5 @@
-"""The bar view's arithmetic without engines (spark_jobs/bars.py): the time-weighted spread (a one-sided book ends
-the hold of the one before it), a minute bar from its trades' aggregation, an hour from its minutes' prices and its
+"""The bar view's arithmetic without engines (spark_jobs/bar_recompute.py): the time-weighted spread (a one-sided book
+ends the hold of the one before it), a minute bar from its trades' aggregation, an hour from its minutes' prices and its
 trades' volume (the spread weighted by the seconds each minute covers), the keys the sink reports, the refusal of a
 read that missed a shard. The engine tests hold the whole path (trades, cancels, corrections, sale conditions in
 Elasticsearch) to a direct computation."""
@@ -58,13 +58,43 @@ def test_a_minute_bar_from_its_aggregation_is_its_model_with_the_derived_values(
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1]])
 def test_an_hour_is_its_minutes_whatever_their_order(order: list[int]) -> None:
     minutes = [
-        {"timestamp": "2025-11-30T14:00:00Z", "open": 10.0, "high": 12.0, "low": 9.0, "close": 11.0, "volume": 2.0,
-         "trade_count": 2, "vwap": 10.5, "spread_twa": 0.02, "spread_seconds": 60},
-        {"timestamp": "2025-11-30T14:07:00Z", "open": 11.0, "high": 15.0, "low": 10.0, "close": 14.0, "volume": 1.0,
-         "trade_count": 1, "vwap": 14.0, "spread_twa": 0.06, "spread_seconds": 20},
-        {"timestamp": "2025-11-30T14:59:00Z", "open": 14.0, "high": 14.5, "low": 8.0, "close": 9.0, "volume": 3.0,
-         "trade_count": 4, "vwap": 9.0, "spread_twa": None, "spread_seconds": None},
-    ]  # fmt: skip
+        {
+            "timestamp": "2025-11-30T14:00:00Z",
+            "open": 10.0,
+            "high": 12.0,
+            "low": 9.0,
+            "close": 11.0,
+            "volume": 2.0,
+            "trade_count": 2,
+            "vwap": 10.5,
+            "spread_twa": 0.02,
+            "spread_seconds": 60,
+        },
+        {
+            "timestamp": "2025-11-30T14:07:00Z",
+            "open": 11.0,
+            "high": 15.0,
+            "low": 10.0,
+            "close": 14.0,
+            "volume": 1.0,
+            "trade_count": 1,
+            "vwap": 14.0,
+            "spread_twa": 0.06,
+            "spread_seconds": 20,
+        },
+        {
+            "timestamp": "2025-11-30T14:59:00Z",
+            "open": 14.0,
+            "high": 14.5,
+            "low": 8.0,
+            "close": 9.0,
+            "volume": 3.0,
+            "trade_count": 4,
+            "vwap": 9.0,
+            "spread_twa": None,
+            "spread_seconds": None,
+        },
+    ]
     # the hour's trades in the volume include a minute of odd lots only, which has no minute bar
     volumes = {"volume": 6.0 + 40.0, "notional": 10.5 * 2 + 14 * 1 + 9 * 3 + 40 * 12.5, "trade_count": 7 + 3}
     bar = hour_bar("AAPL", START, [minutes[i] for i in order], volumes, "2025-11-30T15:00:00Z")
@@ -81,10 +111,13 @@ def test_the_sink_s_keys_name_minutes_and_the_hours_they_fall_in() -> None:
     assert touched_hours(keys) == {("BTC/USD", START), ("AAPL", START)}
 
 
-@pytest.mark.parametrize("shards", [
-    {"total": 2, "successful": 1, "skipped": 0, "failed": 1, "failures": [{"reason": {"reason": "no shard"}}]},
-    {"total": 2, "successful": 1, "skipped": 0, "failed": 0},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "shards",
+    [
+        {"total": 2, "successful": 1, "skipped": 0, "failed": 1, "failures": [{"reason": {"reason": "no shard"}}]},
+        {"total": 2, "successful": 1, "skipped": 0, "failed": 0},
+    ],
+)
 def test_a_read_that_missed_a_shard_is_refused_and_retried_then_fails(shards: dict) -> None:
     answers = [{"_shards": shards, "timed_out": False}] * 2 + [{"_shards": {"total": 2, "successful": 2}}]
     with pytest.raises(IncompleteRead, match="read 1 of 2 shards"):

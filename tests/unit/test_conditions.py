@@ -37,14 +37,27 @@ def test_every_row_sets_a_minute_bar_s_prices_and_volume_as_alpaca_says(code: st
 # the consolidated columns of the CTS output specification and the UTP specification (page 43): (code, tape) ->
 # (updates last, updates high/low, updates volume)
 DAILY = [
-    ("@", "C", (True, True, True)), ("I", "C", (False, False, True)), ("M", "A", (False, False, False)),
-    ("Q", "C", (False, False, False)), ("9", "A", (True, True, False)), ("T", "C", (False, False, True)),
-    ("4", "C", (False, True, True)), ("Z", "A", (False, True, True)), ("P", "C", (False, True, True)),
-    ("W", "C", (False, False, True)), ("B", "A", (False, False, True)), ("B", "C", (True, True, True)),
-    ("O", "A", (True, True, True)), ("6", "C", (True, True, True)), ("F", "C", (True, True, True)),
-    ("C", "A", (False, False, True)), ("N", "C", (False, False, True)), ("7", "C", (False, False, True)),
-    ("G", "C", (False, True, True)), ("U", "C", (False, False, True)),
-]  # fmt: skip
+    ("@", "C", (True, True, True)),
+    ("I", "C", (False, False, True)),
+    ("M", "A", (False, False, False)),
+    ("Q", "C", (False, False, False)),
+    ("9", "A", (True, True, False)),
+    ("T", "C", (False, False, True)),
+    ("4", "C", (False, True, True)),
+    ("Z", "A", (False, True, True)),
+    ("P", "C", (False, True, True)),
+    ("W", "C", (False, False, True)),
+    ("B", "A", (False, False, True)),
+    ("B", "C", (True, True, True)),
+    ("O", "A", (True, True, True)),
+    ("6", "C", (True, True, True)),
+    ("F", "C", (True, True, True)),
+    ("C", "A", (False, False, True)),
+    ("N", "C", (False, False, True)),
+    ("7", "C", (False, False, True)),
+    ("G", "C", (False, True, True)),
+    ("U", "C", (False, False, True)),
+]
 
 
 @pytest.mark.parametrize(("code", "tape", "want"), DAILY, ids=[f"{c}-{t}" for c, t, _ in DAILY])
@@ -73,8 +86,10 @@ def _matches(query: dict, doc: dict) -> bool:
         body = query["bool"]
         if not all(_matches(q, doc) for q in body.get("filter", [])):
             return False
-        if any(_matches(q, doc) for q in ([body["must_not"]] if isinstance(body.get("must_not"), dict)
-                                          else body.get("must_not", []))):  # fmt: skip
+        if any(
+            _matches(q, doc)
+            for q in ([body["must_not"]] if isinstance(body.get("must_not"), dict) else body.get("must_not", []))
+        ):
             return False
         should = body.get("should", [])
         return not should or sum(_matches(q, doc) for q in should) >= body.get("minimum_should_match", 1)
@@ -91,8 +106,9 @@ def _matches(query: dict, doc: dict) -> bool:
     raise AssertionError(query)
 
 
-@pytest.mark.parametrize("field", ["minute_open_close", "minute_volume", "daily_open_close", "daily_high_low",
-                                   "daily_volume"])  # fmt: skip
+@pytest.mark.parametrize(
+    "field", ["minute_open_close", "minute_volume", "daily_open_close", "daily_high_low", "daily_volume"]
+)
 def test_the_elasticsearch_filter_leaves_out_exactly_what_the_table_does(field: str) -> None:
     query = excluded_query(field)  # type: ignore[arg-type]
     for first, second in itertools.product(["@", *CODES], ["", *CODES]):
@@ -111,11 +127,20 @@ def test_the_table_is_one_row_per_code_and_tape() -> None:
 EASTERN = ZoneInfo("America/New_York")
 
 
-@pytest.mark.parametrize("moment", [
-    "2026-11-30T04:00:00-05:00", "2026-11-30T19:59:59.999-05:00", "2026-11-30T23:59:59-05:00",
-    "2026-12-01T00:00:00-05:00", "2026-03-08T01:59:00-05:00", "2026-03-08T03:00:00-04:00",
-    "2026-11-01T01:30:00-04:00", "2026-11-01T01:30:00-05:00", "2026-12-31T19:00:00-05:00",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2026-11-30T04:00:00-05:00",
+        "2026-11-30T19:59:59.999-05:00",
+        "2026-11-30T23:59:59-05:00",
+        "2026-12-01T00:00:00-05:00",
+        "2026-03-08T01:59:00-05:00",
+        "2026-03-08T03:00:00-04:00",
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-01T01:30:00-05:00",
+        "2026-12-31T19:00:00-05:00",
+    ],
+)
 def test_a_trading_day_is_the_new_york_date_of_the_time_itself(moment: str) -> None:
     """A late print keeps the day it happened on (its own time), whenever it arrives; across DST changes too."""
     at = datetime.fromisoformat(moment)

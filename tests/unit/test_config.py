@@ -144,9 +144,14 @@ def test_typed_test_overrides_become_the_variables_the_settings_read_back(monkey
     """ray_app.testing.settings: a nested override is the RAY_APP_* variable of that setting, lists as JSON."""
     from ray_app.testing.settings import settings_env
 
-    env = settings_env({"symbols": ["AAPL", "BTC/USD"], "state_dir": tmp_path,
-                        "stream": {"trigger_interval_s": 0.5, "checkpoint_dir": tmp_path / "cp"},
-                        "kafka": {"topics": {"trades": {"name": "trades-x"}}}})  # fmt: skip
+    env = settings_env(
+        {
+            "symbols": ["AAPL", "BTC/USD"],
+            "state_dir": tmp_path,
+            "stream": {"trigger_interval_s": 0.5, "checkpoint_dir": tmp_path / "cp"},
+            "kafka": {"topics": {"trades": {"name": "trades-x"}}},
+        }
+    )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()

@@ -16,8 +16,10 @@ from ray_app.dashboards.build import GRAFANA_DIR, generated_files
 from ray_app.dashboards.es_query import es_panels, infinity_panels, interpolate, search_for
 
 SCHEMA = json.loads((GRAFANA_DIR / "schema" / "dashboard.schema.json").read_text())
-DASHBOARDS = {name: json.loads((GRAFANA_DIR / "dashboards" / f"{name}.json").read_text())
-              for name in ("trading", "forecasting", "pipeline-health")}  # fmt: skip
+DASHBOARDS = {
+    name: json.loads((GRAFANA_DIR / "dashboards" / f"{name}.json").read_text())
+    for name in ("trading", "forecasting", "pipeline-health")
+}
 
 
 def test_committed_files_are_the_generated_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,8 +58,18 @@ def test_every_panel_and_variable_uses_a_provisioned_datasource_and_times_are_re
 
 def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles() -> None:
     titles = " | ".join(panel["title"] for panel in DASHBOARDS["trading"]["panels"])
-    for wanted in ("Current time", "OHLC candles with volume", "recommendation", "Sentiment", "Volatility",
-                   "Close price", "Market", "Trades per symbol", "Dead letters", "VWAP"):  # fmt: skip
+    for wanted in (
+        "Current time",
+        "OHLC candles with volume",
+        "recommendation",
+        "Sentiment",
+        "Volatility",
+        "Close price",
+        "Market",
+        "Trades per symbol",
+        "Dead letters",
+        "VWAP",
+    ):
         assert wanted in titles, wanted
     assert "Panel Title" not in titles
     forecasting = " | ".join(panel["title"] for panel in DASHBOARDS["forecasting"]["panels"])

@@ -29,8 +29,14 @@ from ray_app.forecast.evaluation import TargetEvaluation
 from ray_app.schemas import Bar, Source
 from tests.support.poison import cases
 
-ES_TYPE_OF_SPARK = {"string": {"keyword", "text", "date", "date_nanos"}, "double": {"double"}, "bigint": {"long"},
-                    "int": {"integer"}, "boolean": {"boolean"}, "map<string,string>": {"object"}}  # fmt: skip
+ES_TYPE_OF_SPARK = {
+    "string": {"keyword", "text", "date", "date_nanos"},
+    "double": {"double"},
+    "bigint": {"long"},
+    "int": {"integer"},
+    "boolean": {"boolean"},
+    "map<string,string>": {"object"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +99,19 @@ def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: 
     now = time.time_ns()
     records = [(case.topic, case.value, case.kafka_ms) for case in cases(now, "documents")]
     for timeframe, vwap, count in (("1Min", 10.1, 7), ("1Hour", None, None)):  # Alpaca's bars, with and without
-        bar = Bar(symbol="AAPL", timestamp_ns=now - 3600 * 10**9, source=Source.ALPACA_REST, timeframe=timeframe,
-                  open=10, high=11, low=9, close=10.5, volume=100, vwap=vwap, trade_count=count)  # fmt: skip
+        bar = Bar(
+            symbol="AAPL",
+            timestamp_ns=now - 3600 * 10**9,
+            source=Source.ALPACA_REST,
+            timeframe=timeframe,
+            open=10,
+            high=11,
+            low=9,
+            close=10.5,
+            volume=100,
+            vwap=vwap,
+            trade_count=count,
+        )
         records.append(("bars", bar.to_json(), None))
     seen: set[type[BaseModel]] = set()
     for topic_key, value, kafka_ms in records:
@@ -103,16 +120,31 @@ def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: 
         made = action(jvm, rules, topic, value, offset=3, kafka_ms=kafka_ms)
         model = _model_of_index(settings, made["index"])
         if made["op"] == "update":
-            base = TradeDocument(symbol="AAPL", timestamp="2026-11-30T14:05:00.000000000Z", price=1.0, size=1.0,
-                                 notional=1.0, timestamp_ns=1, trade_id="t", source="s", schema_version=1,
-                                 kafka_partition=0, kafka_offset=0).model_dump()  # fmt: skip
+            base = TradeDocument(
+                symbol="AAPL",
+                timestamp="2026-11-30T14:05:00.000000000Z",
+                price=1.0,
+                size=1.0,
+                notional=1.0,
+                timestamp_ns=1,
+                trade_id="t",
+                source="s",
+                schema_version=1,
+                kafka_partition=0,
+                kafka_offset=0,
+            ).model_dump()
             if "doc" in made["source"]:  # a cancel: fields merged
                 fields = made["source"]["doc"]
             else:  # a correction: what the sink sets from it (and from the trade's first values)
                 correction = made["source"]["correction"]
-                fields = {**correction, "corrected": True, "corrected_trade_ids": [correction["corrected_trade_id"]],
-                          "original_price": base["price"], "original_size": base["size"],
-                          "original_conditions": base["conditions"]}  # fmt: skip
+                fields = {
+                    **correction,
+                    "corrected": True,
+                    "corrected_trade_ids": [correction["corrected_trade_id"]],
+                    "original_price": base["price"],
+                    "original_size": base["size"],
+                    "original_conditions": base["conditions"],
+                }
                 alias = {**made["alias_source"], "trade_doc_id": made["doc_id"]}
                 _model_of_index(settings, settings.elasticsearch.indices.trade_aliases).model_validate(alias)
                 seen.add("TradeAliasDocument")
@@ -121,15 +153,29 @@ def test_every_document_the_record_rules_make_is_its_model_field_for_field(jvm: 
             continue
         model.model_validate(made["source"])  # extra="forbid": a field the model does not declare fails here
         seen.add(model.__name__)
-    assert seen == {"TradeDocument", "TradeDocument update", "QuoteDocument", "VendorBarDocument", "DeadLetterDocument",
-                    "TradeAliasDocument"}
+    assert seen == {
+        "TradeDocument",
+        "TradeDocument update",
+        "QuoteDocument",
+        "VendorBarDocument",
+        "DeadLetterDocument",
+        "TradeAliasDocument",
+    }
 
 
 def test_an_hour_bar_from_minute_bars_is_its_model() -> None:
     from spark_jobs.bar_recompute import hour_bar
 
-    minute = {"timestamp": "2026-11-30T14:05:00Z", "open": 10.0, "high": 11.0, "low": 9.5, "close": 10.5,
-              "volume": 3.0, "trade_count": 2, "vwap": 10.2}  # fmt: skip
+    minute = {
+        "timestamp": "2026-11-30T14:05:00Z",
+        "open": 10.0,
+        "high": 11.0,
+        "low": 9.5,
+        "close": 10.5,
+        "volume": 3.0,
+        "trade_count": 2,
+        "vwap": 10.2,
+    }
     volumes = {"volume": 5.0, "notional": 51.0, "trade_count": 3}  # its trades in the volume: odd lots too
     hour = hour_bar("AAPL", 1_764_511_200, [minute], volumes, "2026-11-30T15:00:00Z")
     BarDocument.model_validate(hour)
@@ -150,10 +196,20 @@ def test_every_forecast_document_of_a_run_is_its_model_with_nothing_undeclared(s
     end = pd.Timestamp("2026-11-27T00:00Z")
     bars = synthetic_bars(CRYPTO, end - pd.Timedelta(days=12), end, "daily_cycle", seed=3)
     frame = bars_frame([{"timestamp": hour.isoformat(), **row} for hour, row in bars.iterrows()])
-    spec = ForecastSpec(horizon=24, cv_windows=2, cv_step=24, refit=True, min_improvement=0.1, arima_approximation=True,
-                        levels=(80, 95), models=("AutoETS",), season_length=24)  # fmt: skip
-    history = build_history("BTC/USD", frame, CRYPTO, ["high", "low", "close", "volume"], min_points=spec.min_points,
-                            max_gap_fraction=0.3)  # fmt: skip
+    spec = ForecastSpec(
+        horizon=24,
+        cv_windows=2,
+        cv_step=24,
+        refit=True,
+        min_improvement=0.1,
+        arima_approximation=True,
+        levels=(80, 95),
+        models=("AutoETS",),
+        season_length=24,
+    )
+    history = build_history(
+        "BTC/USD", frame, CRYPTO, ["high", "low", "close", "volume"], min_points=spec.min_points, max_gap_fraction=0.3
+    )
     assert isinstance(history, SymbolHistory)
     result = forecast_history(history, spec)
     run = store.RunContext("run-1", end)
@@ -163,7 +219,8 @@ def test_every_forecast_document_of_a_run_is_its_model_with_nothing_undeclared(s
     for action in actions:
         doc = action["_source"]
         model = {"forecast": ForecastDocument, "target": ForecastTargetDocument, "symbol": ForecastSymbolDocument}[
-            doc.get("record", "forecast")]
+            doc.get("record", "forecast")
+        ]
         extra = set(doc) - set(model.model_fields)
         assert extra <= {"coverage_80", "coverage_95"}, (model.__name__, extra)  # the levels, by name
         model.model_validate(doc)

@@ -19,8 +19,16 @@ from ray_app.testing.bars import synthetic_bars
 
 TARGETS = ["high", "low", "close", "volume"]
 # small enough for a unit test: one day ahead, three one-day CV windows
-SMALL = {"horizon": 24, "cv_windows": 3, "cv_step": 24, "refit": True, "min_improvement": 0.1,
-         "arima_approximation": True, "levels": (80, 95), "models": ("AutoETS", "AutoTheta")}  # fmt: skip
+SMALL = {
+    "horizon": 24,
+    "cv_windows": 3,
+    "cv_step": 24,
+    "refit": True,
+    "min_improvement": 0.1,
+    "arima_approximation": True,
+    "levels": (80, 95),
+    "models": ("AutoETS", "AutoTheta"),
+}
 
 
 def ts(text: str) -> pd.Timestamp:
@@ -30,8 +38,9 @@ def ts(text: str) -> pd.Timestamp:
 def spec_for(market, **overrides) -> ForecastSpec:
     """Crypto: one day ahead (24 steps); stocks: one week of sessions (35 steps), enough points to judge intervals."""
     steps = 24 if market is CRYPTO else 35
-    return ForecastSpec(**{**SMALL, "horizon": steps, "cv_step": steps, "season_length": market.bars_per_day,
-                           **overrides})  # fmt: skip
+    return ForecastSpec(
+        **{**SMALL, "horizon": steps, "cv_step": steps, "season_length": market.bars_per_day, **overrides}
+    )
 
 
 # --- calendar ------------------------------------------------------------------------------------------------
@@ -69,8 +78,9 @@ def test_next_stock_hours_after_friday_close_start_monday_morning() -> None:
 
 def _frame(hours: pd.DatetimeIndex, close: list[float]) -> pd.DataFrame:
     values = np.asarray(close, dtype=float)
-    return pd.DataFrame({"open": values, "high": values + 1, "low": values - 1, "close": values, "volume": 10.0},
-                        index=hours)  # fmt: skip
+    return pd.DataFrame(
+        {"open": values, "high": values + 1, "low": values - 1, "close": values, "volume": 10.0}, index=hours
+    )
 
 
 def test_an_hour_without_a_bar_is_filled_with_the_last_close_and_zero_volume() -> None:
@@ -98,20 +108,24 @@ def test_stock_bars_outside_the_session_and_weekday_holidays_are_left_out() -> N
 
 def test_too_little_history_or_too_many_gaps_skip_the_symbol_with_the_reason() -> None:
     hours = CRYPTO.slots_between(ts("2026-11-01T00:00Z"), ts("2026-11-01T09:00Z"))
-    short = build_history("ETH/USD", _frame(hours, list(range(10))), CRYPTO, TARGETS, min_points=48,
-                          max_gap_fraction=0.2)  # fmt: skip
+    short = build_history(
+        "ETH/USD", _frame(hours, list(range(10))), CRYPTO, TARGETS, min_points=48, max_gap_fraction=0.2
+    )
     assert isinstance(short, Skipped) and "10 trading hours" in short.reason and "at least 48" in short.reason
-    gappy = build_history("ETH/USD", _frame(hours, list(range(10))).iloc[[0, 9]], CRYPTO, TARGETS, min_points=1,
-                          max_gap_fraction=0.2)  # fmt: skip
+    gappy = build_history(
+        "ETH/USD", _frame(hours, list(range(10))).iloc[[0, 9]], CRYPTO, TARGETS, min_points=1, max_gap_fraction=0.2
+    )
     assert isinstance(gappy, Skipped) and "8 of 10 trading hours (80%) had no bar" in gappy.reason
     empty = build_history("ETH/USD", bars_frame([]), CRYPTO, TARGETS, min_points=1, max_gap_fraction=0.2)
     assert isinstance(empty, Skipped) and empty.reason == "no hourly bars in the training window"
 
 
 def test_bar_documents_become_a_sorted_frame_without_duplicate_hours() -> None:
-    rows = [{"timestamp": "2026-11-01T01:00:00Z", "open": 2, "high": 2, "low": 2, "close": 2, "volume": 1},
-            {"timestamp": "2026-11-01T00:00:00Z", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1},
-            {"timestamp": "2026-11-01T01:00:00Z", "open": 3, "high": 3, "low": 3, "close": 3, "volume": 1}]  # fmt: skip
+    rows = [
+        {"timestamp": "2026-11-01T01:00:00Z", "open": 2, "high": 2, "low": 2, "close": 2, "volume": 1},
+        {"timestamp": "2026-11-01T00:00:00Z", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1},
+        {"timestamp": "2026-11-01T01:00:00Z", "open": 3, "high": 3, "low": 3, "close": 3, "volume": 1},
+    ]
     frame = bars_frame(rows)
     assert list(frame["close"]) == [1, 3] and frame.index.is_monotonic_increasing
 
@@ -180,8 +194,13 @@ def test_a_model_that_fails_is_reported_and_the_others_still_compete(monkeypatch
             raise FloatingPointError("broken on purpose")
 
     original = models.make_model
-    monkeypatch.setattr(models, "make_model", lambda name, spec: Broken(season_length=spec.season_length,
-                        alias=name) if name == "AutoTheta" else original(name, spec))  # fmt: skip
+    monkeypatch.setattr(
+        models,
+        "make_model",
+        lambda name, spec: (
+            Broken(season_length=spec.season_length, alias=name) if name == "AutoTheta" else original(name, spec)
+        ),
+    )
     spec = spec_for(CRYPTO)
     bars = synthetic_bars(CRYPTO, ts("2026-11-01T00:00Z"), ts("2026-11-11T00:00Z"), "daily_cycle", seed=1)
     scores = cross_validate({"close": bars["close"].to_numpy()}, spec)["close"]
@@ -198,11 +217,16 @@ def _forecast(target: str, values: list[float], hours: pd.DatetimeIndex) -> Targ
 def test_summary_takes_the_minimum_of_low_and_the_maxima_of_high_and_volume() -> None:
     hours = CRYPTO.next_slots(ts("2026-11-27T23:00Z"), 3)
     history = SymbolHistory("BTC/USD", CRYPTO, hours, {}, np.zeros(3, dtype=bool))
-    result = SymbolForecast(history, {
-        "high": _forecast("high", [105, 109, 107], hours),
-        "low": _forecast("low", [95, 91, 99], hours),  # the original project reported max(low) = 99 here
-        "volume": _forecast("volume", [10, 30, 20], hours),
-    }, cv_seconds=0, fit_seconds=0)  # fmt: skip
+    result = SymbolForecast(
+        history,
+        {
+            "high": _forecast("high", [105, 109, 107], hours),
+            "low": _forecast("low", [95, 91, 99], hours),  # the original project reported max(low) = 99 here
+            "volume": _forecast("volume", [10, 30, 20], hours),
+        },
+        cv_seconds=0,
+        fit_seconds=0,
+    )
     summary = result.summary()
     assert (summary.lowest_price.value, summary.lowest_price.at) == (91, hours[1])
     assert (summary.highest_price.value, summary.highest_price.at) == (109, hours[1])
@@ -230,10 +254,19 @@ def test_forecast_settings_fail_fast_with_the_key(monkeypatch) -> None:
 # --- coherence -----------------------------------------------------------------------------------------------
 
 
-def _bars_of(hours: pd.DatetimeIndex, close: np.ndarray, up: np.ndarray, down: np.ndarray,
-             volume: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
-    return pd.DataFrame({"open": close, "high": close + up, "low": close - down, "close": close,
-                         "volume": np.full(len(close), 1000.0) if volume is None else volume}, index=hours)  # fmt: skip
+def _bars_of(
+    hours: pd.DatetimeIndex, close: np.ndarray, up: np.ndarray, down: np.ndarray, volume: np.ndarray | None = None
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "open": close,
+            "high": close + up,
+            "low": close - down,
+            "close": close,
+            "volume": np.full(len(close), 1000.0) if volume is None else volume,
+        },
+        index=hours,
+    )
 
 
 def _adversarial(market, kind: str) -> pd.DataFrame:
@@ -276,12 +309,14 @@ def _assert_coherent(result: SymbolForecast) -> None:
 
 
 @pytest.mark.parametrize("market", [CRYPTO, STOCK], ids=["crypto", "stock"])
-@pytest.mark.parametrize("kind", ["opposite_trends", "trend_up_lows_collapse", "gap", "flat", "tiny_price",
-                                  "price_jump"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind", ["opposite_trends", "trend_up_lows_collapse", "gap", "flat", "tiny_price", "price_jump"]
+)
 def test_forecasts_are_coherent_on_adversarial_series(market, kind) -> None:
     spec = spec_for(market)
-    history = build_history("X", _adversarial(market, kind), market, TARGETS, min_points=spec.min_points,
-                            max_gap_fraction=0.5)  # fmt: skip
+    history = build_history(
+        "X", _adversarial(market, kind), market, TARGETS, min_points=spec.min_points, max_gap_fraction=0.5
+    )
     assert isinstance(history, SymbolHistory), history
     result = forecast_history(history, spec)
     _assert_coherent(result)
@@ -295,9 +330,14 @@ def test_forecasts_are_coherent_on_the_simulator_s_trades() -> None:
 
     end = ts("2026-11-27T00:00Z")
     trades = TradeSimulator(["AAPL", "BTC/USD"], seed=5, trades_per_minute=4).trades(
-        (end - pd.Timedelta(days=25)).value, end.value)
-    frame = pd.DataFrame([{"symbol": t.symbol, "ts": pd.Timestamp(t.timestamp_ns, tz="UTC"), "price": t.price,
-                           "size": t.size} for t in trades])  # fmt: skip
+        (end - pd.Timedelta(days=25)).value, end.value
+    )
+    frame = pd.DataFrame(
+        [
+            {"symbol": t.symbol, "ts": pd.Timestamp(t.timestamp_ns, tz="UTC"), "price": t.price, "size": t.size}
+            for t in trades
+        ]
+    )
     for symbol, market in (("AAPL", STOCK), ("BTC/USD", CRYPTO)):
         rows = frame[frame["symbol"] == symbol].set_index("ts").sort_index()
         hourly = rows["price"].resample("1h").ohlc().assign(volume=rows["size"].resample("1h").sum()).dropna()

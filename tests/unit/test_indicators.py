@@ -16,9 +16,17 @@ from ray_app.indicators.runner import BAR_FIELDS, Series, documents, first_chang
 def reference(closes: np.ndarray) -> dict[str, np.ndarray]:
     macd, signal, histogram = talib.MACD(closes, fastperiod=12, slowperiod=26, signalperiod=9)
     upper, middle, lower = talib.BBANDS(closes, timeperiod=20, nbdevup=2, nbdevdn=2, matype=talib.MA_Type.SMA)
-    return {"rsi": talib.RSI(closes, timeperiod=14), "ema_fast": talib.EMA(closes, timeperiod=12),
-            "ema_slow": talib.EMA(closes, timeperiod=26), "macd": macd, "macd_signal": signal,
-            "macd_histogram": histogram, "bb_upper": upper, "bb_middle": middle, "bb_lower": lower}  # fmt: skip
+    return {
+        "rsi": talib.RSI(closes, timeperiod=14),
+        "ema_fast": talib.EMA(closes, timeperiod=12),
+        "ema_slow": talib.EMA(closes, timeperiod=26),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_histogram": histogram,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+    }
 
 
 def assert_equal_to_talib(closes: np.ndarray) -> None:
@@ -57,12 +65,18 @@ def test_flat_prices_and_one_way_moves_equal_talib() -> None:
 
 def test_other_periods_follow_the_settings() -> None:
     closes = random_walk(2_000, 9)
-    ours = indicators(closes, rsi_period=7, ema_fast=5, ema_slow=35, macd_signal=4, bollinger_period=10,
-                      bollinger_sigmas=1.5)  # fmt: skip
+    ours = indicators(
+        closes, rsi_period=7, ema_fast=5, ema_slow=35, macd_signal=4, bollinger_period=10, bollinger_sigmas=1.5
+    )
     macd, signal, _ = talib.MACD(closes, fastperiod=5, slowperiod=35, signalperiod=4)
     upper, _, _ = talib.BBANDS(closes, timeperiod=10, nbdevup=1.5, nbdevdn=1.5)
-    for column, theirs in (("rsi", talib.RSI(closes, 7)), ("ema_slow", talib.EMA(closes, 35)), ("macd", macd),
-                           ("macd_signal", signal), ("bb_upper", upper)):  # fmt: skip
+    for column, theirs in (
+        ("rsi", talib.RSI(closes, 7)),
+        ("ema_slow", talib.EMA(closes, 35)),
+        ("macd", macd),
+        ("macd_signal", signal),
+        ("bb_upper", upper),
+    ):
         np.testing.assert_allclose(ours[column], theirs, rtol=1e-9, atol=1e-9, err_msg=column)
 
 
@@ -85,5 +99,14 @@ def test_documents_carry_the_bar_and_leave_out_what_is_not_defined_yet() -> None
     series = _series([0, 60, 120], [1.0, 2.0, 3.0])
     docs = documents("BTC/USD", series, indicators(series.closes), 1, "2026-12-01T00:00:00Z")
     assert [doc["timestamp"] for doc in docs] == ["1970-01-01T00:01:00Z", "1970-01-01T00:02:00Z"]
-    assert docs[0] == {"symbol": "BTC/USD", "timestamp": "1970-01-01T00:01:00Z", "bars": 2, "open": 2.0, "high": 3.0,
-                       "low": 1.0, "close": 2.0, "volume": 10.0, "updated_at": "2026-12-01T00:00:00Z"}  # fmt: skip
+    assert docs[0] == {
+        "symbol": "BTC/USD",
+        "timestamp": "1970-01-01T00:01:00Z",
+        "bars": 2,
+        "open": 2.0,
+        "high": 3.0,
+        "low": 1.0,
+        "close": 2.0,
+        "volume": 10.0,
+        "updated_at": "2026-12-01T00:00:00Z",
+    }

@@ -21,8 +21,17 @@ T0 = 1_795_793_400_123_456_789  # 2026-11-27T15:30:00.123456789Z
 
 
 def stock_trade(**changes: object) -> dict:
-    message = {"T": "t", "S": "AAPL", "i": 52983525029461, "x": "V", "p": 231.45, "s": 100, "c": ["@"], "z": "C",
-               "t": msgpack.Timestamp.from_unix_nano(T0)}  # fmt: skip
+    message = {
+        "T": "t",
+        "S": "AAPL",
+        "i": 52983525029461,
+        "x": "V",
+        "p": 231.45,
+        "s": 100,
+        "c": ["@"],
+        "z": "C",
+        "t": msgpack.Timestamp.from_unix_nano(T0),
+    }
     message.update(changes)
     return {k: v for k, v in message.items() if v is not None}
 
@@ -33,7 +42,13 @@ def test_stream_trade_keeps_nanoseconds_and_every_field() -> None:
     assert trade.timestamp_ns == T0
     assert trade.timestamp == "2026-11-27T15:30:00.123456789Z"
     assert (trade.price, trade.size, trade.trade_id, trade.exchange, trade.conditions, trade.tape) == (
-        231.45, 100, "52983525029461", "V", ["@"], "C")  # fmt: skip
+        231.45,
+        100,
+        "52983525029461",
+        "V",
+        ["@"],
+        "C",
+    )
     encoded = json.loads(trade.to_json())
     assert encoded["timestamp"] == "2026-11-27T15:30:00.123456789Z"
     assert encoded["source"] == "alpaca-stream" and encoded["schema_version"] == 1 and encoded["kind"] == "trade"
@@ -128,10 +143,10 @@ def test_the_same_seed_gives_the_same_trades_whatever_window_a_run_covers() -> N
     monday_open = WEEK_START + 14 * hour + 30 * 60 * 10**9  # 09:30 New York
     whole = run(WEEK_START, WEEK_START + 2 * 86400 * 10**9)
     later = run(monday_open + 17 * 60 * 10**9 + 123, WEEK_START + 2 * 86400 * 10**9)
-    assert len(later) > 1000 and whole[-len(later):] == later
+    assert len(later) > 1000 and whole[-len(later) :] == later
     earlier = run(WEEK_START - 3 * 86400 * 10**9, WEEK_START + 86400 * 10**9)
     first_day = run(WEEK_START, WEEK_START + 86400 * 10**9)
-    assert earlier[-len(first_day):] == first_day
+    assert earlier[-len(first_day) :] == first_day
     assert run(WEEK_START, WEEK_START + 86400 * 10**9, seed=8) != first_day
     # a day opens where the one before it closed: no jump at midnight for 24/7 crypto
     btc = [json.loads(t) for t in whole if b'"BTC/USD"' in t]
@@ -188,20 +203,45 @@ def test_trade_ids_restart_every_day_per_exchange_in_the_order_the_tape_reports_
         base = TRF_ID_BASE if exchange == "D" else 0
         assert ids == list(range(base + 1, base + len(ids) + 1)), exchange  # consecutive, from 1, no gaps
     reused = {(e, i) for (d, e), ids in by_day.items() if d == days[0] for i in ids} & {
-        (e, i) for (d, e), ids in by_day.items() if d == days[1] for i in ids}  # fmt: skip
+        (e, i) for (d, e), ids in by_day.items() if d == days[1] for i in ids
+    }
     assert len(reused) > 0.9 * sum(len(ids) for (d, _), ids in by_day.items() if d == days[1])
 
 
 def test_the_simulator_sends_the_tape_s_sale_conditions_in_realistic_shares() -> None:
     sim = TradeSimulator(["IBM", "MSFT"], seed=6, trades_per_minute=40)
     trades = list(sim.trades(WEEK_START, WEEK_START + 5 * 86400 * 10**9))
-    regular = [t for t in trades if TradeSimulator.stock_minute_of_session(t.timestamp_ns // MINUTE_NS * MINUTE_NS)
-               is not None]  # fmt: skip
+    regular = [
+        t for t in trades if TradeSimulator.stock_minute_of_session(t.timestamp_ns // MINUTE_NS * MINUTE_NS) is not None
+    ]
     odd_lots = [t for t in regular if "I" in t.conditions]
     assert 0.35 < len(odd_lots) / len(regular) < 0.45 and all(t.size < 100 for t in odd_lots)
     codes = {code for t in trades for code in t.conditions}
-    assert {"@", "I", "F", "T", "O", "Q", "6", "M", "4", "7", "C", "N", "R", "H", "P", "G", "V", "X", "L", "Z", "U",
-            "1", "9"} <= codes  # fmt: skip
+    assert {
+        "@",
+        "I",
+        "F",
+        "T",
+        "O",
+        "Q",
+        "6",
+        "M",
+        "4",
+        "7",
+        "C",
+        "N",
+        "R",
+        "H",
+        "P",
+        "G",
+        "V",
+        "X",
+        "L",
+        "Z",
+        "U",
+        "1",
+        "9",
+    } <= codes
     # the average-price code is the feed's: B on CTS (IBM, tape A), W on UTDF (MSFT, tape C)
     assert {t.tape for t in trades if "B" in t.conditions} == {"A"}
     assert {t.tape for t in trades if "W" in t.conditions} == {"C"}
@@ -250,8 +290,12 @@ def test_simulator_prices_and_sizes_are_plausible_and_anchored_on_real_bars() ->
 def test_cli_ingest_errors_are_one_clear_line(tmp_path) -> None:
     from ray_app.testing.stack import free_ports, run_cli
 
-    nowhere = {"RAY_APP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_ports(1)[0]}", "ALPACA_API_KEY": "",
-               "ALPACA_SECRET_KEY": "", "RAY_APP_STATE_DIR": str(tmp_path)}  # fmt: skip
+    nowhere = {
+        "RAY_APP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_ports(1)[0]}",
+        "ALPACA_API_KEY": "",
+        "ALPACA_SECRET_KEY": "",
+        "RAY_APP_STATE_DIR": str(tmp_path),
+    }
     no_keys = run_cli("ingest", "--source", "alpaca", env=nowhere, timeout=120)
     assert no_keys.returncode == 1
     assert "need API keys: set ALPACA_API_KEY and ALPACA_SECRET_KEY" in no_keys.stderr
@@ -270,29 +314,60 @@ def test_alpaca_s_cancel_correction_and_quote_messages_become_their_records() ->
     from ray_app.schemas import Quote, TradeCancel, TradeCorrection
     from ray_app.testing.fake_alpaca import cancel_message, correction_message, quote_message
 
-    cancel = parse.stream_message(cancel_message("AAPL", T0, 52983525029461, 231.45, 100, action="E"),
-                                  Source.ALPACA_STREAM, ALLOWED)  # fmt: skip
+    cancel = parse.stream_message(
+        cancel_message("AAPL", T0, 52983525029461, 231.45, 100, action="E"), Source.ALPACA_STREAM, ALLOWED
+    )
     assert isinstance(cancel, TradeCancel)
     assert (cancel.trade_id, cancel.exchange, cancel.action, cancel.timestamp_ns) == ("52983525029461", "V", "E", T0)
-    corrected = parse.stream_message(correction_message("AAPL", T0, 5, 231.45, 100, 6, 231.55, 80, cc=["@", "I"]),
-                                     Source.ALPACA_STREAM, ALLOWED)  # fmt: skip
+    corrected = parse.stream_message(
+        correction_message("AAPL", T0, 5, 231.45, 100, 6, 231.55, 80, cc=["@", "I"]), Source.ALPACA_STREAM, ALLOWED
+    )
     assert isinstance(corrected, TradeCorrection)
-    assert (corrected.original_trade_id, corrected.corrected_trade_id, corrected.corrected_price,
-            corrected.corrected_size, corrected.corrected_conditions) == ("5", "6", 231.55, 80, ["@", "I"])  # fmt: skip
-    quoted = parse.stream_message(quote_message("BTC/USD", T0, 90_000.0, 90_001.0, 0.5, 0.25), Source.ALPACA_STREAM,
-                                  ALLOWED)  # fmt: skip
+    assert (
+        corrected.original_trade_id,
+        corrected.corrected_trade_id,
+        corrected.corrected_price,
+        corrected.corrected_size,
+        corrected.corrected_conditions,
+    ) == ("5", "6", 231.55, 80, ["@", "I"])
+    quoted = parse.stream_message(
+        quote_message("BTC/USD", T0, 90_000.0, 90_001.0, 0.5, 0.25), Source.ALPACA_STREAM, ALLOWED
+    )
     assert isinstance(quoted, Quote) and (quoted.bid_price, quoted.ask_size) == (90_000.0, 0.25)
 
 
-@pytest.mark.parametrize(("message", "reason"), [
-    ({"T": "q", "S": "AAPL", "bp": 10.0, "bs": 1, "ap": 9.0, "as": 1, "t": msgpack.Timestamp.from_unix_nano(T0)},
-     "invalid_value"),  # a crossed book
-    ({"T": "x", "S": "AAPL", "x": "V", "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)}, "missing_field"),
-    ({"T": "c", "S": "AAPL", "oi": 1, "op": 1.0, "os": 1, "ci": 2, "cp": -1.0, "cs": 1,
-      "t": msgpack.Timestamp.from_unix_nano(T0)}, "invalid_value"),
-    ({"T": "x", "S": "ZZZZ", "i": 1, "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)}, "unknown_symbol"),
-], ids=["crossed quote", "cancel without id", "correction to a negative price",
-        "cancel of another symbol"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (
+            {"T": "q", "S": "AAPL", "bp": 10.0, "bs": 1, "ap": 9.0, "as": 1, "t": msgpack.Timestamp.from_unix_nano(T0)},
+            "invalid_value",
+        ),  # a crossed book
+        (
+            {"T": "x", "S": "AAPL", "x": "V", "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)},
+            "missing_field",
+        ),
+        (
+            {
+                "T": "c",
+                "S": "AAPL",
+                "oi": 1,
+                "op": 1.0,
+                "os": 1,
+                "ci": 2,
+                "cp": -1.0,
+                "cs": 1,
+                "t": msgpack.Timestamp.from_unix_nano(T0),
+            },
+            "invalid_value",
+        ),
+        (
+            {"T": "x", "S": "ZZZZ", "i": 1, "p": 1.0, "s": 1, "t": msgpack.Timestamp.from_unix_nano(T0)},
+            "unknown_symbol",
+        ),
+    ],
+    ids=["crossed quote", "cancel without id", "correction to a negative price", "cancel of another symbol"],
+)
 def test_a_bad_cancel_correction_or_quote_is_a_dead_letter(message: dict, reason: str) -> None:
     letter = parse.stream_message(message, Source.ALPACA_STREAM, ALLOWED)
     assert isinstance(letter, DeadLetter) and letter.reason == reason, letter
@@ -363,4 +438,5 @@ def test_a_first_run_sends_no_cancel_or_correction_of_a_trade_it_did_not_send() 
     assert adjustments and tape_of(events).unknown == 0  # each names a trade this run sent
     # without the mark (a run going on from an earlier one), the earlier trades' adjustments come too
     assert len([e for e in sim.events(start, start + 300 * 10**9) if isinstance(e, TradeCancel)]) > len(
-        [a for a in adjustments if isinstance(a, TradeCancel)])
+        [a for a in adjustments if isinstance(a, TradeCancel)]
+    )

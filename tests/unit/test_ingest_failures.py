@@ -67,9 +67,20 @@ def test_a_record_that_validates_but_cannot_be_encoded_becomes_a_dead_letter() -
     settings = load_settings()
     producer = IngestProducer(settings, **{"bootstrap.servers": "127.0.0.1:1"})
     # model_construct skips validation: what a future field or a bug in a source could let through
-    unencodable = Trade.model_construct(symbol="AAPL", timestamp_ns=10**30, price=1.0, size=1.0, trade_id="1",
-                                        source=Source.REPLAY, exchange=None, conditions=[], tape=None,
-                                        taker_side=None, schema_version=1, kind="trade")  # fmt: skip
+    unencodable = Trade.model_construct(
+        symbol="AAPL",
+        timestamp_ns=10**30,
+        price=1.0,
+        size=1.0,
+        trade_id="1",
+        source=Source.REPLAY,
+        exchange=None,
+        conditions=[],
+        tape=None,
+        taker_side=None,
+        schema_version=1,
+        kind="trade",
+    )
     entry = producer.encode(unencodable)
     assert entry.topic == settings.kafka.topics.dead_letters.name
     letter = json.loads(entry.value)
@@ -121,8 +132,13 @@ def fake():
 
 def _backfill_settings(fake: FakeAlpaca, **alpaca: object):
     settings = load_settings()
-    return settings.model_copy(update={"alpaca": settings.alpaca.model_copy(update={
-        "data_url": fake.http_url, "rest_retry_wait_s": 0.05, "rest_timeout_s": 1.0, **alpaca})})  # fmt: skip
+    return settings.model_copy(
+        update={
+            "alpaca": settings.alpaca.model_copy(
+                update={"data_url": fake.http_url, "rest_retry_wait_s": 0.05, "rest_timeout_s": 1.0, **alpaca}
+            )
+        }
+    )
 
 
 def test_backfill_retries_stalled_and_cut_requests(fake) -> None:

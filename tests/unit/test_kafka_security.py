@@ -17,6 +17,7 @@ from ray_app.kafka_clients import client_config
 from ray_app.stack.kafka import KafkaService, _scram_credential
 from ray_app.stack.processes import StackError
 from ray_app.stack.tls import ensure_server_certificate
+from ray_app.testing.stack import REPO
 
 
 def test_the_server_certificate_is_signed_by_the_stack_authority_for_the_listener_host(tmp_path: Path) -> None:
@@ -41,8 +42,11 @@ def test_certificates_are_kept_while_valid_and_remade_for_another_host(tmp_path:
     assert ensure_server_certificate(tmp_path, "127.0.0.1", "kafka").cert.read_bytes() == pem
     moved = ensure_server_certificate(tmp_path, "kafka-1.internal", "kafka")
     assert moved.cert.read_bytes() != pem
-    sans = x509.load_pem_x509_certificate(moved.cert.read_bytes()).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value  # fmt: skip
+    sans = (
+        x509.load_pem_x509_certificate(moved.cert.read_bytes())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
     assert "kafka-1.internal" in sans.get_values_for_type(x509.DNSName)
     first.ca_cert.write_text("not a certificate")  # a damaged authority is made again, not trusted
     assert ensure_server_certificate(tmp_path, "kafka-1.internal", "kafka").ca_cert.read_text().startswith("-----")
@@ -50,9 +54,15 @@ def test_certificates_are_kept_while_valid_and_remade_for_another_host(tmp_path:
 
 def _sasl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str | None):
     """Settings for the local stack's Kafka with SASL_SSL; a None in ``env`` leaves that key at its default."""
-    values = {"STATE_DIR": str(tmp_path), "KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "KAFKA__SASL_MECHANISM":
-              "SCRAM-SHA-512", "KAFKA__SASL_USERNAME": "ray-app", "KAFKA__SASL_PASSWORD": "p,w=d]x",
-              "KAFKA__SSL_CA_LOCATION": str(tmp_path / "ca.pem"), **env}  # fmt: skip
+    values = {
+        "STATE_DIR": str(tmp_path),
+        "KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA__SASL_USERNAME": "ray-app",
+        "KAFKA__SASL_PASSWORD": "p,w=d]x",
+        "KAFKA__SSL_CA_LOCATION": str(tmp_path / "ca.pem"),
+        **env,
+    }
     for key, value in values.items():
         if value is not None:
             monkeypatch.setenv(f"RAY_APP_{key}", value)
@@ -98,7 +108,7 @@ def test_ssl_ca_location_expands_the_home_folder(tmp_path, monkeypatch) -> None:
 def test_the_sasl_ssl_preset_loads_with_the_password_from_the_environment(tmp_path, monkeypatch) -> None:
     from ray_app.config import ConfigError
 
-    preset = Path(__file__).parent.parent / "configs" / "local-sasl-ssl.yaml"
+    preset = REPO / "configs" / "local-sasl-ssl.yaml"
     monkeypatch.setenv("RAY_APP_STATE_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match="sasl_password"):
         load_settings(preset)

@@ -8,9 +8,21 @@ from pathlib import Path
 from ray_app.testing.stack import REPO
 
 PACKAGES = ("ray_app", "spark_jobs", "serve_deployments")
-PLATFORM = ("ray_app.config", "ray_app.schemas", "ray_app.documents", "ray_app.times", "ray_app.kafka_clients",
-            "ray_app.kafka_topics", "ray_app.es_indices", "ray_app.ray_cluster", "ray_app.jvm_artifacts",
-            "ray_app.lifecycle", "ray_app.errors", "ray_app.metrics", "ray_app.markets")  # fmt: skip
+PLATFORM = (
+    "ray_app.config",
+    "ray_app.schemas",
+    "ray_app.documents",
+    "ray_app.times",
+    "ray_app.kafka_clients",
+    "ray_app.kafka_topics",
+    "ray_app.es_indices",
+    "ray_app.ray_cluster",
+    "ray_app.jvm_artifacts",
+    "ray_app.lifecycle",
+    "ray_app.errors",
+    "ray_app.metrics",
+    "ray_app.markets",
+)
 TEST_DOUBLES = ("tests", "ray_app.testing")
 
 
@@ -20,8 +32,12 @@ def _module(path: Path) -> str:
 
 
 def _is_main_block(node: ast.AST) -> bool:
-    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
-            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")  # fmt: skip
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+    )
 
 
 def _imports(tree: ast.Module) -> set[str]:
@@ -56,13 +72,19 @@ def _within(module: str, prefixes: tuple[str, ...] | str) -> bool:
 
 
 def _offenders(rule) -> list[str]:
-    return sorted(f"{module} imports {target}" for module, targets in _graph().items() for target in targets
-                  if rule(module, target))  # fmt: skip
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if rule(module, target)
+    )
 
 
 def test_only_the_cli_and_its_entry_point_import_the_cli() -> None:
-    assert _offenders(lambda m, t: _within(t, "ray_app.cli") and not _within(m, "ray_app.cli")
-                      and m != "ray_app.__main__") == []  # fmt: skip
+    assert (
+        _offenders(lambda m, t: _within(t, "ray_app.cli") and not _within(m, "ray_app.cli") and m != "ray_app.__main__")
+        == []
+    )
 
 
 def test_one_entry_point_spelling() -> None:
@@ -70,23 +92,37 @@ def test_one_entry_point_spelling() -> None:
     script."""
     mains = sorted(_module(path) for package in PACKAGES for path in (REPO / package).rglob("__main__.py"))
     assert mains == ["ray_app.__main__"]
-    scripts = [_module(path) for package in PACKAGES for path in (REPO / package).rglob("*.py")
-               if not _within(_module(path), "ray_app.testing")
-               and any(_is_main_block(node) for node in ast.parse(path.read_text()).body)]  # fmt: skip
+    scripts = [
+        _module(path)
+        for package in PACKAGES
+        for path in (REPO / package).rglob("*.py")
+        if not _within(_module(path), "ray_app.testing")
+        and any(_is_main_block(node) for node in ast.parse(path.read_text()).body)
+    ]
     assert scripts == []
 
 
 def test_no_stage_imports_the_local_stack() -> None:
     """The production Spark job included: what cluster nodes need (JVM artifacts) is the platform's. Only the CLI
     and the operations on the whole platform (bring-up, status, down) drive the local stack."""
-    assert _offenders(lambda m, t: _within(t, "ray_app.stack")
-                      and not _within(m, ("ray_app.stack", "ray_app.cli", "ray_app.operations",
-                                          "ray_app.testing"))) == []  # fmt: skip
+    assert (
+        _offenders(
+            lambda m, t: (
+                _within(t, "ray_app.stack")
+                and not _within(m, ("ray_app.stack", "ray_app.cli", "ray_app.operations", "ray_app.testing"))
+            )
+        )
+        == []
+    )
 
 
 def test_the_operations_are_driven_only_by_the_cli() -> None:
-    assert _offenders(lambda m, t: _within(t, "ray_app.operations")
-                      and not _within(m, ("ray_app.operations", "ray_app.cli"))) == []  # fmt: skip
+    assert (
+        _offenders(
+            lambda m, t: _within(t, "ray_app.operations") and not _within(m, ("ray_app.operations", "ray_app.cli"))
+        )
+        == []
+    )
 
 
 def test_every_live_part_runs_a_stage_by_the_one_contract() -> None:
@@ -156,5 +192,7 @@ def test_the_rules_see_real_imports() -> None:
     """The graph is not empty by mistake: the CLI mounts the stages, and the Spark job uses the platform."""
     graph = _graph()
     assert "ray_app.cli.stream" in graph["ray_app.cli.commands"]
-    assert "ray_app.jvm_artifacts" in {t.rsplit(".", 1)[0] for t in graph["spark_jobs.session"]} | graph[
-        "spark_jobs.session"]
+    assert (
+        "ray_app.jvm_artifacts"
+        in {t.rsplit(".", 1)[0] for t in graph["spark_jobs.session"]} | graph["spark_jobs.session"]
+    )

@@ -31,8 +31,10 @@ def test_metric_names_are_prometheus_names_and_tags_are_checked() -> None:
         assert metric.kind != "histogram" or list(metric.boundaries) == sorted(metric.boundaries)
     assert Metric("x", "counter", "").promql_name() == "ray_ray_app_x_total"
     assert Metric("x", "histogram", "").promql_name("_bucket") == "ray_ray_app_x_bucket"
-    assert _tags("kafka_lag_messages", {"query": "records", "topic": "trades"}) == {"query": "records",
-                                                                                      "topic": "trades"}
+    assert _tags("kafka_lag_messages", {"query": "records", "topic": "trades"}) == {
+        "query": "records",
+        "topic": "trades",
+    }
     with pytest.raises(ValueError, match="takes the tags"):
         _tags("kafka_lag_messages", {"query": "records"})
 

@@ -84,7 +84,11 @@ def test_every_record_becomes_its_document_or_a_bounded_dead_letter(case, jvm, r
         assert doc.get("trading_day") == (None if "/" in trade.symbol else new_york_date(trade.timestamp_ns))
         assert doc["trade_id"] == trade.trade_id  # the natural id is kept whatever the document id
         assert (doc["price"], doc["size"], doc["timestamp_ns"], doc["timestamp"]) == (
-            trade.price, trade.size, trade.timestamp_ns, trade.timestamp)
+            trade.price,
+            trade.size,
+            trade.timestamp_ns,
+            trade.timestamp,
+        )
         assert doc.get("conditions") == trade.conditions and doc["kafka_offset"] == 17
         if case.kafka_ms in (None, 0):
             assert doc["ingested_at"].endswith("Z")
@@ -124,10 +128,19 @@ def test_the_future_time_verdict_is_the_records_own_in_every_query_and_on_every_
     max_future_s = settings.stream.max_future_s
     arrived_ms = 1_735_689_600_000  # 2025-01-01, long before this test runs
     trades = topic_of(settings, "trades")
-    for ahead_s, expected in ((max_future_s + 100, settings.elasticsearch.indices.dead_letters),
-                              (max_future_s - 100, settings.elasticsearch.indices.trades)):  # fmt: skip
-        value = Trade(symbol="AAPL", timestamp_ns=(arrived_ms + ahead_s * 1000) * 1_000_000, price=1.0, size=1.0,
-                      trade_id="7", exchange="V", source=Source.REPLAY).to_json()  # fmt: skip
+    for ahead_s, expected in (
+        (max_future_s + 100, settings.elasticsearch.indices.dead_letters),
+        (max_future_s - 100, settings.elasticsearch.indices.trades),
+    ):
+        value = Trade(
+            symbol="AAPL",
+            timestamp_ns=(arrived_ms + ahead_s * 1000) * 1_000_000,
+            price=1.0,
+            size=1.0,
+            trade_id="7",
+            exchange="V",
+            source=Source.REPLAY,
+        ).to_json()
         verdicts = {document(jvm, rules, trades, value, kafka_ms=arrived_ms)[0] for _ in range(3)}
         assert verdicts == {expected}, (ahead_s, verdicts)
         if expected == settings.elasticsearch.indices.dead_letters:
@@ -137,8 +150,15 @@ def test_the_future_time_verdict_is_the_records_own_in_every_query_and_on_every_
 
 def test_a_long_trade_id_gets_the_same_bounded_id_every_time(jvm, rules, settings) -> None:
     long_id = "z" * 700
-    value = Trade(symbol="AAPL", timestamp_ns=NOW - 10**12, price=1.0, size=1.0, trade_id=long_id, exchange="V",
-                  source=Source.REPLAY).to_json()  # fmt: skip
+    value = Trade(
+        symbol="AAPL",
+        timestamp_ns=NOW - 10**12,
+        price=1.0,
+        size=1.0,
+        trade_id=long_id,
+        exchange="V",
+        source=Source.REPLAY,
+    ).to_json()
     first = document(jvm, rules, topic_of(settings, "trades"), value, offset=1)
     again = document(jvm, rules, topic_of(settings, "trades"), value, offset=99)  # a replay, or a duplicate
     assert first[1] == again[1] and len(first[1].encode()) <= ES_ID_MAX_BYTES
@@ -157,8 +177,14 @@ def test_a_binary_dead_letter_keeps_its_bytes_in_base64_with_length_and_hash(jvm
 
 
 def _model_accepts(**fields: Any) -> bool:
-    base = {"symbol": "AAPL", "timestamp_ns": NOW - 10**12, "price": 1.0, "size": 1.0, "trade_id": "t",
-            "source": Source.REPLAY}  # fmt: skip
+    base = {
+        "symbol": "AAPL",
+        "timestamp_ns": NOW - 10**12,
+        "price": 1.0,
+        "size": 1.0,
+        "trade_id": "t",
+        "source": Source.REPLAY,
+    }
     try:
         Trade(**(base | fields))
         return True
@@ -186,55 +212,118 @@ LIMITS = [
 @pytest.mark.parametrize(("what", "fields"), LIMITS, ids=[what for what, _ in LIMITS])
 def test_the_stream_and_the_ingest_models_agree_on_every_limit(what, fields, jvm, rules, settings) -> None:
     """What the ingest writes is never refused downstream, and what the ingest refuses the stream refuses too."""
-    payload = {"schema_version": 1, "kind": "trade", "symbol": "AAPL", "timestamp_ns": NOW - 10**12, "price": 1.0,
-               "size": 1.0, "trade_id": "t", "source": "replay"} | fields  # fmt: skip
+    payload = {
+        "schema_version": 1,
+        "kind": "trade",
+        "symbol": "AAPL",
+        "timestamp_ns": NOW - 10**12,
+        "price": 1.0,
+        "size": 1.0,
+        "trade_id": "t",
+        "source": "replay",
+    } | fields
     index, _, doc = document(jvm, rules, topic_of(settings, "trades"), json.dumps(payload).encode())
     assert (index == settings.elasticsearch.indices.trades) == _model_accepts(**fields), (what, doc)
 
 
 def test_what_the_ingest_writes_comes_out_field_for_field(jvm, rules, settings) -> None:
-    trade = Trade(symbol="BTC/USD", timestamp_ns=NOW - 10**12, price=91234.56, size=0.0123, trade_id="9" * 30,
-                  conditions=["@", "T"], tape="C", taker_side="B", exchange="CBSE",
-                  source=Source.ALPACA_STREAM)  # fmt: skip
+    trade = Trade(
+        symbol="BTC/USD",
+        timestamp_ns=NOW - 10**12,
+        price=91234.56,
+        size=0.0123,
+        trade_id="9" * 30,
+        conditions=["@", "T"],
+        tape="C",
+        taker_side="B",
+        exchange="CBSE",
+        source=Source.ALPACA_STREAM,
+    )
     _, doc_id, doc = document(jvm, rules, topic_of(settings, "trades"), trade.to_json(), offset=5, partition=3)
     assert doc_id == f"BTC/USD|CBSE|{'9' * 30}"  # crypto: no trading day in the id
     expected = json.loads(trade.to_json())
-    for field in ("symbol", "price", "size", "trade_id", "exchange", "conditions", "tape", "taker_side", "source",
-                  "timestamp", "timestamp_ns", "schema_version"):  # fmt: skip
+    for field in (
+        "symbol",
+        "price",
+        "size",
+        "trade_id",
+        "exchange",
+        "conditions",
+        "tape",
+        "taker_side",
+        "source",
+        "timestamp",
+        "timestamp_ns",
+        "schema_version",
+    ):
         assert doc[field] == expected[field], field
     assert (doc["kafka_partition"], doc["kafka_offset"]) == (3, 5)
 
 
 def test_a_cancel_and_a_correction_update_their_trade_found_by_its_id_on_their_day(jvm, rules, settings) -> None:
-    trade = Trade(symbol="AAPL", timestamp_ns=NOW - 10**12, price=100.0, size=50.0, trade_id="881", exchange="V",
-                  conditions=["@"], source=Source.ALPACA_STREAM)  # fmt: skip
+    trade = Trade(
+        symbol="AAPL",
+        timestamp_ns=NOW - 10**12,
+        price=100.0,
+        size=50.0,
+        trade_id="881",
+        exchange="V",
+        conditions=["@"],
+        source=Source.ALPACA_STREAM,
+    )
     created = action(jvm, rules, topic_of(settings, "trades"), trade.to_json())
     minute = (trade.timestamp_ns // 10**9) // 60 * 60
     assert created["bar_key"] == f"AAPL|{minute}" and created["source"]["notional"] == 5000.0
     assert created["doc_id"] == f"AAPL|V|{new_york_date(trade.timestamp_ns)}|881"
-    cancel = TradeCancel(symbol="AAPL", timestamp_ns=trade.timestamp_ns + 10**9, trade_id="881", exchange="V",
-                         price=100.0, size=50.0, action="E", source=Source.ALPACA_STREAM)  # fmt: skip
+    cancel = TradeCancel(
+        symbol="AAPL",
+        timestamp_ns=trade.timestamp_ns + 10**9,
+        trade_id="881",
+        exchange="V",
+        price=100.0,
+        size=50.0,
+        action="E",
+        source=Source.ALPACA_STREAM,
+    )
     cancelled = action(jvm, rules, topic_of(settings, "trades"), cancel.to_json(), offset=41, partition=2)
-    assert (cancelled["index"], cancelled["doc_id"], cancelled["op"]) == (created["index"], created["doc_id"],
-                                                                          "update")  # fmt: skip
+    assert (cancelled["index"], cancelled["doc_id"], cancelled["op"]) == (created["index"], created["doc_id"], "update")
     assert cancelled["source"]["doc"] == {"cancelled": True, "cancelled_at": cancel.timestamp, "cancel_action": "E"}
     assert cancelled["bar_key"] is None  # Elasticsearch's answer names the trade's minute
     assert cancelled["alias_id"] is None
-    correction = TradeCorrection(symbol="AAPL", timestamp_ns=trade.timestamp_ns + 2 * 10**9, exchange="V",
-                                 original_trade_id="881", original_price=100.0, original_size=50.0,
-                                 original_conditions=["@"], corrected_trade_id="990", corrected_price=100.25,
-                                 corrected_size=40.0, corrected_conditions=["@", "I"],
-                                 source=Source.ALPACA_STREAM)  # fmt: skip
+    correction = TradeCorrection(
+        symbol="AAPL",
+        timestamp_ns=trade.timestamp_ns + 2 * 10**9,
+        exchange="V",
+        original_trade_id="881",
+        original_price=100.0,
+        original_size=50.0,
+        original_conditions=["@"],
+        corrected_trade_id="990",
+        corrected_price=100.25,
+        corrected_size=40.0,
+        corrected_conditions=["@", "I"],
+        source=Source.ALPACA_STREAM,
+    )
     corrected = action(jvm, rules, topic_of(settings, "trades"), correction.to_json())
     assert (corrected["doc_id"], corrected["op"]) == (created["doc_id"], "update")
     # the sink makes the update from this and the trade as it finds it (the first values kept in original_*)
     assert corrected["source"]["correction"] == {
-        "price": 100.25, "size": 40.0, "notional": 100.25 * 40.0, "conditions": ["@", "I"],
-        "corrected_at": correction.timestamp, "corrected_trade_id": "990"}  # fmt: skip
+        "price": 100.25,
+        "size": 40.0,
+        "notional": 100.25 * 40.0,
+        "conditions": ["@", "I"],
+        "corrected_at": correction.timestamp,
+        "corrected_trade_id": "990",
+    }
     day = new_york_date(correction.timestamp_ns)
     assert corrected["alias_id"] == f"AAPL|V|{day}|990"
-    assert corrected["alias_source"] == {"symbol": "AAPL", "exchange": "V", "trading_day": day, "trade_id": "990",
-                                         "created_at": correction.timestamp}  # fmt: skip
+    assert corrected["alias_source"] == {
+        "symbol": "AAPL",
+        "exchange": "V",
+        "trading_day": day,
+        "trade_id": "990",
+        "created_at": correction.timestamp,
+    }
     # the same id the next day is another trade: the day is part of its identity
     tomorrow = trade.model_copy(update={"timestamp_ns": trade.timestamp_ns + 86_400 * 10**9})
     assert action(jvm, rules, topic_of(settings, "trades"), tomorrow.to_json())["doc_id"] != created["doc_id"]
@@ -244,8 +333,15 @@ def test_a_cancel_and_a_correction_update_their_trade_found_by_its_id_on_their_d
 @pytest.mark.parametrize("symbol", ["AAPL", "BTC/USD"])
 def test_the_stream_and_the_platform_make_the_same_trade_ids(trade_id, symbol, jvm, rules, settings) -> None:
     """Records.java makes the ids; ray_app.schemas.trade_doc_id (the upgrade's) must agree with it."""
-    trade = Trade(symbol=symbol, timestamp_ns=NOW - 10**12, price=1.0, size=1.0, trade_id=trade_id,
-                  exchange=None if "/" in symbol else "D", source=Source.REPLAY)  # fmt: skip
+    trade = Trade(
+        symbol=symbol,
+        timestamp_ns=NOW - 10**12,
+        price=1.0,
+        size=1.0,
+        trade_id=trade_id,
+        exchange=None if "/" in symbol else "D",
+        source=Source.REPLAY,
+    )
     made = action(jvm, rules, topic_of(settings, "trades"), trade.to_json())
     day = None if "/" in symbol else new_york_date(trade.timestamp_ns)
     assert made["doc_id"] == platform_trade_doc_id(symbol, trade.exchange, day, trade_id) == trade_doc_id(trade)
@@ -253,9 +349,23 @@ def test_the_stream_and_the_platform_make_the_same_trade_ids(trade_id, symbol, j
 
 def test_quotes_of_one_second_share_a_document_the_latest_by_version(jvm, rules, settings) -> None:
     second = (NOW - 10**12) // 10**9 * 10**9
-    made = [action(jvm, rules, topic_of(settings, "quotes"), Quote(
-        symbol="BTC/USD", timestamp_ns=second + offset, bid_price=90_000.0, bid_size=0.5, ask_price=90_001.5,
-        ask_size=0.25, source=Source.SIMULATOR).to_json()) for offset in (900_000_000, 100)]  # fmt: skip
+    made = [
+        action(
+            jvm,
+            rules,
+            topic_of(settings, "quotes"),
+            Quote(
+                symbol="BTC/USD",
+                timestamp_ns=second + offset,
+                bid_price=90_000.0,
+                bid_size=0.5,
+                ask_price=90_001.5,
+                ask_size=0.25,
+                source=Source.SIMULATOR,
+            ).to_json(),
+        )
+        for offset in (900_000_000, 100)
+    ]
     assert made[0]["doc_id"] == made[1]["doc_id"] and made[0]["version"] > made[1]["version"]
     assert made[0]["source"]["spread"] == 1.5 and made[0]["source"]["mid"] == 90_000.75
     assert made[0]["bar_key"] == f"BTC/USD|{second // 10**9 // 60 * 60}"

@@ -131,7 +131,13 @@ def test_the_serve_api_key_is_made_once_private_to_its_owner_and_never_shown(tmp
     assert api_key(chosen) == "chosen-by-the-operator"
     assert "chosen-by-the-operator" not in json.dumps(chosen.masked()) + repr(chosen)
     assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "10.0.0.5", "example.com")] == [
-        True, True, True, False, False, False]  # fmt: skip
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_no_log_record_shows_a_password_whichever_library_writes_it() -> None:

@@ -62,12 +62,22 @@ RULES = SignalRules(move_threshold_pct=1.0, trend_threshold_pct=0.5, require_bea
 
 def _facts(forecast_change: float, change_24h: float | None, beats_naive: bool = True) -> MarketFacts:
     return MarketFacts(
-        symbol="AAPL", last_bar_at="2026-11-10T20:00:00Z", last_price=100.0, change_24h_pct=change_24h,
-        realized_volatility_24h_pct=1.2, run_id="r", forecast_as_of="2026-11-10T21:00:00Z",
-        forecast_end="2026-11-17T20:00:00Z", forecast_close=100 + forecast_change, forecast_change_pct=forecast_change,
-        forecast_direction=direction_of(forecast_change, RULES), range_7d_low=95.0, range_7d_high=105.0,
-        close_model="AutoETS", close_beats_naive=beats_naive,
-    )  # fmt: skip
+        symbol="AAPL",
+        last_bar_at="2026-11-10T20:00:00Z",
+        last_price=100.0,
+        change_24h_pct=change_24h,
+        realized_volatility_24h_pct=1.2,
+        run_id="r",
+        forecast_as_of="2026-11-10T21:00:00Z",
+        forecast_end="2026-11-17T20:00:00Z",
+        forecast_close=100 + forecast_change,
+        forecast_change_pct=forecast_change,
+        forecast_direction=direction_of(forecast_change, RULES),
+        range_7d_low=95.0,
+        range_7d_high=105.0,
+        close_model="AutoETS",
+        close_beats_naive=beats_naive,
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,8 +104,19 @@ def test_signal_and_sentiment_follow_the_documented_rules(
 def test_the_prompt_states_every_fact_and_the_verdict() -> None:
     facts = _facts(2.0, 0.6)
     prompt = prompt_for(facts, judge(facts, RULES))
-    for fact in ("AAPL", "2026-11-10 20:00 UTC", "100.00", "+0.60%", "1.20%", "AutoETS", "up to 102.00",
-                 "+2.00%", "95.00 to 105.00", "Signal: buy", "Sentiment: bullish"):  # fmt: skip
+    for fact in (
+        "AAPL",
+        "2026-11-10 20:00 UTC",
+        "100.00",
+        "+0.60%",
+        "1.20%",
+        "AutoETS",
+        "up to 102.00",
+        "+2.00%",
+        "95.00 to 105.00",
+        "Signal: buy",
+        "Sentiment: bullish",
+    ):
         assert fact in prompt, fact
     assert prompt.endswith("Analyst comment:")
 

@@ -15,13 +15,16 @@ from serve_deployments.app import _not_found, _unavailable, plain_error
 from serve_deployments.forecast_reader import BackendUnavailable, ForecastReader, UnknownSymbol
 
 
-@pytest.mark.parametrize("wrapped", [
-    "LookupError: serve_deployments.forecast_reader.UnknownSymbol: unknown symbol 'NOPE': the run has AAPL",
-    "Traceback (most recent call last):\n  File \"x.py\", line 1\nray.exceptions.RayTaskError(UnknownSymbol): "
-    "serve_deployments.forecast_reader.UnknownSymbol: unknown symbol 'NOPE': the run has AAPL",
-    "serve_deployments.forecast_reader.UnknownSymbol: unknown symbol 'NOPE': the run has AAPL",
-    "unknown symbol 'NOPE': the run has AAPL",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        "LookupError: serve_deployments.forecast_reader.UnknownSymbol: unknown symbol 'NOPE': the run has AAPL",
+        'Traceback (most recent call last):\n  File "x.py", line 1\nray.exceptions.RayTaskError(UnknownSymbol): '
+        "serve_deployments.forecast_reader.UnknownSymbol: unknown symbol 'NOPE': the run has AAPL",
+        "serve_deployments.forecast_reader.UnknownSymbol: unknown symbol 'NOPE': the run has AAPL",
+        "unknown symbol 'NOPE': the run has AAPL",
+    ],
+)
 def test_a_replica_error_reads_as_its_sentence(wrapped: str) -> None:
     assert plain_error(LookupError(wrapped)) == "unknown symbol 'NOPE': the run has AAPL"
     body = json.loads(asyncio.run(_not_found(None, LookupError(plain_error(LookupError(wrapped))))).body)
@@ -30,7 +33,8 @@ def test_a_replica_error_reads_as_its_sentence(wrapped: str) -> None:
 
 def test_a_sentence_with_colons_keeps_them() -> None:
     assert plain_error(BackendUnavailable("Elasticsearch: refused the query: too many clauses")) == (
-        "Elasticsearch: refused the query: too many clauses")
+        "Elasticsearch: refused the query: too many clauses"
+    )
     assert plain_error(UnknownSymbol("")) == "UnknownSymbol"
 
 

@@ -28,11 +28,23 @@ REPORTS = [
 
 
 def _prompt(symbol, price, change, close, close_change, direction, signal, sentiment) -> str:
-    facts = MarketFacts(symbol=symbol, last_bar_at="2026-11-27T20:00:00Z", last_price=price, change_24h_pct=change,
-                        realized_volatility_24h_pct=0.85, run_id="r", forecast_as_of="2026-11-27T21:00:00Z",
-                        forecast_end="2026-12-04T21:00:00Z", forecast_close=close, forecast_change_pct=close_change,
-                        forecast_direction=direction, range_7d_low=close * 0.97, range_7d_high=close * 1.03,
-                        close_model="AutoETS", close_beats_naive=True)  # fmt: skip
+    facts = MarketFacts(
+        symbol=symbol,
+        last_bar_at="2026-11-27T20:00:00Z",
+        last_price=price,
+        change_24h_pct=change,
+        realized_volatility_24h_pct=0.85,
+        run_id="r",
+        forecast_as_of="2026-11-27T21:00:00Z",
+        forecast_end="2026-12-04T21:00:00Z",
+        forecast_close=close,
+        forecast_change_pct=close_change,
+        forecast_direction=direction,
+        range_7d_low=close * 0.97,
+        range_7d_high=close * 1.03,
+        close_model="AutoETS",
+        close_beats_naive=True,
+    )
     judgement = Judgement(signal=signal, signal_rule="r", sentiment=sentiment, sentiment_rule="r")
     return chat_prompt_for(facts, judgement)  # what the Recommender sends a model with a chat template
 
@@ -96,9 +108,11 @@ def test_the_small_model_writes_real_deterministic_text_about_the_report(small_l
         trigrams = _word_trigrams(text)
         assert len(trigrams) == len(set(trigrams)), f"a word 3-gram repeats: {text!r}"
         words = set(re.findall(r"[a-z]+", text.lower()))
-        on_topic = {"up": {"rise", "rising", "up", "gain", "increase", "bullish", "buy"},
-                    "down": {"fall", "falling", "drop", "decline", "down", "bearish", "sell"},
-                    "flat": {"hold", "flat", "little", "stable", "neutral", "unchanged"}}[report[5]]  # fmt: skip
+        on_topic = {
+            "up": {"rise", "rising", "up", "gain", "increase", "bullish", "buy"},
+            "down": {"fall", "falling", "drop", "decline", "down", "bearish", "sell"},
+            "flat": {"hold", "flat", "little", "stable", "neutral", "unchanged"},
+        }[report[5]]
         named = symbol.split("/")[0].lower() in text.lower() or signal in words
         assert named or words & on_topic, f"names neither the symbol, the signal nor its direction: {text!r}"
         assert single.text and len(single.text.split()) >= 8  # a batch of one answers too (padding aside)

@@ -1,7 +1,8 @@
 """The streaming job's Spark code on a local Spark session, rows in and bulk actions out: no Kafka, no
 Elasticsearch, no Ray (tests/support/spark.py). The record rules through Spark SQL: every dead-letter reason of the
 poison corpus, and the columns the sink writes by (op, version, the 1-minute bar a record touches). The bars are
-recomputed from Elasticsearch after each batch (spark_jobs/bars.py; tests/unit/test_bars.py and the engine tests)."""
+recomputed from Elasticsearch after each batch (spark_jobs/bar_recompute.py; tests/unit/test_bars.py and the engine
+tests)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,18 @@ def spark(settings: Settings) -> Iterator[Any]:
 
 
 def _kafka_rows(spark: Any, rows: list[tuple[str, int, int, int, bytes | None]]) -> Any:
-    """(topic, partition, offset, kafka time in ms, value) -> the columns `stream_trades.kafka_stream` reads."""
+    """(topic, partition, offset, kafka time in ms, value) -> the columns `kafka_source.kafka_stream` reads."""
     from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
 
-    schema = StructType([StructField("topic", StringType()), StructField("partition", IntegerType()),
-                         StructField("offset", LongType()), StructField("kafka_ts", TimestampType()),
-                         StructField("value", BinaryType())])  # fmt: skip
+    schema = StructType(
+        [
+            StructField("topic", StringType()),
+            StructField("partition", IntegerType()),
+            StructField("offset", LongType()),
+            StructField("kafka_ts", TimestampType()),
+            StructField("value", BinaryType()),
+        ]
+    )
     data = [(t, p, o, datetime.fromtimestamp(ms / 1000, UTC), v) for t, p, o, ms, v in rows]
     return spark.createDataFrame(data, schema)
 
@@ -57,8 +64,16 @@ def test_every_record_of_the_corpus_becomes_its_document_or_a_dead_letter_with_i
     now_ms = time.time_ns() // 1_000_000
     corpus = cases(time.time_ns(), "spark")
     topics = settings.kafka.topics
-    rows = [(getattr(topics, case.topic).name, 0, offset, case.kafka_ms if case.kafka_ms is not None else now_ms,
-             case.value) for offset, case in enumerate(corpus)]  # fmt: skip
+    rows = [
+        (
+            getattr(topics, case.topic).name,
+            0,
+            offset,
+            case.kafka_ms if case.kafka_ms is not None else now_ms,
+            case.value,
+        )
+        for offset, case in enumerate(corpus)
+    ]
     out = record_documents(_kafka_rows(spark, rows)).collect()  # in the order of the rows
     indices = settings.elasticsearch.indices
     assert len(out) == len(corpus)

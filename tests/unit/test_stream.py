@@ -97,11 +97,13 @@ def test_job_environment_carries_the_parsed_settings_and_no_secret_in_any_spelli
 def test_end_offsets_of_a_progress_report_merge_topics() -> None:
     from spark_jobs.supervisor import end_offsets
 
-    progress = {"sources": [
-        {"endOffset": json.dumps({"trades": {"0": 10, "1": 4}, "bars": {"0": 2}})},
-        {"endOffset": {"dead-letters": {"0": 1}}},
-        {"endOffset": None},
-    ]}  # fmt: skip
+    progress = {
+        "sources": [
+            {"endOffset": json.dumps({"trades": {"0": 10, "1": 4}, "bars": {"0": 2}})},
+            {"endOffset": {"dead-letters": {"0": 1}}},
+            {"endOffset": None},
+        ]
+    }
     assert end_offsets(progress) == {"trades": {"0": 10, "1": 4}, "bars": {"0": 2}, "dead-letters": {"0": 1}}
 
 
@@ -115,8 +117,9 @@ def test_a_second_driver_on_the_same_checkpoints_is_refused(tmp_path: Path) -> N
         pass
 
 
-def test_reset_discards_checkpoints_but_refuses_while_a_driver_runs(monkeypatch: pytest.MonkeyPatch,
-                                                                     tmp_path: Path) -> None:  # fmt: skip
+def test_reset_discards_checkpoints_but_refuses_while_a_driver_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from spark_jobs.checkpoints import CheckpointInUse, checkpoint_lock, reset_checkpoints
 
     monkeypatch.setenv("RAY_APP_STATE_DIR", str(tmp_path))
@@ -138,8 +141,11 @@ def test_spark_configuration_for_raydp_on_java_17(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(session, "ensure_stream_jar", lambda settings: (Path("/cache/ray-app-stream.jar"), False))
     monkeypatch.setattr(session, "jars", lambda path: [path / "spark-sql-kafka.jar", path / "es.jar"])
     configs = session.spark_configs(load_settings())
-    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions",
-                "spark.ray.raydp_app_master.extraJavaOptions"):  # fmt: skip
+    for key in (
+        "spark.driver.extraJavaOptions",
+        "spark.executor.extraJavaOptions",
+        "spark.ray.raydp_app_master.extraJavaOptions",
+    ):
         assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in configs[key]
         assert "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED" in configs[key]
     assert configs["spark.jars"] == "/jars/spark-sql-kafka.jar,/jars/es.jar,/cache/ray-app-stream.jar"
@@ -162,9 +168,19 @@ def _minute_bars(trades: list[tuple[str, int, float, float]]) -> list[dict]:
     for (symbol, start), items in groups.items():
         items.sort(key=lambda item: item[0])
         volume = sum(size for _, _, size in items)
-        bars.append({"symbol": symbol, "timestamp": format_seconds(start), "open": items[0][1], "close": items[-1][1],
-                     "high": max(p for _, p, _ in items), "low": min(p for _, p, _ in items), "volume": volume,
-                     "trade_count": len(items), "vwap": sum(p * s for _, p, s in items) / volume})  # fmt: skip
+        bars.append(
+            {
+                "symbol": symbol,
+                "timestamp": format_seconds(start),
+                "open": items[0][1],
+                "close": items[-1][1],
+                "high": max(p for _, p, _ in items),
+                "low": min(p for _, p, _ in items),
+                "volume": volume,
+                "trade_count": len(items),
+                "vwap": sum(p * s for _, p, s in items) / volume,
+            }
+        )
     return bars
 
 
@@ -176,9 +192,20 @@ def test_an_hour_bar_from_its_minute_bars_equals_one_computed_from_the_trades() 
 
     rng = random.Random(3)
     start = 1_795_000_000 // 3600 * 3600
-    trades = sorted(((("AAPL", (start + rng.randrange(3600)) * 10**9 + rng.randrange(10**9),
-                       round(rng.uniform(90, 110), 2), float(rng.randint(1, 500)))) for _ in range(2000)),
-                    key=lambda t: t[1])  # fmt: skip
+    trades = sorted(
+        (
+            (
+                (
+                    "AAPL",
+                    (start + rng.randrange(3600)) * 10**9 + rng.randrange(10**9),
+                    round(rng.uniform(90, 110), 2),
+                    float(rng.randint(1, 500)),
+                )
+            )
+            for _ in range(2000)
+        ),
+        key=lambda t: t[1],
+    )
     minutes = _minute_bars(trades)
     rng.shuffle(minutes)  # the multi-get answers in any order
     prices = [p for _, _, p, _ in trades]
@@ -186,8 +213,12 @@ def test_an_hour_bar_from_its_minute_bars_equals_one_computed_from_the_trades() 
     # the prices come from the minute bars, the volume from the hour's trades (one sum aggregation)
     sums = {"volume": volume, "notional": sum(p * s for _, _, p, s in trades), "trade_count": len(trades)}
     bar = hour_bar("AAPL", start, minutes, sums, "2026-12-01T00:00:00Z")
-    assert (bar["open"], bar["close"], bar["high"], bar["low"]) == (trades[0][2], trades[-1][2], max(prices),
-                                                                    min(prices))  # fmt: skip
+    assert (bar["open"], bar["close"], bar["high"], bar["low"]) == (
+        trades[0][2],
+        trades[-1][2],
+        max(prices),
+        min(prices),
+    )
     assert bar["trade_count"] == len(trades) and math.isclose(bar["volume"], volume, rel_tol=1e-12)
     assert math.isclose(bar["vwap"], sum(p * s for _, _, p, s in trades) / volume, rel_tol=1e-12)
     assert bar["range"] == max(prices) - min(prices) and bar["log_return"] == math.log(trades[-1][2] / trades[0][2])
@@ -207,8 +238,16 @@ def test_minutes_name_the_hours_they_touch() -> None:
 def test_a_batch_s_time_adds_up_to_its_trigger() -> None:
     from spark_jobs.supervisor import batch_phases
 
-    progress = {"durationMs": {"latestOffset": 20, "queryPlanning": 30, "walCommit": 40, "commitOffsets": 50,
-                               "addBatch": 700, "triggerExecution": 900}}  # fmt: skip
+    progress = {
+        "durationMs": {
+            "latestOffset": 20,
+            "queryPlanning": 30,
+            "walCommit": 40,
+            "commitOffsets": 50,
+            "addBatch": 700,
+            "triggerExecution": 900,
+        }
+    }
     phases = batch_phases(progress, {"write": 0.4, "bulk": 0.2, "bars": 0.1, "hours": 0.1, "refresh": 0.05})
     assert phases["offsets"] == 0.02 and phases["checkpoint"] == 0.09 and phases["bars"] == 0.1
     inside = phases["write"] + phases["bars"] + phases["hours"] + phases["refresh"]
@@ -243,15 +282,25 @@ class _Throwable:
 def test_a_failure_reads_as_its_cause_not_as_the_wrappers() -> None:
     from spark_jobs.failures import failure_text, java_failure_text
 
-    sink = _Throwable("io.github.raytrading.stream.BulkWriteFailed", "Elasticsearch at http://127.0.0.1:9200 did not "
-                      "take a bulk request after 7 tries: ConnectException")
+    sink = _Throwable(
+        "io.github.raytrading.stream.BulkWriteFailed",
+        "Elasticsearch at http://127.0.0.1:9200 did not take a bulk request after 7 tries: ConnectException",
+    )
     job = _Throwable("org.apache.spark.SparkException", "Job aborted due to stage failure: ...", sink)
-    query = _Throwable("org.apache.spark.sql.streaming.StreamingQueryException", "An exception was raised by the "
-                       "Python Proxy. Return Message: Traceback ...", job)  # fmt: skip
-    assert java_failure_text(query) == ("Elasticsearch: Elasticsearch at http://127.0.0.1:9200 did not take a bulk "
-                                        "request after 7 tries: ConnectException")  # fmt: skip
-    kafka = _Throwable("org.apache.spark.SparkException", "Job aborted",
-                       _Throwable("org.apache.kafka.common.errors.TimeoutException", "Timeout of 60000ms expired"))
+    query = _Throwable(
+        "org.apache.spark.sql.streaming.StreamingQueryException",
+        "An exception was raised by the Python Proxy. Return Message: Traceback ...",
+        job,
+    )
+    assert java_failure_text(query) == (
+        "Elasticsearch: Elasticsearch at http://127.0.0.1:9200 did not take a bulk "
+        "request after 7 tries: ConnectException"
+    )
+    kafka = _Throwable(
+        "org.apache.spark.SparkException",
+        "Job aborted",
+        _Throwable("org.apache.kafka.common.errors.TimeoutException", "Timeout of 60000ms expired"),
+    )
     assert java_failure_text(kafka) == "TimeoutException: Timeout of 60000ms expired"
 
     class FromPy4J(Exception):
@@ -280,8 +329,17 @@ def test_the_sink_gets_the_platform_s_elasticsearch_credentials(monkeypatch: pyt
 def test_write_reports_add_up() -> None:
     from spark_jobs.es_sink import WriteReport
 
-    total = WriteReport.from_json(json.dumps({"indexed": {"trades": 3}, "rejected": 1, "documents": 4,
-                                              "newest_produced_ms": 10, "samples": [{"doc_id": "a"}]}))  # fmt: skip
+    total = WriteReport.from_json(
+        json.dumps(
+            {
+                "indexed": {"trades": 3},
+                "rejected": 1,
+                "documents": 4,
+                "newest_produced_ms": 10,
+                "samples": [{"doc_id": "a"}],
+            }
+        )
+    )
     total.add(WriteReport(indexed={"trades": 2, "dead-letters": 1}, documents=2, newest_produced_ms=7, rejected=2))
     assert total.indexed == {"trades": 5, "dead-letters": 1} and total.documents == 6 and total.rejected == 3
     assert total.newest_produced_ms == 10
@@ -296,12 +354,18 @@ def test_a_wait_counts_only_the_status_its_own_driver_wrote() -> None:
     from spark_jobs.status import StreamStatus
 
     def status(submission_id: str | None, started_at: str) -> StreamStatus:
-        return StreamStatus(pid=1, submission_id=submission_id, started_at=started_at, updated_at=started_at,
-                            checkpoint_dir="/tmp/cp")  # fmt: skip
+        return StreamStatus(
+            pid=1, submission_id=submission_id, started_at=started_at, updated_at=started_at, checkpoint_dir="/tmp/cp"
+        )
 
     started_ms = 1_795_793_400_000  # 2026-11-27T15:30:00Z
-    job = JobDetails(type=JobType.SUBMISSION, entrypoint="python -m spark_jobs.job", submission_id="new",
-                     status=JobStatus.RUNNING, start_time=started_ms)  # fmt: skip
+    job = JobDetails(
+        type=JobType.SUBMISSION,
+        entrypoint="python -m ray_app stream driver",
+        submission_id="new",
+        status=JobStatus.RUNNING,
+        start_time=started_ms,
+    )
     assert written_by(status("new", "2026-11-27T15:30:05Z"), job)
     assert not written_by(status("old", "2026-11-27T15:30:05Z"), job)  # a previous job's driver, even if later
     # a driver submitted by hand carries no id: its start time decides
