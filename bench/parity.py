@@ -163,7 +163,7 @@ def main(
     log_path = Path(env["RAY_APP_STATE_DIR"]) / "stream.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "spark_jobs.job"],
+        [sys.executable, "-m", "ray_app", "stream", "driver"],
         cwd=checkout,
         env={**os.environ},
         stdout=log_path.open("w"),

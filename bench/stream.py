@@ -469,7 +469,11 @@ def _one_run(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
     driver = subprocess.Popen(
-        [sys.executable, "-m", "spark_jobs.job"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ}
+        [sys.executable, "-m", "ray_app", "stream", "driver"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ},
     )
     latency: list[LatencyRun] = []
     counts: Counter = Counter()

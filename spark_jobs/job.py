@@ -285,8 +285,8 @@ class StreamReport:
 def run(settings: Settings, stop: StopFlag, reset: bool = False) -> StreamReport:
     """Start Spark on Ray and run the streaming query until ``stop`` is set or it fails too often in a row.
 
-    Join the cluster (``ray_app.ray_cluster.connect``) before making ``stop`` react to signals: ``ray.init`` installs
-    its own SIGTERM handler."""
+    SIGTERM and Ctrl-C set ``stop`` once the query runs (after ``ray.init``, which installs its own SIGTERM handler);
+    settings Kafka refuses fail before Ray or Spark is started."""
     from ray_app.es_indices import ensure_indices
     from ray_app.kafka_topics import ensure_topics
     from spark_jobs.session import start_spark, stop_spark
@@ -315,7 +315,8 @@ def run(settings: Settings, stop: StopFlag, reset: bool = False) -> StreamReport
                 job.checkpoints,
             )
             try:
-                job.supervisor.run(stop)
+                with stop.on_signals():
+                    job.supervisor.run(stop)
             finally:
                 if not job.publisher.close():
                     LOG.warning("the stream's final status did not reach Elasticsearch")

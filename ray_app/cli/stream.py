@@ -211,16 +211,13 @@ def run_driver(settings: Settings, reset: bool = False) -> int:
     or an artifact missing) end it with their one-line message."""
     from ray_app.kafka_clients import KafkaUnavailable
     from ray_app.lifecycle import StopFlag
-    from ray_app.ray_cluster import connect
     from spark_jobs.checkpoints import CheckpointInUse
     from spark_jobs.job import configure_logging, run
     from spark_jobs.shared_storage import NotSharedStorage
 
     configure_logging()
     try:
-        connect(settings)  # first: ray.init installs its own SIGTERM handler, the stop flag's goes over it
-        with StopFlag().on_signals() as stop:
-            report = run(settings, stop, reset=reset)
+        report = run(settings, StopFlag(), reset=reset)  # SIGTERM and Ctrl-C set the flag once the query runs
         return 0 if report.ok else 1
     except (CheckpointInUse, KafkaUnavailable, NotSharedStorage) as exc:
         fail(str(exc))

@@ -127,7 +127,8 @@ def test_a_broker_killed_mid_ingest_and_mid_stream_loses_and_doubles_nothing(
         [
             sys.executable,
             "-m",
-            "ray_app.ingest",
+            "ray_app",
+            "ingest",
             "--source",
             "simulate",
             "--symbols",

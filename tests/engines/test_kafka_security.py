@@ -126,7 +126,7 @@ def test_a_trade_goes_from_ingest_to_elasticsearch_over_sasl_ssl(
     log_path = tmp_path / "driver.log"
     with log_path.open("w") as log:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "spark_jobs.job"],
+            [sys.executable, "-m", "ray_app", "stream", "driver"],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -188,7 +188,7 @@ def test_settings_the_broker_refuses_fail_fast_naming_the_setting(
 
         began = time.monotonic()
         driver = subprocess.run(
-            [sys.executable, "-m", "spark_jobs.job"],
+            [sys.executable, "-m", "ray_app", "stream", "driver"],
             capture_output=True,
             text=True,
             cwd=REPO,

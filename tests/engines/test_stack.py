@@ -119,7 +119,7 @@ def test_up_twice_is_harmless(stack: Settings) -> None:
 def test_project_topics_exist_with_configured_partitions(stack: Settings) -> None:
     from confluent_kafka.admin import AdminClient
 
-    topics = client_config(AdminClient(stack)).list_topics(timeout=10).topics
+    topics = AdminClient(client_config(stack)).list_topics(timeout=10).topics
     for topic in stack.kafka.topics.all():
         assert len(topics[topic.name].partitions) == topic.partitions
     assert ensure_topics(stack) == []  # idempotent: nothing to create the second time

@@ -310,7 +310,7 @@ def test_kill9_mid_stream_then_restart_as_ray_job_loses_and_doubles_nothing(
 
     log = (stack_dir / "stream-driver-1.log").open("w")
     driver = subprocess.Popen(
-        [sys.executable, "-m", "spark_jobs.job"],
+        [sys.executable, "-m", "ray_app", "stream", "driver"],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO,
