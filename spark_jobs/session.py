@@ -9,6 +9,7 @@ fails with ``InaccessibleObjectException``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -108,6 +109,13 @@ def start_spark(settings: Settings, app_name: str | None = None) -> SparkSession
 
 
 def stop_spark() -> None:
+    """Stop Spark and its RayDP actors. A JVM already gone (SIGTERM reaches the whole process group of a Ray job,
+    the JVM's own hooks stop Spark first) is not a failure: there is nothing left to stop."""
     import raydp
 
-    raydp.stop_spark()
+    try:
+        raydp.stop_spark()
+    except Exception as exc:  # Py4J's errors once the JVM has exited
+        from spark_jobs.failures import failure_text
+
+        logging.getLogger("ray_app.stream").info("Spark had stopped already: %s", failure_text(exc))
