@@ -58,29 +58,6 @@ def own_indices(settings: Settings, prefix: str) -> dict[str, Any]:
     return {"elasticsearch": {"indices": {key: f"{prefix}-{index}" for key, index in indices.items()}}}
 
 
-def own_indices_env(settings: Settings, prefix: str) -> dict[str, str]:
-    """``own_indices`` as RAY_APP_* variables."""
-    return settings_env(own_indices(settings, prefix))
-
-
-@contextmanager
-def own_indices_created(settings: Settings, prefix: str) -> Iterator[Settings]:
-    """Settings whose indices are ``<prefix>-<index>``, created (with their templates) for the block and deleted
-    after it."""
-    from ray_app.config import load_settings
-    from ray_app.es_indices import ensure_indices, es_client
-    from ray_app.testing.stack import environment
-
-    with environment(own_indices_env(settings, prefix)):
-        own = load_settings()
-    ensure_indices(own)
-    try:
-        yield own
-    finally:
-        names = ",".join(own.elasticsearch.indices.by_key().values())
-        es_client(own).indices.delete(index=names, ignore_unavailable=True)
-
-
 STREAM_TOPICS = ("trades", "bars", "dead_letters", "quotes")
 
 
@@ -108,6 +85,13 @@ def own_overrides(
     return _merge(own, overrides or {})
 
 
+def module_env(
+    stack: Settings, tag: str, overrides: Overrides | None = None, topics: tuple[str, ...] = STREAM_TOPICS
+) -> dict[str, str]:
+    """:func:`own_overrides` as RAY_APP_* variables, for a module whose processes get them explicitly."""
+    return settings_env(own_overrides(stack, tag, overrides, topics))
+
+
 @contextmanager
 def module_settings(
     stack: Settings,
@@ -121,12 +105,27 @@ def module_settings(
     from ray_app.config import load_settings
     from ray_app.testing.stack import environment
 
-    with environment(settings_env(own_overrides(stack, tag, overrides, topics))):
+    with environment(module_env(stack, tag, overrides, topics)):
         settings = load_settings()
         if create:
             from ray_app.es_indices import ensure_indices
             from ray_app.kafka_topics import ensure_topics
 
-            ensure_topics(settings)
+            if topics:
+                ensure_topics(settings)
             ensure_indices(settings)
         yield settings
+
+
+@contextmanager
+def own_indices_created(stack: Settings, prefix: str) -> Iterator[Settings]:
+    """:func:`module_settings` with indices of the module's own only (``<prefix>-<index>``, created with their
+    templates), deleted after the block."""
+    from ray_app.es_indices import es_client
+
+    with module_settings(stack, prefix, topics=()) as own:
+        try:
+            yield own
+        finally:
+            names = ",".join(own.elasticsearch.indices.by_key().values())
+            es_client(own).indices.delete(index=names, ignore_unavailable=True)

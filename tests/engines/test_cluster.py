@@ -19,7 +19,7 @@ from ray_app.es_indices import es_client
 from ray_app.kafka_clients import producer_config
 from ray_app.schemas import Source, Trade
 from ray_app.testing.cluster import WorkerNode, worker_node
-from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.settings import module_env, settings_env
 from ray_app.testing.stack import environment, run_cli
 
 WORKER = "ray_app_worker"
@@ -63,7 +63,7 @@ def cli_env(stack: Settings, stack_dir: Path, worker: WorkerNode) -> Iterator[di
         },
         "forecast": {"task_resources": {WORKER: 1}},
     }
-    env = {**settings_env(overrides), **own_indices_env(stack, "cl")}
+    env = module_env(stack, "cl", overrides)
     with environment(env):
         yield env
     run_cli("stream", "stop", env=env, timeout=120)

@@ -26,7 +26,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import CRYPTO, STOCK, market_of
 from ray_app.forecast.runner import RunReport, run_forecast
 from ray_app.testing.bars import FailOn, bar_actions, synthetic_bars
-from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.settings import module_env, settings_env
 from ray_app.testing.stack import environment, run_cli
 from ray_app.times import now_iso
 
@@ -53,7 +53,7 @@ def forecast_env(stack: Settings) -> Iterator[dict[str, str]]:
         "symbols_per_task": 2,
         "task_num_cpus": 0.5,
     }
-    env = {**own_indices_env(stack, "fc"), **settings_env({"symbols": SYMBOLS, "forecast": small})}
+    env = module_env(stack, "fc", {"symbols": SYMBOLS, "forecast": small}, topics=())
     with environment(env):
         yield env
     import ray

@@ -24,7 +24,7 @@ import pytest
 from ray_app.config import Settings, load_settings
 from ray_app.kafka_clients import admin_config, producer_config
 from ray_app.schemas import Trade
-from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.settings import module_env
 from ray_app.testing.stack import REPO, environment, run_cli
 from tests.support.expected import assert_trades_and_bars
 from tests.support.kafka import read_topic
@@ -43,27 +43,27 @@ def cluster(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def cluster_env(cluster: OwnKafkaCluster, stack: Settings, stack_dir: Path) -> Iterator[dict[str, str]]:
     kafka = cluster.settings.kafka
-    env = {
-        **settings_env(
-            {
-                "kafka": {
-                    "bootstrap_servers": kafka.bootstrap_servers,
-                    "replication_factor": 3,
-                    "min_insync_replicas": 2,
-                },
-                "stream": {
-                    "app_name": "test-stream-3-brokers",
-                    "checkpoint_dir": stack_dir / "kafka-3-checkpoints",
-                    "trigger_interval_s": 0.5,
-                    "restart_backoff_min_s": 1,
-                    "restart_backoff_max_s": 4,
-                    "spark_log_level": "WARN",
-                },
-                "state_dir": stack_dir / "kafka-3-cli",
-            }
-        ),
-        **own_indices_env(stack, "k3"),
-    }
+    env = module_env(
+        stack,
+        "k3",
+        {
+            "kafka": {
+                "bootstrap_servers": kafka.bootstrap_servers,
+                "replication_factor": 3,
+                "min_insync_replicas": 2,
+            },
+            "stream": {
+                "app_name": "test-stream-3-brokers",
+                "checkpoint_dir": stack_dir / "kafka-3-checkpoints",
+                "trigger_interval_s": 0.5,
+                "restart_backoff_min_s": 1,
+                "restart_backoff_max_s": 4,
+                "spark_log_level": "WARN",
+            },
+            "state_dir": stack_dir / "kafka-3-cli",
+        },
+        topics=(),
+    )
     with environment(env):
         yield env
     run_cli("stream", "stop", env=env, timeout=120)

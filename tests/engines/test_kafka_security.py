@@ -25,7 +25,7 @@ from ray_app.config import Settings
 from ray_app.kafka_clients import KafkaUnavailable, probe
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import StackError
-from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.settings import module_env, settings_env
 from ray_app.testing.stack import REPO, run_cli
 from tests.support.kafka import read_topic
 from tests.support.own_kafka import OwnKafka, own_kafka
@@ -88,16 +88,17 @@ def test_a_trade_goes_from_ingest_to_elasticsearch_over_sasl_ssl(
 
     env = {
         **_env(broker.settings),
-        **own_indices_env(stack, "sec"),
-        **settings_env(
+        **module_env(
+            stack,
+            "sec",
             {
                 "stream": {
-                    "app_name": "test-stream-sasl",
                     "checkpoint_dir": tmp_path / "checkpoints",
                     "trigger_interval_s": 0.5,
                     "spark_log_level": "WARN",
                 }
-            }
+            },
+            topics=(),
         ),
     }
     ingest = run_cli(

@@ -22,7 +22,7 @@ from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.runner import run_forecast
 from ray_app.testing.bars import bar_actions, synthetic_bars
-from ray_app.testing.settings import own_indices_env, settings_env
+from ray_app.testing.settings import module_env, settings_env
 from ray_app.testing.stack import environment, free_ports
 from serve_deployments.market_facts import MarketFacts, judge
 from tests.support.prometheus import prometheus_range
@@ -51,7 +51,7 @@ def settings(stack: Settings, tiny_model: Path) -> Iterator[Settings]:
         # the concurrency test's requests land in one batch
         "recommend": {"model": tiny_model, "max_new_tokens": 16, "batch_wait_timeout_s": 0.5},
     }
-    env = {**own_indices_env(stack, "sv"), **settings_env(overrides)}
+    env = module_env(stack, "sv", overrides, topics=())
     with environment(env):
         settings = load_settings()
         es = es_client(settings)
