@@ -38,11 +38,29 @@ from rich.table import Table
 
 from ray_app.config import load_settings
 from ray_app.forecast.calendar import CRYPTO, STOCK, Market
-from ray_app.forecast.engine import SymbolForecast, forecast_history, incoherent_hours
-from ray_app.forecast.models import BASELINES, NAIVE, ForecastSpec, make_model, mase
+from ray_app.forecast.engine import SymbolForecast, close_intervals, forecast_history, incoherent_hours, volatility_of
+from ray_app.forecast.extremes import (
+    ExtremeForecast,
+    pinball_loss,
+    point_as_quantiles,
+    price_extremes,
+    volume_extreme,
+)
+from ray_app.forecast.models import (
+    BASELINES,
+    NAIVE,
+    SEASONAL_NAIVE,
+    ForecastSpec,
+    cross_validate_windows,
+    fit_forecast,
+    make_model,
+    mase,
+    score_windows,
+)
 from ray_app.forecast.series import SymbolHistory
+from ray_app.forecast.volatility import QLIKE_FLOOR, forecast_range, qlike, range_pct
 from ray_app.markets import default_cv_step
-from ray_app.testing.bars import real_daily_stocks, real_eurusd_hourly, synthetic_bars
+from ray_app.testing.bars import real_daily_googl, real_daily_stocks, real_eurusd_hourly, synthetic_bars
 
 TARGETS = ["high", "low", "close", "volume"]
 console = Console(width=140)
@@ -247,12 +265,226 @@ def accuracy(models: tuple[str, ...]) -> tuple[list[Table], dict]:
     return tables, summary
 
 
+EXTREMES = ("highest_price", "lowest_price", "highest_volume")
+
+
+def _rolling(frame: pd.DataFrame, train: int, holdout: int, step: int) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Every (train, holdout) pair with origins ``step`` bars apart, oldest first."""
+    return [
+        (frame.iloc[s : s + train], frame.iloc[s + train : s + train + holdout])
+        for s in range(0, len(frame) - train - holdout + 1, step)
+    ]
+
+
+def _extreme_row(forecast: ExtremeForecast, realized: float, before: float, floor: float) -> dict[str, float]:
+    quantiles = forecast.quantiles()
+    return {
+        "above_median": float(realized > forecast.median),
+        "inside_80": float(forecast.bounds[80][0] <= realized <= forecast.bounds[80][1]),
+        "inside_95": float(forecast.bounds[95][0] <= realized <= forecast.bounds[95][1]),
+        "above_before": float(realized > before),
+        "pinball_after": pinball_loss(realized, quantiles, floor),
+        "pinball_before": pinball_loss(realized, point_as_quantiles(before), floor),
+    }
+
+
+def _coverage(log_close: np.ndarray, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, float]:
+    return {
+        level: float(((log_close >= lo[: len(log_close)]) & (log_close <= hi[: len(log_close)])).mean())
+        for level, (lo, hi) in bounds.items()
+    }
+
+
+@ray.remote(num_cpus=1)
+def _calibrate_batch(
+    windows: list[tuple[pd.DataFrame, pd.DataFrame, bool]], season: int, run_spec: ForecastSpec
+) -> list[dict]:
+    """Per window: the extremes against what happened (and the old rule's), and, where asked, the range forecast
+    and the close's intervals before (the close model's own) and after (the production choice)."""
+    rows = []
+    for train, holdout, with_volatility in windows:
+        hours = pd.DatetimeIndex(holdout.index)
+        high, low, close, volume = (train[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume"))
+        highest, lowest = price_extremes(high, low, close, hours, season)
+        row: dict = {
+            "highest_price": _extreme_row(highest, float(holdout["high"].max()), float(high[-1]), 1e-12),
+            "lowest_price": _extreme_row(lowest, float(holdout["low"].min()), float(low[-1]), 1e-12),
+            "highest_volume": _extreme_row(
+                volume_extreme(volume, hours, season),
+                float(holdout["volume"].max()),
+                float(volume[-season:].max()),  # the max of a SeasonalNaive forecast: the last day repeated
+                1e-9,
+            ),
+        }
+        if with_volatility:
+            history = history_of("window", train, CRYPTO)
+            chosen = volatility_of(history, run_spec)
+            ranges = range_pct(high, low)
+            actual = range_pct(holdout["high"].to_numpy(), holdout["low"].to_numpy())
+            floor = QLIKE_FLOOR * max(float(ranges.mean()), 1e-12)
+            paths = {
+                "chosen": chosen.value,
+                NAIVE: forecast_range(NAIVE, ranges, close, len(hours), season),
+                SEASONAL_NAIVE: forecast_range(SEASONAL_NAIVE, ranges, close, len(hours), season),
+            }
+            row["volatility"] = {
+                "model": chosen.model,
+                **{f"mase_{k}": mase(actual, v[: len(actual)], ranges) for k, v in paths.items()},
+                **{f"qlike_{k}": qlike(actual, v[: len(actual)], floor) for k, v in paths.items()},
+            }
+            log_close = np.log(close)
+            baseline_spec = replace(run_spec, models=())
+            windows_cv, _ = cross_validate_windows({"log_close": log_close}, baseline_spec)
+            naive_cv = windows_cv["log_close"][NAIVE]
+            naive_coverage = score_windows(naive_cv, log_close).coverage if not isinstance(naive_cv, str) else {}
+            point = fit_forecast(NAIVE, {"log_close": log_close}, baseline_spec)["log_close"]
+            realized = np.log(holdout["close"].to_numpy(dtype="float64"))
+            after = close_intervals(history, run_spec, chosen, point, naive_coverage)
+            row["close_intervals"] = {
+                "before": _coverage(realized, point.bounds),
+                "after": _coverage(realized, after.bounds),
+                "source": after.source.split(" ")[0],
+            }
+        rows.append(row)
+    return rows
+
+
+def calibration() -> tuple[list[Table], dict]:
+    """The extremes' calibration and the range forecast on every real dataset, held out (rolling origins)."""
+    stocks = real_daily_stocks()
+    tickers = [ticker for ticker, frame in stocks.items() if len(frame) >= 4 * 255]
+    datasets = [
+        ("EURUSD hourly 2017", [real_eurusd_hourly()], 22 * 24, 120, 24, 24, 1),
+        (
+            f"daily {', '.join(tickers)} up to {max(f.index[-1] for f in stocks.values()):%Y-%m}",
+            [stocks[t] for t in tickers],
+            250,
+            5,
+            5,
+            5,
+            5,
+        ),
+        ("daily GOOGL 2009-2018", [real_daily_googl()], 250, 5, 5, 5, 5),
+    ]
+    tables, summary = [], {}
+    for title, frames, train, horizon, step, season, volatility_every in datasets:
+        run_spec = production_spec((), horizon, season)
+        windows = [
+            (tr, ho, k % volatility_every == 0)
+            for frame in frames
+            for k, (tr, ho) in enumerate(_rolling(frame, train, horizon, step))
+        ]
+        batch = max(1, math.ceil(len(windows) / 16))
+        refs = [
+            _calibrate_batch.remote(windows[i : i + batch], season, run_spec) for i in range(0, len(windows), batch)
+        ]
+        rows = [row for part in ray.get(refs) for row in part]
+        entry: dict = {"windows": len(rows), "extremes": {}}
+        table = Table(
+            title=f"extremes: {title}, {len(rows)} windows of {train} bars -> the next {horizon}, origins {step} "
+            "apart; target: above median 50% +- 10, inside 80% 80% +- 8, inside 95% 90-99%",
+            title_justify="left",
+        )
+        for column in (
+            "extreme",
+            "above median",
+            "inside 80%",
+            "inside 95%",
+            "old rule exceeded",
+            "pinball old rule",
+            "pinball now",
+        ):
+            table.add_column(column, justify="right" if column != "extreme" else "left")
+        for name in EXTREMES:
+            found = {key: float(np.mean([row[name][key] for row in rows])) for key in rows[0][name]}
+            entry["extremes"][name] = {
+                "above_median_share": found["above_median"],
+                "coverage_80": found["inside_80"],
+                "coverage_95": found["inside_95"],
+                "old_rule_exceeded_share": found["above_before"],
+                "pinball_before": found["pinball_before"],
+                "pinball_after": found["pinball_after"],
+            }
+            table.add_row(
+                name,
+                f"{found['above_median']:.0%}",
+                f"{found['inside_80']:.0%}",
+                f"{found['inside_95']:.0%}",
+                f"{found['above_before']:.0%}",
+                f"{found['pinball_before']:.3f}",
+                f"{found['pinball_after']:.3f}",
+            )
+        table.caption = (
+            "old rule: max/min of the hourly point forecasts (prices: the last bar's high/low, as Naive gives; "
+            "volume: the last day's highest hour, as SeasonalNaive gives); pinball: mean quantile loss at 2.5, 10, "
+            "50, 90, 97.5% on 100 x ln(value), lower is better"
+        )
+        tables.append(table)
+        scored = [row for row in rows if "volatility" in row]
+        volatility = {
+            key: float(np.nanmean([row["volatility"][key] for row in scored]))
+            for key in scored[0]["volatility"]
+            if key != "model"
+        }
+        chosen = pd.Series([row["volatility"]["model"] for row in scored]).value_counts().to_dict()
+        entry["volatility"] = {
+            "target": "hourly range, 100 x ln(high/low)",
+            "windows": len(scored),
+            "held_out_mase": volatility["mase_chosen"],
+            "naive_mase": volatility[f"mase_{NAIVE}"],
+            "seasonal_naive_mase": volatility[f"mase_{SEASONAL_NAIVE}"],
+            "held_out_qlike": volatility["qlike_chosen"],
+            "naive_qlike": volatility[f"qlike_{NAIVE}"],
+            "seasonal_naive_qlike": volatility[f"qlike_{SEASONAL_NAIVE}"],
+            "chosen_models": {str(k): int(v) for k, v in chosen.items()},
+        }
+        levels = sorted(scored[0]["close_intervals"]["before"])
+        entry["close_intervals"] = {
+            "windows": len(scored),
+            **{
+                f"coverage_{level}_{when}": float(np.mean([row["close_intervals"][when][level] for row in scored]))
+                for level in levels
+                for when in ("before", "after")
+            },
+            "volatility_used_share": float(
+                np.mean([row["close_intervals"]["source"] == "volatility" for row in scored])
+            ),
+        }
+        vol_table = Table(
+            title=f"volatility and the close's intervals: {title}, {len(scored)} windows held out",
+            title_justify="left",
+        )
+        for column in ("", "chosen", NAIVE, SEASONAL_NAIVE, "chosen models"):
+            vol_table.add_column(column, justify="right" if column != "chosen models" else "left")
+        vol_table.add_row(
+            "range MASE",
+            *(f"{volatility[f'mase_{k}']:.3f}" for k in ("chosen", NAIVE, SEASONAL_NAIVE)),
+            ", ".join(f"{m} {c}" for m, c in chosen.items()),
+        )
+        vol_table.add_row(
+            "range QLIKE", *(f"{volatility[f'qlike_{k}']:.3f}" for k in ("chosen", NAIVE, SEASONAL_NAIVE)), ""
+        )
+        close = entry["close_intervals"]
+        vol_table.caption = (
+            "close intervals, hourly coverage held out: "
+            + "; ".join(
+                f"{lv}%: {close[f'coverage_{lv}_before']:.1%} before, {close[f'coverage_{lv}_after']:.1%} after"
+                for lv in levels
+            )
+            + f" (the range forecast's intervals used in {close['volatility_used_share']:.0%} of windows)"
+        )
+        tables.append(vol_table)
+        summary[title] = entry
+    return tables, summary
+
+
 def main(
     sizes: str = typer.Option("10,100,500", help="Symbol counts for the speed table."),
     speed_models: str = typer.Option("AutoETS,AutoTheta", help="Models for the speed table (plus the baselines)."),
     accuracy_models: str = typer.Option("AutoETS,AutoTheta,AutoARIMA", help="Models for the accuracy tables."),
     cpus: int = typer.Option(os.cpu_count() or 2, help="CPUs for Ray (statsforecast's n_jobs=-1 takes them all)."),
-    skip_speed: bool = typer.Option(False, help="Only the accuracy tables."),
+    skip_speed: bool = typer.Option(False, help="Only the accuracy and calibration tables."),
+    skip_accuracy: bool = typer.Option(False, help="Leave out the models' accuracy tables (the slow part)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object last (the accuracy summary)."),
 ) -> None:
     tables = []
@@ -271,8 +503,14 @@ def main(
                 ours_s[n], _ = ours(histories, run_spec, per_task=max(1, math.ceil(n / (cpus * 4))))
                 console.print(f"  ours on Ray, {n} symbols: {ours_s[n]:.1f} s", highlight=False)
             tables.append(speed_table(run_spec, bare, ours_s, cpus))
-        accuracy_tables, summary = accuracy(tuple(accuracy_models.split(",")))
-        tables += accuracy_tables
+        summary: dict = {}
+        if not skip_accuracy:
+            accuracy_tables, summary = accuracy(tuple(accuracy_models.split(",")))
+            tables += accuracy_tables
+        calibration_tables, calibrated = calibration()
+        tables += calibration_tables
+        for dataset, entry in calibrated.items():
+            summary.setdefault(dataset, {}).update(entry)
     finally:
         ray.shutdown()
     for table in tables:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from ray_app.forecast.extremes import ExtremeForecast, price_extremes, volume_extreme
 from ray_app.forecast.models import (
     NAIVE,
     CvWindows,
@@ -44,6 +45,16 @@ from ray_app.forecast.models import (
     score_windows,
 )
 from ray_app.forecast.series import SymbolHistory
+from ray_app.forecast.volatility import (
+    RANGE,
+    RangeForecast,
+    close_bounds,
+    close_variance_path,
+    coverage_error,
+    forecast_volatility,
+    range_pct,
+    volatility_close_coverage,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class TargetForecast:
     note: str | None = None  # e.g. the chosen model failed on the full series and Naive stood in
     method: str = ""  # how the target is made from the modelled series
     components: dict[str, str] = field(default_factory=dict)  # modelled series -> its model
+    interval_source: str = "model"  # "model", or "volatility (<range model>)" when the range forecast gave them
+    interval_cv_coverage: dict[str, dict[int, float]] = field(default_factory=dict)  # source -> CV coverage
 
     @property
     def naive(self) -> ModelScore:
@@ -74,18 +87,28 @@ class TargetForecast:
 
 
 @dataclass(frozen=True)
-class Extreme:
-    value: float
-    at: pd.Timestamp
-
-
-@dataclass(frozen=True)
 class Summary:
-    """The next days at a glance, from the forecasts: highest volume, highest price, lowest price."""
+    """The next days at a glance: the horizon's highest volume, highest price and lowest price, each forecast as
+    an extreme (median, 80% and 95% intervals, most likely hour; :mod:`ray_app.forecast.extremes`)."""
 
-    highest_volume: Extreme | None
-    highest_price: Extreme | None  # max of the high forecast (close when high is not a target)
-    lowest_price: Extreme | None  # min of the low forecast (close when low is not a target)
+    highest_volume: ExtremeForecast | None
+    highest_price: ExtremeForecast | None  # from the highs (the closes when high is not a target)
+    lowest_price: ExtremeForecast | None  # from the lows (the closes when low is not a target)
+
+
+def summarise(history: SymbolHistory, hours: pd.DatetimeIndex) -> Summary:
+    """The three extremes of the horizon ``hours`` from the symbol's training series."""
+    values, season = history.values, history.market.bars_per_day
+    highest = lowest = volume = None
+    if "close" in values or "high" in values or "low" in values:
+        close = values.get("close", values.get("high", values.get("low")))
+        assert close is not None
+        highest, lowest = price_extremes(values.get("high", close), values.get("low", close), close, hours, season)
+        highest = highest if ("high" in values or "close" in values) else None
+        lowest = lowest if ("low" in values or "close" in values) else None
+    if "volume" in values:
+        volume = volume_extreme(values["volume"], hours, season)
+    return Summary(highest_volume=volume, highest_price=highest, lowest_price=lowest)
 
 
 @dataclass(frozen=True)
@@ -94,27 +117,16 @@ class SymbolForecast:
     targets: dict[str, TargetForecast]
     cv_seconds: float
     fit_seconds: float
+    extremes: Summary | None = None  # None when built by hand: summary() computes it
 
     @property
     def symbol(self) -> str:
         return self.history.symbol
 
     def summary(self) -> Summary:
-        def extreme(target: str | None, pick) -> Extreme | None:
-            if target is None:
-                return None
-            forecast = self.targets[target]
-            index = int(pick(forecast.value))
-            return Extreme(float(forecast.value[index]), forecast.hours[index])
-
-        def first(*names: str) -> str | None:
-            return next((name for name in names if name in self.targets), None)
-
-        return Summary(
-            highest_volume=extreme(first("volume"), np.argmax),
-            highest_price=extreme(first("high", "close"), np.argmax),
-            lowest_price=extreme(first("low", "close"), np.argmin),
-        )
+        if self.extremes is not None:
+            return self.extremes
+        return summarise(self.history, next(iter(self.targets.values())).hours)
 
 
 LOG_CLOSE, SPREAD_UP, SPREAD_DOWN = "log_close", "log_high_close", "log_close_low"
@@ -283,6 +295,7 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
     for target_scores in chosen_scores.values():
         for label, score in target_scores.items():
             target_scores[label] = replace(score, seconds=sum(seconds.get(m, 0.0) for m in label.split(" + ")))
+    volatility = volatility_of(history, spec) if {"high", "low", "close"} <= set(values) else None
     cv_done = time.perf_counter()
 
     by_model: dict[str, list[str]] = defaultdict(list)
@@ -305,7 +318,9 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
     if price_targets:
         band = lambda key: Band(points[key].value, points[key].bounds) if key in points else None  # noqa: E731
         close = points[LOG_CLOSE]  # price targets always model the log close
-        bands = reconstruct(Band(close.value, close.bounds), band(SPREAD_UP), band(SPREAD_DOWN))
+        close_model_coverage = chosen_scores.get("close", {}).get(used[LOG_CLOSE], ModelScore()).coverage
+        intervals = close_intervals(history, spec, volatility, close, close_model_coverage)
+        bands = reconstruct(Band(close.value, intervals.bounds), band(SPREAD_UP), band(SPREAD_DOWN))
         note = "; ".join(sorted(set(notes.values()) - {notes.get("volume")})) or None
         for target in price_targets:
             components = {
@@ -331,6 +346,8 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
                 note=note,
                 method=PRICE_METHOD[target],
                 components=components,
+                interval_source=intervals.source,
+                interval_cv_coverage=intervals.cv_coverage,
             )
     if "volume" in values:
         point = points["volume"]
@@ -350,9 +367,79 @@ def forecast_history(history: SymbolHistory, spec: ForecastSpec) -> SymbolForeca
             method="volume, floored at 0",
             components={"volume": used["volume"]},
         )
+    if volatility is not None:
+        result[RANGE] = TargetForecast(
+            RANGE,
+            volatility.model,
+            {name: replace(found.score, qlike=found.qlike) for name, found in volatility.scores.items()},
+            hours,
+            volatility.value,
+            {},
+            method=RANGE_METHOD,
+            components={RANGE: volatility.model},
+        )
+    extremes = summarise(history, hours)
     done = time.perf_counter()
-    ordered_targets = {target: result[target] for target in targets}
-    return SymbolForecast(history, ordered_targets, cv_seconds=cv_done - started, fit_seconds=done - cv_done)
+    ordered_targets = {target: result[target] for target in [*targets, RANGE] if target in result}
+    return SymbolForecast(
+        history, ordered_targets, cv_seconds=cv_done - started, fit_seconds=done - cv_done, extremes=extremes
+    )
+
+
+RANGE_METHOD = "100 x ln(high / low): the hourly range in % of the price (volatility)"
+
+
+def volatility_of(history: SymbolHistory, spec: ForecastSpec) -> RangeForecast:
+    values = history.values
+    return forecast_volatility(
+        range_pct(values["high"], values["low"]),
+        values["close"],
+        spec.horizon,
+        spec.season_length,
+        spec.cv_windows,
+        spec.cv_step,
+        spec.min_improvement,
+    )
+
+
+@dataclass(frozen=True)
+class CloseIntervals:
+    """The log close's interval bounds and where they came from, with each source's CV coverage."""
+
+    bounds: dict[int, tuple[np.ndarray, np.ndarray]]
+    source: str
+    cv_coverage: dict[str, dict[int, float]]
+
+
+def close_intervals(
+    history: SymbolHistory,
+    spec: ForecastSpec,
+    volatility: RangeForecast | None,
+    close: PointForecast,
+    model_coverage: dict[int, float],
+) -> CloseIntervals:
+    """The close model's own bounds, or the range forecast's where those covered closer to nominal in CV."""
+    if volatility is None:
+        return CloseIntervals(close.bounds, "model", {"model": model_coverage})
+    values = history.values
+    ranges = range_pct(values["high"], values["low"])
+    source = f"volatility ({volatility.model})"
+    vol_coverage = volatility_close_coverage(
+        ranges,
+        values["close"],
+        volatility.model,
+        spec.horizon,
+        spec.season_length,
+        spec.cv_windows,
+        spec.cv_step,
+        spec.levels,
+    )
+    coverage = {"model": model_coverage, source: vol_coverage}
+    if coverage_error(vol_coverage) >= coverage_error(model_coverage):
+        return CloseIntervals(close.bounds, "model", coverage)
+    last_log_close = float(np.log(max(values["close"][-1], np.finfo(float).tiny)))
+    variance = close_variance_path(ranges, values["close"], volatility.value, spec.season_length)
+    return CloseIntervals(close_bounds(last_log_close, variance, spec.levels), source, coverage)
 
 
 PRICE_METHOD = {

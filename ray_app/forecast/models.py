@@ -100,6 +100,7 @@ class ModelScore:
     error: str | None = None
     seconds: float = 0.0  # this model's cross-validation time per series
     window_mase: tuple[float, ...] = ()  # per CV window, oldest first
+    qlike: float = math.nan  # the range (volatility) target only: QLIKE on squared ranges
 
     @property
     def usable(self) -> bool:

