@@ -366,12 +366,31 @@ class ForecastSymbolDocument(OpenDocument):
     holidays: int | None = None
     first_bar: Date | None = None
     last_bar: Date | None = None
-    highest_volume: float | None = None
-    highest_volume_at: Date | None = None
-    highest_price: float | None = None
-    highest_price_at: Date | None = None
-    lowest_price: float | None = None
-    lowest_price_at: Date | None = None
+    # the horizon's extremes (forecast/extremes.py): median, most likely hour, 80% and 95% bounds
+    highest_volume: float | None = None  # the median
+    highest_volume_at: Date | None = None  # the most likely hour
+    highest_volume_at_probability: float | None = None
+    highest_volume_lo_80: float | None = None
+    highest_volume_hi_80: float | None = None
+    highest_volume_lo_95: float | None = None
+    highest_volume_hi_95: float | None = None
+    highest_price: float | None = None  # the median
+    highest_price_at: Date | None = None  # the most likely hour
+    highest_price_at_probability: float | None = None
+    highest_price_lo_80: float | None = None
+    highest_price_hi_80: float | None = None
+    highest_price_lo_95: float | None = None
+    highest_price_hi_95: float | None = None
+    lowest_price: float | None = None  # the median
+    lowest_price_at: Date | None = None  # the most likely hour
+    lowest_price_at_probability: float | None = None
+    lowest_price_lo_80: float | None = None
+    lowest_price_hi_80: float | None = None
+    lowest_price_lo_95: float | None = None
+    lowest_price_hi_95: float | None = None
+    range_model: str | None = None  # the volatility target's chosen model (forecast/volatility.py)
+    range_pct_mean: float | None = None  # the forecast mean hourly range over the horizon, % of the price
+    close_interval_source: str | None = None  # "model", or "volatility (<model>)"
     forecast_start: Date | None = None
     forecast_end: Date | None = None
     chosen_models: dict[str, str] | None = None
@@ -397,8 +416,10 @@ class ForecastTargetDocument(OpenDocument):
     naive_mase: float | None = None
     naive_smape: float | None = None
     beats_naive: bool
-    cv: dict[str, Any]  # model -> mase, smape, coverage_<level>, seconds, error
+    cv: dict[str, Any]  # model -> mase, smape, coverage_<level>, seconds, error (and qlike for the range)
     note: str | None = None
+    interval_source: str | None = None  # prices: "model", or "volatility (<range model>)" (forecast/volatility.py)
+    interval_cv_coverage: dict[str, Any] | None = None  # each source of the close's intervals -> its CV coverage
     train_points: int
     horizon: Integer
     created_at: Date
@@ -428,6 +449,18 @@ class TargetEvaluation(Document):
     coverage_95: float | None
     direction: str | None = None  # close only: the run's forecast direction (up, down, flat)
     direction_hit_rate: float | None = None  # close only: share of elapsed hours whose realized direction agreed
+    # the extremes (highest_price, lowest_price, highest_volume), scored once the whole horizon has passed
+    realized: float | None = None  # the horizon's realized extreme
+    median: float | None = None  # the forecast median
+    lo_80: float | None = None
+    hi_80: float | None = None
+    lo_95: float | None = None
+    hi_95: float | None = None
+    above_median: bool | None = None  # the realized extreme above the forecast median (half the time if calibrated)
+    inside_80: bool | None = None
+    inside_95: bool | None = None
+    pinball: float | None = None  # mean quantile loss at 2.5, 10, 50, 90, 97.5% on 100 x ln(value)
+    naive_pinball: float | None = None  # the same for the old rule (max/min of naive's hourly points), all levels
 
     @property
     def doc_id(self) -> str:
@@ -461,8 +494,11 @@ class MarketFacts(BaseModel):
     forecast_close: float
     forecast_change_pct: float
     forecast_direction: Direction
-    range_7d_low: float | None
-    range_7d_high: float | None
+    range_7d_low: float | None  # the horizon's lowest price, forecast median (forecast/extremes.py)
+    range_7d_high: float | None  # the horizon's highest price, forecast median
+    range_7d_low_lo_80: float | None = None  # 10% chance the week's low goes below this
+    range_7d_high_hi_80: float | None = None  # 10% chance the week's high goes above this
+    forecast_hourly_range_pct: float | None = None  # the forecast mean hourly range (volatility), % of the price
     close_model: str
     close_beats_naive: bool
 

@@ -2,10 +2,12 @@
 
     GET  /symbols                    the latest forecast run's symbols (slug: the URL form, BTC-USD)
     GET  /forecast/{symbol}          hourly rows: each target's value and 80/95% bounds
-    GET  /forecast/{symbol}/summary  highest volume, highest price, lowest price, each with its hour
+    GET  /forecast/{symbol}/summary  highest volume, highest price, lowest price: median, 80/95% bounds, likeliest hour
     GET  /forecast/{symbol}/backtest per target: the chosen model's cross-validation MASE beside naive's
     GET  /forecast/{symbol}/accuracy past runs scored against what happened: MASE beside naive's, coverage, direction
     GET  /forecast/{symbol}/vs-realized  the newest scored run's forecast rows with the realized bars beside them
+    GET  /forecast/{symbol}/extremes per scored run: each 7-day extreme's median and bounds beside the realized one
+    GET  /forecast/{symbol}/extremes/calibration  per extreme over scored runs: above-median share, coverage, pinball
     GET  /recommendation/{symbol}    facts, rule-based signal and sentiment, the language model's comment
     POST /recommendations            the same for every forecast symbol (or ?symbol=...), written to Elasticsearch
     GET  /recommendations/latest     the newest stored recommendation per symbol
@@ -62,6 +64,8 @@ from serve_deployments.recommendations import (
 from serve_deployments.responses import (
     AccuracyRow,
     BacktestRow,
+    ExtremeCalibrationRow,
+    ExtremesScoredRow,
     ForecastRow,
     Health,
     IndicatorRow,
@@ -181,6 +185,12 @@ class Forecast:
 
     def vs_realized(self, symbol: str) -> list[dict[str, Any]]:
         return self.reader.vs_realized(symbol)
+
+    def extremes(self, symbol: str) -> list[dict[str, Any]]:
+        return self.reader.extremes(symbol)
+
+    def extremes_calibration(self, symbol: str) -> list[dict[str, Any]]:
+        return self.reader.extremes_calibration(symbol)
 
     def facts(self, symbol: str) -> dict[str, Any]:
         return self.reader.facts(symbol)
@@ -366,6 +376,16 @@ class Ingress:
     @api.get("/forecast/{symbol:path}/accuracy", response_model=list[AccuracyRow])
     async def accuracy(self, symbol: str = SymbolPath) -> Response:
         return await self._read(("accuracy", symbol), lambda: self.forecasts.accuracy.remote(symbol))
+
+    @api.get("/forecast/{symbol:path}/extremes/calibration", response_model=list[ExtremeCalibrationRow])
+    async def extremes_calibration(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(
+            ("extremes_calibration", symbol), lambda: self.forecasts.extremes_calibration.remote(symbol)
+        )
+
+    @api.get("/forecast/{symbol:path}/extremes", response_model=list[ExtremesScoredRow])
+    async def extremes(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("extremes", symbol), lambda: self.forecasts.extremes.remote(symbol))
 
     @api.get("/forecast/{symbol:path}/vs-realized", response_model=list[VsRealizedRow])
     async def vs_realized(self, symbol: str = SymbolPath) -> Response:

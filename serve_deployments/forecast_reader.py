@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
@@ -18,22 +19,14 @@ from ray_app.config import Settings
 from ray_app.config.redaction import redact
 from ray_app.es_indices import es_client
 from ray_app.forecast import store
+from ray_app.forecast.evaluation import EXTREMES
+from ray_app.forecast.volatility import range_pct
 from ray_app.times import iso
 from serve_deployments.market_facts import build_facts
+from serve_deployments.responses import Summary
 from serve_deployments.ttl_cache import TtlCache
 
-SUMMARY_FIELDS = (
-    "highest_volume",
-    "highest_volume_at",
-    "highest_price",
-    "highest_price_at",
-    "lowest_price",
-    "lowest_price_at",
-    "forecast_start",
-    "forecast_end",
-    "chosen_models",
-    "targets_beating_naive",
-)
+SUMMARY_FIELDS = tuple(name for name in Summary.model_fields if name not in ("symbol", "run_id", "as_of"))
 
 
 CACHE_MAX_ENTRIES = 512  # answers kept per replica: a few per symbol and question, far more than a platform has
@@ -195,6 +188,52 @@ class ForecastReader:
             )
         return rows
 
+    def _scored_extremes(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        rows = [row for row in self.accuracy(symbol_or_slug) if row["target"] in EXTREMES]
+        if not rows:
+            raise NoForecastYet(
+                f"no 7-day extremes of {self.resolve(symbol_or_slug)} have been scored yet: a run's whole horizon "
+                "must pass first"
+            )
+        return rows
+
+    def extremes(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        """Per scored run, oldest first: each extreme's forecast median and bounds beside the realized extreme."""
+        runs: dict[str, dict[str, Any]] = {}
+        for row in self._scored_extremes(symbol_or_slug):
+            run = runs.setdefault(
+                row["run_id"], {"as_of": row["as_of"], "run_id": row["run_id"], "symbol": row["symbol"]}
+            )
+            for key in ("median", "lo_80", "hi_80", "lo_95", "hi_95", "realized"):
+                run[f"{row['target']}_{key}"] = row.get(key)
+        return sorted(runs.values(), key=lambda run: run["as_of"])
+
+    def extremes_calibration(self, symbol_or_slug: str) -> list[dict[str, Any]]:
+        """Per extreme, over the symbol's scored runs: above-median share, interval coverage, pinball losses."""
+        rows = self._scored_extremes(symbol_or_slug)
+
+        def mean(values: list[Any]) -> float | None:
+            found = [float(v) for v in values if v is not None]
+            return sum(found) / len(found) if found else None
+
+        answer = []
+        for extreme in EXTREMES:
+            scored = [row for row in rows if row["target"] == extreme]
+            if scored:
+                answer.append(
+                    {
+                        "symbol": scored[0]["symbol"],
+                        "extreme": extreme,
+                        "runs": len(scored),
+                        "above_median_share": mean([row.get("above_median") for row in scored]),
+                        "coverage_80": mean([row.get("inside_80") for row in scored]),
+                        "coverage_95": mean([row.get("inside_95") for row in scored]),
+                        "pinball": mean([row.get("pinball") for row in scored]),
+                        "naive_pinball": mean([row.get("naive_pinball") for row in scored]),
+                    }
+                )
+        return answer
+
     def vs_realized(self, symbol_or_slug: str) -> list[dict[str, Any]]:
         """The newest scored run's forecast rows (as ``forecast``), each with the realized bar of its hour
         (``actual_close``, ``actual_high``, ``actual_low``, ``actual_volume``) once that hour has one."""
@@ -214,6 +253,8 @@ class ForecastReader:
                 bar = realized.get(row["timestamp"], {})
                 for target in ("close", "high", "low", "volume"):
                     row[f"actual_{target}"] = bar.get(target)
+                if bar.get("high") and bar.get("low"):
+                    row["actual_range"] = float(range_pct(np.array([bar["high"]]), np.array([bar["low"]]))[0])
             return rows
 
         return self._cached(("vs_realized", run_id, symbol), load)

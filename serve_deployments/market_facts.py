@@ -6,7 +6,10 @@ Facts (from the hourly bars and the latest forecast run):
 - ``change_24h_pct``: that close against the close of the newest bar at least 24 h older, in %;
 - ``realized_volatility_24h_pct``: sqrt(sum of squared hourly log returns over the last 24 h) x 100;
 - ``forecast_close`` / ``forecast_change_pct``: the forecast close at the horizon's last hour, and its change
-  against ``last_price``; ``range_7d_low`` / ``range_7d_high``: the lowest low and highest high forecast;
+  against ``last_price``; ``range_7d_low`` / ``range_7d_high``: the forecast medians of the horizon's lowest and
+  highest price (ray_app/forecast/extremes.py: calibrated, the realized extreme beyond each about half the time),
+  ``range_7d_low_lo_80`` / ``range_7d_high_hi_80``: the outer ends of their 80% intervals (a 10% chance each of
+  going beyond); ``forecast_hourly_range_pct``: the volatility forecast, the mean hourly range in % of the price;
 - ``close_model`` and ``close_beats_naive``: the model behind the close forecast and whether it beat naive in
   cross-validation.
 
@@ -98,6 +101,9 @@ def build_facts(
         forecast_direction=direction_of(forecast_change, rules),
         range_7d_low=symbol_doc.get("lowest_price"),
         range_7d_high=symbol_doc.get("highest_price"),
+        range_7d_low_lo_80=symbol_doc.get("lowest_price_lo_80"),
+        range_7d_high_hi_80=symbol_doc.get("highest_price_hi_80"),
+        forecast_hourly_range_pct=symbol_doc.get("range_pct_mean"),
         close_model=final.get("close_model", "unknown"),
         close_beats_naive=close_beats_naive,
     )
@@ -141,8 +147,9 @@ def prompt_for(facts: MarketFacts, judgement: Judgement) -> str:
         f"Last price: {facts.last_price:.2f}. 24-hour change: {_number(facts.change_24h_pct, '+.2f')}%. "
         f"24-hour realized volatility: {_number(facts.realized_volatility_24h_pct, '.2f')}%.\n"
         f"7-day forecast ({facts.close_model}): the close goes {facts.forecast_direction} to "
-        f"{facts.forecast_close:.2f} ({facts.forecast_change_pct:+.2f}%), in a range of "
-        f"{_number(facts.range_7d_low, '.2f')} to {_number(facts.range_7d_high, '.2f')}.\n"
+        f"{facts.forecast_close:.2f} ({facts.forecast_change_pct:+.2f}%); the week's low near "
+        f"{_number(facts.range_7d_low, '.2f')} and high near {_number(facts.range_7d_high, '.2f')} (80% bounds "
+        f"{_number(facts.range_7d_low_lo_80, '.2f')} to {_number(facts.range_7d_high_hi_80, '.2f')}).\n"
         f"Signal: {judgement.signal}. Sentiment: {judgement.sentiment}.\n"
         "Analyst comment:"
     )

@@ -70,6 +70,8 @@ class ForecastRow(_Open):
     volume_hi_80: float | None = None
     volume_lo_95: float | None = None
     volume_hi_95: float | None = None
+    range: float | None = None  # the forecast hourly range, 100 x ln(high / low), % of the price
+    range_model: str | None = None
 
 
 class VsRealizedRow(ForecastRow):
@@ -79,18 +81,38 @@ class VsRealizedRow(ForecastRow):
     actual_high: float | None = None
     actual_low: float | None = None
     actual_volume: float | None = None
+    actual_range: float | None = None
 
 
 class Summary(BaseModel):
     symbol: str
     run_id: str
     as_of: str
-    highest_volume: float | None = None
-    highest_volume_at: str | None = None
-    highest_price: float | None = None
-    highest_price_at: str | None = None
-    lowest_price: float | None = None
-    lowest_price_at: str | None = None
+    # each extreme of the horizon: its median, most likely hour (and that hour's probability), 80% and 95% bounds
+    highest_volume: float | None = None  # the median
+    highest_volume_at: str | None = None  # the most likely hour
+    highest_volume_at_probability: float | None = None
+    highest_volume_lo_80: float | None = None
+    highest_volume_hi_80: float | None = None
+    highest_volume_lo_95: float | None = None
+    highest_volume_hi_95: float | None = None
+    highest_price: float | None = None  # the median
+    highest_price_at: str | None = None  # the most likely hour
+    highest_price_at_probability: float | None = None
+    highest_price_lo_80: float | None = None
+    highest_price_hi_80: float | None = None
+    highest_price_lo_95: float | None = None
+    highest_price_hi_95: float | None = None
+    lowest_price: float | None = None  # the median
+    lowest_price_at: str | None = None  # the most likely hour
+    lowest_price_at_probability: float | None = None
+    lowest_price_lo_80: float | None = None
+    lowest_price_hi_80: float | None = None
+    lowest_price_lo_95: float | None = None
+    lowest_price_hi_95: float | None = None
+    range_model: str | None = None
+    range_pct_mean: float | None = None
+    close_interval_source: str | None = None
     forecast_start: str | None = None
     forecast_end: str | None = None
     chosen_models: dict[str, str] | None = None
@@ -110,6 +132,29 @@ class BacktestRow(_Open):
     naive_smape: float | None
     beats_naive: bool | None
     mase_vs_naive_pct: float | None
+
+
+class ExtremesScoredRow(_Open):
+    """One past run whose horizon has passed: per extreme (highest_price, lowest_price, highest_volume) its
+    forecast ``<extreme>_median``, ``_lo_80``, ``_hi_80``, ``_lo_95``, ``_hi_95`` and the ``_realized`` value."""
+
+    as_of: str
+    run_id: str
+    symbol: str
+
+
+class ExtremeCalibrationRow(BaseModel):
+    """One extreme over the symbol's scored runs: how often the realized extreme fell above the median and inside
+    each interval (calibrated: about 50%, 80%, 95%), and the pinball loss beside the old rule's."""
+
+    symbol: str
+    extreme: str
+    runs: int
+    above_median_share: float | None
+    coverage_80: float | None
+    coverage_95: float | None
+    pinball: float | None
+    naive_pinball: float | None
 
 
 AccuracyRow = ForecastEvaluationDocument  # GET /forecast/{symbol}/accuracy answers the stored evaluations

@@ -117,7 +117,9 @@ def print_recommendation(answer: dict[str, Any]) -> None:
         f"sentiment {answer['sentiment']}\n"
         f"  signal:    {escape(answer['signal_rule'])}\n  sentiment: {escape(answer['sentiment_rule'])}\n"
         f"  last price {answer['last_price']:,.2f}; 24 h {'n/a' if change is None else f'{change:+.2f}%'}; "
-        f"7-day range {_money(answer['range_7d_low'])} - {_money(answer['range_7d_high'])} (run {answer['run_id']})\n"
+        f"7-day low ~{_money(answer['range_7d_low'])}, high ~{_money(answer['range_7d_high'])} (80%: "
+        f"{_money(answer.get('range_7d_low_lo_80'))} - {_money(answer.get('range_7d_high_hi_80'))}; run "
+        f"{answer['run_id']})\n"
         f"  {escape(answer['model'])}{trained}: {escape(answer['text'])!r}",
         highlight=False,
     )

@@ -341,18 +341,85 @@ def _forecast_panel(target: str, title: str, unit: str) -> timeseries.Panel:
 
 
 def _summary_stat(field: str, title: str, unit: str) -> stat.Panel:
+    """A headline extreme: its forecast median beside its 80% interval's ends, and the most likely hour."""
     return (
         stat.Panel()
         .title(title)
+        .description(
+            "Forecast as an extreme (ray_app/forecast/extremes.py): the median (the realized value lands above it "
+            "about half the time) and the 80% interval; calibrated on real data in bench/forecast.py"
+        )
         .datasource(SERVE)
         .with_target(
             InfinityQuery("A", "/forecast/${symbol:raw}/summary", SERVE).columns(
-                Column(field), Column(f"{field}_at", "timestamp")
+                Column(f"{field}_lo_80", "number", "10%"),
+                Column(field, "number", "median"),
+                Column(f"{field}_hi_80", "number", "90%"),
+                Column(f"{field}_at", "timestamp", "likeliest hour"),
             )
         )
         .unit(unit)
         .span(8)
         .height(5)
+    )
+
+
+def _extremes_band_panel() -> timeseries.Panel:
+    """Run by run: the forecast 7-day range (the highest price's and the lowest price's 80% bands and medians)
+    against the realized highest and lowest price."""
+    columns = [Column("as_of", "timestamp")]
+    for extreme in ("highest_price", "lowest_price"):
+        columns += [Column(f"{extreme}_{key}") for key in ("median", "lo_80", "hi_80", "realized")]
+    panel = (
+        timeseries.Panel()
+        .title("7-day range forecast vs what happened, by run cut-off: the extremes' 80% bands and the realized ones")
+        .datasource(SERVE)
+        .with_target(InfinityQuery("A", "/forecast/${symbol:raw}/extremes", SERVE).columns(*columns).timeseries())
+        .unit("currencyUSD")
+        .span(16)
+        .height(8)
+    )
+    for extreme in ("highest_price", "lowest_price"):
+        panel = (
+            panel.override_by_name(
+                f"{extreme}_lo_80",
+                [
+                    DynamicConfigValue(id_val="custom.fillBelowTo", value=f"{extreme}_hi_80"),
+                    DynamicConfigValue(id_val="custom.fillOpacity", value=20),
+                    DynamicConfigValue(id_val="custom.lineWidth", value=0),
+                ],
+            )
+            .override_by_name(f"{extreme}_hi_80", [DynamicConfigValue(id_val="custom.lineWidth", value=0)])
+            .override_by_name(
+                f"{extreme}_realized",
+                [
+                    DynamicConfigValue(id_val="custom.lineWidth", value=3),
+                    DynamicConfigValue(id_val="custom.drawStyle", value="points"),
+                    DynamicConfigValue(id_val="custom.pointSize", value=8),
+                ],
+            )
+        )
+    return panel
+
+
+def _extremes_calibration_panel() -> table.Panel:
+    return (
+        table.Panel()
+        .title("The extremes' calibration over scored runs (about 50% above the median, 80% and 95% inside)")
+        .datasource(SERVE)
+        .with_target(
+            InfinityQuery("A", "/forecast/${symbol:raw}/extremes/calibration", SERVE).columns(
+                Column("extreme", "string"),
+                Column("runs"),
+                Column("above_median_share"),
+                Column("coverage_80"),
+                Column("coverage_95"),
+                Column("pinball"),
+                Column("naive_pinball"),
+            )
+        )
+        .span(8)
+        .height(8)
     )
 
 
@@ -436,13 +503,28 @@ def forecasting() -> db.Dashboard:
         .time("now-4d", "now+7d")
         .refresh("5m")
         .with_variable(symbol_variable())
-        .with_panel(_summary_stat("highest_volume", "Highest volume next week", "short"))
-        .with_panel(_summary_stat("highest_price", "Highest price next week (max of high)", "currencyUSD"))
-        .with_panel(_summary_stat("lowest_price", "Lowest price next week (min of low)", "currencyUSD"))
+        .with_panel(_summary_stat("highest_volume", "Highest volume next week (hourly; median, 80%)", "short"))
+        .with_panel(_summary_stat("highest_price", "Highest price next week (median, 80%)", "currencyUSD"))
+        .with_panel(_summary_stat("lowest_price", "Lowest price next week (median, 80%)", "currencyUSD"))
         .with_panel(_forecast_panel("close", "Next week: close with 80% and 95% intervals", "currencyUSD"))
         .with_panel(_forecast_panel("volume", "Next week: volume per hour with 80% and 95% intervals", "short"))
+        .with_panel(
+            timeseries.Panel()
+            .title("Next week: volatility, the forecast hourly range (100 x ln(high/low), % of the price)")
+            .datasource(SERVE)
+            .with_target(
+                InfinityQuery("A", "/forecast/${symbol:raw}", SERVE)
+                .columns(Column("timestamp", "timestamp"), Column("range"))
+                .timeseries()
+            )
+            .unit("percent")
+            .span(24)
+            .height(7)
+        )
         .with_panel(backtest)
         .with_panel(versus)
+        .with_panel(_extremes_band_panel())
+        .with_panel(_extremes_calibration_panel())
         .with_panel(scored)
         .with_panel(over_time)
     )

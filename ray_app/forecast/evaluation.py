@@ -34,7 +34,9 @@ from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 from ray_app.forecast import store
 from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import finite_or_none
+from ray_app.forecast.extremes import ExtremeForecast, pinball_loss, point_as_quantiles
 from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
+from ray_app.forecast.volatility import RANGE, range_pct
 from ray_app.times import iso, now_iso
 
 LEVELS = (80, 95)
@@ -90,6 +92,74 @@ def evaluate_target(
     return Scores(len(hours), mae, naive_mae, scaled(mae), scaled(naive_mae), coverage, forecast_direction, hit_rate)
 
 
+EXTREMES = ("highest_price", "lowest_price", "highest_volume")
+
+
+def realized_extremes(realized: pd.DataFrame) -> dict[str, float]:
+    """The horizon's highest high, lowest low and highest hourly volume, from its realized bars."""
+    return {
+        "highest_price": float(realized["high"].max()),
+        "lowest_price": float(realized["low"].min()),
+        "highest_volume": float(realized["volume"].max()),
+    }
+
+
+def naive_extremes(history: SymbolHistory) -> dict[str, float]:
+    """What the old rule said (the max/min of naive's hourly points): the last bar's high and low; the volume's
+    highest hour of the last day (SeasonalNaive)."""
+    values, season = history.values, history.market.bars_per_day
+    return {
+        "highest_price": float(values["high"][-1]),
+        "lowest_price": float(values["low"][-1]),
+        "highest_volume": float(np.max(values["volume"][-season:])),
+    }
+
+
+def extreme_forecast(symbol_doc: dict[str, Any], name: str) -> ExtremeForecast | None:
+    """An extreme as the run's symbol record stored it (None for a run before extremes were forecast)."""
+    keys = [name, f"{name}_lo_80", f"{name}_hi_80", f"{name}_lo_95", f"{name}_hi_95", f"{name}_at"]
+    if any(symbol_doc.get(key) is None for key in keys):
+        return None
+    return ExtremeForecast(
+        float(symbol_doc[name]),
+        {
+            level: (float(symbol_doc[f"{name}_lo_{level}"]), float(symbol_doc[f"{name}_hi_{level}"]))
+            for level in (80, 95)
+        },
+        pd.Timestamp(symbol_doc[f"{name}_at"]),
+        float(symbol_doc.get(f"{name}_at_probability") or 0.0),
+    )
+
+
+def score_extreme(forecast: ExtremeForecast, realized: float, naive: float) -> dict[str, Any]:
+    """One extreme against what happened: above the median, inside each interval, pinball beside the old rule's."""
+    floor = np.finfo(float).tiny
+    pinball, naive_pinball = (
+        pinball_loss(realized, forecast.quantiles(), floor),
+        pinball_loss(realized, point_as_quantiles(naive), floor),
+    )
+    inside = {level: lo <= realized <= hi for level, (lo, hi) in forecast.bounds.items()}
+    return {
+        "realized": realized,
+        "median": forecast.median,
+        **{
+            f"{side}_{level}": bound
+            for level, pair in forecast.bounds.items()
+            for side, bound in zip(("lo", "hi"), pair, strict=True)
+        },
+        "above_median": realized > forecast.median,
+        "inside_80": inside.get(80),
+        "inside_95": inside.get(95),
+        "coverage_80": float(inside[80]) if 80 in inside else None,
+        "coverage_95": float(inside[95]) if 95 in inside else None,
+        "pinball": pinball,
+        "naive_pinball": naive_pinball,
+        "mae": abs(realized - forecast.median),
+        "naive_mae": abs(realized - naive),
+        "beats_naive": pinball < naive_pinball,
+    }
+
+
 def _training_history(settings: Settings, es: Elasticsearch, symbol: str, as_of: pd.Timestamp) -> SymbolHistory | None:
     """The series the run trained on, rebuilt from bars-1h with the run's own rules."""
     start = as_of - pd.Timedelta(days=settings.forecast.lookback_days)
@@ -102,13 +172,17 @@ def _training_history(settings: Settings, es: Elasticsearch, symbol: str, as_of:
         min_points=1,
         max_gap_fraction=1.0,
     )
-    return history if isinstance(history, SymbolHistory) else None
+    if not isinstance(history, SymbolHistory):
+        return None
+    history.values[RANGE] = range_pct(history.values["high"], history.values["low"])
+    return history
 
 
 def evaluate_run_symbol(
-    settings: Settings, es: Elasticsearch, run: dict[str, Any], symbol: str
+    settings: Settings, es: Elasticsearch, run: dict[str, Any], symbol: str, symbol_doc: dict[str, Any] | None = None
 ) -> list[TargetEvaluation]:
-    """Every target of one symbol of one run, scored on the bars that have arrived since."""
+    """Every target of one symbol of one run, scored on the bars that have arrived since; and, once the whole
+    horizon has passed, the extremes of its record (``symbol_doc``)."""
     as_of = pd.Timestamp(run["as_of"]).tz_convert("UTC")
     rows = store.run_forecasts(es, settings, run["run_id"], symbol)
     if rows.empty:
@@ -118,6 +192,8 @@ def evaluate_run_symbol(
         return []
     end = rows["timestamp"].max() + pd.Timedelta(hours=1)
     realized = bars_frame(store.load_bars(es, settings, [symbol], as_of, end)[symbol])
+    if not realized.empty:
+        realized[RANGE] = range_pct(realized["high"].to_numpy(), realized["low"].to_numpy())
     evaluations = []
     for target, target_rows in rows.groupby("target", sort=True):
         forecast = target_rows.set_index("timestamp").sort_index()
@@ -156,6 +232,32 @@ def evaluate_run_symbol(
                 direction_hit_rate=scores.direction_hit_rate,
             )
         )
+    hours = pd.DatetimeIndex(rows["timestamp"].drop_duplicates().sort_values())
+    passed = realized.loc[realized.index.intersection(hours)]
+    if symbol_doc is not None and len(hours) and len(passed) == len(hours):
+        naive = naive_extremes(history)
+        actual = realized_extremes(passed)
+        for name in EXTREMES:
+            forecast = extreme_forecast(symbol_doc, name)
+            if forecast is None:
+                continue
+            evaluations.append(
+                TargetEvaluation(
+                    run_id=run["run_id"],
+                    as_of=iso(as_of),
+                    symbol=symbol,
+                    market=history.market.name,
+                    target=name,
+                    model="extremes",
+                    horizon=len(hours),
+                    elapsed_hours=len(passed),
+                    complete=True,
+                    through=iso(passed.index.max()),
+                    mase=None,
+                    naive_mase=None,
+                    **score_extreme(forecast, actual[name], naive[name]),
+                )
+            )
     return evaluations
 
 
@@ -210,9 +312,13 @@ def evaluate(
                 continue
             symbol = symbol_doc["symbol"]
             targets = set(settings.forecast.targets)
+            if {"high", "low", "close"} <= targets:
+                targets.add(RANGE)
+            if any(symbol_doc.get(name) is not None for name in EXTREMES):
+                targets.update(name for name in EXTREMES if symbol_doc.get(f"{name}_lo_80") is not None)
             if {f"{symbol}|{target}" for target in targets} <= done:
                 continue
-            evaluations = evaluate_run_symbol(settings, es, run, symbol)
+            evaluations = evaluate_run_symbol(settings, es, run, symbol, symbol_doc)
             store.write(
                 es,
                 (
@@ -235,6 +341,6 @@ def symbol_evaluations(es: Elasticsearch, settings: Settings, symbol: str, runs:
     if not es.indices.exists(index=index):
         return []
     page = es.search(
-        index=index, query={"term": {"symbol": symbol}}, size=runs * 4, sort=[{"as_of": "desc"}, {"target": "asc"}]
+        index=index, query={"term": {"symbol": symbol}}, size=runs * 8, sort=[{"as_of": "desc"}, {"target": "asc"}]
     )
     return [hit["_source"] for hit in page["hits"]["hits"]]

@@ -30,35 +30,39 @@ def run_line(run: dict[str, Any]) -> str:
     )
 
 
+def _extreme(doc: dict[str, Any], prefix: str) -> str:
+    """``median [80% interval]`` and the most likely hour, or "-" before extremes were forecast."""
+    median = doc.get(prefix)
+    if median is None:
+        return "-"
+    lo, hi = doc.get(f"{prefix}_lo_80"), doc.get(f"{prefix}_hi_80")
+    interval = f" [{_number(lo)} - {_number(hi)}]" if lo is not None and hi is not None else ""
+    return f"{_number(median)}{interval}\nlikeliest {_when(doc.get(f'{prefix}_at'))}"
+
+
 def summary_table(symbols: list[dict[str, Any]], horizon_days: int) -> Table:
-    """Per symbol: the next days' highest volume, highest price and lowest price, each with its hour."""
-    table = Table(title=f"Next {horizon_days} days per symbol (from the forecasts)", title_justify="left")
-    for column in (
-        "symbol",
-        "status",
-        "highest volume",
-        "at (UTC)",
-        "highest price",
-        "at (UTC)",
-        "lowest price",
-        "at (UTC)",
-    ):
-        table.add_column(column, justify="right" if column.startswith(("highest", "lowest")) else "left")
+    """Per symbol: the next days' highest volume, highest price and lowest price, each a forecast median with its
+    80% interval and its most likely hour, and the hourly range (volatility) forecast."""
+    table = Table(
+        title=f"Next {horizon_days} days per symbol: each extreme's median [80% interval] and likeliest hour (UTC)",
+        title_justify="left",
+    )
+    for column in ("symbol", "status", "highest volume", "highest price", "lowest price", "hourly range %"):
+        table.add_column(column, justify="right" if column not in ("symbol", "status") else "left")
     table.add_column("note", overflow="fold")
     for doc in symbols:
         status = doc.get("status", "?")
         chosen = doc.get("chosen_models") or {}
         beating = doc.get("targets_beating_naive", 0)
         detail = f"{beating}/{len(chosen)} beat naive" if status == "ok" else doc.get("reason", "")
+        range_pct = doc.get("range_pct_mean")
         table.add_row(
             doc["symbol"],
             f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
-            _number(doc.get("highest_volume")),
-            _when(doc.get("highest_volume_at")),
-            _number(doc.get("highest_price")),
-            _when(doc.get("highest_price_at")),
-            _number(doc.get("lowest_price")),
-            _when(doc.get("lowest_price_at")),
+            _extreme(doc, "highest_volume"),
+            _extreme(doc, "highest_price"),
+            _extreme(doc, "lowest_price"),
+            "-" if range_pct is None else f"{range_pct:.2f} ({doc.get('range_model', '?')})",
             detail,
         )
     return table

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,10 @@ from ray_app.documents import (
     ForecastTargetDocument,
     checked,
 )
-from ray_app.forecast.engine import Extreme, SymbolForecast, finite_or_none
+from ray_app.forecast.engine import SymbolForecast, finite_or_none
+from ray_app.forecast.extremes import ExtremeForecast
 from ray_app.forecast.series import BAR_COLUMNS, SymbolHistory
+from ray_app.forecast.volatility import RANGE
 from ray_app.times import iso, now_iso
 
 PAGE_SIZE = 5000
@@ -119,10 +122,17 @@ def _read_hours(
         after = hits[-1]["sort"]
 
 
-def _extreme(prefix: str, extreme: Extreme | None) -> dict[str, Any]:
+def _extreme(prefix: str, extreme: ExtremeForecast | None) -> dict[str, Any]:
     if extreme is None:
         return {}
-    return {prefix: extreme.value, f"{prefix}_at": iso(extreme.at)}
+    fields = {
+        prefix: finite_or_none(extreme.median),
+        f"{prefix}_at": iso(extreme.at),
+        f"{prefix}_at_probability": extreme.at_probability,
+    }
+    for level, (lo, hi) in extreme.bounds.items():
+        fields[f"{prefix}_lo_{level}"], fields[f"{prefix}_hi_{level}"] = finite_or_none(lo), finite_or_none(hi)
+    return fields
 
 
 @dataclass(frozen=True)
@@ -191,11 +201,23 @@ def forecast_actions(settings: Settings, run: RunContext, result: SymbolForecast
                             "smape": finite_or_none(score.smape),
                             **{f"coverage_{level}": value for level, value in score.coverage.items()},
                             "seconds": score.seconds,
+                            **({"qlike": score.qlike} if math.isfinite(score.qlike) else {}),
                             **({"error": score.error} if score.error else {}),
                         }
                         for name, score in forecast.scores.items()
                     },
                     "note": forecast.note,
+                    **(
+                        {
+                            "interval_source": forecast.interval_source,
+                            "interval_cv_coverage": {
+                                source: {f"coverage_{level}": value for level, value in found.items()}
+                                for source, found in forecast.interval_cv_coverage.items()
+                            },
+                        }
+                        if forecast.interval_cv_coverage
+                        else {}
+                    ),
                     "train_points": result.history.points,
                     "horizon": len(forecast.hours),
                     "created_at": created,
@@ -235,6 +257,12 @@ def summary_fields(result: SymbolForecast) -> dict[str, Any]:
         **_extreme("highest_volume", summary.highest_volume),
         **_extreme("highest_price", summary.highest_price),
         **_extreme("lowest_price", summary.lowest_price),
+        **(
+            {"range_model": result.targets[RANGE].model, "range_pct_mean": float(result.targets[RANGE].value.mean())}
+            if RANGE in result.targets
+            else {}
+        ),
+        **({"close_interval_source": result.targets["close"].interval_source} if "close" in result.targets else {}),
         "forecast_start": iso(hours[0]),
         "forecast_end": iso(hours[-1]),
         "chosen_models": {target: forecast.model for target, forecast in result.targets.items()},

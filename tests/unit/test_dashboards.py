@@ -73,13 +73,26 @@ def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles()
         assert wanted in titles, wanted
     assert "Panel Title" not in titles
     forecasting = " | ".join(panel["title"] for panel in DASHBOARDS["forecasting"]["panels"])
-    for wanted in ("Highest volume", "Highest price", "Lowest price next week (min of low)", "80% and 95%", "vs naive"):
+    for wanted in (
+        "Highest volume",
+        "Highest price",
+        "Lowest price next week (median, 80%)",
+        "80% and 95%",
+        "vs naive",
+    ):
         assert wanted in forecasting, wanted
-    for wanted in ("Forecast vs what happened", "Scored against what happened", "MASE of the forecast vs naive"):
+    for wanted in (
+        "Forecast vs what happened",
+        "Scored against what happened",
+        "MASE of the forecast vs naive",
+        "7-day range forecast vs what happened",
+        "extremes' calibration",
+        "volatility",
+    ):
         assert wanted in forecasting, wanted
     for wanted in ("Bollinger bands (20, 2 sigma)", "RSI (14)", "MACD (12, 26, 9)"):
         assert wanted in titles, wanted
-    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 8 and len(es_panels(DASHBOARDS["trading"])) == 13
+    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 11 and len(es_panels(DASHBOARDS["trading"])) == 13
     assert len(es_panels(DASHBOARDS["forecasting"])) == 1
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ray_app.config import ConfigError, load_settings
 from ray_app.forecast.calendar import CRYPTO, NEW_YORK, STOCK
-from ray_app.forecast.engine import SymbolForecast, TargetForecast, forecast_history
+from ray_app.forecast.engine import SymbolForecast, forecast_history, summarise
 from ray_app.forecast.models import NAIVE, ForecastSpec, ModelScore, choose_model, cross_validate, mase, smape
 from ray_app.forecast.series import Skipped, SymbolHistory, bars_frame, build_history
 from ray_app.testing.bars import synthetic_bars
@@ -209,28 +209,27 @@ def test_a_model_that_fails_is_reported_and_the_others_still_compete(monkeypatch
     assert choose_model(scores, spec.min_improvement) != "AutoTheta"
 
 
-def _forecast(target: str, values: list[float], hours: pd.DatetimeIndex) -> TargetForecast:
-    array = np.asarray(values, dtype=float)
-    return TargetForecast(target, NAIVE, {NAIVE: ModelScore(mase=1.0)}, hours, array, {80: (array, array)})
-
-
-def test_summary_takes_the_minimum_of_low_and_the_maxima_of_high_and_volume() -> None:
-    hours = CRYPTO.next_slots(ts("2026-11-27T23:00Z"), 3)
-    history = SymbolHistory("BTC/USD", CRYPTO, hours, {}, np.zeros(3, dtype=bool))
-    result = SymbolForecast(
-        history,
-        {
-            "high": _forecast("high", [105, 109, 107], hours),
-            "low": _forecast("low", [95, 91, 99], hours),  # the original project reported max(low) = 99 here
-            "volume": _forecast("volume", [10, 30, 20], hours),
-        },
-        cv_seconds=0,
-        fit_seconds=0,
+def test_the_summary_is_the_extremes_of_the_history_not_the_maxima_of_the_point_forecasts() -> None:
+    """The old rule (max of high, min of low over the point forecasts) gave a week's range as one hour's; the
+    summary now forecasts the extremes from the history: wider than one bar's spread, and ordered."""
+    bars = synthetic_bars(CRYPTO, ts("2026-10-01T00:00Z"), ts("2026-10-31T00:00Z"), "random_walk", seed=4)
+    history = SymbolHistory(
+        "BTC/USD",
+        CRYPTO,
+        pd.DatetimeIndex(bars.index),
+        {name: bars[name].to_numpy(dtype="float64") for name in ("high", "low", "close", "volume")},
+        np.zeros(len(bars), dtype=bool),
     )
+    hours = CRYPTO.next_slots(history.last_hour, 168)
+    result = SymbolForecast(history, {}, cv_seconds=0, fit_seconds=0, extremes=summarise(history, hours))
     summary = result.summary()
-    assert (summary.lowest_price.value, summary.lowest_price.at) == (91, hours[1])
-    assert (summary.highest_price.value, summary.highest_price.at) == (109, hours[1])
-    assert (summary.highest_volume.value, summary.highest_volume.at) == (30, hours[1])
+    assert summary.highest_price and summary.lowest_price and summary.highest_volume
+    last = bars.iloc[-1]
+    assert summary.highest_price.bounds[80][1] > last["high"] and summary.lowest_price.bounds[80][0] < last["low"]
+    assert summary.lowest_price.median < last["close"] < summary.highest_price.median
+    for extreme in (summary.highest_price, summary.lowest_price, summary.highest_volume):
+        quantiles = list(extreme.quantiles().values())
+        assert quantiles == sorted(quantiles) and extreme.at in hours and 0 < extreme.at_probability <= 1
 
 
 def test_forecast_settings_fail_fast_with_the_key(monkeypatch) -> None:

@@ -113,7 +113,7 @@ def test_the_prompt_states_every_fact_and_the_verdict() -> None:
         "AutoETS",
         "up to 102.00",
         "+2.00%",
-        "95.00 to 105.00",
+        "low near 95.00 and high near 105.00",
         "Signal: buy",
         "Sentiment: bullish",
     ):
@@ -167,7 +167,7 @@ def test_every_endpoint_documents_its_answer_with_a_schema() -> None:
     from serve_deployments.app import api
 
     paths = api.openapi()["paths"]
-    assert len(paths) == 13
+    assert len(paths) == 15
     for path, methods in paths.items():
         for method, operation in methods.items():
             schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
@@ -175,7 +175,10 @@ def test_every_endpoint_documents_its_answer_with_a_schema() -> None:
             assert ref and ref.startswith("#/components/schemas/"), f"{method.upper()} {path}: {schema}"
     components = api.openapi()["components"]["schemas"]
     assert {"close", "close_lo_80", "close_hi_95", "close_model"} <= set(components["ForecastRow"]["properties"])
-    assert "actual_close" in components["VsRealizedRow"]["properties"]
+    assert {"actual_close", "actual_range"} <= set(components["VsRealizedRow"]["properties"])
+    assert {"highest_price_lo_80", "lowest_price_hi_95", "highest_volume_at_probability"} <= set(
+        components["Summary"]["properties"]
+    )
     assert "text" in components["Recommendation"]["properties"]
 
 
