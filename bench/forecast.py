@@ -13,8 +13,17 @@ training + 5 trading days held out, and real daily bars of AAPL, GOOG, IBM, MSFT
 windows of 250 days + 5 days held out. Per model: mean CV MASE next to naive's; then the honest number, on the
 held-out days the choice never saw: MASE of the chosen model vs naive, and how many series beat naive.
 
+Calibration: the week's extremes (highest price, lowest price, highest hourly volume; ray_app/forecast/extremes.py)
+on every real dataset, held out over rolling origins: EURUSD hourly (22 days -> 120 hours, origins a day apart),
+the four daily stocks and daily GOOGL 2009-2018 (gym-anytrading's second CSV; 250 days -> 5, origins 5 days apart):
+the share of windows whose realized extreme is above the forecast median, inside the 80% and 95% intervals, and
+the pinball loss beside the old rule's (the max/min of the hourly point forecasts). Then the volatility target
+(the hourly range; ray_app/forecast/volatility.py) held out beside Naive and SeasonalNaive (MASE, QLIKE), and the
+close's hourly interval coverage before (the close model's own) and after (the production choice).
+
     .venv/bin/pip install -e '.[bench]'        # the EURUSD data ships in gym-anytrading's wheel
     .venv/bin/python bench/forecast.py [--sizes 10,100,500] [--speed-models AutoETS,AutoTheta] [--cpus N]
+    .venv/bin/python bench/forecast.py --skip-speed --json     # accuracy and calibration, one JSON object last
 
 It starts a local Ray of its own (no Kafka or Elasticsearch needed).
 """

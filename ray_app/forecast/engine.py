@@ -19,6 +19,12 @@ its own series, floored at 0.
 the log close, model of the two spreads) is scored on the *reconstructed* high, low and close against the actual
 ones, beside Naive on those targets (which the pair Naive/Naive reproduces exactly). A pair is chosen only if it
 passes the gate of :func:`~ray_app.forecast.models.beats` on every price target; otherwise Naive/Naive is.
+
+**Volatility and the week's extremes.** With high, low and close, the hourly range is a target of its own
+(:mod:`~ray_app.forecast.volatility`: HAR and GARCH beside Naive and SeasonalNaive, the same gate), and the close's
+intervals come from it where those covered closer to nominal in cross-validation (high and low follow). The summary
+(highest volume, highest price, lowest price) is forecast as extremes, each a distribution with its median, 80% and
+95% bounds and its likeliest hour (:mod:`~ray_app.forecast.extremes`), not the max/min of the hourly points.
 """
 
 from __future__ import annotations

@@ -311,7 +311,7 @@ def evaluate(
             if symbol_doc.get("status") != "ok":
                 continue
             symbol = symbol_doc["symbol"]
-            targets = set(settings.forecast.targets)
+            targets: set[str] = set(settings.forecast.targets)
             if {"high", "low", "close"} <= targets:
                 targets.add(RANGE)
             if any(symbol_doc.get(name) is not None for name in EXTREMES):

@@ -15,6 +15,7 @@ from elasticsearch import Elasticsearch
 from ray_app.config import Settings
 from ray_app.forecast import store
 from ray_app.forecast.series import bars_frame
+from ray_app.forecast.volatility import RANGE, range_pct
 from ray_app.times import iso
 
 _BAND_ALPHA = {80: 0.35, 95: 0.18}
@@ -37,6 +38,9 @@ def file_name(symbol: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", symbol) + ".png"
 
 
+_EXTREME_OF = {"high": "highest_price", "low": "lowest_price", "volume": "highest_volume"}
+
+
 def render_symbol(
     path: Path,
     symbol: str,
@@ -45,6 +49,7 @@ def render_symbol(
     target_reports: dict[str, dict[str, Any]],
     as_of: pd.Timestamp,
     run_id: str,
+    summary: dict[str, Any] | None = None,
 ) -> Path:
     import matplotlib
 
@@ -72,6 +77,13 @@ def render_symbol(
                     label=f"{level}% interval",
                 )
         axis.plot(rows["timestamp"], rows["value"], color="#1f77b4", linewidth=1.2, label="forecast")
+        extreme = _EXTREME_OF.get(target)
+        if summary and extreme and summary.get(extreme) is not None and not rows.empty:
+            span = [rows["timestamp"].min(), rows["timestamp"].max()]
+            lo, hi = summary.get(f"{extreme}_lo_80"), summary.get(f"{extreme}_hi_80")
+            if lo is not None and hi is not None:
+                axis.fill_between(span, [lo, lo], [hi, hi], color="#d62728", alpha=0.12, linewidth=0)
+            axis.plot(span, [summary[extreme]] * 2, color="#d62728", linewidth=1.0, linestyle=":", label=extreme)
         axis.axvline(as_of, color="#999999", linestyle="--", linewidth=0.8)
         report = target_reports.get(target, {})
         mase, naive = report.get("mase"), report.get("naive_mase")
@@ -101,9 +113,13 @@ def plot_run(es: Elasticsearch, settings: Settings, run: dict[str, Any], out_dir
             continue
         symbol = symbol_doc["symbol"]
         history = bars_frame(store.load_bars(es, settings, [symbol], start, as_of)[symbol])
+        if not history.empty:
+            history[RANGE] = range_pct(history["high"].to_numpy(), history["low"].to_numpy())
         reports = {doc["target"]: doc for doc in targets if doc["symbol"] == symbol}
         forecasts = store.run_forecasts(es, settings, run["run_id"], symbol)
         paths.append(
-            render_symbol(out_dir / file_name(symbol), symbol, history, forecasts, reports, as_of, run["run_id"])
+            render_symbol(
+                out_dir / file_name(symbol), symbol, history, forecasts, reports, as_of, run["run_id"], symbol_doc
+            )
         )
     return paths

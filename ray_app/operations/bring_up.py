@@ -19,7 +19,6 @@ import pandas as pd
 
 from ray_app.config import Settings
 
-BACKTEST_DAYS = 3  # the scored forecast's cut-off lies this far back: its horizon has bars to be scored against
 Spinner = Callable[[str], None]
 
 
@@ -216,15 +215,17 @@ def forecast_stage(settings: Settings, view: View) -> bool:
 
 
 def scored_forecast_stage(settings: Settings, view: View) -> bool:
-    """The same forecast from a cut-off some days back, scored against the bars that arrived since: so the
-    Forecasting dashboard's "vs what happened" panels have real numbers on the first run."""
+    """The same forecast from a cut-off one horizon back, scored against the bars that arrived since: its whole
+    horizon has passed, so every target and the week's extremes are scored, and the Forecasting dashboard's "vs
+    what happened" panels have real numbers on the first run."""
     from elasticsearch import ApiError
     from elasticsearch import ConnectionError as ESConnectionError
 
     from ray_app.forecast.evaluation import evaluate
     from ray_app.forecast.runner import cut_off
 
-    as_of = cut_off() - pd.Timedelta(days=BACKTEST_DAYS)
+    back_days = settings.forecast.horizon_days
+    as_of = cut_off() - pd.Timedelta(days=back_days)
     if (done := _complete_run(settings, as_of)) is not None:
         view.note(
             f"forecast: run {done['run_id']} (cut-off {done['as_of']}) is complete already: not run again "
@@ -233,7 +234,7 @@ def scored_forecast_stage(settings: Settings, view: View) -> bool:
         return True
     view.begin(
         "forecast, scored",
-        f"the same forecast from a cut-off {BACKTEST_DAYS} days back "
+        f"the same forecast from a cut-off {back_days} days back (its whole horizon has passed) "
         f"({as_of:%Y-%m-%d %H:%M} UTC), then scored against the bars since "
         "(`ray-app forecast evaluate`)",
     )

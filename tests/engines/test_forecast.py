@@ -113,17 +113,20 @@ def test_forecasts_cover_the_horizon_on_trading_hours_with_ordered_intervals(
 ) -> None:
     docs = pd.DataFrame(_forecast_docs(settings, first_run.run_id))
     counts = docs.groupby(["symbol", "target"]).size().to_dict()
-    expected = {(s, t): 24 if s.endswith("/USD") else 7 for s in ("BTC/USD", "ETH/USD", "AAPL") for t in TARGETS}
+    expected = {
+        (s, t): 24 if s.endswith("/USD") else 7 for s in ("BTC/USD", "ETH/USD", "AAPL") for t in [*TARGETS, "range"]
+    }
     assert counts == expected
     hours = pd.DatetimeIndex(pd.to_datetime(docs["timestamp"], utc=True))
     stock = (docs["symbol"] == "AAPL").to_numpy()
     assert bool(STOCK.in_session(hours[stock]).all())
     assert hours[~stock].min() == AS_OF  # crypto: the first forecast hour is the cut-off hour itself
+    bounded = docs[docs["target"] != "range"]  # the volatility forecast has no intervals
     assert (
-        (docs["lo_95"] <= docs["lo_80"])
-        & (docs["lo_80"] <= docs["value"])
-        & (docs["value"] <= docs["hi_80"])
-        & (docs["hi_80"] <= docs["hi_95"])
+        (bounded["lo_95"] <= bounded["lo_80"])
+        & (bounded["lo_80"] <= bounded["value"])
+        & (bounded["value"] <= bounded["hi_80"])
+        & (bounded["hi_80"] <= bounded["hi_95"])
     ).all()
     # the bars after the cut-off (priced around 1e6) were not training data
     assert docs[docs["symbol"] == "BTC/USD"]["value"].max() < 1e3 * 10
@@ -144,6 +147,10 @@ def test_the_known_answers_come_out_and_the_report_compares_every_model_with_nai
     for doc in targets.values():
         # never a model that did not beat naive's CV MASE by forecast.min_improvement (10%)
         assert doc["chosen_model"] == "Naive" or doc["mase"] < 0.9 * doc["naive_mase"], doc
+        if doc["target"] == "range":  # volatility: its own candidates, QLIKE beside MASE, no intervals
+            assert set(doc["cv"]) == {"HAR", "GARCH", "Naive", "SeasonalNaive"}
+            assert all(score["qlike"] >= 0 for score in doc["cv"].values() if "qlike" in score)
+            continue
         assert set(doc["cv"]) == {"AutoETS", "AutoTheta", "Naive", "SeasonalNaive"}
         assert doc["cv"]["Naive"]["mase"] == doc["naive_mase"]
         assert all(score["seconds"] > 0 for score in doc["cv"].values())  # what each model costs
@@ -160,10 +167,18 @@ def test_summary_is_computed_from_the_stored_forecasts(settings: Settings, first
         low, high, volume = (
             rows[rows["target"] == t].set_index("timestamp")["value"] for t in ("low", "high", "volume")
         )
-        assert symbols[symbol]["lowest_price"] == low.min()  # the minimum of low (the original took the maximum)
-        assert symbols[symbol]["lowest_price_at"] == low.idxmin()
-        assert symbols[symbol]["highest_price"] == high.max()
-        assert symbols[symbol]["highest_volume"] == volume.max()
+        doc = symbols[symbol]
+        hours = set(low.index)
+        for extreme in ("highest_price", "lowest_price", "highest_volume"):
+            keys = ("lo_95", "lo_80", "", "hi_80", "hi_95")
+            ends = [doc[f"{extreme}_{key}" if key else extreme] for key in keys]
+            assert ends == sorted(ends), (symbol, extreme)
+            assert doc[f"{extreme}_at"] in hours and 0 < doc[f"{extreme}_at_probability"] <= 1
+        assert doc["lowest_price"] < doc["highest_price"]
+        # an extreme, not the max of smooth points: the week's high median above the first hour's high forecast
+        assert doc["highest_price"] >= high.iloc[0] and doc["lowest_price"] <= low.iloc[0]
+        assert doc["highest_volume_hi_95"] >= volume.max()
+        assert doc["range_model"] in {"HAR", "GARCH", "Naive", "SeasonalNaive"} and doc["range_pct_mean"] > 0
     assert symbols["IBM"]["status"] == "skipped" and symbols["MSFT"]["status"] == "failed"
 
 
@@ -173,7 +188,7 @@ def test_running_the_same_run_again_overwrites_and_the_latest_run_is_found(
     again = run_forecast(settings, as_of=AS_OF)  # no injected failure this time: MSFT is forecast too
     assert again.run_id == first_run.run_id
     docs = _forecast_docs(settings, again.run_id)
-    assert len(docs) == 4 * (24 + 24 + 7 + 7)  # BTC, ETH, AAPL, MSFT; nothing doubled
+    assert len(docs) == 5 * (24 + 24 + 7 + 7)  # 5 targets (range too) of BTC, ETH, AAPL, MSFT; nothing doubled
     assert len({(d["symbol"], d["target"], d["timestamp"]) for d in docs}) == len(docs)
     latest = store.latest_run(es_client(settings), settings)
     assert latest["run_id"] == again.run_id and latest["forecasted"] == 4 and latest["skipped"] == 1
@@ -338,6 +353,13 @@ def test_a_past_run_is_scored_against_the_bars_that_came_after(
         inside = (actual >= forecast["lo_80"].to_numpy()) & (actual <= forecast["hi_80"].to_numpy())
         assert got.coverage_80 == pytest.approx(inside.mean())
         assert got.beats_naive == (got.model != "Naive" and got.mase < got.naive_mase * (1 - 1e-9))
+    ranged = first[("ETH/USD", "range")]  # volatility: the hourly range, 100 x ln(high / low)
+    actual_range = 100 * np.log(realized["high"].iloc[:10].to_numpy() / realized["low"].iloc[:10].to_numpy())
+    train_range = 100 * np.log(train["high"].to_numpy() / train["low"].to_numpy())
+    range_rows = rows[rows["target"] == "range"].set_index("timestamp").sort_index().iloc[:10]["value"].to_numpy()
+    range_scale = np.abs(np.diff(train_range)).mean()
+    assert ranged.mase == pytest.approx(np.abs(actual_range - range_rows).mean() / range_scale, rel=1e-9)
+    assert ranged.naive_mase == pytest.approx(np.abs(actual_range - train_range[-1]).mean() / range_scale, rel=1e-9)
     close = first[("ETH/USD", "close")]
     threshold = settings.recommend.rules.move_threshold_pct
     end_change = 100 * (rows[rows["target"] == "close"]["value"].iloc[-1] / train["close"].iloc[-1] - 1)
@@ -356,8 +378,23 @@ def test_a_past_run_is_scored_against_the_bars_that_came_after(
         hit["_source"]
         for hit in es.search(index=index, query={"term": {"run_id": first_run.run_id}}, size=100)["hits"]["hits"]
     ]
-    assert len(docs) == 8 and len({(d["symbol"], d["target"]) for d in docs}) == 8  # 2 symbols x 4 targets
+    # 2 symbols x 5 targets (high, low, close, volume, range); ETH/USD's 3 extremes, scored now its horizon is over
+    assert len(docs) == 13 and len({(d["symbol"], d["target"]) for d in docs}) == 13
     assert all(d["complete"] and d["elapsed_hours"] == 24 for d in docs if d["symbol"] == "ETH/USD")
+    eth = es.get(index=settings.elasticsearch.indices.forecast_runs, id=f"{first_run.run_id}|ETH/USD")["_source"]
+    happened = {
+        "highest_price": realized["high"].max(),
+        "lowest_price": realized["low"].min(),
+        "highest_volume": realized["volume"].max(),
+    }
+    scored = {d["target"]: d for d in docs if d["symbol"] == "ETH/USD" and d["target"] in happened}
+    assert set(scored) == set(happened)
+    for extreme, value in happened.items():
+        got = scored[extreme]
+        assert got["realized"] == pytest.approx(value) and got["median"] == pytest.approx(eth[extreme])
+        assert got["above_median"] == (value > eth[extreme])
+        assert got["inside_80"] == (eth[f"{extreme}_lo_80"] <= value <= eth[f"{extreme}_hi_80"])
+        assert got["pinball"] >= 0 and got["naive_pinball"] >= 0
 
     # and as a Ray job, the same command
     ray_cli = Path(sys.executable).with_name("ray")
@@ -385,7 +422,7 @@ def test_a_past_run_is_scored_against_the_bars_that_came_after(
     )
     assert job.returncode == 0, job.stdout + job.stderr
     assert "succeeded" in job.stdout.lower()
-    assert es.count(index=index, query={"term": {"run_id": first_run.run_id}})["count"] == 8
+    assert es.count(index=index, query={"term": {"run_id": first_run.run_id}})["count"] == 13
 
 
 def test_a_symbols_complete_forecast_is_never_hidden_nor_served_in_part(settings: Settings) -> None:
