@@ -126,7 +126,8 @@ class ForecastReader:
             row[target] = doc["value"]
             row[f"{target}_model"] = doc["model"]
             for key, value in doc.items():
-                if key.startswith(("lo_", "hi_")):
+                # a target without intervals (range) reads NaN from the frame: JSON has no NaN, the column is left out
+                if key.startswith(("lo_", "hi_")) and value is not None and value == value:
                     row[f"{target}_{key}"] = value
         return [rows[hour] for hour in sorted(rows)]
 

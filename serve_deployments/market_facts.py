@@ -171,7 +171,12 @@ def chat_prompt_for(facts: MarketFacts, judgement: Judgement) -> str:
     else:
         verb = "rise" if facts.forecast_direction == "up" else "fall"
         outlook = f"The 7-day forecast expects it to {verb} about {abs(facts.forecast_change_pct):.1f}%."
+    week = (
+        f" This week's low and high are forecast near {facts.range_7d_low:.2f} and {facts.range_7d_high:.2f}."
+        if facts.range_7d_low is not None and facts.range_7d_high is not None
+        else ""
+    )
     return (
-        f"{facts.symbol}. {moved(facts.change_24h_pct, 'over the last day')} {outlook} "
+        f"{facts.symbol}. {moved(facts.change_24h_pct, 'over the last day')} {outlook}{week} "
         f"Signal: {judgement.signal}. Mood: {judgement.sentiment}."
     )

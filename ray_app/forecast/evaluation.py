@@ -80,7 +80,7 @@ def evaluate_target(
 
     coverage = {}
     for level in LEVELS:
-        if f"lo_{level}" in rows and f"hi_{level}" in rows:
+        if f"lo_{level}" in rows and f"hi_{level}" in rows and rows[[f"lo_{level}", f"hi_{level}"]].notna().all(None):
             inside = (actual >= rows[f"lo_{level}"].to_numpy()) & (actual <= rows[f"hi_{level}"].to_numpy())
             coverage[level] = float(inside.mean())
     forecast_direction = hit_rate = None

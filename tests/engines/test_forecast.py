@@ -360,6 +360,7 @@ def test_a_past_run_is_scored_against_the_bars_that_came_after(
     range_scale = np.abs(np.diff(train_range)).mean()
     assert ranged.mase == pytest.approx(np.abs(actual_range - range_rows).mean() / range_scale, rel=1e-9)
     assert ranged.naive_mase == pytest.approx(np.abs(actual_range - train_range[-1]).mean() / range_scale, rel=1e-9)
+    assert ranged.coverage_80 is None and ranged.coverage_95 is None  # no intervals, so no coverage (not 0%)
     close = first[("ETH/USD", "close")]
     threshold = settings.recommend.rules.move_threshold_pct
     end_change = 100 * (rows[rows["target"] == "close"]["value"].iloc[-1] / train["close"].iloc[-1] - 1)

@@ -19,11 +19,12 @@ from elasticsearch.helpers import bulk
 from ray_app.config import Settings, load_settings
 from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 from ray_app.forecast import store
-from ray_app.forecast.calendar import market_of
+from ray_app.forecast.calendar import CRYPTO, market_of
 from ray_app.forecast.runner import run_forecast
 from ray_app.testing.bars import bar_actions, synthetic_bars
 from ray_app.testing.settings import module_env, settings_env
 from ray_app.testing.stack import environment, free_ports
+from ray_app.times import iso
 from serve_deployments.market_facts import MarketFacts, judge
 from tests.support.prometheus import prometheus_range
 
@@ -452,6 +453,33 @@ def test_the_dashboards_es_panels_read_the_stored_recommendation_and_evaluations
                     assert any(all(b[m]["value"] is not None for m in search.reads) for b in buckets), panel["title"]
                 checked += 1
     assert checked == 3  # recommendation, sentiment, MASE over time
+
+
+def test_the_weeks_extremes_are_served_and_scored_against_the_bars_that_followed(
+    settings: Settings, http: httpx.Client
+) -> None:
+    summary = http.get("/forecast/BTC-USD/summary").json()
+    for extreme in ("highest_price", "lowest_price", "highest_volume"):
+        ends = [
+            summary[f"{extreme}_{key}"] if key else summary[extreme] for key in ("lo_95", "lo_80", "", "hi_80", "hi_95")
+        ]
+        assert ends == sorted(ends) and summary[f"{extreme}_at"].endswith("Z"), extreme
+    assert summary["lowest_price"] < summary["highest_price"] and summary["range_pct_mean"] > 0
+    # the back-dated run's whole horizon (a day) has passed: its extremes against the bars written for that day
+    (scored,) = http.get("/forecast/BTC-USD/extremes").json()
+    assert scored["as_of"] == iso(BACK_DATED)
+    bars = synthetic_bars(CRYPTO, AS_OF - pd.Timedelta(days=12), AS_OF, "daily_cycle", seed=0)
+    day = bars[(bars.index >= BACK_DATED) & (bars.index < AS_OF)]
+    assert scored["highest_price_realized"] == pytest.approx(day["high"].max())
+    assert scored["lowest_price_realized"] == pytest.approx(day["low"].min())
+    assert scored["highest_volume_realized"] == pytest.approx(day["volume"].max())
+    calibration = {row["extreme"]: row for row in http.get("/forecast/BTC-USD/extremes/calibration").json()}
+    assert set(calibration) == {"highest_price", "lowest_price", "highest_volume"}
+    high = calibration["highest_price"]
+    inside = scored["highest_price_lo_80"] <= day["high"].max() <= scored["highest_price_hi_80"]
+    assert high["runs"] == 1 and high["coverage_80"] == float(inside) and high["pinball"] >= 0
+    unknown = http.get("/forecast/NOPE/extremes")
+    assert unknown.status_code == 404 and "unknown symbol" in unknown.json()["detail"]
 
 
 def test_every_infinity_panel_url_answers_with_the_columns_the_panel_reads(

@@ -19,7 +19,7 @@ from ray_app.times import iso
 from serve_deployments.config_file import serve_config
 from serve_deployments.forecast_reader import slug
 from serve_deployments.language_model import ModelUnavailable, TextGenerator, check_model
-from serve_deployments.market_facts import MarketFacts, direction_of, judge, price_facts, prompt_for
+from serve_deployments.market_facts import MarketFacts, chat_prompt_for, direction_of, judge, price_facts, prompt_for
 
 
 def test_committed_serve_yaml_is_generated_from_the_default_settings_and_valid_for_serve_deploy(monkeypatch) -> None:
@@ -75,6 +75,8 @@ def _facts(forecast_change: float, change_24h: float | None, beats_naive: bool =
         forecast_direction=direction_of(forecast_change, RULES),
         range_7d_low=95.0,
         range_7d_high=105.0,
+        range_7d_low_lo_80=92.5,
+        range_7d_high_hi_80=108.25,
         close_model="AutoETS",
         close_beats_naive=beats_naive,
     )
@@ -114,11 +116,14 @@ def test_the_prompt_states_every_fact_and_the_verdict() -> None:
         "up to 102.00",
         "+2.00%",
         "low near 95.00 and high near 105.00",
+        "80% bounds 92.50 to 108.25",
         "Signal: buy",
         "Sentiment: bullish",
     ):
         assert fact in prompt, fact
     assert prompt.endswith("Analyst comment:")
+    chat = chat_prompt_for(facts, judge(facts, RULES))
+    assert "low and high are forecast near 95.00 and 105.00" in chat  # the calibrated range, in the model's words
 
 
 # --- the language model -------------------------------------------------------------------------------------
