@@ -124,7 +124,7 @@ def test_summary_is_the_stored_one(settings: Settings, http: httpx.Client) -> No
 
 def test_backtest_rows_are_the_stored_cross_validation(settings: Settings, http: httpx.Client) -> None:
     rows = {row["target"]: row for row in http.get("/forecast/BTC-USD/backtest").json()}
-    assert set(rows) == {"high", "low", "close", "volume"}
+    assert set(rows) == {"high", "low", "close", "volume", "range"}
     run_id = store.run_id_for(settings, AS_OF, list(SHAPES))
     doc = es_client(settings).get(index=settings.elasticsearch.indices.forecast_runs, id=f"{run_id}|BTC/USD|close")
     close = rows["close"]
@@ -411,8 +411,11 @@ def test_accuracy_is_the_back_dated_run_scored_on_the_bars_that_followed(
     rows = http.get("/forecast/BTC-USD/accuracy").json()
     back_dated = store.run_id_for(settings, BACK_DATED, list(SHAPES))
     assert {row["run_id"] for row in rows} == {back_dated}  # the current run's horizon has no bar yet
-    assert {row["target"] for row in rows} == {"high", "low", "close", "volume"}
-    assert all(row["elapsed_hours"] == 24 and row["complete"] and row["mase"] is not None for row in rows)
+    extremes = {"highest_price", "lowest_price", "highest_volume"}
+    assert {row["target"] for row in rows} == {"high", "low", "close", "volume", "range"} | extremes
+    assert all(row["elapsed_hours"] == 24 and row["complete"] for row in rows)
+    assert all(row["mase"] is not None for row in rows if row["target"] not in extremes)
+    assert all(row["pinball"] is not None for row in rows if row["target"] in extremes)
     close = next(row for row in rows if row["target"] == "close")
     assert close["direction"] in {"up", "down", "flat"} and 0 <= close["direction_hit_rate"] <= 1
     versus = http.get("/forecast/BTC-USD/vs-realized").json()
