@@ -339,34 +339,11 @@ class ForecastRunDocument(Document):
     targets_beating_naive: int | None = None
 
 
-class ForecastSymbolDocument(OpenDocument):
-    """``forecast-runs``, ``record: symbol``: a symbol's outcome in a run (ok, skipped, failed, or writing while its
-    rows are written), its history and its 7-day summary. A skipped symbol adds the details of why."""
+class ForecastSummary(BaseModel):
+    """A symbol's next days at a glance, as its ``forecast-runs`` symbol record stores it and ``GET
+    /forecast/{symbol}/summary`` answers it: the horizon's extremes (forecast/extremes.py), each the median with its
+    likeliest hour (and that hour's probability) and its 80% and 95% bounds; the volatility forecast; the models."""
 
-    record: Literal["symbol"]
-    run_id: str
-    as_of: Date
-    symbol: str
-    market: str | None = None  # absent when the symbol's Ray task died before it began
-    status: str
-    reason: SearchableText | None = None
-    traceback: Text | None = None
-    report_error: str | None = None
-    created_at: Date
-    load_s: float | None = None
-    worker: str | None = None
-    worker_pid: int | None = None
-    node_id: str | None = None  # the Ray node the symbol's task ran on
-    duration_s: float | None = None
-    cv_s: float | None = None
-    fit_s: float | None = None
-    train_points: int | None = None
-    gap_fraction: float | None = None
-    outside_session_bars: int | None = None
-    holidays: int | None = None
-    first_bar: Date | None = None
-    last_bar: Date | None = None
-    # the horizon's extremes (forecast/extremes.py): median, most likely hour, 80% and 95% bounds
     highest_volume: float | None = None  # the median
     highest_volume_at: Date | None = None  # the most likely hour
     highest_volume_at_probability: float | None = None
@@ -395,6 +372,35 @@ class ForecastSymbolDocument(OpenDocument):
     forecast_end: Date | None = None
     chosen_models: dict[str, str] | None = None
     targets_beating_naive: int | None = None
+
+
+class ForecastSymbolDocument(OpenDocument, ForecastSummary):
+    """``forecast-runs``, ``record: symbol``: a symbol's outcome in a run (ok, skipped, failed, or writing while its
+    rows are written), its history and its 7-day summary. A skipped symbol adds the details of why."""
+
+    record: Literal["symbol"]
+    run_id: str
+    as_of: Date
+    symbol: str
+    market: str | None = None  # absent when the symbol's Ray task died before it began
+    status: str
+    reason: SearchableText | None = None
+    traceback: Text | None = None
+    report_error: str | None = None
+    created_at: Date
+    load_s: float | None = None
+    worker: str | None = None
+    worker_pid: int | None = None
+    node_id: str | None = None  # the Ray node the symbol's task ran on
+    duration_s: float | None = None
+    cv_s: float | None = None
+    fit_s: float | None = None
+    train_points: int | None = None
+    gap_fraction: float | None = None
+    outside_session_bars: int | None = None
+    holidays: int | None = None
+    first_bar: Date | None = None
+    last_bar: Date | None = None
 
 
 class ForecastTargetDocument(OpenDocument):

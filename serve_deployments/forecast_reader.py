@@ -17,16 +17,16 @@ from elasticsearch import ApiError, Elasticsearch
 
 from ray_app.config import Settings
 from ray_app.config.redaction import redact
+from ray_app.documents import ForecastSummary
 from ray_app.es_indices import es_client
 from ray_app.forecast import store
 from ray_app.forecast.evaluation import EXTREMES
 from ray_app.forecast.volatility import range_pct
 from ray_app.times import iso
 from serve_deployments.market_facts import build_facts
-from serve_deployments.responses import Summary
 from serve_deployments.ttl_cache import TtlCache
 
-SUMMARY_FIELDS = tuple(name for name in Summary.model_fields if name not in ("symbol", "run_id", "as_of"))
+SUMMARY_FIELDS = tuple(ForecastSummary.model_fields)
 
 
 CACHE_MAX_ENTRIES = 512  # answers kept per replica: a few per symbol and question, far more than a platform has

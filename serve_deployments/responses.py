@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ray_app.documents import (
     ForecastEvaluationDocument,
+    ForecastSummary,
     IndicatorDocument,
     QuoteDocument,
     Recommendation,
@@ -84,39 +85,12 @@ class VsRealizedRow(ForecastRow):
     actual_range: float | None = None
 
 
-class Summary(BaseModel):
+class Summary(ForecastSummary):
+    """GET /forecast/{symbol}/summary: the symbol's summary from the run that last forecast it."""
+
     symbol: str
     run_id: str
     as_of: str
-    # each extreme of the horizon: its median, most likely hour (and that hour's probability), 80% and 95% bounds
-    highest_volume: float | None = None  # the median
-    highest_volume_at: str | None = None  # the most likely hour
-    highest_volume_at_probability: float | None = None
-    highest_volume_lo_80: float | None = None
-    highest_volume_hi_80: float | None = None
-    highest_volume_lo_95: float | None = None
-    highest_volume_hi_95: float | None = None
-    highest_price: float | None = None  # the median
-    highest_price_at: str | None = None  # the most likely hour
-    highest_price_at_probability: float | None = None
-    highest_price_lo_80: float | None = None
-    highest_price_hi_80: float | None = None
-    highest_price_lo_95: float | None = None
-    highest_price_hi_95: float | None = None
-    lowest_price: float | None = None  # the median
-    lowest_price_at: str | None = None  # the most likely hour
-    lowest_price_at_probability: float | None = None
-    lowest_price_lo_80: float | None = None
-    lowest_price_hi_80: float | None = None
-    lowest_price_lo_95: float | None = None
-    lowest_price_hi_95: float | None = None
-    range_model: str | None = None
-    range_pct_mean: float | None = None
-    close_interval_source: str | None = None
-    forecast_start: str | None = None
-    forecast_end: str | None = None
-    chosen_models: dict[str, str] | None = None
-    targets_beating_naive: int | None = None
 
 
 class BacktestRow(_Open):
