@@ -173,9 +173,9 @@ def price_extremes(
     log_close = np.log(np.maximum(close, tiny))
     last = float(log_close[-1])
     per_hour = (parkinson + changes)[-min(points, 20 * season) :]
-    hour_profile = np.array(
-        [per_hour[(np.arange(len(per_hour)) - len(per_hour)) % season == s].mean() for s in range(season)]
-    )
+    slots = (np.arange(len(per_hour)) - len(per_hour)) % season
+    overall = float(per_hour.mean()) if len(per_hour) else 0.0
+    hour_profile = np.array([per_hour[slots == s].mean() if (slots == s).any() else overall for s in range(season)])
     timing = hour_profile[np.arange(horizon) % season]
     results = []
     for upward, series in ((True, np.log(np.maximum(high, tiny))), (False, np.log(np.maximum(low, tiny)))):

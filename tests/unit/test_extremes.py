@@ -172,6 +172,21 @@ def test_adversarial_series_give_finite_ordered_extremes(shape: str) -> None:
         assert highest.median / last < 1.2 and lowest.median / last > 0.8  # scaled like the price, not absolute
 
 
+@pytest.mark.parametrize("points", [1, 2, 5, 30])
+def test_a_history_shorter_than_a_day_still_gives_finite_ordered_extremes(points: int) -> None:
+    bars = random_walk_bars(seed=12, hours=points + HORIZON, sigma_hour=0.004)
+    hours = pd.DatetimeIndex(bars.index[points:])
+    train = bars.iloc[:points]
+    highest, lowest = price_extremes(
+        train["high"].to_numpy(), train["low"].to_numpy(), train["close"].to_numpy(), hours, SEASON
+    )
+    volume = volume_extreme(train["volume"].to_numpy(), hours, SEASON)
+    for extreme in (highest, lowest, volume):
+        quantiles = np.array(list(extreme.quantiles().values()))
+        assert np.isfinite(quantiles).all() and (np.diff(quantiles) >= 0).all()
+        assert math.isfinite(extreme.at_probability) and extreme.at in hours
+
+
 def test_the_pinball_loss_of_known_quantiles() -> None:
     # realized e^1: the median e^1 loses nothing; a point at e^0 under-forecasts by 100 log-points at every level
     assert pinball_loss(math.e, {0.5: math.e}, 1e-12) == pytest.approx(0.0)
