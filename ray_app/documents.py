@@ -516,10 +516,25 @@ class Judgement(BaseModel):
     sentiment_rule: Text
 
 
+TextSource = Literal["model", "template"]
+
+
 class Recommendation(MarketFacts, Judgement):
-    """The answer of GET /recommendation/{symbol}: flat, every fact next to the verdict and the text."""
+    """The answer of GET /recommendation/{symbol}: flat, every fact next to the verdict and the text.
+
+    The text is the model's only when every claim in it passed the claim checker (serve_deployments/claims.py),
+    else the template sentence from the facts (serve_deployments/checked_text.py); ``text_source`` says which,
+    ``text_attempt`` which attempt wrote it, ``text_checks`` the claim kinds checked, ``text_claims`` how many claims
+    the served text makes (all supported), ``text_rejected`` why each refused candidate was refused.
+    """
 
     text: Text
+    text_source: TextSource
+    text_attempt: str | None
+    text_checks: list[str]
+    text_claims: Integer
+    text_rejected: list[str]
+    text_s: float
     prompt: Text
     model: str
     model_is_trained: bool
@@ -542,6 +557,31 @@ class RecommendationDocument(Recommendation):
     timestamp: Date
 
 
+class RecommendationOutcomeDocument(BaseModel):
+    """``recommendation-outcomes``: one stored recommendation scored at one horizon (serve_deployments/
+    track_record.py): the price then, the return, whether the signal hit, and what following it earned.
+    ``timestamp`` is the recommendation's last bar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str
+    recommendation_id: str
+    timestamp: Date
+    horizon: str
+    horizon_end: Date
+    signal: Signal
+    sentiment: Sentiment
+    text_source: TextSource
+    model: str
+    price: float
+    price_at_horizon: float
+    return_pct: float
+    hit: bool
+    hold_band_pct: float
+    follow_return_pct: float
+    scored_at: Date
+
+
 # Index settings key (ElasticsearchIndices field) -> the models of the documents it holds
 DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "trades": (TradeDocument,),
@@ -551,6 +591,7 @@ DOCUMENTS: dict[str, tuple[type[BaseModel], ...]] = {
     "forecast_runs": (ForecastRunDocument, ForecastSymbolDocument, ForecastTargetDocument),
     "forecast_evaluations": (ForecastEvaluationDocument,),
     "recommendations": (RecommendationDocument,),
+    "recommendation_outcomes": (RecommendationOutcomeDocument,),
     "dead_letters": (DeadLetterDocument,),
     "indicators_1m": (IndicatorDocument,),
     "quotes": (QuoteDocument,),

@@ -11,6 +11,7 @@
     GET  /recommendation/{symbol}    facts, rule-based signal and sentiment, the language model's comment
     POST /recommendations            the same for every forecast symbol (or ?symbol=...), written to Elasticsearch
     GET  /recommendations/latest     the newest stored recommendation per symbol
+    GET  /recommendation/{symbol}/track-record   each stored signal scored at 1 h, 24 h, 7 d: hit rates, returns
     GET  /model                      the Recommender's model: name, trained or not, size, device, threads, batching
     GET  /healthz                    Elasticsearch reachable
     GET  /docs                       OpenAPI
@@ -52,9 +53,10 @@ from ray_app.config.redaction import redact, redact_log_records
 from ray_app.es_indices import es_client
 from serve_deployments import auth
 from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback
+from serve_deployments.checked_text import CheckedWriter, Request
 from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavailable, ForecastReader
 from serve_deployments.language_model import Generation, TextGenerator
-from serve_deployments.market_facts import MarketFacts, chat_prompt_for, judge, prompt_for
+from serve_deployments.market_facts import MarketFacts, judge
 from serve_deployments.recommendations import (
     Recommendation,
     latest_recommendations,
@@ -75,6 +77,7 @@ from serve_deployments.responses import (
     StoredRecommendation,
     Summary,
     SymbolStatus,
+    TrackRecord,
     VsRealizedRow,
 )
 from serve_deployments.ttl_cache import TtlCache
@@ -198,6 +201,9 @@ class Forecast:
     def indicators(self, symbol: str, minutes: int) -> list[dict[str, Any]]:
         return self.reader.indicators(symbol, minutes)
 
+    def track_record(self, symbol: str) -> dict[str, Any]:
+        return self.reader.track_record(symbol)
+
     def quote(self, symbol: str) -> dict[str, Any]:
         return self.reader.quote(symbol)
 
@@ -267,6 +273,7 @@ class Recommender:
         self.forecast = forecast
         self.forecast_limit = Limit("Forecast", settings.serve.forecast.request_timeout_s)
         self.lm = TextGenerator(settings.recommend)
+        self.writer = CheckedWriter(self.lm, settings.recommend)
         self.es = es_client(settings)
         # the decorator's values are fixed at import; the settings' replace them (public setters, no getters:
         # `describe` reports the settings, which are what was set)
@@ -275,17 +282,16 @@ class Recommender:
         batched.set_batch_wait_timeout_s(settings.recommend.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
-    async def generate(self, prompts: list[str]) -> list[Generation]:
-        return await asyncio.to_thread(self.lm.generate, prompts)  # the event loop keeps queueing the next batch
+    async def generate(self, requests: list[Request]) -> list[Generation]:
+        return await asyncio.to_thread(self.writer.decode, requests)  # the event loop keeps queueing the next batch
 
     async def recommend(self, symbol: str) -> dict[str, Any]:
         answer = await _answer(self.forecast.facts.remote(symbol), self.forecast_limit)
         facts = MarketFacts.model_validate(answer)
         judgement = judge(facts, self.settings.recommend.rules)
-        prompt = (chat_prompt_for if self.lm.chat else prompt_for)(facts, judgement)
-        generation = await self.generate(prompt)
+        written = await self.writer.write(facts, judgement, self.generate)
         return recommendation_of(
-            facts, judgement, prompt, generation, self.lm.name, not self.lm.is_untrained_test_model, self.lm.note
+            facts, judgement, written, self.lm.name, not self.lm.is_untrained_test_model, self.lm.note
         ).model_dump()
 
     async def record(self, symbols: list[str]) -> dict[str, Any]:
@@ -405,6 +411,10 @@ class Ingress:
     @api.get("/quote/{symbol:path}", response_model=LatestQuote)
     async def quote(self, symbol: str = SymbolPath) -> Response:
         return await self._read(("quote", symbol), lambda: self.forecasts.quote.remote(symbol))
+
+    @api.get("/recommendation/{symbol:path}/track-record", response_model=TrackRecord)
+    async def track_record(self, symbol: str = SymbolPath) -> Response:
+        return await self._read(("track_record", symbol), lambda: self.forecasts.track_record.remote(symbol))
 
     @api.get("/recommendation/{symbol:path}", response_model=Recommendation)
     async def recommendation(self, symbol: str = SymbolPath) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ray_app.forecast.evaluation import EXTREMES
 from ray_app.forecast.volatility import range_pct
 from ray_app.times import iso
 from serve_deployments.market_facts import build_facts
+from serve_deployments.track_record import track_record
 from serve_deployments.ttl_cache import TtlCache
 
 SUMMARY_FIELDS = tuple(ForecastSummary.model_fields)
@@ -348,6 +349,11 @@ class ForecastReader:
             self.settings.recommend.rules,
         )
         return facts.model_dump()
+
+    def track_record(self, symbol_or_slug: str) -> dict[str, Any]:
+        """The symbol's scored recommendations (serve_deployments/track_record.py); 404 for one not traded."""
+        symbol = self._traded(symbol_or_slug)
+        return self._cached(("track_record", symbol), lambda: track_record(self.es, self.settings, symbol))
 
     def health(self) -> dict[str, Any]:
         try:

@@ -16,24 +16,25 @@ from ray_app.config import Settings
 from ray_app.documents import Judgement, MarketFacts, Recommendation, RecommendationDocument
 from ray_app.es_indices import MAPPINGS, ensure_index
 from ray_app.times import now_iso
-from serve_deployments.language_model import Generation
+from serve_deployments.checked_text import CheckedText
 
 
 def recommendation_of(
-    facts: MarketFacts, judgement: Judgement, prompt: str, generation: Generation, model: str, trained: bool, note: str
+    facts: MarketFacts, judgement: Judgement, written: CheckedText, model: str, trained: bool, note: str
 ) -> Recommendation:
-    """The answer from its parts: the facts, the rules' verdict, the prompt and what the model wrote."""
+    """The answer from its parts: the facts, the rules' verdict and the checked text (with its last generation)."""
+    generation = written.generation
     return Recommendation(
         **facts.model_dump(),
         **judgement.model_dump(),
-        text=generation.text,
-        prompt=prompt,
+        **written.fields(),
+        prompt=written.prompt,
         model=model,
         model_is_trained=trained,
         model_note=note,
-        new_tokens=generation.new_tokens,
-        batch_size=generation.batch_size,
-        generation_s=round(generation.seconds, 4),
+        new_tokens=generation.new_tokens if generation else 0,
+        batch_size=generation.batch_size if generation else 0,
+        generation_s=round(generation.seconds, 4) if generation else 0.0,
         generated_at=now_iso(),
     )
 

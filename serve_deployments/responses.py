@@ -134,6 +134,41 @@ class ExtremeCalibrationRow(BaseModel):
 AccuracyRow = ForecastEvaluationDocument  # GET /forecast/{symbol}/accuracy answers the stored evaluations
 IndicatorRow = IndicatorDocument  # GET /indicators/{symbol} answers the stored indicator documents, oldest first
 LatestQuote = QuoteDocument  # GET /quote/{symbol} answers the symbol's newest stored top of the book
+
+
+class TrackRecordRow(BaseModel):
+    """One signal at one horizon: how often it hit and what following it earned against holding."""
+
+    signal: str
+    horizon: str
+    scored: int
+    hits: int
+    hit_rate: float
+    hold_band_pct: float
+    mean_return_pct: float
+    mean_follow_return_pct: float
+
+
+class TrackRecordPoint(BaseModel):
+    """After each scored 1 h signal, in time order: the cumulative return of following the signals and of holding."""
+
+    timestamp: str
+    signal: str
+    follow_return_pct: float
+    hold_return_pct: float
+
+
+class TrackRecord(BaseModel):
+    """GET /recommendation/{symbol}/track-record (serve_deployments/track_record.py)."""
+
+    symbol: str
+    recommendations: int
+    outcomes: int
+    rows: list[TrackRecordRow]
+    cumulative: list[TrackRecordPoint]
+    rules: str
+
+
 StoredRecommendation = RecommendationDocument  # GET /recommendations/latest answers the stored documents
 
 

@@ -137,6 +137,17 @@ class DemoView:
             print_recommendation(answer)
         console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
 
+    def track_record(self, written: int, scored: int, records: list[dict[str, Any]]) -> None:
+        from ray_app.cli.serve import print_track_record
+
+        console.print(
+            f"\ntrack record: {written} back-dated recommendations, {scored} outcomes (1 h, 24 h, 7 d) "
+            f"(GET {self.settings.serve.url}/recommendation/<symbol>/track-record)",
+            highlight=False,
+        )
+        for record in records:
+            print_track_record(record)
+
     def charts(self, paths: list[Path]) -> None:
         console.print(
             f"\ncharts of the Grafana panels (same queries): {', '.join(str(c) for c in paths)}", highlight=False

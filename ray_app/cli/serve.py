@@ -120,9 +120,50 @@ def print_recommendation(answer: dict[str, Any]) -> None:
         f"7-day low ~{_money(answer['range_7d_low'])}, high ~{_money(answer['range_7d_high'])} (80%: "
         f"{_money(answer.get('range_7d_low_lo_80'))} - {_money(answer.get('range_7d_high_hi_80'))}; run "
         f"{answer['run_id']})\n"
-        f"  {escape(answer['model'])}{trained}: {escape(answer['text'])!r}",
+        f"  {escape(answer['model'])}{trained}: {escape(answer['text'])!r}\n"
+        f"  text: {_text_source(answer)}",
         highlight=False,
     )
+
+
+def _text_source(answer: dict[str, Any]) -> str:
+    """Where the text came from and what was checked, in words."""
+    claims = (
+        f"{answer.get('text_claims', 0)} claims, each matched to the facts ({', '.join(answer.get('text_checks', []))})"
+    )
+    if answer.get("text_source") == "model":
+        return f"the model's (attempt {answer.get('text_attempt')}); {claims}"
+    refused = "; ".join(answer.get("text_rejected") or []) or "no model attempt"
+    return f"the template from the facts ({claims}); refused: {escape(refused)}"
+
+
+def print_track_record(record: dict[str, Any]) -> None:
+    """A symbol's track record as a table: hit rate and mean returns per signal and horizon."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{record['symbol']}: {record['outcomes']} outcomes of {record['recommendations']} recommendations"
+    )
+    for column in ("horizon", "signal", "scored", "hit rate", "hold band", "mean return", "following it"):
+        table.add_column(column, justify="left" if column in {"horizon", "signal"} else "right")
+    for row in record["rows"]:
+        table.add_row(
+            row["horizon"],
+            row["signal"],
+            str(row["scored"]),
+            f"{row['hit_rate']:.0%}",
+            f"+-{row['hold_band_pct']:.2f}%" if row["signal"] == "hold" else "-",
+            f"{row['mean_return_pct']:+.3f}%",
+            f"{row['mean_follow_return_pct']:+.3f}%",
+        )
+    console.print(table)
+    if record["cumulative"]:
+        last = record["cumulative"][-1]
+        console.print(
+            f"  following the 1 h signals: {last['follow_return_pct']:+.2f}% vs holding "
+            f"{last['hold_return_pct']:+.2f}% over {len(record['cumulative'])} hours",
+            highlight=False,
+        )
 
 
 def recommend(

@@ -23,6 +23,7 @@ class ElasticsearchIndices(_Section):
     forecast_runs: str
     forecast_evaluations: str
     recommendations: str
+    recommendation_outcomes: str = "recommendation-outcomes"  # each stored recommendation scored at 1 h, 24 h, 7 d
     dead_letters: str
     indicators_1m: str
     quotes: str  # the top of the book per symbol and second

@@ -70,6 +70,9 @@ class SignalRules(_Section):
     require_beats_naive: bool
 
 
+Attempt = Literal["free", "plain", "slots"]
+
+
 class RecommendSettings(_Section):
     """The Recommender's language model (``from_pretrained(model)``), its decoding and its signal rules."""
 
@@ -82,6 +85,11 @@ class RecommendSettings(_Section):
     seed: int
     max_batch_size: int = Field(ge=1, le=256)
     batch_wait_timeout_s: float = Field(ge=0, le=10)
+    # the model's attempts at a text every claim of which the facts support, tightest last (serve_deployments/
+    # checked_text.py: free, plain, slots); none passing within text_budget_s -> the template sentence from the facts;
+    # [] -> template only. free (unconstrained) is off by default: bench/recommend.py measured 0 of its texts pass
+    attempts: list[Attempt] = Field(default_factory=lambda: ["plain", "slots"])
+    text_budget_s: float = Field(default=30.0, gt=0, le=600)
     rules: SignalRules
 
 

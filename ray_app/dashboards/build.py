@@ -45,6 +45,7 @@ ES_INDICES = (
     "bars_1h",
     "dead_letters",
     "recommendations",
+    "recommendation_outcomes",
     "forecast_evaluations",
     "indicators_1m",
     "quotes",
@@ -163,6 +164,87 @@ def trading() -> db.Dashboard:
         .text_mode(common.BigValueTextMode.VALUE)
         .span(6)
         .height(4)
+    )
+    # each stored signal scored at 1 h, 24 h and 7 days (serve_deployments/track_record.py), over the last 30 days
+    track_record = (
+        table.Panel()
+        .title("Signals' track record (30 days): hit rate, mean return, and following the signal, per horizon")
+        .datasource(es_ref("recommendation_outcomes"))
+        .with_target(
+            es.Dataquery()
+            .ref_id("A")
+            .query(SYMBOL)
+            .time_field("timestamp")
+            .metrics(
+                [
+                    es.Average().id("1").field("hit"),
+                    es.Count().id("3"),
+                    es.Average().id("4").field("return_pct"),
+                    es.Average().id("5").field("follow_return_pct"),
+                ]
+            )
+            .bucket_aggs(
+                [
+                    es.Terms().id("2").field("horizon").settings(es.ElasticsearchTermsSettings().size("3")),
+                    es.Terms().id("6").field("signal").settings(es.ElasticsearchTermsSettings().size("3")),
+                ]
+            )
+        )
+        .time_from("30d")
+        .span(12)
+        .height(8)
+    )
+    cumulative = (
+        timeseries.Panel()
+        .title("Following the 1 h signals vs holding (30 days): cumulative return, % (summed hourly)")
+        .datasource(es_ref("recommendation_outcomes"))
+        .with_target(
+            es.Dataquery()
+            .ref_id("A")
+            .query(f'{SYMBOL} AND horizon:"1h"')
+            .time_field("timestamp")
+            .metrics([es.Average().id("1").field("follow_return_pct"), es.Average().id("3").field("return_pct")])
+            .bucket_aggs(
+                [
+                    es.DateHistogram()
+                    .id("2")
+                    .field("timestamp")
+                    .settings(es.ElasticsearchDateHistogramSettings().interval("1h"))
+                ]
+            )
+        )
+        .with_transformation(
+            DataTransformerConfig(
+                id_val="calculateField",
+                options={
+                    "mode": "cumulativeFunctions",
+                    "cumulative": {"field": "Average follow_return_pct", "reducer": "sum"},
+                    "alias": "following the signals",
+                    "replaceFields": False,
+                },
+            )
+        )
+        .with_transformation(
+            DataTransformerConfig(
+                id_val="calculateField",
+                options={
+                    "mode": "cumulativeFunctions",
+                    "cumulative": {"field": "Average return_pct", "reducer": "sum"},
+                    "alias": "holding",
+                    "replaceFields": False,
+                },
+            )
+        )
+        .with_transformation(
+            DataTransformerConfig(
+                id_val="filterFieldsByName",
+                options={"include": {"names": ["Time", "following the signals", "holding"]}},
+            )
+        )
+        .unit("percent")
+        .time_from("30d")
+        .span(12)
+        .height(8)
     )
     close = (
         timeseries.Panel()
@@ -300,6 +382,8 @@ def trading() -> db.Dashboard:
         .with_panel(clock)
         .with_panel(recommendation)
         .with_panel(sentiment)
+        .with_panel(track_record)
+        .with_panel(cumulative)
         .with_panel(candles)
         .with_panel(bands)
         .with_panel(rsi)

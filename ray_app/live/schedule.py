@@ -2,7 +2,8 @@
 
 - forecaster: at every hour's start (``live.forecast_every_s``) a forecast of every symbol, unless a complete run for
   that cut-off exists already (the run id is the cut-off's, so `make run` again never doubles one), then the scoring
-  of every run whose horizon has begun against the bars that arrived.
+  of every run whose horizon has begun against the bars that arrived, and of every stored recommendation whose
+  horizons (1 h, 24 h, 7 d) have passed (serve_deployments/track_record.py).
 - recommender: every ``live.recommend_every_s``, every symbol's recommendation through the Serve app
   (POST /recommendations), which indexes them.
 
@@ -60,6 +61,7 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
     from ray_app.forecast import store
     from ray_app.forecast.evaluation import evaluate
     from ray_app.forecast.runner import cut_off, record_stored_run, run_forecast
+    from serve_deployments.track_record import score_recommendations
 
     now = now or pd.Timestamp.now(tz="UTC")
     as_of = cut_off(now.to_pydatetime())
@@ -79,6 +81,8 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
         )
     scored = evaluate(settings)
     LOG.info("forecaster: %d target evaluations written", len(scored))
+    outcomes = score_recommendations(es_client(settings), settings)
+    LOG.info("forecaster: %d recommendation outcomes written", outcomes)
     return next_round_in_s(as_of, pd.Timestamp.now(tz="UTC"), settings.live.forecast_every_s)
 
 

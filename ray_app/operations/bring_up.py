@@ -64,6 +64,9 @@ class View(Protocol):
     def serve(self, deployed: Any, summary_url: str | None, summary: Any, result: dict[str, Any]) -> None:
         """The Serve app answers (``Deployed``): a forecast summary and every symbol's recommendation."""
 
+    def track_record(self, written: int, scored: int, records: list[dict[str, Any]]) -> None:
+        """Back-dated recommendations written, outcomes scored, and each symbol's track record."""
+
     def charts(self, paths: list[Path]) -> None:
         """PNGs of the main Grafana panels, from the dashboards' own queries."""
 
@@ -287,6 +290,33 @@ def serve_stage(settings: Settings, view: View) -> str | None:
     return symbols[0]["symbol"] if symbols else settings.symbols[0]
 
 
+def track_record_stage(settings: Settings, view: View) -> bool:
+    """Recommendations at every hour since the scored run's cut-off (from that run, the template text), then every
+    stored recommendation scored at the horizons that have passed: a track record on the first run."""
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as ESConnectionError
+
+    from ray_app.es_indices import es_client
+    from ray_app.forecast.runner import cut_off
+    from serve_deployments.track_record import backdate_recommendations, score_recommendations, track_record
+
+    view.begin(
+        "track record",
+        "recommendations back-dated to every hour since the scored run's cut-off, then every stored one scored "
+        "at 1 h, 24 h and 7 days",
+    )
+    try:
+        run = _complete_run(settings, cut_off() - pd.Timedelta(days=settings.forecast.horizon_days))
+        es = es_client(settings)
+        written = backdate_recommendations(es, settings, run["run_id"]) if run else 0
+        scored = score_recommendations(es, settings)
+        view.track_record(written, scored, [track_record(es, settings, symbol) for symbol in settings.symbols])
+        return scored > 0
+    except (ApiError, ESConnectionError, ConnectionError) as exc:
+        view.problem("track record", str(exc))
+        return False
+
+
 def charts_stage(settings: Settings, view: View, symbol: str) -> bool:
     """PNGs of the main Grafana panels from the dashboards' own queries."""
     from elasticsearch import ApiError
@@ -333,6 +363,7 @@ def bring_up(settings: Settings, config_file: Path | None, view: View) -> BringU
     report.stages["forecast, scored"] = scored_forecast_stage(settings, view)
     charted = serve_stage(settings, view)
     report.stages["serve"] = charted is not None
+    report.stages["track record"] = track_record_stage(settings, view)
     report.stages["charts"] = charted is not None and charts_stage(settings, view, charted)
     report.stages["live"] = live_stage(settings, config_file, view)
     report.seconds = time.monotonic() - began

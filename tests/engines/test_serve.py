@@ -25,6 +25,7 @@ from ray_app.testing.bars import bar_actions, synthetic_bars
 from ray_app.testing.settings import module_env, settings_env
 from ray_app.testing.stack import environment, free_ports
 from ray_app.times import iso
+from serve_deployments.claims import CLAIM_KINDS, check_text
 from serve_deployments.market_facts import MarketFacts, judge
 from tests.support.prometheus import prometheus_range
 
@@ -231,6 +232,11 @@ def test_a_recommendation_carries_facts_verdict_text_and_an_honest_model_label(
     assert answer["model"] == settings.recommend.model and answer["model_is_trained"] is False
     assert "UNTRAINED TEST MODEL" in answer["model_note"] and answer["prompt"].startswith("Market report for BTC/USD")
     assert 1 <= answer["new_tokens"] <= 16
+    # the untrained model's text is noise: every attempt refused, the template from the facts served
+    assert answer["text_source"] == "template" and answer["text_attempt"] is None
+    assert [reason.split(":")[0] for reason in answer["text_rejected"]] == settings.recommend.attempts
+    assert check_text(answer["text"], MarketFacts.model_validate(answer)).passed and answer["text_claims"] > 0
+    assert answer["text_checks"] == list(CLAIM_KINDS)
     assert http.get("/recommendation/btc-usd").json()["text"] == answer["text"]  # greedy: same facts, same text
     model = http.get("/model").json()
     assert model["model_is_trained"] is False and model["parameters"] > 0 and model["max_batch_size"] == 8
@@ -741,3 +747,68 @@ def test_the_latest_quote_is_each_symbol_s_newest_top_of_the_book(settings: Sett
     assert http.get("/quote/AAPL").status_code == 404  # traded, but no quote yet
     unknown = http.get("/quote/DOGE")
     assert unknown.status_code == 404 and "BTC-USD" in unknown.json()["detail"]
+
+
+# --- the track record (last: it adds back-dated recommendations to the module's index) -----------------------
+
+
+def test_the_track_record_scores_every_stored_signal_against_the_bars_that_followed(
+    settings: Settings, http: httpx.Client
+) -> None:
+    from serve_deployments.track_record import backdate_recommendations, score_recommendations
+
+    es = es_client(settings)
+    run_id = store.run_id_for(settings, BACK_DATED, list(SHAPES))
+    written = backdate_recommendations(es, settings, run_id)
+    closes = {
+        symbol: synthetic_bars(market_of(symbol), AS_OF - pd.Timedelta(days=days), AS_OF, shape, seed=seed)["close"]
+        for seed, (symbol, (shape, days)) in enumerate(SHAPES.items())
+    }
+    # one back-dated recommendation per hourly bar from the hour before the run's cut-off (IBM was not forecast)
+    hours = {s: int((c.index >= BACK_DATED - pd.Timedelta(hours=1)).sum()) for s, c in closes.items() if s != "IBM"}
+    assert written == sum(hours.values())
+    es.indices.refresh(index=settings.elasticsearch.indices.recommendations)
+    stored = [
+        hit["_source"]
+        for hit in es.search(
+            index=settings.elasticsearch.indices.recommendations, query={"term": {"model": "back-dated"}}, size=1000
+        )["hits"]["hits"]
+    ]
+    assert len(stored) == written
+    for doc in stored:
+        assert doc["text_source"] == "template" and check_text(doc["text"], MarketFacts.model_validate(doc)).passed
+    assert score_recommendations(es, settings) > 0
+
+    # the reference, from the synthetic bars: the close of the newest bar started by t + horizon, once one exists
+    expected: dict[tuple[str, str, str], list[bool]] = {}
+    hourly: dict[str, dict[str, tuple[float, float]]] = {}  # symbol -> hour -> (return %, following it %)
+    for doc in stored + http.get("/recommendations/latest").json():
+        close = closes[doc["symbol"]]
+        t = pd.Timestamp(doc["last_bar_at"])
+        for name, hours_ahead in (("1h", 1), ("24h", 24), ("7d", 168)):
+            when = t + pd.Timedelta(hours=hours_ahead)
+            if close.index[-1] < when:
+                continue
+            change = (close[close.index <= when].iloc[-1] / doc["last_price"] - 1) * 100
+            band = settings.recommend.rules.move_threshold_pct * (hours_ahead / 168) ** 0.5
+            hit = {"buy": change > 0, "sell": change < 0, "hold": abs(change) <= band}[doc["signal"]]
+            expected.setdefault((doc["symbol"], name, doc["signal"]), []).append(hit)
+            if name == "1h":
+                follow = {"buy": change, "sell": -change, "hold": 0.0}[doc["signal"]]
+                hourly.setdefault(doc["symbol"], {})[doc["last_bar_at"]] = (change, follow)
+    for symbol in ("BTC/USD", "AAPL"):
+        record = http.get(f"/recommendation/{symbol.replace('/', '-')}/track-record")
+        assert record.status_code == 200, record.text
+        body = record.json()
+        got = {(symbol, row["horizon"], row["signal"]): (row["scored"], row["hits"]) for row in body["rows"]}
+        want = {key: (len(hits), sum(hits)) for key, hits in expected.items() if key[0] == symbol}
+        assert got == want and any(key[1] == "24h" for key in got)
+        hours_scored = [hourly[symbol][hour] for hour in sorted(hourly[symbol])]
+        assert len(body["cumulative"]) == len(hours_scored)
+        holding = following = 1.0
+        for change, follow in hours_scored:
+            holding, following = holding * (1 + change / 100), following * (1 + follow / 100)
+        last = body["cumulative"][-1]
+        assert last["hold_return_pct"] == pytest.approx((holding - 1) * 100)
+        assert last["follow_return_pct"] == pytest.approx((following - 1) * 100)
+    assert http.get("/recommendation/NOPE/track-record").status_code == 404

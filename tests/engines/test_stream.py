@@ -518,6 +518,7 @@ def test_every_trading_dashboard_es_panel_reads_what_the_stream_wrote(settings: 
         source = sources[panel["datasource"]["uid"]]
         if source["index"] in {
             settings.elasticsearch.indices.recommendations,
+            settings.elasticsearch.indices.recommendation_outcomes,
             settings.elasticsearch.indices.indicators_1m,
         }:
             continue  # the Serve app and the indicators job write these (tests/engines/test_serve.py, test_live.py)

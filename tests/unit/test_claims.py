@@ -50,6 +50,8 @@ TABLE = {
         ("The 7-day forecast covers 24 hours and more.", "IBM", True),
         ("It trades around 205.", "IBM", False),
         ("Support sits at 190.5.", "IBM", False),
+        ("It fell over the last three days.", "IBM", False),  # number words are numbers
+        ("The forecast covers the next seven days.", "IBM", True),
     ],
     "direction": [
         ("IBM fell over the last day.", "IBM", True),
@@ -78,6 +80,19 @@ TABLE = {
         ("... due to the recent surge of interest in BIP38 tokens", "BTC/USD", False),  # issue 32
         ("Earnings are due, analysts say.", "IBM", False),
         ("IBM fell after Arvind Krishna spoke.", "IBM", False),
+        ("IBM fell due to supply chain disruptions.", "IBM", False),  # no fact says why
+        ("IBM fell amid a wider sell-off in the sector.", "IBM", False),
+    ],
+    "meta": [
+        ("IBM fell 3.5% over the last day; the signal is hold.", "IBM", True),
+        ("Here's an explanation based on your text snippet.", "IBM", False),
+        ("This article contains information for traders.", "IBM", False),
+    ],
+    "word": [
+        ("Traders are watching the stock's fluctuations; it dropped.", "IBM", True),  # inflections are words
+        ("IBM is expected to drop around iaxionate by iread.", "IBM", False),  # invented words
+        ("IBM is set for a dip as weather patterns affect markets.", "IBM", False),  # a cause no fact holds
+        ("For CL, some data could impact our business plans.", "CL", False),
     ],
 }
 
@@ -103,7 +118,8 @@ def test_a_claim_is_supported_only_by_the_facts(kind: str, text: str, symbol: st
 def test_a_move_up_is_supported_when_a_fact_moved_up() -> None:
     up = facts(change=2.1, forecast_change=6.0)
     assert check_text("It rose 2.1% and the forecast sees it climbing 6% by Friday.", up).passed
-    assert check_text("It soared.", up).passed  # the forecast's 6% move is strong enough
+    assert check_text("The forecast sees it soaring.", up).passed  # the forecast's 6% move is strong enough
+    assert not check_text("It soared.", up).passed  # the past day's 2.1% is not
     assert not check_text("It fell.", up).passed
 
 

@@ -30,6 +30,7 @@ def test_defaults_hold_the_documented_topics_and_indices() -> None:
         "forecast_runs": "forecast-runs",
         "forecast_evaluations": "forecast-evaluations",
         "recommendations": "recommendations",
+        "recommendation_outcomes": "recommendation-outcomes",
         "dead_letters": "dead-letters",
         "indicators_1m": "indicators-1m",
         "quotes": "quotes",

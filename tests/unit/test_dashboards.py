@@ -92,7 +92,7 @@ def test_the_trading_dashboard_has_every_panel_of_the_original_and_real_titles()
         assert wanted in forecasting, wanted
     for wanted in ("Bollinger bands (20, 2 sigma)", "RSI (14)", "MACD (12, 26, 9)"):
         assert wanted in titles, wanted
-    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 11 and len(es_panels(DASHBOARDS["trading"])) == 13
+    assert len(infinity_panels(DASHBOARDS["forecasting"])) == 11 and len(es_panels(DASHBOARDS["trading"])) == 15
     assert len(es_panels(DASHBOARDS["forecasting"])) == 1
 
 
