@@ -88,7 +88,9 @@ def template_text(facts: MarketFacts, judgement: Judgement) -> str:
     if not facts.close_beats_naive:
         sentences.append(f"No model beat the naive forecast, which holds the close near {close} for the next 7 days.")
     elif facts.forecast_direction == "flat":
-        sentences.append(f"The 7-day forecast expects little change, a close near {close} ({change}% away).")
+        sentences.append(
+            f"The 7-day forecast expects little change, a close near {close} ({change}% from the last price)."
+        )
     else:
         way = "rising" if facts.forecast_direction == "up" else "falling"
         sentences.append(f"The 7-day forecast sees the close {way} {change}% to {close}.")

@@ -10,8 +10,10 @@ checked; one unsupported claim and the text is not served. The kinds of claim (:
 - ``number``: any other number must equal a price in the facts (last price, forecast close, the week's low and high
   and their 80% ends) at the text's rounding, or a horizon the facts name (24 hours, 7 days);
 - ``direction``: a word that says which way the price went or will go (rose, fell, upward, downturn ...) must agree
-  with the fact it can describe: the 24 h change or the forecast direction; a strong word (plummet, soar, crash ...)
-  also needs a move of at least :data:`STRONG_MOVE_PCT`;
+  with the fact its clause describes: the forecast in a clause with a forecast word (expected, will, outlook ...),
+  else the 24 h change; a strong word (plummet, soar, crash ...) also needs a move of at least
+  :data:`STRONG_MOVE_PCT`; a word that sizes the move (big, sharp, significant / slight, modest, stable) needs one
+  of at least, or below, :data:`BIG_MOVE_PCT`;
 - ``time``: weekdays, months, years, "tomorrow", quarters: only those the facts' own dates name;
 - ``named``: news, events, decisions, products, people, companies' acts (earnings, CEO, announced, AI, tokens ...),
   causes (due to, because, driven by: no fact says why a price moved), and any proper name or code-like token
@@ -47,6 +49,14 @@ def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+BIG_MOVE_PCT = 2.0  # a word that sizes a move as big needs one at least this large; a small-move word, one below
+BIG_WORDS = words(
+    "big bigger biggest large larger sharp sharper sharply steep steeply strong stronger strongly significant "
+    "significantly major huge heavy heavily"
+)
+SMALL_WORDS = words(
+    "little slight slightly modest modestly small smaller minor mild calm quiet stable steady steadily flat unchanged"
+)
 HORIZONS = (24.0, 7.0, 1.0, 80.0, 95.0)  # hours, days and interval levels the facts speak in
 STRONG_MOVE_PCT = 5.0  # a move a strong word (plummet, soar, crash) may describe
 
@@ -154,7 +164,7 @@ COMMENTARY = words(
     "buy sell neutral bullish bearish positive negative "
     "make makes made get gets got give gives gave go goes went come comes came take takes took look looks looked "
     "seem seems seemed appear appears appeared suggest call calls "
-    "good better best bad worse worst well earlier later compare compared away percent cover covers end ends "
+    "good better best bad worse worst well earlier later compare compared percent cover covers end ends "
     "watch watching fluctuate fluctuation swing swings volume range-bound wide narrow tight time times part "
     "expected following follow follows instead rest start starts"
 )
@@ -252,6 +262,13 @@ def _directions(facts: MarketFacts, future: bool | None = None) -> dict[str, flo
     return found
 
 
+def _move(facts: MarketFacts, future: bool) -> float | None:
+    """The size of the move a clause speaks of, in %: the forecast's, or the last 24 hours' (None: unknown)."""
+    if future:
+        return abs(facts.forecast_change_pct)
+    return None if facts.change_24h_pct is None else abs(facts.change_24h_pct)
+
+
 def _allowed_names(facts: MarketFacts) -> set[str]:
     parts = re.split(r"[/\-. ]", facts.symbol.lower())
     return {facts.symbol.lower(), *parts, *facts.close_model.lower().replace("+", " ").split(), *ALLOWED_NAMES}
@@ -318,6 +335,18 @@ def check_text(text: str, facts: MarketFacts, judgement: Judgement | None = None
                 )
             else:
                 claims.append(Claim("direction", word, True))
+        elif lower in BIG_WORDS or lower in SMALL_WORDS:
+            clause = next((c for start, end, c in clauses if start <= match.start() < end), text)
+            future = bool(set(_WORD.findall(clause.lower())) & FUTURE_WORDS)
+            move = _move(facts, future)
+            big = lower in BIG_WORDS
+            if move is None:
+                claims.append(Claim("direction", word, False, f"'{word}' sizes a move; no 24 h change is in the facts"))
+            elif big != (move >= BIG_MOVE_PCT):
+                about = "the forecast's" if future else "the last 24 hours'"
+                claims.append(Claim("direction", word, False, f"'{word}' does not size {about} {move:.2f}% move"))
+            else:
+                claims.append(Claim("direction", word, True))
         elif lower == "may" and word == "may":  # the verb, not the month
             continue
         elif lower in WEEKDAYS or lower in MONTHS or lower in TIME_WORDS:
@@ -361,6 +390,11 @@ def refused_words(facts: MarketFacts) -> frozenset[str]:
         set(WEEKDAYS) | set(MONTHS)
     ) - named_days - {"may"}
     refused |= {word for word, pct in FRACTION_WORDS.items() if not _matches("0", pct, _percent_facts(facts))}
+    moves = [m for m in (_move(facts, True), _move(facts, False)) if m is not None]
+    if all(m < BIG_MOVE_PCT for m in moves):
+        refused |= BIG_WORDS
+    if moves and all(m >= BIG_MOVE_PCT for m in moves):
+        refused |= SMALL_WORDS
     for way, plain, strong in (("up", UP_WORDS, STRONG_UP), ("down", DOWN_WORDS, STRONG_DOWN)):
         size = directions.get(way)
         if size is None:

@@ -199,6 +199,36 @@ def track_record(es: Elasticsearch, settings: Settings, symbol: str) -> dict[str
     }
 
 
+def overall(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of several symbols' track records combined per horizon and signal (weighted by what was scored)."""
+    combined: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        for row in record["rows"]:
+            key = (row["horizon"], row["signal"])
+            into = combined.setdefault(
+                key, {**row, "scored": 0, "hits": 0, "mean_return_pct": 0.0, "mean_follow_return_pct": 0.0}
+            )
+            into["scored"] += row["scored"]
+            into["hits"] += row["hits"]
+            into["mean_return_pct"] += row["mean_return_pct"] * row["scored"]
+            into["mean_follow_return_pct"] += row["mean_follow_return_pct"] * row["scored"]
+    rows = []
+    for name in HORIZONS:
+        for signal in ("buy", "sell", "hold"):
+            if (row := combined.get((name, signal))) is None:
+                continue
+            scored = row["scored"]
+            rows.append(
+                {
+                    **row,
+                    "hit_rate": row["hits"] / scored,
+                    "mean_return_pct": row["mean_return_pct"] / scored,
+                    "mean_follow_return_pct": row["mean_follow_return_pct"] / scored,
+                }
+            )
+    return rows
+
+
 def backdate_recommendations(es: Elasticsearch, settings: Settings, run_id: str) -> int:
     """Recommendations at every hour from a run's cut-off to now, from that run's forecast and the bars as they were
     at each hour, with the template text; returns how many were written."""

@@ -139,14 +139,31 @@ class DemoView:
 
     def track_record(self, written: int, scored: int, records: list[dict[str, Any]]) -> None:
         from ray_app.cli.serve import print_track_record
+        from serve_deployments.track_record import overall
 
         console.print(
             f"\ntrack record: {written} back-dated recommendations, {scored} outcomes (1 h, 24 h, 7 d) "
             f"(GET {self.settings.serve.url}/recommendation/<symbol>/track-record)",
             highlight=False,
         )
+        recommendations = sum(record["recommendations"] for record in records)
+        outcomes = sum(record["outcomes"] for record in records)
+        print_track_record(
+            {
+                "symbol": "all symbols",
+                "recommendations": recommendations,
+                "outcomes": outcomes,
+                "rows": overall(records),
+            }
+        )
         for record in records:
-            print_track_record(record)
+            if record["cumulative"]:
+                last = record["cumulative"][-1]
+                console.print(
+                    f"  {record['symbol']}: following the 1 h signals {last['follow_return_pct']:+.2f}% vs holding "
+                    f"{last['hold_return_pct']:+.2f}% over {len(record['cumulative'])} hours",
+                    highlight=False,
+                )
 
     def charts(self, paths: list[Path]) -> None:
         console.print(

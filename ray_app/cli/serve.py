@@ -157,7 +157,7 @@ def print_track_record(record: dict[str, Any]) -> None:
             f"{row['mean_follow_return_pct']:+.3f}%",
         )
     console.print(table)
-    if record["cumulative"]:
+    if record.get("cumulative"):
         last = record["cumulative"][-1]
         console.print(
             f"  following the 1 h signals: {last['follow_return_pct']:+.2f}% vs holding "

@@ -202,3 +202,25 @@ def test_the_price_at_a_horizon_is_the_newest_bar_started_by_then_once_the_data_
     assert _price_at(times, closes, pd.Timestamp("2026-12-05T19:00Z")) == 2.0  # the market was closed: no move
     assert _price_at(times, closes, pd.Timestamp("2026-12-07T09:00Z")) == 3.0
     assert _price_at(times, closes, pd.Timestamp("2026-12-07T10:00Z")) is None  # not passed in the data yet
+
+
+def test_the_symbols_track_records_combine_weighted_by_what_was_scored() -> None:
+    from serve_deployments.track_record import overall
+
+    def row(signal, scored, hits, mean):
+        return {
+            "signal": signal,
+            "horizon": "1h",
+            "scored": scored,
+            "hits": hits,
+            "hit_rate": hits / scored,
+            "hold_band_pct": 0.08,
+            "mean_return_pct": mean,
+            "mean_follow_return_pct": mean,
+        }
+
+    rows = overall([{"rows": [row("buy", 3, 1, 0.3)]}, {"rows": [row("buy", 1, 1, -0.1), row("hold", 2, 2, 0.0)]}])
+    buy = next(r for r in rows if r["signal"] == "buy")
+    assert (buy["scored"], buy["hits"]) == (4, 2) and buy["hit_rate"] == 0.5
+    assert buy["mean_return_pct"] == pytest.approx((3 * 0.3 - 0.1) / 4)
+    assert [r["signal"] for r in rows] == ["buy", "hold"]

@@ -59,6 +59,10 @@ TABLE = {
         ("IBM rose over the last day.", "IBM", False),
         ("An uptrend is forming.", "IBM", False),
         ("The stock plummeted.", "IBM", False),  # a strong word for a 3.47% move
+        ("IBM made a sharp move over the last day.", "IBM", True),  # 3.47% is big (>= 2%)
+        ("IBM saw a slight dip over the last day.", "IBM", False),  # ... and not slight
+        ("The outlook shows big changes ahead.", "IBM", False),  # the forecast is flat (0%)
+        ("The forecast expects a stable close.", "IBM", True),
     ],
     "time": [
         ("On Saturday the price was 203.44.", "IBM", True),  # the last bar's day
