@@ -8,7 +8,8 @@ attempts, in order, each tighter than the last (``recommend.attempts``):
   accepts (claims.vocabulary(): no digit, sign, name, date or word beyond it can be written), less, for each fact
   set, the words the checker would refuse (a direction no fact moved, a strong word for a small move);
 - ``slots``: the answer starts with the facts' own first clause (the symbol, its last price and 24 h move, as the
-  template writes them) and the model only continues it, under the ``plain`` constraint, for one sentence.
+  template writes them) and the model only continues it, under the ``plain`` constraint, for one sentence; what it
+  adds speaks of the forecast, so the direction words refused are those the forecast does not support.
 
 A candidate with a gap (two spaces, a space before a stop: where the decoder kept a number out) is refused too.
 
@@ -47,7 +48,7 @@ PLAIN_SYSTEM = (
 CONSTRAINTS = {
     "free": Constraint("free"),
     "plain": Constraint("plain", system=PLAIN_SYSTEM, vocabulary=vocabulary()),
-    "slots": Constraint("slots", system=PLAIN_SYSTEM, max_new_tokens=24, vocabulary=vocabulary()),
+    "slots": Constraint("slots", system=PLAIN_SYSTEM, max_new_tokens=32, vocabulary=vocabulary()),
 }
 SENTENCES = {"free": 2, "plain": 2, "slots": 1}  # at most this many complete sentences are kept
 
@@ -191,8 +192,9 @@ class CheckedWriter:
         prompt = self.prompt(facts, judgement)
         if attempt == "free":
             return Request(prompt, attempt)
-        prefix = first_clause(facts) + ", and" if attempt == "slots" else f"For {facts.symbol},"
-        return Request(prompt, attempt, refused_words(facts), prefix)
+        if attempt == "slots":  # the facts' past in the prefix; what the model adds speaks of the forecast
+            return Request(prompt, attempt, refused_words(facts, future=True), first_clause(facts) + ", and")
+        return Request(prompt, attempt, refused_words(facts), f"For {facts.symbol},")
 
     def candidate(self, attempt: str, generation: Generation, facts: MarketFacts) -> tuple[str | None, int, str]:
         """(the text to serve or None, its claims, why refused) for one generation."""

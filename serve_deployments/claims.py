@@ -376,13 +376,14 @@ def check_text(text: str, facts: MarketFacts, judgement: Judgement | None = None
     return CheckResult(tuple(claims))
 
 
-def refused_words(facts: MarketFacts) -> frozenset[str]:
+def refused_words(facts: MarketFacts, future: bool | None = None) -> frozenset[str]:
     """The words :func:`check_text` would refuse in any text about ``facts``: what a decoder may be kept from saying.
 
     News and time words, weekdays and months the facts do not name, fractions that are no fact, and direction
-    words for a way no fact moved (strong ones also for a move under :data:`STRONG_MOVE_PCT`).
+    words for a way no fact moved (strong ones also for a move under :data:`STRONG_MOVE_PCT`); with ``future``,
+    only the forecast's (True) or the past day's (False) move counts, for a text that speaks of that one alone.
     """
-    directions = _directions(facts)
+    directions = _directions(facts, future)
     dates = _fact_dates(facts)
     named_days = {WEEKDAYS[d.weekday()] for d in dates} | {MONTHS[d.month - 1] for d in dates}
     refused = set(NEWS_WORDS | TIME_WORDS | META_WORDS)
@@ -390,7 +391,8 @@ def refused_words(facts: MarketFacts) -> frozenset[str]:
         set(WEEKDAYS) | set(MONTHS)
     ) - named_days - {"may"}
     refused |= {word for word, pct in FRACTION_WORDS.items() if not _matches("0", pct, _percent_facts(facts))}
-    moves = [m for m in (_move(facts, True), _move(facts, False)) if m is not None]
+    sides = (True, False) if future is None else (future,)
+    moves = [m for m in (_move(facts, side) for side in sides) if m is not None]
     if all(m < BIG_MOVE_PCT for m in moves):
         refused |= BIG_WORDS
     if moves and all(m >= BIG_MOVE_PCT for m in moves):
