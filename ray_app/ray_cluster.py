@@ -14,9 +14,18 @@ from ray_app.config import CONFIG_FILE_ENV, ENV_NESTED_DELIMITER, ENV_PREFIX, SE
 from ray_app.config.redaction import without_credentials
 
 ACTIVE = {JobStatus.PENDING, JobStatus.RUNNING}
-# how long Ray's job supervisor waits after SIGTERM before SIGKILL (Ray's default, 3 s, cuts a clean stop short: the
-# stream's queries, the producer's flush, the last metrics export); read from the job's own environment
-STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "60"}
+STOP_WAIT_ENV = "RAY_JOB_STOP_WAIT_TIME_S"  # read by Ray's job supervisor from the job's own environment
+CLOSE_MARGIN_S = 30  # after the producer's flush: the purge, the spill journal's write, the last metrics export
+
+
+def stop_grace(settings: Settings) -> dict[str, str]:
+    """How long Ray's job supervisor waits after SIGTERM before SIGKILL. Ray's default, 3 s, cuts a clean stop short
+    (the stream's queries, the producer's flush, the last metrics export); an ingest's close flushes for up to
+    ``ingest.flush_timeout_s`` and then writes what Kafka did not take to its spill journal, so the grace is longer
+    than that flush (at least 60 s)."""
+    return {STOP_WAIT_ENV: str(int(max(60, settings.ingest.flush_timeout_s + CLOSE_MARGIN_S)))}
+
+
 # settings about the machine they are read on, never shipped to a job: the job's node has its own (its environment
 # or config file); the CLI's paths may not exist there (docs/operations.md, "What is shared, and where")
 NODE_LOCAL_SETTINGS = frozenset({"state_dir", "cache_dir", "stack"})
@@ -33,6 +42,19 @@ def use_auth_mode(settings: Settings) -> None:
     writes one), so the mode is always set explicitly, for the head and for every client.
     """
     os.environ["RAY_AUTH_MODE"] = settings.ray.auth_mode
+
+
+def dashboard_headers(settings: Settings) -> dict[str, str]:
+    """What a request to the Ray dashboard's HTTP API must carry: the cluster's token when ``ray.auth_mode`` is
+    ``token`` (Ray's own job client adds it the same way; without it the dashboard answers 401)."""
+    if settings.ray.auth_mode != "token":
+        return {}
+    use_auth_mode(settings)
+    from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+    from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython class, no stub
+
+    Config.initialize("")  # Ray caches the mode: let it see RAY_AUTH_MODE=token
+    return dict(get_auth_headers_if_auth_enabled({}))
 
 
 def connect(settings: Settings) -> None:

@@ -76,17 +76,27 @@ def _price_at(times: list[pd.Timestamp], closes: list[float], when: pd.Timestamp
     return closes[at] if at >= 0 else None
 
 
-def _recommendations(es: Elasticsearch, settings: Settings, symbol: str | None = None) -> list[dict[str, Any]]:
+def _recommendations(
+    es: Elasticsearch, settings: Settings, symbol: str | None = None, since: pd.Timestamp | None = None
+) -> list[dict[str, Any]]:
     index = settings.elasticsearch.indices.recommendations
     if not es.indices.exists(index=index):
         return []
-    query = {"bool": {"filter": [{"term": {"symbol": symbol}}]}} if symbol else {"match_all": {}}
+    filters: list[dict[str, Any]] = [{"term": {"symbol": symbol}}] if symbol else []
+    if since is not None:
+        filters.append({"range": {"last_bar_at": {"gte": iso(since)}}})
+    query = {"bool": {"filter": filters}}
     return [{**hit["_source"], "_id": hit["_id"]} for hit in scan(es, index=index, query={"query": query})]
 
 
-def score_recommendations(es: Elasticsearch, settings: Settings) -> int:
-    """Score every stored recommendation at each horizon the bars have passed; returns the outcomes written."""
-    recommendations = _recommendations(es, settings)
+RESCORE_DAYS = 8  # a recommendation older than its longest horizon and a day has every outcome it will have
+
+
+def score_recommendations(es: Elasticsearch, settings: Settings, everything: bool = False) -> int:
+    """Score the stored recommendations of the last :data:`RESCORE_DAYS` days (``everything``: all of them) at each
+    horizon the bars have passed (again: the same ids); returns the outcomes written."""
+    since = None if everything else pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=RESCORE_DAYS)
+    recommendations = _recommendations(es, settings, since=since)
     if not recommendations:
         return 0
     rules = settings.recommend.rules

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from ray_app.config import Settings
-from spark_jobs.shared_storage import NotSharedStorage, check_shared, eligible_nodes, ray_nodes, ray_probe
+from spark_jobs.shared_storage import (
+    NotSharedStorage,
+    check_same_file,
+    check_shared,
+    eligible_nodes,
+    ray_nodes,
+    ray_probe,
+)
 
 
 class CheckpointInUse(RuntimeError):
@@ -56,8 +63,10 @@ def reset_checkpoints(settings: Settings) -> bool:
 
 
 def check_executors_share(settings: Settings) -> None:
-    """Every node an executor may run on offers ``stream.executor_resources`` and sees the checkpoint directory
-    the driver writes (a Ray cluster without shared storage would lose the stream's state); raise naming the key."""
+    """Every node an executor may run on offers ``stream.executor_resources``, sees the checkpoint directory the
+    driver writes (a Ray cluster without shared storage would lose the stream's state) and holds the CA files the
+    executors open (``kafka.ssl_ca_location``, ``elasticsearch.ca_certs``) as the driver has them; raise naming the
+    key."""
     executor_nodes = eligible_nodes(ray_nodes(), settings.stream.executor_resources)
     if not executor_nodes:
         raise NotSharedStorage(
@@ -65,3 +74,14 @@ def check_executors_share(settings: Settings) -> None:
             " (start one with `ray start --resources ...`)"
         )
     check_shared(settings.stream_checkpoint_dir, "stream.checkpoint_dir", executor_nodes, ray_probe)
+    for key, path in ca_files(settings).items():
+        check_same_file(path, key, executor_nodes, ray_probe)
+
+
+def ca_files(settings: Settings) -> dict[str, Path]:
+    """The CA files the executors open, by setting: a Kafka consumer's and the Elasticsearch sink's."""
+    files = {
+        "kafka.ssl_ca_location": settings.kafka.ssl_ca_location,
+        "elasticsearch.ca_certs": settings.elasticsearch.ca_certs,
+    }
+    return {key: Path(path) for key, path in files.items() if path}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
 from ray_app.config import Settings
-from ray_app.ray_cluster import ACTIVE, STOP_GRACE, JobApiError, job_client, job_environment
+from ray_app.ray_cluster import ACTIVE, JobApiError, job_client, job_environment, stop_grace
 
 if TYPE_CHECKING:
     from spark_jobs.status import StreamStatus
@@ -37,20 +37,31 @@ def running_job(jobs: JobSubmissionClient) -> JobDetails | None:
     return next((job for job in stream_jobs(jobs) if job.status in ACTIVE), None)
 
 
-def submit(settings: Settings, config_file: str | None = None) -> tuple[str, bool]:
-    """Submit the streaming job unless one is running; (submission id, whether submitted now)."""
+def submit(settings: Settings, config_file: str | None = None, reset: bool = False) -> tuple[str, bool]:
+    """Submit the streaming job unless one is running; (submission id, whether submitted now).
+
+    ``reset``: the job discards the checkpoints before it starts, where it runs (the checkpoints are the cluster's,
+    not this machine's: a CLI elsewhere has none to delete); refused while a job runs."""
     jobs = job_client(settings)
     current = running_job(jobs)
     if current is not None:
+        if reset:
+            raise StreamControlError(
+                f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then --reset"
+            )
         return current.submission_id or current.job_id or "?", False
     from spark_jobs.status import SUBMISSION_ENV
 
     submission_id = f"ray-app-stream-{time.strftime('%Y%m%d-%H%M%S')}"
     jobs.submit_job(
-        entrypoint=ENTRYPOINT,
+        entrypoint=f"{ENTRYPOINT} --reset" if reset else ENTRYPOINT,
         submission_id=submission_id,
         runtime_env={
-            "env_vars": {**job_environment(settings, config_file), SUBMISSION_ENV: submission_id, **STOP_GRACE}
+            "env_vars": {
+                **job_environment(settings, config_file),
+                SUBMISSION_ENV: submission_id,
+                **stop_grace(settings),
+            }
         },
         metadata=dict(JOB_METADATA),
     )

@@ -58,6 +58,23 @@ def check_shared(directory: Path, key: str, nodes: list[Node], probe: Probe) -> 
         )
 
 
+def check_same_file(path: Path, key: str, nodes: list[Node], probe: Probe) -> None:
+    """Raise ``NotSharedStorage`` unless every one of ``nodes`` reads ``path`` with the content it has here: a file the
+    executors open at the path the settings give (a CA bundle) must be on their nodes too."""
+    try:
+        mine = path.read_text()
+    except OSError as exc:
+        raise NotSharedStorage(f"{key}: {path} cannot be read on the driver's node ({exc})") from None
+    differ = [node for node in nodes if probe(node, path) != mine]
+    if differ:
+        names = ", ".join(f"{node.address} (node {node.node_id[:12]})" for node in differ)
+        raise NotSharedStorage(
+            f"{key}: {path} is not the same file on Ray node(s) {names}: the stream's executors open it there for "
+            "every Kafka consumer and Elasticsearch bulk request. Put the same file at the same path on every node "
+            "(or on shared storage), or keep the executors on this node (stream.executor_resources)"
+        )
+
+
 def ray_nodes() -> list[Node]:
     """The cluster's live nodes, from Ray."""
     import ray

@@ -24,11 +24,15 @@ def lag_text(lags) -> str:
     return ", ".join(f"{lag.query} {'-' if lag.messages is None else f'{lag.messages:,}'}" for lag in lags)
 
 
-def start_stream(settings: Settings, config_file: Path | None, wait: bool, timeout_s: float) -> None:
+def start_stream(
+    settings: Settings, config_file: Path | None, wait: bool, timeout_s: float, reset: bool = False
+) -> None:
     from spark_jobs.control import StreamControlError, submit, wait_caught_up
 
     try:
-        submission_id, submitted = submit(settings, str(config_file) if config_file else None)
+        submission_id, submitted = submit(settings, str(config_file) if config_file else None, reset=reset)
+        if reset:
+            console.print("the job discards the stream's checkpoints before it starts: Kafka is read from the start")
         console.print(
             f"streaming job {submission_id} "
             + ("submitted" if submitted else "is already running (not started again)")
@@ -87,25 +91,17 @@ def stream(
         return
     settings = settings_of(ctx)
     config_file = ctx.find_root().obj
-    if reset:
-        from ray_app.ray_cluster import job_client
-        from spark_jobs.checkpoints import CheckpointInUse, reset_checkpoints
-        from spark_jobs.control import StreamControlError, running_job
-
-        try:
-            current = None if foreground else running_job(job_client(settings))
-        except StreamControlError as exc:
-            fail(str(exc))
-        if current is not None:
-            fail(f"the streaming job {current.submission_id} is running: `ray-app stream stop` first, then --reset")
-        try:
-            if reset_checkpoints(settings):
-                console.print(f"discarded the checkpoints in {settings.stream_checkpoint_dir}")
-        except CheckpointInUse as exc:
-            fail(str(exc))
     if foreground:
+        if reset:
+            from spark_jobs.checkpoints import CheckpointInUse, reset_checkpoints
+
+            try:
+                if reset_checkpoints(settings):
+                    console.print(f"discarded the checkpoints in {settings.stream_checkpoint_dir}")
+            except CheckpointInUse as exc:
+                fail(str(exc))
         raise typer.Exit(run_driver(settings))
-    start_stream(settings, config_file, wait, timeout)
+    start_stream(settings, config_file, wait, timeout, reset=reset)
     console.print(index_table(settings, "Elasticsearch"))
 
 

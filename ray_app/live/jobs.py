@@ -15,7 +15,7 @@ from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient
 
 from ray_app.config import Settings
 from ray_app.live.parts import PART_NAMES, PARTS, STOP_ORDER
-from ray_app.ray_cluster import ACTIVE, STOP_GRACE, job_client, job_environment
+from ray_app.ray_cluster import ACTIVE, job_client, job_environment, stop_grace
 
 
 def part_jobs(jobs: JobSubmissionClient) -> dict[str, list[JobDetails]]:
@@ -63,7 +63,7 @@ def start_parts(settings: Settings, config_file: str | None, names: list[str] | 
         jobs.submit_job(
             entrypoint=part.command,
             submission_id=submission_id,
-            runtime_env={"env_vars": {**job_environment(settings, config_file), **STOP_GRACE}},
+            runtime_env={"env_vars": {**job_environment(settings, config_file), **stop_grace(settings)}},
             metadata={"ray_app": part.name},
         )
         result.append(Started(part.name, submission_id, True))

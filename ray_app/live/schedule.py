@@ -83,13 +83,18 @@ def forecast_round(settings: Settings, now: pd.Timestamp | None = None) -> float
     LOG.info("forecaster: %d target evaluations written", len(scored))
     outcomes = score_recommendations(es_client(settings), settings)
     LOG.info("forecaster: %d recommendation outcomes written", outcomes)
-    return next_round_in_s(as_of, pd.Timestamp.now(tz="UTC"), settings.live.forecast_every_s)
+    return next_round_in_s(as_of, now, pd.Timestamp.now(tz="UTC"), settings.live.forecast_every_s)
 
 
-def next_round_in_s(as_of: pd.Timestamp, now: pd.Timestamp, every_s: float) -> float:
-    """Seconds from ``now`` until the round after the one cut off at ``as_of``: the next cut-off plus SETTLE_S (at
-    least 1 s: a round that ran late starts the next at once)."""
-    next_round = as_of + pd.Timedelta(seconds=every_s) + pd.Timedelta(seconds=SETTLE_S)
+def next_round_in_s(as_of: pd.Timestamp, started: pd.Timestamp, now: pd.Timestamp, every_s: float) -> float:
+    """Seconds from ``now`` until the round after the one that ``started`` with cut-off ``as_of``: ``every_s`` after
+    its start, but never before the next hourly cut-off plus SETTLE_S (a forecast's cut-off is the hour: a second round
+    within it would find its run complete and only score every past run again); at least 1 s (a round that ran late
+    starts the next at once)."""
+    next_round = max(
+        started + pd.Timedelta(seconds=every_s),
+        as_of + pd.Timedelta(hours=1) + pd.Timedelta(seconds=SETTLE_S),
+    )
     return max((next_round - now).total_seconds(), 1.0)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from ray_app.config import Settings
+from ray_app.ray_cluster import dashboard_headers
 
 
 def shut_down(settings: Settings, on_step: Callable[[str, bool], None]) -> None:
@@ -25,9 +26,17 @@ def shut_down(settings: Settings, on_step: Callable[[str, bool], None]) -> None:
         except JobApiError as exc:
             on_step(f"could not list the jobs: {exc}", False)
         try:
-            answer = httpx.delete(f"{settings.ray.dashboard_url}/api/serve/applications/", timeout=120)
-            on_step(f"Serve shut down (HTTP {answer.status_code})", True)
+            status = delete_serve_apps(settings)
+            on_step(f"Serve shut down (HTTP {status})", status < 300)
         except httpx.HTTPError as exc:
             on_step(f"Serve did not answer: {exc}", False)
     for name, was_running in manager.down(settings, progress=lambda text: None):
         on_step(f"{name} {'stopped' if was_running else 'was not running'}", True)
+
+
+def delete_serve_apps(settings: Settings) -> int:
+    """Delete every Serve application through the Ray dashboard's REST API (with the cluster's token); its status."""
+    answer = httpx.delete(
+        f"{settings.ray.dashboard_url}/api/serve/applications/", timeout=120, headers=dashboard_headers(settings)
+    )
+    return answer.status_code

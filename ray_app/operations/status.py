@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from ray_app.config import Settings
+from ray_app.ray_cluster import dashboard_headers
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class PipelineStatus:
 
 def serve_replicas(settings: Settings) -> tuple[str, dict[str, dict[str, int]]]:
     """The Serve app's status and each deployment's replicas by state, from the Ray dashboard's REST API."""
-    answer = httpx.get(f"{settings.ray.dashboard_url}/api/serve/applications/", timeout=10)
+    answer = httpx.get(
+        f"{settings.ray.dashboard_url}/api/serve/applications/", timeout=10, headers=dashboard_headers(settings)
+    )
     answer.raise_for_status()
     app = (answer.json().get("applications") or {}).get(settings.serve.app_name)
     if not app:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ray_app.jvm_artifacts import Java
-from ray_app.ray_cluster import use_auth_mode
+from ray_app.ray_cluster import dashboard_headers
 from ray_app.stack.service import Launch, Listener, Service
 
 MIN_LIVE_CPUS = 4
@@ -91,14 +91,7 @@ class RayHeadService(Service):
         return Launch(argv=argv, env=env)
 
     def _auth_headers(self) -> dict[str, str]:
-        if self.settings.ray.auth_mode != "token":
-            return {}
-        use_auth_mode(self.settings)
-        from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
-        from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython class, no stub
-
-        Config.initialize("")  # Ray caches the mode: let it see RAY_AUTH_MODE=token
-        return get_auth_headers_if_auth_enabled({})
+        return dashboard_headers(self.settings)
 
     def healthy(self) -> bool:
         try:

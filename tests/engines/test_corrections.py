@@ -230,12 +230,25 @@ def test_hours_late_after_newer_trades_again_and_of_a_trade_never_seen(settings:
     assert (doc["price"], doc["original_price"], doc["corrected"]) == (101.0, by_id["same-10"].price, True)
 
 
-def test_a_replay_of_the_whole_topic_gives_the_same_trades_and_bars(settings: Settings, sent: Sent) -> None:
+def test_a_replay_of_the_whole_topic_gives_the_same_trades_and_bars(
+    settings: Settings, sent: Sent, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 33: the reset is the job's, wherever the CLI runs: from a CLI whose state directory no node has (here an
+    empty one), the job still discards its checkpoints (before, the CLI deleted its own empty folder and the job
+    resumed from its checkpoint: nothing was replayed, silently)."""
+    from ray_app.ray_cluster import job_client
+    from spark_jobs.control import running_job
+
     indices = settings.elasticsearch.indices
     before = {index: es_docs(settings, index) for index in (indices.trades, indices.bars_1m, indices.bars_1h)}
     assert run_cli("stream", "stop", timeout=180).returncode == 0
-    replayed = run_cli("stream", "--reset", "--timeout", str(TIMEOUT_S), timeout=TIMEOUT_S + 60)
+    elsewhere = {"RAY_APP_STATE_DIR": str(tmp_path_factory.mktemp("another-machine"))}
+    replayed = run_cli("stream", "--reset", "--timeout", str(TIMEOUT_S), env=elsewhere, timeout=TIMEOUT_S + 60)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    job = running_job(job_client(settings))
+    assert job is not None and job.entrypoint.endswith("--reset")
+    logs = job_client(settings).get_job_logs(job.submission_id)
+    assert f"discarded the checkpoints in {settings.stream_checkpoint_dir}" in logs, logs[-3000:]
     _wait_caught_up(settings)
     _check(settings, sent)
     after = {index: es_docs(settings, index) for index in before}

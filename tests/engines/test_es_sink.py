@@ -112,6 +112,16 @@ def test_an_outage_that_outlasts_the_retries_fails_the_write_instead_of_dropping
     assert not stored(stack, letters)
 
 
+def test_elasticsearch_behind_a_path_prefix_is_reached_under_it(jvm, stack, indices) -> None:
+    """Issue 33: the sink rebuilt the URL as scheme://host:port and dropped a path prefix (https://h/es): every batch
+    failed behind such a proxy while the Python clients worked."""
+    target, letters = indices
+    with FaultyElasticsearch(stack.elasticsearch.url, prefix="/es") as proxy:
+        report = write(jvm, [(target, "p", json.dumps({"n": 7}))], config(stack, letters, url=proxy.url + "/"))
+    assert report.indexed[target] == 1 and stored(stack, target)["p"] == {"n": 7}
+    assert proxy.paths and all(path.startswith("/es/_") for path in proxy.paths)
+
+
 def test_a_request_size_limit_is_met_by_splitting_and_one_document_over_it_dead_lettered(jvm, stack, indices) -> None:
     target, letters = indices
     docs = [(target, f"s-{i}", json.dumps({"n": i, "k": "v" * 100})) for i in range(60)]

@@ -20,8 +20,10 @@ import httpx
 
 
 class FaultyElasticsearch:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, prefix: str = "") -> None:
         self.upstream = upstream.rstrip("/")
+        self.prefix = prefix.rstrip("/")  # served only under this path, as a reverse proxy at https://host/es
+        self.paths: list[str] = []
         self.max_body_bytes: int | None = None
         self.bulk_requests = 0
         self._lock = threading.Lock()
@@ -32,7 +34,7 @@ class FaultyElasticsearch:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
 
     def refuse_requests(self, count: int, status: int) -> None:
         with self._lock:
@@ -67,6 +69,11 @@ class FaultyElasticsearch:
             def _forward(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                proxy.paths.append(self.path)
+                if proxy.prefix:
+                    if not self.path.startswith(proxy.prefix + "/"):
+                        return self._answer(404, b'{"error": "not under the proxy\'s path"}')
+                    self.path = self.path[len(proxy.prefix) :]
                 bulk = self.path.split("?", 1)[0].endswith("/_bulk")
                 refuse, items = None, None
                 if bulk:

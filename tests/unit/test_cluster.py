@@ -88,3 +88,37 @@ def test_a_bad_custom_resource_fails_naming_the_key(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("RAY_APP_STREAM__EXECUTOR_RESOURCES", value)
     with pytest.raises(ConfigError, match=r"stream\.executor_resources"):
         load_settings()
+
+
+def test_a_ca_file_the_executors_open_must_be_the_same_on_their_nodes(tmp_path: Path) -> None:
+    """Issue 33: the executors opened kafka.ssl_ca_location and elasticsearch.ca_certs at the CLI's paths on other
+    nodes; a missing file failed every consumer or bulk request. Checked at the stream's start, naming the key."""
+    from spark_jobs.shared_storage import check_same_file
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n")
+    same = lambda node, path: read_marker(str(path))  # noqa: E731
+    check_same_file(ca, "elasticsearch.ca_certs", [HEAD, WORKER], same)
+    for answer in (None, "another bundle"):
+        with pytest.raises(NotSharedStorage) as raised:
+            check_same_file(
+                ca, "kafka.ssl_ca_location", [HEAD, WORKER], lambda n, p, a=answer: same(n, p) if n is HEAD else a
+            )
+        message = str(raised.value)
+        assert message.startswith("kafka.ssl_ca_location: ") and "10.0.0.2" in message and "10.0.0.1" not in message
+    with pytest.raises(NotSharedStorage, match=r"elasticsearch\.ca_certs: .* cannot be read on the driver"):
+        check_same_file(tmp_path / "missing.pem", "elasticsearch.ca_certs", [HEAD], same)
+
+
+def test_the_stream_checks_every_ca_file_its_executors_open(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from spark_jobs.checkpoints import ca_files
+
+    assert ca_files(load_settings()) == {}
+    (tmp_path / "k.pem").write_text("k")
+    (tmp_path / "e.pem").write_text("e")
+    monkeypatch.setenv("RAY_APP_KAFKA__SSL_CA_LOCATION", str(tmp_path / "k.pem"))
+    monkeypatch.setenv("RAY_APP_ELASTICSEARCH__CA_CERTS", str(tmp_path / "e.pem"))
+    assert ca_files(load_settings()) == {
+        "kafka.ssl_ca_location": tmp_path / "k.pem",
+        "elasticsearch.ca_certs": tmp_path / "e.pem",
+    }

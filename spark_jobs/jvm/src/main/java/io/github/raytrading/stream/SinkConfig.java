@@ -46,7 +46,11 @@ public final class SinkConfig implements Serializable {
       String pair = decode(parts[0]) + ":" + decode(parts[1]);
       auth = "Basic " + Base64.getEncoder().encodeToString(pair.getBytes(StandardCharsets.UTF_8));
     }
-    this.baseUrl = uri.getScheme() + "://" + uri.getHost() + ":" + uri.getPort();
+    // a path prefix (https://proxy/es, Elasticsearch behind a reverse proxy) is kept, as the Python clients keep it;
+    // no port means the scheme's own
+    String port = uri.getPort() == -1 ? "" : ":" + uri.getPort();
+    String path = uri.getRawPath() == null ? "" : uri.getRawPath().replaceAll("/+$", "");
+    this.baseUrl = uri.getScheme() + "://" + uri.getHost() + port + path;
     this.authorization = auth;
     this.caCerts = text(node, "ca_certs");
     this.verifyCerts = node.path("verify_certs").asBoolean(true);
