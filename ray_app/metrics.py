@@ -76,6 +76,18 @@ METRICS: dict[str, Metric] = {
         ),
         Metric("newest_trade_age_seconds", "gauge", "age of the newest trade searchable in Elasticsearch", ("symbol",)),
         Metric(
+            "source_up",
+            "gauge",
+            "1 when the monitor's last reading of the source succeeded, 0 when it failed (its readings absent)",
+            ("source",),
+        ),
+        Metric(
+            "source_last_success_timestamp_seconds",
+            "gauge",
+            "when the monitor last read the source (Unix time): time() minus it is the age of every reading from it",
+            ("source",),
+        ),
+        Metric(
             "dead_letters_recent",
             "gauge",
             "dead letters indexed in the last live.dead_letter_window_s, by reason",
@@ -176,6 +188,14 @@ def set_gauge(name: str, value: float, **tags: str) -> None:
     with _lock:
         _gauges[(name, tuple(sorted(checked.items())))] = value
     _keep_gauges()
+
+
+def forget_gauges(name: str) -> None:
+    """Stop keeping every series of gauge ``name``: Ray's metrics agent drops them two export intervals later, so a
+    reading that could not be made is absent in Prometheus, never its last good value held forever."""
+    with _lock:
+        for key in [key for key in _gauges if key[0] == name]:
+            del _gauges[key]
 
 
 def _keep_gauges() -> None:

@@ -116,6 +116,8 @@ def status_screen(reading: PipelineStatus, settings: Settings) -> list[Table | s
         for name, counts in reading.serve_replicas.items()
     )
     shown.append(escape(serve_line))
+    for source, why in reading.unreadable.items():
+        shown.append(f"[red]could not read {source}:[/] {escape(why)} (its numbers below are missing, not zero)")
     lag = Table(title="behind Kafka (messages the stream has not committed)", title_justify="left")
     for column in ("query", "topic", "messages"):
         lag.add_column(column, justify="right" if column == "messages" else "left")

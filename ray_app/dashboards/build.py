@@ -673,6 +673,12 @@ def pipeline_health() -> db.Dashboard:
             (f"max by (symbol) ({promql('newest_trade_age_seconds')})", "{{symbol}}"),
         ),
         _prom_panel(
+            "Sources the monitor reads: up (1) and seconds since the last good reading",
+            "short",
+            (f"max by (source) ({promql('source_up')})", "{{source}} up"),
+            (f"time() - max by (source) ({promql('source_last_success_timestamp_seconds')})", "{{source}} age (s)"),
+        ),
+        _prom_panel(
             "Dead letters in the last hour, by reason",
             "short",
             (f"max by (reason) ({promql('dead_letters_recent')})", "{{reason}}"),

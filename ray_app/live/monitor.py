@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from elasticsearch import Elasticsearch
 
@@ -21,12 +21,20 @@ LOG = logging.getLogger(__name__)
 ALL_REASONS = "(all)"
 
 
+# the sources a reading comes from, and the gauges each one feeds (absent while the source cannot be read)
+SOURCE_GAUGES = {
+    "kafka": ("kafka_lag_messages",),
+    "elasticsearch": ("newest_trade_age_seconds", "dead_letters_recent"),
+}
+
+
 @dataclass(frozen=True)
 class Health:
     lags: list[TopicLag]
     trade_age_s: dict[str, float | None]  # symbol -> seconds since its newest searchable trade (None: none yet)
     dead_letters: dict[str, int]  # reason -> dead letters indexed in the window
     window_s: float
+    unreadable: dict[str, str] = field(default_factory=dict)  # source -> why it could not be read this time
 
 
 def newest_trade_ages(settings: Settings, es: Elasticsearch) -> dict[str, float | None]:
@@ -63,17 +71,43 @@ def recent_dead_letters(settings: Settings, es: Elasticsearch, window_s: float) 
 
 
 def read_health(settings: Settings, es: Elasticsearch) -> Health:
+    """One reading, source by source: a source that cannot be read is named in ``unreadable`` (with why) and gives
+    no values, never its last ones; the other sources are still read."""
     window = settings.live.dead_letter_window_s
-    return Health(
-        topic_lags(settings), newest_trade_ages(settings, es), recent_dead_letters(settings, es, window), window
-    )
+    unreadable: dict[str, str] = {}
+    lags: list[TopicLag] = []
+    ages: dict[str, float | None] = {}
+    dead: dict[str, int] = {}
+    try:
+        lags = topic_lags(settings)
+    except Exception as exc:  # any failure of a reading is reported, whatever the client raised
+        unreadable["kafka"] = f"{type(exc).__name__}: {exc}"
+    try:
+        ages = newest_trade_ages(settings, es)
+        dead = recent_dead_letters(settings, es, window)
+    except Exception as exc:
+        unreadable["elasticsearch"] = f"{type(exc).__name__}: {exc}"
+    return Health(lags, ages, dead, window, unreadable)
 
 
 def export(health: Health, reasons_seen: set[str]) -> None:
-    """The reading as gauges; a reason seen before and absent now is set to 0 rather than left at its old value."""
+    """The reading as gauges. A source that could not be read: its gauges are dropped (absent in Prometheus a few
+    seconds later, so panels show the gap and alerts fire), ``source_up`` 0; read: ``source_up`` 1 and
+    ``source_last_success_timestamp_seconds`` now. A reason seen before and absent now is set to 0 rather than left
+    at its old value."""
+    for source, gauges in SOURCE_GAUGES.items():
+        if source in health.unreadable:
+            for name in gauges:
+                metrics.forget_gauges(name)
+            metrics.set_gauge("source_up", 0, source=source)
+        else:
+            metrics.set_gauge("source_up", 1, source=source)
+            metrics.set_gauge("source_last_success_timestamp_seconds", time.time(), source=source)
     for lag in health.lags:
         if lag.messages is not None:
             metrics.set_gauge("kafka_lag_messages", lag.messages, query=lag.query, topic=lag.topic)
+    if "elasticsearch" in health.unreadable:
+        return
     for symbol, age in health.trade_age_s.items():
         if age is not None:
             metrics.set_gauge("newest_trade_age_seconds", age, symbol=symbol)
@@ -110,8 +144,12 @@ def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
     while not stop.is_set():
         report.rounds += 1
         try:
-            export(read_health(settings, es), reasons)
-        except Exception as exc:  # Kafka or Elasticsearch away: the next reading tries again
+            health = read_health(settings, es)
+            export(health, reasons)
+            for source, why in health.unreadable.items():
+                report.failures += 1
+                LOG.warning("monitor: %s could not be read (its gauges are absent until it can): %s", source, why)
+        except Exception as exc:  # the export itself: the next reading tries again
             report.failures += 1
             LOG.warning("monitor: this reading failed: %s", exc)
         if time.monotonic() >= parity_due:

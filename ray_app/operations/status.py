@@ -44,6 +44,7 @@ class PipelineStatus:
     dead_letters: dict[str, int] = field(default_factory=dict)
     dead_letter_window_s: float = 0.0
     down: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # source -> why the reading failed (no values from it)
 
 
 def serve_replicas(settings: Settings) -> tuple[str, dict[str, dict[str, int]]]:
@@ -112,14 +113,20 @@ def pipeline_status(settings: Settings) -> PipelineStatus:
 
     es = es_client(settings)
     health = read_health(settings, es)
+    status.unreadable = dict(health.unreadable)
+    for source, why in health.unreadable.items():
+        status.down.append(f"{source}: could not be read ({why})")
     status.lags = list(health.lags)
     status.trade_age_s = dict(health.trade_age_s)
     known = [age for age in health.trade_age_s.values() if age is not None]
-    if not known or min(known) > settings.live.max_trade_age_s:
+    if "elasticsearch" not in health.unreadable and (not known or min(known) > settings.live.max_trade_age_s):
         status.down.append(f"flow: no trade newer than {settings.live.max_trade_age_s:.0f} s in Elasticsearch")
-    status.latest_run, run_ok = latest_run_line(settings, es)
-    if not run_ok:
-        status.down.append("forecast: no complete run")
+    if "elasticsearch" in health.unreadable:
+        status.latest_run = "could not be read (Elasticsearch)"
+    else:
+        status.latest_run, run_ok = latest_run_line(settings, es)
+        if not run_ok:
+            status.down.append("forecast: no complete run")
     status.dead_letters = dict(health.dead_letters)
     status.dead_letter_window_s = health.window_s
     return status

@@ -146,3 +146,65 @@ def test_a_jobs_stop_grace_outlasts_the_ingest_flush_and_its_spill(
     monkeypatch.setenv("RAY_APP_INGEST__FLUSH_TIMEOUT_S", str(flush_timeout_s))
     grace = float(stop_grace(load_settings())[STOP_WAIT_ENV])
     assert grace >= 60 and grace >= flush_timeout_s + 5 + 10
+
+
+def test_a_source_that_cannot_be_read_leaves_its_gauges_absent_never_its_last_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 33: the monitor's gauges froze at their last healthy values when Kafka or Elasticsearch could not be read
+    (read_health was all-or-nothing and the metrics keeper re-set every gauge's last value forever). Now a source
+    that fails is named, its gauges stop being kept (absent in Prometheus), and source_up says 0."""
+    from ray_app import metrics
+    from ray_app.config import load_settings
+    from ray_app.live import monitor
+
+    sets: list[tuple[str, float, dict]] = []
+    monkeypatch.setattr(metrics, "_metric", lambda name: type("M", (), {"set": lambda *a, **k: None})())
+    monkeypatch.setattr(metrics, "_keep_gauges", lambda: None)
+    real_set = metrics.set_gauge
+
+    def recording(name: str, value: float, **tags: str) -> None:
+        sets.append((name, value, tags))
+        real_set(name, value, **tags)
+
+    monkeypatch.setattr(metrics, "set_gauge", recording)
+    metrics._gauges.clear()
+    settings = load_settings()
+
+    def healthy_kafka(_settings):
+        return [monitor.TopicLag("records", "trades", 5)]
+
+    class DeadElasticsearch:
+        def search(self, **_):
+            raise ConnectionError("connection refused")
+
+    class Elasticsearch:
+        def search(self, **_):
+            return {"aggregations": {"symbols": {"buckets": [{"key": "AAPL", "newest": {"value": 1.0}}]}}}
+
+    monkeypatch.setattr(monitor, "topic_lags", healthy_kafka)
+    reasons: set[str] = set()
+    good = monitor.read_health(settings, Elasticsearch())  # type: ignore[arg-type]
+    assert good.unreadable == {}
+    monitor.export(good, reasons)
+    assert {key[0] for key in metrics._gauges} >= {"kafka_lag_messages", "newest_trade_age_seconds", "source_up"}
+
+    bad = monitor.read_health(settings, DeadElasticsearch())  # type: ignore[arg-type]
+    assert set(bad.unreadable) == {"elasticsearch"} and "connection refused" in bad.unreadable["elasticsearch"]
+    assert bad.lags and bad.trade_age_s == {}  # Kafka still read; nothing from Elasticsearch, not its last values
+    sets.clear()
+    monitor.export(bad, reasons)
+    kept = {key[0] for key in metrics._gauges}
+    assert "newest_trade_age_seconds" not in kept and "dead_letters_recent" not in kept  # absent, not frozen
+    assert "kafka_lag_messages" in kept
+    assert ("source_up", 0, {"source": "elasticsearch"}) in sets and ("source_up", 1, {"source": "kafka"}) in sets
+
+    def dead_kafka(_settings):
+        raise RuntimeError("KafkaUnavailable: no broker answered")
+
+    monkeypatch.setattr(monitor, "topic_lags", dead_kafka)
+    both = monitor.read_health(settings, DeadElasticsearch())  # type: ignore[arg-type]
+    monitor.export(both, reasons)
+    assert set(both.unreadable) == {"kafka", "elasticsearch"}
+    assert not {"kafka_lag_messages", "newest_trade_age_seconds"} & {key[0] for key in metrics._gauges}
+    metrics._gauges.clear()
