@@ -812,3 +812,32 @@ def test_the_track_record_scores_every_stored_signal_against_the_bars_that_follo
         assert last["hold_return_pct"] == pytest.approx((holding - 1) * 100)
         assert last["follow_return_pct"] == pytest.approx((following - 1) * 100)
     assert http.get("/recommendation/NOPE/track-record").status_code == 404
+
+    # the Trading dashboard's two track-record panels, as Grafana sends them: the hit rate (an average of a boolean)
+    # per horizon and signal equals the reference
+    from ray_app.dashboards.build import GRAFANA_DIR, es_sources
+    from ray_app.dashboards.es_query import es_panels, search_for
+
+    sources = es_sources(settings)
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "trading.json").read_text())
+    panels = [
+        p for p in es_panels(dashboard) if sources[p["datasource"]["uid"]]["index"] == es_index_outcomes(settings)
+    ]
+    assert len(panels) == 2
+    for panel in panels:
+        (target,) = panel["targets"]
+        search = search_for(target, "timestamp", AS_OF - pd.Timedelta(days=3), AS_OF, {"symbol": "BTC/USD"})
+        result = es.search(index=es_index_outcomes(settings), body=search.body)
+        outer = result["aggregations"][target["bucketAggs"][0]["id"]]["buckets"]
+        assert outer, panel["title"]
+        if target["bucketAggs"][0]["type"] == "terms":
+            for horizon in outer:
+                for signal in horizon[target["bucketAggs"][1]["id"]]["buckets"]:
+                    hits = expected[("BTC/USD", horizon["key"], signal["key"])]
+                    assert signal["1"]["value"] == pytest.approx(sum(hits) / len(hits)), (horizon["key"], signal["key"])
+        else:
+            assert any(bucket["1"]["value"] is not None for bucket in outer), panel["title"]
+
+
+def es_index_outcomes(settings: Settings) -> str:
+    return settings.elasticsearch.indices.recommendation_outcomes
