@@ -71,6 +71,7 @@ class SignalRules(_Section):
 
 
 Attempt = Literal["free", "plain", "slots"]
+DEFAULT_ATTEMPTS: tuple[Attempt, ...] = ("plain", "slots")
 
 
 class RecommendSettings(_Section):
@@ -88,7 +89,7 @@ class RecommendSettings(_Section):
     # the model's attempts at a text every claim of which the facts support, tightest last (serve_deployments/
     # checked_text.py: free, plain, slots); none passing within text_budget_s -> the template sentence from the facts;
     # [] -> template only. free (unconstrained) is off by default: bench/recommend.py measured 0 of its texts pass
-    attempts: list[Attempt] = Field(default_factory=lambda: ["plain", "slots"])
+    attempts: list[Attempt] = Field(default_factory=lambda: list(DEFAULT_ATTEMPTS))
     text_budget_s: float = Field(default=30.0, gt=0, le=600)
     rules: SignalRules
 

@@ -172,7 +172,7 @@ def test_every_endpoint_documents_its_answer_with_a_schema() -> None:
     from serve_deployments.app import api
 
     paths = api.openapi()["paths"]
-    assert len(paths) == 15
+    assert len(paths) == 16
     for path, methods in paths.items():
         for method, operation in methods.items():
             schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
@@ -184,7 +184,8 @@ def test_every_endpoint_documents_its_answer_with_a_schema() -> None:
     assert {"highest_price_lo_80", "lowest_price_hi_95", "highest_volume_at_probability"} <= set(
         components["Summary"]["properties"]
     )
-    assert "text" in components["Recommendation"]["properties"]
+    assert {"text", "text_source", "text_checks", "text_rejected"} <= set(components["Recommendation"]["properties"])
+    assert {"rows", "cumulative"} <= set(components["TrackRecord"]["properties"])
 
 
 def test_the_forecast_deployment_answers_through_one_method_per_question() -> None:
