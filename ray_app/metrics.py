@@ -76,6 +76,25 @@ METRICS: dict[str, Metric] = {
         ),
         Metric("newest_trade_age_seconds", "gauge", "age of the newest trade searchable in Elasticsearch", ("symbol",)),
         Metric(
+            "live_part_up",
+            "gauge",
+            "1 while the live part's Ray job runs, 0 otherwise (the monitor's reading)",
+            ("part",),
+        ),
+        Metric(
+            "market_open",
+            "gauge",
+            "1 while the symbol's market is in session (crypto always; US stocks 04:00-20:00 New York on weekdays)",
+            ("symbol",),
+        ),
+        Metric("stream_query_restarts", "counter", "times the streaming query failed and was restarted"),
+        Metric(
+            "forecast_last_run_timestamp_seconds",
+            "gauge",
+            "when the last forecast run of each status finished (Unix time)",
+            ("status",),
+        ),
+        Metric(
             "source_up",
             "gauge",
             "1 when the monitor's last reading of the source succeeded, 0 when it failed (its readings absent)",

@@ -306,6 +306,7 @@ def run(settings: Settings, stop: StopFlag, reset: bool = False) -> StreamReport
         )
         spark = start_spark(settings)
         LOG.info(metrics.series_note())
+        metrics.start_at_zero("stream_query_restarts")  # "no restart yet" is a 0 on the panel, not a missing series
         try:
             job = StreamJob(spark, settings)
             LOG.info(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ray_app import metrics
 from ray_app.config import Settings
 from ray_app.lifecycle import StopFlag
 from ray_app.times import format_ns, now_ns
@@ -124,6 +125,7 @@ class Supervisor:
         status = supervised.status
         status.consecutive_failures += 1
         status.restarts += 1
+        metrics.inc("stream_query_restarts")
         status.last_error = status.last_failure = message
         status.last_failure_at = format_ns(now_ns())
         status.state = "restarting"

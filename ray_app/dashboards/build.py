@@ -673,6 +673,26 @@ def pipeline_health() -> db.Dashboard:
             (f"max by (symbol) ({promql('newest_trade_age_seconds')})", "{{symbol}}"),
         ),
         _prom_panel(
+            "Live parts running (1) or not (0), by part",
+            "short",
+            (f"max by (part) ({promql('live_part_up')})", "{{part}}"),
+        ),
+        _prom_panel(
+            "Markets in session (1) by symbol: when a stale trade is an alert",
+            "short",
+            (f"max by (symbol) ({promql('market_open')})", "{{symbol}}"),
+        ),
+        _prom_panel(
+            "Stream: query restarts in the last hour",
+            "short",
+            (f"sum(increase({promql('stream_query_restarts')}[1h]))", "restarts"),
+        ),
+        _prom_panel(
+            "Forecast: seconds since the last run finished, by status",
+            "s",
+            (f"time() - max by (status) ({promql('forecast_last_run_timestamp_seconds')})", "{{status}}"),
+        ),
+        _prom_panel(
             "Sources the monitor reads: up (1) and seconds since the last good reading",
             "short",
             (f"max by (source) ({promql('source_up')})", "{{source}} up"),

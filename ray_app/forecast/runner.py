@@ -223,6 +223,7 @@ def record_run_metrics(report: RunReport) -> None:
 def record_durations(status: str, seconds: float, symbols: list[tuple[str, str, float | None]]) -> None:
     """A run's duration and each symbol's (symbol, status, seconds), as the gauges of the latest run."""
     metrics.set_gauge("forecast_run_duration_seconds", seconds, status=status)
+    metrics.set_gauge("forecast_last_run_timestamp_seconds", time.time(), status=status)
     for symbol, symbol_status, symbol_seconds in symbols:
         if symbol_seconds is not None:
             metrics.set_gauge("forecast_symbol_duration_seconds", symbol_seconds, symbol=symbol, status=symbol_status)

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import pandas as pd
 from elasticsearch import Elasticsearch
 
 from ray_app import metrics
@@ -118,6 +119,19 @@ def export(health: Health, reasons_seen: set[str]) -> None:
     metrics.set_gauge("dead_letters_recent", sum(health.dead_letters.values()), reason=ALL_REASONS)
 
 
+def export_parts_and_sessions(settings: Settings) -> None:
+    """Whether each live part's job runs, and whether each symbol's market is in session, as gauges (what the
+    pipeline alerts read: a part down; no fresh trade while its market is open)."""
+    from ray_app.forecast.calendar import market_of
+    from ray_app.live.jobs import is_running, job_states
+
+    for part, job in job_states(settings).items():
+        metrics.set_gauge("live_part_up", 1 if is_running(job) else 0, part=part)
+    now = pd.DatetimeIndex([pd.Timestamp.now(tz="UTC").floor("h")])
+    for symbol in settings.symbols:
+        metrics.set_gauge("market_open", int(bool(market_of(symbol).in_session(now)[0])), symbol=symbol)
+
+
 def export_parity(settings: Settings, es: Elasticsearch) -> None:
     """Our minute bars against the vendor's over the last ``live.parity_window_s``, as gauges."""
     from ray_app.bars.parity import FIELDS, parity
@@ -152,6 +166,14 @@ def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
         except Exception as exc:  # the export itself: the next reading tries again
             report.failures += 1
             LOG.warning("monitor: this reading failed: %s", exc)
+        try:
+            export_parts_and_sessions(settings)
+            metrics.set_gauge("source_up", 1, source="ray")
+            metrics.set_gauge("source_last_success_timestamp_seconds", time.time(), source="ray")
+        except Exception as exc:  # Ray's job API away: no reading of the parts, not their last one
+            metrics.forget_gauges("live_part_up")
+            metrics.set_gauge("source_up", 0, source="ray")
+            LOG.warning("monitor: the live parts could not be read (Ray's job API): %s", exc)
         if time.monotonic() >= parity_due:
             parity_due = time.monotonic() + settings.live.parity_every_s
             try:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from ray_app.alerts import rules_file
 from ray_app.config import Settings
 from ray_app.jvm_artifacts import Java
 from ray_app.stack.processes import StackError
@@ -78,10 +79,16 @@ class PrometheusService(Service):
         url = urlsplit(self.settings.prometheus.url)
         return [Listener(url.hostname or "127.0.0.1", url.port or 9090, "Prometheus HTTP")]
 
+    @property
+    def rules_path(self) -> Path:
+        return self.config_dir / "rules.yml"
+
     def config(self) -> dict[str, object]:
         interval = f"{self.settings.prometheus.scrape_interval_s:g}s"
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            # the pipeline's alerts (ray_app/alerts.py), written beside this file at every start
+            "rule_files": [str(self.rules_path)],
             "scrape_configs": [
                 # re-read on change and every 10 s: the file appears once the Ray head is up
                 {
@@ -100,6 +107,7 @@ class PrometheusService(Service):
         ray_discovery_file(self.settings).parent.mkdir(parents=True, exist_ok=True)
         config_file = self.config_dir / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self.rules_path.write_text(yaml.safe_dump(rules_file(), sort_keys=False))
         (listener,) = self.listeners()
         argv = [
             str(binary),

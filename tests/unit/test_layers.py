@@ -21,6 +21,7 @@ PLATFORM = (
     "ray_app.lifecycle",
     "ray_app.errors",
     "ray_app.metrics",
+    "ray_app.alerts",
     "ray_app.markets",
 )
 TEST_DOUBLES = ("tests", "ray_app.testing")
