@@ -122,6 +122,19 @@ def symbol_variable() -> db.QueryVariable:
     )
 
 
+def _running_sum(field: str, alias: str) -> DataTransformerConfig:
+    """A field added by Grafana: the running sum of ``field`` (its cumulative functions)."""
+    return DataTransformerConfig(
+        id_val="calculateField",
+        options={
+            "mode": "cumulativeFunctions",
+            "cumulative": {"field": field, "reducer": "sum"},
+            "alias": alias,
+            "replaceFields": False,
+        },
+    )
+
+
 def trading() -> db.Dashboard:
     clock = (
         db.Panel()
@@ -213,28 +226,8 @@ def trading() -> db.Dashboard:
                 ]
             )
         )
-        .with_transformation(
-            DataTransformerConfig(
-                id_val="calculateField",
-                options={
-                    "mode": "cumulativeFunctions",
-                    "cumulative": {"field": "Average follow_return_pct", "reducer": "sum"},
-                    "alias": "following the signals",
-                    "replaceFields": False,
-                },
-            )
-        )
-        .with_transformation(
-            DataTransformerConfig(
-                id_val="calculateField",
-                options={
-                    "mode": "cumulativeFunctions",
-                    "cumulative": {"field": "Average return_pct", "reducer": "sum"},
-                    "alias": "holding",
-                    "replaceFields": False,
-                },
-            )
-        )
+        .with_transformation(_running_sum("Average follow_return_pct", "following the signals"))
+        .with_transformation(_running_sum("Average return_pct", "holding"))
         .with_transformation(
             DataTransformerConfig(
                 id_val="filterFieldsByName",
