@@ -17,9 +17,8 @@ overwrites):
 return of following the 1 h signals in time order against holding over the same hours.
 
 ``backdate_recommendations`` writes recommendations at every hour since a forecast run's cut-off from that run and
-the bars as they were then (the template text: no model wrote them; ``model`` says ``back-dated``), in place of any
-back-dated ones before (and their outcomes): `make run`'s track record, before the live recommender has a day of
-its own.
+the bars as they were then (the template text: no model wrote them; ``model`` says ``back-dated``): `make run`'s
+track record, before the live recommender has a day of its own.
 """
 
 from __future__ import annotations
@@ -296,13 +295,4 @@ def backdate_recommendations(es: Elasticsearch, settings: Settings, run_id: str)
                     generated_at=now_iso(),
                 ).model_dump()
             )
-    if not answers:
-        return 0
-    # one back-dated week at a time: a make run in a later hour back-dates from a later run, over the same hours
-    indices = settings.elasticsearch.indices
-    for index in (indices.recommendations, indices.recommendation_outcomes):
-        if es.indices.exists(index=index):
-            es.delete_by_query(
-                index=index, query={"term": {"model": BACKDATED_MODEL}}, refresh=True, conflicts="proceed"
-            )
-    return write_recommendations(es, settings, answers)
+    return write_recommendations(es, settings, answers) if answers else 0

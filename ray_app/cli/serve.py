@@ -128,9 +128,9 @@ def print_recommendation(answer: dict[str, Any]) -> None:
 
 def _text_source(answer: dict[str, Any]) -> str:
     """Where the text came from and what was checked, in words."""
-    count = answer.get("text_claims", 0)
-    checked = ", ".join(answer.get("text_checks", []))
-    claims = f"{count} claim{'' if count == 1 else 's'} found, all supported (checked: {checked})"
+    claims = (
+        f"{answer.get('text_claims', 0)} claims, each matched to the facts ({', '.join(answer.get('text_checks', []))})"
+    )
     if answer.get("text_source") == "model":
         return f"the model's (attempt {answer.get('text_attempt')}); {claims}"
     refused = "; ".join(answer.get("text_rejected") or []) or "no model attempt"
