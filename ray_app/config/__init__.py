@@ -31,7 +31,13 @@ from ray_app.config.elasticsearch import ElasticsearchSettings
 from ray_app.config.forecast import ForecastSettings
 from ray_app.config.ingest import AlpacaSettings, IngestSettings, SimulatorSettings
 from ray_app.config.kafka import KafkaSettings, TopicSettings
-from ray_app.config.live import IndicatorSettings, LiveSettings, PrometheusSettings, SmokeSettings
+from ray_app.config.live import (
+    AlertmanagerSettings,
+    IndicatorSettings,
+    LiveSettings,
+    PrometheusSettings,
+    SmokeSettings,
+)
 from ray_app.config.ray import RaySettings, StackSettings
 from ray_app.config.redaction import SECRET_FIELDS, redact, redacted
 from ray_app.config.serve import RecommendSettings, ServeSettings
@@ -83,6 +89,7 @@ class Settings(BaseSettings):
     serve: ServeSettings
     recommend: RecommendSettings
     prometheus: PrometheusSettings
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     indicators: IndicatorSettings
     live: LiveSettings
     smoke: SmokeSettings

@@ -1,5 +1,5 @@
-"""Prometheus (``prometheus:``), the indicators (``indicators:``), the live parts (``live:``) and the smoke check
-(``smoke:``)."""
+"""Prometheus (``prometheus:``), Alertmanager (``alertmanager:``), the indicators (``indicators:``), the live parts
+(``live:``) and the smoke check (``smoke:``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import (
     Field,
+    SecretStr,
     ValidationInfo,
     field_validator,
 )
@@ -14,6 +15,24 @@ from pydantic import (
 from ray_app.config.base import _http_url, _Section
 from ray_app.config.elasticsearch import ElasticsearchIndices
 from ray_app.config.kafka import TopicSettings
+
+
+class AlertmanagerSettings(_Section):
+    """Alertmanager: where Prometheus sends the pipeline's alerts, and where they are delivered (ray_app/alerts.py)."""
+
+    url: str = "http://127.0.0.1:9093"
+    binary: Path | None = None
+    # every alert and its resolution is POSTed here (Alertmanager's webhook JSON); null: kept on its page only.
+    # secret: a chat webhook's URL holds its token (prefer RAY_APP_ALERTMANAGER__WEBHOOK_URL)
+    webhook_url: SecretStr | None = None
+    group_wait_s: float = Field(default=10, gt=0, le=3600)
+    group_interval_s: float = Field(default=60, gt=0, le=86400)
+    repeat_interval_s: float = Field(default=4 * 3600, gt=0, le=7 * 86400)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _http_url(value, "http://127.0.0.1:9093", with_port=True)
 
 
 class PrometheusSettings(_Section):

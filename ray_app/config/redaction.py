@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 # every setting that holds a secret, by field name: a config error never echoes their values, whatever their type
-SECRET_FIELDS = frozenset({"password", "api_key", "secret_key", "sasl_password"})
+SECRET_FIELDS = frozenset({"password", "api_key", "secret_key", "sasl_password", "webhook_url"})
 MASK = "**********"
 # scheme://user:password@host -> the password; also a lone token as the user part (scheme://token@host)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+._\-]*://)(?P<userinfo>[^/@\s]+)@")

@@ -1,4 +1,5 @@
-"""`ray-app stack up | down | status`: the local stack of real engines (Kafka, Elasticsearch, Ray head, Prometheus)."""
+"""`ray-app stack up | down | status`: the local stack of real engines (Kafka, Elasticsearch, Ray head, Alertmanager,
+Prometheus)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from ray_app.config import Settings
 from ray_app.jvm_artifacts import BUNDLES, ensure_bundle, find_java
+from ray_app.stack.alertmanager import AlertmanagerService
 from ray_app.stack.elasticsearch import ElasticsearchService
 from ray_app.stack.kafka import KafkaService
 from ray_app.stack.processes import (
@@ -35,6 +37,7 @@ def services(settings: Settings) -> list[Service]:
         *(KafkaService(settings, node) for node in range(1, kafka_nodes + 1)),
         ElasticsearchService(settings),
         RayHeadService(settings),
+        AlertmanagerService(settings),
         PrometheusService(settings),
     ]
 

@@ -36,33 +36,39 @@ def ray_discovery_file(settings: Settings) -> Path:
 
 def prometheus_binary(settings: Settings) -> Path:
     """The Prometheus executable: the configured one, the one on PATH, or Debian's package in the cache dir."""
-    if settings.prometheus.binary is not None:
-        if not settings.prometheus.binary.is_file():
-            raise StackError(f"prometheus.binary {settings.prometheus.binary} does not exist")
-        return settings.prometheus.binary
-    found = shutil.which("prometheus")
+    return debian_binary(settings, PACKAGE, "prometheus", settings.prometheus.binary, "prometheus.binary")
+
+
+def debian_binary(settings: Settings, package: str, executable: str, configured: Path | None, key: str) -> Path:
+    """An executable of a Debian package: ``configured`` (the setting ``key``), else on PATH, else the package fetched
+    once with ``apt-get download`` and unpacked in the cache dir (no root needed, nothing installed system-wide)."""
+    if configured is not None:
+        if not configured.is_file():
+            raise StackError(f"{key} {configured} does not exist")
+        return configured
+    found = shutil.which(executable)
     if found:
         return Path(found)
-    folder = settings.cache_dir / "debian" / PACKAGE
-    unpacked = folder / "root" / "usr" / "bin" / "prometheus"
+    folder = settings.cache_dir / "debian" / package
+    unpacked = folder / "root" / "usr" / "bin" / executable
     if unpacked.is_file():
         return unpacked
     apt_get, dpkg_deb = shutil.which("apt-get"), shutil.which("dpkg-deb")
     if not apt_get or not dpkg_deb:
         raise StackError(
-            "Prometheus is not installed and this is not a Debian-like system to fetch it from: "
-            "install Prometheus 2.x and put `prometheus` on PATH, or set prometheus.binary"
+            f"{executable} is not installed and this is not a Debian-like system to fetch it from: "
+            f"put `{executable}` on PATH, or set {key}"
         )
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.deb"):
         old.unlink()
-    download = subprocess.run([apt_get, "download", PACKAGE], cwd=folder, capture_output=True, text=True, timeout=600)
-    packages = sorted(folder.glob(f"{PACKAGE}_*.deb"))
+    download = subprocess.run([apt_get, "download", package], cwd=folder, capture_output=True, text=True, timeout=600)
+    packages = sorted(folder.glob(f"{package}_*.deb"))
     if download.returncode != 0 or not packages:
         last = (download.stderr or download.stdout).strip().splitlines()[-1:] or ["no output"]
         raise StackError(
-            f"could not download Debian's {PACKAGE} package with apt-get ({last[0]}); install Prometheus "
-            "and put `prometheus` on PATH, or set prometheus.binary"
+            f"could not download Debian's {package} package with apt-get ({last[0]}); install it and put "
+            f"`{executable}` on PATH, or set {key}"
         )
     subprocess.run([dpkg_deb, "-x", str(packages[-1]), str(folder / "root")], check=True, timeout=300)
     return unpacked
@@ -87,8 +93,17 @@ class PrometheusService(Service):
         interval = f"{self.settings.prometheus.scrape_interval_s:g}s"
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
-            # the pipeline's alerts (ray_app/alerts.py), written beside this file at every start
+            # the pipeline's alerts (ray_app/alerts.py), written beside this file at every start, sent to Alertmanager
             "rule_files": [str(self.rules_path)],
+            "alerting": {
+                "alertmanagers": [
+                    {
+                        "scheme": urlsplit(self.settings.alertmanager.url).scheme,
+                        "path_prefix": urlsplit(self.settings.alertmanager.url).path or "/",
+                        "static_configs": [{"targets": [urlsplit(self.settings.alertmanager.url).netloc]}],
+                    }
+                ]
+            },
             "scrape_configs": [
                 # re-read on change and every 10 s: the file appears once the Ray head is up
                 {

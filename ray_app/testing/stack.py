@@ -35,7 +35,7 @@ def free_ports(count: int) -> list[int]:
 
 def stack_overrides(state_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
     """Settings for a stack of its own: scratch state dir, free ports, a small object store."""
-    kafka, controller, es_http, es_transport, gcs, dashboard, client, agent, prometheus = free_ports(9)
+    kafka, controller, es_http, es_transport, gcs, dashboard, client, agent, prometheus, alerts = free_ports(10)
     overrides: dict[str, Any] = {
         "state_dir": state_dir,
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka}"},
@@ -52,6 +52,7 @@ def stack_overrides(state_dir: Path, cache_dir: Path | None = None) -> dict[str,
             "object_store_memory_mb": 512,
         },
         "prometheus": {"url": f"http://127.0.0.1:{prometheus}", "scrape_interval_s": 2},
+        "alertmanager": {"url": f"http://127.0.0.1:{alerts}"},
     }
     if cache_dir is not None:
         overrides["cache_dir"] = cache_dir

@@ -52,3 +52,38 @@ def test_each_alert_fires_when_broken_and_resolves_when_healthy(tmp_path: Path, 
     tested = subprocess.run([str(promtool), "test", "rules", str(tests)], capture_output=True, text=True, timeout=120)
     assert tested.returncode == 0, tested.stdout[-6000:] + tested.stderr[-3000:]
     assert "SUCCESS" in tested.stdout
+
+
+def test_alertmanager_routes_every_alert_to_the_webhook_and_its_config_passes_amtool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ray_app.stack.alertmanager import PACKAGE, alertmanager_config
+    from ray_app.stack.prometheus import debian_binary
+
+    monkeypatch.setenv("RAY_APP_ALERTMANAGER__WEBHOOK_URL", "http://127.0.0.1:9/hooks/t0ken")
+    settings = load_settings()
+    config = alertmanager_config(settings)
+    (receiver,) = config["receivers"]
+    assert receiver["webhook_configs"] == [{"url": "http://127.0.0.1:9/hooks/t0ken", "send_resolved": True}]
+    assert "t0ken" not in repr(settings.alertmanager)  # a secret: never in a repr, a log or a job's environment
+    amtool = debian_binary(settings, PACKAGE, "prometheus-alertmanager", None, "alertmanager.binary").parent / "amtool"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    checked = subprocess.run([str(amtool), "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_prometheus_loads_the_rules_and_sends_to_alertmanager(tmp_path: Path, promtool: Path) -> None:
+    from ray_app.stack.prometheus import PrometheusService
+
+    service = PrometheusService(load_settings())
+    config = service.config()
+    assert config["rule_files"] == [str(service.rules_path)]
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["127.0.0.1:9093"]}]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump(rules_file(), sort_keys=False))
+    file = tmp_path / "prometheus.yml"
+    file.write_text(yaml.safe_dump({**config, "rule_files": [str(rules)]}, sort_keys=False))
+    checked = subprocess.run([str(promtool), "check", "config", str(file)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

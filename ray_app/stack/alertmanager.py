@@ -1,0 +1,80 @@
+"""Alertmanager for the local stack: Debian's `prometheus-alertmanager` package, on the loopback, data in the state
+dir. Prometheus sends it the pipeline's alerts (ray_app/alerts.py); it groups them, drops duplicates, sends the
+resolution when a condition ends, and delivers to ``alertmanager.webhook_url`` (Alertmanager's webhook JSON), or to
+nobody when none is set (the alerts are still on its page, http://127.0.0.1:9093). Email, Slack and the rest are
+Alertmanager's own receivers: point ``alertmanager.url`` at an Alertmanager configured for them (on a cluster, the
+settings name an existing one and the stack starts none).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+
+from ray_app.config import Settings
+from ray_app.jvm_artifacts import Java
+from ray_app.stack.prometheus import debian_binary
+from ray_app.stack.service import Launch, Listener, Service
+
+PACKAGE = "prometheus-alertmanager"
+RECEIVER = "ray-app"
+
+
+def alertmanager_config(settings: Settings) -> dict[str, object]:
+    """Alertmanager's configuration: one route (by alert name and what it is about) to one receiver."""
+    am = settings.alertmanager
+    receiver: dict[str, object] = {"name": RECEIVER}
+    if am.webhook_url is not None:
+        receiver["webhook_configs"] = [{"url": am.webhook_url.get_secret_value(), "send_resolved": True}]
+    return {
+        "route": {
+            "receiver": RECEIVER,
+            "group_by": ["alertname", "part", "source", "symbol", "topic"],
+            "group_wait": f"{am.group_wait_s:g}s",
+            "group_interval": f"{am.group_interval_s:g}s",
+            "repeat_interval": f"{am.repeat_interval_s:g}s",
+        },
+        "receivers": [receiver],
+    }
+
+
+class AlertmanagerService(Service):
+    name = "alertmanager"
+
+    @property
+    def address(self) -> str:
+        return self.settings.alertmanager.url
+
+    def listeners(self) -> list[Listener]:
+        url = urlsplit(self.settings.alertmanager.url)
+        return [Listener(url.hostname or "127.0.0.1", url.port or 9093, "Alertmanager HTTP")]
+
+    def launch(self, java: Java) -> Launch:
+        binary = debian_binary(
+            self.settings, PACKAGE, "prometheus-alertmanager", self.settings.alertmanager.binary, "alertmanager.binary"
+        )
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.config_dir / "alertmanager.yml"
+        # it may hold a webhook URL with a token in it: readable by this user only
+        config_file.touch(mode=0o600, exist_ok=True)
+        os.chmod(config_file, 0o600)
+        config_file.write_text(yaml.safe_dump(alertmanager_config(self.settings), sort_keys=False))
+        (listener,) = self.listeners()
+        argv = [
+            str(binary),
+            f"--config.file={config_file}",
+            f"--storage.path={self.data_dir}",
+            f"--web.listen-address={listener.host}:{listener.port}",
+            "--cluster.listen-address=",  # one instance: no gossip port
+        ]
+        return Launch(argv=argv, env={"PATH": "/usr/bin:/bin"}, cwd=self.data_dir)
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.settings.alertmanager.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
