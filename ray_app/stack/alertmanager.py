@@ -9,6 +9,7 @@ settings name an existing one and the stack starts none).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,11 +17,42 @@ import yaml
 
 from ray_app.config import Settings
 from ray_app.jvm_artifacts import Java
+from ray_app.stack.processes import StackError
 from ray_app.stack.prometheus import debian_binary
 from ray_app.stack.service import Launch, Listener, Service
 
 PACKAGE = "prometheus-alertmanager"
 RECEIVER = "ray-app"
+# Debian builds the binary with its asset directory (the default notification template, the web UI) fixed at this
+# absolute path, which exists only where the package is installed system-wide.
+DEBIAN_ASSETS = b"/usr/share/prometheus/alertmanager"
+# the same number of bytes, relative to the working directory: a Go string's length is stored apart from its bytes,
+# so a same-length path is a safe substitution
+RELOCATED_ASSETS = b"./" * ((len(DEBIAN_ASSETS) - len(b"assets")) // 2) + b"assets"
+
+
+def runnable_binary(binary: Path, run_dir: Path) -> Path:
+    """``binary`` itself where its asset directory exists; for the package unpacked in the cache dir, a copy whose
+    asset directory is ``run_dir/assets`` (a link to the unpacked one), so no root and no system install is needed."""
+    if Path(DEBIAN_ASSETS.decode()).is_dir() or DEBIAN_ASSETS not in binary.read_bytes():
+        return binary
+    unpacked_assets = binary.parent.parent / "share" / "prometheus" / "alertmanager"
+    if not (unpacked_assets / "default.tmpl").is_file():
+        raise StackError(
+            f"{binary} needs {DEBIAN_ASSETS.decode()}/default.tmpl and it is neither there nor at {unpacked_assets}: "
+            "install Debian's prometheus-alertmanager package, or set alertmanager.binary"
+        )
+    relocated = binary.with_name(binary.name + ".relocated")
+    if not relocated.is_file() or relocated.stat().st_mtime < binary.stat().st_mtime:
+        partial = relocated.with_suffix(".partial")
+        partial.write_bytes(binary.read_bytes().replace(DEBIAN_ASSETS, RELOCATED_ASSETS))
+        partial.chmod(0o755)
+        partial.replace(relocated)
+    link = run_dir / "assets"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(unpacked_assets, target_is_directory=True)
+    return relocated
 
 
 def alertmanager_config(settings: Settings) -> dict[str, object]:
@@ -53,11 +85,18 @@ class AlertmanagerService(Service):
         return [Listener(url.hostname or "127.0.0.1", url.port or 9093, "Alertmanager HTTP")]
 
     def launch(self, java: Java) -> Launch:
-        binary = debian_binary(
-            self.settings, PACKAGE, "prometheus-alertmanager", self.settings.alertmanager.binary, "alertmanager.binary"
-        )
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        binary = runnable_binary(
+            debian_binary(
+                self.settings,
+                PACKAGE,
+                "prometheus-alertmanager",
+                self.settings.alertmanager.binary,
+                "alertmanager.binary",
+            ),
+            self.data_dir,
+        )
         config_file = self.config_dir / "alertmanager.yml"
         # it may hold a webhook URL with a token in it: readable by this user only
         config_file.touch(mode=0o600, exist_ok=True)
