@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ray_app.config import Settings
+from ray_app.config.alerts import MarketAlertRule
 from ray_app.metrics import METRICS
 
 Severity = Literal["page", "warning", "info"]
@@ -38,6 +40,7 @@ class Series:
     selector: str
     healthy: str
     broken: str
+    healed: str = ""  # the samples after the break (default: healthy again)
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,16 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)  # the labels the expression's result keeps, when broken
     broken_min: int = 0  # minutes the test keeps the series broken (default: enough for `for` and the window)
     healed_min: int = 30  # minutes the test then keeps it healthy (longer than the expression's window)
+    keep_firing_s: int = 0  # firing this long after the condition ends
+    kind: str = "pipeline"  # a label: pipeline or market
 
     def rule(self) -> dict[str, Any]:
-        return {
-            "alert": self.name,
-            "expr": self.expr,
-            "for": f"{self.for_s}s",
-            "labels": {"severity": self.severity},
-            "annotations": {"summary": self.summary, "runbook": self.runbook},
-        }
+        rule: dict[str, Any] = {"alert": self.name, "expr": self.expr, "for": f"{self.for_s}s"}
+        if self.keep_firing_s:
+            rule["keep_firing_for"] = f"{self.keep_firing_s}s"
+        rule["labels"] = {"severity": self.severity, "kind": self.kind}
+        rule["annotations"] = {"summary": self.summary, "runbook": self.runbook}
+        return rule
 
 
 def _up(source: str) -> str:
@@ -197,17 +201,193 @@ ALERTS: tuple[Alert, ...] = (
 )
 
 
-def rules_file() -> dict[str, Any]:
-    """The Prometheus rule file (a YAML document as data)."""
-    return {"groups": [{"name": GROUP, "rules": [alert.rule() for alert in ALERTS]}]}
+# --- market alerts (the settings' `alerts:`) -------------------------------------------------------------------
+
+MARKET_GROUP = "ray-app-market"
+SIGNAL_VALUE = {"sell": -1, "hold": 0, "buy": 1}  # market_value{value="signal"}
+MARKET_RUNBOOK = (
+    "the Trading dashboard, symbol {{ $labels.symbol }}; GET /recommendation/{{ $labels.symbol }}; "
+    "change the rule under alerts: in the settings (ray-app stack up reloads it), silence it on Alertmanager's page"
+)
+
+
+def _value(name: str, symbols: str, offset: str = "") -> str:
+    """One of the monitor's market values, per symbol (whichever process exported it)."""
+    selector = f'{metric("market_value")}{{value="{name}"{symbols}}}'
+    return f"max by (symbol) ({selector}{offset})"
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}%"
+
+
+def duration(seconds: int) -> str:
+    """A Prometheus duration: 1h, 15m, 90s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def market_alert(rule: MarketAlertRule, symbols: list[str]) -> Alert:
+    """A market alert rule as a Prometheus alert on the monitor's market values, with its promtool test (on the
+    first symbol it names)."""
+    names = rule.symbols or symbols
+    matcher = ', symbol=~"' + "|".join(re.escape(name) for name in names) + '"' if rule.symbols else ""
+    price = _value("price", matcher)
+    example = names[0]
+    value = rule.value or 0.0
+    window = duration(rule.window_s)
+    window_min = math.ceil(rule.window_s / STEP_S)
+    for_min = math.ceil(rule.for_s / STEP_S)
+    keep_min = math.ceil(rule.keep_firing_s / STEP_S)
+
+    def series(name: str, healthy: str, broken: str, healed: str = "") -> Series:
+        selector = f'{metric("market_value")}{{symbol="{example}",value="{name}"}}'
+        return Series(selector, healthy, broken, healed)
+
+    broken_min, healed_min = 0, 30 + keep_min
+    if rule.when in {"price_above", "price_below"}:
+        above = rule.when == "price_above"
+        expr = f"{price} {'>' if above else '<'} {value:g}"
+        summary = f"{{{{ $labels.symbol }}}} {'above' if above else 'below'} {value:g}"
+        low, high = f"{value * 0.9:g}", f"{value * 1.1:g}"
+        tests: tuple[Series, ...] = (series("price", low if above else high, high if above else low),)
+    elif rule.when == "move_pct":
+        rising = value > 0
+        before = _value("price", matcher, f" offset {window}")
+        expr = f"100 * ({price} / {before} - 1) {'>=' if rising else '<='} {value:g}"
+        summary = f"{{{{ $labels.symbol }}}} {'up' if rising else 'down'} {_percent(abs(value))} or more in {window}"
+        # a steady trend 1.5 times the move over each window, from 100
+        step = 100 * 1.5 * value / 100 / window_min
+        tests = (series("price", "+0", f"+{step:g}"),)
+        broken_min = window_min + for_min + 5
+        healed_min = window_min + keep_min + 5
+    elif rule.when in {"rsi_above", "rsi_below"}:
+        above = rule.when == "rsi_above"
+        expr = f"{_value('rsi', matcher)} {'>' if above else '<'} {value:g}"
+        summary = f"{{{{ $labels.symbol }}}}: RSI {'above' if above else 'below'} {value:g}"
+        low, high = f"{value / 2:g}", f"{(value + 100) / 2:g}"
+        tests = (series("rsi", low if above else high, high if above else low),)
+    elif rule.when == "bollinger_break":
+        expr = (
+            f"({price} > on (symbol) {_value('bb_upper', matcher)}) "
+            f"or ({price} < on (symbol) {_value('bb_lower', matcher)})"
+        )
+        summary = "{{ $labels.symbol }} outside its Bollinger bands (latest 1-minute bar)"
+        tests = (series("price", "100", "103"), series("bb_upper", "102", "102"), series("bb_lower", "98", "98"))
+    elif rule.when == "signal_change":
+        expr = f'max by (symbol) (changes({metric("market_value")}{{value="signal"{matcher}}}[{window}])) > 0'
+        summary = f"{{{{ $labels.symbol }}}}: the recommendation's signal changed in the last {window}"
+        tests = (series("signal", "0", "1", "1"),)
+        broken_min = for_min + 1
+        healed_min = window_min + keep_min + 5
+    else:  # outside_forecast_80
+        expr = (
+            f"({price} < on (symbol) {_value('forecast_lo_80', matcher)}) "
+            f"or ({price} > on (symbol) {_value('forecast_hi_80', matcher)})"
+        )
+        summary = "{{ $labels.symbol }} outside the 80% interval the latest forecast gave for this hour"
+        tests = (
+            series("price", "100", "106"),
+            series("forecast_lo_80", "95", "95"),
+            series("forecast_hi_80", "105", "105"),
+        )
+    return Alert(
+        rule.name,
+        expr,
+        rule.for_s,
+        rule.severity,
+        summary,
+        MARKET_RUNBOOK,
+        tests,
+        {"symbol": example},
+        broken_min=broken_min,
+        healed_min=healed_min,
+        keep_firing_s=rule.keep_firing_s,
+        kind="market",
+    )
+
+
+def market_alerts(settings: Settings) -> tuple[Alert, ...]:
+    return tuple(market_alert(rule, settings.symbols) for rule in settings.alerts.rules)
+
+
+def rules_file(settings: Settings) -> dict[str, Any]:
+    """The Prometheus rule file (a YAML document as data): the pipeline's alerts, then the settings' market alerts."""
+    groups = [{"name": GROUP, "rules": [alert.rule() for alert in ALERTS]}]
+    market = market_alerts(settings)
+    if market:
+        groups.append({"name": MARKET_GROUP, "rules": [alert.rule() for alert in market]})
+    return {"groups": groups}
+
+
+def grafana_alert_rules(settings: Settings, datasource_uid: str, folder: str = "ray-app") -> dict[str, Any]:
+    """The same alerts as Grafana alert-rule provisioning (``grafana/provisioning/alerting/``), for those who let
+    Grafana alert instead of Alertmanager: each rule queries Prometheus with the alert's expression (1 per series it
+    returns) and fires on any series; none means OK, as for Prometheus."""
+
+    def grafana_rule(alert: Alert) -> dict[str, Any]:
+        return {
+            "uid": f"ray-app-{alert.name}"[:40],
+            "title": alert.name,
+            "condition": "C",
+            "data": [
+                {
+                    "refId": "A",
+                    "relativeTimeRange": {"from": 600, "to": 0},
+                    "datasourceUid": datasource_uid,
+                    "model": {"refId": "A", "expr": f"({alert.expr}) * 0 + 1", "instant": True},
+                },
+                {
+                    "refId": "C",
+                    "relativeTimeRange": {"from": 0, "to": 0},
+                    "datasourceUid": "__expr__",
+                    "model": {
+                        "refId": "C",
+                        "type": "threshold",
+                        "expression": "A",
+                        "conditions": [{"evaluator": {"type": "gt", "params": [0]}}],
+                    },
+                },
+            ],
+            "noDataState": "OK",
+            "execErrState": "Error",
+            "for": f"{alert.for_s}s",
+            "annotations": {"summary": alert.summary, "runbook": alert.runbook},
+            "labels": {"severity": alert.severity, "kind": alert.kind},
+            "isPaused": False,
+        }
+
+    interval = f"{max(10, math.ceil(settings.prometheus.scrape_interval_s)):d}s"
+    groups = [
+        {"orgId": 1, "name": GROUP, "folder": folder, "interval": interval, "rules": [grafana_rule(a) for a in ALERTS]}
+    ]
+    market = market_alerts(settings)
+    if market:
+        groups.append(
+            {
+                "orgId": 1,
+                "name": MARKET_GROUP,
+                "folder": folder,
+                "interval": interval,
+                "rules": [grafana_rule(a) for a in market],
+            }
+        )
+    return {"apiVersion": 1, "groups": groups}
 
 
 def _samples(series: Series, quiet: int, broken: int, after: int) -> str:
     """The samples of one series, one a minute: healthy, broken, healthy again."""
     values: list[str] = []
-    level = 0.0
+    level = 100.0 if series.healthy.startswith("+") else 0.0  # a trend starts from 100 (a counter's start is free)
     for minute in range(quiet + broken + after):
-        sample = series.broken if quiet <= minute < quiet + broken else series.healthy
+        if minute < quiet:
+            sample = series.healthy
+        elif minute < quiet + broken:
+            sample = series.broken
+        else:
+            sample = series.healed or series.healthy
         if sample == "_":
             values.append("_")
             continue
@@ -227,14 +407,14 @@ def _render(template: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), template)
 
 
-def rule_tests(rule_file: str) -> dict[str, Any]:
+def rule_tests(rule_file: str, alerts: tuple[Alert, ...] = ALERTS) -> dict[str, Any]:
     """``promtool test rules`` input: per alert, no alert before the break, the alert while broken, none after."""
     tests = []
-    for alert in ALERTS:
+    for alert in alerts:
         broken = alert.broken_min or max(math.ceil(alert.for_s / STEP_S) + 15, 20)
         after = alert.healed_min
         fire_at = QUIET_MIN + broken - 1
-        labels = {"severity": alert.severity, **alert.labels}
+        labels = {"severity": alert.severity, "kind": alert.kind, **alert.labels}
         expected = {
             "exp_labels": labels,
             "exp_annotations": {"summary": _render(alert.summary, labels), "runbook": _render(alert.runbook, labels)},

@@ -87,6 +87,13 @@ METRICS: dict[str, Metric] = {
             "1 while the symbol's market is in session (crypto always; US stocks 04:00-20:00 New York on weekdays)",
             ("symbol",),
         ),
+        Metric(
+            "market_value",
+            "gauge",
+            "what the market alerts read, per symbol (ray_app/live/market.py): price, rsi, bb_upper, bb_lower, "
+            "signal (sell -1, hold 0, buy 1), forecast_lo_80, forecast_hi_80",
+            ("symbol", "value"),
+        ),
         Metric("stream_query_restarts", "counter", "times the streaming query failed and was restarted"),
         Metric(
             "forecast_last_run_timestamp_seconds",

@@ -26,6 +26,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ray_app.config.alerts import MarketAlertSettings
 from ray_app.config.base import ConfigError
 from ray_app.config.elasticsearch import ElasticsearchSettings
 from ray_app.config.forecast import ForecastSettings
@@ -90,6 +91,7 @@ class Settings(BaseSettings):
     recommend: RecommendSettings
     prometheus: PrometheusSettings
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    alerts: MarketAlertSettings = Field(default_factory=MarketAlertSettings)
     indicators: IndicatorSettings
     live: LiveSettings
     smoke: SmokeSettings
@@ -108,6 +110,14 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("lists a symbol more than once")
         return value
+
+    @model_validator(mode="after")
+    def _alerts_name_known_symbols(self) -> Settings:
+        for index, rule in enumerate(self.alerts.rules):
+            unknown = [symbol for symbol in rule.symbols if symbol not in self.symbols]
+            if unknown:
+                raise ValueError(f"alerts.rules.{index}.symbols: {unknown} are not in symbols {self.symbols}")
+        return self
 
     @model_validator(mode="after")
     def _forecast_fits_the_window(self) -> Settings:

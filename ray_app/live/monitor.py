@@ -150,6 +150,7 @@ def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
     """Export a reading every ``live.monitor_every_s`` (and parity every ``live.parity_every_s``) until stopped; a
     failed reading is logged and retried."""
     from ray_app.es_indices import es_client
+    from ray_app.live.market import export_market, read_market
 
     es = es_client(settings)
     reasons: set[str] = set()
@@ -157,6 +158,7 @@ def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
     report = LoopReport("monitor")
     while not stop.is_set():
         report.rounds += 1
+        health = Health([], {}, {}, settings.live.dead_letter_window_s, {"elasticsearch": "not read"})
         try:
             health = read_health(settings, es)
             export(health, reasons)
@@ -166,6 +168,11 @@ def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
         except Exception as exc:  # the export itself: the next reading tries again
             report.failures += 1
             LOG.warning("monitor: this reading failed: %s", exc)
+        try:  # the market alerts' values: absent while Elasticsearch cannot be read
+            export_market(None if "elasticsearch" in health.unreadable else read_market(settings, es))
+        except Exception as exc:
+            export_market(None)
+            LOG.warning("monitor: the market values could not be read (their gauges are absent): %s", exc)
         try:
             export_parts_and_sessions(settings)
             metrics.set_gauge("source_up", 1, source="ray")

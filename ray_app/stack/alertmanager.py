@@ -84,6 +84,26 @@ class AlertmanagerService(Service):
         url = urlsplit(self.settings.alertmanager.url)
         return [Listener(url.hostname or "127.0.0.1", url.port or 9093, "Alertmanager HTTP")]
 
+    def write_config(self) -> tuple[Path, bool]:
+        """Its configuration, and whether it changed."""
+        config_file = self.config_dir / "alertmanager.yml"
+        content = yaml.safe_dump(alertmanager_config(self.settings), sort_keys=False)
+        # it may hold a webhook URL with a token in it: readable by this user only
+        config_file.touch(mode=0o600, exist_ok=True)
+        os.chmod(config_file, 0o600)
+        if config_file.read_text() == content:
+            return config_file, False
+        config_file.write_text(content)
+        return config_file, True
+
+    def after_start(self) -> list[str]:
+        """A changed receiver or timing reaches a running Alertmanager: the file rewritten, a reload."""
+        if not self.write_config()[1]:
+            return []
+        answer = httpx.post(f"{self.settings.alertmanager.url}/-/reload", timeout=30)
+        answer.raise_for_status()
+        return ["alertmanager: configuration reloaded"]
+
     def launch(self, java: Java) -> Launch:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,11 +117,7 @@ class AlertmanagerService(Service):
             ),
             self.data_dir,
         )
-        config_file = self.config_dir / "alertmanager.yml"
-        # it may hold a webhook URL with a token in it: readable by this user only
-        config_file.touch(mode=0o600, exist_ok=True)
-        os.chmod(config_file, 0o600)
-        config_file.write_text(yaml.safe_dump(alertmanager_config(self.settings), sort_keys=False))
+        config_file = self.write_config()[0]
         (listener,) = self.listeners()
         argv = [
             str(binary),

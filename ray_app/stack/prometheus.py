@@ -114,15 +114,35 @@ class PrometheusService(Service):
             ],
         }
 
+    def write_files(self) -> tuple[Path, bool]:
+        """Its configuration and the rule file (the pipeline's alerts and the settings' market alerts), and whether
+        either changed."""
+        config_file = self.config_dir / "prometheus.yml"
+        changed = False
+        for path, content in (
+            (config_file, yaml.safe_dump(self.config(), sort_keys=False)),
+            (self.rules_path, yaml.safe_dump(rules_file(self.settings), sort_keys=False)),
+        ):
+            if not path.is_file() or path.read_text() != content:
+                path.write_text(content)
+                changed = True
+        return config_file, changed
+
+    def after_start(self) -> list[str]:
+        """An edited ``alerts:`` (or scrape setting) reaches a running Prometheus: the files rewritten, a reload."""
+        if not self.write_files()[1]:
+            return []
+        answer = httpx.post(f"{self.settings.prometheus.url}/-/reload", timeout=30)
+        answer.raise_for_status()
+        return ["prometheus: configuration and alert rules reloaded"]
+
     def launch(self, java: Java) -> Launch:
         binary = prometheus_binary(self.settings)
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Prometheus watches the discovery file's folder, which must exist when it starts
         ray_discovery_file(self.settings).parent.mkdir(parents=True, exist_ok=True)
-        config_file = self.config_dir / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.rules_path.write_text(yaml.safe_dump(rules_file(), sort_keys=False))
+        config_file = self.write_files()[0]
         (listener,) = self.listeners()
         argv = [
             str(binary),
