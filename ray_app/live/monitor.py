@@ -126,7 +126,8 @@ def export_parts_and_sessions(settings: Settings) -> None:
     from ray_app.live.jobs import is_running, job_states
 
     for part, job in job_states(settings).items():
-        metrics.set_gauge("live_part_up", 1 if is_running(job) else 0, part=part)
+        if job is not None:  # a part never submitted is not down: this deployment does not run it
+            metrics.set_gauge("live_part_up", 1 if is_running(job) else 0, part=part)
     now = pd.DatetimeIndex([pd.Timestamp.now(tz="UTC").floor("h")])
     for symbol in settings.symbols:
         metrics.set_gauge("market_open", int(bool(market_of(symbol).in_session(now)[0])), symbol=symbol)
