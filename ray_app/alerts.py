@@ -204,7 +204,7 @@ ALERTS: tuple[Alert, ...] = (
 # --- market alerts (the settings' `alerts:`) -------------------------------------------------------------------
 
 MARKET_GROUP = "ray-app-market"
-SIGNAL_VALUE = {"sell": -1, "hold": 0, "buy": 1}  # market_value{value="signal"}
+SIGNAL_VALUE = {"sell": -1, "hold": 0, "buy": 1}  # market_value{reading="signal"}
 MARKET_RUNBOOK = (
     "the Trading dashboard, symbol {{ $labels.symbol }}; GET /recommendation/{{ $labels.symbol }}; "
     "change the rule under alerts: in the settings (ray-app stack up reloads it), silence it on Alertmanager's page"
@@ -213,12 +213,12 @@ MARKET_RUNBOOK = (
 
 def _value(name: str, symbols: str, offset: str = "") -> str:
     """One of the monitor's market values, per symbol (whichever process exported it)."""
-    selector = f'{metric("market_value")}{{value="{name}"{symbols}}}'
+    selector = f'{metric("market_value")}{{reading="{name}"{symbols}}}'
     return f"max by (symbol) ({selector}{offset})"
 
 
 def _percent(value: float) -> str:
-    return f"{value:g}%"
+    return f"{value:.12g}%"
 
 
 def duration(seconds: int) -> str:
@@ -243,20 +243,20 @@ def market_alert(rule: MarketAlertRule, symbols: list[str]) -> Alert:
     keep_min = math.ceil(rule.keep_firing_s / STEP_S)
 
     def series(name: str, healthy: str, broken: str, healed: str = "") -> Series:
-        selector = f'{metric("market_value")}{{symbol="{example}",value="{name}"}}'
+        selector = f'{metric("market_value")}{{symbol="{example}",reading="{name}"}}'
         return Series(selector, healthy, broken, healed)
 
     broken_min, healed_min = 0, 30 + keep_min
     if rule.when in {"price_above", "price_below"}:
         above = rule.when == "price_above"
-        expr = f"{price} {'>' if above else '<'} {value:g}"
-        summary = f"{{{{ $labels.symbol }}}} {'above' if above else 'below'} {value:g}"
+        expr = f"{price} {'>' if above else '<'} {value:.12g}"
+        summary = f"{{{{ $labels.symbol }}}} {'above' if above else 'below'} {value:.12g}"
         low, high = f"{value * 0.9:g}", f"{value * 1.1:g}"
         tests: tuple[Series, ...] = (series("price", low if above else high, high if above else low),)
     elif rule.when == "move_pct":
         rising = value > 0
         before = _value("price", matcher, f" offset {window}")
-        expr = f"100 * ({price} / {before} - 1) {'>=' if rising else '<='} {value:g}"
+        expr = f"100 * ({price} / {before} - 1) {'>=' if rising else '<='} {value:.12g}"
         summary = f"{{{{ $labels.symbol }}}} {'up' if rising else 'down'} {_percent(abs(value))} or more in {window}"
         # a steady trend 1.5 times the move over each window, from 100
         step = 100 * 1.5 * value / 100 / window_min
@@ -265,8 +265,8 @@ def market_alert(rule: MarketAlertRule, symbols: list[str]) -> Alert:
         healed_min = window_min + keep_min + 5
     elif rule.when in {"rsi_above", "rsi_below"}:
         above = rule.when == "rsi_above"
-        expr = f"{_value('rsi', matcher)} {'>' if above else '<'} {value:g}"
-        summary = f"{{{{ $labels.symbol }}}}: RSI {'above' if above else 'below'} {value:g}"
+        expr = f"{_value('rsi', matcher)} {'>' if above else '<'} {value:.12g}"
+        summary = f"{{{{ $labels.symbol }}}}: RSI {'above' if above else 'below'} {value:.12g}"
         low, high = f"{value / 2:g}", f"{(value + 100) / 2:g}"
         tests = (series("rsi", low if above else high, high if above else low),)
     elif rule.when == "bollinger_break":
@@ -277,7 +277,7 @@ def market_alert(rule: MarketAlertRule, symbols: list[str]) -> Alert:
         summary = "{{ $labels.symbol }} outside its Bollinger bands (latest 1-minute bar)"
         tests = (series("price", "100", "103"), series("bb_upper", "102", "102"), series("bb_lower", "98", "98"))
     elif rule.when == "signal_change":
-        expr = f'max by (symbol) (changes({metric("market_value")}{{value="signal"{matcher}}}[{window}])) > 0'
+        expr = f'max by (symbol) (changes({metric("market_value")}{{reading="signal"{matcher}}}[{window}])) > 0'
         summary = f"{{{{ $labels.symbol }}}}: the recommendation's signal changed in the last {window}"
         tests = (series("signal", "0", "1", "1"),)
         broken_min = for_min + 1

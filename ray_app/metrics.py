@@ -92,7 +92,7 @@ METRICS: dict[str, Metric] = {
             "gauge",
             "what the market alerts read, per symbol (ray_app/live/market.py): price, rsi, bb_upper, bb_lower, "
             "signal (sell -1, hold 0, buy 1), forecast_lo_80, forecast_hi_80",
-            ("symbol", "value"),
+            ("symbol", "reading"),
         ),
         Metric("stream_query_restarts", "counter", "times the streaming query failed and was restarted"),
         Metric(

@@ -720,7 +720,7 @@ def pipeline_health() -> db.Dashboard:
         _prom_panel(
             "Market alerts: the last price and RSI each symbol's alerts read",
             "short",
-            (f'max by (symbol, value) ({promql("market_value")}{{value=~"price|rsi"}})', "{{symbol}} {{value}}"),
+            (f'max by (symbol, reading) ({promql("market_value")}{{reading=~"price|rsi"}})', "{{symbol}} {{reading}}"),
         ),
         _prom_panel(
             "Vendor parity: share of minutes whose bar equals Alpaca's, by field (worst symbol)",

@@ -1,5 +1,5 @@
 """The market values the market alerts read (``alerts:``, ``ray_app.alerts.market_alert``), one reading of
-Elasticsearch per monitor round, exported as the gauge ``market_value{symbol, value}``:
+Elasticsearch per monitor round, exported as the gauge ``market_value{symbol, reading}``:
 
 - ``price``: the close of the symbol's newest 1-minute bar, i.e. its last price-setting trade (Alpaca's conditions:
   an odd lot sets no price);
@@ -77,4 +77,4 @@ def export_market(reading: MarketReading | None) -> None:
     metrics.forget_gauges("market_value")
     for symbol, values in (reading or {}).items():
         for name, number in values.items():
-            metrics.set_gauge("market_value", number, symbol=symbol, value=name)
+            metrics.set_gauge("market_value", number, symbol=symbol, reading=name)

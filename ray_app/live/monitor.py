@@ -172,6 +172,7 @@ def run_monitor(settings: Settings, stop: StopFlag) -> LoopReport:
         try:  # the market alerts' values: absent while Elasticsearch cannot be read
             export_market(None if "elasticsearch" in health.unreadable else read_market(settings, es))
         except Exception as exc:
+            report.failures += 1
             export_market(None)
             LOG.warning("monitor: the market values could not be read (their gauges are absent): %s", exc)
         try:

@@ -5,8 +5,9 @@ and a second start submits nothing; `ray-app status` shows them and exits 1 nami
 app here, and one day of history is too short for a forecast); the simulator is stopped and its count of messages is
 in Prometheus exactly; the indicators job's values equal TA-Lib's on the bars the stream wrote; the stream's, the
 monitor's and the forecaster's metrics in Prometheus equal what the stream's status, Elasticsearch, forecast-runs say;
-every Pipeline-health panel's PromQL returns data (Serve's: tests/engines/test_serve.py); the parts stop sources
-first.
+every Pipeline-health panel's PromQL returns data (Serve's: tests/engines/test_serve.py); a price crossing a level
+reaches a webhook as one market alert and resolves; every Grafana alert query runs; the stream stopped reaches the
+webhook as LivePartDown and its restart resolves it; the parts stop sources first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from confluent_kafka import Producer
@@ -30,6 +32,7 @@ from ray_app.metrics import METRICS
 from ray_app.ray_cluster import job_client as jobs_client
 from ray_app.testing.settings import module_settings
 from ray_app.testing.stack import free_ports, run_cli
+from tests.support.alerting import market_rules, webhook
 from tests.support.prometheus import prometheus_range, prometheus_value, wait_for_value
 
 SYMBOL = "BTC/USD"
@@ -346,6 +349,87 @@ def test_every_pipeline_health_panel_but_serves_returns_data(settings: Settings,
                 assert time.monotonic() < deadline, (panel["title"], target["expr"])
                 time.sleep(3)
             assert any(value != "NaN" for item in series for _, value in item["values"]), panel["title"]
+
+
+def _print(settings: Settings, price: float) -> None:
+    """One trade of SYMBOL at ``price``, now, on the trades topic as the ingest sends it."""
+    from ray_app.schemas import Source, Trade
+
+    now = time.time_ns()
+    trade = Trade(
+        symbol=SYMBOL,
+        timestamp_ns=now,
+        source=Source.SIMULATOR,
+        price=price,
+        size=0.5,
+        trade_id=f"alert-{now}",
+        exchange="CBSE",
+        taker_side="B",
+    )
+    producer = Producer(producer_config(settings))
+    producer.produce(settings.kafka.topics.trades.name, key=SYMBOL.encode(), value=trade.to_json())
+    assert producer.flush(30) == 0
+
+
+def test_a_price_crossing_a_level_reaches_the_webhook_once_and_resolves(
+    stack: Settings, settings: Settings, started: list[Started]
+) -> None:
+    """A market alert (price_above) on the real path: trade -> Kafka -> the stream's bar -> the monitor's price gauge
+    -> Prometheus's rule -> Alertmanager -> the webhook. The simulator is stopped (above) and its random walk cannot be
+    made to cross on time, so the price is moved by prints sent the way the ingest sends them."""
+    name = "E2eAboveLevel"
+    price = f'max({metric("market_value")}{{symbol="{SYMBOL}", reading="price"}})'
+    _wait("the monitor's price", lambda: prometheus_value(settings, price) is not None)
+    last = prometheus_value(settings, price)
+    assert last is not None
+    level = round(last * 1.1, 2)
+    rule = {"name": name, "when": "price_above", "symbols": [SYMBOL], "value": level}
+    with webhook(stack) as receiver, market_rules(stack, [rule]):
+        time.sleep(15)  # evaluated, below the level
+        assert not receiver.alerts(alertname=name)
+        began = time.monotonic()
+        _print(settings, level * 1.02)
+        arrived, firing = receiver.wait_for("firing", 120, alertname=name, symbol=SYMBOL)
+        assert firing["labels"]["kind"] == "market" and f"above {level:.12g}" in firing["annotations"]["summary"]
+        crossed_back = time.monotonic()
+        _print(settings, level * 0.98)
+        resolved_at, _ = receiver.wait_for("resolved", 120, alertname=name, symbol=SYMBOL)
+        assert len({alert["startsAt"] for _, alert in receiver.alerts("firing", alertname=name)}) == 1
+        print(
+            f"market alert: delivered {arrived - began:.1f} s after the print above {level:g}, "
+            f"resolved {resolved_at - crossed_back:.1f} s after the print below"
+        )
+
+
+def test_every_grafana_alert_query_runs_on_prometheus(settings: Settings, started: list[Started]) -> None:
+    from ray_app.alerts import grafana_alert_rules
+
+    for group in grafana_alert_rules(settings, "ray-app-prometheus")["groups"]:
+        for rule in group["rules"]:
+            query = rule["data"][0]["model"]["expr"]
+            answer = httpx.get(f"{settings.prometheus.url}/api/v1/query", params={"query": query}, timeout=30)
+            assert answer.status_code == 200 and answer.json()["status"] == "success", (rule["title"], answer.text)
+
+
+def test_stopping_the_stream_reaches_the_webhook_and_its_restart_resolves_it(
+    stack: Settings, settings: Settings, started: list[Started]
+) -> None:
+    with webhook(stack) as receiver:
+        stream = part_id(started, "stream")
+        assert stop_parts(settings, ["stream"]) == [stream]
+        began = time.monotonic()
+        arrived, firing = receiver.wait_for("firing", 360, alertname="LivePartDown", part="stream")
+        assert (
+            firing["labels"]["severity"] == "page"
+            and "ray-app live start --part stream" in firing["annotations"]["runbook"]
+        )
+        assert 120 <= arrived - began < 360  # `for: 120s`, a monitor round, a scrape, an evaluation, the group wait
+        (restarted,) = start_parts(settings, None, ["stream"])
+        assert restarted.submitted
+        started[[item.part for item in started].index("stream")] = restarted  # the platform's stop below stops it
+        back = time.monotonic()
+        resolved_at, _ = receiver.wait_for("resolved", 300, alertname="LivePartDown", part="stream")
+        print(f"stream stopped -> webhook {arrived - began:.1f} s; restarted -> resolved {resolved_at - back:.1f} s")
 
 
 def test_stopping_the_platform_stops_every_part_sources_first(settings: Settings, started: list[Started]) -> None:

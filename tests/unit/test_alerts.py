@@ -4,6 +4,7 @@ severity, labels, summary and runbook) once broken long enough, resolved once he
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -193,3 +194,17 @@ def test_grafana_alert_provisioning_is_the_same_alerts_and_the_committed_file_is
     assert checked.returncode == 0, checked.stdout + checked.stderr
     committed = GRAFANA_DIR / "provisioning" / "alerting" / "ray-app.yaml"
     assert committed.read_text() == alerting_provisioning(load_settings()), "run `ray-app dashboards build`"
+
+
+def test_the_market_values_export_takes_every_reading_the_rules_read() -> None:
+    from ray_app.live.market import export_market
+
+    readings = {"price", "rsi", "bb_upper", "bb_lower", "signal", "forecast_lo_80", "forecast_hi_80"}
+    read = {
+        match
+        for alert in market_alerts(_with_rules(MARKET_RULES))
+        for match in re.findall(r'reading="(\w+)"', alert.expr)
+    }
+    assert read == readings
+    export_market({"AAPL": dict.fromkeys(readings, 1.0)})  # not in Ray: records nothing, refuses no tag
+    export_market(None)
