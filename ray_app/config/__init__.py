@@ -21,6 +21,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -110,6 +111,39 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("lists a symbol more than once")
         return value
+
+    @model_validator(mode="after")
+    def _local_ports_distinct(self) -> Settings:
+        """Two services of this machine on one port: the second cannot start (found at `stack up`, late and
+        obscurely), so the settings refuse it, naming both keys."""
+        local = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
+        ports: list[tuple[str, int]] = []
+        for address in self.kafka.bootstrap_servers.split(","):
+            host, _, port = address.strip().rpartition(":")
+            if host in local and port.isdigit():
+                ports.append((f"kafka.bootstrap_servers ({address.strip()})", int(port)))
+        ports += [
+            (f"stack.kafka_controller_ports.{i}", port) for i, port in enumerate(self.stack.kafka_controller_ports)
+        ]
+        ports.append(("stack.elasticsearch_transport_port", self.stack.elasticsearch_transport_port))
+        ray = self.ray
+        for key in ("gcs_port", "dashboard_port", "client_server_port", "dashboard_agent_port"):
+            ports.append((f"ray.{key}", getattr(ray, key)))
+        ports.append(("serve.http_port", self.serve.http_port))
+        for key, url in (
+            ("elasticsearch.url", self.elasticsearch.url),
+            ("prometheus.url", self.prometheus.url),
+            ("alertmanager.url", self.alertmanager.url),
+        ):
+            parts = urlsplit(url)
+            if (parts.hostname or "") in local and parts.port:
+                ports.append((key, parts.port))
+        seen: dict[int, str] = {}
+        for key, port in ports:
+            if port in seen:
+                raise ValueError(f"{seen[port]} and {key} both use port {port} on this machine: give one another port")
+            seen[port] = key
+        return self
 
     @model_validator(mode="after")
     def _alerts_name_known_symbols(self) -> Settings:

@@ -20,7 +20,7 @@ from ray_app.config.kafka import TopicSettings
 class AlertmanagerSettings(_Section):
     """Alertmanager: where Prometheus sends the pipeline's alerts, and where they are delivered (ray_app/alerts.py)."""
 
-    url: str = "http://127.0.0.1:9093"
+    url: str = "http://127.0.0.1:9193"
     binary: Path | None = None
     # every alert and its resolution is POSTed here (Alertmanager's webhook JSON); null: kept on its page only.
     # secret: a chat webhook's URL holds its token (prefer RAY_APP_ALERTMANAGER__WEBHOOK_URL)
@@ -32,7 +32,7 @@ class AlertmanagerSettings(_Section):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        return _http_url(value, "http://127.0.0.1:9093", with_port=True)
+        return _http_url(value, "http://127.0.0.1:9193", with_port=True)
 
 
 class PrometheusSettings(_Section):

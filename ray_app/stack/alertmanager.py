@@ -1,7 +1,7 @@
 """Alertmanager for the local stack: Debian's `prometheus-alertmanager` package, on the loopback, data in the state
 dir. Prometheus sends it the pipeline's alerts (ray_app/alerts.py); it groups them, drops duplicates, sends the
 resolution when a condition ends, and delivers to ``alertmanager.webhook_url`` (Alertmanager's webhook JSON), or to
-nobody when none is set (the alerts are still on its page, http://127.0.0.1:9093). Email, Slack and the rest are
+nobody when none is set (the alerts are still on its page, http://127.0.0.1:9193). Email, Slack and the rest are
 Alertmanager's own receivers: point ``alertmanager.url`` at an Alertmanager configured for them (on a cluster, the
 settings name an existing one and the stack starts none).
 """
@@ -82,7 +82,7 @@ class AlertmanagerService(Service):
 
     def listeners(self) -> list[Listener]:
         url = urlsplit(self.settings.alertmanager.url)
-        return [Listener(url.hostname or "127.0.0.1", url.port or 9093, "Alertmanager HTTP")]
+        return [Listener(url.hostname or "127.0.0.1", url.port or 9193, "Alertmanager HTTP")]
 
     def write_config(self) -> tuple[Path, bool]:
         """Its configuration, and whether it changed."""

@@ -83,7 +83,7 @@ def test_prometheus_loads_the_rules_and_sends_to_alertmanager(tmp_path: Path, pr
     config = service.config()
     assert config["rule_files"] == [str(service.rules_path)]
     (manager,) = config["alerting"]["alertmanagers"]
-    assert manager["static_configs"] == [{"targets": ["127.0.0.1:9093"]}]
+    assert manager["static_configs"] == [{"targets": ["127.0.0.1:9193"]}]
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump(rules_file(load_settings()), sort_keys=False))
     file = tmp_path / "prometheus.yml"

@@ -166,3 +166,34 @@ def test_indicator_lengths_that_cannot_work_fail_naming_the_key(monkeypatch) -> 
     monkeypatch.setenv("RAY_APP_INDICATORS__EMA_FAST", "40")
     with pytest.raises(ConfigError, match=r"indicators\.ema_slow: must be longer than indicators\.ema_fast \(40\)"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "keys"),
+    [
+        ("alertmanager: {url: 'http://127.0.0.1:9093'}\n", ("stack.kafka_controller_ports.0", "alertmanager.url")),
+        ("prometheus: {url: 'http://localhost:8265'}\n", ("ray.dashboard_port", "prometheus.url")),
+        ("serve: {http_port: 9200}\n", ("serve.http_port", "elasticsearch.url")),
+        (
+            "stack: {elasticsearch_transport_port: 9092}\n",
+            ("kafka.bootstrap_servers", "stack.elasticsearch_transport_port"),
+        ),
+    ],
+)
+def test_two_local_services_on_one_port_fail_at_start_naming_both_keys(
+    tmp_path: Path, yaml_text: str, keys: tuple[str, str]
+) -> None:
+    config = tmp_path / "ports.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert all(key in str(caught.value) for key in keys) and "both use port" in str(caught.value)
+
+
+def test_the_defaults_and_the_shipped_configs_use_each_port_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray_app.config import PROJECT_ROOT
+
+    monkeypatch.setenv("RAY_APP_KAFKA__SASL_PASSWORD", "the-secret-comes-from-the-environment")
+    for config in sorted((PROJECT_ROOT / "configs").glob("*.yaml")):
+        if config.name != "serve.yaml":  # Ray Serve's own config file, not ours
+            load_settings(config)
