@@ -21,6 +21,7 @@ import hashlib
 from enum import StrEnum
 from typing import Annotated, Literal, get_args
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from ray_app.times import format_ns, now_ns
@@ -90,8 +91,13 @@ class Record(BaseModel):
         return format_ns(self.timestamp_ns)
 
     def to_json(self) -> bytes:
-        """The one encoding on Kafka: the model's fields plus ``timestamp`` (RFC 3339, nanoseconds)."""
-        return self.model_dump_json().encode()
+        """The one encoding on Kafka: the model's fields plus ``timestamp`` (RFC 3339, nanoseconds).
+
+        The bytes pydantic's ``model_dump_json`` gives (a test holds them equal on every record kind), made by
+        orjson from the validated fields: a third of the cost, on the ingest's hottest line."""
+        fields = self.__dict__.copy()
+        fields["timestamp"] = format_ns(self.timestamp_ns)
+        return orjson.dumps(fields)
 
 
 TradeId = Annotated[str, Field(min_length=1)]
