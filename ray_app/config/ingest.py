@@ -59,6 +59,8 @@ class SimulatorSettings(_Section):
     cancel_share: float = Field(default=0.005, ge=0, le=0.5)
     correction_share: float = Field(default=0.003, ge=0, le=0.5)
     quotes_per_trade: float = Field(default=1.5, ge=0, le=100)  # top-of-book quotes per trade, on average
+    # quotes of the history only for its last N hours (the Trading dashboard's day); null: every hour of it
+    history_quotes_hours: float | None = Field(default=24, ge=0)
 
 
 class IngestSettings(_Section):

@@ -147,7 +147,11 @@ class _SimulatedRun:
         if days > 0 and first < live_start:
             # the cancels and corrections of trades an earlier run sent; none of trades no run sent
             sent_since = {s: 0 if s in self.resumed else starts[s] for s in self.symbols}
+            hours = self.settings.simulator.history_quotes_hours
+            quotes_from = 0 if hours is None else live_start - int(hours * 3600 * 1_000_000_000)
             for sent_ns, event in self.simulator.timeline(first, live_start, sent_since):
+                if event.kind == "quote" and sent_ns < quotes_from:
+                    continue  # quotes older than anyone looks at: most of the history's records, none of its bars
                 if sent_ns >= starts[event.symbol]:
                     self.until_ns = sent_ns + 1
                     yield event

@@ -440,3 +440,31 @@ def test_a_first_run_sends_no_cancel_or_correction_of_a_trade_it_did_not_send() 
     assert len([e for e in sim.events(start, start + 300 * 10**9) if isinstance(e, TradeCancel)]) > len(
         [a for a in adjustments if isinstance(a, TradeCancel)]
     )
+
+
+@pytest.mark.parametrize("hours", [6.0, None])
+def test_the_history_keeps_quotes_for_its_last_hours_only_and_every_trade(hours: float | None) -> None:
+    """`simulator.history_quotes_hours`: quotes older than the window are left out of the history (nobody looks at
+    them); every trade, cancel and correction of the history is still sent, the same as with every quote kept."""
+    from ray_app.config import load_settings
+    from ray_app.ingest import IngestOptions, _SimulatedRun
+    from ray_app.ingest.simulator import history_window
+    from ray_app.lifecycle import StopFlag
+    from ray_app.times import now_ns
+
+    base = load_settings()
+    simulator = base.simulator.model_copy(update={"history_quotes_hours": hours, "trades_per_minute": 2})
+    settings = base.model_copy(update={"simulator": simulator})
+    options = IngestOptions(symbols=["BTC/USD"], history_days=1, resume=False)
+    _, live_start = history_window(1, now_ns())
+    events = list(_SimulatedRun(settings, options, StopFlag(), lambda _: None))
+    quotes = [e.timestamp_ns for e in events if e.kind == "quote"]
+    others = [e for e in events if e.kind != "quote"]
+    assert others and quotes
+    if hours is None:
+        assert min(quotes) < live_start - 20 * 3600 * 10**9
+    else:
+        assert min(quotes) >= live_start - int(hours * 3600 * 10**9)  # (a minute turning over only raises it)
+    everything = base.model_copy(update={"simulator": simulator.model_copy(update={"history_quotes_hours": None})})
+    all_events = list(_SimulatedRun(everything, options, StopFlag(), lambda _: None))
+    assert [e for e in all_events if e.kind != "quote"] == others
