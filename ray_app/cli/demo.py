@@ -184,8 +184,10 @@ class DemoView:
 
 def closing_report(settings: Settings, report: BringUpReport) -> None:
     """How long it took, where each engine answers, how to watch what keeps running and how to stop it."""
+    steps = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in report.step_seconds.items())
     console.print(
         f"\nfirst forecast {report.first_forecast_s:.0f} s after the start; all of it {report.seconds:.0f} s"
+        f"\nsteps: {steps}"
         "\nstill running: the simulator's live trades, the stream, indicators, hourly forecasts and their scoring, "
         "recommendations every 15 min, the Serve app, the monitor"
         f"\nwatch: ray-app status   |   Ray dashboard {settings.ray.dashboard_url} (Jobs, Serve, Metrics)   |   "

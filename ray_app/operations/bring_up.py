@@ -81,6 +81,7 @@ class BringUpReport:
     stages: dict[str, bool] = field(default_factory=dict)
     first_forecast_s: float = 0.0
     seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)  # each step, in the order they ran
 
     @property
     def ok(self) -> bool:
@@ -354,17 +355,35 @@ def bring_up(settings: Settings, config_file: Path | None, view: View) -> BringU
     tried; the stack and the stream raise (``ActionableError``, ``StreamControlError``): nothing after them runs."""
     began = time.monotonic()
     report = BringUpReport()
+    step_began = began
+
+    def timed(step: str) -> None:
+        nonlocal step_began
+        now = time.monotonic()
+        report.step_seconds[step] = now - step_began
+        step_began = now
+
     stack_stage(settings, view)
+    timed("stack")
     report.stages["smoke"] = smoke_stage(settings, view)
+    timed("smoke")
     report.stages["ingest"] = ingest_stage(settings, view)
+    timed("ingest")
     stream_stage(settings, config_file, view)
+    timed("stream (caught up)")
     report.stages["forecast"] = forecast_stage(settings, view)
+    timed("forecast")
     report.first_forecast_s = time.monotonic() - began
     report.stages["forecast, scored"] = scored_forecast_stage(settings, view)
+    timed("forecast, scored")
     charted = serve_stage(settings, view)
     report.stages["serve"] = charted is not None
+    timed("serve")
     report.stages["track record"] = track_record_stage(settings, view)
+    timed("track record")
     report.stages["charts"] = charted is not None and charts_stage(settings, view, charted)
+    timed("charts")
     report.stages["live"] = live_stage(settings, config_file, view)
+    timed("live")
     report.seconds = time.monotonic() - began
     return report
