@@ -139,10 +139,12 @@ class Settings(BaseSettings):
             if (parts.hostname or "") in local and parts.port:
                 ports.append((key, parts.port))
         seen: dict[int, str] = {}
-        for key, port in ports:
-            if port in seen:
-                raise ValueError(f"{seen[port]} and {key} both use port {port} on this machine: give one another port")
-            seen[port] = key
+        for key, number in ports:
+            if number in seen:
+                raise ValueError(
+                    f"{seen[number]} and {key} both use port {number} on this machine: give one another port"
+                )
+            seen[number] = key
         return self
 
     @model_validator(mode="after")

@@ -111,7 +111,7 @@ def test_up_twice_is_harmless(stack: Settings) -> None:
     before = {s.name: s.pid for s in manager.status(stack)}
     result = run_cli("stack", "up")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("already running") == 4
+    assert result.stdout.count("already running") == 5  # Kafka, Elasticsearch, Ray, Alertmanager, Prometheus
     assert "downloaded" not in result.stdout  # a second up downloads nothing
     assert {s.name: s.pid for s in manager.status(stack)} == before
 
@@ -236,7 +236,7 @@ def test_down_then_up_keeps_kafka_messages_and_es_documents(stack: Settings) -> 
 
     up = run_cli("stack", "up")
     assert up.returncode == 0, up.stdout + up.stderr
-    assert up.stdout.count("(started)") == 4
+    assert up.stdout.count("(started)") == 5
     messages = read_topic(stack, topic.name)
     assert sorted(json.loads(m.value())["seq"] for m in messages) == list(range(50))
     assert es_client(stack).get(index=index, id=f"durable-{marker}")["_source"]["close"] == 412.37

@@ -79,11 +79,12 @@ def test_alertmanager_routes_every_alert_to_the_webhook_and_its_config_passes_am
 def test_prometheus_loads_the_rules_and_sends_to_alertmanager(tmp_path: Path, promtool: Path) -> None:
     from ray_app.stack.prometheus import PrometheusService
 
-    service = PrometheusService(load_settings())
+    settings = load_settings()
+    service = PrometheusService(settings)
     config = service.config()
     assert config["rule_files"] == [str(service.rules_path)]
     (manager,) = config["alerting"]["alertmanagers"]
-    assert manager["static_configs"] == [{"targets": ["127.0.0.1:9193"]}]
+    assert manager["static_configs"] == [{"targets": [settings.alertmanager.url.removeprefix("http://")]}]
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump(rules_file(load_settings()), sort_keys=False))
     file = tmp_path / "prometheus.yml"
