@@ -52,7 +52,7 @@ from ray_app.es_indices import MAPPINGS, ensure_index, es_client
 from ray_app.ingest.simulator import TradeSimulator, history_window
 from ray_app.kafka_clients import producer_config
 from ray_app.kafka_topics import ensure_topics
-from ray_app.schemas import Source, Trade, is_crypto, trade_doc_id
+from ray_app.schemas import Quote, Source, Trade, is_crypto, trade_doc_id
 from ray_app.stack import manager
 from ray_app.times import format_ns, trading_day
 
@@ -165,6 +165,16 @@ class FastTrade:
             source=Source.REPLAY,
         )
         assert json.loads(self.encode("AAPL", sample.timestamp_ns, 101.5, "t-1")) == json.loads(sample.to_json())
+        quote = Quote(
+            symbol="AAPL",
+            timestamp_ns=sample.timestamp_ns,
+            bid_price=101.5,
+            bid_size=100.0,
+            ask_price=101.52,
+            ask_size=100.0,
+            source=Source.REPLAY,
+        )
+        assert json.loads(self.quote("AAPL", quote.timestamp_ns, 101.5, 101.52)) == json.loads(quote.to_json())
 
     @staticmethod
     def encode(symbol: str, ts_ns: int, price: float, trade_id: str) -> bytes:
@@ -172,6 +182,14 @@ class FastTrade:
             f'{{"schema_version":1,"symbol":"{symbol}","timestamp_ns":{ts_ns},"source":"replay","kind":"trade",'
             f'"price":{price!r},"size":1.0,"trade_id":"{trade_id}","exchange":"V","conditions":[],"tape":null,'
             f'"taker_side":null,"timestamp":"{format_ns(ts_ns)}"}}'
+        ).encode()
+
+    @staticmethod
+    def quote(symbol: str, ts_ns: int, bid: float, ask: float) -> bytes:
+        return (
+            f'{{"schema_version":1,"symbol":"{symbol}","timestamp_ns":{ts_ns},"source":"replay","kind":"quote",'
+            f'"bid_price":{bid!r},"bid_size":100.0,"bid_exchange":null,"ask_price":{ask!r},"ask_size":100.0,'
+            f'"ask_exchange":null,"conditions":[],"tape":null,"timestamp":"{format_ns(ts_ns)}"}}'
         ).encode()
 
 
@@ -296,6 +314,7 @@ class CpuMeter:
 class LatencyRun:
     rate: int
     seconds: int
+    quotes_per_trade: float
     achieved_rate: float
     probes: int
     searchable: list[float] = field(default_factory=list)
@@ -318,12 +337,16 @@ def _feed(
     send: Send,
     trades_index: str,
     bars_index: str | None,
+    quotes_per_trade: float = 0.0,
+    send_quotes: Send | None = None,
 ) -> LatencyRun:
-    """`rate` trades/s in 50 ms slices for `seconds`; the first trade of each slice is a probe."""
+    """`rate` trades/s in 50 ms slices for `seconds`; the first trade of each slice is a probe. With
+    `quotes_per_trade`, that many quotes per trade besides (their symbols in turn, stamped within the slice)."""
     poller = Poller(es, trades_index, bars_index)
     poller.start()
     per_slice = max(int(rate * SLICE_S), 1)
-    n = 0
+    quotes_per_slice = round(per_slice * quotes_per_trade) if send_quotes else 0
+    n = q = 0
     began = time.monotonic()
     for step in range(int(seconds / SLICE_S)):
         time.sleep(max(began + step * SLICE_S - time.monotonic(), 0))
@@ -349,13 +372,27 @@ def _feed(
                     )
                 )
         send(batch)
+        if quotes_per_slice:
+            quotes = []
+            for _ in range(quotes_per_slice):
+                q += 1
+                symbol = SYMBOLS[q % len(SYMBOLS)]
+                bid = 100.0 + q % 7
+                quotes.append((symbol, FastTrade.quote(symbol, time.time_ns(), bid, bid + 0.01 * (1 + q % 3))))
+            send_quotes(quotes)
     feed_seconds = time.monotonic() - began
     deadline = time.monotonic() + 90
     while poller.pending() and time.monotonic() < deadline:
         time.sleep(0.2)
     poller.done.set()
     poller.join(5)
-    run = LatencyRun(rate=rate, seconds=seconds, achieved_rate=round(n / feed_seconds, 1), probes=len(poller.probes))
+    run = LatencyRun(
+        rate=rate,
+        seconds=seconds,
+        quotes_per_trade=round(q / n, 2) if n else 0.0,
+        achieved_rate=round(n / feed_seconds, 1),
+        probes=len(poller.probes),
+    )
     run.searchable = sorted(p.searchable_at - p.produced_at for p in poller.probes if p.searchable_at)
     run.bar = sorted(p.bar_at - p.produced_at for p in poller.probes if p.bar_at)
     return run
@@ -432,6 +469,20 @@ class ExecutorRun:
     warm: Throughput  # the same trades as a burst into the running, warmed-up job: the sustained rate
     latency: list[LatencyRun]
     bare_latency: LatencyRun | None
+    quotes_latency: LatencyRun | None = None  # the first rate again, with --quotes-per-trade quotes beside
+    quotes_burst: QuoteBurst | None = None
+
+
+@dataclass
+class QuoteBurst:
+    """Trades with --quotes-per-trade quotes each, produced at once into the running job: the sustained rate."""
+
+    trades: int
+    quotes: int
+    records_s: float  # Kafka records (trades and quotes) per second until the job had committed them all
+    trades_indexed_s: float  # trades per second until every trade was searchable
+    phases: dict[str, dict[str, float]]
+    cores: dict[str, float]
 
 
 def _one_run(
@@ -444,6 +495,7 @@ def _one_run(
     bare_latency: bool,
     warmup_s: int,
     warmup_rate: int,
+    quotes_per_trade: float,
 ) -> ExecutorRun:
     tag = uuid.uuid4().hex[:6]
     env = _env(tag, base, executors, batch_cap)
@@ -476,6 +528,7 @@ def _one_run(
         env={**os.environ},
     )
     latency: list[LatencyRun] = []
+    quotes_run: LatencyRun | None = None
     counts: Counter = Counter()
     try:
         _wait(lambda: "streaming " in log_path.read_text(), 300, "Spark start", driver)
@@ -498,6 +551,18 @@ def _one_run(
                 while True:
                     try:
                         producer.produce(topic, value=value, key=symbol.encode())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.poll(0)
+
+        quotes_topic = settings.kafka.topics.quotes.name
+
+        def quotes_to_kafka(batch: list[tuple[str, bytes]]) -> None:
+            for symbol, value in batch:
+                while True:
+                    try:
+                        producer.produce(quotes_topic, value=value, key=symbol.encode())
                         break
                     except BufferError:
                         producer.poll(0.05)
@@ -557,7 +622,36 @@ def _one_run(
             run.cores = meter.stop()
             run.phases, run.batch = _phase_means(before, _status(env))
             latency.append(run)
+            if quotes_per_trade and rate == rates[0]:
+                console.print(
+                    f"[{executors} executor(s)] {rate:,} trades/s with {quotes_per_trade:g} quotes per trade "
+                    f"for {seconds} s ..."
+                )
+                before = _status(env)
+                meter = CpuMeter()
+                meter.start()
+                quotes_run = _feed(
+                    settings,
+                    es,
+                    rate,
+                    seconds,
+                    f"qlat-{tag}-{rate}",
+                    counts,
+                    to_kafka,
+                    indices.trades,
+                    indices.bars_1m,
+                    quotes_per_trade,
+                    quotes_to_kafka,
+                )
+                quotes_run.cores = meter.stop()
+                quotes_run.phases, quotes_run.batch = _phase_means(before, _status(env))
         producer.flush(30)
+
+        quote_burst = None
+        if quotes_per_trade:
+            quote_burst = _quote_burst(
+                settings, es, env, driver, simulated[: max(len(simulated) // 4, 1)], quotes_per_trade
+            )
 
         bare_run = None
         if bare_latency:
@@ -567,7 +661,9 @@ def _one_run(
                 lines = []
                 for symbol, value in batch:
                     doc = json.loads(value)
-                    lines += [{"index": {"_index": bare_index, "_id": f"{symbol}|V|{doc['trade_id']}"}}, doc]
+                    day = None if is_crypto(symbol) else trading_day(doc["timestamp_ns"])
+                    doc_id = trade_doc_id(symbol, "V", day, doc["trade_id"])  # the id the poller looks for
+                    lines += [{"index": {"_index": bare_index, "_id": doc_id}}, doc]
                 es.bulk(operations=lines)
 
             bare_run = _feed(settings, es, rates[0], seconds, f"blat-{tag}", Counter(), direct, bare_index, None)
@@ -595,6 +691,63 @@ def _one_run(
         warm=Throughput(len(simulated) / warm_trades_done, len(simulated) / warm_done, warm_phases, warm_cores),
         latency=latency,
         bare_latency=bare_run,
+        quotes_latency=quotes_run,
+        quotes_burst=quote_burst,
+    )
+
+
+def _quote_burst(
+    settings: Settings,
+    es: Elasticsearch,
+    env: dict[str, str],
+    driver: subprocess.Popen,
+    trades: list[Trade],
+    quotes_per_trade: float,
+) -> QuoteBurst:
+    """``trades`` restamped over the last 9 minutes, each with ``quotes_per_trade`` quotes around it (within 0.5 s),
+    all produced at once: records/s until the job has committed every one (its bars included)."""
+    indices = settings.elasticsearch.indices
+    first_ns = time.time_ns() - 540 * 10**9
+    span = max(len(trades) - 1, 1)
+    trades_topic, quotes_topic = settings.kafka.topics.trades.name, settings.kafka.topics.quotes.name
+    payloads: list[tuple[str, bytes, bytes]] = []  # (topic, value, key)
+    quotes = 0
+    for i, trade in enumerate(trades):
+        at = first_ns + i * 540 * 10**9 // span
+        key = trade.symbol.encode()
+        payloads.append((trades_topic, FastTrade.encode(trade.symbol, at, trade.price, f"qb-{i}"), key))
+        for k in range(round(quotes_per_trade * (i + 1)) - round(quotes_per_trade * i)):
+            quotes += 1
+            quoted = at + k * 47_000_000 % 1_000_000_000 - 500_000_000
+            bid = round(trade.price - 0.01 * (1 + k % 3), 2)
+            payloads.append((quotes_topic, FastTrade.quote(trade.symbol, quoted, bid, trade.price), key))
+    indexed_before = _count(es, indices.trades)
+    console.print(f"{len(trades):,} trades with {quotes:,} quotes as fast as they can be produced ...")
+    producer = Producer(producer_config(settings))
+    meter = CpuMeter()
+    meter.start()
+    before = _status(env)
+    began = time.monotonic()
+    for topic, value, key in payloads:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(120) == 0
+    _wait(lambda: _count(es, indices.trades) >= indexed_before + len(trades), 1800, "indexing the trades", driver, env)
+    trades_done = time.monotonic() - began
+    _wait(lambda: _caught_up(settings, env), 1800, "the quotes catching up", driver, env)
+    done = time.monotonic() - began
+    phases, _ = _phase_means(before, _status(env))
+    return QuoteBurst(
+        trades=len(trades),
+        quotes=quotes,
+        records_s=(len(trades) + quotes) / done,
+        trades_indexed_s=len(trades) / trades_done,
+        phases=phases,
+        cores=meter.stop(),
     )
 
 
@@ -650,6 +803,16 @@ def _print(runs: list[ExecutorRun]) -> None:
                 f"{part.caught_up_s / run.bare_s:.2f}",
                 cores,
             )
+        if run.quotes_burst:
+            qb = run.quotes_burst
+            table.add_row(
+                "",
+                f"ours, a burst of trades with {qb.quotes / qb.trades:g} quotes each: records caught up",
+                f"{qb.trades + qb.quotes:,}",
+                f"{qb.records_s:,.0f}",
+                "-",
+                ", ".join(f"{k} {v:.2f}" for k, v in qb.cores.items() if v >= 0.05),
+            )
     console.print(table)
 
     table = Table(
@@ -672,16 +835,16 @@ def _print(runs: list[ExecutorRun]) -> None:
     ):
         table.add_column(column, justify="left" if column.startswith("cores") else "right")
     for run in runs:
-        for lat in run.latency:
+        for lat in [*run.latency, *([run.quotes_latency] if run.quotes_latency else [])]:
             batches = []
             for name in ("records", "bars"):
                 b, p = lat.batch.get(name, {}), lat.phases.get(name, {})
-                total = sum(v for k, v in p.items() if k not in {"bulk", "state", "worker"})
+                total = sum(v for k, v in p.items() if k not in {"bulk", "state", "worker", "tasks"})
                 batches.append(f"{b.get('rows', 0):,.0f} rows, {total:,.0f} ms" if b else "-")
             cores = ", ".join(f"{k} {v:.2f}" for k, v in lat.cores.items() if v >= 0.05)
             table.add_row(
                 str(run.executors),
-                f"{lat.rate:,}",
+                f"{lat.rate:,}" + (f" + {lat.quotes_per_trade:g} quotes/trade" if lat.quotes_per_trade else ""),
                 f"{lat.achieved_rate:,.0f}",
                 str(lat.probes),
                 _ms(_pct(lat.searchable, 0.5)),
@@ -718,6 +881,7 @@ def _print(runs: list[ExecutorRun]) -> None:
         "planning",
         "checkpoint",
         "write",
+        "tasks",
         "worker",
         "bulk",
         "state",
@@ -729,14 +893,23 @@ def _print(runs: list[ExecutorRun]) -> None:
     seen = {
         phase
         for run in runs
-        for phases in [run.warm.phases, run.cold.phases, *(lat.phases for lat in run.latency)]
+        for phases in [
+            run.warm.phases,
+            run.cold.phases,
+            *(lat.phases for lat in run.latency),
+            *([run.quotes_latency.phases] if run.quotes_latency else []),
+            *([run.quotes_burst.phases] if run.quotes_burst else []),
+        ]
         for values in phases.values()
         for phase in values
     }
     PHASES = [phase for phase in order if phase in seen] + sorted(seen - set(order))
 
     table = Table(
-        title="where a micro-batch's time goes (mean ms per batch; worker, bulk and state are inside write)",
+        title=(
+            "where a micro-batch's time goes (mean ms per batch; inside write: tasks, a task's own time on average, "
+            "and worker, bulk, state)"
+        ),
         title_justify="left",
     )
     for column in ("executors", "phase of the run", "query", *PHASES):
@@ -746,6 +919,8 @@ def _print(runs: list[ExecutorRun]) -> None:
             ("burst (warm)", run.warm.phases),
             ("backlog (cold)", run.cold.phases),
             *((f"{lat.rate:,}/s", lat.phases) for lat in run.latency),
+            *([(f"{run.quotes_latency.rate:,}/s + quotes", run.quotes_latency.phases)] if run.quotes_latency else []),
+            *([("burst with quotes", run.quotes_burst.phases)] if run.quotes_burst else []),
         ]:
             for name, values in phases.items():
                 table.add_row(str(run.executors), label, name, *(f"{values.get(p, 0):,.0f}" for p in PHASES))
@@ -768,9 +943,20 @@ def _summary(runs: list[ExecutorRun]) -> dict[str, Any]:
         "bar_latency_p50_s": _pct(first.bar, 0.5) if first else None,
         "bar_latency_p99_s": _pct(first.bar, 0.99) if first else None,
         "bare_latency_p50_s": _pct(head.bare_latency.searchable, 0.5) if head.bare_latency else None,
+        "latency_ratio_to_bare": (
+            round(_pct(first.searchable, 0.5) / _pct(head.bare_latency.searchable, 0.5), 4)  # type: ignore[operator]
+            if first and first.searchable and head.bare_latency and head.bare_latency.searchable
+            else None
+        ),
+        **_quotes_summary(head),
         "runs": [
             {
-                **{k: v for k, v in asdict(run).items() if k not in {"latency", "bare_latency"}},
+                **{
+                    k: v
+                    for k, v in asdict(run).items()
+                    if k not in {"latency", "bare_latency", "quotes_latency", "quotes_burst"}
+                },
+                "quotes_burst": asdict(run.quotes_burst) if run.quotes_burst else None,
                 "latency": [
                     {
                         **{k: v for k, v in asdict(lat).items() if k not in {"searchable", "bar"}},
@@ -787,6 +973,23 @@ def _summary(runs: list[ExecutorRun]) -> dict[str, Any]:
     }
 
 
+def _quotes_summary(run: ExecutorRun) -> dict[str, Any]:
+    """The numbers with quotes: the burst's records/s and the trade latency beside the run without quotes."""
+    plain = run.latency[0] if run.latency else None
+    quoted, burst = run.quotes_latency, run.quotes_burst
+    p50 = _pct(quoted.searchable, 0.5) if quoted else None
+    plain_p50 = _pct(plain.searchable, 0.5) if plain else None
+    return {
+        "quotes_per_trade": quoted.quotes_per_trade if quoted else None,
+        "quotes_records_s": round(burst.records_s, 1) if burst else None,
+        "quotes_trades_indexed_s": round(burst.trades_indexed_s, 1) if burst else None,
+        "quotes_latency_p50_s": p50,
+        "quotes_latency_p99_s": _pct(quoted.searchable, 0.99) if quoted else None,
+        "quotes_bar_latency_p50_s": _pct(quoted.bar, 0.5) if quoted else None,
+        "quotes_latency_p50_ratio": round(p50 / plain_p50, 4) if p50 and plain_p50 else None,
+    }
+
+
 def main(
     trades: Annotated[int, typer.Option(help="simulated trades for the throughput run")] = 60_000,
     rates: Annotated[str, typer.Option(help="input rates (trades/s) for the latency runs, comma-separated")] = "200",
@@ -795,6 +998,9 @@ def main(
     batch_cap: Annotated[int, typer.Option(help="max offsets per micro-batch in the throughput run")] = 20_000,
     warmup: Annotated[int, typer.Option(help="seconds of input before the warm throughput run")] = 30,
     warmup_rate: Annotated[int, typer.Option(help="trades/s during the warm-up")] = 1000,
+    quotes_per_trade: Annotated[
+        float, typer.Option(help="quotes per trade: the first rate again with quotes, and a burst with quotes")
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object last")] = False,
 ) -> None:
     base = load_settings()
@@ -804,7 +1010,11 @@ def main(
     rate_list = [int(r) for r in rates.split(",") if r]
     runs = []
     for count in [int(e) for e in executors.split(",") if e]:
-        runs.append(_one_run(base, count, trades, rate_list, seconds, batch_cap, not runs, warmup, warmup_rate))
+        runs.append(
+            _one_run(
+                base, count, trades, rate_list, seconds, batch_cap, not runs, warmup, warmup_rate, quotes_per_trade
+            )
+        )
     _print(runs)
     if as_json:
         print(json.dumps(_summary(runs)))

@@ -119,11 +119,11 @@ class WriteReport:
             self.newest_produced_ms = max(self.newest_produced_ms or other.newest_produced_ms, other.newest_produced_ms)
 
 
-def write_frame(documents: DataFrame, config: str) -> WriteReport:
+def write_frame(documents: DataFrame, config: str, tasks: int) -> WriteReport:
     """Write every row of ``documents`` (index, doc_id, source[, op, version, bar_key][, produced_ms]) from the
-    executors."""
+    executors, in at most ``tasks`` tasks of about equal size (``BalancedCoalescer.java``)."""
     jvm = documents.sparkSession.sparkContext._jvm
-    return WriteReport.from_json(_sink(jvm).write(documents._jdf, config))
+    return WriteReport.from_json(_sink(jvm).write(documents._jdf, config, tasks))
 
 
 def write_local(

@@ -135,18 +135,19 @@ class StreamJob:
     def _write_batch(self, batch: DataFrame, batch_id: int) -> None:
         self._batch(batch_id, lambda clock: self._records_batch(batch, clock))
 
-    def _parallel(self, batch: DataFrame) -> DataFrame:
+    def _tasks(self) -> int:
         # one task per executor core: a micro-batch is often small and every task pays a fixed cost and a bulk
-        # request; a big batch still keeps every core busy
+        # request; the sink balances the Kafka partitions over them by size, so a big batch keeps every core busy
         stream = self.settings.stream
-        return batch.coalesce(stream.num_executors * stream.executor_cores)
+        return stream.num_executors * stream.executor_cores
 
     def _records_batch(self, batch: DataFrame, clock: BatchClock) -> WriteReport:
         from spark_jobs.es_sink import write_frame
 
         indices = self.settings.elasticsearch.indices
         with clock.phase("write"):
-            report = write_frame(self._parallel(batch), self.sink)
+            report = write_frame(batch, self.sink, self._tasks())
+        clock.phases["tasks"] = report.task_seconds / max(report.tasks, 1)
         touched = report.touched
         # the bars are computed from the trades and quotes: searchable first whatever the settings, even when the
         # batch only found them there (a replay, a copy that reached Kafka twice)

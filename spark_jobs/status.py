@@ -15,7 +15,8 @@ the difference of two readings and divide by the batches in between):
   ``commitOffsets``)
 - ``write``: the batch's Spark job: reading Kafka, the record rules and the executors' bulk requests (cancels and
   corrections after the trades), dead letters for refused documents included (``bulk`` of it is time inside bulk
-  requests, summed over the tasks that ran in parallel)
+  requests, summed over the tasks that ran in parallel; ``tasks`` of it is a task's own time, on average: reading
+  Kafka, the rules and the bulk requests; the rest of ``write`` is Spark scheduling the job and its tasks)
 - ``bars``: recomputing the touched 1-minute bars from the trades and quotes (an aggregation) and writing them
 - ``hours``: recomputing the touched 1-hour bars from their 1-minute bars
 - ``refresh``: making the batch searchable (an Elasticsearch refresh of the indices written)
@@ -36,7 +37,7 @@ from ray_app.ray_cluster import current_node_id
 
 LOG = logging.getLogger(__name__)
 
-PHASES = ("offsets", "planning", "checkpoint", "write", "bulk", "bars", "hours", "refresh", "other")
+PHASES = ("offsets", "planning", "checkpoint", "write", "tasks", "bulk", "bars", "hours", "refresh", "other")
 
 
 class QueryStatus(BaseModel):

@@ -167,7 +167,7 @@ def batch_phases(progress: dict[str, Any], measured: dict[str, float]) -> dict[s
         "offsets": durations.get("latestOffset", 0.0),
         "planning": durations.get("queryPlanning", 0.0),
         "checkpoint": durations.get("walCommit", 0.0) + durations.get("commitOffsets", 0.0),
-        **{name: measured.get(name, 0.0) for name in ("write", "bulk", "bars", "hours", "refresh")},
+        **{name: measured.get(name, 0.0) for name in ("write", "tasks", "bulk", "bars", "hours", "refresh")},
     }
     inside = sum(measured.get(name, 0.0) for name in ("write", "bars", "hours", "refresh"))
     accounted = phases["offsets"] + phases["planning"] + phases["checkpoint"] + inside

@@ -16,6 +16,7 @@ corrected ones at their corrected values; tests/support/expected.py), whatever t
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 
@@ -334,3 +335,55 @@ def test_each_second_keeps_its_last_quote_whatever_order_they_arrive_in(settings
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second // 10**9))
     kept = es_docs(settings, settings.elasticsearch.indices.quotes)[f"MSFT|{stamp}"]
     assert (kept["quoted_ns"], round(kept["spread"], 2), kept["mid"]) == (second + 900_000_000, 0.07, 50.035)
+
+
+def test_twenty_quotes_a_trade_keep_each_second_s_latest_and_count_every_record(settings: Settings, sent: Sent) -> None:
+    """A real feed's quote rate: 20 quotes per trade, in no time order, with equal times (the later produced wins),
+    all in Kafka at once so a micro-batch holds many quotes of one second (the sink sends one of them)."""
+    from spark_jobs.status import read_status
+
+    rng = random.Random(34)
+    start = BASE + 3 * 3600 * 10**9
+    trades = _trades("IBM", start, 40, "qrate", 150.0, exchange="N")
+    quotes = []
+    for trade in trades:
+        for _ in range(20):
+            at = trade.timestamp_ns + rng.randrange(-400_000_000, 400_000_000, 50_000_000)  # ties on purpose
+            bid = round(150.0 + rng.uniform(-0.5, 0.5), 2)
+            quotes.append(
+                Quote(
+                    symbol="IBM",
+                    timestamp_ns=at,
+                    bid_price=bid,
+                    bid_size=100.0,
+                    ask_price=round(bid + rng.choice((0.01, 0.02, 0.05)), 2),
+                    ask_size=100.0,
+                    source=Source.SIMULATOR,
+                )
+            )
+    rng.shuffle(quotes)
+    before = read_status(settings)
+    records: list[Record] = [*trades, *quotes]
+    _produce(settings, sent, records)
+    _wait_caught_up(settings)
+    _check(settings, sent)
+    kept = es_docs(settings, settings.elasticsearch.indices.quotes)
+    latest: dict[int, Quote] = {}
+    for quote in quotes:  # in the order produced: on equal times the later one stays
+        second = quote.timestamp_ns // 10**9
+        if second not in latest or quote.timestamp_ns >= latest[second].timestamp_ns:
+            latest[second] = quote
+    for second, quote in latest.items():
+        doc = kept[f"IBM|{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(second))}"]
+        assert (doc["quoted_ns"], doc["bid_price"], doc["ask_price"]) == (
+            quote.timestamp_ns,
+            quote.bid_price,
+            quote.ask_price,
+        )
+    assert before is not None
+    deadline, rows = time.monotonic() + 30, -1
+    while rows != len(records) and time.monotonic() < deadline:  # the status is published after the batch
+        after = read_status(settings)
+        rows = after.queries["records"].rows - before.queries["records"].rows if after else -1
+        time.sleep(0.5)
+    assert rows == len(records)  # every Kafka record counted, the quotes the sink did not send too

@@ -95,3 +95,49 @@ def test_every_record_of_the_corpus_becomes_its_document_or_a_dead_letter_with_i
             DeadLetterDocument.model_validate(doc)
     reasons = {case.reason for case in corpus if case.reason}
     assert {"unparseable", "unknown_type", "missing_field", "invalid_value"} <= reasons  # the corpus has them all
+
+
+# --- a batch's Kafka partitions in tasks of about equal size ------------------------------------------------------
+
+
+def _assign(spark: Any, sizes: list[int], groups: int) -> list[int]:
+    from py4j.java_gateway import JavaGateway
+
+    gateway: JavaGateway = spark.sparkContext._gateway
+    array = gateway.new_array(gateway.jvm.long, len(sizes))
+    for i, size in enumerate(sizes):
+        array[i] = size
+    return list(gateway.jvm.io.github.raytrading.stream.BalancedCoalescer.assign(array, groups))
+
+
+def _best_max_load(sizes: list[int], groups: int) -> int:
+    """The smallest possible largest group, by trying every assignment (small inputs only)."""
+    import itertools
+
+    return min(
+        max(sum(s for s, g in zip(sizes, choice, strict=True) if g == k) for k in range(groups))
+        for choice in itertools.product(range(groups), repeat=len(sizes))
+    )
+
+
+@pytest.mark.parametrize(
+    ("sizes", "groups"),
+    [
+        ([0] * 6 + [3000, 2900, 3100, 2800, 3050, 2950] + [0] * 6 + [150, 160, 140, 0, 155, 145], 2),  # quotes + trades
+        ([20_000, 0, 0, 0, 0, 0, 0, 0], 2),  # one partition holds everything: one task
+        ([5, 5, 5, 5, 5, 5, 5, 5, 5], 4),
+        ([7, 1, 1, 1, 1, 1, 1, 1], 2),
+        ([0, 0, 0], 2),  # an empty batch: one task
+        ([9, 8, 7, 6, 5, 4, 3, 2, 1], 3),
+    ],
+)
+def test_a_batch_s_partitions_go_to_tasks_of_about_equal_size(spark, sizes: list[int], groups: int) -> None:
+    group = _assign(spark, sizes, groups)
+    used = max(1, min(groups, sum(1 for s in sizes if s > 0)))
+    assert len(group) == len(sizes) and set(group) == set(range(used))  # every partition once, no empty task
+    loads = [sum(s for s, g in zip(sizes, group, strict=True) if g == k) for k in range(used)]
+    if len(sizes) <= 12 or used == 1:
+        best = _best_max_load(sizes, used) if len(sizes) <= 12 else sum(sizes)
+        assert max(loads) <= best * (4 / 3 - 1 / (3 * used)) + 1e-9  # the largest-first rule's guarantee
+    else:
+        assert max(loads) - min(loads) <= max(sizes)  # no task idles while the other holds a partition to spare

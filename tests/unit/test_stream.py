@@ -26,7 +26,7 @@ def test_stream_settings_default_and_checkpoint_location(monkeypatch: pytest.Mon
     monkeypatch.setenv("RAY_APP_STATE_DIR", str(tmp_path))
     settings = load_settings()
     assert settings.stream_checkpoint_dir == tmp_path / "checkpoints" / "stream"
-    assert settings.stream.trigger_interval_s == 1
+    assert settings.stream.trigger_interval_s == 0.5
     monkeypatch.setenv("RAY_APP_STREAM__CHECKPOINT_DIR", str(tmp_path / "elsewhere"))
     assert load_settings().stream_checkpoint_dir == tmp_path / "elsewhere"
 
