@@ -9,11 +9,17 @@ simulator's U-shaped day (busy at the open and the close), its late prints, its 
 corrections (0.3%), and ``--quotes-per-trade`` top-of-book quotes per trade (20: a SIP sends tens per trade). These
 are assumptions about the market, not Alpaca's data.
 
-All of it is some 700 million records: hours of replay on a 2-core machine. So the run replays ``1/--sample`` of
-every symbol's rate (all 500 symbols over the whole session, the same mix of records) and measures the job's rate
-per record; the whole day's catch-up time is the day's records at that rate. The projection is conservative for the
-bars: a sampled minute holds fewer trades, so the bars' per-batch work weighs more on each record than in the real
-day.
+All of it is some 640 million records: hours of replay on a 2-core machine. So a run replays part of it and
+measures the job's rate per record; the whole day's catch-up time is the day's records at that rate. Two ways:
+
+- ``--sample N`` (default 1000): 1/N of every symbol's rate over the whole session: the day's shape (every symbol,
+  every minute's bars), but sparse: a second holds one or two quotes where the real day has tens, so the per-second
+  reduction saves little and the rate is a floor;
+- ``--sample 1 --window-start 30 --window-minutes 1``: one minute of the session at the full rate (10:00 New York,
+  an average minute of the simulator's U-shaped day): the real day's density, for a minute.
+
+The symbols are grouped by rate (20 groups of 25); each group's records are one simulated symbol's, copied under
+each name of the group (the simulator alone would take longer than the replay).
 
     .venv/bin/python bench/day.py [--symbols 500] [--sample 1000] [--quotes-per-trade 20] [--json]
 
@@ -78,6 +84,7 @@ def session_start(day: str) -> int:
 class DayRun:
     symbols: int
     sample: int
+    window: tuple[int, int]  # (first minute of the session, minutes) replayed
     quotes_per_trade: float
     day_trades: int  # the whole day's prints (the unsampled day)
     day_records: int  # ... and its records of every kind
@@ -99,12 +106,15 @@ class DayRun:
         return self.day_records / self.records_s
 
 
-def produce_day(settings: Settings, symbols: int, sample: int, quotes_per_trade: float, day: str) -> Counter:
-    """The sampled day into the run's topics, symbol groups one after the other (each symbol in Kafka order)."""
+def produce_day(
+    settings: Settings, symbols: int, sample: int, quotes_per_trade: float, day: str, window: tuple[int, int]
+) -> Counter:
+    """The sampled day (its ``window``: first minute of the session, minutes) into the run's topics, symbol groups
+    one after the other (each symbol in Kafka order)."""
     counts = daily_trades(symbols)
     names = [f"D{i:03d}" for i in range(symbols)]
-    start = session_start(day)
-    end = start + SESSION_MINUTES * 60 * 10**9
+    start = session_start(day) + window[0] * 60 * 10**9
+    end = start + window[1] * 60 * 10**9
     topics = settings.kafka.topics
     producer = Producer(producer_config(settings, **{"linger.ms": 20}))
     produced: Counter = Counter()
@@ -112,29 +122,40 @@ def produce_day(settings: Settings, symbols: int, sample: int, quotes_per_trade:
     for tier in range(0, symbols, per_tier):
         group = names[tier : tier + per_tier]
         rate = sum(counts[tier : tier + per_tier]) / len(group) / SESSION_MINUTES / sample
+        # one symbol simulated at the group's mean rate, its records copied to each symbol of the group (names are
+        # fixed-width, so the copy is a byte replacement): the simulator's own pace would take hours
         simulator = TradeSimulator(
-            group, seed=tier, trades_per_minute=rate, anchor_on_real_data=False, quotes_per_trade=quotes_per_trade
+            group[:1], seed=tier, trades_per_minute=rate, anchor_on_real_data=False, quotes_per_trade=quotes_per_trade
         )
-        for event in simulator.events(start, end):
-            topic = topics.quotes.name if isinstance(event, Quote) else topics.trades.name
-            while True:
-                try:
-                    producer.produce(topic, value=event.to_json(), key=event.symbol.encode())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            produced[type(event).__name__] += 1
-        producer.poll(0)
+        events = [
+            (topics.quotes.name if isinstance(event, Quote) else topics.trades.name, event.to_json(), type(event))
+            for event in simulator.events(start, end)
+        ]
+        token = f'"symbol":"{group[0]}"'.encode()
+        for symbol in group:
+            renamed = f'"symbol":"{symbol}"'.encode()
+            key = symbol.encode()
+            for topic, value, kind in events:
+                while True:
+                    try:
+                        producer.produce(topic, value=value.replace(token, renamed, 1), key=key)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                produced[kind.__name__] += 1
+            producer.poll(0)
         console.print(
             f"  symbols {tier:>3}-{tier + len(group) - 1:<3} ({rate * sample * SESSION_MINUTES:>9,.0f} prints a day "
-            f"each on average): {sum(produced.values()):>9,} records so far",
+            f"each): {sum(produced.values()):>9,} records so far",
             highlight=False,
         )
     assert producer.flush(120) == 0
     return produced
 
 
-def run_day(base: Settings, symbols: int, sample: int, quotes_per_trade: float, day: str) -> DayRun:
+def run_day(
+    base: Settings, symbols: int, sample: int, quotes_per_trade: float, day: str, window: tuple[int, int]
+) -> DayRun:
     tag = uuid.uuid4().hex[:6]
     env = _env(tag, base, base.stream.num_executors, 0)
     env.pop("RAY_APP_STREAM__MAX_OFFSETS_PER_TRIGGER")  # the job's own default, as in production
@@ -142,9 +163,13 @@ def run_day(base: Settings, symbols: int, sample: int, quotes_per_trade: float, 
     settings = load_settings()
     ensure_topics(settings)
     es = es_client(settings)
-    console.print(f"producing 1/{sample} of a {symbols}-symbol day into {settings.kafka.topics.trades.name} ...")
+    console.print(
+        f"producing 1/{sample} of a {symbols}-symbol day, minutes {window[0]}-{window[0] + window[1]} of its session, "
+        f"into {settings.kafka.topics.trades.name} ...",
+        highlight=False,
+    )
     began = time.monotonic()
-    produced = produce_day(settings, symbols, sample, quotes_per_trade, day)
+    produced = produce_day(settings, symbols, sample, quotes_per_trade, day, window)
     produce_s = time.monotonic() - began
     log_path = Path(env["RAY_APP_STATE_DIR"]) / f"stream-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +212,7 @@ def run_day(base: Settings, symbols: int, sample: int, quotes_per_trade: float, 
     return DayRun(
         symbols=symbols,
         sample=sample,
+        window=window,
         quotes_per_trade=quotes_per_trade,
         day_trades=day_trades,
         day_records=round(day_trades * per_trade),
@@ -241,12 +267,16 @@ def main(
     sample: Annotated[int, typer.Option(help="replay 1/N of every symbol's rate")] = 1000,
     quotes_per_trade: Annotated[float, typer.Option(help="top-of-book quotes per trade")] = 20.0,
     day: Annotated[str, typer.Option(help="the trading day (a weekday in New York winter time)")] = "2026-12-01",
+    window_start: Annotated[int, typer.Option(help="first minute of the session replayed (0: 09:30)")] = 0,
+    window_minutes: Annotated[int, typer.Option(help="minutes of the session replayed")] = SESSION_MINUTES,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object last")] = False,
 ) -> None:
     base = load_settings()
     console.print("stack up ...")
     manager.up(base)
-    run = run_day(base, symbols, sample, quotes_per_trade, day)
+    if not (0 <= window_start < SESSION_MINUTES and 0 < window_minutes <= SESSION_MINUTES - window_start):
+        raise typer.BadParameter("the window must lie within the session's 390 minutes")
+    run = run_day(base, symbols, sample, quotes_per_trade, day, (window_start, window_minutes))
     _print(run, base)
     if as_json:
         summary: dict[str, Any] = {
