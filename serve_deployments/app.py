@@ -52,6 +52,7 @@ from ray_app.config import Settings, load_settings
 from ray_app.config.redaction import redact, redact_log_records
 from ray_app.es_indices import es_client
 from serve_deployments import auth
+from serve_deployments.app_version import app_version
 from serve_deployments.auth import API_KEY_HEADER, api_key, is_loopback
 from serve_deployments.checked_text import CheckedWriter, Request
 from serve_deployments.forecast_reader import CACHE_MAX_ENTRIES, BackendUnavailable, ForecastReader
@@ -342,8 +343,10 @@ class Ingress:
         forecast_timeout_s: float | None = None,
         recommender_timeout_s: float | None = None,
         cache_ttl_s: float = 0,
+        version: str = "",
     ) -> None:
         auth.configure(api_key, reads_need_key)
+        self.version = version
         # the Forecast deployment's answers, serialised, for cache_ttl_s: a cached read is one hop, not two
         self.answers = TtlCache(cache_ttl_s, CACHE_MAX_ENTRIES)
         self.forecasts = forecast  # not `self.forecast`: that is the route below
@@ -365,7 +368,7 @@ class Ingress:
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> dict[str, Any]:
-        return await _answer(self.forecasts.health.remote(), self.forecast_limit)
+        return {**await _answer(self.forecasts.health.remote(), self.forecast_limit), "app_version": self.version}
 
     @api.get("/symbols", response_model=list[SymbolStatus])
     async def symbols(self) -> Response:
@@ -482,6 +485,7 @@ def application(settings: Settings) -> serve.Application:
             serve_settings.forecast.request_timeout_s,
             serve_settings.recommender.request_timeout_s,
             serve_settings.cache_ttl_s,
+            app_version(settings),
         )
     )
 

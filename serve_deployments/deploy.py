@@ -26,18 +26,31 @@ class Deployed:
     model: str
     health: dict[str, Any]
     note: str | None
+    redeployed: bool = True  # False: the same version was running and was left alone
 
 
 def _text(status: object) -> str:
     return str(getattr(status, "value", status))
 
 
-def deploy(settings: Settings, timeout: float) -> Deployed:
-    """Check the model, deploy (or update) the app and wait until /healthz answers."""
+def _running_version(settings: Settings) -> str | None:
+    """The version the running app answers in /healthz; None when none answers."""
+    try:
+        answer = httpx.get(f"{settings.serve.url}/healthz", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return answer.json().get("app_version") if answer.status_code == 200 else None
+
+
+def deploy(settings: Settings, timeout: float, keep_unchanged: bool = False) -> Deployed:
+    """Check the model, deploy (or update) the app and wait until /healthz answers. ``keep_unchanged``: when the
+    running app answers the version this one would have (``app_version``), leave it as it is (a redeploy restarts
+    every replica and reloads the language model)."""
     from ray import serve as ray_serve
 
     from ray_app.ray_cluster import connect
     from serve_deployments.app import application
+    from serve_deployments.app_version import app_version
     from serve_deployments.language_model import ModelUnavailable, available_model
 
     began = time.perf_counter()
@@ -47,6 +60,9 @@ def deploy(settings: Settings, timeout: float) -> Deployed:
         raise DeployFailed(f"the Recommender cannot load its model: {exc}") from None
     if note:
         settings = settings.model_copy(update={"recommend": recommend})
+    if keep_unchanged and _running_version(settings) == app_version(settings):
+        health = httpx.get(f"{settings.serve.url}/healthz", timeout=30).json()
+        return Deployed(time.perf_counter() - began, settings.serve.url, settings.recommend.model, health, note, False)
     try:
         connect(settings)
     except ConnectionError as exc:

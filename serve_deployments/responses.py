@@ -29,6 +29,7 @@ class _Open(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     elasticsearch: str  # the cluster's health: green, yellow or red
+    app_version: str  # serve_deployments/app_version.py: what a bring-up compares before redeploying
 
 
 class SymbolStatus(BaseModel):

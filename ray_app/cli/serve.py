@@ -26,22 +26,29 @@ def serve(
     timeout: Annotated[
         float, typer.Option(help="Give up waiting for the app to answer after this many seconds.")
     ] = 180,
+    redeploy: Annotated[
+        bool,
+        typer.Option(
+            help="Redeploy even when the running app has this version (same settings, key and code), which it "
+            "otherwise keeps as it is, as `serve deploy` does with an unchanged config."
+        ),
+    ] = False,
 ) -> None:
     """Deploy (or update) the app on the Ray cluster and wait until it answers; it keeps running.
 
     Subcommands: `serve status`, `serve stop`, `serve config`."""
     if ctx.invoked_subcommand is not None:
         return
-    deploy(settings_of(ctx), timeout)
+    deploy(settings_of(ctx), timeout, keep_unchanged=not redeploy)
 
 
-def deploy(settings: Settings, timeout: float) -> float:
+def deploy(settings: Settings, timeout: float, keep_unchanged: bool = False) -> float:
     """Deploy the app (``serve_deployments.deploy``) and say so; returns the seconds it took."""
     from serve_deployments.deploy import DeployFailed
     from serve_deployments.deploy import deploy as deploy_app
 
     try:
-        deployed = deploy_app(settings, timeout)
+        deployed = deploy_app(settings, timeout, keep_unchanged)
     except DeployFailed as exc:
         fail(str(exc))
     print_deployed(settings, deployed)
@@ -52,9 +59,10 @@ def print_deployed(settings: Settings, deployed) -> None:
     """The app runs: where, after how long, with which model (and why not the configured one)."""
     if deployed.note:
         console.print(f"[yellow]serve: {escape(deployed.note)}[/]", highlight=False)
+    how = "after" if deployed.redeployed else "unchanged, not redeployed; checked in"
     console.print(
         f"serve: app '{settings.serve.app_name}' running at {deployed.url} (OpenAPI: {deployed.url}/docs) "
-        f"after {deployed.seconds:.1f} s; recommendation model: {deployed.model}; health: {deployed.health}",
+        f"{how} {deployed.seconds:.1f} s; recommendation model: {deployed.model}; health: {deployed.health}",
         highlight=False,
     )
 

@@ -27,6 +27,7 @@ from ray_app.forecast.calendar import market_of
 from ray_app.forecast.engine import SymbolForecast, forecast_history
 from ray_app.forecast.models import ForecastSpec
 from ray_app.forecast.series import SymbolHistory, bars_frame, build_history
+from ray_app.markets import hours_held
 from ray_app.ray_cluster import connect, current_node_id
 from ray_app.times import now_iso
 
@@ -114,6 +115,13 @@ def forecast_symbols(
     return reports
 
 
+def expected_work(settings: Settings, symbols: list[str]) -> int:
+    """A task's work, roughly: hours fitted times hours forecast. The longest tasks go first, so on a small
+    cluster a crypto symbol (24 hours a day, 168 steps) does not start last and finish alone."""
+    days, horizon = settings.forecast.lookback_days, settings.forecast.horizon_days
+    return sum(hours_held(market_of(symbol), days) * market_of(symbol).horizon_steps(horizon) for symbol in symbols)
+
+
 @ray.remote
 def _forecast_task(
     settings: Settings, symbols: list[str], run: store.RunContext, compute: Compute
@@ -155,6 +163,7 @@ def run_forecast(
 
     connect(settings)
     batches = [symbols[i : i + forecast.symbols_per_task] for i in range(0, len(symbols), forecast.symbols_per_task)]
+    batches.sort(key=lambda batch: expected_work(settings, batch), reverse=True)
     task = _forecast_task.options(
         num_cpus=forecast.task_num_cpus, resources=dict(forecast.task_resources), max_retries=forecast.task_max_retries
     )

@@ -269,7 +269,7 @@ def serve_stage(settings: Settings, view: View) -> str | None:
 
     view.begin("serve", "Ray Serve app (FastAPI ingress, Forecast and Recommender deployments, autoscaled)")
     try:
-        deployed = deploy(settings, timeout=600)
+        deployed = deploy(settings, timeout=600, keep_unchanged=True)
     except DeployFailed as exc:
         view.problem("serve", str(exc))
         return None

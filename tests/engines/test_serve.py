@@ -176,6 +176,13 @@ def test_ray_app_serve_deploys_shows_and_stops_the_app(settings: Settings, monke
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert f"{settings.serve.url}/cli" in deployed.stdout and "'status': 'ok'" in deployed.stdout
     assert httpx.get(f"{settings.serve.url}/cli/forecast/AAPL/summary", timeout=30).status_code == 200
+    version = httpx.get(f"{settings.serve.url}/cli/healthz", timeout=30).json()["app_version"]
+    again = run_cli("serve", timeout=300)  # nothing changed: the running app is kept, not restarted
+    assert again.returncode == 0 and "unchanged, not redeployed" in again.stdout, again.stdout + again.stderr
+    monkeypatch.setenv("RAY_APP_SERVE__CACHE_TTL_S", "7")  # a setting changed: a new version is deployed
+    changed = run_cli("serve", timeout=300)
+    assert changed.returncode == 0 and "unchanged" not in changed.stdout, changed.stdout + changed.stderr
+    assert httpx.get(f"{settings.serve.url}/cli/healthz", timeout=30).json()["app_version"] != version
     status = run_cli("serve", "status")
     assert "cli-app: RUNNING" in status.stdout and "Forecast: HEALTHY" in status.stdout, status.stdout + status.stderr
     stopped = run_cli("serve", "stop")

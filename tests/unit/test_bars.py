@@ -6,6 +6,7 @@ Elasticsearch) to a direct computation."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from spark_jobs.bar_recompute import (
     minute_bar,
     parse_keys,
     reading,
+    run_chunks,
     time_weighted_spread,
     touched_hours,
 )
@@ -129,3 +131,37 @@ def test_a_read_that_missed_a_shard_is_refused_and_retried_then_fails(shards: di
     assert complete({"_shards": {"total": 3, "successful": 2, "skipped": 1}}, "x")  # a skipped shard had nothing
     with pytest.raises(IncompleteRead, match="timed out: True"):
         complete({"_shards": {"total": 1, "successful": 1}, "timed_out": True}, "x")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_runs_cover_every_key_once_bridge_only_short_gaps_and_bound_each_search(seed: int) -> None:
+    import random
+
+    from spark_jobs import bar_recompute
+
+    rng = random.Random(seed)
+    keys = {(rng.choice("ABC"), rng.randrange(0, 3000) * 60) for _ in range(rng.randrange(1, 2500))}
+    chunks = list(run_chunks(keys, 60))
+    seen = [key for part, _ in chunks for key in part]
+    assert sorted(seen) == sorted(keys)  # each key in exactly one chunk
+    for part, runs in chunks:
+        assert len(runs) <= bar_recompute.RUNS_PER_SEARCH
+        for symbol, start in part:  # every key of a chunk lies in one of its runs
+            assert sum(s == symbol and first <= start <= last for s, first, last in runs) == 1
+        for symbol, first, last in runs:  # a run starts and ends on a key, and bridges no gap above the limit
+            assert (symbol, first) in keys and (symbol, last) in keys
+            inside = sorted(start for s, start in keys if s == symbol and first <= start <= last)
+            gaps = [b - a for a, b in itertools.pairwise(inside)]
+            assert all(gap <= bar_recompute.MERGE_GAP_WINDOWS * 60 for gap in gaps)
+    # two runs of a symbol are never closer than the limit: they would have been one
+    runs = sorted(run for _, part_runs in chunks for run in part_runs)
+    for (s1, _, last), (s2, first, _) in itertools.pairwise(runs):
+        assert s1 != s2 or first - last > bar_recompute.MERGE_GAP_WINDOWS * 60
+
+
+def test_many_far_apart_minutes_are_split_over_searches_of_bounded_clauses() -> None:
+    from spark_jobs import bar_recompute
+
+    keys = {("A", i * 3600) for i in range(1000)}  # an hour apart: no two in one run
+    chunks = list(run_chunks(keys, 60))
+    assert [len(runs) for _, runs in chunks] == [400, 400, 200] and bar_recompute.RUNS_PER_SEARCH == 400

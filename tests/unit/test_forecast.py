@@ -387,3 +387,13 @@ def test_by_default_six_cv_windows_half_a_horizon_apart_fit_in_the_lookback() ->
         assert spec.cv_windows == 6 and spec.cv_step == math.ceil(spec.horizon / 2)
         lookback_hours = settings.forecast.lookback_days * (24 if market is CRYPTO else 7 * 5 / 7)
         assert spec.min_points <= lookback_hours
+
+
+def test_a_crypto_symbol_s_task_is_submitted_before_a_stock_s() -> None:
+    from ray_app.config import load_settings
+    from ray_app.forecast.runner import expected_work
+
+    settings = load_settings()
+    # 24 bars a day, 7 days a week and a 168-step horizon against 7 bars a session and 35 steps: ~20x the work
+    assert expected_work(settings, ["BTC/USD"]) > 10 * expected_work(settings, ["AAPL"])
+    assert expected_work(settings, ["AAPL", "IBM"]) == 2 * expected_work(settings, ["AAPL"])
