@@ -50,6 +50,8 @@ HOUR_S = 3600
 BAR_SOURCE = "trades"
 MGET_CHUNK = 6000  # ids per multi-get request
 RUNS_PER_SEARCH = 400  # (symbol, time range) clauses per aggregation request
+KEYS_PER_SEARCH = 1000  # windows per aggregation request: its buckets fit one page (COMPOSITE_PAGE)
+COMPOSITE_PAGE = 1500  # buckets per page: a search's windows and some bridged ones in between
 # neighbouring windows of a symbol this close are read as one time range: a backlog's 100,000 minutes are a few
 # ranges, not 100,000 clauses (2.2x faster bars); the windows in between are read too, and their buckets dropped
 MERGE_GAP_WINDOWS = 10
@@ -134,18 +136,21 @@ def window_runs(keys: Iterable[Key], seconds: int, max_gap: int = MERGE_GAP_WIND
 
 
 def run_chunks(keys: Iterable[Key], seconds: int) -> Iterator[tuple[list[Key], list[Run]]]:
-    """The keys (sorted) in chunks of at most ``RUNS_PER_SEARCH`` runs: (the chunk's keys, its runs)."""
-    ordered = sorted(keys)
-    runs = window_runs(ordered, seconds)
-    taken = 0
-    for first in range(0, len(runs), RUNS_PER_SEARCH):
-        part = runs[first : first + RUNS_PER_SEARCH]
-        symbol, _, last = part[-1]
-        end = taken
-        while end < len(ordered) and ordered[end] <= (symbol, last):
-            end += 1
-        yield ordered[taken:end], part
-        taken = end
+    """The keys (sorted) in chunks of at most ``KEYS_PER_SEARCH`` keys and ``RUNS_PER_SEARCH`` runs: (the chunk's
+    keys, its runs). Few keys per search, because a composite aggregation reads every document of the query again
+    for each page of buckets: a search over a whole backlog would read it once per 1,000 minutes."""
+    chunk: list[Key] = []
+    runs = 0
+    for key in sorted(keys):
+        joins = bool(chunk) and chunk[-1][0] == key[0] and key[1] - chunk[-1][1] <= MERGE_GAP_WINDOWS * seconds
+        if chunk and (len(chunk) == KEYS_PER_SEARCH or (not joins and runs == RUNS_PER_SEARCH)):
+            yield chunk, window_runs(chunk, seconds)
+            chunk, runs = [], 0
+            joins = False
+        chunk.append(key)
+        runs += not joins
+    if chunk:
+        yield chunk, window_runs(chunk, seconds)
 
 
 def _in_windows(runs: list[Run], field: str, scale: int, seconds: int) -> dict[str, Any]:
@@ -182,7 +187,7 @@ def _composite(
     ]
     after: dict[str, Any] | None = None
     while True:
-        composite: dict[str, Any] = {"size": 1000, "sources": sources}
+        composite: dict[str, Any] = {"size": COMPOSITE_PAGE, "sources": sources}
         if after:
             composite["after"] = after
 

@@ -153,10 +153,10 @@ def test_runs_cover_every_key_once_bridge_only_short_gaps_and_bound_each_search(
             inside = sorted(start for s, start in keys if s == symbol and first <= start <= last)
             gaps = [b - a for a, b in itertools.pairwise(inside)]
             assert all(gap <= bar_recompute.MERGE_GAP_WINDOWS * 60 for gap in gaps)
-    # two runs of a symbol are never closer than the limit: they would have been one
-    runs = sorted(run for _, part_runs in chunks for run in part_runs)
-    for (s1, _, last), (s2, first, _) in itertools.pairwise(runs):
-        assert s1 != s2 or first - last > bar_recompute.MERGE_GAP_WINDOWS * 60
+        # within a search, two runs of a symbol are never closer than the limit: they would have been one
+        for (s1, _, last), (s2, first, _) in itertools.pairwise(runs):
+            assert s1 != s2 or first - last > bar_recompute.MERGE_GAP_WINDOWS * 60
+        assert len(part) <= bar_recompute.KEYS_PER_SEARCH
 
 
 def test_many_far_apart_minutes_are_split_over_searches_of_bounded_clauses() -> None:
