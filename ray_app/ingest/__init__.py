@@ -149,9 +149,8 @@ class _SimulatedRun:
             sent_since = {s: 0 if s in self.resumed else starts[s] for s in self.symbols}
             hours = self.settings.simulator.history_quotes_hours
             quotes_from = 0 if hours is None else live_start - int(hours * 3600 * 1_000_000_000)
-            for sent_ns, event in self.simulator.timeline(first, live_start, sent_since):
-                if event.kind == "quote" and sent_ns < quotes_from:
-                    continue  # quotes older than anyone looks at: most of the history's records, none of its bars
+            # quotes older than anyone looks at: most of the history's records, none of its bars; not even made
+            for sent_ns, event in self.simulator.timeline(first, live_start, sent_since, quotes_from):
                 if sent_ns >= starts[event.symbol]:
                     self.until_ns = sent_ns + 1
                     yield event

@@ -300,17 +300,18 @@ class TradeSimulator:
             yield event
 
     def timeline(
-        self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None = None
+        self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None = None, quotes_from_ns: int = 0
     ) -> Iterator[tuple[int, Event]]:
         """(when the feed sends it, record) for every trade, quote, cancel and correction sent in [start_ns,
         end_ns), in that order: a trade when the tape reports it (its own time, or later for a late print), the
         rest at their own time. The minutes before ``start_ns`` are simulated too, for what they send after it;
         ``sent_since`` (per symbol) leaves out the cancels and corrections of trades reported before it: trades no
-        run sent (a first run)."""
-        return self._timeline(start_ns, end_ns, sent_since, extras=True)
+        run sent (a first run). Quotes before ``quotes_from_ns`` are left out (their random draws are made, so every
+        other record is the same as with them)."""
+        return self._timeline(start_ns, end_ns, sent_since, extras=True, quotes_from_ns=quotes_from_ns)
 
     def _timeline(
-        self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None, extras: bool
+        self, start_ns: int, end_ns: int, sent_since: Mapping[str, int] | None, extras: bool, quotes_from_ns: int = 0
     ) -> Iterator[tuple[int, Event]]:
         pending: list[tuple[int, int, Event]] = []  # sent after their minute: (time sent, sequence, record)
         sequence = 0
@@ -323,7 +324,9 @@ class TradeSimulator:
                 trades = self._minute(state, minute)
                 if extras:
                     since = sent_since.get(state.symbol, 0) if sent_since else 0
-                    for at, event in self._extras(state, minute, [(r, t) for r, t in trades if r >= since]):
+                    for at, event in self._extras(
+                        state, minute, [(r, t) for r, t in trades if r >= since], quotes_from_ns
+                    ):
                         sequence += 1
                         heapq.heappush(batch if at < minute + MINUTE_NS else pending, (at, sequence, event))
                 for reported, trade in trades:
@@ -337,9 +340,11 @@ class TradeSimulator:
                     yield at, event
             minute += MINUTE_NS
 
-    def _extras(self, state: _SymbolState, minute_ns: int, trades: list[tuple[int, Trade]]) -> list[tuple[int, Event]]:
-        """The minute's quotes around its trades, and the cancels and corrections its trades will get, with the
-        time each is sent (its own)."""
+    def _extras(
+        self, state: _SymbolState, minute_ns: int, trades: list[tuple[int, Trade]], quotes_from_ns: int = 0
+    ) -> list[tuple[int, Event]]:
+        """The minute's quotes around its trades (from ``quotes_from_ns`` on), and the cancels and corrections its
+        trades will get, with the time each is sent (its own)."""
         if not trades:
             return []
         rng = np.random.default_rng([self.seed, state.key, 4, minute_ns // MINUTE_NS])
@@ -348,8 +353,13 @@ class TradeSimulator:
         times = np.array([t.timestamp_ns for _, t in executed])
         for offset in np.sort(rng.integers(0, MINUTE_NS, size=int(rng.poisson(self.quotes_per_trade * len(trades))))):
             at = minute_ns + int(offset)
+            if at < quotes_from_ns:
+                self._quote(state, rng, at, 0.0, build=False)
+                continue
             near = executed[max(0, int(np.searchsorted(times, at, side="right")) - 1)][1]
-            extras.append((at, self._quote(state, rng, at, near.price)))
+            quote = self._quote(state, rng, at, near.price)
+            assert quote is not None
+            extras.append((at, quote))
         if state.crypto:  # Alpaca's crypto feed sends no cancels or corrections
             return extras
         for reported, trade in trades:  # after the trade as the tape reported it, so always behind it in Kafka
@@ -412,16 +422,26 @@ class TradeSimulator:
             source=Source.SIMULATOR,
         )
 
-    def _quote(self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float) -> Quote:
-        """The book around ``price``: a spread of a few basis points (at least a cent for a stock)."""
-        spread = max(
-            price * float(rng.lognormal(math.log(1.5e-4 if state.crypto else 3e-4), 0.5)),
-            0.01 if not state.crypto else 0.0,
-        )
-        bid = round(price - spread * float(rng.uniform(0.2, 0.8)), 2)
+    def _quote(
+        self, state: _SymbolState, rng: np.random.Generator, at_ns: int, price: float, build: bool = True
+    ) -> Quote | None:
+        """The book around ``price``: a spread of a few basis points (at least a cent for a stock). ``build``
+        False draws the same random numbers and makes no quote (a quote nobody is sent: the rest of the minute's
+        draws, its cancels and corrections, stay what they are)."""
+        spread_ratio = float(rng.lognormal(math.log(1.5e-4 if state.crypto else 3e-4), 0.5))
+        bid_side = float(rng.uniform(0.2, 0.8))
+        if state.crypto:
+            crypto_sizes = [float(rng.lognormal(math.log(state.lot / 5), 1.0)) for _ in range(2)]
+        else:
+            exchanges = rng.choice(_STOCK_EXCHANGES, size=2, p=_STOCK_EXCHANGE_WEIGHTS)
+            stock_sizes = [float(100 * rng.geometric(0.4)) for _ in range(2)]
+        if not build:
+            return None
+        spread = max(price * spread_ratio, 0.01 if not state.crypto else 0.0)
+        bid = round(price - spread * bid_side, 2)
         ask = round(max(bid + 0.01, bid + spread), 2)
         if state.crypto:
-            sizes = [round(float(rng.lognormal(math.log(state.lot / 5), 1.0)), 6) or 1e-6 for _ in range(2)]
+            sizes = [round(size, 6) or 1e-6 for size in crypto_sizes]
             return Quote(
                 symbol=state.symbol,
                 timestamp_ns=at_ns,
@@ -431,15 +451,14 @@ class TradeSimulator:
                 ask_size=sizes[1],
                 source=Source.SIMULATOR,
             )
-        exchanges = rng.choice(_STOCK_EXCHANGES, size=2, p=_STOCK_EXCHANGE_WEIGHTS)
         return Quote(
             symbol=state.symbol,
             timestamp_ns=at_ns,
             bid_price=bid,
-            bid_size=float(100 * rng.geometric(0.4)),
+            bid_size=stock_sizes[0],
             bid_exchange=str(exchanges[0]),
             ask_price=ask,
-            ask_size=float(100 * rng.geometric(0.4)),
+            ask_size=stock_sizes[1],
             ask_exchange=str(exchanges[1]),
             conditions=["R"],
             tape=state.tape,

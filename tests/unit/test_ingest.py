@@ -468,3 +468,19 @@ def test_the_history_keeps_quotes_for_its_last_hours_only_and_every_trade(hours:
     everything = base.model_copy(update={"simulator": simulator.model_copy(update={"history_quotes_hours": None})})
     all_events = list(_SimulatedRun(everything, options, StopFlag(), lambda _: None))
     assert [e for e in all_events if e.kind != "quote"] == others
+
+
+def test_quotes_left_out_of_a_window_leave_every_other_record_as_it_was() -> None:
+    """The history's quotes before its last day are not even made (``quotes_from_ns``): the records sent are the
+    full timeline's, less those quotes, every trade, cancel, correction and later quote the same to the byte."""
+    from ray_app.schemas import Quote
+
+    symbols, seed = ["AAPL", "MSFT", "BTC/USD"], 11
+    start, end = WEEK_START, WEEK_START + 86400 * 10**9
+    quotes_from = start + 14 * 3600 * 10**9 + 123_456_789
+    full = TradeSimulator(symbols, seed=seed, trades_per_minute=30).timeline(start, end)
+    expected = [(sent, e.to_json()) for sent, e in full if not (isinstance(e, Quote) and sent < quotes_from)]
+    cut = TradeSimulator(symbols, seed=seed, trades_per_minute=30).timeline(start, end, None, quotes_from)
+    got = [(sent, e.to_json(), isinstance(e, Quote)) for sent, e in cut]
+    assert [(sent, text) for sent, text, _ in got] == expected
+    assert any(quote for _, _, quote in got)  # the quotes after the cut are there
