@@ -38,6 +38,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ray_app.conditions import excluded_query
@@ -55,6 +56,9 @@ COMPOSITE_PAGE = 1500  # buckets per page: a search's windows and some bridged o
 # neighbouring windows of a symbol this close are read as one time range: a backlog's 100,000 minutes are a few
 # ranges, not 100,000 clauses (2.2x faster bars); the windows in between are read too, and their buckets dropped
 MERGE_GAP_WINDOWS = 10
+# reads in flight: Elasticsearch runs one search on one thread per shard, so a backlog's reads one after the other
+# leave the other cores idle
+READ_THREADS = 2
 NANOS = 1_000_000_000
 READ_TRIES = 4  # a read that did not see every shard is tried this often before the batch fails
 READ_WAIT_S = 0.5  # ... doubling between tries
@@ -171,6 +175,15 @@ def _in_windows(runs: list[Run], field: str, scale: int, seconds: int) -> dict[s
             ],
         }
     }
+
+
+def in_parallel(read: Callable[[T], list], parts: list[T]) -> list:
+    """``read`` of every part, concatenated in the parts' order; up to ``READ_THREADS`` at once when there are
+    several (an error of any part is raised)."""
+    if len(parts) <= 1:
+        return [item for part in parts for item in read(part)]
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return [item for answer in pool.map(read, parts) for item in answer]
 
 
 def _key(bucket: dict[str, Any]) -> Key:
@@ -324,10 +337,11 @@ def minute_bar_actions(
 ) -> list[Action]:
     """The write (or delete) of every touched 1-minute bar, recomputed from the trades and quotes."""
     updated_at = format_seconds(int(time.time()))
-    actions: list[Action] = []
-    for part, _ in run_chunks(keys, MINUTE_S):
+
+    def chunk_actions(part: list[Key]) -> list[Action]:
         trades = minute_trades(es, trades_index, part)
         spreads = minute_spreads(es, quotes_index, [key for key in part if key in trades]) if trades else {}
+        actions: list[Action] = []
         for symbol, start in part:
             doc_id = bar_doc_id(symbol, start)
             if (symbol, start) in trades:
@@ -335,7 +349,9 @@ def minute_bar_actions(
                 actions.append((minute_index, doc_id, json.dumps(bar), "index"))
             else:
                 actions.append((minute_index, doc_id, None, "delete"))
-    return actions
+        return actions
+
+    return in_parallel(chunk_actions, [part for part, _ in run_chunks(keys, MINUTE_S)])
 
 
 # --- 1-hour bars: prices from the minute bars, volume from every trade of the hour ------------------------------
@@ -412,11 +428,8 @@ def hour_bar(
 
 
 def _minute_docs(es: Any, minute_index: str, wanted: list[tuple[str, int, str]]) -> dict[Key, list[dict[str, Any]]]:
-    found: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for chunk in range(0, len(wanted), MGET_CHUNK):
-        part = wanted[chunk : chunk + MGET_CHUNK]
-
-        def read(part: list[tuple[str, int, str]] = part) -> list[dict[str, Any]]:
+    def read(part: list[tuple[str, int, str]]) -> list[tuple[Key, dict[str, Any]]]:
+        def get() -> list[dict[str, Any]]:
             docs = es.mget(index=minute_index, ids=[doc_id for _, _, doc_id in part], realtime=True)["docs"]
             failed = [doc for doc in docs if "error" in doc]
             if failed:
@@ -425,9 +438,17 @@ def _minute_docs(es: Any, minute_index: str, wanted: list[tuple[str, int, str]])
                 )
             return docs
 
-        for (symbol, start, _), doc in zip(part, reading(read, f"the hours' read of {minute_index}"), strict=True):
-            if doc.get("found"):
-                found[(symbol, start)].append(doc["_source"])
+        docs = reading(get, f"the hours' read of {minute_index}")
+        return [
+            ((symbol, start), doc["_source"])
+            for (symbol, start, _), doc in zip(part, docs, strict=True)
+            if doc.get("found")
+        ]
+
+    found: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    parts = [wanted[chunk : chunk + MGET_CHUNK] for chunk in range(0, len(wanted), MGET_CHUNK)]
+    for key, source in in_parallel(read, parts):
+        found[key].append(source)
     return found
 
 
@@ -440,8 +461,8 @@ def hour_bar_actions(es: Any, trades_index: str, minute_index: str, hour_index: 
     minutes = _minute_docs(es, minute_index, wanted)
     volumes: dict[Key, dict[str, float]] = {}
     priced = [key for key in ordered if key in minutes]
-    for part, _ in run_chunks(priced, HOUR_S):
-        volumes |= hour_volumes(es, trades_index, part)
+    parts = [part for part, _ in run_chunks(priced, HOUR_S)]
+    volumes |= dict(in_parallel(lambda part: list(hour_volumes(es, trades_index, part).items()), parts))
     actions: list[Action] = []
     for symbol, start in ordered:
         doc_id = bar_doc_id(symbol, start)

@@ -165,3 +165,25 @@ def test_many_far_apart_minutes_are_split_over_searches_of_bounded_clauses() -> 
     keys = {("A", i * 3600) for i in range(1000)}  # an hour apart: no two in one run
     chunks = list(run_chunks(keys, 60))
     assert [len(runs) for _, runs in chunks] == [400, 400, 200] and bar_recompute.RUNS_PER_SEARCH == 400
+
+
+def test_reads_in_parallel_keep_the_parts_order_and_raise_a_part_s_error() -> None:
+    import time
+
+    from spark_jobs.bar_recompute import in_parallel
+
+    def slow_first(part: list[int]) -> list[int]:
+        time.sleep(0.05 if part[:1] == [0] else 0)  # the first part answers last
+        return [value * 10 for value in part]
+
+    parts = [[0, 1], [2], [3, 4, 5], []]
+    assert in_parallel(slow_first, parts) == [0, 10, 20, 30, 40, 50]
+    assert in_parallel(slow_first, [[7]]) == [70]
+
+    def failing(part: list[int]) -> list[int]:
+        if part == [2]:
+            raise IncompleteRead("a shard was away")
+        return part
+
+    with pytest.raises(IncompleteRead, match="a shard was away"):
+        in_parallel(failing, parts)
