@@ -132,10 +132,22 @@ class DemoView:
             console.print(f"\nGET {summary_url}", highlight=False)
             console.print_json(data=summary)
         url = self.settings.serve.url
-        console.print(f"\nPOST {url}/recommendations (GET {url}/recommendation/<symbol> for one)", highlight=False)
+        if result.get("stored"):
+            every = self.settings.live.recommend_every_s
+            console.print(
+                f"\nGET {url}/recommendations/latest: each generated within the last {every / 60:g} min (the live "
+                "recommender's period), so not generated again",
+                highlight=False,
+            )
+        else:
+            console.print(f"\nPOST {url}/recommendations (GET {url}/recommendation/<symbol> for one)", highlight=False)
         for answer in result["recommendations"]:
             print_recommendation(answer)
-        console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
+        if result.get("stored"):
+            generated = ", ".join(f"{a['symbol']} {a['generated_at'][11:19]}" for a in result["recommendations"])
+            console.print(f"\nrecommend: stored, generated at (UTC) {generated}", highlight=False)
+        else:
+            console.print(f"\nrecommend: {result['written']} written to '{result['index']}'", highlight=False)
 
     def track_record(self, written: int, scored: int, records: list[dict[str, Any]]) -> None:
         from ray_app.cli.serve import print_track_record

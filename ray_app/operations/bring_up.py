@@ -3,7 +3,9 @@
 to a :class:`View` as it comes (the CLI renders it: ``ray_app.cli.demo``), and a report of how long it took.
 
 A second bring-up on a running pipeline redoes nothing that is done: the simulator's live job already feeds Kafka,
-the stream is running, this hour's forecast is complete, each live part runs at most once.
+the stream is running, this hour's forecast is complete, the Serve app of the same version is left as it is (and
+the recommendations the live recommender made within its period are shown, not made again), each live part runs at
+most once.
 """
 
 from __future__ import annotations
@@ -259,6 +261,18 @@ def scored_forecast_stage(settings: Settings, view: View) -> bool:
         return False
 
 
+def _fresh_recommendations(settings: Settings, http: Any, symbols: list[str]) -> list[dict[str, Any]] | None:
+    """The stored recommendation of every symbol, when each was generated within the live recommender's period
+    (``live.recommend_every_s``): a second bring-up shows them instead of generating them again. None otherwise."""
+    latest = {row["symbol"]: row for row in http.get(f"{settings.serve.url}/recommendations/latest").json()}
+    oldest = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=settings.live.recommend_every_s)
+    if not symbols or any(
+        symbol not in latest or pd.Timestamp(latest[symbol]["generated_at"]) < oldest for symbol in symbols
+    ):
+        return None
+    return [latest[symbol] for symbol in symbols]
+
+
 def serve_stage(settings: Settings, view: View) -> str | None:
     """Deploy the Serve app, read a forecast summary and every symbol's recommendation (also indexed). Returns the
     symbol the charts show (the first one forecast), None when the app did not answer."""
@@ -280,14 +294,19 @@ def serve_stage(settings: Settings, view: View) -> str | None:
         symbols = [row for row in http.get(f"{url}/symbols").json() if row["status"] == "ok"]
         summary_url = f"{url}/forecast/{symbols[0]['slug']}/summary" if symbols else None
         summary = http.get(summary_url).json() if summary_url else None
-        recorded = http.post(f"{url}/recommendations", timeout=600)
-        recorded.raise_for_status()
+        stored = None if deployed.redeployed else _fresh_recommendations(settings, http, [s["symbol"] for s in symbols])
+        if stored is not None:
+            result = {"recommendations": stored, "written": 0, "index": None, "stored": True}
+        else:
+            recorded = http.post(f"{url}/recommendations", timeout=600)
+            recorded.raise_for_status()
+            result = recorded.json()
     except httpx.HTTPError as exc:
         view.problem("serve", f"the app did not answer as expected: {exc}")
         return None
     finally:
         http.close()
-    view.serve(deployed, summary_url, summary, recorded.json())
+    view.serve(deployed, summary_url, summary, result)
     return symbols[0]["symbol"] if symbols else settings.symbols[0]
 
 
