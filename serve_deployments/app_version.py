@@ -22,7 +22,7 @@ from serve_deployments.auth import api_key
 def _code_digest() -> str:
     digest = hashlib.sha256()
     for package in (ray_app, serve_deployments):
-        root = Path(package.__file__).parent
+        root = Path(str(package.__file__)).parent
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
